@@ -1,0 +1,116 @@
+import { type Command, Option } from "commander";
+import { loadConfig } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
+import { UserError } from "../errors.ts";
+import { readAdminToken } from "../http/auth.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { openStore } from "../store/sqlite.ts";
+import type { Store } from "../store/types.ts";
+
+export interface GlobalOptions {
+  config?: string;
+  dataDir?: string;
+  json?: boolean;
+  logLevel?: Config["log"]["level"];
+  server?: string;
+}
+
+/** Adds the options every subcommand takes. `json` only where the command prints data. */
+export function withGlobals(cmd: Command, opts: { json?: boolean } = {}): Command {
+  cmd
+    .option("--config <file>", "config file (default: $LIFEBOAT_CONFIG or the embedded config/lifeboat.yaml)")
+    .option("--data-dir <dir>", "store, tokens, images and caches (default /var/lib/lifeboat as root)")
+    .addOption(
+      new Option("--log-level <level>", "log level").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+    );
+  if (opts.json) cmd.option("--json", "print JSON for scripts instead of a table");
+  return cmd;
+}
+
+/** Adds --server for commands that talk to a running Lifeboat. */
+export function withServer(cmd: Command): Command {
+  return cmd.option("--server <url>", "Lifeboat server URL (default: $LIFEBOAT_SERVER or http://127.0.0.1:<http.port>)");
+}
+
+export interface CliContext {
+  config: Config;
+  opts: GlobalOptions;
+  /** Logs go to stderr so stdout stays clean for data. */
+  log: Logger;
+  json: boolean;
+  store(): Store;
+  api: ApiClient;
+}
+
+export function cliContext(cmd: Command): CliContext {
+  const opts = cmd.optsWithGlobals<GlobalOptions>();
+  const config = loadConfig({ file: opts.config, overrides: { dataDir: opts.dataDir, logLevel: opts.logLevel } });
+  const log = createLogger(opts.logLevel ?? (config.log.level === "info" ? "warn" : config.log.level), {
+    pretty: process.stderr.isTTY === true,
+    destination: 2,
+  });
+  let store: Store | undefined;
+  return {
+    config,
+    opts,
+    log,
+    json: opts.json === true,
+    store: () => {
+      store ??= openStore(config.dataDir);
+      return store;
+    },
+    api: new ApiClient(
+      opts.server || process.env.LIFEBOAT_SERVER || `http://127.0.0.1:${config.http.port}`,
+      () => readAdminToken(config.adminTokenFile),
+    ),
+  };
+}
+
+/** A thin client for the REST API of a running server, with the admin token from the data dir. */
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: () => string,
+  ) {}
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.raw(method, path, body);
+    const text = await res.text();
+    const data: unknown = text ? JSON.parse(text) : undefined;
+    if (!res.ok) {
+      const msg = (data as { message?: string } | undefined)?.message ?? res.statusText;
+      throw new UserError(`${method} ${path}: ${res.status} ${msg}`);
+    }
+    return data as T;
+  }
+
+  async raw(method: string, path: string, body?: unknown): Promise<Response> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token()}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    try {
+      return await fetch(new URL(path, this.baseUrl), {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new UserError(
+        `cannot reach Lifeboat at ${this.baseUrl} (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message}); is \`lifeboat serve\` running? (--server URL)`,
+      );
+    }
+  }
+}
+
+/** Prints data as JSON, or as the human rendering. */
+export function output(ctx: Pick<CliContext, "json">, data: unknown, human: () => string): void {
+  process.stdout.write(ctx.json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`);
+}
+
+/** A plain text table: a header row and aligned columns. */
+export function table(rows: Array<Record<string, unknown>>, columns: string[]): string {
+  if (rows.length === 0) return "(none)";
+  const cell = (v: unknown) => (v === null || v === undefined ? "-" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join("\n");
+}

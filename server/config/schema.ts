@@ -1,0 +1,79 @@
+import { z } from "zod";
+
+const ipv4 = z.union([z.literal(""), z.ipv4()]);
+
+export const amandaConfigSchema = z.strictObject({
+  name: z.string().min(1),
+  configDir: z.string().min(1),
+  vtapeRoot: z.string().optional(),
+  holdingDirs: z.array(z.string()).default([]),
+});
+
+export const staticLeaseSchema = z.strictObject({
+  mac: z.string().min(1),
+  ip: z.ipv4(),
+  hostname: z.string().optional(),
+});
+
+export const configSchema = z.strictObject({
+  dataDir: z.string().default(""),
+  listen: z
+    .strictObject({
+      interface: z.string().default(""),
+      address: z.ipv4().default("0.0.0.0"),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      port: z.number().int().min(0).max(65535).default(8080),
+      publicUrl: z.union([z.literal(""), z.url()]).default(""),
+    })
+    .prefault({}),
+  tftp: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      port: z.number().int().min(0).max(65535).default(69),
+      root: z.string().default(""),
+    })
+    .prefault({}),
+  dhcp: z
+    .strictObject({
+      mode: z.enum(["proxy", "full", "off"]).default("proxy"),
+      pool: z
+        .strictObject({
+          start: ipv4.default(""),
+          end: ipv4.default(""),
+          netmask: z.ipv4().default("255.255.255.0"),
+          router: ipv4.default(""),
+          dns: z.array(z.ipv4()).default([]),
+          leaseSeconds: z.number().int().positive().default(3600),
+        })
+        .prefault({}),
+      staticLeases: z.array(staticLeaseSchema).default([]),
+    })
+    .prefault({}),
+  amanda: z.array(amandaConfigSchema).default([]),
+  catalog: z
+    .strictObject({ refreshMinutes: z.number().int().min(0).default(60) })
+    .prefault({}),
+  jobs: z
+    .strictObject({
+      expireHours: z.number().positive().default(24),
+      heartbeatTimeoutSeconds: z.number().int().positive().default(60),
+    })
+    .prefault({}),
+  adminTokenFile: z.string().default(""),
+  adminSshKeys: z.array(z.string()).default([]),
+  log: z
+    .strictObject({
+      level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    })
+    .prefault({}),
+});
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type AmandaConfig = z.infer<typeof amandaConfigSchema>;
+export type DhcpMode = RawConfig["dhcp"]["mode"];
+
+/** The config after defaults that depend on the machine (data dir, TFTP root, token file) are filled in. */
+export type Config = RawConfig & { source: string };

@@ -1,0 +1,23 @@
+import type { Registry } from "prom-client";
+import type { Config } from "./config/schema.ts";
+import type { Logger } from "./log.ts";
+import type { Store } from "./store/types.ts";
+
+/** What every service and route module of a running server gets: built once in `serve`. */
+export interface ServerContext {
+  config: Config;
+  store: Store;
+  log: Logger;
+  adminToken: string;
+  metrics: Registry;
+  version: string;
+}
+
+/** A long-running part of `lifeboat serve` (HTTP, TFTP, DHCP, schedulers). */
+export interface Service {
+  readonly name: string;
+  /** Starts listening; resolves to a short description of where (logged once). */
+  start(): Promise<string>;
+  /** Stops accepting work; in-flight work gets `graceMs` to finish. */
+  stop(graceMs: number): Promise<void>;
+}

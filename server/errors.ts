@@ -1,0 +1,17 @@
+/**
+ * An error a person can act on: printed as one line, no stack trace.
+ * `exitCode` follows the CLI convention: 2 for bad input or usage, 1 for everything else.
+ */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = "UserError";
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,56 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { UserError } from "../errors.ts";
+
+export function newToken(): string {
+  return randomBytes(24).toString("base64url");
+}
+
+export function hashToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+export function tokensEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ab.length === bb.length && timingSafeEqual(ab, bb);
+}
+
+/** Reads the admin token, creating it (mode 0600) on first start. */
+export function ensureAdminToken(file: string): string {
+  if (!existsSync(file)) {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `${newToken()}\n`, { mode: 0o600, flag: "wx" });
+  }
+  chmodSync(file, 0o600);
+  return readAdminToken(file);
+}
+
+export function readAdminToken(file: string): string {
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new UserError(
+      `${file}: cannot read the admin token (${(err as NodeJS.ErrnoException).code ?? String(err)}); is the server started with the same --data-dir?`,
+    );
+  }
+}
+
+export function bearer(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (!h?.startsWith("Bearer ")) return undefined;
+  return h.slice(7).trim();
+}
+
+/** A preHandler that answers 401 (and logs it) unless the request carries the admin token. */
+export function requireAdmin(adminToken: string) {
+  return async (req: FastifyRequest, reply: FastifyReply) => {
+    const t = bearer(req);
+    if (!t || !tokensEqual(t, adminToken)) {
+      req.log.warn({ url: req.url, ip: req.ip }, t ? "wrong admin token" : "missing admin token");
+      return reply.code(401).send({ error: "unauthorized", message: "admin bearer token required" });
+    }
+  };
+}

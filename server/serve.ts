@@ -1,0 +1,76 @@
+import type { AddressInfo } from "node:net";
+import type { FastifyInstance } from "fastify";
+import { Registry, collectDefaultMetrics } from "prom-client";
+import type { Config } from "./config/schema.ts";
+import type { ServerContext, Service } from "./context.ts";
+import { ensureAdminToken } from "./http/auth.ts";
+import { buildApp } from "./http/app.ts";
+import type { Logger } from "./log.ts";
+import { openStore } from "./store/sqlite.ts";
+import { version } from "./version.ts";
+
+export interface RunningServer {
+  ctx: ServerContext;
+  app: FastifyInstance;
+  /** The HTTP base URL actually listened on (the port resolved when 0 was asked). */
+  httpUrl: string;
+  stop(graceMs?: number): Promise<void>;
+}
+
+function httpService(app: FastifyInstance, cfg: Config): Service {
+  return {
+    name: "http",
+    async start() {
+      await app.listen({ host: cfg.listen.address, port: cfg.http.port });
+      const a = app.server.address() as AddressInfo;
+      return `http://${a.address}:${a.port}`;
+    },
+    async stop(graceMs) {
+      // Let in-flight streams finish for a moment, then cut what is left.
+      const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
+      await app.close();
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Starts every service the config enables; logs one line per service with its address. */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const store = openStore(config.dataDir);
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
+  const ctx: ServerContext = {
+    config,
+    store,
+    log,
+    adminToken: ensureAdminToken(config.adminTokenFile),
+    metrics,
+    version,
+  };
+  const app = await buildApp(ctx);
+  const services: Service[] = [httpService(app, config)];
+  const started: Service[] = [];
+  const stopAll = async (graceMs: number) => {
+    for (const s of [...started].reverse()) {
+      try {
+        await s.stop(graceMs);
+      } catch (err) {
+        log.error({ err, svc: s.name }, "stop failed");
+      }
+    }
+    await store.close();
+  };
+  try {
+    for (const s of services) {
+      const where = await s.start();
+      started.push(s);
+      log.info({ svc: s.name, address: where }, `${s.name} listening on ${where}`);
+    }
+  } catch (err) {
+    await stopAll(0);
+    throw err;
+  }
+  const a = app.server.address() as AddressInfo;
+  const host = a.address === "0.0.0.0" || a.address === "::" ? "127.0.0.1" : a.address;
+  return { ctx, app, httpUrl: `http://${host}:${a.port}`, stop: (graceMs = 5000) => stopAll(graceMs) };
+}

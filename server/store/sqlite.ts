@@ -1,0 +1,194 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { UserError } from "../errors.ts";
+import { type Migration, migrations as allMigrations } from "./migrations.ts";
+import type { AuditEntry, HostRecord, LayoutRecord, Store } from "./types.ts";
+
+type Row = Record<string, unknown>;
+const now = () => new Date().toISOString();
+
+/** Applies every migration not yet recorded, in id order; returns the ids applied now. */
+export function migrate(db: Database.Database, migrations: Migration[] = allMigrations): string[] {
+  db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)");
+  const done = new Set(
+    (db.prepare("SELECT id FROM schema_migrations").all() as Row[]).map((r) => r.id as string),
+  );
+  const applied: string[] = [];
+  for (const m of [...migrations].sort((a, b) => a.id.localeCompare(b.id))) {
+    if (done.has(m.id)) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)").run(m.id, now());
+    })();
+    applied.push(m.id);
+  }
+  return applied;
+}
+
+function hostFrom(r: Row, macs: string[]): HostRecord {
+  return {
+    name: r.name as string,
+    tokenHash: r.token_hash as string,
+    smbiosUuid: (r.smbios_uuid as string | null) ?? null,
+    macs,
+    amandaConfig: (r.amanda_config as string | null) ?? null,
+    dleMap: JSON.parse(r.dle_map as string) as Record<string, string>,
+    createdAt: r.created_at as string,
+  };
+}
+
+/** The SQLite store: one file under the data dir, WAL mode so the CLI and the server can share it. */
+export class SqliteStore implements Store {
+  readonly db: Database.Database;
+
+  constructor(file: string) {
+    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
+    try {
+      this.db = new Database(file);
+    } catch (err) {
+      throw new UserError(`${file}: cannot open the store (${(err as Error).message})`);
+    }
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    migrate(this.db);
+  }
+
+  async migrations(): Promise<string[]> {
+    return (this.db.prepare("SELECT id FROM schema_migrations ORDER BY id").all() as Row[]).map((r) => r.id as string);
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+
+  private macsOf(name: string): string[] {
+    return (this.db.prepare("SELECT mac FROM host_macs WHERE host = ? ORDER BY mac").all(name) as Row[]).map(
+      (r) => r.mac as string,
+    );
+  }
+
+  private setMacs(name: string, macs: string[]): void {
+    this.db.prepare("DELETE FROM host_macs WHERE host = ?").run(name);
+    const ins = this.db.prepare("INSERT INTO host_macs (mac, host) VALUES (?, ?)");
+    for (const mac of macs) {
+      const owner = this.db.prepare("SELECT host FROM host_macs WHERE mac = ?").get(mac) as Row | undefined;
+      if (owner) throw new UserError(`MAC ${mac} already belongs to host ${String(owner.host)}`, 2);
+      ins.run(mac, name);
+    }
+  }
+
+  readonly hosts = {
+    add: async (h: Omit<HostRecord, "createdAt">): Promise<HostRecord> => {
+      if (this.db.prepare("SELECT 1 FROM hosts WHERE name = ?").get(h.name))
+        throw new UserError(`host ${h.name} already exists`, 2);
+      this.db.transaction(() => {
+        this.db
+          .prepare(
+            "INSERT INTO hosts (name, token_hash, smbios_uuid, amanda_config, dle_map, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+          )
+          .run(h.name, h.tokenHash, h.smbiosUuid, h.amandaConfig, JSON.stringify(h.dleMap), now());
+        this.setMacs(h.name, h.macs);
+      })();
+      return (await this.hosts.get(h.name))!;
+    },
+    get: async (name: string): Promise<HostRecord | undefined> => {
+      const r = this.db.prepare("SELECT * FROM hosts WHERE name = ?").get(name) as Row | undefined;
+      return r ? hostFrom(r, this.macsOf(name)) : undefined;
+    },
+    byMac: async (mac: string): Promise<HostRecord | undefined> => {
+      const r = this.db.prepare("SELECT host FROM host_macs WHERE mac = ?").get(mac) as Row | undefined;
+      return r ? this.hosts.get(r.host as string) : undefined;
+    },
+    list: async (): Promise<HostRecord[]> =>
+      (this.db.prepare("SELECT * FROM hosts ORDER BY name").all() as Row[]).map((r) =>
+        hostFrom(r, this.macsOf(r.name as string)),
+      ),
+    update: async (name: string, patch: Partial<Omit<HostRecord, "name" | "createdAt">>): Promise<HostRecord> => {
+      const cur = await this.hosts.get(name);
+      if (!cur) throw new UserError(`no host named ${name}`, 2);
+      const next = { ...cur, ...patch };
+      this.db.transaction(() => {
+        this.db
+          .prepare("UPDATE hosts SET token_hash = ?, smbios_uuid = ?, amanda_config = ?, dle_map = ? WHERE name = ?")
+          .run(next.tokenHash, next.smbiosUuid, next.amandaConfig, JSON.stringify(next.dleMap), name);
+        if (patch.macs) this.setMacs(name, patch.macs);
+      })();
+      return (await this.hosts.get(name))!;
+    },
+    remove: async (name: string): Promise<boolean> =>
+      this.db.prepare("DELETE FROM hosts WHERE name = ?").run(name).changes > 0,
+  };
+
+  readonly layouts = {
+    add: async (host: string, document: unknown, capturedAt = now()): Promise<LayoutRecord> => {
+      const version = this.db.transaction(() => {
+        const r = this.db.prepare("SELECT MAX(version) AS v FROM layouts WHERE host = ?").get(host) as Row;
+        const v = ((r.v as number | null) ?? 0) + 1;
+        this.db
+          .prepare("INSERT INTO layouts (host, version, captured_at, document) VALUES (?, ?, ?, ?)")
+          .run(host, v, capturedAt, JSON.stringify(document));
+        return v;
+      })();
+      return { host, version, capturedAt, document };
+    },
+    get: async (host: string, version?: number): Promise<LayoutRecord | undefined> => {
+      const r = (
+        version === undefined
+          ? this.db.prepare("SELECT * FROM layouts WHERE host = ? ORDER BY version DESC LIMIT 1").get(host)
+          : this.db.prepare("SELECT * FROM layouts WHERE host = ? AND version = ?").get(host, version)
+      ) as Row | undefined;
+      if (!r) return undefined;
+      return {
+        host,
+        version: r.version as number,
+        capturedAt: r.captured_at as string,
+        document: JSON.parse(r.document as string),
+      };
+    },
+    versions: async (host: string) =>
+      (
+        this.db.prepare("SELECT version, captured_at FROM layouts WHERE host = ? ORDER BY version").all(host) as Row[]
+      ).map((r) => ({ host, version: r.version as number, capturedAt: r.captured_at as string })),
+  };
+
+  readonly audit = {
+    append: async (e: Omit<AuditEntry, "id" | "at">): Promise<AuditEntry> => {
+      const at = now();
+      const info = this.db
+        .prepare("INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)")
+        .run(at, e.actor, e.action, e.target, JSON.stringify(e.detail ?? null));
+      return { id: Number(info.lastInsertRowid), at, ...e };
+    },
+    list: async (opts: { target?: string; limit?: number } = {}): Promise<AuditEntry[]> => {
+      const rows = (
+        opts.target
+          ? this.db.prepare("SELECT * FROM audit WHERE target = ? ORDER BY id DESC LIMIT ?").all(opts.target, opts.limit ?? 1000)
+          : this.db.prepare("SELECT * FROM audit ORDER BY id DESC LIMIT ?").all(opts.limit ?? 1000)
+      ) as Row[];
+      return rows.map((r) => ({
+        id: r.id as number,
+        at: r.at as string,
+        actor: r.actor as string,
+        action: r.action as string,
+        target: r.target as string,
+        detail: JSON.parse(r.detail as string),
+      }));
+    },
+  };
+
+  readonly settings = {
+    get: async (key: string): Promise<string | undefined> =>
+      (this.db.prepare("SELECT value FROM settings WHERE key = ?").get(key) as Row | undefined)?.value as
+        | string
+        | undefined,
+    set: async (key: string, value: string): Promise<void> => {
+      this.db.prepare("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(key, value);
+    },
+  };
+}
+
+export function openStore(dataDir: string): SqliteStore {
+  return new SqliteStore(`${dataDir}/lifeboat.db`);
+}

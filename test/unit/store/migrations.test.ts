@@ -1,0 +1,61 @@
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { describe, expect, it } from "vitest";
+import { migrations } from "../../../server/store/migrations.ts";
+import { SqliteStore, migrate } from "../../../server/store/sqlite.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+
+describe("store migrations", () => {
+  it("an empty database gets every migration, in id order", async () => {
+    const store = new SqliteStore(join(tempDir(), "empty.db"));
+    expect(await store.migrations()).toEqual(migrations.map((m) => m.id).sort());
+    await store.close();
+  });
+
+  it("an existing database keeps its data and gets only the new migrations", async () => {
+    const file = join(tempDir(), "existing.db");
+    // A database as an older release left it: only the first migration, with data in it.
+    const old = new Database(file);
+    expect(migrate(old, migrations.slice(0, 1))).toEqual([migrations[0]!.id]);
+    old.prepare("INSERT INTO hosts (name, token_hash, created_at) VALUES ('db1', 'x', '2026-01-01T00:00:00Z')").run();
+    old.close();
+
+    const extra = { id: "9999-test-extra", sql: "CREATE TABLE test_extra (x INTEGER)" };
+    const db = new Database(file);
+    expect(migrate(db, [...migrations, extra])).toEqual([...migrations.slice(1).map((m) => m.id), extra.id]);
+    expect(migrate(db, [...migrations, extra])).toEqual([]);
+    db.close();
+
+    const store = new SqliteStore(file);
+    expect((await store.hosts.get("db1"))?.tokenHash).toBe("x");
+    await store.close();
+  });
+
+  it("a failing migration is rolled back whole and names itself", () => {
+    const db = new Database(":memory:");
+    const bad = { id: "0002-bad", sql: "CREATE TABLE half (x INTEGER); CREATE TABLE half (y INTEGER);" };
+    expect(() => migrate(db, [...migrations.slice(0, 1), bad])).toThrow(/already exists/);
+    expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'half'").get()).toBeUndefined();
+    expect(db.prepare("SELECT id FROM schema_migrations").all()).toEqual([{ id: migrations[0]!.id }]);
+  });
+
+  it("hosts, MACs, layout versions and the audit log round-trip", async () => {
+    const store = new SqliteStore(":memory:");
+    await store.hosts.add({ name: "web1", tokenHash: "h", smbiosUuid: null, macs: ["52:54:00:00:00:01"], amandaConfig: null, dleMap: {} });
+    expect((await store.hosts.byMac("52:54:00:00:00:01"))?.name).toBe("web1");
+    await expect(
+      store.hosts.add({ name: "web2", tokenHash: "h", smbiosUuid: null, macs: ["52:54:00:00:00:01"], amandaConfig: null, dleMap: {} }),
+    ).rejects.toThrow("MAC 52:54:00:00:00:01 already belongs to host web1");
+    expect(await store.hosts.get("web2")).toBeUndefined();
+    const v1 = await store.layouts.add("web1", { disks: [1] });
+    const v2 = await store.layouts.add("web1", { disks: [2] });
+    expect([v1.version, v2.version]).toEqual([1, 2]);
+    expect((await store.layouts.get("web1"))?.document).toEqual({ disks: [2] });
+    expect((await store.layouts.get("web1", 1))?.document).toEqual({ disks: [1] });
+    await store.audit.append({ actor: "t", action: "a", target: "host:web1", detail: { x: 1 } });
+    expect((await store.audit.list({ target: "host:web1" }))[0]?.detail).toEqual({ x: 1 });
+    expect(await store.hosts.remove("web1")).toBe(true);
+    expect(await store.layouts.get("web1")).toBeUndefined();
+    await store.close();
+  });
+});
