@@ -43,4 +43,56 @@ export const migrations: Migration[] = [
       CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `,
   },
+  {
+    id: "0400-jobs",
+    sql: `
+      CREATE TABLE profiles (
+        name TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        layout_version INTEGER,
+        at TEXT,
+        options TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE assignments (
+        mac TEXT PRIMARY KEY,
+        profile TEXT NOT NULL REFERENCES profiles(name) ON DELETE CASCADE,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        mac TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        state TEXT NOT NULL,
+        step INTEGER NOT NULL DEFAULT 0,
+        steps INTEGER NOT NULL DEFAULT 0,
+        bytes_done INTEGER NOT NULL DEFAULT 0,
+        bytes_total INTEGER NOT NULL DEFAULT 0,
+        token_hash TEXT,
+        hostname TEXT,
+        hello TEXT NOT NULL DEFAULT 'null',
+        mapping TEXT NOT NULL DEFAULT 'null',
+        plan TEXT NOT NULL DEFAULT 'null',
+        error TEXT,
+        armed_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        last_heartbeat_at TEXT
+      );
+      CREATE INDEX jobs_mac ON jobs(mac);
+      -- One active job per machine, enforced by the database itself.
+      CREATE UNIQUE INDEX jobs_one_active_per_mac ON jobs(mac)
+        WHERE state IN ('armed', 'booted', 'planning', 'running', 'stalled');
+      CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL DEFAULT 'null'
+      );
+      CREATE INDEX job_events_job ON job_events(job, id);
+    `,
+  },
 ];

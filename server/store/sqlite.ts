@@ -3,7 +3,8 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
 import { type Migration, migrations as allMigrations } from "./migrations.ts";
-import type { AuditEntry, HostRecord, LayoutRecord, Store } from "./types.ts";
+import { sqliteAssignments, sqliteJobs, sqliteProfiles } from "./sqlite-jobs.ts";
+import type { AssignmentRepo, AuditEntry, HostRecord, JobRepo, LayoutRecord, ProfileRepo, Store } from "./types.ts";
 
 type Row = Record<string, unknown>;
 const now = () => new Date().toISOString();
@@ -41,6 +42,9 @@ function hostFrom(r: Row, macs: string[]): HostRecord {
 /** The SQLite store: one file under the data dir, WAL mode so the CLI and the server can share it. */
 export class SqliteStore implements Store {
   readonly db: Database.Database;
+  readonly profiles: ProfileRepo;
+  readonly assignments: AssignmentRepo;
+  readonly jobs: JobRepo;
 
   constructor(file: string) {
     if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
@@ -53,6 +57,9 @@ export class SqliteStore implements Store {
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
     migrate(this.db);
+    this.profiles = sqliteProfiles(this.db);
+    this.assignments = sqliteAssignments(this.db);
+    this.jobs = sqliteJobs(this.db);
   }
 
   async migrations(): Promise<string[]> {

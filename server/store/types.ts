@@ -64,7 +64,97 @@ export interface Store {
   readonly layouts: LayoutRepo;
   readonly audit: AuditRepo;
   readonly settings: SettingsRepo;
+  readonly profiles: ProfileRepo;
+  readonly assignments: AssignmentRepo;
+  readonly jobs: JobRepo;
   /** Versions of the migrations applied, in order. */
   migrations(): Promise<string[]>;
   close(): Promise<void>;
+}
+
+/** What a machine becomes: a host's layout (latest or pinned) and restore point, or a clone template. */
+export interface ProfileRecord {
+  name: string;
+  host: string;
+  /** null: the host's latest layout at plan time. */
+  layoutVersion: number | null;
+  /** Amanda datestamp to restore to; null: newest. */
+  at: string | null;
+  options: ProfileOptions;
+  createdAt: string;
+}
+
+export interface ProfileOptions {
+  /** captured disk name → target disk (name, serial or by-id), approved by the admin. */
+  mapping?: Record<string, string>;
+  migration?: "proportional" | "exact";
+  bootloader?: "auto" | "none";
+  /** Clone identity template: hostname pattern with {n} / {mac}. */
+  hostnamePattern?: string;
+  postRestoreHooks?: string[];
+}
+
+export type JobKind = "recover" | "clone";
+export type JobState = "armed" | "booted" | "planning" | "running" | "stalled" | "done" | "failed" | "cancelled" | "expired";
+export const ACTIVE_JOB_STATES: readonly JobState[] = ["armed", "booted", "planning", "running", "stalled"];
+
+export interface JobRecord {
+  id: string;
+  mac: string;
+  kind: JobKind;
+  profile: string;
+  state: JobState;
+  /** Current step (1-based) and how many; 0 before the plan runs. */
+  step: number;
+  steps: number;
+  bytesDone: number;
+  bytesTotal: number;
+  /** Hash of the current boot token (a new one is issued each time the machine boots). */
+  tokenHash: string | null;
+  /** For clones: the identity this machine gets. */
+  hostname: string | null;
+  /** What the agent reported (disks, hardware), the admin's mapping, the plan it got. */
+  hello: unknown;
+  mapping: Record<string, string> | null;
+  plan: unknown;
+  error: string | null;
+  armedBy: string;
+  createdAt: string;
+  updatedAt: string;
+  expiresAt: string;
+  lastHeartbeatAt: string | null;
+}
+
+export interface JobEvent {
+  id: number;
+  job: string;
+  at: string;
+  type: string;
+  data: unknown;
+}
+
+export interface ProfileRepo {
+  put(p: Omit<ProfileRecord, "createdAt">): Promise<ProfileRecord>;
+  get(name: string): Promise<ProfileRecord | undefined>;
+  list(): Promise<ProfileRecord[]>;
+  remove(name: string): Promise<boolean>;
+}
+
+export interface AssignmentRepo {
+  set(mac: string, profile: string): Promise<void>;
+  get(mac: string): Promise<string | undefined>;
+  list(): Promise<Array<{ mac: string; profile: string; createdAt: string }>>;
+  remove(mac: string): Promise<boolean>;
+}
+
+export interface JobRepo {
+  /** Inserts a job; refuses a second active job for the same MAC. */
+  create(j: Omit<JobRecord, "createdAt" | "updatedAt">): Promise<JobRecord>;
+  get(id: string): Promise<JobRecord | undefined>;
+  /** The MAC's job in an active state, if any (at most one exists). */
+  activeForMac(mac: string): Promise<JobRecord | undefined>;
+  list(opts?: { state?: JobState[]; mac?: string; limit?: number }): Promise<JobRecord[]>;
+  update(id: string, patch: Partial<Omit<JobRecord, "id" | "createdAt">>): Promise<JobRecord>;
+  addEvent(job: string, type: string, data: unknown): Promise<JobEvent>;
+  events(job: string, opts?: { afterId?: number }): Promise<JobEvent[]>;
 }

@@ -1,0 +1,88 @@
+import { z } from "zod";
+
+/**
+ * The HTTP contract between the rescue agent (rescue-image/agent, POSIX sh + curl) and
+ * Lifeboat. Every agent route sits under AGENT_BASE/:job and needs
+ * `Authorization: Bearer <lifeboat.token>`; a token sees only its own job.
+ * The route handlers (server/http/routes/agent.ts) validate against these schemas,
+ * and the agent's sh is tested against them.
+ */
+export const AGENT_BASE = "/api/v1/agent/jobs";
+
+export const agentPaths = {
+  /** POST: the agent's first call: the disks and hardware it sees. Job → booted. */
+  hello: (job: string) => `${AGENT_BASE}/${job}/hello`,
+  /** GET: the plan as a POSIX sh script (text/x-shellscript); 409 with {error} when refused. */
+  plan: (job: string) => `${AGENT_BASE}/${job}/plan`,
+  /** POST: one progress event (step start/end, stream bytes, log line). */
+  events: (job: string) => `${AGENT_BASE}/${job}/events`,
+  /** POST: "still alive"; a running job whose agent is silent past the timeout becomes stalled. */
+  heartbeat: (job: string) => `${AGENT_BASE}/${job}/heartbeat`,
+  /** POST text/plain: the whole agent log, at the end (success or failure). */
+  log: (job: string) => `${AGENT_BASE}/${job}/log`,
+} as const;
+
+/** A disk as the agent sees it (from lsblk -J -b -O and /dev/disk/by-id). */
+export const targetDiskSchema = z.object({
+  /** Kernel name, e.g. "sda", "nvme0n1", "vda". */
+  name: z.string(),
+  /** Device path, e.g. "/dev/sda". */
+  path: z.string(),
+  sizeBytes: z.number().int().nonnegative(),
+  serial: z.string().nullable().default(null),
+  wwn: z.string().nullable().default(null),
+  model: z.string().nullable().default(null),
+  /** Transport: sata, nvme, virtio, usb, scsi… */
+  bus: z.string().nullable().default(null),
+  byId: z.array(z.string()).default([]),
+  logicalSectorSize: z.number().int().positive().default(512),
+  /** Signatures found on the disk now (wipefs -n / blkid), so the dry run shows what would be lost. */
+  signatures: z.array(z.string()).default([]),
+  removable: z.boolean().default(false),
+});
+export type TargetDisk = z.infer<typeof targetDiskSchema>;
+
+export const helloSchema = z.object({
+  disks: z.array(targetDiskSchema),
+  hardware: z
+    .object({
+      firmware: z.enum(["bios", "uefi"]).optional(),
+      smbiosUuid: z.string().optional(),
+      macs: z.array(z.string()).default([]),
+      ip: z.string().optional(),
+      kernel: z.string().optional(),
+      memBytes: z.number().optional(),
+      cpus: z.number().optional(),
+    })
+    .default({ macs: [] }),
+  /** Where a colleague can SSH in for remote help, when dropbear runs. */
+  ssh: z.string().optional(),
+});
+export type Hello = z.infer<typeof helloSchema>;
+
+export const agentEventSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("step-start"), step: z.number().int().positive(), of: z.number().int().positive(), name: z.string() }),
+  z.object({
+    type: z.literal("step-end"),
+    step: z.number().int().positive(),
+    of: z.number().int().positive(),
+    name: z.string(),
+    exitStatus: z.number().int(),
+    /** The step's combined output, tail-trimmed by the agent. */
+    output: z.string().default(""),
+    skipped: z.boolean().default(false),
+  }),
+  z.object({
+    type: z.literal("stream"),
+    dumpId: z.string(),
+    bytes: z.number().int().nonnegative(),
+    totalBytes: z.number().int().nonnegative().nullable().default(null),
+    /** sha256 of what was received, sent when the stream ends. */
+    sha256: z.string().optional(),
+    done: z.boolean().default(false),
+  }),
+  z.object({ type: z.literal("log"), message: z.string() }),
+  z.object({ type: z.literal("done") }),
+  z.object({ type: z.literal("failed"), step: z.number().int().optional(), error: z.string() }),
+]);
+export type AgentEvent = z.infer<typeof agentEventSchema>;

@@ -1,0 +1,180 @@
+import type Database from "better-sqlite3";
+import { UserError } from "../errors.ts";
+import {
+  ACTIVE_JOB_STATES,
+  type AssignmentRepo,
+  type JobEvent,
+  type JobRecord,
+  type JobRepo,
+  type JobState,
+  type ProfileRecord,
+  type ProfileRepo,
+} from "./types.ts";
+
+type Row = Record<string, unknown>;
+const now = () => new Date().toISOString();
+
+export function sqliteProfiles(db: Database.Database): ProfileRepo {
+  const from = (r: Row): ProfileRecord => ({
+    name: r.name as string,
+    host: r.host as string,
+    layoutVersion: (r.layout_version as number | null) ?? null,
+    at: (r.at as string | null) ?? null,
+    options: JSON.parse(r.options as string) as ProfileRecord["options"],
+    createdAt: r.created_at as string,
+  });
+  const get = async (name: string) => {
+    const r = db.prepare("SELECT * FROM profiles WHERE name = ?").get(name) as Row | undefined;
+    return r ? from(r) : undefined;
+  };
+  return {
+    put: async (p) => {
+      db.prepare(
+        `INSERT INTO profiles (name, host, layout_version, at, options, created_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET host = excluded.host, layout_version = excluded.layout_version,
+           at = excluded.at, options = excluded.options`,
+      ).run(p.name, p.host, p.layoutVersion, p.at, JSON.stringify(p.options), now());
+      return (await get(p.name))!;
+    },
+    get,
+    list: async () => (db.prepare("SELECT * FROM profiles ORDER BY name").all() as Row[]).map(from),
+    remove: async (name) => db.prepare("DELETE FROM profiles WHERE name = ?").run(name).changes > 0,
+  };
+}
+
+export function sqliteAssignments(db: Database.Database): AssignmentRepo {
+  return {
+    set: async (mac, profile) => {
+      if (!db.prepare("SELECT 1 FROM profiles WHERE name = ?").get(profile)) throw new UserError(`no profile named ${profile}`, 2);
+      db.prepare(
+        "INSERT INTO assignments (mac, profile, created_at) VALUES (?, ?, ?) ON CONFLICT(mac) DO UPDATE SET profile = excluded.profile",
+      ).run(mac, profile, now());
+    },
+    get: async (mac) => (db.prepare("SELECT profile FROM assignments WHERE mac = ?").get(mac) as Row | undefined)?.profile as string | undefined,
+    list: async () =>
+      (db.prepare("SELECT * FROM assignments ORDER BY mac").all() as Row[]).map((r) => ({
+        mac: r.mac as string,
+        profile: r.profile as string,
+        createdAt: r.created_at as string,
+      })),
+    remove: async (mac) => db.prepare("DELETE FROM assignments WHERE mac = ?").run(mac).changes > 0,
+  };
+}
+
+const JSON_FIELDS = { hello: "hello", mapping: "mapping", plan: "plan" } as const;
+const COLUMNS: Record<string, string> = {
+  mac: "mac",
+  kind: "kind",
+  profile: "profile",
+  state: "state",
+  step: "step",
+  steps: "steps",
+  bytesDone: "bytes_done",
+  bytesTotal: "bytes_total",
+  tokenHash: "token_hash",
+  hostname: "hostname",
+  hello: "hello",
+  mapping: "mapping",
+  plan: "plan",
+  error: "error",
+  armedBy: "armed_by",
+  updatedAt: "updated_at",
+  expiresAt: "expires_at",
+  lastHeartbeatAt: "last_heartbeat_at",
+};
+
+function jobFrom(r: Row): JobRecord {
+  return {
+    id: r.id as string,
+    mac: r.mac as string,
+    kind: r.kind as JobRecord["kind"],
+    profile: r.profile as string,
+    state: r.state as JobState,
+    step: r.step as number,
+    steps: r.steps as number,
+    bytesDone: r.bytes_done as number,
+    bytesTotal: r.bytes_total as number,
+    tokenHash: (r.token_hash as string | null) ?? null,
+    hostname: (r.hostname as string | null) ?? null,
+    hello: JSON.parse(r.hello as string),
+    mapping: JSON.parse(r.mapping as string) as JobRecord["mapping"],
+    plan: JSON.parse(r.plan as string),
+    error: (r.error as string | null) ?? null,
+    armedBy: r.armed_by as string,
+    createdAt: r.created_at as string,
+    updatedAt: r.updated_at as string,
+    expiresAt: r.expires_at as string,
+    lastHeartbeatAt: (r.last_heartbeat_at as string | null) ?? null,
+  };
+}
+
+function column(field: string, value: unknown): unknown {
+  return field in JSON_FIELDS ? JSON.stringify(value ?? null) : value;
+}
+
+export function sqliteJobs(db: Database.Database): JobRepo {
+  const activeList = ACTIVE_JOB_STATES.map((s) => `'${s}'`).join(", ");
+  const get = async (id: string) => {
+    const r = db.prepare("SELECT * FROM jobs WHERE id = ?").get(id) as Row | undefined;
+    return r ? jobFrom(r) : undefined;
+  };
+  return {
+    create: async (j) => {
+      const t = now();
+      const fields = Object.keys(COLUMNS).filter((f) => f !== "updatedAt");
+      try {
+        db.prepare(
+          `INSERT INTO jobs (id, ${fields.map((f) => COLUMNS[f]).join(", ")}, created_at, updated_at)
+           VALUES (?, ${fields.map(() => "?").join(", ")}, ?, ?)`,
+        ).run(j.id, ...fields.map((f) => column(f, (j as unknown as Record<string, unknown>)[f])), t, t);
+      } catch (err) {
+        if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") {
+          const other = db.prepare(`SELECT id, state FROM jobs WHERE mac = ? AND state IN (${activeList})`).get(j.mac) as Row | undefined;
+          throw new UserError(`${j.mac} already has an active job${other ? ` (${String(other.id)}, ${String(other.state)})` : ""}: one per machine`, 2);
+        }
+        throw err;
+      }
+      return (await get(j.id))!;
+    },
+    get,
+    activeForMac: async (mac) => {
+      const r = db.prepare(`SELECT * FROM jobs WHERE mac = ? AND state IN (${activeList})`).get(mac) as Row | undefined;
+      return r ? jobFrom(r) : undefined;
+    },
+    list: async (opts = {}) => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (opts.state?.length) {
+        where.push(`state IN (${opts.state.map(() => "?").join(", ")})`);
+        args.push(...opts.state);
+      }
+      if (opts.mac) {
+        where.push("mac = ?");
+        args.push(opts.mac);
+      }
+      const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY created_at DESC, id LIMIT ?`;
+      return (db.prepare(sql).all(...args, opts.limit ?? 1000) as Row[]).map(jobFrom);
+    },
+    update: async (id, patch) => {
+      const entries = Object.entries({ ...patch, updatedAt: now() }).filter(([f]) => f in COLUMNS);
+      const info = db
+        .prepare(`UPDATE jobs SET ${entries.map(([f]) => `${COLUMNS[f]} = ?`).join(", ")} WHERE id = ?`)
+        .run(...entries.map(([f, v]) => column(f, v)), id);
+      if (info.changes === 0) throw new UserError(`no job ${id}`, 2);
+      return (await get(id))!;
+    },
+    addEvent: async (job, type, data) => {
+      const at = now();
+      const info = db.prepare("INSERT INTO job_events (job, at, type, data) VALUES (?, ?, ?, ?)").run(job, at, type, JSON.stringify(data ?? null));
+      return { id: Number(info.lastInsertRowid), job, at, type, data } satisfies JobEvent;
+    },
+    events: async (job, opts = {}) =>
+      (db.prepare("SELECT * FROM job_events WHERE job = ? AND id > ? ORDER BY id").all(job, opts.afterId ?? 0) as Row[]).map((r) => ({
+        id: r.id as number,
+        job: r.job as string,
+        at: r.at as string,
+        type: r.type as string,
+        data: JSON.parse(r.data as string),
+      })),
+  };
+}
