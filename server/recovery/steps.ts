@@ -35,7 +35,7 @@ export interface StepSpec {
   readonly guard: string;
 }
 
-const a = (name: string, doc: string): StepArg => ({ name, doc });
+const a = <N extends string>(name: N, doc: string) => ({ name, doc }) as const;
 
 export const STEP_FUNCTIONS = {
   plan_begin: {
