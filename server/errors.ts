@@ -15,3 +15,11 @@ export class UserError extends Error {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A named thing that does not exist (HTTP 404). */
+export class NotFoundError extends UserError {
+  constructor(message: string) {
+    super(message, 2);
+    this.name = "NotFoundError";
+  }
+}

@@ -6,6 +6,7 @@ import type { ServerContext, Service } from "./context.ts";
 import { ensureAdminToken } from "./http/auth.ts";
 import { buildApp } from "./http/app.ts";
 import type { Logger } from "./log.ts";
+import { type Planner, JobService } from "./recovery/jobs.ts";
 import { openStore } from "./store/sqlite.ts";
 import { version } from "./version.ts";
 
@@ -34,12 +35,35 @@ function httpService(app: FastifyInstance, cfg: Config): Service {
   };
 }
 
+/** Expires forgotten jobs and marks silent ones stalled, every few seconds. */
+function jobTicker(jobs: JobService, log: Logger, everyMs = 5000): Service {
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    name: "jobs",
+    async start() {
+      await jobs.tick();
+      timer = setInterval(() => jobs.tick().catch((err: unknown) => log.error({ err }, "job tick failed")), everyMs);
+      return `expiry and stall checks every ${everyMs / 1000} s`;
+    },
+    async stop() {
+      clearInterval(timer);
+    },
+  };
+}
+
 /** Starts every service the config enables; logs one line per service with its address. */
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+export async function startServer(config: Config, log: Logger, opts: { planner?: Planner } = {}): Promise<RunningServer> {
   const store = openStore(config.dataDir);
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
+  const jobs = new JobService(store, {
+    expireHours: config.jobs.expireHours,
+    heartbeatTimeoutSeconds: config.jobs.heartbeatTimeoutSeconds,
+    log: log.child({ svc: "jobs" }),
+    planner: opts.planner ?? (async () => ({ ok: false, reason: "the plan builder is not wired into this server yet" })),
+  });
   const ctx: ServerContext = {
+    jobs,
     config,
     store,
     log,
@@ -48,7 +72,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     version,
   };
   const app = await buildApp(ctx);
-  const services: Service[] = [httpService(app, config)];
+  const services: Service[] = [jobTicker(jobs, log), httpService(app, config)];
   const started: Service[] = [];
   const stopAll = async (graceMs: number) => {
     for (const s of [...started].reverse()) {
@@ -64,7 +88,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     for (const s of services) {
       const where = await s.start();
       started.push(s);
-      log.info({ svc: s.name, address: where }, `${s.name} listening on ${where}`);
+      log.info({ svc: s.name, address: where }, `${s.name}: ${where}`);
     }
   } catch (err) {
     await stopAll(0);

@@ -1,3 +1,4 @@
+import rateLimit from "@fastify/rate-limit";
 import swagger from "@fastify/swagger";
 import Fastify, {
   type FastifyBaseLogger,
@@ -6,7 +7,11 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from "fastify";
+import { ZodError } from "zod";
 import type { ServerContext } from "../context.ts";
+import { NotFoundError, UserError } from "../errors.ts";
+import { agentRoutes } from "./routes/agent.ts";
+import { apiRoutes } from "./routes/api.ts";
 import { healthRoutes } from "./routes/health.ts";
 
 /** One line per request, at debug: a busy boot server would drown its info log otherwise. */
@@ -32,6 +37,25 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
     // Dump streams can be long: no overall request timeout.
     requestTimeout: 0,
     bodyLimit: 16 * 1024 * 1024,
+    // Schemas made from zod carry defaults inside unions, which strict ajv refuses to compile;
+    // zod applies those defaults itself when the handler parses the body.
+    ajv: { customOptions: { strict: false } },
+  });
+  // Per client address; generous enough for agents' heartbeats and a busy admin page,
+  // low enough that guessing tokens goes nowhere. Boot files and streams are few per client.
+  await app.register(rateLimit, { max: 1200, timeWindow: "1 minute" });
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof NotFoundError) return reply.code(404).send({ error: "not-found", message: err.message });
+    if (err instanceof UserError) return reply.code(400).send({ error: "bad-request", message: err.message });
+    if (err instanceof ZodError) {
+      const i = err.issues[0]!;
+      return reply.code(400).send({ error: "bad-request", message: `${i.path.join(".") || "body"}: ${i.message}` });
+    }
+    const e = err as { validation?: unknown; statusCode?: number; message: string };
+    if (e.validation || (e.statusCode && e.statusCode < 500))
+      return reply.code(e.statusCode ?? 400).send({ error: "bad-request", message: e.message });
+    req.log.error({ err }, "request failed");
+    return reply.code(500).send({ error: "internal", message: "internal error (see the server log)" });
   });
   await app.register(swagger, {
     openapi: {
@@ -42,6 +66,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
     },
   });
   await app.register(healthRoutes(ctx));
+  await app.register(agentRoutes(ctx));
+  await app.register(apiRoutes(ctx));
   app.get("/api/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

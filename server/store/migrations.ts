@@ -71,6 +71,7 @@ export const migrations: Migration[] = [
         bytes_total INTEGER NOT NULL DEFAULT 0,
         token_hash TEXT,
         hostname TEXT,
+        at TEXT,
         hello TEXT NOT NULL DEFAULT 'null',
         mapping TEXT NOT NULL DEFAULT 'null',
         plan TEXT NOT NULL DEFAULT 'null',
@@ -93,6 +94,19 @@ export const migrations: Migration[] = [
         data TEXT NOT NULL DEFAULT 'null'
       );
       CREATE INDEX job_events_job ON job_events(job, id);
+    `,
+  },
+  {
+    id: "0200-dhcp-leases",
+    sql: `
+      CREATE TABLE dhcp_leases (
+        ip TEXT PRIMARY KEY,
+        mac TEXT NOT NULL,
+        state TEXT NOT NULL,
+        hostname TEXT,
+        expires_at TEXT NOT NULL
+      );
+      CREATE INDEX dhcp_leases_mac ON dhcp_leases(mac);
     `,
   },
 ];

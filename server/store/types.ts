@@ -67,6 +67,7 @@ export interface Store {
   readonly profiles: ProfileRepo;
   readonly assignments: AssignmentRepo;
   readonly jobs: JobRepo;
+  readonly leases: LeaseRepo;
   /** Versions of the migrations applied, in order. */
   migrations(): Promise<string[]>;
   close(): Promise<void>;
@@ -113,6 +114,8 @@ export interface JobRecord {
   tokenHash: string | null;
   /** For clones: the identity this machine gets. */
   hostname: string | null;
+  /** Restore point (Amanda datestamp) for this job; null: the profile's, else the newest. */
+  at: string | null;
   /** What the agent reported (disks, hardware), the admin's mapping, the plan it got. */
   hello: unknown;
   mapping: Record<string, string> | null;
@@ -157,4 +160,22 @@ export interface JobRepo {
   update(id: string, patch: Partial<Omit<JobRecord, "id" | "createdAt">>): Promise<JobRecord>;
   addEvent(job: string, type: string, data: unknown): Promise<JobEvent>;
   events(job: string, opts?: { afterId?: number }): Promise<JobEvent[]>;
+}
+
+/** A full-mode DHCP lease (server/dhcp/pool.ts). Offered ones expire within a minute. */
+export interface LeaseRecord {
+  ip: string;
+  mac: string;
+  state: "offered" | "bound" | "declined";
+  hostname: string | null;
+  expiresAt: string;
+}
+
+export interface LeaseRepo {
+  list(): Promise<LeaseRecord[]>;
+  byIp(ip: string): Promise<LeaseRecord | undefined>;
+  byMac(mac: string): Promise<LeaseRecord | undefined>;
+  /** Inserts or replaces the lease of `ip` (and drops any other lease the same MAC held). */
+  put(l: LeaseRecord): Promise<void>;
+  remove(ip: string): Promise<boolean>;
 }

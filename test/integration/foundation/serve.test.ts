@@ -47,7 +47,7 @@ describe("lifeboat serve", () => {
     const r = await proc;
     expect(r.exitCode).toBe(0);
     const lines = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { msg: string; svc?: string });
-    expect(lines.filter((l) => l.svc === "http" && l.msg.startsWith("http listening on"))).toHaveLength(1);
+    expect(lines.filter((l) => l.svc === "http" && l.msg.startsWith("http: http://127.0.0.1:"))).toHaveLength(1);
     expect(lines.at(-1)?.msg).toBe("stopped");
   });
 

@@ -1,0 +1,50 @@
+import { z } from "zod";
+import { isMac, normalizeMac } from "../mac.ts";
+
+/**
+ * Request bodies of the admin API: the one definition the routes validate with, the
+ * OpenAPI document publishes and the CLI builds its requests from.
+ */
+const mac = z.string().refine(isMac, { message: "expected a MAC address" }).transform(normalizeMac);
+
+export const armBodySchema = z
+  .object({
+    /** One machine, or many for mass cloning. */
+    mac: z.string().optional(),
+    macs: z.array(z.string()).optional(),
+    kind: z.enum(["recover", "clone"]).default("recover"),
+    profile: z.string().optional(),
+    at: z.string().regex(/^\d{8}(\d{6})?$/, "expected an Amanda datestamp YYYYMMDD[hhmmss]").optional(),
+    expiresHours: z.number().positive().max(24 * 30).optional(),
+    /** Clones: `{n}` is the clone's number from 1, `{mac}` its MAC without colons. */
+    hostnamePattern: z.string().optional(),
+  })
+  .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" });
+export type ArmBody = z.input<typeof armBodySchema>;
+
+export const profileBodySchema = z.object({
+  host: z.string().min(1),
+  layoutVersion: z.number().int().positive().nullable().default(null),
+  at: z.string().regex(/^\d{8}(\d{6})?$/, "expected an Amanda datestamp YYYYMMDD[hhmmss]").nullable().default(null),
+  options: z
+    .object({
+      mapping: z.record(z.string(), z.string()).optional(),
+      migration: z.enum(["proportional", "exact"]).optional(),
+      bootloader: z.enum(["auto", "none"]).optional(),
+      hostnamePattern: z.string().optional(),
+      postRestoreHooks: z.array(z.string()).optional(),
+    })
+    .default({}),
+});
+export type ProfileBody = z.input<typeof profileBodySchema>;
+
+export const assignBodySchema = z.object({ mac, profile: z.string().min(1) });
+export type AssignBody = z.input<typeof assignBodySchema>;
+
+export const mapBodySchema = z.object({ mapping: z.record(z.string(), z.string()) });
+export type MapBody = z.input<typeof mapBodySchema>;
+
+/** Expands `{n}` and `{mac}` in a clone hostname pattern. */
+export function cloneHostname(pattern: string, n: number, macAddr: string): string {
+  return pattern.replaceAll("{n}", String(n)).replaceAll("{mac}", macAddr.replaceAll(":", ""));
+}

@@ -1,0 +1,110 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { ServerContext } from "../../context.ts";
+import { UserError } from "../../errors.ts";
+import { AGENT_BASE, agentEventSchema, helloSchema } from "../../recovery/agent-api.ts";
+import type { JobRecord } from "../../store/types.ts";
+import { bearer, hashToken, tokensEqual } from "../auth.ts";
+import { errorSchema, jsonSchema } from "../schema.ts";
+
+type JobRequest = FastifyRequest<{ Params: { job: string } }>;
+
+const params = { type: "object", required: ["job"], properties: { job: { type: "string" } } } as const;
+const okReply = { type: "object", properties: { state: { type: "string" } } } as const;
+const security = [{ bearer: [] }];
+
+/**
+ * The rescue agent's routes (contract: server/recovery/agent-api.ts). Each needs the job's
+ * current boot token; a token sees its own job only. User errors (a transition the job's
+ * state does not allow) are 409 with the reason.
+ */
+export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
+  const authorize = async (req: JobRequest, reply: FastifyReply): Promise<JobRecord | undefined> => {
+    const job = await ctx.store.jobs.get(req.params.job);
+    const token = bearer(req);
+    if (!job || !token || !job.tokenHash || !tokensEqual(hashToken(token), job.tokenHash)) {
+      req.log.warn({ job: req.params.job, ip: req.ip }, "agent call with a wrong or missing job token");
+      void reply.code(401).send({ error: "unauthorized", message: "job token required" });
+      return undefined;
+    }
+    req.log = req.log.child({ job: job.id, mac: job.mac });
+    return job;
+  };
+  const conflict = (reply: FastifyReply, err: unknown) => {
+    if (err instanceof UserError) return reply.code(409).send({ error: "conflict", message: err.message });
+    throw err;
+  };
+
+  return async (app) => {
+    app.post(
+      `${AGENT_BASE}/:job/hello`,
+      { schema: { summary: "Agent: the disks and hardware it sees", tags: ["agent"], security, params, body: jsonSchema(helloSchema), response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
+      async (req: JobRequest, reply) => {
+        const job = await authorize(req, reply);
+        if (!job) return reply;
+        try {
+          const next = await ctx.jobs.hello(job.id, helloSchema.parse(req.body));
+          req.log.info({ disks: next.hello ? (next.hello as { disks: unknown[] }).disks.length : 0 }, "agent hello");
+          return { state: next.state };
+        } catch (err) {
+          return conflict(reply, err);
+        }
+      },
+    );
+
+    app.get(
+      `${AGENT_BASE}/:job/plan`,
+      { schema: { summary: "Agent: the plan as a POSIX sh script, or 409 with why not yet", tags: ["agent"], security, params, response: { 200: { type: "string" }, 401: errorSchema, 409: errorSchema } } },
+      async (req: JobRequest, reply) => {
+        const job = await authorize(req, reply);
+        if (!job) return reply;
+        try {
+          const plan = await ctx.jobs.plan(job.id);
+          if (!plan.ok) return reply.code(409).send({ error: "plan-refused", message: plan.reason });
+          return reply.type("text/x-shellscript").send(plan.script);
+        } catch (err) {
+          return conflict(reply, err);
+        }
+      },
+    );
+
+    app.post(
+      `${AGENT_BASE}/:job/events`,
+      { schema: { summary: "Agent: one progress event", tags: ["agent"], security, params, body: jsonSchema(agentEventSchema), response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
+      async (req: JobRequest, reply) => {
+        const job = await authorize(req, reply);
+        if (!job) return reply;
+        try {
+          return { state: (await ctx.jobs.agentEvent(job.id, agentEventSchema.parse(req.body))).state };
+        } catch (err) {
+          return conflict(reply, err);
+        }
+      },
+    );
+
+    app.post(
+      `${AGENT_BASE}/:job/heartbeat`,
+      { schema: { summary: "Agent: still alive", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
+      async (req: JobRequest, reply) => {
+        const job = await authorize(req, reply);
+        if (!job) return reply;
+        try {
+          return { state: (await ctx.jobs.heartbeat(job.id)).state };
+        } catch (err) {
+          return conflict(reply, err);
+        }
+      },
+    );
+
+    app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: 16 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+    app.post(
+      `${AGENT_BASE}/:job/log`,
+      { schema: { summary: "Agent: its whole log (text/plain), at the end", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema } } },
+      async (req: JobRequest, reply) => {
+        const job = await authorize(req, reply);
+        if (!job) return reply;
+        await ctx.store.jobs.addEvent(job.id, "agent-log", { text: String(req.body ?? "") });
+        return { state: job.state };
+      },
+    );
+  };
+}

@@ -1,0 +1,193 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { ServerContext } from "../../context.ts";
+import { NotFoundError, UserError } from "../../errors.ts";
+import { normalizeMac } from "../../mac.ts";
+import { jobView, jobViewSchema } from "../../recovery/views.ts";
+import type { JobRecord, JobState } from "../../store/types.ts";
+import {
+  armBodySchema,
+  assignBodySchema,
+  cloneHostname,
+  mapBodySchema,
+  profileBodySchema,
+} from "../api-schemas.ts";
+import { requireAdmin, tokensEqual } from "../auth.ts";
+import { errorSchema, jsonSchema } from "../schema.ts";
+
+const security = [{ bearer: [] }];
+const nameParams = { type: "object", required: ["name"], properties: { name: { type: "string" } } } as const;
+const idParams = { type: "object", required: ["id"], properties: { id: { type: "string" } } } as const;
+const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema };
+const anyObject = { type: "object", additionalProperties: true } as const;
+
+/**
+ * The admin API: hosts, profiles, assignments, jobs (arm, cancel, map, plan, events,
+ * live stream) and the audit log. Every route needs the admin bearer token; the live
+ * stream also takes it as `?token=` because a browser's EventSource cannot send headers.
+ */
+export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
+  const admin = requireAdmin(ctx.adminToken);
+  const actor = (req: FastifyRequest) => `api:${req.ip}`;
+
+  return async (app) => {
+    app.addHook("preHandler", async (req, reply) => {
+      if (req.routeOptions.url === "/api/v1/jobs/:id/live" || req.routeOptions.url === "/api/v1/live") {
+        const q = (req.query as { token?: string }).token;
+        if (q && tokensEqual(q, ctx.adminToken)) return;
+      }
+      return admin(req, reply);
+    });
+
+    // Hosts (read side; hosts are added with `lifeboat hosts add` or capture).
+    app.get("/api/v1/hosts", { schema: { summary: "List hosts with their MACs and last capture", tags: ["hosts"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => {
+      const hosts = await ctx.store.hosts.list();
+      return Promise.all(
+        hosts.map(async (h) => {
+          const versions = await ctx.store.layouts.versions(h.name);
+          const last = versions.at(-1);
+          return { name: h.name, macs: h.macs, smbiosUuid: h.smbiosUuid, amandaConfig: h.amandaConfig, dleMap: h.dleMap, layouts: versions.length, lastCapture: last?.capturedAt ?? null };
+        }),
+      );
+    });
+
+    // Profiles.
+    app.get("/api/v1/profiles", { schema: { summary: "List profiles", tags: ["profiles"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => ctx.store.profiles.list());
+    app.get("/api/v1/profiles/:name", { schema: { summary: "One profile", tags: ["profiles"], security, params: nameParams, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
+      const p = await ctx.store.profiles.get(req.params.name);
+      if (!p) throw new NotFoundError(`no profile named ${req.params.name}`);
+      return p;
+    });
+    app.put(
+      "/api/v1/profiles/:name",
+      { schema: { summary: "Create or change a profile", tags: ["profiles"], security, params: nameParams, body: jsonSchema(profileBodySchema), response: { 200: anyObject, ...errors } } },
+      async (req: FastifyRequest<{ Params: { name: string } }>) => {
+        const body = profileBodySchema.parse(req.body);
+        if (!(await ctx.store.hosts.get(body.host))) throw new NotFoundError(`no host named ${body.host}`);
+        const p = await ctx.store.profiles.put({ name: req.params.name, ...body });
+        await ctx.store.audit.append({ actor: actor(req), action: "profile.put", target: `profile:${p.name}`, detail: body });
+        return p;
+      },
+    );
+    app.delete("/api/v1/profiles/:name", { schema: { summary: "Remove a profile", tags: ["profiles"], security, params: nameParams, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
+      if (!(await ctx.store.profiles.remove(req.params.name))) throw new NotFoundError(`no profile named ${req.params.name}`);
+      await ctx.store.audit.append({ actor: actor(req), action: "profile.rm", target: `profile:${req.params.name}`, detail: null });
+      return { removed: req.params.name };
+    });
+
+    // Assignments: MAC → profile.
+    app.get("/api/v1/assignments", { schema: { summary: "List MAC → profile assignments", tags: ["profiles"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => ctx.store.assignments.list());
+    app.post("/api/v1/assignments", { schema: { summary: "Assign a profile to a MAC", tags: ["profiles"], security, body: jsonSchema(assignBodySchema), response: { 200: anyObject, ...errors } } }, async (req) => {
+      const body = assignBodySchema.parse(req.body);
+      await ctx.store.assignments.set(body.mac, body.profile);
+      await ctx.store.audit.append({ actor: actor(req), action: "assign", target: `mac:${body.mac}`, detail: { profile: body.profile } });
+      return body;
+    });
+    app.delete("/api/v1/assignments/:mac", { schema: { summary: "Remove a MAC's assignment", tags: ["profiles"], security, params: { type: "object", properties: { mac: { type: "string" } } }, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { mac: string } }>) => {
+      const m = normalizeMac(req.params.mac);
+      if (!(await ctx.store.assignments.remove(m))) throw new NotFoundError(`${m} has no assignment`);
+      await ctx.store.audit.append({ actor: actor(req), action: "unassign", target: `mac:${m}`, detail: null });
+      return { removed: m };
+    });
+
+    // Jobs.
+    app.get(
+      "/api/v1/jobs",
+      { schema: { summary: "List jobs (newest first)", tags: ["jobs"], security, querystring: { type: "object", properties: { state: { type: "string" }, mac: { type: "string" }, active: { type: "boolean" } } }, response: { 200: { type: "array", items: jobViewSchema }, ...errors } } },
+      async (req: FastifyRequest<{ Querystring: { state?: string; mac?: string; active?: boolean } }>) => {
+        const q = req.query;
+        const state = q.active ? (["armed", "booted", "planning", "running", "stalled"] as JobState[]) : (q.state?.split(",") as JobState[] | undefined);
+        return (await ctx.store.jobs.list({ state, mac: q.mac ? normalizeMac(q.mac) : undefined })).map(jobView);
+      },
+    );
+    app.post(
+      "/api/v1/jobs",
+      { schema: { summary: "Arm a recovery or clone job for one MAC, or clones for many", tags: ["jobs"], security, body: jsonSchema(armBodySchema), response: { 200: { type: "array", items: jobViewSchema }, ...errors } } },
+      async (req) => {
+        const body = armBodySchema.parse(req.body);
+        const macs = (body.macs ?? [body.mac!]).map(normalizeMac);
+        if (new Set(macs).size !== macs.length) throw new UserError("the same MAC is listed twice", 2);
+        // Check every MAC first, so a batch is armed whole or not at all.
+        for (const m of macs) {
+          const busy = await ctx.store.jobs.activeForMac(m);
+          if (busy) throw new UserError(`${m} already has an active job (${busy.id}, ${busy.state}): one per machine`, 2);
+        }
+        if (macs.length > 1 && !body.profile) throw new UserError("arming many MACs needs a profile", 2);
+        const pattern = body.hostnamePattern ?? (body.profile ? (await ctx.store.profiles.get(body.profile))?.options.hostnamePattern : undefined);
+        const armed: JobRecord[] = [];
+        for (const [i, m] of macs.entries()) {
+          armed.push(
+            await ctx.jobs.arm({
+              mac: m,
+              kind: body.kind,
+              profile: body.profile,
+              at: body.at,
+              expiresHours: body.expiresHours,
+              hostname: body.kind === "clone" && pattern ? cloneHostname(pattern, i + 1, m) : undefined,
+              actor: actor(req),
+            }),
+          );
+        }
+        return armed.map(jobView);
+      },
+    );
+    app.get("/api/v1/jobs/:id", { schema: { summary: "One job", tags: ["jobs"], security, params: idParams, response: { 200: jobViewSchema, ...errors } } }, async (req: FastifyRequest<{ Params: { id: string } }>) =>
+      jobView(await ctx.jobs.get(req.params.id)),
+    );
+    app.post("/api/v1/jobs/:id/cancel", { schema: { summary: "Cancel an active job", tags: ["jobs"], security, params: idParams, response: { 200: jobViewSchema, ...errors } } }, async (req: FastifyRequest<{ Params: { id: string } }>) =>
+      jobView(await ctx.jobs.cancel(req.params.id, actor(req))),
+    );
+    app.post(
+      "/api/v1/jobs/:id/map",
+      { schema: { summary: "Approve an explicit disk mapping (captured disk → target disk)", tags: ["jobs"], security, params: idParams, body: jsonSchema(mapBodySchema), response: { 200: jobViewSchema, ...errors } } },
+      async (req: FastifyRequest<{ Params: { id: string } }>) => jobView(await ctx.jobs.map(req.params.id, mapBodySchema.parse(req.body).mapping, actor(req))),
+    );
+    app.get(
+      "/api/v1/jobs/:id/plan",
+      { schema: { summary: "The job's plan script: the one served to the agent, or a dry run against the disks it reported", tags: ["jobs"], security, params: idParams, response: { 200: { type: "string" }, ...errors } } },
+      async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
+        const job = await ctx.jobs.get(req.params.id);
+        const served = (job.plan as { script?: string } | null)?.script;
+        if (served) return reply.type("text/x-shellscript").send(served);
+        const dry = await ctx.jobs.dryRun(job.id);
+        if (!dry.ok) return reply.code(409).send({ error: "plan-refused", message: dry.reason });
+        return reply.type("text/x-shellscript").send(dry.script);
+      },
+    );
+    app.get(
+      "/api/v1/jobs/:id/events",
+      { schema: { summary: "The job's history", tags: ["jobs"], security, params: idParams, querystring: { type: "object", properties: { after: { type: "integer" } } }, response: { 200: { type: "array", items: anyObject }, ...errors } } },
+      async (req: FastifyRequest<{ Params: { id: string }; Querystring: { after?: number } }>) => {
+        await ctx.jobs.get(req.params.id);
+        return ctx.jobs.events(req.params.id, req.query.after);
+      },
+    );
+    const live = (filter: (j: JobRecord) => boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+      const send = (j: JobRecord, ev?: unknown) => res.write(`event: job\ndata: ${JSON.stringify({ job: jobView(j), event: ev ?? null })}\n\n`);
+      const onJob = (j: JobRecord, ev?: unknown) => {
+        if (filter(j)) send(j, ev);
+      };
+      for (const j of await ctx.store.jobs.list({ limit: 200 })) if (filter(j)) send(j);
+      ctx.jobs.changes.on("job", onJob);
+      const ping = setInterval(() => res.write(": ping\n\n"), 15_000);
+      req.raw.on("close", () => {
+        clearInterval(ping);
+        ctx.jobs.changes.off("job", onJob);
+      });
+    };
+    const liveSchema = (summary: string, params?: object) => ({ schema: { summary, tags: ["jobs"], security, ...(params ? { params } : {}), querystring: { type: "object", properties: { token: { type: "string" } } } } });
+    app.get("/api/v1/live", liveSchema("Server-sent events: every job change"), live(() => true));
+    app.get("/api/v1/jobs/:id/live", liveSchema("Server-sent events: one job's changes", idParams), async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
+      await ctx.jobs.get(req.params.id);
+      return live((j) => j.id === req.params.id)(req, reply);
+    });
+
+    app.get(
+      "/api/v1/audit",
+      { schema: { summary: "The audit log, newest first", tags: ["audit"], security, querystring: { type: "object", properties: { target: { type: "string" }, limit: { type: "integer" } } }, response: { 200: { type: "array", items: anyObject }, ...errors } } },
+      async (req: FastifyRequest<{ Querystring: { target?: string; limit?: number } }>) => ctx.store.audit.list(req.query),
+    );
+  };
+}

@@ -1,0 +1,207 @@
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { NotFoundError, UserError } from "../errors.ts";
+import { hashToken, newToken } from "../http/auth.ts";
+import type { Logger } from "../log.ts";
+import type { JobEvent, JobKind, JobRecord, ProfileRecord, Store } from "../store/types.ts";
+import type { AgentEvent, Hello } from "./agent-api.ts";
+import { type JobInput, transition } from "./job-state.ts";
+
+/** What the planner returns for a job: the rendered plan, or why there is none yet. */
+export type PlanResult =
+  | { ok: true; script: string; steps: number; bytesTotal: number; detail: unknown }
+  | { ok: false; reason: string };
+
+/**
+ * Builds a job's plan from its profile, the host's layout, the disks the agent saw
+ * (job.hello; null before boot: a dry run against the captured disks) and the catalog.
+ */
+export type Planner = (job: JobRecord, profile: ProfileRecord) => Promise<PlanResult>;
+
+export interface ArmRequest {
+  mac: string;
+  kind?: JobKind;
+  /** Profile to use; default: the MAC's assignment, else the host that owns the MAC. */
+  profile?: string;
+  /** Restore point (Amanda datestamp) overriding the profile's. */
+  at?: string;
+  expiresHours?: number;
+  hostname?: string;
+  actor: string;
+}
+
+function jobId(): string {
+  return `job-${randomBytes(5).toString("hex")}`;
+}
+
+/**
+ * Jobs: arming, the agent's calls, cancelling, expiry and stall detection. Every state
+ * change goes through the pure `transition()` and is recorded as an event; admin actions
+ * are audited. `changes` emits ("job", JobRecord, JobEvent?) for live views.
+ */
+export class JobService {
+  readonly changes = new EventEmitter();
+
+  constructor(
+    private readonly store: Store,
+    private readonly opts: { expireHours: number; heartbeatTimeoutSeconds: number; log: Logger; planner: Planner },
+  ) {
+    this.changes.setMaxListeners(0);
+  }
+
+  async arm(req: ArmRequest): Promise<JobRecord> {
+    const profileName = req.profile ?? (await this.profileForMac(req.mac));
+    const profile = await this.store.profiles.get(profileName);
+    if (!profile) throw new NotFoundError(`no profile named ${profileName}`);
+    const host = await this.store.hosts.get(profile.host);
+    if (!host) throw new UserError(`profile ${profile.name}: no host named ${profile.host}`, 2);
+    const layout = await this.store.layouts.get(profile.host, profile.layoutVersion ?? undefined);
+    if (!layout)
+      throw new UserError(
+        `profile ${profile.name}: host ${profile.host} has no ${profile.layoutVersion ? `layout version ${profile.layoutVersion}` : "captured layout"} (run capture.sh on it first)`,
+        2,
+      );
+    const kind = req.kind ?? "recover";
+    const expiresMs = (req.expiresHours ?? this.opts.expireHours) * 3600_000;
+    const job = await this.store.jobs.create({
+      id: jobId(),
+      mac: req.mac,
+      kind,
+      profile: profile.name,
+      state: "armed",
+      step: 0,
+      steps: 0,
+      bytesDone: 0,
+      bytesTotal: 0,
+      tokenHash: null,
+      hostname: req.hostname ?? (kind === "recover" ? host.name : null),
+      at: req.at ?? profile.at,
+      hello: null,
+      mapping: profile.options.mapping ?? null,
+      plan: null,
+      error: null,
+      armedBy: req.actor,
+      expiresAt: new Date(Date.now() + expiresMs).toISOString(),
+      lastHeartbeatAt: null,
+    });
+    const ev = await this.store.jobs.addEvent(job.id, "armed", { by: req.actor, profile: profile.name, kind, layoutVersion: layout.version, at: job.at });
+    await this.store.audit.append({ actor: req.actor, action: "job.arm", target: `job:${job.id}`, detail: { mac: req.mac, profile: profile.name, kind } });
+    this.opts.log.info({ job: job.id, mac: job.mac, profile: profile.name, kind }, "job armed");
+    this.changes.emit("job", job, ev);
+    return job;
+  }
+
+  private async profileForMac(mac: string): Promise<string> {
+    const assigned = await this.store.assignments.get(mac);
+    if (assigned) return assigned;
+    const host = await this.store.hosts.byMac(mac);
+    if (!host) throw new UserError(`${mac} is not assigned to a profile and belongs to no host (lifeboat hosts assign ${mac} PROFILE)`, 2);
+    // A host's own MAC recovers that host: its profile is made on first use.
+    if (!(await this.store.profiles.get(host.name)))
+      await this.store.profiles.put({ name: host.name, host: host.name, layoutVersion: null, at: null, options: {} });
+    return host.name;
+  }
+
+  async get(id: string): Promise<JobRecord> {
+    const job = await this.store.jobs.get(id);
+    if (!job) throw new NotFoundError(`no job ${id}`);
+    return job;
+  }
+
+  private async apply(job: JobRecord, input: JobInput): Promise<JobRecord> {
+    const r = transition(job, input, new Date());
+    if (!r.ok) throw new UserError(r.error, 2);
+    if (Object.keys(r.t.patch).length === 0 && !r.t.event) return job;
+    const next = Object.keys(r.t.patch).length ? await this.store.jobs.update(job.id, r.t.patch) : job;
+    const ev = r.t.event ? await this.store.jobs.addEvent(job.id, r.t.event.type, r.t.event.data) : undefined;
+    if (next.state !== job.state) this.opts.log.info({ job: job.id, mac: job.mac, from: job.state, to: next.state }, `job ${next.state}`);
+    this.changes.emit("job", next, ev);
+    return next;
+  }
+
+  async cancel(id: string, actor: string): Promise<JobRecord> {
+    const job = await this.apply(await this.get(id), { kind: "cancel", by: actor });
+    await this.store.audit.append({ actor, action: "job.cancel", target: `job:${id}`, detail: null });
+    return job;
+  }
+
+  /** The admin's explicit disk mapping (captured disk → target disk), for new hardware or ambiguity. */
+  async map(id: string, mapping: Record<string, string>, actor: string): Promise<JobRecord> {
+    const job = await this.get(id);
+    if (!["armed", "booted", "planning", "stalled"].includes(job.state))
+      throw new UserError(`job ${id} is ${job.state}: the mapping can only change before the plan runs`, 2);
+    const next = await this.store.jobs.update(id, { mapping: { ...(job.mapping ?? {}), ...mapping }, error: null });
+    const ev = await this.store.jobs.addEvent(id, "mapped", { by: actor, mapping });
+    await this.store.audit.append({ actor, action: "job.map", target: `job:${id}`, detail: mapping });
+    this.changes.emit("job", next, ev);
+    return next;
+  }
+
+  /** A fresh boot token for the job's next boot (the plaintext goes on the kernel command line only). */
+  async issueBootToken(id: string): Promise<string> {
+    const token = newToken();
+    const job = await this.store.jobs.update(id, { tokenHash: hashToken(token) });
+    const ev = await this.store.jobs.addEvent(id, "boot", { state: job.state });
+    this.changes.emit("job", job, ev);
+    return token;
+  }
+
+  async hello(id: string, hello: Hello): Promise<JobRecord> {
+    const job = await this.get(id);
+    const next = await this.apply(job, { kind: "hello" });
+    return this.store.jobs.update(next.id, { hello });
+  }
+
+  async heartbeat(id: string): Promise<JobRecord> {
+    return this.apply(await this.get(id), { kind: "heartbeat" });
+  }
+
+  async agentEvent(id: string, event: AgentEvent): Promise<JobRecord> {
+    const job = await this.get(id);
+    const doneBytes =
+      event.type === "stream"
+        ? (await this.store.jobs.events(id))
+            .filter((e) => e.type === "stream-done" && (e.data as { dumpId: string }).dumpId !== event.dumpId)
+            .reduce((n, e) => n + (e.data as { bytes: number }).bytes, 0)
+        : 0;
+    return this.apply(job, { kind: "agent", event, doneBytes });
+  }
+
+  /** Builds the plan for a booted job; refusals leave the job in `planning` with the reason. */
+  async plan(id: string): Promise<PlanResult> {
+    const job = await this.get(id);
+    if (!job.hello) return { ok: false, reason: `job ${id}: the agent has not reported its disks yet` };
+    const profile = await this.store.profiles.get(job.profile);
+    if (!profile) return { ok: false, reason: `job ${id}: profile ${job.profile} no longer exists` };
+    const result = await this.opts.planner(job, profile);
+    if (result.ok) {
+      await this.apply(job, { kind: "plan-served", steps: result.steps, bytesTotal: result.bytesTotal });
+      await this.store.jobs.update(id, { plan: { script: result.script, detail: result.detail } });
+    } else {
+      await this.apply(job, { kind: "plan-refused", reason: result.reason });
+    }
+    return result;
+  }
+
+  /**
+   * The plan the job would get, with no state change: against the disks its agent reported,
+   * or before it booted, against the captured disks (same hardware assumed; the planner says so).
+   */
+  async dryRun(id: string): Promise<PlanResult> {
+    const job = await this.get(id);
+    const profile = await this.store.profiles.get(job.profile);
+    if (!profile) return { ok: false, reason: `job ${id}: profile ${job.profile} no longer exists` };
+    return this.opts.planner(job, profile);
+  }
+
+  /** Expires forgotten armed jobs and marks silent ones stalled; run on a timer by `serve`. */
+  async tick(): Promise<void> {
+    for (const job of await this.store.jobs.list({ state: ["armed", "booted", "planning", "running"] })) {
+      await this.apply(job, { kind: "tick", heartbeatTimeoutMs: this.opts.heartbeatTimeoutSeconds * 1000 });
+    }
+  }
+
+  events(id: string, afterId?: number): Promise<JobEvent[]> {
+    return this.store.jobs.events(id, { afterId });
+  }
+}

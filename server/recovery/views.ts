@@ -1,0 +1,59 @@
+import type { JobRecord } from "../store/types.ts";
+
+/** A job as the API, CLI and page show it: no token hash, no plan script (that has its own route). */
+export function jobView(j: JobRecord) {
+  const hello = j.hello as { disks?: unknown[]; ssh?: string; hardware?: { ip?: string } } | null;
+  return {
+    id: j.id,
+    mac: j.mac,
+    kind: j.kind,
+    profile: j.profile,
+    state: j.state,
+    step: j.step,
+    steps: j.steps,
+    bytesDone: j.bytesDone,
+    bytesTotal: j.bytesTotal,
+    hostname: j.hostname,
+    at: j.at,
+    error: j.error,
+    armedBy: j.armedBy,
+    createdAt: j.createdAt,
+    updatedAt: j.updatedAt,
+    expiresAt: j.expiresAt,
+    lastHeartbeatAt: j.lastHeartbeatAt,
+    mapping: j.mapping,
+    disks: hello?.disks ?? null,
+    ip: hello?.hardware?.ip ?? null,
+    ssh: hello?.ssh ?? null,
+  };
+}
+export type JobView = ReturnType<typeof jobView>;
+
+export const jobViewSchema = {
+  type: "object",
+  additionalProperties: true,
+  required: ["id", "mac", "kind", "profile", "state", "step", "steps", "bytesDone", "bytesTotal", "createdAt", "expiresAt"],
+  properties: {
+    id: { type: "string" },
+    mac: { type: "string" },
+    kind: { type: "string", enum: ["recover", "clone"] },
+    profile: { type: "string" },
+    state: { type: "string" },
+    step: { type: "integer" },
+    steps: { type: "integer" },
+    bytesDone: { type: "integer" },
+    bytesTotal: { type: "integer" },
+    hostname: { type: ["string", "null"] },
+    at: { type: ["string", "null"] },
+    error: { type: ["string", "null"] },
+    armedBy: { type: "string" },
+    createdAt: { type: "string" },
+    updatedAt: { type: "string" },
+    expiresAt: { type: "string" },
+    lastHeartbeatAt: { type: ["string", "null"] },
+    mapping: { type: ["object", "null"], additionalProperties: { type: "string" } },
+    disks: { type: ["array", "null"], items: { type: "object", additionalProperties: true } },
+    ip: { type: ["string", "null"] },
+    ssh: { type: ["string", "null"] },
+  },
+} as const;

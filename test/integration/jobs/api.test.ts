@@ -1,0 +1,122 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { JobView } from "../../../server/recovery/views.ts";
+import type { Planner } from "../../../server/recovery/jobs.ts";
+import type { RunningServer } from "../../../server/serve.ts";
+import { seedHost, testServer } from "../../helpers/server.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+
+// The planner is the plan builder's job (tested on its own); here a planner that returns a
+// fixed three-step script stands in so the job flow can be driven end to end over HTTP.
+const planner: Planner = async (job) =>
+  job.hello ? { ok: true, script: "plan_begin 1 web1 3\nplan_done\n", steps: 3, bytesTotal: 1000, detail: {} } : { ok: false, reason: "no disks reported" };
+
+describe("admin and agent API", () => {
+  let server: RunningServer;
+  let dataDir: string;
+  const auth = () => ({ authorization: `Bearer ${server.ctx.adminToken}` });
+  const inject = (method: string, url: string, payload?: unknown, headers: Record<string, string> = auth()) =>
+    server.app.inject({ method: method as "GET", url, payload: payload as object, headers });
+
+  beforeAll(async () => {
+    dataDir = tempDir();
+    server = await testServer({ dataDir, planner });
+    await seedHost(server, "web1", "52:54:00:aa:00:01");
+  });
+  afterAll(async () => server.stop(0));
+
+  it("refuses a missing or wrong admin token with 401", async () => {
+    expect((await inject("GET", "/api/v1/jobs", undefined, {})).statusCode).toBe(401);
+    const wrong = await inject("GET", "/api/v1/jobs", undefined, { authorization: "Bearer nope" });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json()).toEqual({ error: "unauthorized", message: "admin bearer token required" });
+  });
+
+  it("validates bodies with a one-line 400", async () => {
+    const r = await inject("POST", "/api/v1/jobs", { mac: "52:54:00:aa:00:01", kind: "destroy" });
+    expect(r.statusCode).toBe(400);
+    expect(r.json().message).toMatch(/kind/);
+    const bad = await inject("POST", "/api/v1/assignments", { mac: "zz:zz", profile: "p" });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().message).toBe("mac: expected a MAC address");
+    expect((await inject("GET", "/api/v1/jobs/job-nope")).statusCode).toBe(404);
+  });
+
+  it("arms a host's own MAC (any spelling), one active job per machine, audited", async () => {
+    const r = await inject("POST", "/api/v1/jobs", { mac: "52-54-00-AA-00-01" });
+    expect(r.statusCode).toBe(200);
+    const [job] = r.json() as JobView[];
+    expect(job).toMatchObject({ mac: "52:54:00:aa:00:01", kind: "recover", profile: "web1", state: "armed", hostname: "web1" });
+    const again = await inject("POST", "/api/v1/jobs", { mac: "52:54:00:aa:00:01" });
+    expect(again.statusCode).toBe(400);
+    expect(again.json().message).toBe(`52:54:00:aa:00:01 already has an active job (${job!.id}, armed): one per machine`);
+    const audit = (await inject("GET", `/api/v1/audit?target=job:${job!.id}`)).json() as Array<{ action: string }>;
+    expect(audit.map((a) => a.action)).toEqual(["job.arm"]);
+    const cancelled = (await inject("POST", `/api/v1/jobs/${job!.id}/cancel`)).json() as JobView;
+    expect(cancelled.state).toBe("cancelled");
+    expect((await inject("POST", `/api/v1/jobs/${job!.id}/cancel`)).statusCode).toBe(400);
+  });
+
+  it("an unknown MAC without an assignment is refused with what to do", async () => {
+    const r = await inject("POST", "/api/v1/jobs", { mac: "52:54:00:bb:00:09" });
+    expect(r.statusCode).toBe(400);
+    expect(r.json().message).toBe("52:54:00:bb:00:09 is not assigned to a profile and belongs to no host (lifeboat hosts assign 52:54:00:bb:00:09 PROFILE)");
+  });
+
+  it("drives a job through the agent routes with its boot token only", async () => {
+    const [job] = (await inject("POST", "/api/v1/jobs", { mac: "52:54:00:aa:00:01" })).json() as JobView[];
+    const token = await server.ctx.jobs.issueBootToken(job!.id);
+    const agent = { authorization: `Bearer ${token}` };
+    const base = `/api/v1/agent/jobs/${job!.id}`;
+    expect((await inject("POST", `${base}/heartbeat`, undefined, { authorization: `Bearer ${server.ctx.adminToken}` })).statusCode).toBe(401);
+    const disks = [{ name: "vda", path: "/dev/vda", sizeBytes: 1 << 30, serial: "S1" }];
+    expect((await inject("POST", `${base}/hello`, { disks, hardware: { macs: [] } }, agent)).json()).toEqual({ state: "booted" });
+    const plan = await inject("GET", `${base}/plan`, undefined, agent);
+    expect(plan.statusCode).toBe(200);
+    expect(plan.headers["content-type"]).toMatch(/text\/x-shellscript/);
+    expect(plan.body).toContain("plan_begin");
+    const badEvent = await inject("POST", `${base}/events`, { type: "step-start", step: 0 }, agent);
+    expect(badEvent.statusCode).toBe(400);
+    for (const step of [1, 2, 3]) {
+      await inject("POST", `${base}/events`, { type: "step-start", step, of: 3, name: "s" }, agent);
+      await inject("POST", `${base}/events`, { type: "step-end", step, of: 3, name: "s", exitStatus: 0 }, agent);
+    }
+    await inject("POST", `${base}/events`, { type: "stream", dumpId: "d1", bytes: 1000, totalBytes: 1000, sha256: "ab", done: true }, agent);
+    expect((await inject("POST", `${base}/events`, { type: "done" }, agent)).json()).toEqual({ state: "done" });
+    const final = (await inject("GET", `/api/v1/jobs/${job!.id}`)).json() as JobView;
+    expect(final).toMatchObject({ state: "done", step: 3, steps: 3, bytesDone: 1000, bytesTotal: 1000 });
+    // Done disarms: the token is gone, and the MAC can be armed again.
+    expect((await inject("POST", `${base}/heartbeat`, undefined, agent)).statusCode).toBe(401);
+    const events = (await inject("GET", `/api/v1/jobs/${job!.id}/events`)).json() as Array<{ type: string }>;
+    expect(events.map((e) => e.type)).toEqual(["armed", "boot", "booted", "plan", "step-start", "step-end", "step-start", "step-end", "step-start", "step-end", "stream-done", "done"]);
+  });
+
+  it("arms clones for many MACs at once, each with its own identity, all or none", async () => {
+    await seedHost(server, "tmpl", "52:54:00:cc:00:00");
+    expect((await inject("PUT", "/api/v1/profiles/web-clone", { host: "tmpl", options: { hostnamePattern: "web-{n}" } })).statusCode).toBe(200);
+    const macs = ["52:54:00:cc:00:01", "52:54:00:cc:00:02", "52:54:00:cc:00:03", "52:54:00:cc:00:04"];
+    const r = await inject("POST", "/api/v1/jobs", { macs, kind: "clone", profile: "web-clone" });
+    expect(r.statusCode).toBe(200);
+    expect((r.json() as JobView[]).map((j) => [j.mac, j.hostname, j.kind])).toEqual(macs.map((m, i) => [m, `web-${i + 1}`, "clone"]));
+    const clash = await inject("POST", "/api/v1/jobs", { macs: ["52:54:00:cc:00:09", macs[0]], kind: "clone", profile: "web-clone" });
+    expect(clash.statusCode).toBe(400);
+    expect((await inject("GET", "/api/v1/jobs?mac=52:54:00:cc:00:09")).json()).toEqual([]);
+  });
+
+  it("state survives a server restart; a forgotten armed job expires", async () => {
+    await seedHost(server, "db1", "52:54:00:dd:00:01");
+    const [job] = (await inject("POST", "/api/v1/jobs", { mac: "52:54:00:dd:00:01", expiresHours: 0.0001 })).json() as JobView[];
+    await server.stop(0);
+    await new Promise((r) => setTimeout(r, 500)); // past its 0.36 s expiry while the server is down
+    server = await testServer({ dataDir, planner });
+    const back = (await inject("GET", `/api/v1/jobs/${job!.id}`)).json() as JobView;
+    expect(back.state).toBe("expired"); // the ticker runs once at start
+    const cloneJobs = (await inject("GET", "/api/v1/jobs?state=armed")).json() as JobView[];
+    expect(cloneJobs).toHaveLength(4);
+  });
+
+  it("publishes an OpenAPI document covering the admin and agent routes", async () => {
+    const doc = (await inject("GET", "/api/v1/openapi.json")).json() as { paths: Record<string, unknown> };
+    for (const p of ["/api/v1/jobs", "/api/v1/jobs/{id}/cancel", "/api/v1/profiles/{name}", "/api/v1/agent/jobs/{job}/hello", "/api/v1/agent/jobs/{job}/events"])
+      expect(Object.keys(doc.paths)).toContain(p);
+  });
+});
