@@ -4,6 +4,7 @@ import { Registry, collectDefaultMetrics } from "prom-client";
 import type { Config } from "./config/schema.ts";
 import type { ServerContext, Service } from "./context.ts";
 import { ensureAdminToken } from "./http/auth.ts";
+import { netbootServices } from "./dhcp/services.ts";
 import { buildApp } from "./http/app.ts";
 import type { Logger } from "./log.ts";
 import { type Planner, JobService } from "./recovery/jobs.ts";
@@ -72,7 +73,11 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     version,
   };
   const app = await buildApp(ctx);
-  const services: Service[] = [jobTicker(jobs, log), httpService(app, config)];
+  const services: Service[] = [
+    jobTicker(jobs, log),
+    httpService(app, config),
+    ...netbootServices(ctx, () => (app.server.address() as AddressInfo).port),
+  ];
   const started: Service[] = [];
   const stopAll = async (graceMs: number) => {
     for (const s of [...started].reverse()) {

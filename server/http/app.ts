@@ -12,6 +12,7 @@ import type { ServerContext } from "../context.ts";
 import { NotFoundError, UserError } from "../errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { apiRoutes } from "./routes/api.ts";
+import { bootRoutes } from "./routes/boot.ts";
 import { healthRoutes } from "./routes/health.ts";
 
 /** One line per request, at debug: a busy boot server would drown its info log otherwise. */
@@ -68,6 +69,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(healthRoutes(ctx));
   await app.register(agentRoutes(ctx));
   await app.register(apiRoutes(ctx));
+  await app.register(bootRoutes(ctx));
   app.get("/api/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -4,7 +4,8 @@ import Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
 import { type Migration, migrations as allMigrations } from "./migrations.ts";
 import { sqliteAssignments, sqliteJobs, sqliteProfiles } from "./sqlite-jobs.ts";
-import type { AssignmentRepo, AuditEntry, HostRecord, JobRepo, LayoutRecord, ProfileRepo, Store } from "./types.ts";
+import { sqliteLeases } from "./sqlite-leases.ts";
+import type { AssignmentRepo, AuditEntry, HostRecord, JobRepo, LayoutRecord, LeaseRepo, ProfileRepo, Store } from "./types.ts";
 
 type Row = Record<string, unknown>;
 const now = () => new Date().toISOString();
@@ -45,6 +46,7 @@ export class SqliteStore implements Store {
   readonly profiles: ProfileRepo;
   readonly assignments: AssignmentRepo;
   readonly jobs: JobRepo;
+  readonly leases: LeaseRepo;
 
   constructor(file: string) {
     if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
@@ -60,6 +62,7 @@ export class SqliteStore implements Store {
     this.profiles = sqliteProfiles(this.db);
     this.assignments = sqliteAssignments(this.db);
     this.jobs = sqliteJobs(this.db);
+    this.leases = sqliteLeases(this.db);
   }
 
   async migrations(): Promise<string[]> {

@@ -1,0 +1,166 @@
+/**
+ * The DHCP service: UDP 67 (and 4011 for PXE follow-ups) on 0.0.0.0, each socket tied to
+ * the configured interface with SO_BINDTOIFINDEX. A socket bound to the interface's
+ * address would not see broadcast DISCOVERs, and one on 0.0.0.0 without the device binding
+ * would hear (and answer on) every NIC. The loop is decode → decide → send; nothing a
+ * packet contains can stop it: every failure is logged, counted and the packet dropped.
+ */
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { networkInterfaces } from "node:os";
+import { join } from "node:path";
+import { Counter, type Registry } from "prom-client";
+import type { ServerContext, Service } from "../context.ts";
+import type { Logger } from "../log.ts";
+import { type DhcpPacket, decode, encode, macOf, messageType, messageTypeName } from "./codec.ts";
+import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer } from "./decision.ts";
+import { LeasePool } from "./pool.ts";
+
+const SOL_SOCKET = 1;
+const SO_BINDTOIFINDEX = 62;
+const require = createRequire(import.meta.url);
+const { setsockopt } = require("sockopt") as { setsockopt(s: Socket, level: number, name: number, value: number): void };
+
+export interface DhcpMetrics {
+  answers: Counter<"kind">;
+  drops: Counter<"reason">;
+}
+
+function counter<L extends string>(reg: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
+  return (reg.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [reg] });
+}
+
+export function dhcpMetrics(reg: Registry): DhcpMetrics {
+  return {
+    answers: counter(reg, "lifeboat_dhcp_answers_total", "DHCP replies sent, by kind", ["kind"]),
+    drops: counter(reg, "lifeboat_dhcp_dropped_total", "DHCP packets dropped, by reason", ["reason"]),
+  };
+}
+
+/** The first IPv4 address of `iface`, and its kernel index. */
+export function interfaceInfo(iface: string): { ip: string; index: number } {
+  const addr = networkInterfaces()[iface]?.find((a) => a.family === "IPv4");
+  if (!addr) throw new Error(`listen.interface ${iface}: no such interface with an IPv4 address`);
+  const index = Number(readFileSync(`/sys/class/net/${iface}/ifindex`, "utf8").trim());
+  return { ip: addr.address, index };
+}
+
+/** Binds a UDP socket to 0.0.0.0:port and then to the interface `index`. */
+async function boundSocket(port: number, index: number): Promise<Socket> {
+  const sock = createSocket({ type: "udp4", reuseAddr: true });
+  await new Promise<void>((resolve, reject) => {
+    sock.once("error", reject);
+    sock.bind({ port, address: "0.0.0.0", exclusive: true }, () => {
+      sock.off("error", reject);
+      resolve();
+    });
+  });
+  setsockopt(sock, SOL_SOCKET, SO_BINDTOIFINDEX, index);
+  sock.setBroadcast(true);
+  return sock;
+}
+
+export interface DhcpServiceOptions {
+  /** The HTTP port booting machines use (resolved after the HTTP service started). */
+  httpPort: () => number;
+  /** Ports to listen on; tests may move them. */
+  ports?: { dhcp: number; pxe: number };
+}
+
+export class DhcpService implements Service {
+  readonly name = "dhcp";
+  private readonly log: Logger;
+  private readonly metrics: DhcpMetrics;
+  private readonly sockets: Socket[] = [];
+  private pool: LeasePool | undefined;
+  private env: DhcpEnv | undefined;
+
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly opts: DhcpServiceOptions,
+  ) {
+    this.log = ctx.log.child({ svc: "dhcp" });
+    this.metrics = dhcpMetrics(ctx.metrics);
+  }
+
+  async start(): Promise<string> {
+    const cfg = this.ctx.config;
+    const { ip, index } = interfaceInfo(cfg.listen.interface);
+    const root = cfg.tftp.root;
+    this.env = {
+      serverIp: ip,
+      httpBase: cfg.http.publicUrl.replace(/\/+$/, "") || `http://${ip}:${this.opts.httpPort()}`,
+      hasLoader: (name) => existsSync(join(root, name)),
+    };
+    if (cfg.dhcp.mode === "full")
+      this.pool = new LeasePool({ ...cfg.dhcp.pool, staticLeases: cfg.dhcp.staticLeases }, this.ctx.store.leases, ip);
+    const ports = this.opts.ports ?? { dhcp: 67, pxe: 4011 };
+    for (const port of [ports.dhcp, ports.pxe]) {
+      const sock = await boundSocket(port, index);
+      const kind: 67 | 4011 = port === ports.dhcp ? 67 : 4011;
+      sock.on("message", (msg, rinfo) => void this.receive(sock, kind, msg, rinfo));
+      sock.on("error", (err) => this.log.error({ err, port }, "socket error"));
+      this.sockets.push(sock);
+    }
+    return `${cfg.dhcp.mode} on ${cfg.listen.interface} (${ip}) udp ${ports.dhcp},${ports.pxe}`;
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets.splice(0)) await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  private async receive(sock: Socket, port: 67 | 4011, msg: Buffer, rinfo: RemoteInfo): Promise<void> {
+    const out = await this.handle(msg, port);
+    if (!out) return;
+    const to = out.to === "source" ? { address: rinfo.address, port: rinfo.port } : out.to;
+    sock.send(out.bytes, to.port, to.address, (err) => {
+      if (err) this.log.warn({ err, to }, "send failed");
+    });
+  }
+
+  /**
+   * One datagram in, at most one reply out. Never throws: a bad packet or a failure in the
+   * decision is logged and counted as a drop.
+   */
+  async handle(msg: Buffer, port: 67 | 4011): Promise<{ bytes: Buffer; to: Destination | "source" } | undefined> {
+    const d = decode(msg);
+    if (!d.ok) {
+      this.metrics.drops.inc({ reason: "malformed" });
+      this.log.debug({ port, error: d.error, bytes: msg.length }, "malformed packet dropped");
+      return undefined;
+    }
+    const req = d.packet;
+    if (req.op !== 1 || req.htype !== 1 || req.hlen !== 6) {
+      this.metrics.drops.inc({ reason: "not-a-request" });
+      return undefined;
+    }
+    try {
+      const answer = await this.decide(req, port);
+      const log = this.log.child({ mac: macOf(req), type: messageTypeName(messageType(req)), port });
+      if (!answer.send) {
+        this.metrics.drops.inc({ reason: answer.notable ? "no-boot" : "ignored" });
+        if (answer.notable) log.info({ arch: answer.machine?.arch, vendorClass: answer.machine?.vendorClass }, `no answer: ${answer.reason}`);
+        else log.debug(`ignored: ${answer.reason}`);
+        return undefined;
+      }
+      const bytes = encode(answer.packet);
+      this.metrics.answers.inc({ kind: answer.kind });
+      log.info(
+        { kind: answer.kind, yiaddr: answer.packet.yiaddr, file: answer.packet.file || undefined, arch: answer.machine.arch },
+        `${answer.kind}${answer.packet.file ? ` ${answer.packet.file}` : ""}`,
+      );
+      return { bytes, to: answer.to };
+    } catch (err) {
+      this.metrics.drops.inc({ reason: "error" });
+      this.log.warn({ err, port }, "request failed");
+      return undefined;
+    }
+  }
+
+  private async decide(req: DhcpPacket, port: 67 | 4011): Promise<Answer> {
+    const env = this.env!;
+    if (port === 4011 || !this.pool) return proxyAnswer(req, port, env);
+    return fullAnswer(req, await this.pool.decide(req), env);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * One read transfer as a pure state machine: events in (start, a packet from the client, a
+ * timeout), actions out (packets to send, the timer to arm, the end). The socket server
+ * drives it; tests drive it directly with loss and duplicates.
+ *
+ * Sorcerer's Apprentice (RFC 1123 4.2.3.1): a duplicate ACK never triggers a resend; only
+ * the timer does. With windowsize (RFC 7440) an ACK for a block inside the window means the
+ * client lost what followed: the next window starts right after it.
+ */
+import { ErrorCode, dataPacket, decodeTftp, errorPacket, oackPacket } from "./packets.ts";
+
+export const MAX_BLKSIZE = 65464;
+const MAX_WINDOW = 64;
+
+export interface TransferLimits {
+  /** Largest blksize granted (at most 65464, RFC 2348). */
+  maxBlksize: number;
+  /** Default retransmission timeout. */
+  timeoutMs: number;
+  /** Retransmissions of one window before giving up. */
+  retries: number;
+}
+
+export const DEFAULT_LIMITS: TransferLimits = { maxBlksize: MAX_BLKSIZE, timeoutMs: 1000, retries: 5 };
+
+export type TransferEnd = "done" | "aborted" | "timeout" | "error";
+
+export type Action =
+  | { type: "send"; packet: Buffer; /** payload bytes of a DATA packet (for the byte counter) */ payload: number }
+  | { type: "timer"; ms: number }
+  | { type: "end"; result: TransferEnd; detail?: string };
+
+export interface Negotiated {
+  blksize: number;
+  windowsize: number;
+  timeoutMs: number;
+  /** The options acknowledged in the OACK; empty → no OACK, data straight away. */
+  oack: Record<string, string>;
+}
+
+const int = (v: string | undefined) => (v !== undefined && /^\d{1,10}$/.test(v) ? Number(v) : undefined);
+
+/** RFC 2347/2348/2349/7440: accept what is in range (clamping blksize/windowsize), ignore the rest. */
+export function negotiate(options: Record<string, string>, size: number, limits: TransferLimits): Negotiated {
+  const oack: Record<string, string> = {};
+  let blksize = 512;
+  let windowsize = 1;
+  let timeoutMs = limits.timeoutMs;
+  const b = int(options.blksize);
+  if (b !== undefined && b >= 8) {
+    blksize = Math.min(b, limits.maxBlksize, MAX_BLKSIZE);
+    oack.blksize = String(blksize);
+  }
+  const t = int(options.timeout);
+  if (t !== undefined && t >= 1 && t <= 255) {
+    timeoutMs = t * 1000;
+    oack.timeout = String(t);
+  }
+  if (options.tsize !== undefined) oack.tsize = String(size);
+  const w = int(options.windowsize);
+  if (w !== undefined && w >= 1) {
+    windowsize = Math.min(w, MAX_WINDOW);
+    oack.windowsize = String(windowsize);
+  }
+  return { blksize, windowsize, timeoutMs, oack };
+}
+
+export class ReadTransfer {
+  /** Blocks are numbered from 1; `acked` is the highest block the client confirmed (0 = none, or the OACK). */
+  private acked = 0;
+  private sentUpTo = 0;
+  private tries = 0;
+  private oackPending: boolean;
+  private finished = false;
+  readonly lastBlock: number;
+
+  constructor(
+    private readonly size: number,
+    private readonly n: Negotiated,
+    /** Returns the payload of block `i` (1-based): `blksize` bytes, fewer for the last one. */
+    private readonly readBlock: (i: number, offset: number, length: number) => Buffer,
+    private readonly retries: number,
+  ) {
+    this.lastBlock = Math.floor(size / n.blksize) + 1;
+    this.oackPending = Object.keys(n.oack).length > 0;
+  }
+
+  get ended(): boolean {
+    return this.finished;
+  }
+
+  start(): Action[] {
+    return this.oackPending ? this.sendOack() : this.sendWindow();
+  }
+
+  private sendOack(): Action[] {
+    return [{ type: "send", packet: oackPacket(this.n.oack), payload: 0 }, { type: "timer", ms: this.n.timeoutMs }];
+  }
+
+  private sendWindow(): Action[] {
+    const out: Action[] = [];
+    const first = this.acked + 1;
+    const last = Math.min(this.acked + this.n.windowsize, this.lastBlock);
+    for (let i = first; i <= last; i++) {
+      const offset = (i - 1) * this.n.blksize;
+      const len = Math.max(0, Math.min(this.n.blksize, this.size - offset));
+      const data = len > 0 ? this.readBlock(i, offset, len) : Buffer.alloc(0);
+      out.push({ type: "send", packet: dataPacket(i, data), payload: data.length });
+    }
+    this.sentUpTo = last;
+    out.push({ type: "timer", ms: this.n.timeoutMs });
+    return out;
+  }
+
+  private end(result: TransferEnd, detail?: string, packet?: Buffer): Action[] {
+    this.finished = true;
+    return [...(packet ? [{ type: "send" as const, packet, payload: 0 }] : []), { type: "end", result, detail }];
+  }
+
+  /** A packet from the transfer's client (same address and port). */
+  onPacket(buf: Buffer): Action[] {
+    if (this.finished) return [];
+    const d = decodeTftp(buf);
+    if (!d.ok) return [];
+    const p = d.packet;
+    if (p.op === "ERROR") return this.end("aborted", `client error ${p.code}: ${p.message}`);
+    if (p.op !== "ACK") return this.end("error", `unexpected ${p.op}`, errorPacket(ErrorCode.ILLEGAL_OPERATION, `unexpected ${p.op}`));
+    if (this.oackPending) {
+      if (p.block !== 0) return [];
+      this.oackPending = false;
+      this.tries = 0;
+      return this.sendWindow();
+    }
+    // Map the 16-bit block number into the outstanding window (block numbers roll over at 65536).
+    const span = this.sentUpTo - this.acked;
+    const delta = (p.block - (this.acked & 0xffff) + 0x10000) & 0xffff;
+    if (delta === 0 || delta > span) return []; // duplicate or stale ACK: wait for more or for the timer
+    this.acked += delta;
+    this.tries = 0;
+    if (this.acked >= this.lastBlock) return this.end("done");
+    return this.sendWindow();
+  }
+
+  onTimeout(): Action[] {
+    if (this.finished) return [];
+    if (++this.tries > this.retries) return this.end("timeout", `no ACK after ${this.retries} retransmissions`);
+    return this.oackPending ? this.sendOack() : this.sendWindow();
+  }
+}
