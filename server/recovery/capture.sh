@@ -118,6 +118,10 @@ capture() {
 	printf ',"lsblk":'
 	jcmdjson lsblk_json
 
+	# Stable names: /dev/disk/by-id links and what they point to.
+	printf ',"byId":'
+	jcmdtext sh -c 'for l in /dev/disk/by-id/*; do [ -L "$l" ] && echo "$l $(readlink -f "$l")"; done; true'
+
 	printf ',"partitionTables":['
 	sep=""
 	for d in $disks; do

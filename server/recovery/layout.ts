@@ -1,0 +1,173 @@
+import { z } from "zod";
+
+/**
+ * The typed disk layout of a host: what the plan builder recreates. Built from a capture
+ * (layout-capture.ts) or a ReaR disklayout.conf (rear-import.ts) and stored as a layout
+ * version. Devices are named by their path on the captured host; LVs as /dev/VG/LV, LUKS
+ * mappings as /dev/mapper/NAME. Sizes in bytes except partition start/size (sectors).
+ */
+
+const nullableString = z.string().nullable();
+
+export const partitionSchema = z.object({
+  number: z.number().int().positive(),
+  path: z.string(),
+  start: z.number().int().nonnegative(),
+  size: z.number().int().positive(),
+  /** GPT type GUID (upper case) or MBR type in hex without 0x ("83", "5", "ef"). */
+  type: z.string(),
+  /** GPT partition GUID; null on MBR. */
+  uuid: nullableString,
+  /** GPT partition name; null on MBR. */
+  name: nullableString,
+  /** GPT attribute flags as sfdisk writes them (e.g. "LegacyBIOSBootable"), or null. */
+  attrs: nullableString,
+  /** MBR active flag. */
+  bootable: z.boolean(),
+});
+export type Partition = z.infer<typeof partitionSchema>;
+
+export const partitionTableSchema = z.object({
+  label: z.enum(["gpt", "dos"]),
+  /** GPT disk GUID or MBR disk identifier (0x1234abcd). */
+  id: z.string(),
+  sectorSize: z.number().int().positive(),
+  firstLba: z.number().int().nullable(),
+  lastLba: z.number().int().nullable(),
+  partitions: z.array(partitionSchema),
+});
+export type PartitionTable = z.infer<typeof partitionTableSchema>;
+
+export const diskSchema = z.object({
+  name: z.string(),
+  path: z.string(),
+  sizeBytes: z.number().int().positive(),
+  model: nullableString,
+  serial: nullableString,
+  wwn: nullableString,
+  transport: nullableString,
+  logicalSectorSize: z.number().int().positive(),
+  physicalSectorSize: z.number().int().positive(),
+  byId: z.array(z.string()),
+  table: partitionTableSchema.nullable(),
+});
+export type Disk = z.infer<typeof diskSchema>;
+
+export const mdArraySchema = z.object({
+  path: z.string(),
+  name: nullableString,
+  level: z.string(),
+  metadata: z.string(),
+  uuid: z.string(),
+  members: z.array(z.string()),
+  sizeBytes: z.number().int().nonnegative(),
+});
+export type MdArray = z.infer<typeof mdArraySchema>;
+
+export const lvmSchema = z.object({
+  pvs: z.array(z.object({ path: z.string(), uuid: z.string(), vg: z.string(), sizeBytes: z.number().int().nonnegative() })),
+  vgs: z.array(z.object({ name: z.string(), uuid: z.string(), extentBytes: z.number().int().positive(), sizeBytes: z.number().int().nonnegative() })),
+  lvs: z.array(z.object({ vg: z.string(), name: z.string(), uuid: z.string(), sizeBytes: z.number().int().positive(), path: z.string(), segtype: z.string() })),
+});
+export type Lvm = z.infer<typeof lvmSchema>;
+
+export const luksSchema = z.object({
+  /** The encrypted device (partition, MD array or LV). */
+  path: z.string(),
+  uuid: z.string(),
+  /** dm name; the opened device is /dev/mapper/NAME. */
+  name: z.string(),
+});
+export type Luks = z.infer<typeof luksSchema>;
+
+export const filesystemSchema = z.object({
+  dev: z.string(),
+  type: z.string(),
+  uuid: nullableString,
+  label: nullableString,
+  sizeBytes: z.number().int().nonnegative(),
+  /** Bytes in use, when the capture could tell (mounted, or ext* superblock); null: unknown. */
+  usedBytes: z.number().int().nonnegative().nullable(),
+  /** mkfs arguments (besides UUID and label) that reproduce what matters. */
+  mkfsOptions: z.array(z.string()),
+  /** btrfs subvolume paths below the top level, parents first. */
+  subvolumes: z.array(z.string()),
+});
+export type Filesystem = z.infer<typeof filesystemSchema>;
+
+export const swapSchema = z.object({ dev: z.string(), uuid: nullableString, label: nullableString, sizeBytes: z.number().int().nonnegative() });
+export type Swap = z.infer<typeof swapSchema>;
+
+export const mountSchema = z.object({
+  dev: z.string(),
+  mountpoint: z.string(),
+  fstype: z.string(),
+  /** Only what recreation needs (btrfs subvol=); the rest lives in the restored fstab. */
+  options: z.string(),
+});
+export type Mount = z.infer<typeof mountSchema>;
+
+export const bootSchema = z.object({
+  firmware: z.enum(["bios", "uefi"]),
+  loader: z.enum(["grub", "systemd-boot"]).nullable(),
+  /** Disk with the boot code (bios) or the EFI system partition (uefi), when known. */
+  disk: nullableString,
+  efiDir: nullableString,
+  bootloaderId: nullableString,
+  efiEntries: nullableString,
+});
+export type Boot = z.infer<typeof bootSchema>;
+
+export const diskLayoutSchema = z.object({
+  format: z.literal("lifeboat-layout/1"),
+  source: z.enum(["capture", "rear"]),
+  hostname: z.string(),
+  capturedAt: z.string(),
+  disks: z.array(diskSchema),
+  md: z.array(mdArraySchema),
+  lvm: lvmSchema,
+  luks: z.array(luksSchema),
+  filesystems: z.array(filesystemSchema),
+  swap: z.array(swapSchema),
+  mounts: z.array(mountSchema),
+  boot: bootSchema,
+  files: z.object({ fstab: nullableString, crypttab: nullableString }),
+  system: z.object({
+    kernel: nullableString,
+    initramfsTool: z.enum(["update-initramfs", "dracut", "mkinitcpio"]).nullable(),
+    os: z.object({ id: nullableString, versionId: nullableString, prettyName: nullableString }).nullable(),
+    packages: z.object({ manager: z.enum(["dpkg", "rpm"]), list: z.array(z.tuple([z.string(), z.string()])) }).nullable(),
+    nics: z.array(z.object({ name: z.string(), mac: z.string() })),
+  }),
+  /** Amanda DLE → mount point it restores to. */
+  dles: z.record(z.string(), z.string()),
+});
+export type DiskLayout = z.infer<typeof diskLayoutSchema>;
+
+/** Validates a stored or uploaded layout; throws a one-line error naming the first bad key. */
+export function parseLayout(doc: unknown, what = "layout"): DiskLayout {
+  const r = diskLayoutSchema.safeParse(doc);
+  if (!r.success) throw new Error(`${what}: ${formatZodIssue(r.error)}`);
+  return r.data;
+}
+
+export function formatZodIssue(err: z.ZodError): string {
+  const i = err.issues[0]!;
+  return `${i.path.length ? i.path.join(".") : "(document)"}: ${i.message}`;
+}
+
+/** The partition device of a disk: sda → sda1, nvme0n1/loop0/mmcblk0 → …p1. */
+export function partitionPath(diskPath: string, n: number): string {
+  return /\d$/.test(diskPath) ? `${diskPath}p${n}` : `${diskPath}${n}`;
+}
+
+/** The GPT type GUIDs and MBR types the plan builder treats specially. */
+export const PART_TYPES = {
+  esp: ["C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EF"],
+  biosBoot: ["21686148-6449-6E6F-744E-656564454649"],
+  extended: ["5", "F", "85"],
+} as const;
+
+export function isPartType(p: Pick<Partition, "type">, kind: keyof typeof PART_TYPES): boolean {
+  return (PART_TYPES[kind] as readonly string[]).includes(p.type.toUpperCase());
+}
