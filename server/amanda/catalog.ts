@@ -10,7 +10,7 @@ import type { AmandaSetup } from "./conf.ts";
 import { parseTapelist } from "./conf.ts";
 import { type DumpHeader, compressionOf, parseHeader } from "./header.ts";
 import { emptyFacts, type LogFacts, parseTraceLog, type TapedFact } from "./logs.ts";
-import { type MediaScan, type ScannedHolding, type ScannedPart, type VtapeSlot, listVtapeSlots, readHeader, scanMedia } from "./media.ts";
+import { type MediaScan, type ScannedHolding, type ScannedPart, type VtapeSlot, listVtapeSlots, problemText, readHeader, scanMedia } from "./media.ts";
 import { type CatalogDump, type DumpPart, dumpId, dumpKey, dumpName, programOf } from "./model.ts";
 import { sanitiseFilename } from "./quote.ts";
 
@@ -72,7 +72,7 @@ function holdingRecord(amanda: string, s: ScannedHolding, source: "log" | "scan"
 
 /** Catalog from media headers alone: for when the Amanda server (logs, tapelist) is lost. */
 export function catalogFromScan(amanda: string, scan: MediaScan): CatalogResult {
-  const warnings = scan.problems.map((p) => `${p.path}: ${p.message}`);
+  const warnings = scan.problems.map(problemText);
   const groups = new Map<string, ScannedPart[]>();
   for (const p of scan.parts) {
     const k = dumpKey(p.header);
@@ -96,7 +96,7 @@ export function catalogFromScan(amanda: string, scan: MediaScan): CatalogResult 
     else if (h.totalParts && h.totalParts > 0 && parts.length < h.totalParts)
       problem = `part ${parts.length + 1} of ${h.totalParts} of ${dumpName(h)} is missing from the scanned volumes`;
     else if (expected !== null && size < expected)
-      problem = `${dumpName(h)}: the scanned parts hold ${size} of ${expected} bytes; part ${parts.length + 1} is missing`;
+      problem = `${dumpName(h)}: the scanned parts hold ${size} of ${expected} bytes: part ${parts.length + 1} is missing or a part is truncated`;
     dumps.push({
       ...fromHeader(amanda, h),
       sizeBytes: expected ?? size,
@@ -169,7 +169,7 @@ export function catalogFromLogs(setup: AmandaSetup, onProgress?: (msg: string) =
   }
   const problems: MediaScan["problems"] = [];
   const slots = setup.vtapeRoot ? listVtapeSlotsSafe(setup.vtapeRoot, problems) : [];
-  warnings.push(...problems.map((p) => `${p.path}: ${p.message}`));
+  warnings.push(...problems.map(problemText));
   const byLabel = new Map(slots.filter((s) => s.label).map((s) => [s.label!, s]));
   const dumps: CatalogDump[] = [];
   for (const t of facts.taped.values()) {
@@ -179,7 +179,7 @@ export function catalogFromLogs(setup: AmandaSetup, onProgress?: (msg: string) =
     dumps.push(tapedRecord(setup, t, byLabel, facts));
   }
   const holding = scanMedia(setup.holdingDirs.filter((d) => existsSync(d)));
-  warnings.push(...holding.problems.map((p) => `${p.path}: ${p.message}`));
+  warnings.push(...holding.problems.map(problemText));
   for (const hd of holding.holding) {
     const rec = holdingRecord(setup.name, hd, "log");
     const df = facts.dumper.get(dumpKey(rec));

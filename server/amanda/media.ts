@@ -39,6 +39,11 @@ export interface MediaProblem {
   message: string;
 }
 
+/** One line per problem, naming the file once. */
+export function problemText(p: MediaProblem): string {
+  return p.message.startsWith(p.path) ? p.message : `${p.path}: ${p.message}`;
+}
+
 /** The slots under a chg-disk root (or the root itself if it is a slot dir): labels and file lists. */
 export function listVtapeSlots(root: string, problems: MediaProblem[] = []): VtapeSlot[] {
   const dirs = isSlotDir(root) ? [root] : subdirs(root).filter(isSlotDir);

@@ -1,0 +1,126 @@
+import { createHash } from "node:crypto";
+import { openSync, readFileSync, rmSync, writeSync, closeSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { catalogFromLogs } from "../../../server/amanda/catalog.ts";
+import { readAmandaConfig } from "../../../server/amanda/conf.ts";
+import { buildHeader } from "../../../server/amanda/header.ts";
+import type { CatalogDump } from "../../../server/amanda/model.ts";
+import { DumpStreamError, openDumpStream } from "../../../server/amanda/stream.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+import { bytes, dumpHeaderText, type SynthDump, writeSynthLab } from "./synthetic.ts";
+import { gzipSync } from "node:zlib";
+
+async function collect(s: Readable): Promise<{ data: Buffer; error: Error | null }> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const c of s) chunks.push(c as Buffer);
+    return { data: Buffer.concat(chunks), error: null };
+  } catch (err) {
+    return { data: Buffer.concat(chunks), error: err as Error };
+  }
+}
+
+const native = Buffer.concat([Buffer.from("tar ".repeat(40000)), bytes(50000, 9)]);
+const dumps: Record<string, SynthDump> = {
+  split: { host: "h", disk: "/split", datestamp: "20261124020601", level: 0, data: bytes(300000, 7) },
+  gz: { host: "h", disk: "Docs $HOME", datestamp: "20261124020601", level: 0, data: gzipSync(native), comp: ".gz", native },
+  hold: { host: "h", disk: "/split", datestamp: "20261124020609", level: 1, data: bytes(70000, 8) },
+};
+
+function setup() {
+  const l = writeSynthLab(tempDir("lifeboat-amanda-stream-"), [{ label: "T-01", slot: 1, datestamp: "20261124020601", dumps: [dumps.split!, dumps.gz!] }], [dumps.hold!], {
+    partSize: 65536,
+    chunkSize: 32768,
+  });
+  const cat = catalogFromLogs(readAmandaConfig(l.configDir)).dumps;
+  const get = (disk: string, level: number) => cat.find((d) => d.disk === disk && d.level === level)!;
+  return { l, get };
+}
+
+describe("dump streams", () => {
+  it("joins split parts and holding chunks, strips headers, decompresses on request, with lengths known", async () => {
+    const { get } = setup();
+    for (const [d, want] of [
+      [get("/split", 0), dumps.split!.data],
+      [get("Docs $HOME", 0), dumps.gz!.data],
+      [get("/split", 1), dumps.hold!.data],
+    ] as const) {
+      const s = openDumpStream(d);
+      expect(s.length).toBe(want.length);
+      const r = await collect(s.stream);
+      expect(r.error).toBeNull();
+      expect(r.data.equals(want)).toBe(true);
+    }
+    const dec = openDumpStream(get("Docs $HOME", 0), { decompress: true });
+    expect(dec.length).toBe(native.length);
+    const r = await collect(dec.stream);
+    expect(r.error).toBeNull();
+    expect(createHash("sha256").update(r.data).digest("hex")).toBe(createHash("sha256").update(native).digest("hex"));
+  });
+
+  it("serves byte ranges across part boundaries", async () => {
+    const { get } = setup();
+    const d = get("/split", 0);
+    for (const [start, end] of [[0, 9], [65530, 65545], [131072, 299999], [299999, 299999], [100, undefined]] as const) {
+      const s = openDumpStream(d, { start, end });
+      const r = await collect(s.stream);
+      expect(r.error).toBeNull();
+      expect(r.data.equals(dumps.split!.data.subarray(start, end === undefined ? undefined : end + 1))).toBe(true);
+      expect(s.length).toBe(r.data.length);
+    }
+    expect(() => openDumpStream(d, { start: 300000 })).toThrow(/range starts at 300000, the dump has 300000 bytes/);
+    expect(() => openDumpStream(get("Docs $HOME", 0), { start: 5, decompress: true })).toThrow(DumpStreamError);
+  });
+
+  it("a flipped byte fails the stream loudly on Amanda's CRC, and the last chunk is never delivered", async () => {
+    const { l, get } = setup();
+    const part = join(l.vtapes, "slot1", "00003.h._split.0");
+    const fd = openSync(part, "r+");
+    writeSync(fd, Buffer.from([0x55]), 0, 1, 32768 + 1000);
+    closeSync(fd);
+    const s = openDumpStream(get("/split", 0), { readBufferBytes: 16384 });
+    const r = await collect(s.stream);
+    expect(r.error?.message).toMatch(/^CRC mismatch on h:"\/split" L0 20261124020601 as stored: read [0-9a-f]{8}:300000, Amanda recorded [0-9a-f]{8}:300000$/);
+    expect(r.data.length).toBeLessThan(300000);
+    // decompressed: the native CRC is checked too
+    const gzPart = join(l.vtapes, "slot1", "00006.h.Docs $HOME.0");
+    const buf = readFileSync(gzPart);
+    const hdr = buildHeader(dumpHeaderText("SPLIT_FILE", { ...dumps.gz!, native: Buffer.from("other") }, { part: "1/-1" }));
+    writeFileSync(gzPart, Buffer.concat([hdr, buf.subarray(32768)]));
+    const cat = catalogFromLogs(readAmandaConfig(l.configDir)).dumps;
+    const fromMedia: CatalogDump = { ...cat.find((d) => d.disk === "Docs $HOME")!, crc: { native: { crc: "00000000", size: native.length }, client: null, server: null } };
+    const r2 = await collect(openDumpStream(fromMedia, { decompress: true }).stream);
+    expect(r2.error?.message).toMatch(/CRC mismatch on h:"Docs \$HOME" L0 20261124020601 decompressed/);
+  });
+
+  it("refuses before the first byte: missing part, truncated part, header of another dump, encrypted dump", () => {
+    const { l, get } = setup();
+    const d = get("/split", 0);
+    expect(() => openDumpStream({ ...d, encrypted: true })).toThrow('h:"/split" L0 20261124020601 is encrypted; Lifeboat does not decrypt Amanda dumps');
+    const original = readFileSync(join(l.vtapes, "slot1", "00002.h._split.0"));
+    rmSync(join(l.vtapes, "slot1", "00002.h._split.0"));
+    expect(() => openDumpStream(d)).toThrow(/part 2 is missing: .*00002.h._split.0$/);
+    writeFileSync(join(l.vtapes, "slot1", "00002.h._split.0"), readFileSync(join(l.vtapes, "slot1", "00003.h._split.0")));
+    expect(() => openDumpStream(d)).toThrow(/part 2: .*bad Amanda header at byte 0: is part 3, expected part 2/);
+    writeFileSync(join(l.vtapes, "slot1", "00002.h._split.0"), readFileSync(join(l.vtapes, "slot1", "00006.h.Docs $HOME.0")));
+    expect(() => openDumpStream(d)).toThrow(/holds h:Docs \$HOME L0 20261124020601, expected h:\/split L0 20261124020601 \(volume overwritten\?\)/);
+    writeFileSync(join(l.vtapes, "slot1", "00002.h._split.0"), original.subarray(0, 40000));
+    expect(() => openDumpStream(d)).toThrow('h:"/split" L0 20261124020601: the parts on disk hold 241696 bytes, Amanda wrote 300000; a part is missing or truncated');
+  });
+
+  it("respects backpressure: a paused reader keeps at most a few buffers in memory", async () => {
+    const big: SynthDump = { host: "h", disk: "/big", datestamp: "20261124020601", level: 0, data: Buffer.alloc(48 << 20, 7) };
+    const l = writeSynthLab(tempDir("lifeboat-amanda-bp-"), [{ label: "T-01", slot: 1, datestamp: "20261124020601", dumps: [big] }], [], { partSize: 16 << 20 });
+    const d = catalogFromLogs(readAmandaConfig(l.configDir)).dumps[0]!;
+    const s = openDumpStream(d, { readBufferBytes: 1 << 20 });
+    const it = s.stream[Symbol.asyncIterator]();
+    await it.next();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.stream.readableLength).toBeLessThanOrEqual(4 << 20);
+    let n = 0;
+    for (let x = await it.next(); !x.done; x = await it.next()) n += (x.value as Buffer).length;
+    expect(n).toBe((48 << 20) - (1 << 20));
+  });
+});
