@@ -1,0 +1,426 @@
+# Lifeboat rescue agent: the step functions a plan is made of.
+# Contract: server/recovery/steps.ts (names, arguments, guards); test/unit/rescue checks
+# that every function there is defined here with `lb_args NAME MIN MAX` matching its arity.
+#
+# Every function that writes a disk calls lb_gate first (armed job + disk identity checked by
+# check_disk, re-read right before the write). guard_NAME is what the runner checks before
+# skipping a call that already finished in this boot.
+
+LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol mount_fs restore_dump fix_fstab install_bootloader regen_initramfs unmount_all plan_done"
+LB_CONTRACT_VERSION=1
+
+lb_never() { return 1; }
+
+plan_begin() {
+  lb_args plan_begin 3 3 $# || return 2
+  if [ "$1" != "$LB_CONTRACT_VERSION" ]; then
+    echo "plan_begin: plan uses step contract $1, this agent implements $LB_CONTRACT_VERSION" >&2
+    return 1
+  fi
+  echo "restoring host $2: $3 calls"
+}
+guard_plan_begin() { lb_never; }
+
+check_disk() {
+  lb_args check_disk 4 4 $# || return 2
+  _dev=$1 _serial=$2 _wwn=$3 _size=$4
+  _n=$(lb_devname "$_dev")
+  if [ ! -b "$_dev" ] || [ ! -e "/sys/class/block/$_n" ]; then
+    echo "check_disk: $_dev does not exist" >&2
+    return 1
+  fi
+  if [ -e "/sys/class/block/$_n/partition" ]; then
+    echo "check_disk: $_dev is a partition, not a whole disk" >&2
+    return 1
+  fi
+  _now_size=$(lb_disk_size "$_dev")
+  if [ "$_now_size" != "$_size" ]; then
+    echo "check_disk: $_dev is $_now_size bytes, the plan expects $_size; nothing written" >&2
+    return 1
+  fi
+  _now_serial=$(lb_disk_serial "$_dev")
+  if [ -n "$_serial" ] && [ "$_now_serial" != "$_serial" ]; then
+    echo "check_disk: $_dev has serial '$_now_serial', the plan expects '$_serial'; nothing written" >&2
+    return 1
+  fi
+  _now_wwn=$(lb_disk_wwn "$_dev")
+  if [ -n "$_wwn" ] && [ "$_now_wwn" != "$_wwn" ]; then
+    echo "check_disk: $_dev has WWN '$_now_wwn', the plan expects '$_wwn'; nothing written" >&2
+    return 1
+  fi
+  mkdir -p "$LB_RUN/verified"
+  lb_identity "$_n" >"$LB_RUN/verified/$_n"
+  echo "check_disk: $_dev matches (serial '${_now_serial}', wwn '${_now_wwn}', $_size bytes)"
+}
+guard_check_disk() { lb_never; }
+
+lb_partitions_of() {
+  _pn=$(lb_devname "$1")
+  for _q in "/sys/class/block/$_pn/$_pn"*; do
+    [ -e "$_q/partition" ] && printf '/dev/%s\n' "${_q##*/}"
+  done
+}
+
+# Tears down what sits on top of DEV (MD arrays, dm/LVM/LUKS mappings) so it can be wiped.
+lb_release_holders() {
+  for _h in $(ls "/sys/class/block/$(lb_devname "$1")/holders" 2>/dev/null); do
+    lb_release_holders "/dev/$_h"
+    case $_h in
+      md*) mdadm --stop "/dev/$_h" ;;
+      dm-*) dmsetup remove "$(cat "/sys/class/block/$_h/dm/name")" ;;
+    esac
+  done
+}
+
+wipe_disk() {
+  lb_args wipe_disk 2 2 $# || return 2
+  lb_gate "$1" || return 1
+  for _p in $(lb_partitions_of "$1") "$1"; do
+    lb_release_holders "$_p"
+    wipefs -a "$_p" || return 1
+  done
+  blockdev --rereadpt "$1" 2>/dev/null
+  echo "wipe_disk: $1 has no signatures left"
+}
+guard_wipe_disk() {
+  _id=$(sfdisk --dump "$1" 2>/dev/null | sed -n 's/^label-id: *//p' | tr 'A-F' 'a-f')
+  [ -n "$_id" ] && [ "$_id" = "$(printf '%s' "$2" | tr 'A-F' 'a-f')" ]
+}
+
+# The partition lines of an sfdisk dump without the device names (they differ by disk).
+lb_sfdisk_norm() { sed -n -e 's/^label-id: *//p' -e 's/^[^:]*[0-9] *: *//p' | tr -d ' ' | tr 'A-F' 'a-f'; }
+
+lb_wait_partitions() {
+  udevadm settle --timeout=20 2>/dev/null
+  _want=$(sfdisk --dump "$1" 2>/dev/null | grep -c '^/dev/')
+  for _t in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    _have=0
+    for _p in $(lb_partitions_of "$1"); do [ -b "$_p" ] && _have=$((_have + 1)); done
+    [ "$_have" -ge "$_want" ] && return 0
+    partx -u "$1" 2>/dev/null
+    sleep 0.5
+  done
+  echo "partition: $1: the kernel shows $_have of $_want partitions" >&2
+  return 1
+}
+
+partition() {
+  lb_args partition 2 2 $# || return 2
+  lb_gate "$1" || return 1
+  printf '%s\n' "$2" | sfdisk --no-tell-kernel --wipe always --wipe-partitions always "$1" || return 1
+  blockdev --rereadpt "$1" 2>/dev/null || partx -u "$1"
+  lb_wait_partitions "$1" || return 1
+  sfdisk --dump "$1"
+}
+guard_partition() { [ "$(sfdisk --dump "$1" 2>/dev/null | lb_sfdisk_norm)" = "$(printf '%s\n' "$2" | lb_sfdisk_norm)" ]; }
+
+create_md() {
+  lb_args create_md 5 - $# || return 2
+  _dev=$1 _name=$2 _level=$3 _meta=$4 _uuid=$5
+  shift 5
+  lb_gate "$@" || return 1
+  _count=$#
+  if [ -n "$_name" ]; then set -- --name="$_name" "$@"; fi
+  mdadm --create "$_dev" --run --verbose --level="$_level" --metadata="$_meta" --uuid="$_uuid" \
+    --raid-devices="$_count" --homehost=any "$@"
+}
+guard_create_md() { [ -b "$1" ] && mdadm --detail "$1" 2>/dev/null | grep -qi "UUID : $5"; }
+
+create_luks() {
+  lb_args create_luks 4 4 $# || return 2
+  lb_gate "$1" || return 1
+  _key="$LB_RUN/luks-$4.key"
+  # The passphrase never travels in the plan: the agent fetches it for this job only.
+  lb_curl -f --max-time 30 -o "$_key" "$LB_SERVER$LB_AGENT_BASE/$LB_JOB/keys/$4" || {
+    echo "create_luks: cannot fetch key $4 for this job" >&2
+    return 1
+  }
+  cryptsetup luksFormat --batch-mode --uuid="$2" --key-file="$_key" "$1" &&
+    cryptsetup open --key-file="$_key" "$1" "$3"
+  _rc=$?
+  rm -f "$_key"
+  return "$_rc"
+}
+guard_create_luks() { [ "$(cryptsetup luksUUID "$1" 2>/dev/null)" = "$2" ] && [ -b "/dev/mapper/$3" ]; }
+
+create_pv() {
+  lb_args create_pv 2 2 $# || return 2
+  lb_gate "$1" || return 1
+  pvcreate -ff -y --uuid "$2" --norestorefile "$1"
+}
+guard_create_pv() { pvs --noheadings -o pv_uuid "$1" 2>/dev/null | tr -d ' ' | grep -qx "$2"; }
+
+create_vg() {
+  lb_args create_vg 2 - $# || return 2
+  _vg=$1 _ext=$2
+  shift 2
+  lb_gate "$@" || return 1
+  vgcreate -y -s "$((_ext / 1024))k" "$_vg" "$@"
+}
+guard_create_vg() { vgs "$1" >/dev/null 2>&1; }
+
+create_lv() {
+  lb_args create_lv 3 3 $# || return 2
+  _pvs=$(pvs --noheadings -o pv_name -S "vg_name=$1" 2>/dev/null)
+  [ -n "$_pvs" ] || { echo "create_lv: volume group $1 has no physical volumes" >&2; return 1; }
+  lb_gate $_pvs || return 1
+  lvcreate -L "${3}b" -n "$2" "$1" -W y -Z y -y
+}
+guard_create_lv() { [ -b "/dev/$1/$2" ] && [ "$(blockdev --getsize64 "/dev/$1/$2")" = "$3" ]; }
+
+make_fs() {
+  lb_args make_fs 4 - $# || return 2
+  _fs=$1 _dev=$2 _uuid=$3 _label=$4
+  shift 4
+  lb_gate "$_dev" || return 1
+  wipefs -a "$_dev" || return 1
+  case $_fs in
+    ext2 | ext3 | ext4)
+      if [ -n "$_label" ]; then set -- -L "$_label" "$@"; fi
+      if [ -n "$_uuid" ]; then set -- -U "$_uuid" "$@"; fi
+      "mkfs.$_fs" -F "$@" "$_dev"
+      ;;
+    xfs)
+      if [ -n "$_label" ]; then set -- -L "$_label" "$@"; fi
+      if [ -n "$_uuid" ]; then set -- -m "uuid=$_uuid" "$@"; fi
+      mkfs.xfs -f "$@" "$_dev"
+      ;;
+    vfat)
+      if [ -n "$_label" ]; then set -- -n "$_label" "$@"; fi
+      if [ -n "$_uuid" ]; then set -- -i "$(printf '%s' "$_uuid" | tr -d '-')" "$@"; fi
+      mkfs.vfat "$@" "$_dev"
+      ;;
+    btrfs)
+      if [ -n "$_label" ]; then set -- -L "$_label" "$@"; fi
+      if [ -n "$_uuid" ]; then set -- -U "$_uuid" "$@"; fi
+      mkfs.btrfs -f "$@" "$_dev"
+      ;;
+    *)
+      echo "make_fs: unsupported filesystem type $_fs" >&2
+      return 1
+      ;;
+  esac
+}
+guard_make_fs() {
+  [ "$(blkid -o value -s TYPE "$2" 2>/dev/null)" = "$1" ] &&
+    { [ -z "$3" ] || [ "$(blkid -o value -s UUID "$2" | tr 'a-f' 'A-F')" = "$(printf '%s' "$3" | tr 'a-f' 'A-F')" ]; }
+}
+
+make_swap() {
+  lb_args make_swap 3 3 $# || return 2
+  _dev=$1 _uuid=$2 _label=$3
+  set --
+  if [ -n "$_label" ]; then set -- -L "$_label"; fi
+  if [ -n "$_uuid" ]; then set -- -U "$_uuid" "$@"; fi
+  lb_gate "$_dev" || return 1
+  mkswap -f "$@" "$_dev"
+}
+guard_make_swap() { guard_make_fs swap "$1" "$2"; }
+
+create_subvol() {
+  lb_args create_subvol 2 2 $# || return 2
+  lb_gate "$1" || return 1
+  _top="$LB_RUN/btrfs-top"
+  mkdir -p "$_top"
+  mount -t btrfs -o subvolid=5 "$1" "$_top" || return 1
+  mkdir -p "$(dirname "$_top/$2")"
+  btrfs subvolume create "$_top/$2"
+  _rc=$?
+  umount "$_top"
+  return "$_rc"
+}
+guard_create_subvol() {
+  _top="$LB_RUN/btrfs-top"
+  mkdir -p "$_top"
+  mount -t btrfs -o subvolid=5,ro "$1" "$_top" 2>/dev/null || return 1
+  btrfs subvolume show "$_top/$2" >/dev/null 2>&1
+  _rc=$?
+  umount "$_top"
+  return "$_rc"
+}
+
+mount_fs() {
+  lb_args mount_fs 4 4 $# || return 2
+  _mp="$LB_TARGET$2"
+  mkdir -p "$_mp" || return 1
+  if [ -n "$4" ]; then
+    mount -t "$3" -o "$4" "$1" "$_mp"
+  else
+    mount -t "$3" "$1" "$_mp"
+  fi || return 1
+  echo "mounted $1 on $_mp"
+}
+guard_mount_fs() { findmnt -n --mountpoint "$LB_TARGET$2" -o SOURCE 2>/dev/null | grep -q .; }
+
+lb_decompressor() {
+  case $1 in
+    none | "") echo cat ;;
+    gzip) echo "gzip -dc" ;;
+    bzip2) echo "bzip2 -dc" ;;
+    xz) echo "xz -dc" ;;
+    zstd) echo "zstd -dcq" ;;
+    *) return 1 ;;
+  esac
+}
+
+# restore_dump: one HTTP stream → fifo → (tee to sha256sum) → decompressor → tar/restore.
+# The fifo's write end stays open across curl attempts, so a dropped connection is resumed
+# with Range from the byte count received so far and the extractor sees one stream.
+restore_dump() {
+  lb_args restore_dump 6 6 $# || return 2
+  _mp=$1 _prog=$2 _level=$3 _comp=$4 _size=$5 _url=$6
+  _dir="$LB_TARGET$_mp"
+  _src=$(findmnt -n --mountpoint "$_dir" -o SOURCE 2>/dev/null)
+  if [ -z "$_src" ]; then
+    echo "restore_dump: $_dir is not a mounted filesystem of the target" >&2
+    return 1
+  fi
+  lb_gate "$_src" || return 1
+  _dec=$(lb_decompressor "$_comp") || { echo "restore_dump: unknown compression $_comp" >&2; return 1; }
+  _id=${_url%/stream}
+  _id=${_id##*/}
+  _s="$LB_RUN/stream-$_id"
+  rm -rf "$_s"
+  mkdir -p "$_s"
+  mkfifo "$_s/in" "$_s/hash"
+  sha256sum <"$_s/hash" >"$_s/sum" &
+  _hash_pid=$!
+  case $_prog in
+    gtar) (cd "$_dir" && tee "$_s/hash" <"$_s/in" | $_dec | tar --extract --listed-incremental=/dev/null --numeric-owner --preserve-permissions -f -) >"$_s/extract.out" 2>&1 &
+      ;;
+    dump) (cd "$_dir" && tee "$_s/hash" <"$_s/in" | $_dec | restore -r -y -f -) >"$_s/extract.out" 2>&1 &
+      ;;
+    *)
+      echo "restore_dump: unknown program $_prog" >&2
+      kill "$_hash_pid"
+      return 1
+      ;;
+  esac
+  _ext_pid=$!
+  exec 3>"$_s/in"
+  _got=0 _try=0 _rc=0
+  _total=null
+  [ -n "$_size" ] && _total=$_size
+  while :; do
+    _w=$(lb_curl -f --speed-limit 1 --speed-time 60 -H "Range: bytes=$_got-" \
+      -w '%{http_code} %{size_download}' -o /dev/fd/3 "$LB_SERVER$_url" 2>"$_s/curl.err")
+    _crc=$?
+    _code=${_w%% *}
+    _bytes=${_w##* }
+    _got=$((_got + ${_bytes:-0}))
+    if [ "$_crc" = 0 ]; then
+      if [ "$_code" = 200 ] && [ "$_got" != "${_bytes:-0}" ]; then
+        echo "restore_dump: the server ignored Range after a drop; the stream is corrupt" >&2
+        _rc=1
+      fi
+      break
+    fi
+    # Write error (23): the extractor stopped reading; its own message explains why.
+    if [ "$_crc" = 23 ] || ! kill -0 "$_ext_pid" 2>/dev/null; then _rc=1; break; fi
+    _try=$((_try + 1))
+    echo "restore_dump: stream interrupted at byte $_got ($(tail -n1 "$_s/curl.err")); resuming (attempt $_try)"
+    lb_event "{\"type\":\"stream\",\"dumpId\":$(lb_json_str "$_id"),\"bytes\":$_got,\"totalBytes\":$_total,\"done\":false}"
+    [ "$_try" -ge "${LB_STREAM_RETRIES:-60}" ] && { _rc=1; break; }
+    sleep 2
+  done
+  exec 3>&-
+  wait "$_ext_pid" || _rc=1
+  wait "$_hash_pid"
+  _sum=$(cut -c1-64 "$_s/sum")
+  cat "$_s/extract.out"
+  echo "restore_dump: $_prog level $_level into $_mp: $_got bytes, sha256 $_sum"
+  if [ -n "$_size" ] && [ "$_got" != "$_size" ]; then
+    echo "restore_dump: received $_got bytes, the catalog says $_size" >&2
+    _rc=1
+  fi
+  lb_event "{\"type\":\"stream\",\"dumpId\":$(lb_json_str "$_id"),\"bytes\":$_got,\"totalBytes\":$_total,\"sha256\":\"$_sum\",\"done\":true}"
+  [ "$_rc" = 0 ] && printf '%s %s\n' "$_url" "$_sum" >>"$LB_RUN/restored"
+  return "$_rc"
+}
+guard_restore_dump() { grep -q "^$6 " "$LB_RUN/restored" 2>/dev/null; }
+
+fix_fstab() {
+  lb_args fix_fstab 2 2 $# || return 2
+  lb_gate "$(findmnt -n --mountpoint "$LB_TARGET/" -o SOURCE)" || return 1
+  for _f in "$LB_TARGET/etc/fstab" "$LB_TARGET/etc/crypttab"; do
+    [ -f "$_f" ] && sed -i "s/$1/$2/g" "$_f"
+  done
+  echo "fix_fstab: $1 -> $2"
+}
+guard_fix_fstab() { ! grep -qs "$1" "$LB_TARGET/etc/fstab" "$LB_TARGET/etc/crypttab"; }
+
+lb_bind_system() {
+  for _b in dev proc sys; do
+    mkdir -p "$LB_TARGET/$_b"
+    findmnt -n --mountpoint "$LB_TARGET/$_b" >/dev/null || mount --rbind "/$_b" "$LB_TARGET/$_b"
+  done
+}
+
+install_bootloader() {
+  lb_args install_bootloader 5 5 $# || return 2
+  _fw=$1 _loader=$2 _disk=$3 _efi=$4 _bid=$5
+  lb_gate "$_disk" || return 1
+  lb_bind_system
+  case $_fw/$_loader in
+    bios/grub)
+      _gi=grub-install
+      chroot "$LB_TARGET" sh -c 'command -v grub-install' >/dev/null 2>&1 || _gi=grub2-install
+      chroot "$LB_TARGET" "$_gi" --target=i386-pc "$_disk"
+      ;;
+    uefi/grub)
+      mount -t efivarfs efivarfs "$LB_TARGET/sys/firmware/efi/efivars" 2>/dev/null
+      _gi=grub-install
+      chroot "$LB_TARGET" sh -c 'command -v grub-install' >/dev/null 2>&1 || _gi=grub2-install
+      chroot "$LB_TARGET" "$_gi" --target=x86_64-efi --efi-directory="$_efi" --bootloader-id="$_bid" --recheck
+      ;;
+    uefi/systemd-boot) chroot "$LB_TARGET" bootctl install --esp-path="$_efi" ;;
+    *)
+      echo "install_bootloader: unsupported $_fw/$_loader" >&2
+      return 1
+      ;;
+  esac
+}
+guard_install_bootloader() { lb_never; }
+
+regen_initramfs() {
+  lb_args regen_initramfs 1 1 $# || return 2
+  lb_gate "$(findmnt -n --mountpoint "$LB_TARGET/" -o SOURCE)" || return 1
+  lb_bind_system
+  case $1 in
+    update-initramfs) chroot "$LB_TARGET" update-initramfs -u -k all ;;
+    dracut) chroot "$LB_TARGET" dracut --regenerate-all -f ;;
+    mkinitcpio) chroot "$LB_TARGET" mkinitcpio -P ;;
+    *)
+      echo "regen_initramfs: unknown tool $1" >&2
+      return 1
+      ;;
+  esac
+}
+guard_regen_initramfs() { lb_never; }
+
+unmount_all() {
+  lb_args unmount_all 0 0 $# || return 2
+  # The log goes into the restored system before it is unmounted.
+  if findmnt -n --mountpoint "$LB_TARGET/" >/dev/null 2>&1; then
+    mkdir -p "$LB_TARGET/var/log/lifeboat"
+    cp "$LB_LOG" "$LB_TARGET/var/log/lifeboat/recovery-${LB_JOB:-job}.log"
+  fi
+  sync
+  for _m in $(findmnt -rn -o TARGET | grep "^$LB_TARGET" | sort -r); do
+    umount "$_m" 2>/dev/null || umount -l "$_m" || return 1
+  done
+  for _d in /dev/mapper/*; do
+    [ "$_d" = /dev/mapper/control ] || [ ! -b "$_d" ] && continue
+    cryptsetup status "$_d" >/dev/null 2>&1 && cryptsetup close "$_d"
+  done
+  command -v vgchange >/dev/null && vgchange -an >/dev/null 2>&1
+  command -v mdadm >/dev/null && mdadm --stop --scan >/dev/null 2>&1
+  echo "unmounted everything below $LB_TARGET"
+}
+guard_unmount_all() { lb_never; }
+
+plan_done() {
+  lb_args plan_done 0 0 $# || return 2
+  echo "plan complete"
+}
+guard_plan_done() { lb_never; }

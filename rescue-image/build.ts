@@ -1,0 +1,350 @@
+/**
+ * Builds the rescue kernel + initramfs from Debian packages, without installing anything
+ * on the host: `apt-get install --download-only` with a private (empty) dpkg status and a
+ * private archive dir resolves and fetches the packages and their dependencies, each .deb is
+ * unpacked with `dpkg-deb -x` into a staging root, and the initramfs gets the selected
+ * modules (with modules.dep), the tools with their shared libraries (closure by the staged
+ * dynamic loader's `--list`, i.e. ldd), busybox for everything else, and the agent.
+ *
+ * Cached and incremental: the downloaded packages and the staging root are kept in the
+ * cache dir; the image is rebuilt only when the inputs' hash changes.
+ */
+import { createHash } from "node:crypto";
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, copyFileSync, chmodSync, openSync, readSync, closeSync } from "node:fs";
+import { dirname, join, posix } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import {
+  MAX_INITRAMFS_BYTES,
+  MERGED_DIRS,
+  MODULE_TREES,
+  REQUIRED_NIC_DRIVERS,
+  REQUIRED_STACK_MODULES,
+  REQUIRED_STORAGE_DRIVERS,
+  UDEV_RULES_LEFT_OUT,
+  RESCUE_DIRS,
+  RESCUE_PACKAGES,
+  RESCUE_TOOLS,
+  imagePath,
+  missingDrivers,
+  moduleClosure,
+  moduleName,
+  parseLoaderList,
+  parseModulesDep,
+  pickKernelVersion,
+} from "./manifest.ts";
+
+export const DEFAULT_CACHE_DIR = "/var/cache/lifeboat/rescue-debs";
+const AGENT_DIR = fileURLToPath(new URL("./agent/", import.meta.url));
+const AGENT_FILES = ["init", "lib.sh", "steps.sh", "udhcpc.sh"] as const;
+const BUILDER_FILES = [fileURLToPath(import.meta.url), fileURLToPath(new URL("./manifest.ts", import.meta.url))];
+
+export interface BuildOptions {
+  cacheDir: string;
+  outDir: string;
+  /** Public keys put into the image for remote help (dropbear); from config adminSshKeys. */
+  sshKeys: readonly string[];
+  /** Re-run apt even when the cache holds a complete package set. */
+  refresh?: boolean;
+  progress: (line: string) => void;
+}
+
+export interface ImageInfo {
+  kernelVersion: string;
+  builtAt: string;
+  inputHash: string;
+  compression: "zstd";
+  sizes: { vmlinuz: number; initramfs: number; initramfsUncompressed: number };
+  packages: string[];
+  tools: Record<string, string>;
+  drivers: { nic: string[]; storage: string[]; modules: number };
+  sshKeys: number;
+}
+
+export interface BuildResult {
+  info: ImageInfo;
+  rebuilt: boolean;
+  outDir: string;
+}
+
+export class BuildError extends Error {}
+
+async function run(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<string> {
+  const r = await execa(cmd, args, { reject: false, cwd: opts.cwd, env: { LC_ALL: "C", ...opts.env }, all: true });
+  if (r.failed) {
+    const why = r.code === "ENOENT" ? "not found on PATH" : `exit ${r.exitCode}: ${String(r.all ?? "").trim().split("\n").slice(-3).join(" | ")}`;
+    throw new BuildError(`${cmd} ${args.slice(0, 3).join(" ")}…: ${why}`);
+  }
+  return r.stdout;
+}
+
+/** Step 1: the .deb files, reused from the cache when the package list is unchanged. */
+async function fetchPackages(opts: BuildOptions): Promise<string[]> {
+  const archives = join(opts.cacheDir, "archives");
+  const marker = join(opts.cacheDir, "packages.json");
+  const listHash = sha256(RESCUE_PACKAGES.join("\n"));
+  const debsNow = () => readdirSync(archives).filter((f) => f.endsWith(".deb")).sort();
+  if (!opts.refresh && existsSync(marker)) {
+    const m = JSON.parse(readFileSync(marker, "utf8")) as { listHash: string; debs: string[] };
+    if (m.listHash === listHash && m.debs.every((d) => existsSync(join(archives, d)))) {
+      opts.progress(`packages: ${m.debs.length} cached in ${archives}`);
+      return m.debs;
+    }
+  }
+  mkdirSync(join(archives, "partial"), { recursive: true });
+  const status = join(opts.cacheDir, "empty-dpkg-status");
+  writeFileSync(status, "");
+  // A private status file makes apt resolve every dependency as if nothing were installed;
+  // a private archive dir keeps the host's cache and dpkg state untouched.
+  const aptOpts = ["-o", `Dir::State::status=${status}`, "-o", `Dir::Cache::archives=${archives}`, "-o", "Debug::NoLocking=1"];
+  opts.progress(`packages: apt-get install --download-only ${RESCUE_PACKAGES.length} packages and their dependencies into ${archives}`);
+  await run("apt-get", ["install", "-y", "-q", "--download-only", "--no-install-recommends", ...aptOpts, ...RESCUE_PACKAGES]);
+  await run("apt-get", ["autoclean", "-q", ...aptOpts]);
+  const debs = debsNow();
+  writeFileSync(marker, JSON.stringify({ listHash, debs }, null, 1));
+  opts.progress(`packages: ${debs.length} .deb files`);
+  return debs;
+}
+
+/** Step 2: the packages unpacked into a staging root (kept per package set), with modules.dep. */
+async function stagePackages(opts: BuildOptions, debs: string[]): Promise<{ stage: string; kernel: string }> {
+  const key = sha256(debs.join("\n")).slice(0, 16);
+  const stage = join(opts.cacheDir, `stage-${key}`);
+  const done = join(stage, ".lifeboat-staged");
+  if (!existsSync(done)) {
+    for (const old of readdirSync(opts.cacheDir)) if (old.startsWith("stage-")) rmSync(join(opts.cacheDir, old), { recursive: true, force: true });
+    mkdirSync(stage, { recursive: true });
+    let i = 0;
+    for (const deb of debs) {
+      if (++i % 40 === 0 || i === debs.length) opts.progress(`unpack: ${i}/${debs.length} packages`);
+      await run("dpkg-deb", ["-x", join(opts.cacheDir, "archives", deb), stage]);
+    }
+    const k = pickKernelVersion(readdirSync(join(stage, "lib/modules")));
+    opts.progress(`depmod: ${k}`);
+    await run("depmod", ["-b", stage, k]);
+    writeFileSync(done, new Date().toISOString());
+  }
+  return { stage, kernel: pickKernelVersion(readdirSync(join(stage, "lib/modules"))) };
+}
+
+function sha256(data: string | Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** "dynamic" for an ELF program with an interpreter, "static" for one without, "other" for scripts. */
+function elfKind(file: string): "dynamic" | "static" | "other" {
+  const fd = openSync(file, "r");
+  try {
+    const b = Buffer.alloc(4096);
+    const n = readSync(fd, b, 0, b.length, 0);
+    if (n < 4 || b.toString("latin1", 0, 4) !== "\x7fELF") return "other";
+    // PT_INTERP's string sits right after the program headers, within the first page.
+    return b.subarray(0, n).includes("/lib64/ld-linux-x86-64.so.2") ? "dynamic" : "static";
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Copies staged paths into the image tree (usr-merged), following symlinks to their targets. */
+class TreeBuilder {
+  private readonly added = new Set<string>();
+  constructor(
+    private readonly stage: string,
+    readonly tree: string,
+  ) {}
+
+  /** Resolves a symlink target inside the staging root ("/lib/x" or relative). */
+  private linkTarget(stagePath: string, target: string): string {
+    return target.startsWith("/") ? posix.normalize(target.slice(1)) : posix.normalize(posix.join(posix.dirname(stagePath), target));
+  }
+
+  add(stagePath: string): void {
+    if (this.added.has(stagePath)) return;
+    this.added.add(stagePath);
+    const src = join(this.stage, stagePath);
+    let st;
+    try {
+      st = lstatSync(src);
+    } catch {
+      throw new BuildError(`${stagePath}: not in the staged packages`);
+    }
+    const dest = join(this.tree, imagePath(stagePath));
+    mkdirSync(dirname(dest), { recursive: true });
+    if (st.isSymbolicLink()) {
+      const target = readlinkSync(src);
+      if (!existsSync(dest)) symlinkSync(target, dest);
+      this.add(this.linkTarget(stagePath, target));
+    } else if (st.isDirectory()) {
+      mkdirSync(dest, { recursive: true });
+      for (const e of readdirSync(src)) this.add(posix.join(stagePath, e));
+    } else {
+      copyFileSync(src, dest);
+      chmodSync(dest, st.mode & 0o7777);
+    }
+  }
+
+  /** Adds an ELF program or library and its shared-library closure. */
+  async addProgram(stagePath: string): Promise<void> {
+    this.add(stagePath);
+    const real = join(this.stage, stagePath);
+    if (elfKind(real) !== "dynamic") return;
+    const loader = join(this.stage, "lib64/ld-linux-x86-64.so.2");
+    const libPath = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"].map((d) => join(this.stage, d)).join(":");
+    const r = await execa(loader, ["--library-path", libPath, "--list", real], { reject: false, all: true });
+    const out = String(r.all ?? "");
+    if (r.exitCode !== 0) throw new BuildError(`${stagePath}: cannot list its libraries: ${out.trim()}`);
+    for (const lib of parseLoaderList(out, this.stage, stagePath)) this.add(lib);
+  }
+}
+
+function inputHash(debs: string[], sshKeys: readonly string[]): string {
+  const h = createHash("sha256");
+  h.update(debs.join("\n"));
+  for (const f of [...AGENT_FILES.map((a) => join(AGENT_DIR, a)), ...BUILDER_FILES]) h.update(readFileSync(f));
+  h.update(sshKeys.join("\n"));
+  return h.digest("hex");
+}
+
+export function readImageInfo(outDir: string): ImageInfo | undefined {
+  const p = join(outDir, "info.json");
+  return existsSync(p) ? (JSON.parse(readFileSync(p, "utf8")) as ImageInfo) : undefined;
+}
+
+export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
+  mkdirSync(opts.cacheDir, { recursive: true });
+  mkdirSync(opts.outDir, { recursive: true });
+  const debs = await fetchPackages(opts);
+  const { stage, kernel } = await stagePackages(opts, debs);
+  const hash = inputHash(debs, opts.sshKeys);
+  const previous = readImageInfo(opts.outDir);
+  if (previous?.inputHash === hash && existsSync(join(opts.outDir, "vmlinuz")) && existsSync(join(opts.outDir, "initramfs"))) {
+    opts.progress(`image: up to date (kernel ${kernel})`);
+    printSizes(opts, previous);
+    return { info: previous, rebuilt: false, outDir: opts.outDir };
+  }
+
+  const tree = join(opts.cacheDir, "tree");
+  rmSync(tree, { recursive: true, force: true });
+  const t = new TreeBuilder(stage, tree);
+  for (const d of ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "dev", "proc", "sys", "run", "tmp", "mnt/target", "root/.ssh", "etc/ssl/certs", "var/log", "lifeboat"])
+    mkdirSync(join(tree, d), { recursive: true });
+  for (const d of MERGED_DIRS) symlinkSync(`usr/${d}`, join(tree, d));
+
+  opts.progress(`tools: ${RESCUE_TOOLS.length} programs with their libraries`);
+  for (const tool of RESCUE_TOOLS) {
+    if (!existsSync(join(stage, tool.path))) throw new BuildError(`required tool ${tool.name} (${tool.path}) is missing from the staged packages`);
+    await t.addProgram(tool.path);
+    for (const alias of tool.aliases ?? []) t.add(posix.join(posix.dirname(tool.path), alias));
+  }
+  // udev's helpers are run by its rules, not linked: add them with their libraries.
+  for (const extra of ["lib/udev/ata_id", "lib/udev/scsi_id"]) await t.addProgram(extra);
+  for (const d of RESCUE_DIRS) t.add(d);
+  // udev must not assemble MD arrays or activate LVM on its own: that would hold the disks
+  // the plan is about to wipe.
+  for (const r of UDEV_RULES_LEFT_OUT) rmSync(join(tree, "usr/lib/udev/rules.d", r), { force: true });
+
+  // busybox for everything else (sh, udhcpc, ip, awk, sed…); real tools win over applets.
+  const applets = (await run(join(stage, "bin/busybox"), ["--list-full"])).split("\n").filter(Boolean);
+  for (const a of applets) {
+    const dest = join(tree, imagePath(a));
+    if (lstatSync(dest, { throwIfNoEntry: false })) continue;
+    mkdirSync(dirname(dest), { recursive: true });
+    symlinkSync("/usr/bin/busybox", dest);
+  }
+
+  opts.progress("modules: selecting drivers and their dependencies");
+  const modRoot = `lib/modules/${kernel}`;
+  const deps = parseModulesDep(readFileSync(join(stage, modRoot, "modules.dep"), "utf8"));
+  const modules = moduleClosure(deps, MODULE_TREES);
+  for (const m of modules) t.add(posix.join(modRoot, m));
+  for (const f of ["modules.builtin", "modules.builtin.modinfo", "modules.order"]) t.add(posix.join(modRoot, f));
+  await run("depmod", ["-b", tree, kernel]);
+  const builtin = readFileSync(join(stage, modRoot, "modules.builtin"), "utf8").split("\n").filter(Boolean);
+  const missing = [
+    ...missingDrivers(REQUIRED_NIC_DRIVERS, modules, builtin),
+    ...missingDrivers(REQUIRED_STORAGE_DRIVERS, modules, builtin),
+    ...missingDrivers(REQUIRED_STACK_MODULES, modules, builtin),
+  ];
+  if (missing.length) throw new BuildError(`required kernel modules missing from ${kernel}: ${missing.join(", ")}`);
+  const names = modules.map(moduleName);
+  const nic = names.filter((n) => modules.some((m) => moduleName(m) === n && /\/drivers\/net\//.test(m))).sort();
+  const storage = modules
+    .filter((m) => /\/drivers\/(ata|nvme|scsi|block|usb\/storage|virtio)\//.test(m))
+    .map(moduleName)
+    .sort();
+  const lost = previous ? [...previous.drivers.nic, ...previous.drivers.storage].filter((d) => !nic.includes(d) && !storage.includes(d)) : [];
+  if (lost.length) throw new BuildError(`driver coverage dropped since the last build: ${lost.join(", ")}`);
+
+  // CA bundle (what update-ca-certificates would write), users, the agent.
+  const certDir = join(stage, "usr/share/ca-certificates/mozilla");
+  const bundle = readdirSync(certDir).sort().map((c) => readFileSync(join(certDir, c), "utf8")).join("");
+  writeFileSync(join(tree, "etc/ssl/certs/ca-certificates.crt"), bundle);
+  writeFileSync(join(tree, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+  writeFileSync(join(tree, "etc/group"), "root:x:0:\n");
+  writeFileSync(join(tree, "etc/shells"), "/bin/sh\n");
+  writeFileSync(join(tree, "root/.ssh/authorized_keys"), opts.sshKeys.map((k) => `${k.trim()}\n`).join(""), { mode: 0o600 });
+  chmodSync(join(tree, "root/.ssh"), 0o700);
+  cpSync(join(AGENT_DIR, "init"), join(tree, "init"));
+  chmodSync(join(tree, "init"), 0o755);
+  for (const f of ["lib.sh", "steps.sh", "udhcpc.sh"]) cpSync(join(AGENT_DIR, f), join(tree, "lifeboat", f));
+
+  opts.progress("tools: recording versions");
+  const tools: Record<string, string> = {};
+  for (const tool of RESCUE_TOOLS) tools[tool.name] = await toolVersion(tree, tool.path, tool.versionArgs);
+
+  opts.progress("initramfs: cpio | zstd");
+  const tmpOut = join(opts.outDir, "initramfs.tmp");
+  await run("sh", ["-c", `cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | zstd -q -T0 -12 -f -o "$2"`, "sh", tree, tmpOut]);
+  const initramfsBytes = statSync(tmpOut).size;
+  if (initramfsBytes > MAX_INITRAMFS_BYTES)
+    throw new BuildError(`initramfs is ${mib(initramfsBytes)} compressed, over the ${mib(MAX_INITRAMFS_BYTES)} limit real firmware boots`);
+  const uncompressed = Number((await run("du", ["-sb", tree])).split(/\s/)[0]);
+  renameSync(tmpOut, join(opts.outDir, "initramfs"));
+  copyFileSync(join(stage, `boot/vmlinuz-${kernel}`), join(opts.outDir, "vmlinuz"));
+  const info: ImageInfo = {
+    kernelVersion: kernel,
+    builtAt: new Date().toISOString(),
+    inputHash: hash,
+    compression: "zstd",
+    sizes: { vmlinuz: statSync(join(opts.outDir, "vmlinuz")).size, initramfs: initramfsBytes, initramfsUncompressed: uncompressed },
+    packages: debs,
+    tools,
+    drivers: { nic, storage, modules: modules.length },
+    sshKeys: opts.sshKeys.length,
+  };
+  writeFileSync(join(opts.outDir, "info.json"), `${JSON.stringify(info, null, 2)}\n`);
+  opts.progress(`drivers (NIC, ${nic.length}): ${nic.join(" ")}`);
+  opts.progress(`drivers (storage, ${storage.length}): ${storage.join(" ")}`);
+  printSizes(opts, info);
+  return { info, rebuilt: true, outDir: opts.outDir };
+}
+
+/** Runs a tool from the assembled tree through its loader (no chroot, no root needed). */
+async function toolVersion(tree: string, stagePath: string, args: string[]): Promise<string> {
+  const bin = join(tree, imagePath(stagePath));
+  const kind = elfKind(bin);
+  if (kind === "other") return "(script)";
+  const opts = { reject: false, all: true, env: { LC_ALL: "C" }, timeout: 10_000 } as const;
+  const loader = join(tree, "usr/lib64/ld-linux-x86-64.so.2");
+  const r =
+    kind === "static"
+      ? await execa(bin, args, opts)
+      : await execa(loader, ["--library-path", join(tree, "usr/lib/x86_64-linux-gnu"), bin, ...args], opts);
+  return versionLine(String(r.all ?? "").replaceAll(tree, ""));
+}
+
+/** The line of a tool's output that names its version. */
+export function versionLine(out: string): string {
+  const lines = out.split("\n").map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => /version/i.test(l)) ?? lines.find((l) => /\d+\.\d+/.test(l)) ?? lines[0] ?? "(unknown)";
+}
+
+function mib(n: number): string {
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function printSizes(opts: BuildOptions, info: ImageInfo): void {
+  opts.progress(
+    `image: ${opts.outDir}: vmlinuz ${mib(info.sizes.vmlinuz)}, initramfs ${mib(info.sizes.initramfs)} (${mib(info.sizes.initramfsUncompressed)} unpacked), kernel ${info.kernelVersion}`,
+  );
+}
