@@ -50,6 +50,28 @@ export class JobService {
   }
 
   async arm(req: ArmRequest): Promise<JobRecord> {
+    const { draft, profile, layoutVersion } = await this.draft(req);
+    const job = await this.store.jobs.create(draft);
+    const ev = await this.store.jobs.addEvent(job.id, "armed", { by: req.actor, profile: profile.name, kind: job.kind, layoutVersion, at: job.at });
+    await this.store.audit.append({ actor: req.actor, action: "job.arm", target: `job:${job.id}`, detail: { mac: req.mac, profile: profile.name, kind: job.kind } });
+    this.opts.log.info({ job: job.id, mac: job.mac, profile: profile.name, kind: job.kind }, "job armed");
+    this.changes.emit("job", job, ev);
+    return job;
+  }
+
+  /**
+   * The plan a job for this request would get, before it is armed: the planner run on a
+   * job that is never stored (no agent has reported disks: a dry run against the captured
+   * ones). Refuses like `arm` would (unknown profile, no layout).
+   */
+  async preview(req: ArmRequest): Promise<PlanResult> {
+    const { draft, profile } = await this.draft(req);
+    const now = new Date().toISOString();
+    return this.opts.planner({ ...draft, createdAt: now, updatedAt: now }, profile);
+  }
+
+  /** The job `arm` would store, with its profile; refuses with what to do when one is missing. */
+  private async draft(req: ArmRequest) {
     const profileName = req.profile ?? (await this.profileForMac(req.mac));
     const profile = await this.store.profiles.get(profileName);
     if (!profile) throw new NotFoundError(`no profile named ${profileName}`);
@@ -63,7 +85,7 @@ export class JobService {
       );
     const kind = req.kind ?? "recover";
     const expiresMs = (req.expiresHours ?? this.opts.expireHours) * 3600_000;
-    const job = await this.store.jobs.create({
+    const draft: Omit<JobRecord, "createdAt" | "updatedAt"> = {
       id: jobId(),
       mac: req.mac,
       kind,
@@ -83,12 +105,8 @@ export class JobService {
       armedBy: req.actor,
       expiresAt: new Date(Date.now() + expiresMs).toISOString(),
       lastHeartbeatAt: null,
-    });
-    const ev = await this.store.jobs.addEvent(job.id, "armed", { by: req.actor, profile: profile.name, kind, layoutVersion: layout.version, at: job.at });
-    await this.store.audit.append({ actor: req.actor, action: "job.arm", target: `job:${job.id}`, detail: { mac: req.mac, profile: profile.name, kind } });
-    this.opts.log.info({ job: job.id, mac: job.mac, profile: profile.name, kind }, "job armed");
-    this.changes.emit("job", job, ev);
-    return job;
+    };
+    return { draft, profile, layoutVersion: layout.version };
   }
 
   private async profileForMac(mac: string): Promise<string> {
@@ -108,12 +126,15 @@ export class JobService {
     return job;
   }
 
-  private async apply(job: JobRecord, input: JobInput): Promise<JobRecord> {
+  /** Applies one input; `transient` is shown to live views when nothing is recorded (stream progress). */
+  private async apply(job: JobRecord, input: JobInput, transient?: { type: string; data: unknown }): Promise<JobRecord> {
     const r = transition(job, input, new Date());
     if (!r.ok) throw new UserError(r.error, 2);
     if (Object.keys(r.t.patch).length === 0 && !r.t.event) return job;
     const next = Object.keys(r.t.patch).length ? await this.store.jobs.update(job.id, r.t.patch) : job;
-    const ev = r.t.event ? await this.store.jobs.addEvent(job.id, r.t.event.type, r.t.event.data) : undefined;
+    const ev = r.t.event
+      ? await this.store.jobs.addEvent(job.id, r.t.event.type, r.t.event.data)
+      : transient && { id: 0, job: job.id, at: new Date().toISOString(), ...transient };
     if (next.state !== job.state) this.opts.log.info({ job: job.id, mac: job.mac, from: job.state, to: next.state }, `job ${next.state}`);
     this.changes.emit("job", next, ev);
     return next;
@@ -164,7 +185,7 @@ export class JobService {
             .filter((e) => e.type === "stream-done" && (e.data as { dumpId: string }).dumpId !== event.dumpId)
             .reduce((n, e) => n + (e.data as { bytes: number }).bytes, 0)
         : 0;
-    return this.apply(job, { kind: "agent", event, doneBytes });
+    return this.apply(job, { kind: "agent", event, doneBytes }, event.type === "stream" ? { type: "stream", data: event } : undefined);
   }
 
   /** Builds the plan for a booted job; refusals leave the job in `planning` with the reason. */

@@ -28,6 +28,8 @@ const anyObject = { type: "object", additionalProperties: true } as const;
 export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
   const admin = requireAdmin(ctx.adminToken);
   const actor = (req: FastifyRequest) => `api:${req.ip}`;
+  const clonePattern = async (body: ReturnType<typeof armBodySchema.parse>) =>
+    body.hostnamePattern ?? (body.profile ? (await ctx.store.profiles.get(body.profile))?.options.hostnamePattern : undefined);
 
   return async (app) => {
     app.addHook("preHandler", async (req, reply) => {
@@ -112,7 +114,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
           if (busy) throw new UserError(`${m} already has an active job (${busy.id}, ${busy.state}): one per machine`, 2);
         }
         if (macs.length > 1 && !body.profile) throw new UserError("arming many MACs needs a profile", 2);
-        const pattern = body.hostnamePattern ?? (body.profile ? (await ctx.store.profiles.get(body.profile))?.options.hostnamePattern : undefined);
+        const pattern = await clonePattern(body);
         const armed: JobRecord[] = [];
         for (const [i, m] of macs.entries()) {
           armed.push(
@@ -128,6 +130,27 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
           );
         }
         return armed.map(jobView);
+      },
+    );
+    app.post(
+      "/api/v1/plan-preview",
+      {
+        schema: {
+          summary: "The plan a job would get, before arming it (same body as arming; for many MACs, the first one's plan)",
+          tags: ["jobs"],
+          security,
+          body: jsonSchema(armBodySchema),
+          response: { 200: { type: "string" }, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const body = armBodySchema.parse(req.body);
+        const m = normalizeMac(body.macs?.[0] ?? body.mac!);
+        const pattern = await clonePattern(body);
+        const hostname = body.kind === "clone" && pattern ? cloneHostname(pattern, 1, m) : undefined;
+        const plan = await ctx.jobs.preview({ mac: m, kind: body.kind, profile: body.profile, at: body.at, hostname, actor: actor(req) });
+        if (!plan.ok) return reply.code(409).send({ error: "plan-refused", message: plan.reason });
+        return reply.type("text/x-shellscript").send(plan.script);
       },
     );
     app.get("/api/v1/jobs/:id", { schema: { summary: "One job", tags: ["jobs"], security, params: idParams, response: { 200: jobViewSchema, ...errors } } }, async (req: FastifyRequest<{ Params: { id: string } }>) =>
