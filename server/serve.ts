@@ -8,6 +8,7 @@ import { netbootServices } from "./dhcp/services.ts";
 import { buildApp } from "./http/app.ts";
 import type { Logger } from "./log.ts";
 import { type Planner, JobService } from "./recovery/jobs.ts";
+import { catalogRefreshService } from "./amanda/refresh.ts";
 import { openStore } from "./store/sqlite.ts";
 import { version } from "./version.ts";
 
@@ -76,6 +77,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
   const services: Service[] = [
     jobTicker(jobs, log),
     httpService(app, config),
+    catalogRefreshService(ctx),
     ...netbootServices(ctx, () => (app.server.address() as AddressInfo).port),
   ];
   const started: Service[] = [];

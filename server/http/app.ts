@@ -13,7 +13,11 @@ import { NotFoundError, UserError } from "../errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { bootRoutes } from "./routes/boot.ts";
+import { catalogRoutes } from "./routes/catalog.ts";
+import { captureRoutes } from "./routes/capture.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { webRoutes } from "./routes/web.ts";
+import { countResponseBytes, registerJobMetrics } from "../metrics.ts";
 
 /** One line per request, at debug: a busy boot server would drown its info log otherwise. */
 class RequestsAtDebug extends LogController {
@@ -45,6 +49,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   // Per client address; generous enough for agents' heartbeats and a busy admin page,
   // low enough that guessing tokens goes nowhere. Boot files and streams are few per client.
   await app.register(rateLimit, { max: 1200, timeWindow: "1 minute" });
+  countResponseBytes(app, ctx.metrics);
+  registerJobMetrics(ctx.metrics, ctx.store);
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof NotFoundError) return reply.code(404).send({ error: "not-found", message: err.message });
     if (err instanceof UserError) return reply.code(400).send({ error: "bad-request", message: err.message });
@@ -69,7 +75,10 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(healthRoutes(ctx));
   await app.register(agentRoutes(ctx));
   await app.register(apiRoutes(ctx));
+  await app.register(webRoutes(ctx));
   await app.register(bootRoutes(ctx));
+  await app.register(catalogRoutes(ctx));
+  await app.register(captureRoutes(ctx));
   app.get("/api/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

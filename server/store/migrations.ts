@@ -109,4 +109,27 @@ export const migrations: Migration[] = [
       CREATE INDEX dhcp_leases_mac ON dhcp_leases(mac);
     `,
   },
+  {
+    id: "0100-amanda-catalog",
+    sql: `
+      CREATE TABLE catalog_dumps (
+        amanda TEXT NOT NULL,
+        id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        disk TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        datestamp TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (amanda, id)
+      );
+      CREATE INDEX catalog_dumps_id ON catalog_dumps(id);
+      CREATE INDEX catalog_dumps_dle ON catalog_dumps(host, disk);
+      CREATE TABLE catalog_refreshes (
+        amanda TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        dumps INTEGER NOT NULL,
+        warnings TEXT NOT NULL
+      );
+    `,
+  },
 ];

@@ -4,8 +4,9 @@ import Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
 import { type Migration, migrations as allMigrations } from "./migrations.ts";
 import { sqliteAssignments, sqliteJobs, sqliteProfiles } from "./sqlite-jobs.ts";
+import { sqliteCatalog } from "./sqlite-catalog.ts";
 import { sqliteLeases } from "./sqlite-leases.ts";
-import type { AssignmentRepo, AuditEntry, HostRecord, JobRepo, LayoutRecord, LeaseRepo, ProfileRepo, Store } from "./types.ts";
+import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, ProfileRepo, Store } from "./types.ts";
 
 type Row = Record<string, unknown>;
 const now = () => new Date().toISOString();
@@ -47,6 +48,7 @@ export class SqliteStore implements Store {
   readonly assignments: AssignmentRepo;
   readonly jobs: JobRepo;
   readonly leases: LeaseRepo;
+  readonly catalog: CatalogRepo;
 
   constructor(file: string) {
     if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
@@ -63,6 +65,7 @@ export class SqliteStore implements Store {
     this.assignments = sqliteAssignments(this.db);
     this.jobs = sqliteJobs(this.db);
     this.leases = sqliteLeases(this.db);
+    this.catalog = sqliteCatalog(this.db);
   }
 
   async migrations(): Promise<string[]> {

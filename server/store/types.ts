@@ -4,6 +4,8 @@
  * async for that reason, although better-sqlite3 answers synchronously.
  */
 
+import type { CatalogDump } from "../amanda/model.ts";
+
 export interface HostRecord {
   name: string;
   /** SHA-256 of the host's capture token (the token itself is shown once). */
@@ -68,6 +70,7 @@ export interface Store {
   readonly assignments: AssignmentRepo;
   readonly jobs: JobRepo;
   readonly leases: LeaseRepo;
+  readonly catalog: CatalogRepo;
   /** Versions of the migrations applied, in order. */
   migrations(): Promise<string[]>;
   close(): Promise<void>;
@@ -178,4 +181,21 @@ export interface LeaseRepo {
   /** Inserts or replaces the lease of `ip` (and drops any other lease the same MAC held). */
   put(l: LeaseRecord): Promise<void>;
   remove(ip: string): Promise<boolean>;
+}
+
+/** One refresh of one Amanda config's catalog. */
+export interface CatalogRefresh {
+  amanda: string;
+  at: string;
+  dumps: number;
+  warnings: string[];
+}
+
+/** Lifeboat's copy of the Amanda catalog (server/amanda/model.ts CatalogDump records). */
+export interface CatalogRepo {
+  /** Replaces every dump of one Amanda config (a refresh), recording when and what was odd. */
+  replace(amanda: string, dumps: CatalogDump[], warnings: string[]): Promise<void>;
+  list(filter?: { amanda?: string; host?: string; disk?: string }): Promise<CatalogDump[]>;
+  get(id: string): Promise<CatalogDump | undefined>;
+  refreshes(): Promise<CatalogRefresh[]>;
 }

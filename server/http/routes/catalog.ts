@@ -1,0 +1,248 @@
+import { createHash } from "node:crypto";
+import { Transform } from "node:stream";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { Counter } from "prom-client";
+import { ChainError, selectChain } from "../../amanda/chain.ts";
+import { dumpName } from "../../amanda/model.ts";
+import { refreshCatalogs, setupOf } from "../../amanda/refresh.ts";
+import type { AmandaConfig } from "../../config/schema.ts";
+import { DumpStreamError, openDumpStream } from "../../amanda/stream.ts";
+import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/views.ts";
+import type { ServerContext } from "../../context.ts";
+import { NotFoundError, errorMessage } from "../../errors.ts";
+import { bearer, requireAdmin, tokensEqual } from "../auth.ts";
+import { errorSchema } from "../schema.ts";
+import { parseRange } from "./boot.ts";
+
+export interface CatalogRouteOptions {
+  /**
+   * Who may stream a dump besides the admin: the jobs code passes a check of the job
+   * token of a job that needs this dump. Default: admin token only.
+   */
+  authorizeStream?: (req: FastifyRequest<{ Params: { id: string } }>) => Promise<boolean>;
+}
+
+const security = [{ bearer: [] }];
+const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema, 422: errorSchema };
+const idParams = { type: "object", required: ["id"], properties: { id: { type: "string" } } } as const;
+
+function dumpuserOf(a: AmandaConfig): string {
+  try {
+    return setupOf(a).dumpuser;
+  } catch {
+    return "backup";
+  }
+}
+
+function counter(ctx: ServerContext, name: string, help: string, labelNames: string[] = []): Counter {
+  return (ctx.metrics.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, labelNames, registers: [ctx.metrics] });
+}
+
+/**
+ * The catalog API: listings, restore chains, refresh, and the dump streams the rescue
+ * agent restores from (raw or decompressed, Range, HEAD, sha256 of what was sent
+ * logged and recorded in the audit log).
+ */
+export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): FastifyPluginAsync {
+  const admin = requireAdmin(ctx.adminToken);
+  const streamBytes = counter(ctx, "lifeboat_dump_stream_bytes_total", "Bytes of dump data sent");
+  const streams = counter(ctx, "lifeboat_dump_streams_total", "Dump streams by result", ["result"]);
+
+  return async (app) => {
+    app.get(
+      "/api/v1/catalog/dumps",
+      {
+        preHandler: admin,
+        schema: {
+          summary: "List the dumps in Lifeboat's copy of the Amanda catalog",
+          tags: ["catalog"],
+          security,
+          querystring: { type: "object", properties: { host: { type: "string" }, disk: { type: "string" }, amanda: { type: "string" } } },
+          response: { 200: { type: "array", items: dumpSummarySchema }, ...errors },
+        },
+      },
+      async (req: FastifyRequest<{ Querystring: { host?: string; disk?: string; amanda?: string } }>) =>
+        (await ctx.store.catalog.list(req.query)).map(dumpSummary),
+    );
+
+    app.get(
+      "/api/v1/catalog/chain",
+      {
+        preHandler: admin,
+        schema: {
+          summary: "The restore chain of a host and disk at a point in time (default: newest)",
+          tags: ["catalog"],
+          security,
+          querystring: {
+            type: "object",
+            required: ["host", "disk"],
+            properties: { host: { type: "string" }, disk: { type: "string" }, at: { type: "string", description: "YYYYMMDD[HHMMSS]" } },
+          },
+          response: {
+            200: {
+              type: "object",
+              required: ["host", "disk", "at", "dumps"],
+              properties: { host: { type: "string" }, disk: { type: "string" }, at: { type: ["string", "null"] }, dumps: { type: "array", items: dumpSummarySchema } },
+            },
+            ...errors,
+          },
+        },
+      },
+      async (req: FastifyRequest<{ Querystring: { host: string; disk: string; at?: string } }>, reply) => {
+        const { host, disk, at } = req.query;
+        try {
+          return chainView(selectChain(await ctx.store.catalog.list({ host, disk }), host, disk, at));
+        } catch (err) {
+          if (err instanceof ChainError) return reply.code(422).send({ error: "no-chain", message: err.message });
+          throw err;
+        }
+      },
+    );
+
+    app.post(
+      "/api/v1/catalog/refresh",
+      {
+        preHandler: admin,
+        schema: {
+          summary: "Re-read the Amanda configs (logs, media, amadmin find) into Lifeboat's catalog",
+          tags: ["catalog"],
+          security,
+          body: { type: ["object", "null"], properties: { amanda: { type: "string" } } },
+          response: {
+            200: {
+              type: "array",
+              items: {
+                type: "object",
+                required: ["amanda", "dumps", "warnings", "error"],
+                properties: { amanda: { type: "string" }, dumps: { type: "integer" }, warnings: { type: "array", items: { type: "string" } }, error: { type: ["string", "null"] } },
+              },
+            },
+            ...errors,
+          },
+        },
+      },
+      async (req: FastifyRequest<{ Body: { amanda?: string } | null }>) => {
+        const only = req.body?.amanda;
+        if (only && !ctx.config.amanda.some((a) => a.name === only)) throw new NotFoundError(`no Amanda config named ${only} in the Lifeboat config`);
+        return refreshCatalogs(ctx.config.amanda, ctx.store, { only, log: ctx.log.child({ svc: "catalog" }) });
+      },
+    );
+
+    app.get(
+      "/api/v1/dumps/:id",
+      {
+        preHandler: admin,
+        schema: { summary: "One dump's full catalog record", tags: ["catalog"], security, params: idParams, response: { 200: { type: "object", additionalProperties: true }, ...errors } },
+      },
+      async (req: FastifyRequest<{ Params: { id: string } }>) => {
+        const d = await ctx.store.catalog.get(req.params.id);
+        if (!d) throw new NotFoundError(`no dump ${req.params.id} in the catalog`);
+        return d;
+      },
+    );
+
+    const streamAuth = async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
+      const t = bearer(req);
+      if (t && tokensEqual(t, ctx.adminToken)) return;
+      if (opts.authorizeStream && (await opts.authorizeStream(req))) return;
+      req.log.warn({ url: req.url, ip: req.ip }, "dump stream without an admin or job token");
+      return reply.code(401).send({ error: "unauthorized", message: "admin or job bearer token required" });
+    };
+
+    app.route({
+      method: ["GET", "HEAD"],
+      url: "/api/v1/dumps/:id/stream",
+      preHandler: streamAuth,
+      schema: {
+        summary: "The data of one dump: as stored (default) or decompressed (?decompress=1); Range and HEAD on raw streams",
+        tags: ["catalog"],
+        security,
+        params: idParams,
+        querystring: { type: "object", properties: { decompress: { type: "string", enum: ["0", "1", "true", "false"] } } },
+        produces: ["application/octet-stream"],
+      },
+      handler: async (req: FastifyRequest<{ Params: { id: string }; Querystring: { decompress?: string } }>, reply) => {
+        const d = await ctx.store.catalog.get(req.params.id);
+        if (!d) return reply.code(404).send({ error: "not-found", message: `no dump ${req.params.id} in the catalog` });
+        const decompress = req.query.decompress === "1" || req.query.decompress === "true";
+        const amanda = ctx.config.amanda.find((a) => a.name === d.amanda);
+        const log = req.log.child({ dump: d.id, name: dumpName(d) });
+        // Range only where bytes can be addressed: raw and file-backed.
+        const rangeable = !decompress && d.location.kind !== "tape";
+        let range: [number, number] | undefined;
+        const total = rangeable ? d.sizeBytes : null;
+        if (rangeable && req.headers.range !== undefined && total !== null) {
+          range = parseRange(req.headers.range, total);
+          if (!range) return reply.code(416).header("content-range", `bytes */${total}`).send();
+        }
+        if (req.method === "HEAD" && d.location.kind === "tape") {
+          // Do not start amfetchdump (and a tape load) just to answer HEAD.
+          const len = decompress ? d.crc.native?.size : d.sizeBytes;
+          if (len != null) reply.header("content-length", String(len));
+          return reply.type("application/octet-stream").send();
+        }
+        let s;
+        try {
+          s = openDumpStream(d, { decompress, start: range?.[0], end: range?.[1], dumpuser: d.location.kind === "tape" && amanda ? dumpuserOf(amanda) : undefined });
+        } catch (err) {
+          if (err instanceof DumpStreamError) {
+            log.warn({ err: err.message }, "dump stream refused");
+            streams.inc({ result: "refused" });
+            return reply.code(err.status).send({ error: "unavailable", message: err.message });
+          }
+          throw err;
+        }
+        reply.type("application/octet-stream");
+        reply.header("x-lifeboat-dump", d.id);
+        reply.header("x-lifeboat-compression", decompress ? "none" : d.compression);
+        if (s.seekable) reply.header("accept-ranges", "bytes");
+        if (range) reply.code(206).header("content-range", `bytes ${range[0]}-${range[1]}/${s.totalSize}`);
+        if (s.length !== null) reply.header("content-length", String(s.length));
+        if (req.method === "HEAD") {
+          s.stream.destroy();
+          return reply.send();
+        }
+        const hash = createHash("sha256");
+        let bytes = 0;
+        const started = Date.now();
+        const tap = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            hash.update(chunk);
+            bytes += chunk.length;
+            cb(null, chunk);
+          },
+        });
+        const done = (error: string | null) => {
+          const detail = { sha256: hash.digest("hex"), bytes, range: range ?? null, decompress, via: s.via, ms: Date.now() - started, error };
+          streamBytes.inc(bytes);
+          streams.inc({ result: error ? "failed" : "ok" });
+          if (error) log.error(detail, "dump stream failed");
+          else log.info(detail, "dump stream sent");
+          void ctx.store.audit
+            .append({ actor: `stream:${req.ip}`, action: error ? "dump.stream.failed" : "dump.stream", target: `dump:${d.id}`, detail })
+            .catch((e: unknown) => log.error({ err: errorMessage(e) }, "cannot record the stream in the audit log"));
+        };
+        let finished = false;
+        s.stream.on("error", (err) => {
+          if (finished) return;
+          finished = true;
+          tap.destroy(err);
+          done(err.message);
+        });
+        tap.on("end", () => {
+          if (finished) return;
+          finished = true;
+          done(null);
+        });
+        reply.raw.on("close", () => {
+          if (!finished) {
+            finished = true;
+            s.stream.destroy();
+            done("client closed the connection");
+          }
+        });
+        return reply.send(s.stream.pipe(tap));
+      },
+    });
+  };
+}

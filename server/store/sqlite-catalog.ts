@@ -1,0 +1,42 @@
+import type Database from "better-sqlite3";
+import type { CatalogDump } from "../amanda/model.ts";
+import type { CatalogRefresh, CatalogRepo } from "./types.ts";
+
+type Row = Record<string, unknown>;
+
+/** Lifeboat's own copy of the Amanda catalog: one JSON record per dump, replaced per config on refresh. */
+export function sqliteCatalog(db: Database.Database): CatalogRepo {
+  const parse = (r: Row) => JSON.parse(r.record as string) as CatalogDump;
+  return {
+    replace: async (amanda: string, dumps: CatalogDump[], warnings: string[]) => {
+      const ins = db.prepare("INSERT OR REPLACE INTO catalog_dumps (amanda, id, host, disk, level, datestamp, record) VALUES (?, ?, ?, ?, ?, ?, ?)");
+      db.transaction(() => {
+        db.prepare("DELETE FROM catalog_dumps WHERE amanda = ?").run(amanda);
+        for (const d of dumps) ins.run(amanda, d.id, d.host, d.disk, d.level, d.datestamp, JSON.stringify(d));
+        db.prepare(
+          "INSERT INTO catalog_refreshes (amanda, at, dumps, warnings) VALUES (?, ?, ?, ?) ON CONFLICT(amanda) DO UPDATE SET at = excluded.at, dumps = excluded.dumps, warnings = excluded.warnings",
+        ).run(amanda, new Date().toISOString(), dumps.length, JSON.stringify(warnings));
+      })();
+    },
+    list: async (f = {}) => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (f.amanda !== undefined) (where.push("amanda = ?"), args.push(f.amanda));
+      if (f.host !== undefined) (where.push("host = ?"), args.push(f.host));
+      if (f.disk !== undefined) (where.push("disk = ?"), args.push(f.disk));
+      const sql = `SELECT record FROM catalog_dumps ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY host, disk, datestamp, level`;
+      return (db.prepare(sql).all(...args) as Row[]).map(parse);
+    },
+    get: async (id: string) => {
+      const r = db.prepare("SELECT record FROM catalog_dumps WHERE id = ? ORDER BY amanda LIMIT 1").get(id) as Row | undefined;
+      return r ? parse(r) : undefined;
+    },
+    refreshes: async (): Promise<CatalogRefresh[]> =>
+      (db.prepare("SELECT * FROM catalog_refreshes ORDER BY amanda").all() as Row[]).map((r) => ({
+        amanda: r.amanda as string,
+        at: r.at as string,
+        dumps: r.dumps as number,
+        warnings: JSON.parse(r.warnings as string) as string[],
+      })),
+  };
+}
