@@ -21,9 +21,11 @@ export function sqliteCatalog(db: Database.Database): CatalogRepo {
     list: async (f = {}) => {
       const where: string[] = [];
       const args: unknown[] = [];
-      if (f.amanda !== undefined) (where.push("amanda = ?"), args.push(f.amanda));
-      if (f.host !== undefined) (where.push("host = ?"), args.push(f.host));
-      if (f.disk !== undefined) (where.push("disk = ?"), args.push(f.disk));
+      for (const col of ["amanda", "host", "disk"] as const) {
+        if (f[col] === undefined) continue;
+        where.push(`${col} = ?`);
+        args.push(f[col]);
+      }
       const sql = `SELECT record FROM catalog_dumps ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY host, disk, datestamp, level`;
       return (db.prepare(sql).all(...args) as Row[]).map(parse);
     },
