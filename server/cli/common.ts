@@ -79,7 +79,8 @@ export class ApiClient {
     const data: unknown = text ? JSON.parse(text) : undefined;
     if (!res.ok) {
       const msg = (data as { message?: string } | undefined)?.message ?? res.statusText;
-      throw new UserError(`${method} ${path}: ${res.status} ${msg}`);
+      // The server refused what we sent (exit 2, like any bad input) or failed itself (exit 1).
+      throw new UserError(`${method} ${path}: ${res.status} ${msg}`, res.status < 500 && res.status !== 401 ? 2 : 1);
     }
     return data as T;
   }
@@ -95,7 +96,7 @@ export class ApiClient {
       });
     } catch (err) {
       throw new UserError(
-        `cannot reach Lifeboat at ${this.baseUrl} (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message}); is \`lifeboat serve\` running? (--server URL)`,
+        `cannot reach Lifeboat at ${this.baseUrl} (${(err as { cause?: { code?: string; message?: string } }).cause?.code ?? (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message}); is \`lifeboat serve\` running? (--server URL)`,
       );
     }
   }

@@ -18,6 +18,18 @@ function hostView(h: HostRecord) {
   };
 }
 
+/** `DISK=MOUNTPOINT` pairs; the disk name may itself contain `=`, so split at the last one. */
+function parseDleMap(pairs: string[]): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const p of pairs) {
+    const i = p.lastIndexOf("=");
+    if (i <= 0 || !p.slice(i + 1).startsWith("/"))
+      throw new UserError(`--dle ${JSON.stringify(p)}: expected DISK=MOUNTPOINT, e.g. /home=/home or "Lab Docs=/srv/docs"`, 2);
+    map[p.slice(0, i)] = p.slice(i + 1);
+  }
+  return map;
+}
+
 export function registerHosts(program: Command): Command {
   const hosts = program.command("hosts").description("protected hosts: MACs, capture tokens, layouts");
 
@@ -27,9 +39,10 @@ export function registerHosts(program: Command): Command {
       .description("register a host and print its capture token (shown once)")
       .option("--mac <mac>", "a MAC of the host (repeatable, any common spelling)", collect, [])
       .option("--uuid <uuid>", "SMBIOS UUID")
-      .option("--amanda <config>", "Amanda config that backs this host up"),
+      .option("--amanda <config>", "Amanda config that backs this host up")
+      .option("--dle <disk=mountpoint>", "an Amanda DLE (disk name) and the mount point it restores to (repeatable)", collect, []),
     { json: true },
-  ).action(async (name: string, o: { mac: string[]; uuid?: string; amanda?: string }, c: Command) => {
+  ).action(async (name: string, o: { mac: string[]; uuid?: string; amanda?: string; dle: string[] }, c: Command) => {
     const ctx = cliContext(c);
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(name))
       throw new UserError(`host name ${JSON.stringify(name)}: expected letters, digits, '.', '_' or '-'`, 2);
@@ -40,7 +53,7 @@ export function registerHosts(program: Command): Command {
       smbiosUuid: o.uuid ?? null,
       macs: o.mac.map(normalizeMac),
       amandaConfig: o.amanda ?? null,
-      dleMap: {},
+      dleMap: parseDleMap(o.dle),
     });
     await ctx.store().audit.append({ actor: "cli", action: "host.add", target: `host:${name}`, detail: { macs: h.macs } });
     output(ctx, { ...hostView(h), token }, () => `host ${name} added\ncapture token: ${token}`);

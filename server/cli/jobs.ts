@@ -1,5 +1,212 @@
-import type { Command } from "commander";
+import { readFileSync } from "node:fs";
+import { type Command, Option } from "commander";
+import { UserError } from "../errors.ts";
+import type { ArmBody, MapBody } from "../http/api-schemas.ts";
+import { normalizeMac } from "../mac.ts";
+import type { JobView } from "../recovery/views.ts";
+import type { JobEvent } from "../store/types.ts";
+import { type CliContext, cliContext, output, table, withGlobals, withServer } from "./common.ts";
+import { formatEvent, watchJob } from "./watch.ts";
+
+/** MACs from a file: one per line, `#` comments and blank lines ignored. */
+function macsFromFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UserError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 2);
+  }
+  return text
+    .split("\n")
+    .map((l, i) => ({ l: l.replace(/#.*/, "").trim(), n: i + 1 }))
+    .filter(({ l }) => l)
+    .map(({ l, n }) => {
+      try {
+        return normalizeMac(l);
+      } catch {
+        throw new UserError(`${file}:${n}: not a MAC address: ${JSON.stringify(l)}`, 2);
+      }
+    });
+}
+
+/** FIRST-LAST, both MACs, at most 1024 addresses. */
+export function macRange(spec: string): string[] {
+  const m = /^(.+?)\s*(?:-|\.\.)\s*([0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5})$/.exec(spec);
+  if (!m) throw new UserError(`--range ${JSON.stringify(spec)}: expected FIRST-LAST, e.g. 52:54:00:00:01:00-52:54:00:00:01:0f`, 2);
+  const toInt = (mac: string) => BigInt(`0x${normalizeMac(mac).replaceAll(":", "")}`);
+  const [a, b] = [toInt(m[1]!), toInt(m[2]!)];
+  if (b < a || b - a >= 1024n) throw new UserError(`--range ${spec}: expected LAST >= FIRST and at most 1024 addresses`, 2);
+  const out: string[] = [];
+  for (let x = a; x <= b; x++) out.push(normalizeMac(x.toString(16).padStart(12, "0")));
+  return out;
+}
+
+function jobRow(j: JobView) {
+  return {
+    id: j.id,
+    mac: j.mac,
+    kind: j.kind,
+    profile: j.profile,
+    state: j.state,
+    progress: j.steps ? `${j.step}/${j.steps}` : "-",
+    bytes: j.bytesTotal ? `${Math.round((100 * j.bytesDone) / j.bytesTotal)}%` : "-",
+    hostname: j.hostname,
+    expiresAt: j.state === "armed" ? j.expiresAt : "",
+  };
+}
+
+function showJob(j: JobView): string {
+  const lines = [
+    `job:       ${j.id} (${j.kind})`,
+    `machine:   ${j.mac}${j.ip ? ` at ${j.ip}` : ""}`,
+    `profile:   ${j.profile}${j.at ? ` restore point ${j.at}` : ""}`,
+    `state:     ${j.state}${j.steps ? `, step ${j.step} of ${j.steps}` : ""}`,
+    `bytes:     ${j.bytesDone} of ${j.bytesTotal}`,
+    `armed by:  ${j.armedBy} at ${j.createdAt}${j.state === "armed" ? `, expires ${j.expiresAt}` : ""}`,
+  ];
+  if (j.hostname) lines.push(`hostname:  ${j.hostname}`);
+  if (j.mapping) lines.push(`mapping:   ${Object.entries(j.mapping).map(([a, b]) => `${a}=${b}`).join(" ")}`);
+  if (j.ssh) lines.push(`remote:    ssh ${j.ssh}`);
+  if (j.error) lines.push(`error:     ${j.error}`);
+  return lines.join("\n");
+}
+
+async function armJobs(ctx: CliContext, body: ArmBody): Promise<void> {
+  const jobs = await ctx.api.request<JobView[]>("POST", "/api/v1/jobs", body);
+  output(ctx, jobs, () =>
+    jobs.length === 1
+      ? `${jobs[0]!.id} armed for ${jobs[0]!.mac} (${jobs[0]!.kind}, profile ${jobs[0]!.profile}), expires ${jobs[0]!.expiresAt}\n` +
+        `next network boot of that machine starts it; see the plan first: lifeboat jobs plan ${jobs[0]!.id}`
+      : `${jobs.length} jobs armed:\n${table(jobs.map(jobRow), ["id", "mac", "hostname", "expiresAt"])}`,
+  );
+}
 
 export function registerJobs(program: Command): Command {
-  return program.command("jobs").description("recovery and clone jobs: arm, plan, watch, cancel");
+  const jobs = program.command("jobs").description("recovery and clone jobs: arm, plan, watch, cancel");
+
+  withServer(
+    withGlobals(
+      jobs
+        .command("arm [mac]")
+        .description("arm a recovery (or clone) for a machine: its next network boot runs the plan")
+        .option("--profile <name>", "profile to use (default: the MAC's assignment, else the host owning the MAC)")
+        .option("--clone [profile]", "clone a profile onto new machines (the profile may be given here)")
+        .option("--macs <file>", "arm many machines at once: a file with one MAC per line")
+        .option("--range <first-last>", "arm many machines at once: a MAC range")
+        .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
+        .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss]")
+        .option("--expires <hours>", "hours until an unused job expires (default from config, 24)")
+        .addHelpText(
+          "after",
+          "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}'\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f",
+        ),
+      { json: true },
+    ),
+  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string }, c: Command) => {
+    const ctx = cliContext(c);
+    const many = [...(o.macs ? macsFromFile(o.macs) : []), ...(o.range ? macRange(o.range) : [])];
+    if (mac && many.length) throw new UserError("give a MAC, or --macs/--range, not both", 2);
+    if (!mac && !many.length) throw new UserError("which machine? give a MAC, or --macs FILE / --range FIRST-LAST", 2);
+    const profile = typeof o.clone === "string" ? o.clone : o.profile;
+    const expiresHours = o.expires === undefined ? undefined : Number(o.expires);
+    if (expiresHours !== undefined && !(expiresHours > 0)) throw new UserError(`--expires: expected hours > 0, got ${JSON.stringify(o.expires)}`, 2);
+    await armJobs(ctx, {
+      ...(mac ? { mac } : { macs: many }),
+      kind: o.clone ? "clone" : "recover",
+      profile,
+      at: o.at,
+      expiresHours,
+      hostnamePattern: o.hostnamePattern,
+    });
+  });
+
+  withServer(
+    withGlobals(
+      jobs
+        .command("list")
+        .description("list jobs, newest first")
+        .option("--active", "only jobs that are armed or under way")
+        .addOption(new Option("--state <states>", "comma-separated states (armed,booted,planning,running,stalled,done,failed,cancelled,expired)"))
+        .option("--mac <mac>", "only this machine's"),
+      { json: true },
+    ),
+  ).action(async (o: { active?: boolean; state?: string; mac?: string }, c: Command) => {
+    const ctx = cliContext(c);
+    const q = new URLSearchParams();
+    if (o.active) q.set("active", "true");
+    if (o.state) q.set("state", o.state);
+    if (o.mac) q.set("mac", normalizeMac(o.mac));
+    const list = await ctx.api.request<JobView[]>("GET", `/api/v1/jobs?${q}`);
+    output(ctx, list, () => table(list.map(jobRow), ["id", "mac", "kind", "profile", "state", "progress", "bytes", "hostname"]));
+  });
+
+  withServer(withGlobals(jobs.command("show <job>").description("show one job"), { json: true })).action(async (id: string, _o, c: Command) => {
+    const ctx = cliContext(c);
+    const j = await ctx.api.request<JobView>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`);
+    output(ctx, j, () => showJob(j));
+  });
+
+  withServer(withGlobals(jobs.command("cancel <job>").description("cancel an active job (the machine's next boot goes to local disk)"), { json: true })).action(
+    async (id: string, _o, c: Command) => {
+      const ctx = cliContext(c);
+      const j = await ctx.api.request<JobView>("POST", `/api/v1/jobs/${encodeURIComponent(id)}/cancel`);
+      output(ctx, j, () => `${j.id} cancelled`);
+    },
+  );
+
+  withServer(withGlobals(jobs.command("log <job>").description("the job's history: every transition, step and the agent's log"), { json: true })).action(
+    async (id: string, _o, c: Command) => {
+      const ctx = cliContext(c);
+      const events = await ctx.api.request<JobEvent[]>("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events`);
+      output(ctx, events, () => events.map((e) => `${e.at}  ${formatEvent(e)}`).join("\n"));
+    },
+  );
+
+  withServer(
+    withGlobals(
+      jobs
+        .command("plan <job>")
+        .description("print the job's plan: exactly what will happen to which disk (a dry run before the machine boots)"),
+    ),
+  ).action(async (id: string, _o, c: Command) => {
+    const ctx = cliContext(c);
+    const res = await ctx.api.raw("GET", `/api/v1/jobs/${encodeURIComponent(id)}/plan`);
+    const text = await res.text();
+    if (!res.ok) throw new UserError(`${id}: ${(JSON.parse(text) as { message?: string }).message ?? res.statusText}`);
+    process.stdout.write(text);
+  });
+
+  withServer(
+    withGlobals(
+      jobs
+        .command("map <job> <pairs...>")
+        .description("approve an explicit disk mapping, captured=target (e.g. sda=vdb): needed on new hardware or when identity is ambiguous"),
+      { json: true },
+    ),
+  ).action(async (id: string, pairs: string[], _o, c: Command) => {
+    const ctx = cliContext(c);
+    const mapping: Record<string, string> = {};
+    for (const p of pairs) {
+      const [a, b, ...rest] = p.split("=");
+      if (!a || !b || rest.length) throw new UserError(`${JSON.stringify(p)}: expected CAPTURED=TARGET, e.g. sda=vdb`, 2);
+      mapping[a] = b;
+    }
+    const body: MapBody = { mapping };
+    const j = await ctx.api.request<JobView>("POST", `/api/v1/jobs/${encodeURIComponent(id)}/map`, body);
+    output(ctx, j, () => `${j.id} mapping: ${Object.entries(j.mapping ?? {}).map(([a, b]) => `${a}=${b}`).join(" ")}`);
+  });
+
+  withServer(
+    withGlobals(
+      jobs
+        .command("watch <job>")
+        .description("follow a job live: a progress bar for the plan and one per stream; exits when it ends (0 done, 1 otherwise)"),
+      { json: true },
+    ),
+  ).action(async (id: string, _o, c: Command) => {
+    const ctx = cliContext(c);
+    const final = await watchJob(ctx, id);
+    if (final.state !== "done") process.exitCode = 1;
+  });
+  return jobs;
 }

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { UserError, errorMessage } from "../errors.ts";
 import { version } from "../version.ts";
+import { registerAssign } from "./assign.ts";
 import { registerCapture } from "./capture.ts";
 import { registerCatalog } from "./catalog.ts";
 import { registerHosts } from "./hosts.ts";
@@ -19,7 +20,7 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .showSuggestionAfterError(true);
   registerServe(program);
-  registerHosts(program);
+  registerAssign(registerHosts(program));
   registerProfiles(program);
   registerJobs(program);
   registerCatalog(program);

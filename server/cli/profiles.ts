@@ -1,5 +1,83 @@
 import type { Command } from "commander";
+import { UserError } from "../errors.ts";
+import type { ProfileBody } from "../http/api-schemas.ts";
+import type { ProfileRecord } from "../store/types.ts";
+import { cliContext, output, table, withGlobals, withServer } from "./common.ts";
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+function parseMapping(pairs: string[]): Record<string, string> | undefined {
+  if (pairs.length === 0) return undefined;
+  const map: Record<string, string> = {};
+  for (const p of pairs) {
+    const [captured, target, ...rest] = p.split("=");
+    if (!captured || !target || rest.length) throw new UserError(`--map ${JSON.stringify(p)}: expected CAPTURED=TARGET, e.g. sda=vdb`, 2);
+    map[captured] = target;
+  }
+  return map;
+}
 
 export function registerProfiles(program: Command): Command {
-  return program.command("profiles").description("profiles: what a machine becomes (a host's layout and restore point, or a clone template)");
+  const profiles = program
+    .command("profiles")
+    .description("profiles: what a machine becomes (a host's layout and restore point, or a clone template)");
+
+  withServer(
+    withGlobals(
+      profiles
+        .command("set <name>")
+        .description("create or change a profile")
+        .requiredOption("--host <host>", "the host whose layout and backups the profile restores")
+        .option("--layout-version <n>", "pin a layout version (default: the host's latest at plan time)")
+        .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss] (default: newest)")
+        .option("--map <captured=target>", "disk mapping for new hardware (repeatable)", collect, [])
+        .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
+        .option("--no-bootloader", "do not install a boot loader"),
+      { json: true },
+    ),
+  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; hostnamePattern?: string; bootloader: boolean }, c: Command) => {
+    const ctx = cliContext(c);
+    const lv = o.layoutVersion === undefined ? null : Number(o.layoutVersion);
+    if (lv !== null && (!Number.isInteger(lv) || lv < 1)) throw new UserError(`--layout-version: expected a version number, got ${JSON.stringify(o.layoutVersion)}`, 2);
+    const body: ProfileBody = {
+      host: o.host,
+      layoutVersion: lv,
+      at: o.at ?? null,
+      options: {
+        mapping: parseMapping(o.map),
+        hostnamePattern: o.hostnamePattern,
+        bootloader: o.bootloader ? "auto" : "none",
+      },
+    };
+    const p = await ctx.api.request<ProfileRecord>("PUT", `/api/v1/profiles/${encodeURIComponent(name)}`, body);
+    output(ctx, p, () => `profile ${p.name}: host ${p.host}, layout ${p.layoutVersion ?? "latest"}, restore point ${p.at ?? "newest"}`);
+  });
+
+  withServer(withGlobals(profiles.command("list").description("list profiles"), { json: true })).action(async (_o, c: Command) => {
+    const ctx = cliContext(c);
+    const list = await ctx.api.request<ProfileRecord[]>("GET", "/api/v1/profiles");
+    output(ctx, list, () =>
+      table(
+        list.map((p) => ({ ...p, layoutVersion: p.layoutVersion ?? "latest", at: p.at ?? "newest", hostnamePattern: p.options.hostnamePattern })),
+        ["name", "host", "layoutVersion", "at", "hostnamePattern"],
+      ),
+    );
+  });
+
+  withServer(withGlobals(profiles.command("show <name>").description("show one profile"), { json: true })).action(
+    async (name: string, _o, c: Command) => {
+      const ctx = cliContext(c);
+      const p = await ctx.api.request<ProfileRecord>("GET", `/api/v1/profiles/${encodeURIComponent(name)}`);
+      output(ctx, p, () => JSON.stringify(p, null, 2));
+    },
+  );
+
+  withServer(withGlobals(profiles.command("rm <name>").description("remove a profile (and its assignments)"))).action(
+    async (name: string, _o, c: Command) => {
+      const ctx = cliContext(c);
+      await ctx.api.request("DELETE", `/api/v1/profiles/${encodeURIComponent(name)}`);
+      process.stdout.write(`profile ${name} removed\n`);
+    },
+  );
+  return profiles;
 }

@@ -1,0 +1,111 @@
+import { writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Planner } from "../../../server/recovery/jobs.ts";
+import type { JobView } from "../../../server/recovery/views.ts";
+import type { RunningServer } from "../../../server/serve.ts";
+import { execa } from "execa";
+import { lifeboat, lifeboatBin } from "../../helpers/cli.ts";
+import { seedHost, testServer } from "../../helpers/server.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+
+// Stand-in planner (the plan builder has its own tests): a two-step script.
+const planner: Planner = async (job) => ({ ok: true, script: `plan_begin 1 ${job.profile} 2\nplan_done\n`, steps: 2, bytesTotal: 10, detail: {} });
+
+// Each CLI call is a real process (tsx start-up included): allow for a loaded machine.
+describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
+  let server: RunningServer;
+  let dataDir: string;
+  const cli = (...args: string[]) => lifeboat([...args, "--data-dir", dataDir, "--server", server.httpUrl]);
+
+  beforeAll(async () => {
+    dataDir = tempDir();
+    server = await testServer({ dataDir, planner });
+    await seedHost(server, "web1", "52:54:00:ee:00:01");
+  });
+  afterAll(async () => server.stop(0));
+
+  it("sets a profile, assigns it, arms, shows, plans, cancels, logs", async () => {
+    const p = await cli("profiles", "set", "web", "--host", "web1", "--at", "20261130", "--json");
+    expect(p.exitCode).toBe(0);
+    expect(JSON.parse(p.stdout)).toMatchObject({ name: "web", host: "web1", at: "20261130" });
+    expect((await cli("hosts", "assign", "52-54-00-EE-00-02", "web")).stdout.trim()).toBe("52:54:00:ee:00:02 → web");
+    const arm = await cli("jobs", "arm", "5254.00ee.0002", "--json");
+    expect(arm.exitCode).toBe(0);
+    const [job] = JSON.parse(arm.stdout) as JobView[];
+    expect(job).toMatchObject({ mac: "52:54:00:ee:00:02", profile: "web", at: "20261130", state: "armed" });
+    const list = JSON.parse((await cli("jobs", "list", "--active", "--json")).stdout) as JobView[];
+    expect(list.map((j) => j.id)).toContain(job!.id);
+    const table = (await cli("jobs", "list")).stdout;
+    expect(table).toMatch(new RegExp(`^${job!.id}\\s+52:54:00:ee:00:02\\s+recover\\s+web\\s+armed`, "m"));
+    expect((await cli("jobs", "show", job!.id)).stdout).toContain("state:     armed");
+    expect((await cli("jobs", "plan", job!.id)).stdout).toBe("plan_begin 1 web 2\nplan_done"); // execa strips the last newline
+    expect((await cli("jobs", "map", job!.id, "sda=vdb", "--json")).exitCode).toBe(0);
+    expect((await cli("jobs", "cancel", job!.id)).stdout.trim()).toBe(`${job!.id} cancelled`);
+    const log = (await cli("jobs", "log", job!.id)).stdout;
+    expect(log).toMatch(/armed \{"by":"api:127\.0\.0\.1"/);
+    expect(log).toMatch(/mapped/);
+    expect(log).toMatch(/cancelled/);
+  });
+
+  it("arms clones from a MAC file and a range", async () => {
+    const file = join(dataDir, "macs.txt");
+    writeFileSync(file, "# rack 3\n52:54:00:ee:01:01\n52:54:00:ee:01:02\n\n");
+    const a = await cli("jobs", "arm", "--clone", "web", "--macs", file, "--hostname-pattern", "web-{n}", "--json");
+    expect(a.exitCode).toBe(0);
+    expect((JSON.parse(a.stdout) as JobView[]).map((j) => j.hostname)).toEqual(["web-1", "web-2"]);
+    const r = await cli("jobs", "arm", "--clone", "web", "--range", "52:54:00:ee:02:00-52:54:00:ee:02:03", "--json");
+    expect((JSON.parse(r.stdout) as JobView[]).map((j) => j.mac)).toEqual(["52:54:00:ee:02:00", "52:54:00:ee:02:01", "52:54:00:ee:02:02", "52:54:00:ee:02:03"]);
+    const bad = await cli("jobs", "arm", "--clone", "web", "--macs", join(dataDir, "nope.txt"));
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.trim()).toBe(`lifeboat: ${join(dataDir, "nope.txt")}: cannot read (ENOENT)`);
+  });
+
+  it("watch follows a job to the end and exits 0 when done", async () => {
+    await seedHost(server, "db1", "52:54:00:ee:03:01");
+    const [job] = JSON.parse((await cli("jobs", "arm", "52:54:00:ee:03:01", "--json")).stdout) as JobView[];
+    const watching = execa(lifeboatBin, ["jobs", "watch", job!.id, "--data-dir", dataDir, "--server", server.httpUrl], { reject: false, stdin: "ignore" });
+    // Drive the job only once watch has its first snapshot, so it sees every step.
+    await new Promise<void>((resolve) => {
+      let seen = "";
+      watching.stdout!.on("data", (d: Buffer) => {
+        seen += d.toString();
+        if (seen.includes(" armed")) resolve();
+      });
+    });
+    const token = await server.ctx.jobs.issueBootToken(job!.id);
+    const call = (path: string, body?: unknown) =>
+      fetch(`${server.httpUrl}/api/v1/agent/jobs/${job!.id}/${path}`, {
+        method: path === "plan" ? "GET" : "POST",
+        headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    await call("hello", { disks: [] });
+    await call("plan");
+    for (const step of [1, 2]) {
+      await call("events", { type: "step-start", step, of: 2, name: "x" });
+      await call("events", { type: "step-end", step, of: 2, name: "x", exitStatus: 0 });
+    }
+    await call("events", { type: "done" });
+    const w = await watching;
+    expect(w.exitCode).toBe(0);
+    expect(w.stdout).toMatch(/ done$/m);
+    expect(w.stdout).toMatch(/step 2\/2 x: exit 0/);
+  });
+
+  it("bad input and an unreachable server are one-line errors", async () => {
+    const mac = await cli("jobs", "arm", "not-a-mac");
+    expect(mac.exitCode).toBe(2);
+    expect(mac.stderr.trim()).toBe('lifeboat: POST /api/v1/jobs: 400 not a MAC address: "not-a-mac" (expected six hex bytes, e.g. 52:54:00:12:34:56)');
+    const closed = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, "127.0.0.1", () => {
+        const port = (s.address() as AddressInfo).port;
+        s.close(() => resolve(port));
+      });
+    });
+    const down = await lifeboat(["jobs", "list", "--data-dir", dataDir, "--server", `http://127.0.0.1:${closed}`]);
+    expect(down.exitCode).toBe(1);
+    expect(down.stderr.trim()).toBe(`lifeboat: cannot reach Lifeboat at http://127.0.0.1:${closed} (ECONNREFUSED); is \`lifeboat serve\` running? (--server URL)`);
+  });
+});
