@@ -84,17 +84,25 @@ export class DhcpService implements Service {
     this.metrics = dhcpMetrics(ctx.metrics);
   }
 
+  /** Sets the server address the answers use (start() does this from the interface; tests call it directly). */
+  configure(serverIp: string): void {
+    const cfg = this.ctx.config;
+    const root = cfg.tftp.root;
+    this.env = {
+      serverIp,
+      httpBase: cfg.http.publicUrl.replace(/\/+$/, "") || `http://${serverIp}:${this.opts.httpPort()}`,
+      hasLoader: (name) => existsSync(join(root, name)),
+    };
+    this.pool =
+      cfg.dhcp.mode === "full"
+        ? new LeasePool({ ...cfg.dhcp.pool, staticLeases: cfg.dhcp.staticLeases }, this.ctx.store.leases, serverIp)
+        : undefined;
+  }
+
   async start(): Promise<string> {
     const cfg = this.ctx.config;
     const { ip, index } = interfaceInfo(cfg.listen.interface);
-    const root = cfg.tftp.root;
-    this.env = {
-      serverIp: ip,
-      httpBase: cfg.http.publicUrl.replace(/\/+$/, "") || `http://${ip}:${this.opts.httpPort()}`,
-      hasLoader: (name) => existsSync(join(root, name)),
-    };
-    if (cfg.dhcp.mode === "full")
-      this.pool = new LeasePool({ ...cfg.dhcp.pool, staticLeases: cfg.dhcp.staticLeases }, this.ctx.store.leases, ip);
+    this.configure(ip);
     const ports = this.opts.ports ?? { dhcp: 67, pxe: 4011 };
     for (const port of [ports.dhcp, ports.pxe]) {
       const sock = await boundSocket(port, index);
