@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type MdArray, type Mount, type Partition, type Swap, formatZodIssue } from "./layout.ts";
+import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type MdArray, type Mount, type Partition, type Swap, formatZodIssue, parseLayout } from "./layout.ts";
 
 /**
  * The document capture.sh uploads: raw tool output (lsblk -J, sfdisk -J, blkid -p -o export,
@@ -200,7 +200,7 @@ export function xfsFromInfo(s: string): { options: string[]; sizeBytes: number |
   // xfs_info prints "section =name key=value key=value" lines; "bsize" appears in several.
   for (const line of s.split("\n")) {
     const section = /^(\w+)?\s*=/.exec(line)?.[1] ?? "";
-    for (const m of line.matchAll(/(\w+)=(\S+)/g)) kv.set(`${section || "?"}.${m[1]}`, m[2]!) ;
+    for (const m of line.matchAll(/(\w+)=([^\s,]+)/g)) kv.set(`${section || "?"}.${m[1]}`, m[2]!);
   }
   const get = (k: string) => {
     for (const [key, v] of kv) if (key.endsWith(`.${k}`)) return v;
@@ -454,7 +454,7 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
     if (i > 0) dles[line.slice(0, i)] = line.slice(i + 1);
   }
 
-  return {
+  return parseLayout({
     format: "lifeboat-layout/1",
     source: "capture",
     hostname: cap.hostname,
@@ -494,5 +494,5 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
       nics: cap.nics.filter((n) => n.physical).map((n) => ({ name: n.name, mac: n.mac })),
     },
     dles,
-  };
+  } satisfies DiskLayout, `capture of ${cap.hostname}`);
 }

@@ -2,26 +2,7 @@ import { execa } from "execa";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { STEP_FUNCTIONS, type Step, type StepName, checkStep, renderPlan, shQuote, step, stepArity } from "../../../server/recovery/steps.ts";
-
-/** sh stubs for every step function: each prints its name and arguments, NUL-terminated. */
-const stubs = Object.keys(STEP_FUNCTIONS)
-  .map((fn) => `${fn}() { printf '%s\\0' ${fn} "$#" "$@"; }`)
-  .join("\n");
-
-/** Runs a rendered plan through the real sh with the stubs and parses what each call received. */
-async function runThroughSh(shell: string, script: string): Promise<Step[]> {
-  const r = await execa(shell, ["-c", `${stubs}\n${script}`], { stdin: "ignore", stripFinalNewline: false });
-  const fields = r.stdout.split("\0");
-  fields.pop();
-  const calls: Step[] = [];
-  for (let i = 0; i < fields.length; ) {
-    const fn = fields[i++] as StepName;
-    const n = Number(fields[i++]);
-    calls.push({ fn, args: fields.slice(i, i + n) });
-    i += n;
-  }
-  return calls;
-}
+import { planCalls as runThroughSh } from "../../integration/recovery/plan-calls.ts";
 
 const hostile = [
   "",
@@ -80,7 +61,7 @@ describe("shQuote and renderPlan", () => {
       steps.push(step("mount_fs", { dev: "/dev/x", mountpoint: hostile.join(""), fstype: "ext4", options: "" }));
       steps.push(step("unmount_all", {}));
       const script = renderPlan(steps);
-      const got = shell === "busybox" ? await runBusybox(script) : await runThroughSh(sh, script);
+      const got = shell === "busybox" ? await runBusybox(script) : await runThroughSh(script, sh);
       expect(got).toEqual(steps);
     });
   }
@@ -89,7 +70,7 @@ describe("shQuote and renderPlan", () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.string({ unit: "binary" }).filter((s) => !s.includes("\0")), { maxLength: 6 }), async (strs) => {
         const steps = [step("fix_fstab", { old_uuid: strs[0] ?? "", new_uuid: strs[1] ?? "" }), step("create_vg", { vg: "v", extent_bytes: 4 }, strs)];
-        expect(await runThroughSh("sh", renderPlan(steps))).toEqual(steps);
+        expect(await runThroughSh(renderPlan(steps))).toEqual(steps);
       }),
       { numRuns: 60 },
     );
@@ -105,7 +86,7 @@ async function runBusybox(script: string): Promise<Step[]> {
   const dir = await execa("mktemp", ["-d"]);
   await execa("ln", ["-s", "/bin/busybox", `${dir.stdout}/sh`]);
   try {
-    return await runThroughSh(`${dir.stdout}/sh`, script);
+    return await runThroughSh(script, `${dir.stdout}/sh`);
   } finally {
     await execa("rm", ["-rf", dir.stdout]);
   }

@@ -1,0 +1,118 @@
+import { readFileSync } from "node:fs";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { Counter } from "prom-client";
+import type { ServerContext } from "../../context.ts";
+import { NotFoundError } from "../../errors.ts";
+import { layoutFromCapture, parseCapture } from "../../recovery/layout-capture.ts";
+import { type DiskLayout, parseLayout } from "../../recovery/layout.ts";
+import { bearer, hashToken, requireAdmin, tokensEqual } from "../auth.ts";
+import { errorSchema } from "../schema.ts";
+
+export const captureScriptPath = new URL("../../recovery/capture.sh", import.meta.url);
+
+const nameParams = { type: "object", required: ["name"], properties: { name: { type: "string" } } } as const;
+const anyObject = { type: "object", additionalProperties: true } as const;
+const stored = {
+  type: "object",
+  required: ["host", "version", "capturedAt"],
+  properties: { host: { type: "string" }, version: { type: "integer" }, capturedAt: { type: "string" } },
+} as const;
+
+/**
+ * Host capture: GET /capture.sh (the script, no auth: it holds no secret), the upload
+ * (PUT, with the host's own capture token) and the stored versions (admin).
+ */
+export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
+  const admin = requireAdmin(ctx.adminToken);
+  const uploads = new Counter({
+    name: "lifeboat_capture_uploads_total",
+    help: "Layout uploads by result (stored, unauthorized, invalid)",
+    labelNames: ["result"],
+    registers: [ctx.metrics],
+  });
+  const script = readFileSync(captureScriptPath, "utf8");
+
+  return async (app) => {
+    app.get(
+      "/capture.sh",
+      { schema: { summary: "The capture script (POSIX sh) hosts run from cron", tags: ["capture"], response: { 200: { type: "string" } } } },
+      async (_req, reply) => reply.type("text/x-shellscript; charset=utf-8").send(script),
+    );
+
+    app.put(
+      "/api/v1/hosts/:name/layout",
+      {
+        bodyLimit: 64 * 1024 * 1024,
+        schema: {
+          summary: "Upload a capture (from capture.sh) or a layout document; stored as a new version",
+          description: "Authorization: Bearer <the host's capture token> (`lifeboat hosts token NAME`).",
+          tags: ["capture"],
+          security: [{ bearer: [] }],
+          params: nameParams,
+          body: { type: "object", required: ["format"], properties: { format: { enum: ["lifeboat-capture/1", "lifeboat-layout/1"] } } },
+          response: { 200: stored, 400: errorSchema, 401: errorSchema },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {
+        const host = await ctx.store.hosts.get(req.params.name);
+        const token = bearer(req);
+        if (!host || !token || !tokensEqual(hashToken(token), host.tokenHash)) {
+          uploads.inc({ result: "unauthorized" });
+          req.log.warn({ host: req.params.name, ip: req.ip }, !host ? "layout upload for an unknown host" : token ? "layout upload with a wrong token" : "layout upload without a token");
+          return reply.code(401).send({ error: "unauthorized", message: `host ${req.params.name}: capture token required (lifeboat hosts token NAME)` });
+        }
+        let layout: DiskLayout;
+        try {
+          const body = req.body as { format: string };
+          layout = body.format === "lifeboat-layout/1" ? parseLayout(body) : layoutFromCapture(parseCapture(body));
+        } catch (err) {
+          uploads.inc({ result: "invalid" });
+          req.log.warn({ host: host.name, err: (err as Error).message }, "layout upload refused");
+          return reply.code(400).send({ error: "bad-request", message: (err as Error).message });
+        }
+        // The admin's DLE map (hosts record) wins over what the host said.
+        layout = { ...layout, dles: { ...layout.dles, ...host.dleMap } };
+        const rec = await ctx.store.layouts.add(host.name, layout);
+        uploads.inc({ result: "stored" });
+        req.log.info({ host: host.name, version: rec.version, disks: layout.disks.length }, "layout stored");
+        return { host: rec.host, version: rec.version, capturedAt: rec.capturedAt };
+      },
+    );
+
+    app.get(
+      "/api/v1/hosts/:name/layout",
+      {
+        preHandler: admin,
+        schema: {
+          summary: "A stored layout version (default: the newest)",
+          tags: ["capture"],
+          security: [{ bearer: [] }],
+          params: nameParams,
+          querystring: { type: "object", properties: { version: { type: "integer", minimum: 1 } } },
+          response: { 200: { ...stored, properties: { ...stored.properties, layout: anyObject } }, 401: errorSchema, 404: errorSchema },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { name: string }; Querystring: { version?: number } }>) => {
+        const rec = await ctx.store.layouts.get(req.params.name, req.query.version);
+        if (!rec) throw new NotFoundError(`host ${req.params.name}: no layout${req.query.version ? ` version ${req.query.version}` : " captured yet"}`);
+        return { host: rec.host, version: rec.version, capturedAt: rec.capturedAt, layout: rec.document };
+      },
+    );
+
+    app.get(
+      "/api/v1/hosts/:name/layouts",
+      {
+        preHandler: admin,
+        schema: {
+          summary: "The stored layout versions of a host",
+          tags: ["capture"],
+          security: [{ bearer: [] }],
+          params: nameParams,
+          response: { 200: { type: "array", items: stored }, 401: errorSchema },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { name: string } }>) =>
+        (await ctx.store.layouts.versions(req.params.name)).map((v) => ({ host: v.host, version: v.version, capturedAt: v.capturedAt })),
+    );
+  };
+}

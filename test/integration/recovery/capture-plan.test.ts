@@ -1,0 +1,237 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import { describe, expect, it } from "vitest";
+import { targetDiskSchema } from "../../../server/recovery/agent-api.ts";
+import { type Capture, layoutFromCapture, parseCapture } from "../../../server/recovery/layout-capture.ts";
+import type { DiskLayout } from "../../../server/recovery/layout.ts";
+import { buildPlan } from "../../../server/recovery/plan.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+import { cleanupLoopsAfterAll, loopUnavailable, makeLoop, mountTracked, rescan, trackMount } from "./loopdev.ts";
+import { planCalls } from "./plan-calls.ts";
+
+/**
+ * Real tools on loop devices: real GPT and MBR tables with ext4, xfs, vfat and swap are
+ * captured with capture.sh (restricted to these loop devices), a plan is built for fresh
+ * loop devices, run by the rescue agent's own step functions (rescue-image/agent), and the
+ * result captured again: UUIDs, labels, types and sizes must be what the plan said.
+ * LVM, MD and LUKS need device-mapper/MD, which the CI kernel lacks: see the pending tests.
+ */
+
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+const captureSh = join(root, "server/recovery/capture.sh");
+const agentLib = join(root, "rescue-image/agent/lib.sh");
+const agentSteps = join(root, "rescue-image/agent/steps.sh");
+const MiB = 1024 * 1024;
+
+const unavailable = loopUnavailable();
+if (unavailable) console.warn(`capture-plan real-tools tests skipped: ${unavailable}`);
+
+async function capture(devices: string[]): Promise<Capture> {
+  const r = await execa("sh", [captureSh, "--stdout", "--devices", devices.join(" ")]);
+  return parseCapture(JSON.parse(r.stdout));
+}
+
+async function sfdisk(dev: string, script: string): Promise<void> {
+  await execa("sfdisk", ["-q", dev], { input: script });
+  await rescan(dev);
+}
+
+const HOSTILE_LABEL = 'r"o$t`x` y';
+const HOSTILE_PARTNAME = 'root "disk" $HOME `id` \\';
+
+/** Two source disks: GPT (ESP vfat, ext4, xfs, swap) and MBR (ext4 boot, extended: xfs, swap). */
+async function makeSources(dir: string) {
+  const gpt = await makeLoop(dir, "src-gpt", 600 * MiB);
+  const mbr = await makeLoop(dir, "src-mbr", 600 * MiB);
+  await sfdisk(
+    gpt,
+    [
+      "label: gpt",
+      "size=40MiB, type=U, name=\"EFI system\"",
+      `size=64MiB, type=L, name="${HOSTILE_PARTNAME.replace(/["\\]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`)}"`,
+      "size=320MiB, type=L",
+      "type=S",
+    ].join("\n"),
+  );
+  await sfdisk(mbr, ["label: dos", "size=100MiB, type=83, bootable", "type=5", "size=320MiB, type=83", "type=82"].join("\n"));
+  await execa("mkfs.vfat", ["-n", "EFI SYS", `${gpt}p1`]);
+  await execa("mkfs.ext4", ["-q", "-L", HOSTILE_LABEL, `${gpt}p2`]);
+  await execa("mkfs.xfs", ["-q", "-L", "data'x", `${gpt}p3`]);
+  await execa("mkswap", ["-L", "sw ap", `${gpt}p4`]);
+  await execa("mkfs.ext4", ["-q", "-L", "boot", "-O", "^metadata_csum", `${mbr}p1`]);
+  await execa("mkfs.xfs", ["-q", `${mbr}p5`]);
+  await execa("mkswap", [`${mbr}p6`]);
+  // Some data on the mounted root, so used bytes are real.
+  const mnt = join(dir, "src-root");
+  mkdirSync(mnt);
+  await mountTracked(`${gpt}p2`, mnt);
+  await execa("dd", ["if=/dev/urandom", `of=${join(mnt, "data.bin")}`, "bs=1M", "count=6", "status=none"]);
+  await execa("sync");
+  return { gpt, mbr, mnt };
+}
+
+async function targetDisk(path: string) {
+  const size = Number((await execa("blockdev", ["--getsize64", path])).stdout);
+  return targetDiskSchema.parse({ name: path.replace("/dev/", ""), path, sizeBytes: size });
+}
+
+/**
+ * Runs a rendered plan with the rescue agent's real step functions (rescue-image/agent) on
+ * this host: the plan's calls are read by a real sh (planCalls), then each runs in its own
+ * process with lib.sh and steps.sh loaded, in order, stopping at the first failure, as the
+ * agent does. Shims for vgchange/mdadm/cryptsetup/dmsetup keep its unmount_all away from
+ * the host's own volumes.
+ */
+async function runPlan(dir: string, script: string, tag: string): Promise<{ exitCode: number; log: string }> {
+  const run = join(dir, `run-${tag}`);
+  const shim = join(dir, "shim");
+  mkdirSync(run, { recursive: true });
+  mkdirSync(shim, { recursive: true });
+  for (const tool of ["vgchange", "mdadm", "cryptsetup", "dmsetup"])
+    writeFileSync(join(shim, tool), `#!/bin/sh\necho "${tool} $* (not run in the host test)" >&2\nexit 1\n`, { mode: 0o755 });
+  // No udev on the CI host: `partx -u` updates primaries but never adds logical partitions
+  // (udev would); the shim adds them too. The rescue image runs udevd.
+  const partx = (await execa("sh", ["-c", "command -v partx"])).stdout.trim();
+  writeFileSync(join(shim, "partx"), `#!/bin/sh\n${partx} "$@"; rc=$?\n[ "$1" = -u ] && ${partx} -a "$2" 2>/dev/null\nexit $rc\n`, { mode: 0o755 });
+  const target = join(dir, `target-${tag}`);
+  trackMount(target);
+  const env = { AGENT_LIB: agentLib, AGENT_STEPS: agentSteps, LB_RUN: run, LB_TARGET: target, LB_JOB: `test-${tag}`, PATH: `${shim}:${process.env.PATH}` };
+  writeFileSync(join(run, "armed"), `test-${tag}\n`);
+  let log = "";
+  for (const [i, call] of (await planCalls(script)).entries()) {
+    const r = await execa("sh", ["-c", '. "$AGENT_LIB"; . "$AGENT_STEPS"; lb_event() { :; }; "$@"', "sh", call.fn, ...call.args], {
+      reject: false,
+      all: true,
+      env,
+      stdin: "ignore",
+    });
+    log += `step ${i + 1} ${call.fn}: exit ${r.exitCode}\n${r.all}\n`;
+    if (r.exitCode !== 0) return { exitCode: r.exitCode ?? 1, log };
+  }
+  return { exitCode: 0, log };
+}
+
+/** The parts of a layout a recreation must reproduce, with device paths replaced by roles. */
+function shape(l: DiskLayout, roles: Record<string, string>) {
+  const role = (p: string) => {
+    for (const [dev, name] of Object.entries(roles)) if (p === dev || p.startsWith(`${dev}p`)) return p.replace(dev, name);
+    return p;
+  };
+  return {
+    disks: l.disks
+      .map((d) => ({
+        disk: role(d.path),
+        sizeBytes: d.sizeBytes,
+        table: d.table && { ...d.table, partitions: d.table.partitions.map((p) => ({ ...p, path: role(p.path) })) },
+      }))
+      .sort((a, b) => a.disk.localeCompare(b.disk)),
+    filesystems: l.filesystems
+      .map((f) => ({ dev: role(f.dev), type: f.type, uuid: f.uuid, label: f.label, sizeBytes: f.sizeBytes, mkfsOptions: f.mkfsOptions }))
+      .sort((a, b) => a.dev.localeCompare(b.dev)),
+    swap: l.swap.map((s) => ({ ...s, dev: role(s.dev) })).sort((a, b) => a.dev.localeCompare(b.dev)),
+  };
+}
+
+describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devices", () => {
+  const dir = tempDir("lifeboat-recovery-");
+  cleanupLoopsAfterAll();
+  let src: Awaited<ReturnType<typeof makeSources>>;
+  let layout: DiskLayout;
+
+  it("capture.sh sees exactly what was made (labels, UUIDs, names, mount, used bytes) and only those disks", async () => {
+    src = await makeSources(dir);
+    const cap = await capture([src.gpt, src.mbr]);
+    layout = layoutFromCapture(cap);
+    expect(layout.disks.map((d) => d.path)).toEqual([src.gpt, src.mbr]);
+    const gpt = layout.disks[0]!.table!;
+    expect(gpt.label).toBe("gpt");
+    expect(gpt.partitions.map((p) => p.name)).toEqual(["EFI system", HOSTILE_PARTNAME, null, null]);
+    const mbr = layout.disks[1]!.table!;
+    expect(mbr.label).toBe("dos");
+    expect(mbr.partitions.map((p) => [p.number, p.type, p.bootable])).toEqual([
+      [1, "83", true],
+      [2, "5", false],
+      [5, "83", false],
+      [6, "82", false],
+    ]);
+    // Independent check of every filesystem against blkid.
+    for (const f of layout.filesystems) {
+      const uuid = (await execa("blkid", ["-p", "-s", "UUID", "-o", "value", f.dev])).stdout;
+      expect(f.uuid, f.dev).toBe(uuid);
+    }
+    const byDev = Object.fromEntries(layout.filesystems.map((f) => [f.dev, f]));
+    expect(byDev[`${src.gpt}p1`]).toMatchObject({ type: "vfat", label: "EFI SYS" });
+    expect(byDev[`${src.gpt}p2`]).toMatchObject({ type: "ext4", label: HOSTILE_LABEL });
+    expect(byDev[`${src.gpt}p3`]).toMatchObject({ type: "xfs", label: "data'x" });
+    expect(byDev[`${src.mbr}p1`]!.mkfsOptions.join(" ")).toContain("^metadata_csum");
+    expect(byDev[`${src.gpt}p2`]!.usedBytes).toBeGreaterThan(6 * MiB);
+    expect(layout.swap.map((s) => s.label)).toEqual(["sw ap", null]);
+    expect(layout.mounts).toEqual([{ dev: `${src.gpt}p2`, mountpoint: src.mnt, fstype: "ext4", options: "" }]);
+    // Nothing outside --devices: the host's own disks are not in the document.
+    expect(JSON.stringify(cap.partitionTables.map((t) => t.disk))).toBe(JSON.stringify([src.gpt, src.mbr]));
+  });
+
+  it("a plan for fresh disks of the same size, run by the agent's step functions, recreates the same layout", async () => {
+    const a = await makeLoop(dir, "tgt-a", 600 * MiB);
+    const b = await makeLoop(dir, "tgt-b", 600 * MiB);
+    const src0 = layout.disks[0]!.name;
+    const src1 = layout.disks[1]!.name;
+    const plan = buildPlan({ layout, targets: [await targetDisk(a), await targetDisk(b)], options: { mapping: { [src0]: a, [src1]: b } } });
+    if (!plan.ok) throw new Error(plan.reason);
+    expect(plan.steps.map((s) => s.fn)).toContain("mount_fs");
+    const r = await runPlan(dir, plan.script, "same");
+    expect(r.exitCode, r.log).toBe(0);
+    const again = layoutFromCapture(await capture([a, b]));
+    expect(shape(again, { [a]: "disk0", [b]: "disk1" })).toEqual(shape(layout, { [src.gpt]: "disk0", [src.mbr]: "disk1" }));
+  });
+
+  it("on bigger disks the partitions grow as planned and keep UUIDs, labels and types", async () => {
+    const a = await makeLoop(dir, "big-a", 900 * MiB);
+    const b = await makeLoop(dir, "big-b", 1200 * MiB);
+    const plan = buildPlan({
+      layout,
+      targets: [await targetDisk(a), await targetDisk(b)],
+      options: { mapping: { [layout.disks[0]!.name]: a, [layout.disks[1]!.name]: b } },
+    });
+    if (!plan.ok) throw new Error(plan.reason);
+    const r = await runPlan(dir, plan.script, "big");
+    expect(r.exitCode, r.log).toBe(0);
+    const again = layoutFromCapture(await capture([a, b]));
+    // The tables are what the plan's sfdisk scripts said, sector for sector.
+    for (const [i, dev] of [a, b].entries()) {
+      const script = plan.steps.find((s) => s.fn === "partition" && s.args[0] === dev)!.args[1]!;
+      const planned = [...script.matchAll(/p(\d+) : start=(\d+), size=(\d+)/g)].map((m) => [Number(m[1]), Number(m[2]), Number(m[3])]);
+      expect(again.disks[i]!.table!.partitions.map((p) => [p.number, p.start, p.size])).toEqual(planned);
+    }
+    expect(again.disks[0]!.table!.partitions.at(-1)!.size).toBeGreaterThan(layout.disks[0]!.table!.partitions.at(-1)!.size);
+    const strip = (l: DiskLayout, roles: Record<string, string>) =>
+      shape(l, roles).filesystems.map(({ dev, type, uuid, label }) => ({ dev, type, uuid, label }));
+    expect(strip(again, { [a]: "d0", [b]: "d1" })).toEqual(strip(layout, { [src.gpt]: "d0", [src.mbr]: "d1" }));
+    // Each filesystem fills its (new) partition.
+    for (const f of again.filesystems) {
+      const part = again.disks.flatMap((d) => d.table!.partitions).find((p) => p.path === f.dev)!;
+      expect(f.sizeBytes, f.dev).toBeGreaterThan(part.size * 512 * 0.9);
+    }
+  });
+
+  it("a target too small is refused before any step, saying by how much", async () => {
+    const small = await makeLoop(dir, "small", 200 * MiB);
+    const plan = buildPlan({ layout, targets: [await targetDisk(small)], options: { mapping: { [layout.disks[0]!.name]: small, [layout.disks[1]!.name]: small } } });
+    expect(plan.ok).toBe(false);
+    const plan2 = buildPlan({ layout: { ...layout, disks: [layout.disks[0]!] , filesystems: layout.filesystems.filter((f) => f.dev.startsWith(src.gpt)), swap: layout.swap.filter((s) => s.dev.startsWith(src.gpt)) }, targets: [await targetDisk(small)], options: { mapping: { [layout.disks[0]!.name]: small } } });
+    expect(plan2.ok).toBe(false);
+    if (!plan2.ok) expect(plan2.reason).toMatch(/does not fit, .* more needed/);
+    // Nothing was written: the small disk is still all zeros at its start.
+    const head = (await execa("sh", ["-c", `dd if=${small} bs=1M count=2 status=none | tr -d '\\000' | wc -c`])).stdout.trim();
+    expect(head).toBe("0");
+  });
+});
+
+describe("LVM, MD RAID and LUKS with real tools", () => {
+  // The CI host kernel has no device-mapper or MD: these run inside the rescue image's
+  // QEMU machine once it can take a plan (issue 5); the plan builder's side is unit-tested.
+  it.todo("MD RAID1 + LVM: capture, plan, recreate, capture again (needs dm/md: QEMU with the rescue kernel)");
+  it.todo("LUKS + LVM: capture, plan with a job key, recreate, capture again (needs dm-crypt: QEMU with the rescue kernel)");
+});
