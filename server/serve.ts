@@ -7,6 +7,7 @@ import { ensureAdminToken } from "./http/auth.ts";
 import { netbootServices } from "./dhcp/services.ts";
 import { buildApp } from "./http/app.ts";
 import type { Logger } from "./log.ts";
+import { createPlanner } from "./recovery/job-plan.ts";
 import { type Planner, JobService } from "./recovery/jobs.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
 import { openStore } from "./store/sqlite.ts";
@@ -62,7 +63,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     expireHours: config.jobs.expireHours,
     heartbeatTimeoutSeconds: config.jobs.heartbeatTimeoutSeconds,
     log: log.child({ svc: "jobs" }),
-    planner: opts.planner ?? (async () => ({ ok: false, reason: "the plan builder is not wired into this server yet" })),
+    planner: opts.planner ?? createPlanner(store),
   });
   const ctx: ServerContext = {
     jobs,

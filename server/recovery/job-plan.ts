@@ -1,0 +1,101 @@
+import { ChainError, selectChain } from "../amanda/chain.ts";
+import type { CatalogDump } from "../amanda/model.ts";
+import type { JobRecord, ProfileRecord, Store } from "../store/types.ts";
+import type { Hello, TargetDisk } from "./agent-api.ts";
+import type { Planner, PlanResult } from "./jobs.ts";
+import { type DiskLayout, parseLayout } from "./layout.ts";
+import { type RestoreChain, buildPlan } from "./plan.ts";
+
+/** The stream's compression as the rescue side must undo it, or why it cannot (selectChain already refused encrypted dumps). */
+function streamCompression(d: CatalogDump): string {
+  if (d.compression === "none" || d.compression === "gzip" || d.compression === "bzip2") return d.compression;
+  if (d.compression === "custom") {
+    const prog = d.compressProgram ?? "";
+    for (const c of ["zstd", "xz", "bzip2", "gzip"]) if (prog.includes(c)) return c;
+  }
+  throw new ChainError(`dump ${d.id} (${d.host}:${d.disk} level ${d.level}): compression ${d.compression}${d.compressProgram ? ` (${d.compressProgram})` : ""} is not one the rescue agent can undo`);
+}
+
+function backupProgram(d: CatalogDump): "gtar" | "dump" {
+  const p = d.program.toLowerCase();
+  if (p.includes("gtar") || p.includes("gnutar") || p.endsWith("/tar")) return "gtar";
+  if (p.includes("dump")) return "dump";
+  throw new ChainError(`dump ${d.id} (${d.host}:${d.disk}): backup program ${d.program} is not GNU tar or dump`);
+}
+
+/** The restore chains of every DLE of the host, each mapped to its mount point. */
+export function restoreChains(catalog: CatalogDump[], host: string, dles: Record<string, string>, at: string | null): RestoreChain[] {
+  return Object.entries(dles)
+    .sort(([, a], [, b]) => a.length - b.length || a.localeCompare(b))
+    .map(([dle, mountpoint]) => {
+      const chain = selectChain(catalog, host, dle, at ?? undefined);
+      return {
+        dle,
+        mountpoint,
+        program: backupProgram(chain.dumps[0]!),
+        dumps: chain.dumps.map((d) => ({ id: d.id, level: d.level, datestamp: d.datestamp, sizeBytes: d.sizeBytes, compression: streamCompression(d) })),
+      };
+    });
+}
+
+/** Before the machine booted, a dry run takes the captured disks as the targets (same hardware assumed). */
+export function capturedAsTargets(layout: DiskLayout): TargetDisk[] {
+  return layout.disks.map((d) => ({
+    name: d.name,
+    path: d.path,
+    sizeBytes: d.sizeBytes,
+    serial: d.serial,
+    wwn: d.wwn,
+    model: d.model,
+    bus: d.transport,
+    byId: d.byId,
+    logicalSectorSize: d.logicalSectorSize,
+    signatures: ["(dry run: the captured disk itself)"],
+    removable: false,
+  }));
+}
+
+/**
+ * The planner `serve` gives the job service: host layout + the disks the agent reported +
+ * the catalog's chains + the profile's and job's options → the plan builder.
+ */
+export function createPlanner(store: Store): Planner {
+  return async (job: JobRecord, profile: ProfileRecord): Promise<PlanResult> => {
+    const host = await store.hosts.get(profile.host);
+    if (!host) return { ok: false, reason: `profile ${profile.name}: no host named ${profile.host}` };
+    const rec = await store.layouts.get(host.name, profile.layoutVersion ?? undefined);
+    if (!rec) return { ok: false, reason: `host ${host.name} has no captured layout${profile.layoutVersion ? ` version ${profile.layoutVersion}` : ""}` };
+    let layout: DiskLayout;
+    let chains: RestoreChain[];
+    try {
+      layout = parseLayout(rec.document, `host ${host.name} layout v${rec.version}`);
+      const dles = { ...layout.dles, ...host.dleMap };
+      const catalog = await store.catalog.list(host.amandaConfig ? { amanda: host.amandaConfig } : {});
+      chains = restoreChains(catalog, host.name, dles, job.at ?? profile.at);
+    } catch (err) {
+      return { ok: false, reason: (err as Error).message };
+    }
+    const hello = job.hello as Hello | null;
+    const r = buildPlan({
+      layout,
+      targets: hello ? hello.disks : capturedAsTargets(layout),
+      chains,
+      options: {
+        mapping: { ...(profile.options.mapping ?? {}), ...(job.mapping ?? {}) },
+        migration: profile.options.migration,
+        bootloader: profile.options.bootloader,
+        firmware: hello?.hardware.firmware,
+        newUuids: job.kind === "clone",
+      },
+    });
+    if (!r.ok) return { ok: false, reason: r.reason };
+    const bytesTotal = chains.flatMap((c) => c.dumps).reduce((n, d) => n + (d.sizeBytes ?? 0), 0);
+    return {
+      ok: true,
+      script: r.script,
+      steps: r.steps.length,
+      bytesTotal,
+      detail: { mapping: r.mapping, notes: hello ? r.notes : ["dry run against the captured disks: the machine has not booted yet", ...r.notes], layoutVersion: rec.version },
+    };
+  };
+}
