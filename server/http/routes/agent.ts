@@ -29,82 +29,61 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
     req.log = req.log.child({ job: job.id, mac: job.mac });
     return job;
   };
-  const conflict = (reply: FastifyReply, err: unknown) => {
-    if (err instanceof UserError) return reply.code(409).send({ error: "conflict", message: err.message });
-    throw err;
-  };
+  /** Runs a handler for an authorized job; a transition its state does not allow is a 409. */
+  const forJob =
+    (handler: (job: JobRecord, req: JobRequest, reply: FastifyReply) => Promise<unknown>) =>
+    async (req: JobRequest, reply: FastifyReply) => {
+      const job = await authorize(req, reply);
+      if (!job) return reply;
+      try {
+        return await handler(job, req, reply);
+      } catch (err) {
+        if (err instanceof UserError) return reply.code(409).send({ error: "conflict", message: err.message });
+        throw err;
+      }
+    };
 
   return async (app) => {
     app.post(
       `${AGENT_BASE}/:job/hello`,
       { schema: { summary: "Agent: the disks and hardware it sees", tags: ["agent"], security, params, body: jsonSchema(helloSchema), response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
-      async (req: JobRequest, reply) => {
-        const job = await authorize(req, reply);
-        if (!job) return reply;
-        try {
-          const next = await ctx.jobs.hello(job.id, helloSchema.parse(req.body));
-          req.log.info({ disks: next.hello ? (next.hello as { disks: unknown[] }).disks.length : 0 }, "agent hello");
-          return { state: next.state };
-        } catch (err) {
-          return conflict(reply, err);
-        }
-      },
+      forJob(async (job, req) => {
+        const next = await ctx.jobs.hello(job.id, helloSchema.parse(req.body));
+        req.log.info({ disks: (next.hello as { disks: unknown[] }).disks.length }, "agent hello");
+        return { state: next.state };
+      }),
     );
 
     app.get(
       `${AGENT_BASE}/:job/plan`,
       { schema: { summary: "Agent: the plan as a POSIX sh script, or 409 with why not yet", tags: ["agent"], security, params, response: { 200: { type: "string" }, 401: errorSchema, 409: errorSchema } } },
-      async (req: JobRequest, reply) => {
-        const job = await authorize(req, reply);
-        if (!job) return reply;
-        try {
-          const plan = await ctx.jobs.plan(job.id);
-          if (!plan.ok) return reply.code(409).send({ error: "plan-refused", message: plan.reason });
-          return reply.type("text/x-shellscript").send(plan.script);
-        } catch (err) {
-          return conflict(reply, err);
-        }
-      },
+      forJob(async (job, _req, reply) => {
+        const plan = await ctx.jobs.plan(job.id);
+        if (!plan.ok) return reply.code(409).send({ error: "plan-refused", message: plan.reason });
+        return reply.type("text/x-shellscript").send(plan.script);
+      }),
     );
 
     app.post(
       `${AGENT_BASE}/:job/events`,
       { schema: { summary: "Agent: one progress event", tags: ["agent"], security, params, body: jsonSchema(agentEventSchema), response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
-      async (req: JobRequest, reply) => {
-        const job = await authorize(req, reply);
-        if (!job) return reply;
-        try {
-          return { state: (await ctx.jobs.agentEvent(job.id, agentEventSchema.parse(req.body))).state };
-        } catch (err) {
-          return conflict(reply, err);
-        }
-      },
+      forJob(async (job, req) => ({ state: (await ctx.jobs.agentEvent(job.id, agentEventSchema.parse(req.body))).state })),
     );
 
     app.post(
       `${AGENT_BASE}/:job/heartbeat`,
       { schema: { summary: "Agent: still alive", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
-      async (req: JobRequest, reply) => {
-        const job = await authorize(req, reply);
-        if (!job) return reply;
-        try {
-          return { state: (await ctx.jobs.heartbeat(job.id)).state };
-        } catch (err) {
-          return conflict(reply, err);
-        }
-      },
+      forJob(async (job) => ({ state: (await ctx.jobs.heartbeat(job.id)).state })),
     );
 
     app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: 16 * 1024 * 1024 }, (_req, body, done) => done(null, body));
     app.post(
       `${AGENT_BASE}/:job/log`,
       { schema: { summary: "Agent: its whole log (text/plain), at the end", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema } } },
-      async (req: JobRequest, reply) => {
-        const job = await authorize(req, reply);
-        if (!job) return reply;
+      forJob(async (job, req) => {
         await ctx.store.jobs.addEvent(job.id, "agent-log", { text: String(req.body ?? "") });
         return { state: job.state };
-      },
+      }),
     );
   };
 }
