@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { UserError } from "../errors.ts";
 import { hashToken, newToken } from "../http/auth.ts";
+import { bootScriptPreview } from "../http/routes/boot.ts";
 import { normalizeMac } from "../mac.ts";
 import type { HostRecord } from "../store/types.ts";
 import { cliContext, output, table, withGlobals } from "./common.ts";
@@ -101,6 +102,17 @@ export function registerHosts(program: Command): Command {
     await ctx.store().hosts.update(name, { tokenHash: hashToken(token) });
     await ctx.store().audit.append({ actor: "cli", action: "host.token", target: `host:${name}`, detail: null });
     output(ctx, { name, token }, () => token);
+  });
+  withGlobals(
+    hosts
+      .command("boot-script <mac>")
+      .description("print the iPXE script this MAC would get at network boot (rescue system if it has an active job, else exit)")
+      .option("--uuid <uuid>", "SMBIOS UUID the machine reports (iPXE ${uuid})"),
+    { json: true },
+  ).action(async (mac: string, o: { uuid?: string }, c: Command) => {
+    const ctx = cliContext(c);
+    const view = await bootScriptPreview(ctx.config, ctx.store(), normalizeMac(mac), o.uuid);
+    output(ctx, view, () => view.script.trimEnd());
   });
   return hosts;
 }

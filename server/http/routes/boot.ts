@@ -5,11 +5,14 @@
  * rescue kernel and initramfs and the boot loaders (for UEFI HTTP boot) with Range and HEAD.
  */
 import { createReadStream, readFileSync, realpathSync, statSync } from "node:fs";
+import { hostname } from "node:os";
 import { dirname, join, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
+import type { Config } from "../../config/schema.ts";
 import { recognisedUuid } from "../../dhcp/firmware.ts";
+import { interfaceInfo } from "../../dhcp/server.ts";
 import { isMac, normalizeMac } from "../../mac.ts";
 import { normaliseName } from "../../tftp/files.ts";
 import { renderKernelArgs } from "../../recovery/cmdline.ts";
@@ -70,6 +73,22 @@ export async function jobForMachine(store: Store, mac: string, uuid?: string): P
     }
   }
   return undefined;
+}
+
+/** Stands in for the per-boot token in previews: the real one is issued when the machine asks. */
+export const PREVIEW_TOKEN = "TOKEN-ISSUED-AT-BOOT";
+
+/** What a MAC would get, without issuing a token (for `lifeboat hosts boot-script`). */
+export async function bootScriptPreview(config: Config, store: Store, mac: string, uuid?: string) {
+  const found = await jobForMachine(store, mac, uuid);
+  const host = config.listen.interface ? interfaceInfo(config.listen.interface).ip : config.listen.address === "0.0.0.0" ? hostname() : config.listen.address;
+  const base = config.http.publicUrl.replace(/\/+$/, "") || `http://${host}:${config.http.port}`;
+  return {
+    mac,
+    job: found?.job.id ?? null,
+    via: found?.via ?? null,
+    script: machineScript({ base, mac, job: found?.job, token: found ? PREVIEW_TOKEN : undefined }),
+  };
 }
 
 /** `bytes=a-b` / `bytes=a-` / `bytes=-n` → [start, end] inclusive; undefined: not satisfiable. One range only. */
