@@ -85,7 +85,6 @@ export function createPlanner(store: Store): Planner {
         migration: profile.options.migration,
         bootloader: profile.options.bootloader,
         firmware: hello?.hardware.firmware,
-        newUuids: job.kind === "clone",
       },
     });
     if (!r.ok) return { ok: false, reason: r.reason };
