@@ -1,0 +1,478 @@
+// Lifeboat's admin page: plain JS, no build step. Every piece of data reaches the DOM
+// through textContent or attributes set by el(); nothing is parsed as HTML.
+
+const TOKEN_KEY = "lifeboat.adminToken";
+const ACTIVE = ["armed", "booted", "planning", "running", "stalled"];
+
+const $ = (id) => document.getElementById(id);
+let token = localStorage.getItem(TOKEN_KEY) ?? "";
+/** Jobs by id, as the live stream last sent them. */
+const jobs = new Map();
+/** The job shown in the detail panel, and the id of the last event shown there. */
+let detail = null;
+let live = null;
+
+/** Makes an element: attributes (on* are listeners, not strings) and children (strings become text). */
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "class") e.className = v;
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** Calls the admin API with the token; a 401 sends the user back to the token box. */
+async function api(method, path, body) {
+  const headers = { authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const isJson = (res.headers.get("content-type") ?? "").includes("json");
+  const data = isJson ? await res.json() : await res.text();
+  if (res.status === 401) {
+    showLogin("The server refused this token: paste the current one.");
+    throw new ApiError(401, "the admin token was refused");
+  }
+  if (!res.ok) throw new ApiError(res.status, (isJson && data.message) || `${res.status} ${res.statusText}`);
+  return data;
+}
+
+// ---------- formatting ----------
+
+function bytes(n) {
+  if (!n) return "0 B";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  const i = Math.min(units.length - 1, Math.floor(Math.log2(n) / 10));
+  return `${(n / 2 ** (10 * i)).toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function ago(iso) {
+  if (!iso) return "never";
+  const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
+  if (s < 60) return s < 5 ? "just now" : `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+/** A time shown relative, with the exact local time on hover. */
+const time = (iso) => el("time", { class: "ago", datetime: iso ?? undefined, title: iso ? new Date(iso).toLocaleString() : undefined }, ago(iso));
+const code = (text) => el("code", {}, text);
+const stateBadge = (state) => el("span", { class: `state state-${state}` }, state);
+
+// ---------- token ----------
+
+function showLogin(message) {
+  live?.close();
+  live = null;
+  $("app").hidden = true;
+  $("forget").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message ?? "";
+  $("token").focus();
+}
+
+async function openWithToken() {
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("forget").hidden = false;
+  await loadLists();
+  connectLive();
+}
+
+$("login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  token = $("token").value.trim();
+  try {
+    await api("GET", "/api/v1/profiles");
+  } catch (err) {
+    if (err.status !== 401) $("login-error").textContent = `Cannot reach the server: ${err.message}`;
+    return;
+  }
+  localStorage.setItem(TOKEN_KEY, token);
+  $("token").value = "";
+  await openWithToken();
+});
+
+$("forget").addEventListener("click", () => {
+  localStorage.removeItem(TOKEN_KEY);
+  token = "";
+  showLogin();
+});
+
+// ---------- hosts, profiles, assignments ----------
+
+function fillTable(tableId, rows, emptyId) {
+  $(tableId).tBodies[0].replaceChildren(...rows);
+  $(emptyId).hidden = rows.length > 0;
+  $(tableId).hidden = rows.length === 0;
+}
+
+async function loadLists() {
+  const [hosts, profiles, assignments] = await Promise.all([api("GET", "/api/v1/hosts"), api("GET", "/api/v1/profiles"), api("GET", "/api/v1/assignments")]);
+  fillTable(
+    "hosts",
+    hosts.map((h) =>
+      el(
+        "tr",
+        { "data-host": h.name },
+        el("td", {}, h.name),
+        el("td", {}, h.macs.map((m) => code(m))),
+        el("td", {}, h.lastCapture ? time(h.lastCapture) : el("span", { class: "muted" }, "never (run capture.sh on it)")),
+        el("td", { class: "num" }, h.layouts),
+        el("td", {}, h.amandaConfig ?? ""),
+        el("td", {}, h.macs.length ? el("button", { type: "button", class: "quiet", onclick: () => prefillArm(h.macs[0], "") }, "Recover…") : ""),
+      ),
+    ),
+    "hosts-empty",
+  );
+  fillTable(
+    "profiles",
+    profiles.map((p) =>
+      el(
+        "tr",
+        { "data-profile": p.name },
+        el("td", {}, p.name),
+        el("td", {}, p.host),
+        el("td", {}, p.layoutVersion ? `version ${p.layoutVersion}` : "latest"),
+        el("td", {}, p.at ?? "newest"),
+        el("td", {}, profileOptions(p.options)),
+      ),
+    ),
+    "profiles-empty",
+  );
+  fillTable(
+    "assignments",
+    assignments.map((a) => el("tr", {}, el("td", {}, code(a.mac)), el("td", {}, a.profile), el("td", {}, time(a.createdAt)))),
+    "assignments-empty",
+  );
+  const select = $("arm-profile");
+  const chosen = select.value;
+  select.replaceChildren(select.options[0], ...profiles.map((p) => el("option", { value: p.name }, p.name)));
+  select.value = profiles.some((p) => p.name === chosen) ? chosen : "";
+  $("known-macs").replaceChildren(
+    ...hosts.flatMap((h) => h.macs.map((m) => el("option", { value: m }, h.name))),
+    ...assignments.map((a) => el("option", { value: a.mac }, `→ ${a.profile}`)),
+  );
+}
+
+function profileOptions(o = {}) {
+  const parts = [];
+  if (o.hostnamePattern) parts.push(`hostname ${o.hostnamePattern}`);
+  if (o.migration) parts.push(`migration ${o.migration}`);
+  if (o.bootloader) parts.push(`boot loader ${o.bootloader}`);
+  if (o.mapping && Object.keys(o.mapping).length) parts.push(`disk map ${Object.entries(o.mapping).map(([a, b]) => `${a}→${b}`).join(", ")}`);
+  if (o.postRestoreHooks?.length) parts.push(`${o.postRestoreHooks.length} hook(s)`);
+  return parts.join("; ");
+}
+
+$("reload").addEventListener("click", () => loadLists().catch(showError("arm-error")));
+
+const showError = (id) => (err) => {
+  $(id).textContent = err.message;
+};
+
+// ---------- jobs ----------
+
+/** The bar's filled part; its width is set through the CSSOM, as the page's content policy refuses style attributes. */
+function barFill(pct) {
+  const f = el("div", { class: "fill" });
+  f.style.width = `${pct}%`;
+  return f;
+}
+
+function progressCell(j) {
+  const pct = j.bytesTotal > 0 ? Math.min(100, Math.floor((j.bytesDone / j.bytesTotal) * 100)) : j.state === "done" ? 100 : 0;
+  return el(
+    "td",
+    { class: "progress-col" },
+    el("div", { class: "step" }, j.steps > 0 ? `step ${j.step} of ${j.steps}` : j.state === "armed" ? "waiting for the machine to boot" : ""),
+    el(
+      "div",
+      { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct, title: `${pct}%` },
+      barFill(pct),
+    ),
+    el("div", { class: "bytes" }, j.bytesTotal > 0 ? `${bytes(j.bytesDone)} of ${bytes(j.bytesTotal)} (${pct}%)` : ""),
+  );
+}
+
+function jobRow(j) {
+  const active = ACTIVE.includes(j.state);
+  return el(
+    "tr",
+    { "data-job": j.id, "data-state": j.state, class: active ? "" : "finished" },
+    el("td", {}, el("button", { type: "button", class: "link", onclick: () => openDetail(j.id) }, j.id), el("div", { class: "muted" }, time(j.createdAt))),
+    el("td", {}, code(j.mac), j.hostname ? el("div", { class: "muted" }, j.hostname) : null),
+    el("td", {}, j.kind),
+    el("td", {}, j.profile, j.at ? el("div", { class: "muted" }, `at ${j.at}`) : null),
+    el("td", {}, stateBadge(j.state), j.error ? el("div", { class: "error job-error" }, j.error) : null),
+    progressCell(j),
+    el("td", { class: "remote" }, j.ssh ? code(j.ssh) : j.ip ? code(j.ip) : ""),
+    el(
+      "td",
+      { class: "actions" },
+      el("button", { type: "button", class: "quiet", onclick: () => openDetail(j.id) }, "Log"),
+      active ? el("button", { type: "button", class: "quiet danger", onclick: () => askCancel(j.id) }, "Cancel") : null,
+    ),
+  );
+}
+
+/** Puts a job's row in place (newest first), replacing the old one. */
+function upsertJob(j) {
+  jobs.set(j.id, j);
+  const body = $("jobs").tBodies[0];
+  const row = jobRow(j);
+  const old = body.querySelector(`tr[data-job="${CSS.escape(j.id)}"]`);
+  if (old) old.replaceWith(row);
+  else {
+    const after = [...body.rows].find((r) => jobs.get(r.dataset.job).createdAt < j.createdAt);
+    body.insertBefore(row, after ?? null);
+  }
+  $("jobs-empty").hidden = jobs.size > 0;
+  if (detail?.id === j.id) renderDetailFields(j);
+}
+
+$("show-finished").addEventListener("change", (e) => $("jobs").classList.toggle("hide-finished", !e.target.checked));
+
+function setLive(on, text) {
+  $("live").textContent = text;
+  $("live").classList.toggle("on", on);
+}
+
+/** The live stream: every job change, as `event: job` with {job, event}. */
+function connectLive() {
+  live?.close();
+  const es = new EventSource(`/api/v1/live?token=${encodeURIComponent(token)}`);
+  live = es;
+  setLive(false, "connecting…");
+  es.addEventListener("open", () => setLive(true, "live"));
+  es.addEventListener("job", (m) => {
+    const { job, event } = JSON.parse(m.data);
+    upsertJob(job);
+    if (event && detail?.id === job.id) loadDetailEvents().catch(showError("arm-error"));
+  });
+  es.addEventListener("error", () => {
+    if (live !== es) return;
+    setLive(false, "reconnecting…");
+    // The browser retries by itself unless the server answered with an error (a changed token, a restart).
+    if (es.readyState === EventSource.CLOSED)
+      setTimeout(() => {
+        if (live === es) api("GET", "/api/v1/profiles").then(connectLive, () => {});
+      }, 3000);
+  });
+}
+
+// ---------- arm ----------
+
+function prefillArm(mac, profile) {
+  $("arm-mac").value = mac;
+  $("arm-profile").value = profile;
+  $("arm-mac").scrollIntoView({ block: "center" });
+  $("arm-mac").focus();
+}
+
+let pendingArm = null;
+
+$("arm-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("arm-error").textContent = "";
+  const body = { mac: $("arm-mac").value.trim(), kind: $("arm-kind").value };
+  if ($("arm-profile").value) body.profile = $("arm-profile").value;
+  if ($("arm-at").value.trim()) body.at = $("arm-at").value.trim();
+  let plan = null;
+  let refusal = null;
+  try {
+    plan = await api("POST", "/api/v1/plan-preview", body);
+  } catch (err) {
+    if (err.status !== 409) return showError("arm-error")(err);
+    refusal = err.message;
+  }
+  pendingArm = body;
+  $("arm-summary").replaceChildren(
+    `Arm a ${body.kind} job for `,
+    code(body.mac),
+    body.profile ? ` with profile ${body.profile}` : " with its assigned profile (or its host's own)",
+    body.at ? `, restore point ${body.at}` : ", newest restore point",
+    ". The next time that machine boots from the network, it runs this plan and its disks are overwritten.",
+  );
+  $("arm-note").textContent = refusal
+    ? `No plan yet: ${refusal}. The plan is built again from the disks the machine reports when it boots, and refused before anything is touched.`
+    : "The plan, as a dry run against the disks captured from the host (the real one is built from the disks the machine reports when it boots):";
+  $("arm-plan").textContent = plan ?? "";
+  $("arm-plan").hidden = plan === null;
+  $("arm-confirm").textContent = refusal ? "Arm anyway" : "Arm";
+  $("arm-dialog-error").textContent = "";
+  $("arm-dialog").showModal();
+  $("arm-back").focus();
+});
+
+$("arm-back").addEventListener("click", () => $("arm-dialog").close());
+$("arm-confirm").addEventListener("click", async () => {
+  try {
+    const armed = await api("POST", "/api/v1/jobs", pendingArm);
+    for (const j of armed) upsertJob(j);
+    $("arm-dialog").close();
+    $("arm-form").reset();
+    loadLists().catch(showError("arm-error"));
+  } catch (err) {
+    $("arm-dialog-error").textContent = err.message;
+  }
+});
+
+// ---------- cancel ----------
+
+let pendingCancel = null;
+
+function askCancel(id) {
+  const j = jobs.get(id);
+  pendingCancel = id;
+  $("cancel-summary").replaceChildren(
+    `Cancel ${j.kind} job ${j.id} for `,
+    code(j.mac),
+    ` (${j.state}${j.steps ? `, step ${j.step} of ${j.steps}` : ""})?`,
+    j.state === "running" ? " A step already under way on the machine is not undone." : "",
+  );
+  $("cancel-dialog-error").textContent = "";
+  $("cancel-dialog").showModal();
+  $("cancel-back").focus();
+}
+
+$("cancel-back").addEventListener("click", () => $("cancel-dialog").close());
+$("cancel-confirm").addEventListener("click", async () => {
+  try {
+    upsertJob(await api("POST", `/api/v1/jobs/${encodeURIComponent(pendingCancel)}/cancel`));
+    $("cancel-dialog").close();
+  } catch (err) {
+    $("cancel-dialog-error").textContent = err.message;
+  }
+});
+
+// ---------- job detail ----------
+
+function renderDetailFields(j) {
+  $("detail-id").textContent = j.id;
+  const rows = [
+    ["State", stateBadge(j.state)],
+    ["Machine", [code(j.mac), j.hostname ? ` → ${j.hostname}` : ""]],
+    ["Kind, profile", `${j.kind}, ${j.profile}`],
+    ["Restore point", j.at ?? "newest"],
+    ["Progress", j.steps ? `step ${j.step} of ${j.steps}, ${bytes(j.bytesDone)} of ${bytes(j.bytesTotal)}` : "not started"],
+    ["Armed", [time(j.createdAt), ` by ${j.armedBy}`]],
+    ["Expires", ACTIVE.includes(j.state) && j.state === "armed" ? time(j.expiresAt) : "—"],
+    ["Last heard from", time(j.lastHeartbeatAt)],
+    ["Remote help", j.ssh ? code(j.ssh) : j.ip ? code(j.ip) : "—"],
+    ["Disks seen", j.disks?.length ? j.disks.map((d) => `${d.name} ${bytes(d.sizeBytes)}${d.serial ? ` (${d.serial})` : ""}`).join(", ") : "—"],
+    ["Disk mapping", j.mapping && Object.keys(j.mapping).length ? Object.entries(j.mapping).map(([a, b]) => `${a}→${b}`).join(", ") : "—"],
+  ];
+  if (j.error) rows.push(["Error", el("span", { class: "error" }, j.error)]);
+  $("detail-fields").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+/** One line saying what an event of the job's history means. */
+function eventText(ev) {
+  const d = ev.data ?? {};
+  switch (ev.type) {
+    case "armed":
+      return `by ${d.by}: ${d.kind} with profile ${d.profile}, layout version ${d.layoutVersion}, restore point ${d.at ?? "newest"}`;
+    case "boot":
+      return "network boot: the rescue system was sent with a fresh boot token";
+    case "booted":
+      return "the agent reported its disks";
+    case "plan":
+      return `plan served: ${d.steps} steps, ${bytes(d.bytesTotal)} to restore`;
+    case "plan-refused":
+      return d.reason;
+    case "step-start":
+      return `step ${d.step} of ${d.of}: ${d.name}`;
+    case "step-end":
+      return `step ${d.step} of ${d.of}: ${d.name} ${d.skipped ? "skipped (already done)" : `exit ${d.exitStatus}`}`;
+    case "stream-done":
+      return `dump ${d.dumpId}: ${bytes(d.bytes)}${d.sha256 ? `, sha256 ${d.sha256}` : ""}`;
+    case "log":
+      return d.message;
+    case "failed":
+      return `${d.step ? `step ${d.step}: ` : ""}${d.error}`;
+    case "cancelled":
+      return `by ${d.by} (was ${d.from})`;
+    case "mapped":
+      return `by ${d.by}: ${Object.entries(d.mapping ?? {}).map(([a, b]) => `${a}→${b}`).join(", ")}`;
+    case "agent-log":
+      return "the agent's log (below)";
+    case "stalled":
+      return `the agent is silent since ${new Date(d.silentSince).toLocaleString()}`;
+    default:
+      return Object.keys(d).length ? JSON.stringify(d) : "";
+  }
+}
+
+async function loadDetailEvents() {
+  const id = detail.id;
+  const events = await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events${detail.lastEvent ? `?after=${detail.lastEvent}` : ""}`);
+  if (detail?.id !== id) return;
+  for (const ev of events) {
+    detail.lastEvent = Math.max(detail.lastEvent, ev.id);
+    const output = ev.type === "step-end" && ev.data?.output ? el("pre", { class: "output" }, ev.data.output) : null;
+    $("detail-events").tBodies[0].append(
+      el("tr", { "data-event": ev.type, class: ev.type === "failed" || (ev.type === "step-end" && ev.data?.exitStatus) ? "bad" : "" }, el("td", {}, el("time", { datetime: ev.at }, new Date(ev.at).toLocaleTimeString())), el("td", {}, ev.type), el("td", {}, eventText(ev), output)),
+    );
+    if (ev.type === "agent-log") $("detail-log").textContent += ev.data?.text ?? "";
+  }
+  if (!$("detail-log").textContent) $("detail-log").textContent = "(the agent sends its whole log when it finishes or fails)";
+}
+
+async function openDetail(id) {
+  detail = { id, lastEvent: 0 };
+  $("detail-events").tBodies[0].replaceChildren();
+  $("detail-log").textContent = "";
+  $("detail-plan-text").hidden = true;
+  renderDetailFields(jobs.get(id));
+  $("detail").hidden = false;
+  $("detail").scrollIntoView({ block: "start" });
+  try {
+    await loadDetailEvents();
+  } catch (err) {
+    $("detail-log").textContent = err.message;
+  }
+}
+
+$("detail-close").addEventListener("click", () => {
+  detail = null;
+  $("detail").hidden = true;
+});
+
+$("detail-plan").addEventListener("click", async () => {
+  const pre = $("detail-plan-text");
+  pre.hidden = false;
+  try {
+    pre.textContent = await api("GET", `/api/v1/jobs/${encodeURIComponent(detail.id)}/plan`);
+  } catch (err) {
+    pre.textContent = `No plan: ${err.message}`;
+  }
+});
+
+// ---------- start ----------
+
+fetch("/healthz")
+  .then((r) => r.json())
+  .then((h) => {
+    $("version").textContent = `v${h.version}`;
+  })
+  .catch(() => {});
+
+// Relative times ("3 min ago") move on by themselves.
+setInterval(() => {
+  for (const t of document.querySelectorAll("time.ago")) if (t.dateTime) t.textContent = ago(t.dateTime);
+}, 30_000);
+
+if (token) openWithToken().catch(() => {});
+else showLogin();

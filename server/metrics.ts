@@ -1,0 +1,70 @@
+import type { FastifyInstance } from "fastify";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { ACTIVE_JOB_STATES, type Store } from "./store/types.ts";
+
+/**
+ * Prometheus metrics of the jobs and the HTTP side. Other parts (DHCP, TFTP, dump streams)
+ * register their own on the same registry (`ctx.metrics`).
+ */
+
+/** The registry's metric of that name, or a new one: building the app twice on one registry must not throw. */
+function once<T>(registry: Registry, name: string, make: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+/**
+ * `lifeboat_jobs{state}`: active jobs by state, read from the store at each scrape, every
+ * active state present (0 too) so an alert on `stalled > 0` always has a series. Finished
+ * jobs are history, not load: they grow without bound and are not counted here.
+ */
+export function registerJobMetrics(registry: Registry, store: Store): void {
+  once(
+    registry,
+    "lifeboat_jobs",
+    () =>
+      new Gauge({
+        name: "lifeboat_jobs",
+        help: "Active jobs by state (armed, booted, planning, running, stalled)",
+        labelNames: ["state"],
+        registers: [registry],
+        async collect() {
+          const jobs = await store.jobs.list({ state: [...ACTIVE_JOB_STATES], limit: Number.MAX_SAFE_INTEGER });
+          for (const state of ACTIVE_JOB_STATES) this.set({ state }, jobs.filter((j) => j.state === state).length);
+        },
+      }),
+  );
+}
+
+/** Which part of Lifeboat a URL belongs to, for the byte counters. */
+export function routeGroup(url: string): "boot" | "dumps" | "agent" | "api" | "web" | "other" {
+  const path = url.split("?")[0]!;
+  if (path === "/boot.ipxe" || path.startsWith("/boot/")) return "boot";
+  if (path.startsWith("/api/v1/dumps/")) return "dumps";
+  if (path.startsWith("/api/v1/agent/")) return "agent";
+  if (path.startsWith("/api/")) return "api";
+  if (path === "/" || path.startsWith("/web/")) return "web";
+  return "other";
+}
+
+/**
+ * `lifeboat_http_response_bytes_total{group}`: response body bytes by route group, from
+ * each response's Content-Length (a streamed reply without one, like the live event
+ * stream, is not counted; HEAD sends no body). Add it before the route plugins so it covers them.
+ */
+export function countResponseBytes(app: FastifyInstance, registry: Registry): void {
+  const bytes = once(
+    registry,
+    "lifeboat_http_response_bytes_total",
+    () =>
+      new Counter({
+        name: "lifeboat_http_response_bytes_total",
+        help: "HTTP response body bytes sent, by route group (boot, dumps, agent, api, web, other)",
+        labelNames: ["group"],
+        registers: [registry],
+      }),
+  );
+  app.addHook("onResponse", async (req, reply) => {
+    const length = Number(reply.getHeader("content-length"));
+    if (length > 0 && req.method !== "HEAD") bytes.inc({ group: routeGroup(req.routeOptions.url ?? req.url) }, length);
+  });
+}
