@@ -246,11 +246,16 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   // busybox for everything else (sh, udhcpc, ip, awk, sed…); real tools win over applets.
   const applets = (await run(join(stage, "bin/busybox"), ["--list-full"])).split("\n").filter(Boolean);
   for (const a of applets) {
+    const name = posix.basename(a);
+    if (["usr/bin", "usr/sbin"].some((d) => lstatSync(join(tree, d, name), { throwIfNoEntry: false }))) continue;
     const dest = join(tree, imagePath(a));
     if (lstatSync(dest, { throwIfNoEntry: false })) continue;
     mkdirSync(dirname(dest), { recursive: true });
     symlinkSync("/usr/bin/busybox", dest);
   }
+  // /bin/sh is dash: busybox's sh would run its own applets (tar, mount…) before the real tools.
+  rmSync(join(tree, "usr/bin/sh"), { force: true });
+  symlinkSync("dash", join(tree, "usr/bin/sh"));
 
   opts.progress("modules: selecting drivers and their dependencies");
   const modRoot = `lib/modules/${kernel}`;

@@ -256,7 +256,9 @@ lb_args() {
 
 # Records one call of the plan as files (every argument exactly, newlines included).
 lb_record() {
-  _i=$(($(cat "$LB_RUN/calls/count") + 1))
+  PATH=$LB_PATH
+  read -r _i <"$LB_RUN/calls/count"
+  _i=$((_i + 1))
   mkdir -p "$LB_RUN/calls/$_i"
   printf '%s' "$1" >"$LB_RUN/calls/$_i/fn"
   shift
@@ -267,6 +269,7 @@ lb_record() {
     printf '%s' "$_a" >"$LB_RUN/calls/$_i/$_k"
   done
   printf '%s' "$_i" >"$LB_RUN/calls/count"
+  PATH=/nonexistent
 }
 
 # lb_load_plan FILE: turns the plan into recorded calls, without running anything: the plan is
@@ -278,11 +281,10 @@ lb_load_plan() {
   printf 0 >"$LB_RUN/calls/count"
   (
     for _f in $LB_STEP_NAMES; do eval "$_f() { lb_record $_f \"\$@\"; }"; done
-    _record_path=$PATH
+    LB_PATH=$PATH
     PATH=/nonexistent
     set -e
     . "$1"
-    PATH=$_record_path
   ) || { echo "the plan is not a list of step-function calls (see the error above)" >&2; return 1; }
 }
 
@@ -342,7 +344,7 @@ lb_run_plan() {
 
 lb_load_modules() {
   mkdir -p /run/udev
-  if systemd-udevd --daemon --resolve-names=never 2>>"$LB_LOG"; then
+  if /lib/systemd/systemd-udevd --daemon --resolve-names=never 2>>"$LB_LOG"; then
     udevadm trigger --type=subsystems --action=add
     udevadm trigger --type=devices --action=add
     udevadm settle --timeout=60
@@ -404,8 +406,12 @@ lb_fetch_plan() {
 
 # Never reboot into a half-restored disk: stay up for the admin (ssh, console).
 lb_wait_forever() {
-  lb_log "stopped; waiting for the admin (the machine is NOT rebooted)"
+  lb_log "stopped; waiting for the admin (the machine is NOT rebooted); log: $LB_LOG"
   [ -n "${LB_NO_WAIT:-}" ] && return 1
+  # lifeboat.shell=1 on the kernel command line: a root shell on the console while waiting.
+  if [ "$(lb_cmdline_value lifeboat.shell "$(cat "$LB_CMDLINE_FILE")")" = 1 ]; then
+    while :; do setsid cttyhack sh; done
+  fi
   while :; do sleep 3600; done
 }
 
