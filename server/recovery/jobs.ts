@@ -170,7 +170,10 @@ export class JobService {
   async hello(id: string, hello: Hello): Promise<JobRecord> {
     const job = await this.get(id);
     const next = await this.apply(job, { kind: "hello" });
-    return this.store.jobs.update(next.id, { hello });
+    const stored = await this.store.jobs.update(next.id, { hello });
+    // Live views get the disks and SSH address too: the transition's change went out before they were stored.
+    this.changes.emit("job", stored);
+    return stored;
   }
 
   async heartbeat(id: string): Promise<JobRecord> {

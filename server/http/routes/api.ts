@@ -188,6 +188,8 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+      // Now, not with the first job: a browser's EventSource reports "open" only once headers arrive.
+      res.flushHeaders();
       const send = (j: JobRecord, ev?: unknown) => res.write(`event: job\ndata: ${JSON.stringify({ job: jobView(j), event: ev ?? null })}\n\n`);
       const onJob = (j: JobRecord, ev?: unknown) => {
         if (filter(j)) send(j, ev);

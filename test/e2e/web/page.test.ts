@@ -1,0 +1,194 @@
+import { existsSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { type BrowserContext, type Locator, type Page, chromium } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Planner } from "../../../server/recovery/jobs.ts";
+import type { JobView } from "../../../server/recovery/views.ts";
+import type { RunningServer } from "../../../server/serve.ts";
+import { seedHost, testServer } from "../../helpers/server.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARTIFACTS = fileURLToPath(new URL("../../../test-artifacts/web/", import.meta.url));
+const MIB = 1024 * 1024;
+
+// The plan builder is tested on its own; this stand-in returns a three-step plan that names
+// the job it was built for, so the page's confirmation can be checked against the request.
+const planner: Planner = async (job, profile) => ({
+  ok: true,
+  script: [
+    `# plan for ${job.mac}: ${job.kind} of ${profile.host} onto ${job.hello ? "the disks the agent reported" : "the captured disks (dry run)"}`,
+    `plan_begin 1 ${job.hostname} 3`,
+    "step_wipe 1 /dev/vda",
+    "step_partition 2 /dev/vda",
+    "step_restore 3 d1 /",
+    "plan_done",
+    "",
+  ].join("\n"),
+  steps: 3,
+  bytesTotal: 4 * MIB,
+  detail: {},
+});
+
+/** Waits until the locator's text matches; fails with the last text seen. */
+async function waitText(locator: Locator, re: RegExp, timeoutMs = 10_000): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  let last: string | null = null;
+  while (Date.now() < end) {
+    last = (await locator.count()) ? await locator.first().textContent() : null;
+    if (last !== null && re.test(last)) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`waited ${timeoutMs} ms for ${re} in ${locator}; last text: ${JSON.stringify(last)}`);
+}
+
+describe("admin page in headless Chromium", () => {
+  let server: RunningServer;
+  let context: BrowserContext;
+  let page: Page;
+  let jobId: string;
+  let navigations = 0;
+  const inject = (method: string, url: string, payload?: unknown, token = server.ctx.adminToken) =>
+    server.app.inject({ method: method as "GET", url, payload: payload as object, headers: { authorization: `Bearer ${token}` } });
+  const row = (id: string) => page.locator(`#jobs tr[data-job="${id}"]`);
+  const shot = (name: string) => page.screenshot({ path: `${ARTIFACTS}${name}`, fullPage: true });
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM))
+      throw new Error(`Debian's chromium is not installed (${CHROMIUM} is missing): run scripts/bootstrap, or apt-get install chromium`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    server = await testServer({ planner });
+    await seedHost(server, "web1", "52:54:00:aa:00:01");
+    await seedHost(server, "db1", "52:54:00:aa:00:02");
+    // A name that would run a script if the page ever parsed data as HTML.
+    await seedHost(server, `<img src=x onerror="window.pwned=1">`, "52:54:00:aa:00:03");
+    context = await chromium.launchPersistentContext(tempDir("lifeboat-chromium-"), {
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      viewport: { width: 1400, height: 900 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on("framenavigated", (f) => {
+      if (f === page.mainFrame()) navigations++;
+    });
+  });
+  afterAll(async () => {
+    await context?.close();
+    await server?.stop(0);
+  });
+
+  it("asks for the admin token once, keeps it, and lists hosts with their text escaped", async () => {
+    await page.goto(server.httpUrl);
+    await page.locator("#login").waitFor({ state: "visible" });
+    expect(await page.locator("#login").textContent()).toContain("<data-dir>/admin-token");
+    await page.fill("#token", "not-the-token");
+    await page.click("#login-form button");
+    await waitText(page.locator("#login-error"), /refused this token/);
+    await page.fill("#token", server.ctx.adminToken);
+    await page.click("#login-form button");
+    await waitText(page.locator('#hosts tr[data-host="web1"]'), /web1.*52:54:00:aa:00:01/);
+    await waitText(page.locator("#live"), /^live$/);
+    // Kept in the browser: a reload opens the page without asking again.
+    await page.reload();
+    await waitText(page.locator('#hosts tr[data-host="db1"]'), /db1.*52:54:00:aa:00:02/);
+    expect(await page.locator("#login").isVisible()).toBe(false);
+    expect(await page.locator("#hosts tbody").textContent()).toContain(`<img src=x onerror="window.pwned=1">`);
+    expect(await page.locator("#hosts img").count()).toBe(0);
+    expect(await page.evaluate(() => (globalThis as unknown as { pwned?: number }).pwned)).toBeUndefined();
+  });
+
+  it("arms a job through the form, showing the plan in the confirmation first", async () => {
+    await page.fill("#arm-mac", "52-54-00-AA-00-01");
+    await page.click("#arm-form button[type=submit]");
+    await page.locator("#arm-dialog").waitFor({ state: "visible" });
+    await waitText(page.locator("#arm-plan"), /# plan for 52:54:00:aa:00:01: recover of web1 onto the captured disks \(dry run\)\nplan_begin 1 web1 3/);
+    expect(await page.locator("#arm-summary").textContent()).toMatch(/Arm a recover job for 52-54-00-AA-00-01/);
+    // Nothing is armed until the admin confirms.
+    expect((await inject("GET", "/api/v1/jobs")).json()).toEqual([]);
+    await shot("arm-confirmation.png");
+    await page.click("#arm-confirm");
+    await page.locator("#arm-dialog").waitFor({ state: "hidden" });
+    const jobs = (await inject("GET", "/api/v1/jobs")).json() as JobView[];
+    expect(jobs.map((j) => [j.mac, j.state, j.profile])).toEqual([["52:54:00:aa:00:01", "armed", "web1"]]);
+    jobId = jobs[0]!.id;
+    await waitText(row(jobId).locator(".state"), /^armed$/);
+  });
+
+  it("shows the job's progress live as the agent reports it, without a reload", async () => {
+    const before = navigations;
+    await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 42));
+    const token = await server.ctx.jobs.issueBootToken(jobId);
+    const base = `/api/v1/agent/jobs/${jobId}`;
+    const agent = async (path: string, body?: unknown) => {
+      const r = await inject(body === undefined && path === "plan" ? "GET" : "POST", `${base}/${path}`, body, token);
+      expect(r.statusCode, r.body).toBe(200);
+      return r;
+    };
+    const disks = [{ name: "vda", path: "/dev/vda", sizeBytes: 8 * 2 ** 30, serial: "QM0001" }];
+    await agent("hello", { disks, hardware: { macs: ["52:54:00:aa:00:01"] }, ssh: "ssh -p 2222 root@192.0.2.10" });
+    await waitText(row(jobId).locator(".state"), /^booted$/);
+    await waitText(row(jobId).locator(".remote"), /ssh -p 2222 root@192\.0\.2\.10/);
+    expect((await agent("plan")).body).toContain("onto the disks the agent reported");
+    await waitText(row(jobId).locator(".step"), /^step 0 of 3$/);
+    for (const [step, name] of [[1, "wipe"], [2, "partition"]] as const) {
+      await agent("events", { type: "step-start", step, of: 3, name });
+      await waitText(row(jobId).locator(".step"), new RegExp(`^step ${step} of 3$`));
+      await agent("events", { type: "step-end", step, of: 3, name, exitStatus: 0, output: `${name} ok` });
+    }
+    await agent("events", { type: "step-start", step: 3, of: 3, name: "restore" });
+    await agent("events", { type: "stream", dumpId: "d1", bytes: 1 * MIB, totalBytes: 4 * MIB });
+    await waitText(row(jobId).locator(".bytes"), /^1\.0 MiB of 4\.0 MiB \(25%\)$/);
+    expect(await row(jobId).locator(".state").textContent()).toBe("running");
+    expect(await row(jobId).locator(".bar").getAttribute("aria-valuenow")).toBe("25");
+    await shot("progress.png");
+    await agent("events", { type: "stream", dumpId: "d1", bytes: 3 * MIB, totalBytes: 4 * MIB });
+    await waitText(row(jobId).locator(".bytes"), /\(75%\)$/);
+    await agent("events", { type: "stream", dumpId: "d1", bytes: 4 * MIB, totalBytes: 4 * MIB, sha256: "5d41402a", done: true });
+    await agent("events", { type: "step-end", step: 3, of: 3, name: "restore", exitStatus: 0 });
+    const log = await server.app.inject({
+      method: "POST",
+      url: `${base}/log`,
+      payload: "lifeboat-agent: wiping /dev/vda\nlifeboat-agent: restored d1 (4194304 bytes, sha256 ok)\n",
+      headers: { authorization: `Bearer ${token}`, "content-type": "text/plain" },
+    });
+    expect(log.statusCode).toBe(200);
+    await agent("events", { type: "done" });
+    await waitText(row(jobId).locator(".state"), /^done$/);
+    await waitText(row(jobId).locator(".bytes"), /^4\.0 MiB of 4\.0 MiB \(100%\)$/);
+    expect(navigations).toBe(before);
+    expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42);
+  });
+
+  it("opens the job's history and the agent's log", async () => {
+    await row(jobId).locator("button", { hasText: "Log" }).click();
+    await page.locator("#detail").waitFor({ state: "visible" });
+    await waitText(page.locator("#detail-log"), /lifeboat-agent: restored d1 \(4194304 bytes, sha256 ok\)/);
+    const types = await page.locator("#detail-events tbody tr td:nth-child(2)").allTextContents();
+    expect(types).toEqual(["armed", "boot", "booted", "plan", "step-start", "step-end", "step-start", "step-end", "step-start", "stream-done", "step-end", "agent-log", "done"]);
+    expect(await page.locator("#detail-events").textContent()).toContain("step 2 of 3: partition exit 0");
+    await page.click("#detail-plan");
+    await waitText(page.locator("#detail-plan-text"), /onto the disks the agent reported/);
+    await page.locator("#detail").scrollIntoViewIfNeeded();
+    await shot("job-log.png");
+  });
+
+  it("cancels another job after a confirmation", async () => {
+    const armed = (await inject("POST", "/api/v1/jobs", { mac: "52:54:00:aa:00:02" })).json() as JobView[];
+    const id = armed[0]!.id;
+    await waitText(row(id).locator(".state"), /^armed$/);
+    await row(id).locator("button", { hasText: "Cancel" }).click();
+    await page.locator("#cancel-dialog").waitFor({ state: "visible" });
+    expect(await page.locator("#cancel-summary").textContent()).toBe(`Cancel recover job ${id} for 52:54:00:aa:00:02 (armed)?`);
+    await page.click("#cancel-back");
+    expect(((await inject("GET", `/api/v1/jobs/${id}`)).json() as JobView).state).toBe("armed");
+    await row(id).locator("button", { hasText: "Cancel" }).click();
+    await page.click("#cancel-confirm");
+    await waitText(row(id).locator(".state"), /^cancelled$/);
+    expect(((await inject("GET", `/api/v1/jobs/${id}`)).json() as JobView).state).toBe("cancelled");
+    const audit = (await inject("GET", `/api/v1/audit?target=job:${id}`)).json() as Array<{ action: string }>;
+    expect(audit.map((a) => a.action)).toEqual(["job.cancel", "job.arm"]);
+    expect(await row(id).locator("button", { hasText: "Cancel" }).count()).toBe(0);
+    await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
+    await shot("overview.png");
+  });
+});
