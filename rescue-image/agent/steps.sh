@@ -193,6 +193,9 @@ make_fs() {
     btrfs)
       if [ -n "$_label" ]; then set -- -L "$_label" "$@"; fi
       if [ -n "$_uuid" ]; then set -- -U "$_uuid" "$@"; fi
+      # The kernel remembers scanned btrfs devices: an old copy of this UUID (a re-run, or the
+      # wiped filesystem) would make mkfs refuse it as "non-unique".
+      btrfs device scan --forget 2>/dev/null
       mkfs.btrfs -f "$@" "$_dev"
       ;;
     *)

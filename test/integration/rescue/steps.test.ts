@@ -1,0 +1,205 @@
+/**
+ * The agent's step functions, one by one, with the real tools on loop devices (root; CI
+ * runs as root): the disk-write gate, partition/mkfs/swap/subvolume/mount/fstab/unmount,
+ * their resume guards, and a failing mkfs. MD/LVM/LUKS need dm/md, which this kernel lacks:
+ * they run inside the booted rescue image (image.test.ts).
+ */
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tempDir } from "../../helpers/tmp.ts";
+import { agentSh } from "../../unit/rescue/agent-sh.ts";
+import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
+
+const MiB = 1024 * 1024;
+const why = loopUnavailable();
+if (why) console.warn(`rescue step tests skipped: ${why}`);
+
+/** sha256 of a device's first `bytes` (its whole size when it was made). */
+function sha(dev: string, bytes = 64 * MiB): string {
+  return createHash("sha256").update(readFileSync(dev).subarray(0, bytes)).digest("hex");
+}
+const blkid = async (dev: string, tag: string) => (await execa("blkid", ["-o", "value", "-s", tag, dev], { reject: false })).stdout.trim();
+
+describe.skipIf(why !== null)("rescue agent step functions on loop devices", () => {
+  const dir = tempDir("lifeboat-rescue-steps-");
+  cleanupLoopsAfterAll();
+  const run = join(dir, "run");
+  const target = join(dir, "target");
+  afterAll(() => execa("umount", ["-R", "-l", target], { reject: false }));
+  const env = { LB_RUN: run, LB_TARGET: target, LB_JOB: "job-steps" };
+  const arm = () => writeFileSync(join(run, "armed"), "job-steps");
+  const disarm = () => writeFileSync(join(run, "armed"), "");
+  const step = (code: string, args: string[] = []) => agentSh(code, { env, args, timeout: 120_000 });
+
+  beforeAll(() => {
+    mkdirSync(join(run, "verified"), { recursive: true });
+    mkdirSync(target, { recursive: true });
+  });
+
+  it("the gate: without a plan from an armed job, nothing is written", async () => {
+    const a = await makeLoop(dir, "gate-armed", 64 * MiB);
+    await execa("mkfs.ext4", ["-q", a]);
+    const before = sha(a);
+    disarm();
+    expect((await step(`check_disk "$1" "" "" ${64 * MiB}`, [a])).exitCode).toBe(0);
+    for (const call of [`wipe_disk "$1" x`, `partition "$1" 'label: gpt'`, `make_fs ext4 "$1" "" ""`, `make_swap "$1" "" ""`]) {
+      const r = await step(call, [a]);
+      expect(r.exitCode, call).toBe(1);
+      expect(r.stderr).toMatch(/refused: no plan from an armed job/);
+    }
+    expect(sha(a)).toBe(before);
+    expect(await blkid(a, "TYPE")).toBe("ext4");
+  });
+
+  it("the gate: a disk whose serial, size or identity does not match is never written", async () => {
+    arm();
+    const a = await makeLoop(dir, "gate-id", 64 * MiB);
+    const b = await makeLoop(dir, "gate-other", 64 * MiB);
+    await execa("mkfs.ext4", ["-q", a]);
+    await execa("mkfs.ext4", ["-q", b]);
+    const [beforeA, beforeB] = [sha(a), sha(b)];
+
+    // Wrong serial: check_disk fails, and the writes that would follow are refused.
+    let r = await step(`check_disk "$1" WRONG-SERIAL "" ${64 * MiB}`, [a]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain("the plan expects 'WRONG-SERIAL'");
+    r = await step(`wipe_disk "$1" x`, [a]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/refused: .* was not matched by check_disk/);
+    // Wrong size.
+    r = await step(`check_disk "$1" "" "" ${32 * MiB}`, [a]);
+    expect(r.stderr).toContain(`is ${64 * MiB} bytes, the plan expects ${32 * MiB}`);
+
+    // A matched disk does not make another one writable.
+    expect((await step(`check_disk "$1" "" "" ${64 * MiB}`, [a])).exitCode).toBe(0);
+    r = await step(`make_fs xfs "$1" "" ""`, [b]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(`${b.slice(5)} (under ${b}) was not matched`);
+
+    // The identity is read again right before each write: a disk that changed is refused.
+    truncateSync(join(dir, "gate-id.img"), 80 * MiB);
+    await execa("losetup", ["-c", a]);
+    r = await step(`wipe_disk "$1" x`, [a]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/changed identity since check_disk/);
+
+    expect(sha(a)).toBe(beforeA);
+    expect(sha(b)).toBe(beforeB);
+  });
+
+  it("check_disk refuses a partition and a missing device", async () => {
+    const a = await makeLoop(dir, "parts", 64 * MiB);
+    await execa("sh", ["-c", `printf 'label: dos\\n,16M\\n' | sfdisk -q ${a}`]);
+    await execa("partx", ["-u", a], { reject: false });
+    let r = await step(`check_disk "$1" "" "" ${16 * MiB}`, [`${a}p1`]);
+    expect(r.stderr).toContain("is a partition, not a whole disk");
+    r = await step(`check_disk /dev/nonexistent-disk "" "" 1`);
+    expect(r.stderr).toContain("does not exist");
+  });
+
+  it("wipe, partition, mkfs (ext4, xfs, vfat, btrfs), swap, subvolume, mount, fix_fstab, unmount, and their guards", async () => {
+    arm();
+    const d = await makeLoop(dir, "full", 600 * MiB);
+    await execa("mkfs.ext4", ["-q", d]); // a stale signature the plan must wipe
+    expect((await step(`check_disk "$1" "" "" ${600 * MiB}`, [d])).exitCode).toBe(0);
+
+    const labelId = "0d8c5c3a-6e0b-4a43-9b8b-6c1a2d3e4f50";
+    const parts: Array<[number, number, string, string]> = [
+      [2048, 65536, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "11111111-1111-4111-8111-111111111111"],
+      [67584, 131072, "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "22222222-2222-4222-8222-222222222222"],
+      [198656, 655360, "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "33333333-3333-4333-8333-333333333333"],
+      [854016, 262144, "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "44444444-4444-4444-8444-444444444444"],
+      [1116160, 32768, "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F", "55555555-5555-4555-8555-555555555555"],
+    ];
+    const script = [
+      "label: gpt",
+      `label-id: ${labelId.toUpperCase()}`,
+      "unit: sectors",
+      "first-lba: 2048",
+      "sector-size: 512",
+      "",
+      ...parts.map(([start, size, type, uuid], i) => `${d}p${i + 1} : start=${start}, size=${size}, type=${type}, uuid=${uuid.toUpperCase()}`),
+    ].join("\n");
+
+    expect((await step(`guard_wipe_disk "$1" "$2"`, [d, labelId])).exitCode).toBe(1);
+    let r = await step(`wipe_disk "$1" "$2"`, [d, labelId]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await blkid(d, "TYPE")).toBe("");
+    r = await step(`partition "$1" "$2"`, [d, script]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect((await step(`guard_partition "$1" "$2"`, [d, script])).exitCode).toBe(0);
+    expect((await step(`guard_wipe_disk "$1" "$2"`, [d, labelId])).exitCode).toBe(0);
+    const changed = script.replace("size=131072", "size=131000");
+    expect((await step(`guard_partition "$1" "$2"`, [d, changed])).exitCode).toBe(1);
+
+    const fs: Array<[string, string, string, string, string[]]> = [
+      ["vfat", `${d}p1`, "1234-ABCD", "EFI", []],
+      ["ext4", `${d}p2`, "6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", "root", ["-I", "256"]],
+      ["xfs", `${d}p3`, "7a1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", "srv", []],
+      ["btrfs", `${d}p4`, "8b1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", "data", []],
+    ];
+    for (const [type, dev, uuid, label, opts] of fs) {
+      r = await step(`make_fs "$@"`, [type, dev, uuid, label, ...opts]);
+      expect(r.exitCode, `${type}: ${r.stderr}`).toBe(0);
+      expect(await blkid(dev, "TYPE"), r.stdout + r.stderr).toBe(type);
+      expect((await blkid(dev, "UUID")).toLowerCase()).toBe(uuid.toLowerCase());
+      expect(await blkid(dev, "LABEL")).toBe(label);
+      expect((await step(`guard_make_fs "$@"`, [type, dev, uuid])).exitCode, type).toBe(0);
+      expect((await step(`guard_make_fs "$@"`, [type, dev, "00000000-0000-4000-8000-000000000000"])).exitCode).toBe(1);
+    }
+    expect((await execa("tune2fs", ["-l", `${d}p2`])).stdout).toMatch(/Inode size:\s+256/);
+
+    r = await step(`make_swap "$1" "$2" "$3"`, [`${d}p5`, "9c1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", "swap0"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await blkid(`${d}p5`, "TYPE")).toBe("swap");
+    expect((await step(`guard_make_swap "$1" "$2" "$3"`, [`${d}p5`, "9c1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", "swap0"])).exitCode).toBe(0);
+
+    expect((await step(`guard_create_subvol "$1" @home`, [`${d}p4`])).exitCode).toBe(1);
+    r = await step(`create_subvol "$1" @home`, [`${d}p4`]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect((await step(`guard_create_subvol "$1" @home`, [`${d}p4`])).exitCode).toBe(0);
+
+    for (const [dev, mp, type, opts] of [
+      [`${d}p2`, "/", "ext4", ""],
+      [`${d}p3`, "/srv", "xfs", ""],
+      [`${d}p4`, "/home", "btrfs", "subvol=@home"],
+      // (vfat is not mounted here: this host kernel has no vfat; the booted image mounts it.)
+    ]) {
+      r = await step(`mount_fs "$@"`, [dev!, mp!, type!, opts!]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect((await step(`guard_mount_fs "$@"`, [dev!, mp!, type!, opts!])).exitCode).toBe(0);
+    }
+    const findmnt = (await execa("findmnt", ["-rn", "-o", "TARGET,SOURCE,FSTYPE"])).stdout;
+    expect(findmnt).toContain(`${target}/home ${d}p4[/@home] btrfs`);
+
+    mkdirSync(join(target, "etc"), { recursive: true });
+    writeFileSync(join(target, "etc/fstab"), "UUID=aaaa-old / ext4 defaults 0 1\nUUID=keep /srv xfs defaults 0 2\n");
+    expect((await step(`guard_fix_fstab aaaa-old bbbb-new`)).exitCode).toBe(1);
+    r = await step(`fix_fstab aaaa-old bbbb-new`);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(readFileSync(join(target, "etc/fstab"), "utf8")).toBe("UUID=bbbb-new / ext4 defaults 0 1\nUUID=keep /srv xfs defaults 0 2\n");
+    expect((await step(`guard_fix_fstab aaaa-old bbbb-new`)).exitCode).toBe(0);
+
+    writeFileSync(join(run, "agent.log"), "the agent's log\n");
+    r = await step("unmount_all");
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect((await execa("findmnt", ["-rn", "-o", "TARGET"])).stdout).not.toContain(target);
+    // The log was written into the restored system before it was unmounted.
+    await execa("mount", [`${d}p2`, target]);
+    expect(readFileSync(join(target, "var/log/lifeboat/recovery-job-steps.log"), "utf8")).toBe("the agent's log\n");
+    await execa("umount", [target]);
+  });
+
+  it("a failing mkfs returns non-zero with the tool's own message", async () => {
+    arm();
+    const d = await makeLoop(dir, "mkfs-fail", 64 * MiB);
+    expect((await step(`check_disk "$1" "" "" ${64 * MiB}`, [d])).exitCode).toBe(0);
+    const r = await step(`make_fs ext4 "$1" "" "" -O no_such_feature`, [d]);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(/no_such_feature/);
+    expect(await blkid(d, "TYPE")).toBe("");
+  });
+});
