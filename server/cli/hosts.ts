@@ -5,6 +5,7 @@ import { bootScriptPreview } from "../http/routes/boot.ts";
 import { normalizeMac } from "../mac.ts";
 import type { HostRecord } from "../store/types.ts";
 import { cliContext, output, table, withGlobals } from "./common.ts";
+import { registerHostLayoutCommands } from "./hosts-layout.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -114,5 +115,6 @@ export function registerHosts(program: Command): Command {
     const view = await bootScriptPreview(ctx.config, ctx.store(), normalizeMac(mac), o.uuid);
     output(ctx, view, () => view.script.trimEnd());
   });
+  registerHostLayoutCommands(hosts);
   return hosts;
 }

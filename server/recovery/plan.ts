@@ -334,7 +334,8 @@ function sfdiskString(v: string): string {
 
 /** The sfdisk script (sfdisk --dump format) that recreates a table on the target. */
 export function sfdiskScript(table: NonNullable<Disk["table"]>, labelId: string, parts: PlannedPartition[]): string {
-  const head = [`label: ${table.label}`, `label-id: ${labelId}`, "unit: sectors"];
+  // No id (a ReaR import records none): sfdisk makes a new one.
+  const head = [`label: ${table.label}`, ...(labelId ? [`label-id: ${labelId}`] : []), "unit: sectors"];
   if (table.label === "gpt" && table.firstLba !== null) head.push(`first-lba: ${table.firstLba}`);
   head.push(`sector-size: ${table.sectorSize}`, "");
   const lines = parts.map((p) => {

@@ -1,0 +1,38 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { type TargetDisk, targetDiskSchema } from "../../../server/recovery/agent-api.ts";
+import { layoutFromCapture, parseCapture } from "../../../server/recovery/layout-capture.ts";
+import type { DiskLayout } from "../../../server/recovery/layout.ts";
+
+const dir = fileURLToPath(new URL("../../fixtures/layouts/", import.meta.url));
+
+export const FIXTURES = ["mbr-ext4", "gpt-uefi", "md-raid1-lvm", "luks-lvm", "btrfs-subvols", "xfs", "multi-disk"] as const;
+export type FixtureName = (typeof FIXTURES)[number];
+
+export function fixtureLayout(name: FixtureName): DiskLayout {
+  return layoutFromCapture(parseCapture(JSON.parse(readFileSync(`${dir}${name}.capture.json`, "utf8"))));
+}
+
+/** The captured disks as the agent would report them on the same machine (identity kept). */
+export function sameMachine(l: DiskLayout, over: Partial<TargetDisk> = {}): TargetDisk[] {
+  return l.disks.map((d) =>
+    targetDiskSchema.parse({
+      name: d.name,
+      path: d.path,
+      sizeBytes: d.sizeBytes,
+      serial: d.serial,
+      wwn: d.wwn,
+      model: d.model,
+      bus: d.transport,
+      byId: d.byId,
+      logicalSectorSize: d.logicalSectorSize,
+      signatures: ["gpt", "ext4"],
+      ...over,
+    }),
+  );
+}
+
+/** A new disk with no identity in common with the captured ones. */
+export function newDisk(name: string, sizeBytes: number, over: Partial<TargetDisk> = {}): TargetDisk {
+  return targetDiskSchema.parse({ name, path: `/dev/${name}`, sizeBytes, serial: `NEW-${name}`, bus: "sata", ...over });
+}

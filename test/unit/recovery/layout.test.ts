@@ -1,0 +1,195 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { extFromDumpe2fs, parseBlkidExport, parseCapture, parseFstab, xfsFromInfo } from "../../../server/recovery/layout-capture.ts";
+import { diffLayouts, describeLayout } from "../../../server/recovery/layout-text.ts";
+import { parseLayout, partitionPath } from "../../../server/recovery/layout.ts";
+import { layoutFromRear } from "../../../server/recovery/rear-import.ts";
+import { FIXTURES, fixtureLayout } from "./fixtures.ts";
+
+const GiB = 1024 ** 3;
+
+describe("capture documents → DiskLayout", () => {
+  for (const name of FIXTURES)
+    it(`${name}: parses into a valid layout`, () => {
+      const l = fixtureLayout(name);
+      expect(() => parseLayout(JSON.parse(JSON.stringify(l)))).not.toThrow();
+      expect(describeLayout(l)).toContain(l.disks[0]!.path);
+    });
+
+  it("single disk MBR: ext4 root with used bytes from findmnt, swap in an extended partition, bootable flag", () => {
+    const l = fixtureLayout("mbr-ext4");
+    expect(l.disks).toHaveLength(1);
+    const t = l.disks[0]!.table!;
+    expect(t.label).toBe("dos");
+    expect(t.id).toMatch(/^0x[0-9a-f]{8}$/);
+    expect(t.partitions.map((p) => [p.path, p.type, p.bootable])).toEqual([
+      ["/dev/sda1", "83", true],
+      ["/dev/sda2", "5", false],
+      ["/dev/sda5", "82", false],
+    ]);
+    expect(l.filesystems).toHaveLength(1);
+    expect(l.filesystems[0]).toMatchObject({ dev: "/dev/sda1", type: "ext4", label: "root" });
+    expect(l.filesystems[0]!.usedBytes).toBeGreaterThan(3 * 1024 * 1024);
+    expect(l.filesystems[0]!.mkfsOptions).toEqual(expect.arrayContaining(["-O", "-b", "-I"]));
+    expect(l.swap.map((s) => s.dev)).toEqual(["/dev/sda5"]);
+    expect(l.mounts).toEqual([{ dev: "/dev/sda1", mountpoint: "/", fstype: "ext4", options: "" }]);
+    expect(l.disks[0]!.serial).toBe("QM00001");
+  });
+
+  it("GPT UEFI: ESP, root, swap; EFI loader id from the EFI directories", () => {
+    const l = fixtureLayout("gpt-uefi");
+    expect(l.boot).toMatchObject({ firmware: "uefi", loader: "grub", disk: "/dev/sda", efiDir: "/boot/efi", bootloaderId: "debian" });
+    expect(l.disks[0]!.table!.partitions.map((p) => p.name)).toEqual(["EFI System Partition", "root", "swap"]);
+    expect(l.filesystems.map((f) => [f.type, f.mkfsOptions.slice(0, 2)])).toEqual([
+      ["vfat", ["-F", "32"]],
+      ["ext4", ["-O", expect.stringContaining("has_journal")]],
+    ]);
+    expect(l.filesystems[1]!.uuid).toBe("5f1e6a52-4a0a-4f8e-9c1b-6c3f1f2d7a10");
+    expect(l.mounts.map((m) => m.mountpoint)).toEqual(["/", "/boot/efi"]);
+  });
+
+  it("MD RAID1 + LVM: array members, PV on the array, LVs as /dev/VG/LV, filesystems on LVs", () => {
+    const l = fixtureLayout("md-raid1-lvm");
+    expect(l.md).toEqual([
+      { path: "/dev/md0", name: "fixture:0", level: "raid1", metadata: "1.2", uuid: "3f5c1a2b:9d8e7f60:12345678:abcdef01", members: ["/dev/sda2", "/dev/sdb2"], sizeBytes: 20952064 * 1024 },
+    ]);
+    expect(l.lvm.pvs).toEqual([{ path: "/dev/md0", uuid: "Hj3kLm-nOpQ-rStU-vWxY-z012-3456-789abc", vg: "vg0", sizeBytes: 21449670656 }]);
+    expect(l.lvm.lvs.map((x) => x.path)).toEqual(["/dev/vg0/root", "/dev/vg0/swap", "/dev/vg0/home"]);
+    expect(l.filesystems.map((f) => f.dev)).toEqual(["/dev/vg0/root", "/dev/vg0/home"]);
+    expect(l.swap.map((s) => s.dev)).toEqual(["/dev/vg0/swap"]);
+    expect(l.mounts.map((m) => [m.dev, m.mountpoint])).toEqual([
+      ["/dev/vg0/root", "/"],
+      ["/dev/vg0/home", "/home"],
+    ]);
+    expect(l.disks[0]!.byId).toContain("/dev/disk/by-id/wwn-0x50014ee2b0000001");
+  });
+
+  it("LUKS + LVM: header UUID and dm name only (never keys), PV on the opened mapping", () => {
+    const l = fixtureLayout("luks-lvm");
+    expect(l.luks).toEqual([{ path: "/dev/nvme0n1p3", uuid: "2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c", name: "luks-2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c" }]);
+    expect(l.lvm.pvs[0]!.path).toBe("/dev/mapper/luks-2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c");
+    expect(l.system).toMatchObject({ initramfsTool: "dracut", os: { id: "fedora" } });
+    expect(l.mounts.map((m) => m.mountpoint)).toEqual(["/", "/boot", "/home", "/boot/efi"]);
+    expect(JSON.stringify(l)).not.toMatch(/passphrase|keyfile/i);
+  });
+
+  it("btrfs: subvolumes from `btrfs subvolume list`, subvol= mount options", () => {
+    const l = fixtureLayout("btrfs-subvols");
+    const fs = l.filesystems.find((f) => f.type === "btrfs")!;
+    expect(fs.subvolumes).toEqual(["@", "@home"]);
+    expect(l.mounts.filter((m) => m.fstype === "btrfs")).toEqual([
+      { dev: "/dev/nvme0n1p2", mountpoint: "/", fstype: "btrfs", options: "subvol=@" },
+      { dev: "/dev/nvme0n1p2", mountpoint: "/home", fstype: "btrfs", options: "subvol=@home" },
+    ]);
+  });
+
+  it("xfs: mkfs options from xfs_info (crc, reflink, inode size, block size)", () => {
+    const l = fixtureLayout("xfs");
+    for (const f of l.filesystems) {
+      expect(f.type).toBe("xfs");
+      expect(f.mkfsOptions.join(" ")).toMatch(/-m crc=1,finobt=1,.*reflink=1/);
+      expect(f.mkfsOptions.join(" ")).toContain("-i size=512");
+      expect(f.mkfsOptions.join(" ")).toContain("-b size=4096");
+    }
+    expect(l.disks[0]!.table!.partitions[0]!.type).toBe("21686148-6449-6E6F-744E-656564454649");
+  });
+
+  it("multiple disks: both disks, each with its own table and filesystem", () => {
+    const l = fixtureLayout("multi-disk");
+    expect(l.disks.map((d) => [d.path, d.table?.label, d.serial])).toEqual([
+      ["/dev/sda", "gpt", "QM00005"],
+      ["/dev/sdb", "dos", "QM00006"],
+    ]);
+    expect(l.mounts.map((m) => [m.dev, m.mountpoint])).toEqual([
+      ["/dev/sda2", "/"],
+      ["/dev/sdb1", "/var/lib/data"],
+    ]);
+  });
+
+  it("a bad capture is one line naming the key", () => {
+    const doc = JSON.parse(readFileSync(fileURLToPath(new URL("../../fixtures/layouts/mbr-ext4.capture.json", import.meta.url)), "utf8"));
+    doc.partitionTables[0].sfdisk.partitiontable.partitions[0].start = "x";
+    expect(() => parseCapture(doc)).toThrow(/^capture document: partitionTables\.0\.sfdisk\.partitiontable\.partitions\.0\.start: /);
+    expect(() => parseCapture({ format: "something else" })).toThrow(/^capture document: format/);
+  });
+});
+
+describe("tool output parsers", () => {
+  it("blkid export values lose their backslash escapes", () => {
+    expect(parseBlkidExport('LABEL=a\\ b\\"c\\$d\nUUID=1234\n')).toEqual({ LABEL: 'a b"c$d', UUID: "1234" });
+  });
+
+  it("dumpe2fs: features pinned both ways, used = blocks − free − overhead", () => {
+    const text = ["Filesystem features:      has_journal ext_attr extent 64bit flex_bg metadata_csum", "Block count:              1000", "Free blocks:              600", "Overhead clusters:        100", "Block size:               4096", "Inode count:              256", "Inode size:\t          256"].join("\n");
+    const r = extFromDumpe2fs(text);
+    expect(r.usedBytes).toBe(300 * 4096);
+    expect(r.options[1]).toBe("has_journal,extent,64bit,metadata_csum,flex_bg,^huge_file,^dir_nlink,^extra_isize");
+    expect(r.options.slice(2)).toEqual(["-b", "4096", "-I", "256", "-i", "16000"]);
+  });
+
+  it("xfs_info: crc=0 keeps only crc=0 (the other features need crc)", () => {
+    const info = "meta-data=/dev/sdb1 isize=256 agcount=4, agsize=1 blks\n         =  sectsz=512 attr=2, projid32bit=1\n         =  crc=0 finobt=0, sparse=0, rmapbt=0\ndata     =  bsize=4096 blocks=1000, imaxpct=25\n";
+    expect(xfsFromInfo(info)).toEqual({ options: ["-m", "crc=0", "-i", "size=256", "-b", "size=4096"], sizeBytes: 4096000 });
+  });
+
+  it("fstab: comments, spaces as \\040, noauto kept for the caller to judge", () => {
+    expect(parseFstab("# c\n\nUUID=1 /my\\040disk ext4 defaults,noauto 0 2\n")).toEqual([{ spec: "UUID=1", file: "/my disk", type: "ext4", options: "defaults,noauto" }]);
+  });
+
+  it("partition device names follow the kernel's rule", () => {
+    expect(partitionPath("/dev/sda", 2)).toBe("/dev/sda2");
+    expect(partitionPath("/dev/nvme0n1", 2)).toBe("/dev/nvme0n1p2");
+    expect(partitionPath("/dev/loop7", 1)).toBe("/dev/loop7p1");
+    expect(partitionPath("/dev/mmcblk0", 1)).toBe("/dev/mmcblk0p1");
+  });
+});
+
+describe("ReaR disklayout.conf import", () => {
+  const text = readFileSync(fileURLToPath(new URL("../../fixtures/rear/lvm-xfs.disklayout.conf", import.meta.url)), "utf8");
+
+  it("reads disks, partitions (bytes → sectors, flags → types), LVM, filesystems, swap; skips commented lines", () => {
+    const l = layoutFromRear(text, "oldbox", "2024-01-15T10:30:00Z");
+    expect(l.source).toBe("rear");
+    const t = l.disks[0]!.table!;
+    expect(t.partitions.map((p) => [p.path, p.start, p.size, p.type, p.name])).toEqual([
+      ["/dev/sda1", 2048, 2048, "21686148-6449-6E6F-744E-656564454649", null],
+      ["/dev/sda2", 4096, 1048576, "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "boot part"],
+      ["/dev/sda3", 1052672, 40890368, "E6D6D379-F507-44C2-A23C-238F2A3DF928", null],
+    ]);
+    expect(l.lvm.vgs).toEqual([{ name: "system", uuid: "", extentBytes: 4 * 1024 * 1024, sizeBytes: 4991 * 4 * 1024 * 1024 }]);
+    expect(l.lvm.lvs.map((x) => [x.path, x.sizeBytes])).toEqual([
+      ["/dev/system/root", 15 * GiB],
+      ["/dev/system/swap", 2 * GiB],
+    ]);
+    expect(l.filesystems.map((f) => [f.dev, f.type, f.uuid, f.label, f.mkfsOptions])).toEqual([
+      ["/dev/system/root", "xfs", "4a1c2d3e-5f60-4718-92a3-b4c5d6e7f809", null, []],
+      ["/dev/sda2", "ext4", "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a", "boot", ["-b", "4096", "-i", "16384"]],
+    ]);
+    expect(l.swap[0]).toMatchObject({ dev: "/dev/system/swap", uuid: "1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b" });
+    expect(l.mounts.map((m) => m.mountpoint)).toEqual(["/", "/boot"]);
+    expect(JSON.stringify(l)).not.toContain("excluded");
+    expect(l.disks[0]!.serial).toBeNull();
+  });
+
+  it("a broken line names its line number", () => {
+    expect(() => layoutFromRear("disk /dev/sda 100 gpt\npart /dev/sdz 1 2 x none /dev/sdz1\n", "h")).toThrow(/line 2/);
+  });
+});
+
+describe("layout diff", () => {
+  it("names what changed, follows elements by identity, summarises packages", () => {
+    const a = fixtureLayout("gpt-uefi");
+    const b = structuredClone(a);
+    b.filesystems[1]!.label = "newroot";
+    b.disks[0]!.table!.partitions[2]!.size += 2048;
+    b.system.packages!.list.push(["htop", "3.2.2-2"]);
+    b.capturedAt = "2030-01-01T00:00:00Z";
+    const lines = diffLayouts(a, b);
+    expect(lines).toContain('~ filesystems[/dev/sda2].label: "root" → "newroot"');
+    expect(lines.some((l) => l.startsWith("~ disks[/dev/sda].table.partitions[/dev/sda3].size:"))).toBe(true);
+    expect(lines).toContain("+ packages: htop");
+    expect(lines).toHaveLength(3);
+    expect(diffLayouts(a, a)).toEqual([]);
+  });
+});
