@@ -368,7 +368,7 @@ function renderDetailFields(j) {
     ["Restore point", j.at ?? "newest"],
     ["Progress", j.steps ? `step ${j.step} of ${j.steps}, ${bytes(j.bytesDone)} of ${bytes(j.bytesTotal)}` : "not started"],
     ["Armed", [time(j.createdAt), ` by ${j.armedBy}`]],
-    ["Expires", ACTIVE.includes(j.state) && j.state === "armed" ? time(j.expiresAt) : "—"],
+    ["Expires", j.state === "armed" ? time(j.expiresAt) : "—"],
     ["Last heard from", time(j.lastHeartbeatAt)],
     ["Remote help", j.ssh ? code(j.ssh) : j.ip ? code(j.ip) : "—"],
     ["Disks seen", j.disks?.length ? j.disks.map((d) => `${d.name} ${bytes(d.sizeBytes)}${d.serial ? ` (${d.serial})` : ""}`).join(", ") : "—"],
@@ -415,12 +415,20 @@ function eventText(ev) {
   }
 }
 
-async function loadDetailEvents() {
-  const id = detail.id;
-  const events = await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events${detail.lastEvent ? `?after=${detail.lastEvent}` : ""}`);
-  if (detail?.id !== id) return;
+/** Fetches the open job's new events; one fetch at a time, so none is shown twice. */
+function loadDetailEvents() {
+  const d = detail;
+  d.loading = d.loading.catch(() => {}).then(() => fetchDetailEvents(d));
+  return d.loading;
+}
+
+async function fetchDetailEvents(d) {
+  if (detail !== d) return;
+  const id = d.id;
+  const events = await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}/events${d.lastEvent ? `?after=${d.lastEvent}` : ""}`);
+  if (detail !== d) return;
   for (const ev of events) {
-    detail.lastEvent = Math.max(detail.lastEvent, ev.id);
+    d.lastEvent = Math.max(d.lastEvent, ev.id);
     const output = ev.type === "step-end" && ev.data?.output ? el("pre", { class: "output" }, ev.data.output) : null;
     $("detail-events").tBodies[0].append(
       el("tr", { "data-event": ev.type, class: ev.type === "failed" || (ev.type === "step-end" && ev.data?.exitStatus) ? "bad" : "" }, el("td", {}, el("time", { datetime: ev.at }, new Date(ev.at).toLocaleTimeString())), el("td", {}, ev.type), el("td", {}, eventText(ev), output)),
@@ -431,7 +439,7 @@ async function loadDetailEvents() {
 }
 
 async function openDetail(id) {
-  detail = { id, lastEvent: 0 };
+  detail = { id, lastEvent: 0, loading: Promise.resolve() };
   $("detail-events").tBodies[0].replaceChildren();
   $("detail-log").textContent = "";
   $("detail-plan-text").hidden = true;
