@@ -14,21 +14,21 @@ const MIB = 1024 * 1024;
 
 // The plan builder is tested on its own; this stand-in returns a three-step plan that names
 // the job it was built for, so the page's confirmation can be checked against the request.
-const planner: Planner = async (job, profile) => ({
-  ok: true,
-  script: [
-    `# plan for ${job.mac}: ${job.kind} of ${profile.host} onto ${job.hello ? "the disks the agent reported" : "the captured disks (dry run)"}`,
+// It refuses hosts called "nofit", as the real one refuses data that cannot fit.
+const planner: Planner = async (job, profile) => {
+  if (profile.host === "nofit") return { ok: false, reason: "disk vda: 2.0 GiB of partitions do not fit on 1.0 GiB" };
+  const onto = job.hello ? "the disks the agent reported" : "the captured disks (dry run)";
+  const script = [
+    `# plan for ${job.mac}: ${job.kind} of ${profile.host} onto ${onto}`,
     `plan_begin 1 ${job.hostname} 3`,
     "step_wipe 1 /dev/vda",
     "step_partition 2 /dev/vda",
     "step_restore 3 d1 /",
     "plan_done",
     "",
-  ].join("\n"),
-  steps: 3,
-  bytesTotal: 4 * MIB,
-  detail: {},
-});
+  ].join("\n");
+  return { ok: true, script, steps: 3, bytesTotal: 4 * MIB, detail: {} };
+};
 
 /** Waits until the locator's text matches; fails with the last text seen. */
 async function waitText(locator: Locator, re: RegExp, timeoutMs = 10_000): Promise<string> {
@@ -60,6 +60,7 @@ describe("admin page in headless Chromium", () => {
     server = await testServer({ planner });
     await seedHost(server, "web1", "52:54:00:aa:00:01");
     await seedHost(server, "db1", "52:54:00:aa:00:02");
+    await seedHost(server, "nofit", "52:54:00:aa:00:04");
     // A name that would run a script if the page ever parsed data as HTML.
     await seedHost(server, `<img src=x onerror="window.pwned=1">`, "52:54:00:aa:00:03");
     context = await chromium.launchPersistentContext(tempDir("lifeboat-chromium-"), {
@@ -95,6 +96,21 @@ describe("admin page in headless Chromium", () => {
     expect(await page.locator("#hosts tbody").textContent()).toContain(`<img src=x onerror="window.pwned=1">`);
     expect(await page.locator("#hosts img").count()).toBe(0);
     expect(await page.evaluate(() => (globalThis as unknown as { pwned?: number }).pwned)).toBeUndefined();
+  });
+
+  it("says in the form why a MAC cannot be armed, and in the confirmation why there is no plan", async () => {
+    await page.fill("#arm-mac", "52:54:00:aa:00:99");
+    await page.click("#arm-form button[type=submit]");
+    await waitText(page.locator("#arm-error"), /^52:54:00:aa:00:99 is not assigned to a profile and belongs to no host/);
+    expect(await page.locator("#arm-dialog").isVisible()).toBe(false);
+    await page.fill("#arm-mac", "52:54:00:aa:00:04");
+    await page.click("#arm-form button[type=submit]");
+    await page.locator("#arm-dialog").waitFor({ state: "visible" });
+    await waitText(page.locator("#arm-note"), /^No plan yet: disk vda: 2\.0 GiB of partitions do not fit on 1\.0 GiB\./);
+    expect(await page.locator("#arm-confirm").textContent()).toBe("Arm anyway");
+    await page.click("#arm-back");
+    await page.locator("#arm-dialog").waitFor({ state: "hidden" });
+    await page.fill("#arm-mac", "");
   });
 
   it("arms a job through the form, showing the plan in the confirmation first", async () => {
@@ -172,10 +188,23 @@ describe("admin page in headless Chromium", () => {
     await shot("job-log.png");
   });
 
-  it("cancels another job after a confirmation", async () => {
+  it("shows a failed job's error", async () => {
+    const [failing] = (await inject("POST", "/api/v1/jobs", { mac: "52:54:00:aa:00:01" })).json() as JobView[];
+    const token = await server.ctx.jobs.issueBootToken(failing!.id);
+    const base = `/api/v1/agent/jobs/${failing!.id}`;
+    expect((await inject("POST", `${base}/hello`, { disks: [] }, token)).statusCode).toBe(200);
+    expect((await inject("POST", `${base}/events`, { type: "failed", step: 2, error: "step 2: mkfs.ext4 /dev/vda2 exited 1" }, token)).statusCode).toBe(200);
+    await waitText(row(failing!.id).locator(".state"), /^failed$/);
+    await waitText(row(failing!.id).locator(".job-error"), /^step 2: mkfs\.ext4 \/dev\/vda2 exited 1$/);
+  });
+
+  it("cancels another job after a confirmation, the open history following live", async () => {
     const armed = (await inject("POST", "/api/v1/jobs", { mac: "52:54:00:aa:00:02" })).json() as JobView[];
     const id = armed[0]!.id;
     await waitText(row(id).locator(".state"), /^armed$/);
+    await row(id).locator("button", { hasText: "Log" }).click();
+    await waitText(page.locator("#detail-id"), new RegExp(`^${id}$`));
+    await waitText(page.locator("#detail-events tbody"), /^.*armed/);
     await row(id).locator("button", { hasText: "Cancel" }).click();
     await page.locator("#cancel-dialog").waitFor({ state: "visible" });
     expect(await page.locator("#cancel-summary").textContent()).toBe(`Cancel recover job ${id} for 52:54:00:aa:00:02 (armed)?`);
@@ -184,6 +213,7 @@ describe("admin page in headless Chromium", () => {
     await row(id).locator("button", { hasText: "Cancel" }).click();
     await page.click("#cancel-confirm");
     await waitText(row(id).locator(".state"), /^cancelled$/);
+    await waitText(page.locator("#detail-events tbody tr:last-child"), /cancelled.*by api:127\.0\.0\.1 \(was armed\)/);
     expect(((await inject("GET", `/api/v1/jobs/${id}`)).json() as JobView).state).toBe("cancelled");
     const audit = (await inject("GET", `/api/v1/audit?target=job:${id}`)).json() as Array<{ action: string }>;
     expect(audit.map((a) => a.action)).toEqual(["job.cancel", "job.arm"]);
