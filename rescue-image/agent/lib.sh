@@ -268,7 +268,7 @@ lb_record() {
     _k=$((_k + 1))
     printf '%s' "$_a" >"$LB_RUN/calls/$_i/$_k"
   done
-  printf '%s' "$_i" >"$LB_RUN/calls/count"
+  printf '%s\n' "$_i" >"$LB_RUN/calls/count"
   PATH=/nonexistent
 }
 
@@ -278,7 +278,7 @@ lb_record() {
 lb_load_plan() {
   rm -rf "$LB_RUN/calls"
   mkdir -p "$LB_RUN/calls"
-  printf 0 >"$LB_RUN/calls/count"
+  echo 0 >"$LB_RUN/calls/count"
   (
     for _f in $LB_STEP_NAMES; do eval "$_f() { lb_record $_f \"\$@\"; }"; done
     LB_PATH=$PATH
@@ -430,10 +430,11 @@ lb_main() {
   LB_HEARTBEAT_PID=$!
   lb_fetch_plan
   if lb_run_plan "$LB_RUN/plan.sh"; then
-    lb_event '{"type":"done"}'
     lb_log "recovery finished"
+    # The log first: "done" ends the job and with it this boot's token.
     lb_post_log
     kill "$LB_HEARTBEAT_PID" 2>/dev/null
+    lb_event '{"type":"done"}'
     return 0
   fi
   lb_post_log

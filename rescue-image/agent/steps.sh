@@ -280,6 +280,8 @@ restore_dump() {
   fi
   lb_gate "$_src" || return 1
   _dec=$(lb_decompressor "$_comp") || { echo "restore_dump: unknown compression $_comp" >&2; return 1; }
+  # URL is a path on the Lifeboat server; an absolute http(s) URL is taken as it is.
+  case $_url in http://* | https://*) _full=$_url ;; *) _full=$LB_SERVER$_url ;; esac
   _id=${_url%/stream}
   _id=${_id##*/}
   _s="$LB_RUN/stream-$_id"
@@ -306,7 +308,7 @@ restore_dump() {
   [ -n "$_size" ] && _total=$_size
   while :; do
     _w=$(lb_curl -f --speed-limit 1 --speed-time 60 -H "Range: bytes=$_got-" \
-      -w '%{http_code} %{size_download}' -o /dev/fd/3 "$LB_SERVER$_url" 2>"$_s/curl.err")
+      -w '%{http_code} %{size_download}' -o /dev/fd/3 "$_full" 2>"$_s/curl.err")
     _crc=$?
     _code=${_w%% *}
     _bytes=${_w##* }

@@ -1,0 +1,162 @@
+/**
+ * The whole rescue agent (lib.sh + steps.sh, under dash as in the image) run on this host
+ * against a real Lifeboat server (hello, plan, events, heartbeat, log through the real
+ * routes and zod schemas): a plan on a loop device restores a real Amanda chain (lab DLE
+ * "gz": levels 0, 1, 2, gzip) through a connection that drops mid-stream, and a plan whose
+ * mkfs fails stops there, reports the tool's output and restores nothing.
+ * Network and drivers are the host's (LB_SKIP_HW_SETUP); the booted image is image.test.ts.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { renderKernelArgs } from "../../../server/recovery/cmdline.ts";
+import { type Step, CONTRACT_VERSION, renderPlan, step } from "../../../server/recovery/steps.ts";
+import type { RunningServer } from "../../../server/serve.ts";
+import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
+import { seedHost, testServer } from "../../helpers/server.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+import { AGENT_DIR } from "../../unit/rescue/agent-sh.ts";
+import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
+import { type LabDump, labChain } from "./lab-dumps.ts";
+import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
+
+const MiB = 1024 * 1024;
+const why = loopUnavailable() ?? amandaLabUnavailable();
+if (why) console.warn(`rescue agent host tests skipped: ${why}`);
+
+/** The plan the tests serve: partition one disk, ext4, mount, restore the chain, done. */
+export function restorePlan(o: { disk: string; part: string; size: number; serial?: string; chain: LabDump[]; streamUrl: string; mkfsOptions?: string[] }): Step[] {
+  const core: Step[] = [
+    step("check_disk", { dev: o.disk, serial: o.serial ?? "", wwn: "", size_bytes: o.size }),
+    step("wipe_disk", { dev: o.disk, label_id: "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B" }),
+    step("partition", {
+      dev: o.disk,
+      sfdisk_script: [
+        "label: gpt",
+        "label-id: 5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B",
+        "unit: sectors",
+        "first-lba: 2048",
+        "sector-size: 512",
+        "",
+        `${o.part} : start=2048, size=${o.size / 512 - 2048 - 2048}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=6B1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B`,
+      ].join("\n"),
+    }),
+    step("make_fs", { fstype: "ext4", dev: o.part, uuid: "7c1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", label: "restored" }, o.mkfsOptions ?? []),
+    step("mount_fs", { dev: o.part, mountpoint: "/", fstype: "ext4", options: "" }),
+    ...o.chain.map((d) =>
+      step("restore_dump", {
+        mountpoint: "/",
+        program: "gtar",
+        level: d.level,
+        compression: d.compression,
+        size_bytes: d.bytes.length,
+        url: `${o.streamUrl}/api/v1/dumps/${d.id}/stream`,
+      }),
+    ),
+    step("unmount_all", {}),
+    step("plan_done", {}),
+  ];
+  return [step("plan_begin", { contract: CONTRACT_VERSION, host: "web1", steps: core.length + 1 }), ...core];
+}
+
+describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat server", () => {
+  const dir = tempDir("lifeboat-rescue-agent-");
+  cleanupLoopsAfterAll();
+  let lab: AmandaLab;
+  let chain: LabDump[];
+  let server: RunningServer;
+  let standin: StreamStandIn;
+  let token = "";
+  const plans = new Map<string, Step[]>();
+
+  beforeAll(async () => {
+    lab = await amandaLab();
+    chain = await labChain(lab, "gz");
+    server = await testServer({
+      planner: async (job) => {
+        const steps = plans.get(job.id)!;
+        return { ok: true, script: renderPlan(steps), steps: steps.length, bytesTotal: 0, detail: null };
+      },
+    });
+    // The level-0 stream is cut after 4000 bytes once: the agent must resume with Range.
+    standin = await streamStandIn({ dumps: chain, token: () => token, dropOnceAfter: 4000 });
+  });
+  afterAll(async () => {
+    await standin?.stop();
+    await server?.stop();
+    lab?.release();
+  });
+
+  async function runAgent(name: string, mac: string, planFor: (disk: string, part: string) => Step[]) {
+    await seedHost(server, name, mac);
+    const job = await server.ctx.jobs.arm({ mac, actor: "test" });
+    token = await server.ctx.jobs.issueBootToken(job.id);
+    const disk = await makeLoop(dir, name, 256 * MiB);
+    plans.set(job.id, planFor(disk, `${disk}p1`));
+    const run = join(dir, `${name}-run`);
+    const target = join(dir, `${name}-target`);
+    mkdirSync(target, { recursive: true });
+    afterAll(() => execa("umount", ["-R", "-l", target], { reject: false }));
+    const cmdline = join(dir, `${name}.cmdline`);
+    writeFileSync(cmdline, `console=ttyS0 ${renderKernelArgs({ server: server.httpUrl, job: job.id, token })}\n`);
+    const r = await execa("dash", ["-c", `. '${AGENT_DIR}lib.sh'; . '${AGENT_DIR}steps.sh'; lb_main`], {
+      reject: false,
+      all: true,
+      timeout: 240_000,
+      env: { LB_RUN: run, LB_TARGET: target, LB_CMDLINE_FILE: cmdline, LB_SKIP_HW_SETUP: "1", LB_NO_WAIT: "1", LB_HEARTBEAT_SECONDS: "1" },
+    });
+    const events = await server.ctx.jobs.events(job.id);
+    return { r, job: await server.ctx.jobs.get(job.id), events, disk, target };
+  }
+
+  it("restores a real Amanda chain (0, 1, 2, gzip) onto a fresh disk through a dropped connection: the tree is identical", async () => {
+    const { r, job, events, disk, target } = await runAgent("web1", "52:54:00:aa:00:01", (disk, part) =>
+      restorePlan({ disk, part, size: 256 * MiB, chain, streamUrl: standin.url }),
+    );
+    expect(r.exitCode, `${r.all}\n${JSON.stringify(events.slice(-4))}`).toBe(0);
+    expect(job.state).toBe("done");
+    const ends = events.filter((e) => e.type === "step-end").map((e) => e.data as { name: string; exitStatus: number; output: string });
+    expect(ends.map((e) => e.name)).toEqual(plans.get(job.id)!.map((s) => s.fn));
+    expect(ends.every((e) => e.exitStatus === 0)).toBe(true);
+    // The drop and the resume from byte 4000.
+    expect(ends.find((e) => e.name === "restore_dump")!.output).toContain("stream interrupted at byte 4000");
+    expect(standin.requests.filter((q) => q.id === chain[0]!.id).map((q) => q.range)).toEqual(["bytes=0-", "bytes=4000-"]);
+    // The checksums of what the agent received are those of the dumps.
+    const streams = events.filter((e) => e.type === "stream-done").map((e) => e.data as { dumpId: string; bytes: number; sha256: string });
+    expect(streams).toEqual(chain.map((d) => expect.objectContaining({ dumpId: d.id, bytes: d.bytes.length, sha256: sha256(d.bytes), done: true })));
+    expect(events.some((e) => e.type === "agent-log" && /recovery finished/.test((e.data as { text: string }).text))).toBe(true);
+
+    await execa("mount", [`${disk}p1`, target]);
+    const log = join(target, "var/log/lifeboat");
+    const restored = await treeManifest(target);
+    await execa("umount", [target]);
+    // The log was copied into the restored system; apart from it the tree is the DLE after run 3.
+    expect(restored).toContain("./var/log/lifeboat/recovery-");
+    const withoutLog = restored
+      .split("\n")
+      .filter((l) => !l.startsWith("./var"))
+      .join("\n");
+    expect(withoutLog).toBe(lab.manifest("gz", 3).trimEnd());
+    expect(log).toBeTruthy();
+  });
+
+  it("a failing mkfs stops the plan: reported with its output, nothing after it runs, the job is failed", async () => {
+    const { r, job, events, disk } = await runAgent("web2", "52:54:00:aa:00:02", (disk, part) =>
+      restorePlan({ disk, part, size: 256 * MiB, chain, streamUrl: standin.url, mkfsOptions: ["-O", "no_such_feature"] }),
+    );
+    expect(r.exitCode).toBe(1);
+    expect(job.state).toBe("failed");
+    const starts = events.filter((e) => e.type === "step-start").map((e) => (e.data as { name: string }).name);
+    expect(starts).toEqual(["plan_begin", "check_disk", "wipe_disk", "partition", "make_fs"]);
+    const failedStep = events.find((e) => e.type === "step-end" && (e.data as { name: string }).name === "make_fs")!.data as {
+      exitStatus: number;
+      output: string;
+    };
+    expect(failedStep.exitStatus).not.toBe(0);
+    expect(failedStep.output).toMatch(/no_such_feature/);
+    expect(String((events.find((e) => e.type === "failed")!.data as { error: string }).error)).toMatch(/step 5 \(make_fs\) failed/);
+    expect(events.some((e) => e.type === "agent-log")).toBe(true);
+    expect((await execa("blkid", ["-o", "value", "-s", "TYPE", `${disk}p1`], { reject: false })).stdout).toBe("");
+  });
+});
