@@ -16,8 +16,8 @@ export interface LanOptions {
   prefix: string;
   /** First three octets of a private /24 used nowhere else (e.g. "10.231.7"). */
   subnet: string;
-  /** Member namespaces and the last octet of their address on eth0 (0: no address). */
-  members: Record<string, number>;
+  /** Member namespaces and the last octet of their address on eth0 (0: no address; null: not on the LAN at all). */
+  members: Record<string, number | null>;
 }
 
 export interface Lan {
@@ -118,6 +118,7 @@ export async function createLan(o: LanOptions): Promise<Lan> {
     await must(inNs(lanNs, ["sysctl", "-qw", `net.ipv6.conf.${bridge}.disable_ipv6=1`]));
     await must(inNs(lanNs, ["ip", "link", "set", bridge, "up"]));
     for (const [m, octet] of Object.entries(o.members)) {
+      if (octet === null) continue;
       const peer = `v-${m}`.slice(0, 15);
       await must(inNs(lanNs, ["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", nsOf(m)]));
       await must(inNs(lanNs, ["ip", "link", "set", peer, "master", bridge, "up"]));
