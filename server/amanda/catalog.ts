@@ -291,6 +291,7 @@ export function buildCatalog(setup: AmandaSetup, onProgress?: (msg: string) => v
   const byId = new Map(fromLogs.dumps.map((d) => [d.id, d]));
   if (setup.vtapeRoot && existsSync(setup.vtapeRoot)) {
     const scan = catalogFromScan(setup.name, scanMedia([setup.vtapeRoot], onProgress));
+    for (const w of scan.warnings) if (!warnings.includes(w)) warnings.push(w);
     for (const s of scan.dumps) {
       const l = byId.get(s.id);
       if (!l) {

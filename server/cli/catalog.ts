@@ -15,7 +15,11 @@ interface CatalogOptions {
   amandaDir?: string;
 }
 
-const progress = (msg: string) => process.stderr.write(`lifeboat: ${msg}\n`);
+const say = (msg: string) => process.stderr.write(`lifeboat: ${msg}\n`);
+/** Progress lines on long work, for a person watching (a terminal, or LIFEBOAT_PROGRESS=1). */
+const progress = (msg: string) => {
+  if (process.stderr.isTTY || process.env.LIFEBOAT_PROGRESS === "1") say(msg);
+};
 
 function withAmandaDir(cmd: Command): Command {
   return cmd.option("--amanda-dir <dir>", "read this Amanda config directory directly (logs, tapelist, vtapes, holding disk) instead of Lifeboat's stored catalog");
@@ -28,13 +32,14 @@ function setupFromDir(dir: string): AmandaSetup {
 /** The dumps to work on: read live from --amanda-dir, else Lifeboat's stored copy. */
 async function dumpsFor(ctx: CliContext, o: CatalogOptions, filter: { host?: string; disk?: string } = {}): Promise<CatalogDump[]> {
   if (o.amandaDir) {
-    const r = await readCatalog(setupFromDir(o.amandaDir), { onProgress: progress });
-    for (const w of r.warnings) progress(`warning: ${w}`);
+    // amadmin's cross-check is for refresh; reads stay quick (it takes seconds to start).
+    const r = await readCatalog(setupFromDir(o.amandaDir), { onProgress: progress, amadmin: false });
+    for (const w of r.warnings) say(`warning: ${w}`);
     return r.dumps.filter((d) => (filter.host === undefined || d.host === filter.host) && (filter.disk === undefined || d.disk === filter.disk));
   }
   const dumps = await ctx.store().catalog.list(filter);
   if (dumps.length === 0 && (await ctx.store().catalog.refreshes()).length === 0)
-    progress("the stored catalog is empty: run `lifeboat catalog refresh` (or pass --amanda-dir DIR)");
+    say("the stored catalog is empty: run `lifeboat catalog refresh` (or pass --amanda-dir DIR)");
   return dumps;
 }
 
@@ -135,7 +140,7 @@ export function registerCatalog(program: Command): Command {
     }
     if (all.length === 0) throw new UserError("catalog scan: give at least one directory (or --amanda-dir DIR)", 2);
     const r = catalogFromScan(name, scanMedia(all, progress));
-    for (const w of r.warnings) progress(`warning: ${w}`);
+    for (const w of r.warnings) say(`warning: ${w}`);
     const dumps = r.dumps.map(dumpSummary);
     output(ctx, dumps, () => table(dumps.map(row), listColumns));
   });

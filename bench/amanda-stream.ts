@@ -1,0 +1,96 @@
+/**
+ * Dump streaming over HTTP against the reference tool, side by side:
+ *   1. `cat PARTS > /dev/null` of a ≥ 1 GiB dump's vtape files (page cache warm)
+ *   2. one HTTP stream of the same dump from `lifeboat serve` (curl -o /dev/null)
+ *   3. 20 concurrent HTTP streams of it
+ * and prints the ratios and the server's peak RSS (VmHWM). Run as root:
+ *   npx tsx bench/amanda-stream.ts [SIZE_MIB=1100]
+ * The Amanda config with the big dump (one amdump, ~1 min) is cached under
+ * /var/cache/lifeboat/amanda-bench/v1 and reused.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+
+const SIZE_MIB = Number(process.argv[2] ?? 1100);
+const ROOT = `/var/cache/lifeboat/amanda-bench/v1-${SIZE_MIB}`;
+const CONF = `lifeboat-bench-${SIZE_MIB}`;
+const repo = fileURLToPath(new URL("..", import.meta.url));
+const MiB = 1 << 20;
+
+function vmHwmKiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m?.[1] ?? 0);
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+async function main() {
+  if (process.getuid?.() !== 0) throw new Error("run as root (Amanda dumps run as user backup)");
+  if (!existsSync(join(ROOT, "READY"))) {
+    console.error(`building a ${SIZE_MIB} MiB Amanda dump in ${ROOT} (once)...`);
+    rmSync(ROOT, { recursive: true, force: true });
+    await execa(join(repo, "scripts/amanda-lab/build-big.sh"), [ROOT, CONF, String(SIZE_MIB)], { stdio: "inherit" });
+    writeFileSync(join(ROOT, "READY"), "");
+  }
+  const work = mkdtempSync(join(tmpdir(), "lifeboat-bench-"));
+  writeFileSync(
+    join(work, "lifeboat.yaml"),
+    `amanda:\n  - name: ${CONF}\n    configDir: ${ROOT}/config\ncatalog:\n  refreshMinutes: 0\nlog:\n  level: warn\n`,
+  );
+  const server = execa(join(repo, "bin/lifeboat.js"), ["serve", "--config", join(work, "lifeboat.yaml"), "--data-dir", join(work, "data"), "--listen", "127.0.0.1", "--http-port", "0", "--no-tftp", "--dhcp", "off", "--log-level", "info"], { stdin: "ignore", reject: false });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let buf = "";
+      server.stdout!.on("data", (d: Buffer) => {
+        buf += d.toString();
+        const m = /"address":"(http:\/\/[^"]+)"/.exec(buf);
+        if (m) resolve(m[1]!);
+      });
+      void server.then((r) => reject(new Error(`serve exited: ${r.stderr}`)));
+    });
+    const token = readFileSync(join(work, "data", "admin-token"), "utf8").trim();
+    const auth = { authorization: `Bearer ${token}` };
+    await fetch(`${url}/api/v1/catalog/refresh`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: "{}" });
+    const dumps = (await (await fetch(`${url}/api/v1/catalog/dumps`, { headers: auth })).json()) as Array<{ id: string; sizeBytes: number; location: { parts: Array<{ path: string }> } }>;
+    const d = dumps.sort((a, b) => b.sizeBytes - a.sizeBytes)[0];
+    if (!d) throw new Error("no dump in the bench catalog");
+    const parts = d.location.parts.map((p) => p.path);
+    const size = d.sizeBytes;
+    const streamUrl = `${url}/api/v1/dumps/${d.id}/stream`;
+    const curl = () => execa("curl", ["-sf", "-o", "/dev/null", "-H", `authorization: Bearer ${token}`, streamUrl]);
+    console.log(`dump ${d.id}: ${(size / MiB).toFixed(0)} MiB in ${parts.length} vtape parts; server pid ${server.pid}`);
+
+    await execa("sh", ["-c", 'cat "$@" > /dev/null', "sh", ...parts]); // warm the page cache
+    const catTimes: number[] = [];
+    for (let i = 0; i < 3; i++) catTimes.push(await timed(() => execa("sh", ["-c", 'cat "$@" > /dev/null', "sh", ...parts])));
+    const httpTimes: number[] = [];
+    for (let i = 0; i < 3; i++) httpTimes.push(await timed(curl));
+    const cat1 = Math.min(...catTimes);
+    const http1 = Math.min(...httpTimes);
+    const concTime = await timed(() => Promise.all(Array.from({ length: 20 }, curl)));
+    const hwm = vmHwmKiB(server.pid!);
+    const rate = (bytes: number, s: number) => `${(bytes / MiB / s).toFixed(0)} MiB/s`;
+    console.log(`cat FILE > /dev/null (best of 3):   ${cat1.toFixed(2)} s  ${rate(size, cat1)}`);
+    console.log(`1 HTTP stream (curl, best of 3):   ${http1.toFixed(2)} s  ${rate(size, http1)}  (CRC-32C checked, sha256 computed)`);
+    console.log(`20 concurrent HTTP streams:        ${concTime.toFixed(2)} s  ${rate(20 * size, concTime)} aggregate, ${rate(size, concTime)} per stream`);
+    console.log(`ratio 1 stream / cat:              ${(http1 / cat1).toFixed(2)}x the time (${((cat1 / http1) * 100).toFixed(0)}% of cat's throughput)`);
+    console.log(`ratio 20 streams / (20 x cat):     ${(concTime / (20 * cat1)).toFixed(2)}x the time (aggregate ${((20 * cat1 / concTime) * 100).toFixed(0)}% of cat's throughput)`);
+    console.log(`server peak RSS (VmHWM):           ${(hwm / 1024).toFixed(0)} MiB`);
+  } finally {
+    server.kill("SIGTERM");
+    await server;
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench failed: ${(err as Error).message}`);
+  process.exitCode = 1;
+});
