@@ -17,6 +17,8 @@ export function buildProgram(): Command {
         "network-boots a dead or new machine, recreates its disks and streams its restores.",
     )
     .version(version)
+    // Program options only before the subcommand, so `hosts layout NAME --version N` reaches the subcommand.
+    .enablePositionalOptions()
     .showHelpAfterError("(run with --help for usage)")
     .showSuggestionAfterError(true);
   registerServe(program);
