@@ -193,15 +193,13 @@ function barFill(pct) {
 
 function progressCell(j) {
   const pct = j.bytesTotal > 0 ? Math.min(100, Math.floor((j.bytesDone / j.bytesTotal) * 100)) : j.state === "done" ? 100 : 0;
+  const started = j.steps > 0 || j.bytesTotal > 0;
+  const bar = el("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct, title: `${pct}%` }, barFill(pct));
   return el(
     "td",
     { class: "progress-col" },
     el("div", { class: "step" }, j.steps > 0 ? `step ${j.step} of ${j.steps}` : j.state === "armed" ? "waiting for the machine to boot" : ""),
-    el(
-      "div",
-      { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct, title: `${pct}%` },
-      barFill(pct),
-    ),
+    started ? bar : null,
     el("div", { class: "bytes" }, j.bytesTotal > 0 ? `${bytes(j.bytesDone)} of ${bytes(j.bytesTotal)} (${pct}%)` : ""),
   );
 }
@@ -286,7 +284,9 @@ let pendingArm = null;
 $("arm-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   $("arm-error").textContent = "";
-  const body = { mac: $("arm-mac").value.trim(), kind: $("arm-kind").value };
+  // Several MACs (clones of one profile) arm one job each, all or none.
+  const macs = $("arm-mac").value.split(/[\s,;]+/).filter(Boolean);
+  const body = macs.length > 1 ? { macs, kind: $("arm-kind").value } : { mac: macs[0] ?? "", kind: $("arm-kind").value };
   if ($("arm-profile").value) body.profile = $("arm-profile").value;
   if ($("arm-at").value.trim()) body.at = $("arm-at").value.trim();
   let plan = null;
@@ -299,11 +299,13 @@ $("arm-form").addEventListener("submit", async (e) => {
   }
   pendingArm = body;
   $("arm-summary").replaceChildren(
-    `Arm a ${body.kind} job for `,
-    code(body.mac),
+    body.macs ? `Arm ${body.macs.length} ${body.kind} jobs, for ` : `Arm a ${body.kind} job for `,
+    ...(body.macs ?? [body.mac]).flatMap((m, i) => (i ? [", ", code(m)] : [code(m)])),
     body.profile ? ` with profile ${body.profile}` : " with its assigned profile (or its host's own)",
     body.at ? `, restore point ${body.at}` : ", newest restore point",
-    ". The next time that machine boots from the network, it runs this plan and its disks are overwritten.",
+    body.macs
+      ? ". The next time each of these machines boots from the network, it runs this plan (shown for the first; the others differ in their hostname) and its disks are overwritten."
+      : ". The next time that machine boots from the network, it runs this plan and its disks are overwritten.",
   );
   $("arm-note").textContent = refusal
     ? `No plan yet: ${refusal}. The plan is built again from the disks the machine reports when it boots, and refused before anything is touched.`

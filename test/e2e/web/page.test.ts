@@ -69,6 +69,7 @@ describe("admin page in headless Chromium", () => {
       viewport: { width: 1400, height: 900 },
     });
     page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(10_000);
     page.on("framenavigated", (f) => {
       if (f === page.mainFrame()) navigations++;
     });
@@ -196,6 +197,24 @@ describe("admin page in headless Chromium", () => {
     expect((await inject("POST", `${base}/events`, { type: "failed", step: 2, error: "step 2: mkfs.ext4 /dev/vda2 exited 1" }, token)).statusCode).toBe(200);
     await waitText(row(failing!.id).locator(".state"), /^failed$/);
     await waitText(row(failing!.id).locator(".job-error"), /^step 2: mkfs\.ext4 \/dev\/vda2 exited 1$/);
+  });
+
+  it("arms clones of one profile for several MACs at once", async () => {
+    expect((await inject("PUT", "/api/v1/profiles/web-clone", { host: "web1", options: { hostnamePattern: "web-{n}" } })).statusCode).toBe(200);
+    await page.click("#reload");
+    await waitText(page.locator('#profiles tr[data-profile="web-clone"]'), /web-clone.*hostname web-\{n\}/);
+    await page.fill("#arm-mac", "52:54:00:bb:00:01, 52:54:00:bb:00:02");
+    await page.selectOption("#arm-profile", "web-clone");
+    await page.selectOption("#arm-kind", "clone");
+    await page.click("#arm-form button[type=submit]");
+    await page.locator("#arm-dialog").waitFor({ state: "visible" });
+    expect(await page.locator("#arm-summary").textContent()).toMatch(/^Arm 2 clone jobs, for 52:54:00:bb:00:01, 52:54:00:bb:00:02 with profile web-clone/);
+    await waitText(page.locator("#arm-plan"), /^# plan for 52:54:00:bb:00:01: clone of web1 .*\nplan_begin 1 web-1 3/);
+    await page.click("#arm-confirm");
+    await page.locator("#arm-dialog").waitFor({ state: "hidden" });
+    const clones = ((await inject("GET", "/api/v1/jobs?state=armed")).json() as JobView[]).filter((j) => j.kind === "clone");
+    expect(clones.map((j) => [j.mac, j.hostname]).sort()).toEqual([["52:54:00:bb:00:01", "web-1"], ["52:54:00:bb:00:02", "web-2"]]);
+    for (const j of clones) await waitText(row(j.id), new RegExp(`${j.mac}${j.hostname}clone`));
   });
 
   it("cancels another job after a confirmation, the open history following live", async () => {
