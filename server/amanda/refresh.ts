@@ -94,7 +94,7 @@ export async function refreshCatalogs(
   return out;
 }
 
-/** Refreshes every configured catalog at start and then every catalog.refreshMinutes (0: never). */
+/** Refreshes every configured catalog at start and then every catalog.refreshMinutes (0: never, not even at start). */
 export function catalogRefreshService(ctx: ServerContext): Service {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> = Promise.resolve();
@@ -107,9 +107,10 @@ export function catalogRefreshService(ctx: ServerContext): Service {
     async start() {
       const every = ctx.config.catalog.refreshMinutes;
       if (ctx.config.amanda.length === 0) return "no Amanda configs (none to refresh)";
+      if (every === 0) return "automatic refresh off (catalog.refreshMinutes 0)";
       tick();
-      if (every > 0) timer = setInterval(tick, every * 60_000).unref();
-      return every > 0 ? `refreshing ${ctx.config.amanda.length} config(s) every ${every} min` : "refreshed once at start";
+      timer = setInterval(tick, every * 60_000).unref();
+      return `refreshing ${ctx.config.amanda.length} Amanda config(s) every ${every} min`;
     },
     async stop() {
       if (timer) clearInterval(timer);

@@ -114,3 +114,53 @@ describe("catalog sources", () => {
 });
 
 export { lab as synthLab, D as synthDumps, docsNative };
+
+describe("Amanda 2.x media", () => {
+  it("scans and streams a 2.x tape: AMANDA: FILE headers without parts or CRCs, 8-digit datestamps, SUCCESS taper lines", async () => {
+    const { mkdirSync } = await import("node:fs");
+    const { buildHeader } = await import("../../../server/amanda/header.ts");
+    const { openDumpStream } = await import("../../../server/amanda/stream.ts");
+    const root = tempDir("lifeboat-amanda-2x-");
+    const slot = join(root, "vtapes", "slot1");
+    mkdirSync(slot, { recursive: true });
+    mkdirSync(join(root, "log"));
+    const boot = bytes(70000, 11);
+    const home = bytes(3000, 12);
+    writeFileSync(join(slot, "00000.DAILY-07"), buildHeader("AMANDA: TAPESTART DATE 20060123 TAPE DAILY-07\n014\n"));
+    const hdr = (disk: string, lev: number) =>
+      buildHeader(`AMANDA: FILE 20060123 oldhost ${disk}  lev ${lev} comp N program /bin/tar\nTo restore, position tape at start of file and run:\n\tdd if=<tape> bs=32k skip=1 |      /bin/tar -xpGf - ...\n`);
+    writeFileSync(join(slot, "00001.oldhost._boot.0"), Buffer.concat([hdr("/boot", 0), boot]));
+    writeFileSync(join(slot, "00002.oldhost._home.1"), Buffer.concat([hdr("/home", 1), home]));
+    writeFileSync(join(slot, "00003.TAPEEND"), buildHeader("AMANDA: TAPEEND DATE 20060123\n"));
+    writeFileSync(join(root, "tapelist"), "20060123 DAILY-07 reuse\n");
+    writeFileSync(
+      join(root, "log", "log.20060123.0"),
+      [
+        "START planner date 20060123",
+        "START driver date 20060123",
+        "SUCCESS dumper oldhost /boot 20060123 0 [sec 1.0 kb 69 kps 69.0 orig-kb 69]",
+        "START taper datestamp 20060123 label DAILY-07 tape 1",
+        "SUCCESS taper oldhost /boot 20060123 0 [sec 1.0 kb 69 kps 69.0 {wr: writers 3 rdwait 0.000 wrwait 0.0 filemark 0.0}]",
+        "SUCCESS dumper oldhost /home 20060123 1 [sec 1.0 kb 3 kps 3.0 orig-kb 3]",
+        "SUCCESS taper oldhost /home 20060123 1 [sec 1.0 kb 3 kps 3.0]",
+        "",
+      ].join("\n"),
+    );
+    writeFileSync(join(root, "amanda.conf"), `logdir "${root}/log"\ntapelist "tapelist"\ntpchanger "chg-disk:${root}/vtapes"\n`);
+    const setup = readAmandaConfig(root, { name: "old" });
+    const logs = catalogFromLogs(setup);
+    const scan = catalogFromScan("old", scanMedia([join(root, "vtapes")]));
+    expect(scan.warnings).toEqual([]);
+    expect(logs.dumps.map((d) => [d.disk, d.level, d.datestamp, d.program, d.location.label, d.location.fileNo, d.problem])).toEqual([
+      ["/boot", 0, "20060123", "/bin/tar", "DAILY-07", 1, null],
+      ["/home", 1, "20060123", "/bin/tar", "DAILY-07", 2, null],
+    ]);
+    expect(scan.dumps.map((d) => [d.disk, d.location.fileNo, d.sizeBytes])).toEqual([
+      ["/boot", 1, 70000],
+      ["/home", 2, 3000],
+    ]);
+    const chunks: Buffer[] = [];
+    for await (const c of openDumpStream(logs.dumps[0]!).stream) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).equals(boot)).toBe(true);
+  });
+});
