@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type BrowserContext, type Locator, type Page, chromium } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Planner } from "../../../server/recovery/jobs.ts";
 import type { JobView } from "../../../server/recovery/views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
@@ -48,31 +48,41 @@ describe("admin page in headless Chromium", () => {
   let page: Page;
   let jobId: string;
   let navigations = 0;
+  let setupError: Error | undefined;
   const inject = (method: string, url: string, payload?: unknown, token = server.ctx.adminToken) =>
     server.app.inject({ method: method as "GET", url, payload: payload as object, headers: { authorization: `Bearer ${token}` } });
   const row = (id: string) => page.locator(`#jobs tr[data-job="${id}"]`);
   const shot = (name: string) => page.screenshot({ path: `${ARTIFACTS}${name}`, fullPage: true });
 
+  const profileDir = tempDir("lifeboat-chromium-");
+
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM))
-      throw new Error(`Debian's chromium is not installed (${CHROMIUM} is missing): run scripts/bootstrap, or apt-get install chromium`);
-    mkdirSync(ARTIFACTS, { recursive: true });
-    server = await testServer({ planner });
-    await seedHost(server, "web1", "52:54:00:aa:00:01");
-    await seedHost(server, "db1", "52:54:00:aa:00:02");
-    await seedHost(server, "nofit", "52:54:00:aa:00:04");
-    // A name that would run a script if the page ever parsed data as HTML.
-    await seedHost(server, `<img src=x onerror="window.pwned=1">`, "52:54:00:aa:00:03");
-    context = await chromium.launchPersistentContext(tempDir("lifeboat-chromium-"), {
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-      viewport: { width: 1400, height: 900 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(10_000);
-    page.on("framenavigated", (f) => {
-      if (f === page.mainFrame()) navigations++;
-    });
+    try {
+      if (!existsSync(CHROMIUM)) throw new Error(`Debian's chromium is not installed (${CHROMIUM} is missing): run scripts/bootstrap, or apt-get install chromium`);
+      mkdirSync(ARTIFACTS, { recursive: true });
+      server = await testServer({ planner });
+      await seedHost(server, "web1", "52:54:00:aa:00:01");
+      await seedHost(server, "db1", "52:54:00:aa:00:02");
+      await seedHost(server, "nofit", "52:54:00:aa:00:04");
+      // A name that would run a script if the page ever parsed data as HTML.
+      await seedHost(server, `<img src=x onerror="window.pwned=1">`, "52:54:00:aa:00:03");
+      context = await chromium.launchPersistentContext(profileDir, {
+        executablePath: CHROMIUM,
+        args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        viewport: { width: 1400, height: 900 },
+      });
+      page = context.pages()[0] ?? (await context.newPage());
+      page.setDefaultTimeout(10_000);
+      page.on("framenavigated", (f) => {
+        if (f === page.mainFrame()) navigations++;
+      });
+    } catch (err) {
+      setupError = err as Error;
+    }
+  });
+  // Each test fails with the reason: a failed beforeAll alone leaves them counted as skipped.
+  beforeEach(() => {
+    if (setupError) throw setupError;
   });
   afterAll(async () => {
     await context?.close();
