@@ -10,6 +10,7 @@ let token = localStorage.getItem(TOKEN_KEY) ?? "";
 const jobs = new Map();
 /** The job shown in the detail panel, and the id of the last event shown there. */
 let detail = null;
+/** Aborts the live stream's connection. */
 let live = null;
 
 /** Makes an element: attributes (on* are listeners, not strings) and children (strings become text). */
@@ -73,7 +74,7 @@ const stateBadge = (state) => el("span", { class: `state state-${state}` }, stat
 // ---------- token ----------
 
 function showLogin(message) {
-  live?.close();
+  live?.abort();
   live = null;
   $("app").hidden = true;
   $("forget").hidden = true;
@@ -247,27 +248,63 @@ function setLive(on, text) {
   $("live").classList.toggle("on", on);
 }
 
-/** The live stream: every job change, as `event: job` with {job, event}. */
+/**
+ * The live stream (server-sent events): every job change, as `event: job` with {job, event}.
+ * Read with fetch rather than EventSource, so the token goes in the Authorization header
+ * and never into a URL (URLs end up in logs). Reconnects after a pause when cut.
+ */
 function connectLive() {
-  live?.close();
-  const es = new EventSource(`/api/v1/live?token=${encodeURIComponent(token)}`);
-  live = es;
-  setLive(false, "connecting…");
-  es.addEventListener("open", () => setLive(true, "live"));
-  es.addEventListener("job", (m) => {
-    const { job, event } = JSON.parse(m.data);
-    upsertJob(job);
-    if (event && detail?.id === job.id) loadDetailEvents().catch(showError("arm-error"));
-  });
-  es.addEventListener("error", () => {
-    if (live !== es) return;
-    setLive(false, "reconnecting…");
-    // The browser retries by itself unless the server answered with an error (a changed token, a restart).
-    if (es.readyState === EventSource.CLOSED)
-      setTimeout(() => {
-        if (live === es) api("GET", "/api/v1/profiles").then(connectLive, () => {});
-      }, 3000);
-  });
+  live?.abort();
+  const ctl = new AbortController();
+  live = ctl;
+  (async () => {
+    while (!ctl.signal.aborted) {
+      setLive(false, "connecting…");
+      try {
+        await readLive(ctl.signal);
+      } catch (err) {
+        if (ctl.signal.aborted || err.status === 401) return;
+      }
+      setLive(false, "reconnecting…");
+      await new Promise((r) => setTimeout(r, 3000));
+    }
+  })();
+}
+
+async function readLive(signal) {
+  const res = await fetch("/api/v1/live", { headers: { authorization: `Bearer ${token}`, accept: "text/event-stream" }, signal });
+  if (res.status === 401) {
+    showLogin("The server refused this token: paste the current one.");
+    throw new ApiError(401, "the admin token was refused");
+  }
+  if (!res.ok) throw new ApiError(res.status, res.statusText);
+  setLive(true, "live");
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replaceAll("\r\n", "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      onLiveMessage(buffer.slice(0, end));
+      buffer = buffer.slice(end + 2);
+    }
+  }
+}
+
+/** One server-sent event: `event:` and `data:` lines; comments (pings) start with ":". */
+function onLiveMessage(block) {
+  let type = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) type = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  if (type !== "job" || !data.length) return;
+  const { job, event } = JSON.parse(data.join("\n"));
+  upsertJob(job);
+  if (event && detail?.id === job.id) loadDetailEvents().catch(showError("arm-error"));
 }
 
 // ---------- arm ----------

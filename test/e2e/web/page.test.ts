@@ -48,6 +48,7 @@ describe("admin page in headless Chromium", () => {
   let page: Page;
   let jobId: string;
   let navigations = 0;
+  const urls: string[] = [];
   let setupError: Error | undefined;
   const inject = (method: string, url: string, payload?: unknown, token = server.ctx.adminToken) =>
     server.app.inject({ method: method as "GET", url, payload: payload as object, headers: { authorization: `Bearer ${token}` } });
@@ -73,6 +74,7 @@ describe("admin page in headless Chromium", () => {
       });
       page = context.pages()[0] ?? (await context.newPage());
       page.setDefaultTimeout(10_000);
+      page.on("request", (r) => urls.push(r.url()));
       page.on("framenavigated", (f) => {
         if (f === page.mainFrame()) navigations++;
       });
@@ -183,6 +185,9 @@ describe("admin page in headless Chromium", () => {
     await waitText(row(jobId).locator(".state"), /^done$/);
     await waitText(row(jobId).locator(".bytes"), /^4\.0 MiB of 4\.0 MiB \(100%\)$/);
     expect(navigations).toBe(before);
+    // The live stream is read with the token in a header: no URL ever carries it (URLs get logged).
+    expect(urls.filter((u) => u.includes("/api/v1/live"))).not.toEqual([]);
+    expect(urls.filter((u) => u.includes(server.ctx.adminToken))).toEqual([]);
     expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42);
   });
 
