@@ -87,8 +87,13 @@ async function openWithToken() {
   $("login").hidden = true;
   $("app").hidden = false;
   $("forget").hidden = false;
-  await loadLists();
   connectLive();
+  try {
+    await loadLists();
+  } catch (err) {
+    // A refused token is back at the token box already; anything else is shown.
+    if (err.status !== 401) $("arm-error").textContent = `Cannot load the lists: ${err.message}`;
+  }
 }
 
 $("login-form").addEventListener("submit", async (e) => {
@@ -521,5 +526,5 @@ setInterval(() => {
   for (const t of document.querySelectorAll("time.ago")) if (t.dateTime) t.textContent = ago(t.dateTime);
 }, 30_000);
 
-if (token) openWithToken().catch(() => {});
+if (token) openWithToken();
 else showLogin();
