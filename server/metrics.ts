@@ -48,8 +48,10 @@ export function routeGroup(url: string): "boot" | "dumps" | "agent" | "api" | "w
 
 /**
  * `lifeboat_http_response_bytes_total{group}`: response body bytes by route group, from
- * each response's Content-Length (a streamed reply without one, like the live event
- * stream, is not counted; HEAD sends no body). Add it before the route plugins so it covers them.
+ * the Content-Length of each response sent whole. Not counted: replies streamed without
+ * one (the live event stream, decompressed dumps), HEAD (no body) and responses cut off
+ * (a client gone or a write error: the dump streams count their own bytes). Add it before
+ * the route plugins so it covers them.
  */
 export function countResponseBytes(app: FastifyInstance, registry: Registry): void {
   const bytes = once(
@@ -65,6 +67,6 @@ export function countResponseBytes(app: FastifyInstance, registry: Registry): vo
   );
   app.addHook("onResponse", async (req, reply) => {
     const length = Number(reply.getHeader("content-length"));
-    if (length > 0 && req.method !== "HEAD") bytes.inc({ group: routeGroup(req.routeOptions.url ?? req.url) }, length);
+    if (length > 0 && req.method !== "HEAD" && !reply.raw.errored) bytes.inc({ group: routeGroup(req.routeOptions.url ?? req.url) }, length);
   });
 }

@@ -82,6 +82,10 @@ describe("web page routes, plan preview and metrics", () => {
     const web = await sample("lifeboat_http_response_bytes_total", 'group="web"');
     const page = await inject("GET", "/", undefined, {});
     expect(await sample("lifeboat_http_response_bytes_total", 'group="web"')).toBe(web + Number(page.headers["content-length"]));
+    // Over a real socket too (inject does not go through one).
+    const viaSocket = await fetch(`${server.httpUrl}/web/style.css`);
+    const cssBytes = (await viaSocket.arrayBuffer()).byteLength;
+    expect(await sample("lifeboat_http_response_bytes_total", 'group="web"')).toBe(web + Number(page.headers["content-length"]) + cssBytes);
     const api = await sample("lifeboat_http_response_bytes_total", 'group="api"');
     const hosts = await inject("GET", "/api/v1/hosts");
     expect(Number(hosts.headers["content-length"])).toBeGreaterThan(0);
