@@ -327,9 +327,16 @@ function planPartitions(
   return { parts: out.sort((a, b) => a.number - b.number) };
 }
 
-/** sfdisk's quoting of names: \xNN for quotes, backslashes and control characters. */
-function sfdiskString(v: string): string {
-  return `"${v.replace(/["\\\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}"`;
+/**
+ * A name as `sfdisk --dump` writes it (libfdisk's fputs_quoted): every byte that is
+ * ", \\, `, $ or not printable ASCII becomes \\xNN, so the agent can compare the table it
+ * finds with the plan's text byte for byte.
+ */
+export function sfdiskString(v: string): string {
+  let out = "";
+  for (const b of Buffer.from(v, "utf8"))
+    out += b < 0x20 || b >= 0x7f || b === 0x22 || b === 0x5c || b === 0x60 || b === 0x24 ? `\\x${b.toString(16).padStart(2, "0")}` : String.fromCharCode(b);
+  return `"${out}"`;
 }
 
 /** The sfdisk script (sfdisk --dump format) that recreates a table on the target. */

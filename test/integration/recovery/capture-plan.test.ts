@@ -39,7 +39,7 @@ async function sfdisk(dev: string, script: string): Promise<void> {
 }
 
 const HOSTILE_LABEL = 'r"o$t`x` y';
-const HOSTILE_PARTNAME = 'root "disk" $HOME `id` \\';
+const HOSTILE_PARTNAME = 'root "disk" $HOME `id` \\ ü';
 
 /** Two source disks: GPT (ESP vfat, ext4, xfs, swap) and MBR (ext4 boot, extended: xfs, swap). */
 async function makeSources(dir: string) {
@@ -63,13 +63,37 @@ async function makeSources(dir: string) {
   await execa("mkfs.ext4", ["-q", "-L", "boot", "-O", "^metadata_csum", `${mbr}p1`]);
   await execa("mkfs.xfs", ["-q", `${mbr}p5`]);
   await execa("mkswap", [`${mbr}p6`]);
+  // btrfs with two subvolumes, @home mounted (the subvolume list needs a mounted filesystem).
+  const btr = await makeLoop(dir, "src-btrfs", 400 * MiB);
+  await sfdisk(btr, "label: gpt\ntype=L\n");
+  await execa("mkfs.btrfs", ["-q", "-L", "b tr", `${btr}p1`]);
+  const top = join(dir, "src-btrfs-top");
+  mkdirSync(top);
+  await mountTracked(`${btr}p1`, top);
+  await execa("btrfs", ["-q", "subvolume", "create", join(top, "@")]);
+  await execa("btrfs", ["-q", "subvolume", "create", join(top, "@home")]);
+  await execa("umount", [top]);
+  const home = join(dir, "src-home");
+  mkdirSync(home);
+  await execa("mount", ["-o", "subvol=@home", `${btr}p1`, home]);
+  trackMount(home);
   // Some data on the mounted root, so used bytes are real.
   const mnt = join(dir, "src-root");
   mkdirSync(mnt);
   await mountTracked(`${gpt}p2`, mnt);
   await execa("dd", ["if=/dev/urandom", `of=${join(mnt, "data.bin")}`, "bs=1M", "count=6", "status=none"]);
   await execa("sync");
-  return { gpt, mbr, mnt };
+  return { gpt, mbr, btr, mnt, home };
+}
+
+/**
+ * The original disk is gone in a real recovery; here it stays attached, and mkfs.btrfs
+ * refuses a UUID the kernel already knows ("non-unique UUID"). Wipe it and make the kernel
+ * forget it, as if it were gone.
+ */
+async function retireBtrfs(part: string): Promise<void> {
+  await execa("wipefs", ["-a", "-q", part]);
+  await execa("btrfs", ["device", "scan", "--forget"], { reject: false });
 }
 
 async function targetDisk(path: string) {
@@ -97,20 +121,28 @@ async function runPlan(dir: string, script: string, tag: string): Promise<{ exit
   writeFileSync(join(shim, "partx"), `#!/bin/sh\n${partx} "$@"; rc=$?\n[ "$1" = -u ] && ${partx} -a "$2" 2>/dev/null\nexit $rc\n`, { mode: 0o755 });
   const target = join(dir, `target-${tag}`);
   trackMount(target);
-  const env = { AGENT_LIB: agentLib, AGENT_STEPS: agentSteps, LB_RUN: run, LB_TARGET: target, LB_JOB: `test-${tag}`, PATH: `${shim}:${process.env.PATH}` };
   writeFileSync(join(run, "armed"), `test-${tag}\n`);
   let log = "";
   for (const [i, call] of (await planCalls(script)).entries()) {
-    const r = await execa("sh", ["-c", '. "$AGENT_LIB"; . "$AGENT_STEPS"; lb_event() { :; }; "$@"', "sh", call.fn, ...call.args], {
-      reject: false,
-      all: true,
-      env,
-      stdin: "ignore",
-    });
+    const r = await agentCall(dir, tag, call.fn, call.args);
     log += `step ${i + 1} ${call.fn}: exit ${r.exitCode}\n${r.all}\n`;
     if (r.exitCode !== 0) return { exitCode: r.exitCode ?? 1, log };
   }
   return { exitCode: 0, log };
+}
+
+/** Runs one agent function (a step or its guard) in its own process, as the agent does. */
+function agentCall(dir: string, tag: string, fn: string, args: readonly string[]) {
+  const env = {
+    AGENT_LIB: agentLib,
+    AGENT_STEPS: agentSteps,
+    LB_RUN: join(dir, `run-${tag}`),
+    LB_TARGET: join(dir, `target-${tag}`),
+    LB_JOB: `test-${tag}`,
+    PATH: `${join(dir, "shim")}:${process.env.PATH}`,
+  };
+  const sh = '. "$AGENT_LIB"; . "$AGENT_STEPS"; lb_event() { :; }; "$@"';
+  return execa("sh", ["-c", sh, "sh", fn, ...args], { reject: false, all: true, env, stdin: "ignore" });
 }
 
 /** The parts of a layout a recreation must reproduce, with device paths replaced by roles. */
@@ -142,9 +174,9 @@ describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devi
 
   it("capture.sh sees exactly what was made (labels, UUIDs, names, mount, used bytes) and only those disks", async () => {
     src = await makeSources(dir);
-    const cap = await capture([src.gpt, src.mbr]);
+    const cap = await capture([src.gpt, src.mbr, src.btr]);
     layout = layoutFromCapture(cap);
-    expect(layout.disks.map((d) => d.path)).toEqual([src.gpt, src.mbr]);
+    expect(layout.disks.map((d) => d.path)).toEqual([src.gpt, src.mbr, src.btr]);
     const gpt = layout.disks[0]!.table!;
     expect(gpt.label).toBe("gpt");
     expect(gpt.partitions.map((p) => p.name)).toEqual(["EFI system", HOSTILE_PARTNAME, null, null]);
@@ -168,39 +200,66 @@ describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devi
     expect(byDev[`${src.mbr}p1`]!.mkfsOptions.join(" ")).toContain("^metadata_csum");
     expect(byDev[`${src.gpt}p2`]!.usedBytes).toBeGreaterThan(6 * MiB);
     expect(layout.swap.map((s) => s.label)).toEqual(["sw ap", null]);
-    expect(layout.mounts).toEqual([{ dev: `${src.gpt}p2`, mountpoint: src.mnt, fstype: "ext4", options: "" }]);
+    expect(byDev[`${src.btr}p1`]).toMatchObject({ type: "btrfs", label: "b tr", subvolumes: ["@", "@home"] });
+    expect(layout.mounts).toEqual([
+      { dev: `${src.btr}p1`, mountpoint: src.home, fstype: "btrfs", options: "subvol=@home" },
+      { dev: `${src.gpt}p2`, mountpoint: src.mnt, fstype: "ext4", options: "" },
+    ]);
     // Nothing outside --devices: the host's own disks are not in the document.
-    expect(JSON.stringify(cap.partitionTables.map((t) => t.disk))).toBe(JSON.stringify([src.gpt, src.mbr]));
+    expect(JSON.stringify(cap.partitionTables.map((t) => t.disk))).toBe(JSON.stringify([src.gpt, src.mbr, src.btr]));
+    await execa("umount", [src.home]);
+    await retireBtrfs(`${src.btr}p1`);
   });
 
   it("a plan for fresh disks of the same size, run by the agent's step functions, recreates the same layout", async () => {
     const a = await makeLoop(dir, "tgt-a", 600 * MiB);
     const b = await makeLoop(dir, "tgt-b", 600 * MiB);
-    const src0 = layout.disks[0]!.name;
-    const src1 = layout.disks[1]!.name;
-    const plan = buildPlan({ layout, targets: [await targetDisk(a), await targetDisk(b)], options: { mapping: { [src0]: a, [src1]: b } } });
+    const c = await makeLoop(dir, "tgt-c", 400 * MiB);
+    const [src0, src1, src2] = layout.disks.map((d) => d.name);
+    const plan = buildPlan({
+      layout,
+      targets: [await targetDisk(a), await targetDisk(b), await targetDisk(c)],
+      options: { mapping: { [src0!]: a, [src1!]: b, [src2!]: c } },
+    });
     if (!plan.ok) throw new Error(plan.reason);
-    expect(plan.steps.map((s) => s.fn)).toContain("mount_fs");
+    expect(plan.steps.map((s) => s.fn)).toEqual(expect.arrayContaining(["mount_fs", "create_subvol", "unmount_all"]));
     const r = await runPlan(dir, plan.script, "same");
     expect(r.exitCode, r.log).toBe(0);
-    const again = layoutFromCapture(await capture([a, b]));
-    expect(shape(again, { [a]: "disk0", [b]: "disk1" })).toEqual(shape(layout, { [src.gpt]: "disk0", [src.mbr]: "disk1" }));
+    const again = layoutFromCapture(await capture([a, b, c]));
+    const roles = (x: string, y: string, z: string) => ({ [x]: "disk0", [y]: "disk1", [z]: "disk2" });
+    expect(shape(again, roles(a, b, c))).toEqual(shape(layout, roles(src.gpt, src.mbr, src.btr)));
+    // The subvolumes the plan created (the list needs the filesystem mounted).
+    const top = join(dir, "check-top");
+    mkdirSync(top);
+    await mountTracked(`${c}p1`, top);
+    const list = (await execa("btrfs", ["subvolume", "list", top])).stdout;
+    await execa("umount", [top]);
+    expect([...list.matchAll(/path (\S+)$/gm)].map((m) => m[1])).toEqual(["@", "@home"]);
+    // Every call that made something can be recognised as done by the agent's guard, from
+    // the plan's own arguments: what lets a re-run skip it.
+    const guarded = plan.steps.filter((s) => ["wipe_disk", "partition", "make_fs", "make_swap", "create_subvol"].includes(s.fn));
+    for (const s of guarded) {
+      const g = await agentCall(dir, "same", `guard_${s.fn}`, s.args);
+      expect(g.exitCode, `guard_${s.fn} ${s.args.join(" ")}: ${g.all}`).toBe(0);
+    }
+    await retireBtrfs(`${c}p1`);
   });
 
   it("on bigger disks the partitions grow as planned and keep UUIDs, labels and types", async () => {
     const a = await makeLoop(dir, "big-a", 900 * MiB);
     const b = await makeLoop(dir, "big-b", 1200 * MiB);
+    const c = await makeLoop(dir, "big-c", 500 * MiB);
     const plan = buildPlan({
       layout,
-      targets: [await targetDisk(a), await targetDisk(b)],
-      options: { mapping: { [layout.disks[0]!.name]: a, [layout.disks[1]!.name]: b } },
+      targets: [await targetDisk(a), await targetDisk(b), await targetDisk(c)],
+      options: { mapping: { [layout.disks[0]!.name]: a, [layout.disks[1]!.name]: b, [layout.disks[2]!.name]: c } },
     });
     if (!plan.ok) throw new Error(plan.reason);
     const r = await runPlan(dir, plan.script, "big");
     expect(r.exitCode, r.log).toBe(0);
-    const again = layoutFromCapture(await capture([a, b]));
+    const again = layoutFromCapture(await capture([a, b, c]));
     // The tables are what the plan's sfdisk scripts said, sector for sector.
-    for (const [i, dev] of [a, b].entries()) {
+    for (const [i, dev] of [a, b, c].entries()) {
       const script = plan.steps.find((s) => s.fn === "partition" && s.args[0] === dev)!.args[1]!;
       const planned = [...script.matchAll(/p(\d+) : start=(\d+), size=(\d+)/g)].map((m) => [Number(m[1]), Number(m[2]), Number(m[3])]);
       expect(again.disks[i]!.table!.partitions.map((p) => [p.number, p.start, p.size])).toEqual(planned);
@@ -208,7 +267,7 @@ describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devi
     expect(again.disks[0]!.table!.partitions.at(-1)!.size).toBeGreaterThan(layout.disks[0]!.table!.partitions.at(-1)!.size);
     const strip = (l: DiskLayout, roles: Record<string, string>) =>
       shape(l, roles).filesystems.map(({ dev, type, uuid, label }) => ({ dev, type, uuid, label }));
-    expect(strip(again, { [a]: "d0", [b]: "d1" })).toEqual(strip(layout, { [src.gpt]: "d0", [src.mbr]: "d1" }));
+    expect(strip(again, { [a]: "d0", [b]: "d1", [c]: "d2" })).toEqual(strip(layout, { [src.gpt]: "d0", [src.mbr]: "d1", [src.btr]: "d2" }));
     // Each filesystem fills its (new) partition.
     for (const f of again.filesystems) {
       const part = again.disks.flatMap((d) => d.table!.partitions).find((p) => p.path === f.dev)!;
@@ -218,9 +277,9 @@ describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devi
 
   it("a target too small is refused before any step, saying by how much", async () => {
     const small = await makeLoop(dir, "small", 200 * MiB);
-    const plan = buildPlan({ layout, targets: [await targetDisk(small)], options: { mapping: { [layout.disks[0]!.name]: small, [layout.disks[1]!.name]: small } } });
+    const plan = buildPlan({ layout, targets: [await targetDisk(small)], options: { mapping: { [layout.disks[0]!.name]: small } } });
     expect(plan.ok).toBe(false);
-    const plan2 = buildPlan({ layout: { ...layout, disks: [layout.disks[0]!] , filesystems: layout.filesystems.filter((f) => f.dev.startsWith(src.gpt)), swap: layout.swap.filter((s) => s.dev.startsWith(src.gpt)) }, targets: [await targetDisk(small)], options: { mapping: { [layout.disks[0]!.name]: small } } });
+    const plan2 = buildPlan({ layout: { ...layout, disks: [layout.disks[0]!] , filesystems: layout.filesystems.filter((f) => f.dev.startsWith(src.gpt)), swap: layout.swap.filter((s) => s.dev.startsWith(src.gpt)), mounts: [] }, targets: [await targetDisk(small)], options: { mapping: { [layout.disks[0]!.name]: small } } });
     expect(plan2.ok).toBe(false);
     if (!plan2.ok) expect(plan2.reason).toMatch(/does not fit, .* more needed/);
     // Nothing was written: the small disk is still all zeros at its start.

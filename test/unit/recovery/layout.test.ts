@@ -155,7 +155,7 @@ describe("ReaR disklayout.conf import", () => {
     expect(t.partitions.map((p) => [p.path, p.start, p.size, p.type, p.name])).toEqual([
       ["/dev/sda1", 2048, 2048, "21686148-6449-6E6F-744E-656564454649", null],
       ["/dev/sda2", 4096, 1048576, "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "boot part"],
-      ["/dev/sda3", 1052672, 40890368, "E6D6D379-F507-44C2-A23C-238F2A3DF928", null],
+      ["/dev/sda3", 1052672, 40890334, "E6D6D379-F507-44C2-A23C-238F2A3DF928", null],
     ]);
     expect(l.lvm.vgs).toEqual([{ name: "system", uuid: "", extentBytes: 4 * 1024 * 1024, sizeBytes: 4991 * 4 * 1024 * 1024 }]);
     expect(l.lvm.lvs.map((x) => [x.path, x.sizeBytes])).toEqual([
@@ -191,5 +191,13 @@ describe("layout diff", () => {
     expect(lines).toContain("+ packages: htop");
     expect(lines).toHaveLength(3);
     expect(diffLayouts(a, a)).toEqual([]);
+  });
+});
+
+describe("sfdisk script names", () => {
+  it("are escaped byte for byte as sfdisk --dump writes them", async () => {
+    const { sfdiskString } = await import("../../../server/recovery/plan.ts");
+    expect(sfdiskString('a "b" $c `d` \\ ü\n')).toBe('"a \\x22b\\x22 \\x24c \\x60d\\x60 \\x5c \\xc3\\xbc\\x0a"');
+    expect(sfdiskString("EFI System Partition")).toBe('"EFI System Partition"');
   });
 });
