@@ -25,8 +25,10 @@ define changer vt {
     property "num-slot" "2"
 }
 tpchanger "vt"
-define tapetype BIG { length 100 gbytes
-    part-size 256 mbytes }
+define tapetype BIG {
+    length 100 gbytes
+    part-size 256 mbytes
+}
 tapetype "BIG"
 labelstr "^BENCH-[0-9]+\$"
 autolabel "BENCH-%%" empty
@@ -53,6 +55,7 @@ CONF
 echo "localhost $ROOT/tree bench" >"$ROOT/config/disklist"
 : >"$ROOT/config/tapelist"
 ln -sfn "$ROOT/config" "/etc/amanda/$CONF"
+trap 'rm -f "/etc/amanda/$CONF"' EXIT   # only needed while amdump runs
 head -c "${SIZE}M" /dev/urandom >"$ROOT/tree/random.bin"
 chown -R backup:backup "$ROOT/config" "$ROOT/vtapes" "$ROOT/holding" "$ROOT/state" "$ROOT/lists"
 d=$ROOT; while [ "$d" != / ]; do chmod o+x "$d"; d=$(dirname "$d"); done
@@ -60,4 +63,3 @@ asbackup amlabel -f "$CONF" BENCH-01 slot 1 >/dev/null
 asbackup amdump "$CONF" </dev/null || true
 grep -q "^DONE taper" "$ROOT/state/log/log" || { cat "$ROOT/state/log/log" >&2; exit 1; }
 rm -rf "$ROOT/tree"
-rm -f "/etc/amanda/$CONF"

@@ -1,8 +1,7 @@
 /**
  * CRC-32C (Castagnoli; reflected polynomial 0x82F63B78, init and xorout 0xFFFFFFFF): the
  * algorithm of Amanda 3.4+'s native/client/server CRCs (common-src/amcrc32chw.c), not
- * zlib's CRC-32. Slicing-by-8 tables: about 1 GB/s in plain JS, so checking costs little
- * next to the disk.
+ * zlib's CRC-32. Slicing-by-8 tables over 32-bit words, in plain JS (no native CRC-32C in Node).
  */
 const T = (() => {
   const t = new Int32Array(8 * 256);
@@ -20,6 +19,11 @@ const T = (() => {
   return t;
 })();
 
+// One table per slice: indexing separate arrays is cheaper than offset arithmetic.
+const [T0, T1, T2, T3, T4, T5, T6, T7] = Array.from({ length: 8 }, (_, s) => T.subarray(s * 256, (s + 1) * 256)) as [
+  Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array,
+];
+
 /** A running CRC-32C over a byte stream, with the byte count Amanda records beside it. */
 export class Crc32c {
   private c = 0xffffffff | 0;
@@ -29,20 +33,27 @@ export class Crc32c {
     let c = this.c;
     let i = 0;
     const n = b.length;
-    const end8 = n - (n % 8);
-    for (; i < end8; i += 8) {
-      c ^= b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24);
-      c =
-        T[7 * 256 + (c & 0xff)]! ^
-        T[6 * 256 + ((c >>> 8) & 0xff)]! ^
-        T[5 * 256 + ((c >>> 16) & 0xff)]! ^
-        T[4 * 256 + (c >>> 24)]! ^
-        T[3 * 256 + b[i + 4]!]! ^
-        T[2 * 256 + b[i + 5]!]! ^
-        T[256 + b[i + 6]!]! ^
-        T[b[i + 7]!]!;
+    // Head bytes up to 4-byte alignment, then two little-endian 32-bit words per step.
+    while (i < n && (b.byteOffset + i) & 3) c = (c >>> 8) ^ T0[(c ^ b[i++]!) & 0xff]!;
+    const words = (n - i) >>> 3;
+    if (words > 0) {
+      const w = new Int32Array(b.buffer, b.byteOffset + i, words * 2);
+      for (let j = 0; j < w.length; j += 2) {
+        c ^= w[j]!;
+        const hi = w[j + 1]!;
+        c =
+          T7[c & 0xff]! ^
+          T6[(c >>> 8) & 0xff]! ^
+          T5[(c >>> 16) & 0xff]! ^
+          T4[c >>> 24]! ^
+          T3[hi & 0xff]! ^
+          T2[(hi >>> 8) & 0xff]! ^
+          T1[(hi >>> 16) & 0xff]! ^
+          T0[hi >>> 24]!;
+      }
+      i += words * 8;
     }
-    for (; i < n; i++) c = (c >>> 8) ^ T[(c ^ b[i]!) & 0xff]!;
+    for (; i < n; i++) c = (c >>> 8) ^ T0[(c ^ b[i]!) & 0xff]!;
     this.c = c;
     this.bytes += n;
     return this;

@@ -147,6 +147,34 @@ describe.skipIf(unavailable !== null)("Amanda reader on a real Amanda 3.5", () =
     expect(at2).toMatch(/\.\/sparse\.img\|f\|.*\|sparse/);
   }, 180_000);
 
+  it("dumps on a physical tape go through amfetchdump -p, byte-identical; its stderr is kept in the error", async () => {
+    const { catalogFromLogs } = await import("../../../server/amanda/catalog.ts");
+    const { readAmandaConfig } = await import("../../../server/amanda/conf.ts");
+    // The same config read as if its volumes were real tapes: no vtape root, so no file paths.
+    const setup = { ...readAmandaConfig(`/etc/amanda/${lab.config}`), vtapeRoot: null };
+    const onTape = catalogFromLogs(setup).dumps.filter((d) => d.location.kind === "tape");
+    expect(onTape).toHaveLength(4);
+    const d = onTape.find((x) => x.disk === "Lab Docs $HOME" && x.level === 1)!;
+    for (const decompress of [false, true]) {
+      const s = openDumpStream(d, { decompress });
+      expect(s.via).toBe("amfetchdump");
+      const chunks: Buffer[] = [];
+      for await (const c of s.stream) chunks.push(c as Buffer);
+      expect(sha(Buffer.concat(chunks))).toBe(sha(readFileSync(join(work, `${d.id}${decompress ? ".native" : ".raw"}`))));
+    }
+    const missing = openDumpStream({ ...d, datestamp: "20010101000000", crc: { native: null, client: null, server: null } });
+    const err = await (async () => {
+      try {
+        for await (const _ of missing.stream) void _;
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return "no error";
+    })();
+    expect(err).toMatch(/amfetchdump/);
+    expect(err).toMatch(/No matching dumps found|no dumps|not found/i);
+  }, 120_000);
+
   it("the catalog from a media scan alone equals the one from logs, tapelist and amadmin", async () => {
     const scan = await lifeboat(["catalog", "scan", lab.vtapes, lab.holding, "--data-dir", dataDir(), "--json"]);
     expect(scan.exitCode, scan.stderr).toBe(0);

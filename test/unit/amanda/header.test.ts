@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { buildHeader, compressionOf, HEADER_SIZE, HeaderError, parseHeader } from "../../../server/amanda/header.ts";
 import { quote, splitQuoted, unquote } from "../../../server/amanda/quote.ts";
-import { crc32c } from "../../../server/amanda/crc32c.ts";
+import { Crc32c, crc32c } from "../../../server/amanda/crc32c.ts";
 
 // Header texts as Amanda 3.5.1 wrote them in the reference lab (FORMATS.md §1).
 const SPLIT = `AMANDA: SPLIT_FILE 20261124020601 localhost "Lab Docs $HOME"  part 1/-1  lev 0 comp .gz program APPLICATION
@@ -119,5 +119,13 @@ describe("CRC-32C", () => {
     expect(crc32c(Buffer.alloc(0))).toBe("00000000");
     // 32 zero bytes: RFC 3720 B.4 test vector 8a9136aa
     expect(crc32c(Buffer.alloc(32))).toBe("8a9136aa");
+    // any split, at any alignment, gives the same value as one pass
+    const big = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 131 + 7) & 0xff));
+    const whole = crc32c(big);
+    for (const cut of [1, 3, 5, 8, 13, 500, 997]) {
+      const c = new Crc32c().update(big.subarray(0, cut)).update(big.subarray(cut));
+      expect([c.hex(), c.bytes]).toEqual([whole, 1000]);
+    }
+    for (let off = 1; off < 8; off++) expect(crc32c(Buffer.concat([Buffer.alloc(off), big]).subarray(off))).toBe(whole);
   });
 });
