@@ -309,7 +309,8 @@ function onLiveMessage(block) {
   if (type !== "job" || !data.length) return;
   const { job, event } = JSON.parse(data.join("\n"));
   upsertJob(job);
-  if (event && detail?.id === job.id) loadDetailEvents().catch(showError("arm-error"));
+  // Stored events only: byte counts come with a transient one (id 0), already shown in the row.
+  if (event?.id && detail?.id === job.id) loadDetailEvents().catch(showError("arm-error"));
 }
 
 // ---------- arm ----------
