@@ -127,5 +127,9 @@ describe("CRC-32C", () => {
       expect([c.hex(), c.bytes]).toEqual([whole, 1000]);
     }
     for (let off = 1; off < 8; off++) expect(crc32c(Buffer.concat([Buffer.alloc(off), big]).subarray(off))).toBe(whole);
+    // the portable path agrees with the native binding, split or not
+    expect(new Crc32c().updateJs(big).hex()).toBe(whole);
+    expect(new Crc32c().updateJs(big.subarray(0, 333)).update(big.subarray(333)).hex()).toBe(whole);
+    expect(new Crc32c().updateJs(Buffer.from("123456789")).hex()).toBe("e3069283");
   });
 });
