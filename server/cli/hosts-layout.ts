@@ -103,10 +103,7 @@ export function registerHostLayoutCommands(hosts: Command): void {
   withGlobals(
     hosts
       .command("plan <name>")
-      .description(
-        "dry run: the plan for the host's layout on the disks in FILE (as the rescue agent reports them),\n" +
-          "with the disk mapping and what each target disk holds now. Nothing is written anywhere.",
-      )
+      .description("dry run (writes nothing): the disk mapping, what each target disk holds now, and the plan's script")
       .requiredOption("--disks <file>", "JSON: the target disks ([{name, path, sizeBytes, serial, wwn, byId, …}] or an agent hello {disks:[…]})")
       .option("--chains <file>", "JSON: restore chains [{dle, mountpoint, program, dumps:[{id, level, datestamp, sizeBytes, compression}]}]")
       .option("--version <n>", "layout version (default: the newest)", positiveInt("--version"))

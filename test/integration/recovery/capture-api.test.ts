@@ -158,12 +158,13 @@ describe("capture upload, layout versions and the hosts CLI", () => {
     const tokenFile = join(work, "token");
     writeFileSync(tokenFile, token, { mode: 0o600 });
     const script = await (await fetch(`${server.httpUrl}/capture.sh`)).text();
-    const r = await execa("sh", ["-s", "--", "--server", server.httpUrl, "--host", "web1", "--token-file", tokenFile, "--devices", dev], { input: script, reject: false });
+    const r = await execa("sh", ["-s", "--", "--server", server.httpUrl, "--host", "web1", "--token-file", tokenFile, "--devices", dev, "--dle", "/srv/www=/srv/www", "--dle", "root=/"], { input: script, reject: false });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ host: "web1", version: 4 });
     const show = await lifeboat(["hosts", "layout", "web1", "--json", ...dd]);
-    const l = (JSON.parse(show.stdout) as { layout: { disks: Array<{ path: string }>; filesystems: Array<{ label: string }> } }).layout;
+    const l = (JSON.parse(show.stdout) as { layout: { disks: Array<{ path: string }>; filesystems: Array<{ label: string }>; dles: unknown } }).layout;
     expect(l.disks.map((d) => d.path)).toEqual([dev]);
+    expect(l.dles).toEqual({ "/srv/www": "/srv/www", root: "/" });
     expect(l.filesystems[0]!.label).toBe("cron'd");
     // The token never appears on curl's command line (it goes through a here-document).
     expect(readFileSync(captureSh, "utf8")).toMatch(/-K \/dev\/fd\/3/);
