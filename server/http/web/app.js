@@ -190,22 +190,21 @@ const showError = (id) => (err) => {
 
 // ---------- jobs ----------
 
-/** The bar's filled part; its width is set through the CSSOM, as the page's content policy refuses style attributes. */
-function barFill(pct) {
-  const f = el("div", { class: "fill" });
-  f.style.width = `${pct}%`;
-  return f;
+/** A progress bar; its width is set through the CSSOM, as the page's content policy refuses style attributes. */
+function progressBar(pct) {
+  const fill = el("div", { class: "fill" });
+  fill.style.width = `${pct ?? 0}%`;
+  return el("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct ?? undefined, title: pct === null ? undefined : `${pct}%` }, fill);
 }
 
 function progressCell(j) {
   const pct = j.bytesTotal > 0 ? Math.min(100, Math.floor((j.bytesDone / j.bytesTotal) * 100)) : j.state === "done" ? 100 : 0;
   const started = j.steps > 0 || j.bytesTotal > 0;
-  const bar = el("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct, title: `${pct}%` }, barFill(pct));
   return el(
     "td",
     { class: "progress-col" },
     el("div", { class: "step" }, j.steps > 0 ? `step ${j.step} of ${j.steps}` : j.state === "armed" ? "waiting for the machine to boot" : ""),
-    started ? bar : null,
+    started ? progressBar(pct) : null,
     el("div", { class: "bytes" }, j.bytesTotal > 0 ? `${bytes(j.bytesDone)} of ${bytes(j.bytesTotal)} (${pct}%)` : ""),
   );
 }
@@ -309,8 +308,10 @@ function onLiveMessage(block) {
   if (type !== "job" || !data.length) return;
   const { job, event } = JSON.parse(data.join("\n"));
   upsertJob(job);
-  // Stored events only: byte counts come with a transient one (id 0), already shown in the row.
-  if (event?.id && detail?.id === job.id) loadDetailEvents().catch(showError("arm-error"));
+  if (detail?.id !== job.id || !event) return;
+  // Byte counts come as a transient event (id 0, not in the history); the rest is fetched from it.
+  if (event.type === "stream") showStream(event.data);
+  else loadDetailEvents().catch(showError("arm-error"));
 }
 
 // ---------- arm ----------
@@ -460,6 +461,27 @@ function eventText(ev) {
   }
 }
 
+/** One dump stream's progress in the open job, like a download manager: a bar per dump. */
+function showStream({ dumpId, bytes: got, totalBytes }) {
+  const pct = totalBytes ? Math.min(100, Math.floor((got / totalBytes) * 100)) : null;
+  const row = el(
+    "tr",
+    { "data-dump": dumpId },
+    el("td", {}, code(dumpId)),
+    el(
+      "td",
+      { class: "progress-col" },
+      progressBar(pct),
+      el("div", { class: "bytes" }, totalBytes ? `${bytes(got)} of ${bytes(totalBytes)} (${pct}%)` : bytes(got)),
+    ),
+  );
+  const body = $("detail-streams").tBodies[0];
+  const old = body.querySelector(`tr[data-dump="${CSS.escape(dumpId)}"]`);
+  if (old) old.replaceWith(row);
+  else body.append(row);
+  $("detail-streams-box").hidden = false;
+}
+
 /** Fetches the open job's new events; one fetch at a time, so none is shown twice. */
 function loadDetailEvents() {
   const d = detail;
@@ -479,6 +501,7 @@ async function fetchDetailEvents(d) {
       el("tr", { "data-event": ev.type, class: ev.type === "failed" || (ev.type === "step-end" && ev.data?.exitStatus) ? "bad" : "" }, el("td", {}, el("time", { datetime: ev.at }, new Date(ev.at).toLocaleTimeString())), el("td", {}, ev.type), el("td", {}, eventText(ev), output)),
     );
     if (ev.type === "agent-log") $("detail-log").textContent += ev.data?.text ?? "";
+    if (ev.type === "stream-done") showStream(ev.data);
   }
   if (!$("detail-log").textContent) $("detail-log").textContent = "(the agent sends its whole log when it finishes or fails)";
 }
@@ -486,6 +509,8 @@ async function fetchDetailEvents(d) {
 async function openDetail(id) {
   detail = { id, lastEvent: 0, loading: Promise.resolve() };
   $("detail-events").tBodies[0].replaceChildren();
+  $("detail-streams").tBodies[0].replaceChildren();
+  $("detail-streams-box").hidden = true;
   $("detail-log").textContent = "";
   $("detail-plan-text").hidden = true;
   renderDetailFields(jobs.get(id));

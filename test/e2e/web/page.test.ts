@@ -164,11 +164,17 @@ describe("admin page in headless Chromium", () => {
       await waitText(row(jobId).locator(".step"), new RegExp(`^step ${step} of 3$`));
       await agent("events", { type: "step-end", step, of: 3, name, exitStatus: 0, output: `${name} ok` });
     }
+    // The open job's history follows along, and shows each dump stream's progress.
+    await row(jobId).locator("button", { hasText: "Log" }).click();
+    await waitText(page.locator("#detail-events tbody tr:last-child"), /step-end.*step 2 of 3: partition exit 0/);
     await agent("events", { type: "step-start", step: 3, of: 3, name: "restore" });
+    await waitText(page.locator("#detail-events tbody tr:last-child"), /step-start.*step 3 of 3: restore/);
     await agent("events", { type: "stream", dumpId: "d1", bytes: 1 * MIB, totalBytes: 4 * MIB });
     await waitText(row(jobId).locator(".bytes"), /^1\.0 MiB of 4\.0 MiB \(25%\)$/);
+    await waitText(page.locator('#detail-streams tr[data-dump="d1"] .bytes'), /^1\.0 MiB of 4\.0 MiB \(25%\)$/);
     expect(await row(jobId).locator(".state").textContent()).toBe("running");
     expect(await row(jobId).locator(".bar").getAttribute("aria-valuenow")).toBe("25");
+    await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
     await shot("progress.png");
     await agent("events", { type: "stream", dumpId: "d1", bytes: 3 * MIB, totalBytes: 4 * MIB });
     await waitText(row(jobId).locator(".bytes"), /\(75%\)$/);
