@@ -1,0 +1,77 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+
+/**
+ * capture.sh's JSON string encoder (jstr), taken from the script itself and run by real
+ * shells and awks: whatever a file or tool prints must come out as valid JSON that decodes
+ * to the same text.
+ */
+
+const captureSh = fileURLToPath(new URL("../../../server/recovery/capture.sh", import.meta.url));
+const jstrSource = /^jstr\(\) \{\n[\s\S]*?\n\}\n/m.exec(readFileSync(captureSh, "utf8"))![0];
+
+async function jstr(shell: string, input: Buffer | string): Promise<string> {
+  const cmd = shell === "busybox" ? ["busybox", "sh"] : [shell];
+  const r = await execa(cmd[0]!, [...cmd.slice(1), "-c", `LC_ALL=C\n${jstrSource}jstr`], { input, stripFinalNewline: false, encoding: "buffer" });
+  return Buffer.from(r.stdout).toString("utf8");
+}
+
+const samples = [
+  "",
+  "plain",
+  "trailing newline\n",
+  "two\n\ntrailing\n\n",
+  'quote " backslash \\ both \\"',
+  "tab\tcr\rformfeed\fbell\u0007esc\u001b",
+  "\u0001\u001f\u007f",
+  "ünïcødé ☃ 𝄞",
+  "$HOME `id` $(id) 'single'",
+  "a=b\\040c",
+  "x".repeat(5000),
+];
+
+describe("capture.sh jstr", () => {
+  for (const shell of ["sh", "busybox"])
+    it(`round-trips awkward text through ${shell}`, async () => {
+      for (const s of samples) {
+        const out = await jstr(shell, s);
+        expect(JSON.parse(out), JSON.stringify(s)).toBe(s);
+      }
+    });
+
+  it("drops NUL bytes and keeps every other byte sequence valid JSON", async () => {
+    expect(JSON.parse(await jstr("sh", "a\u0000b"))).toBe("ab");
+    // Invalid UTF-8 passes through as bytes; decoded (as the server does) it is still valid JSON.
+    const raw = await jstr("sh", Buffer.from([0x61, 0xff, 0x62]));
+    expect(() => JSON.parse(raw)).not.toThrow();
+  });
+
+  it("random text round-trips (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.string({ unit: "binary", maxLength: 200 }).filter((s) => !s.includes("\0")), async (s) => {
+        expect(JSON.parse(await jstr("sh", s))).toBe(s);
+      }),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe("capture.sh options", () => {
+  it("--help exits 0; unknown arguments and a missing token exit 2 with one line", async () => {
+    const help = await execa("sh", [captureSh, "--help"], { reject: false });
+    expect(help.exitCode).toBe(0);
+    expect(help.stdout).toContain("--devices");
+    const bad = await execa("sh", [captureSh, "--frobnicate"], { reject: false });
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.trim().split("\n").at(-1)).toBe("capture.sh: unknown argument: --frobnicate");
+    const noToken = await execa("sh", [captureSh, "--server", "http://127.0.0.1:9", "--host", "h"], { reject: false, env: { LIFEBOAT_TOKEN: "" } });
+    expect(noToken.exitCode).toBe(2);
+    expect(noToken.stderr).toContain("give --stdout, or --server, --host and a token");
+    const notDev = await execa("sh", [captureSh, "--stdout", "--devices", "/etc/hostname"], { reject: false });
+    expect(notDev.exitCode).toBe(2);
+    expect(notDev.stderr.trim()).toBe("capture.sh: --devices: /etc/hostname is not a block device");
+  });
+});
