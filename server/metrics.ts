@@ -7,9 +7,12 @@ import { ACTIVE_JOB_STATES, type Store } from "./store/types.ts";
  * register their own on the same registry (`ctx.metrics`).
  */
 
-/** The registry's metric of that name, or a new one: building the app twice on one registry must not throw. */
-function once<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+/**
+ * The registry's counter of that name, or a new one registered on it: building the app
+ * (or a service) twice on one registry must not throw "already registered".
+ */
+export function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[] = []): Counter<L> {
+  return (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [registry] });
 }
 
 /**
@@ -18,21 +21,18 @@ function once<T>(registry: Registry, name: string, make: () => T): T {
  * jobs are history, not load: they grow without bound and are not counted here.
  */
 export function registerJobMetrics(registry: Registry, store: Store): void {
-  once(
-    registry,
-    "lifeboat_jobs",
-    () =>
-      new Gauge({
-        name: "lifeboat_jobs",
-        help: "Active jobs by state (armed, booted, planning, running, stalled)",
-        labelNames: ["state"],
-        registers: [registry],
-        async collect() {
-          const jobs = await store.jobs.list({ state: [...ACTIVE_JOB_STATES], limit: Number.MAX_SAFE_INTEGER });
-          for (const state of ACTIVE_JOB_STATES) this.set({ state }, jobs.filter((j) => j.state === state).length);
-        },
-      }),
-  );
+  // Built again on the same registry (a new app, a new store): the gauge reads the new store.
+  registry.removeSingleMetric("lifeboat_jobs");
+  new Gauge({
+    name: "lifeboat_jobs",
+    help: "Active jobs by state (armed, booted, planning, running, stalled)",
+    labelNames: ["state"],
+    registers: [registry],
+    async collect() {
+      const jobs = await store.jobs.list({ state: [...ACTIVE_JOB_STATES], limit: Number.MAX_SAFE_INTEGER });
+      for (const state of ACTIVE_JOB_STATES) this.set({ state }, jobs.filter((j) => j.state === state).length);
+    },
+  });
 }
 
 /** Which part of Lifeboat a URL belongs to, for the byte counters. */
@@ -54,17 +54,7 @@ export function routeGroup(url: string): "boot" | "dumps" | "agent" | "api" | "w
  * the route plugins so it covers them.
  */
 export function countResponseBytes(app: FastifyInstance, registry: Registry): void {
-  const bytes = once(
-    registry,
-    "lifeboat_http_response_bytes_total",
-    () =>
-      new Counter({
-        name: "lifeboat_http_response_bytes_total",
-        help: "HTTP response body bytes sent, by route group (boot, dumps, agent, api, web, other)",
-        labelNames: ["group"],
-        registers: [registry],
-      }),
-  );
+  const bytes = counter(registry, "lifeboat_http_response_bytes_total", "HTTP response body bytes sent, by route group (boot, dumps, agent, api, web, other)", ["group"]);
   app.addHook("onResponse", async (req, reply) => {
     const length = Number(reply.getHeader("content-length"));
     if (length > 0 && req.method !== "HEAD" && !reply.raw.errored) bytes.inc({ group: routeGroup(req.routeOptions.url ?? req.url) }, length);
