@@ -98,6 +98,7 @@ describe("admin page in headless Chromium", () => {
     await page.fill("#token", "not-the-token");
     await page.click("#login-form button");
     await waitText(page.locator("#login-error"), /refused this token/);
+    await shot("token.png");
     await page.fill("#token", server.ctx.adminToken);
     await page.click("#login-form button");
     await waitText(page.locator('#hosts tr[data-host="web1"]'), /web1.*52:54:00:aa:00:01/);
