@@ -232,6 +232,8 @@ function jobRow(j) {
 
 /** Puts a job's row in place (newest first), replacing the old one. */
 function upsertJob(j) {
+  // A reply and the live stream can bring the same change in either order: keep the newest.
+  if (jobs.get(j.id)?.updatedAt > j.updatedAt) return;
   jobs.set(j.id, j);
   const body = $("jobs").tBodies[0];
   const row = jobRow(j);
