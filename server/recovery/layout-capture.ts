@@ -127,6 +127,8 @@ export const captureSchema = z.looseObject({
   packages: z.object({ manager: z.enum(["dpkg", "rpm"]), list: text }).nullable().default(null),
   nics: z.array(z.object({ name: z.string(), mac: z.string(), physical: z.boolean().default(true) })).default([]),
   dles: text,
+  /** `ls /var/lib/amanda/gnutar-lists`: Amanda's GNU tar listed-incremental files, one per DLE and level. */
+  amandaGnutarLists: text,
 });
 export type Capture = z.infer<typeof captureSchema>;
 
@@ -262,6 +264,25 @@ export function parseFstab(s: string | null): Array<{ spec: string; file: string
     .map((l) => l.split(/\s+/))
     .filter((f) => f.length >= 3)
     .map(([spec, file, type, options]) => ({ spec: spec!, file: file!.replace(/\\040/g, " "), type: type!, options: options ?? "defaults" }));
+}
+
+/** Amanda's sanitise_filename: '_' doubled, '/' → '_'. */
+const amandaSanitise = (disk: string) => disk.replace(/_/g, "__").replace(/\//g, "_");
+
+/**
+ * DLEs named by their mount point, found from Amanda's GNU tar state files on the client
+ * (HOST + sanitised disk + "_" + level, e.g. web1_home_0 for "/home"). Only DLEs whose name
+ * is a mounted mount point are recognised; others need `--dle` or the admin's DLE map.
+ */
+export function dlesFromGnutarLists(files: string | null, mountpoints: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const names = (files ?? "").split("\n").map((f) => f.trim()).filter(Boolean);
+  for (const mp of mountpoints) {
+    // A host name has no '_', so the sanitised disk starts at the first one.
+    const re = new RegExp(`^[^_]+${amandaSanitise(mp).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}_\\d+$`);
+    if (names.some((n) => re.test(n))) out[mp] = mp;
+  }
+  return out;
 }
 
 /** /dev/mapper names escape '-' inside VG/LV names as '--'. */
@@ -448,7 +469,8 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
       ? (efiDirs.map((d) => d.split("/").pop()!).find((d) => d.toUpperCase() !== "BOOT" && d !== "Linux") ?? os.ID ?? null)
       : null;
 
-  const dles: Record<string, string> = { ...dleHint };
+  // Amanda's own state files first, then what the host was told (--dle), then the admin's map.
+  const dles: Record<string, string> = { ...dlesFromGnutarLists(cap.amandaGnutarLists, mounts.map((m) => m.mountpoint)), ...dleHint };
   for (const line of (cap.dles ?? "").split("\n")) {
     const i = line.indexOf("=");
     if (i > 0) dles[line.slice(0, i)] = line.slice(i + 1);

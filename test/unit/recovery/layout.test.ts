@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { extFromDumpe2fs, parseBlkidExport, parseCapture, parseFstab, xfsFromInfo } from "../../../server/recovery/layout-capture.ts";
+import { extFromDumpe2fs, layoutFromCapture, parseBlkidExport, parseCapture, parseFstab, xfsFromInfo } from "../../../server/recovery/layout-capture.ts";
 import { diffLayouts, describeLayout } from "../../../server/recovery/layout-text.ts";
 import { parseLayout, partitionPath } from "../../../server/recovery/layout.ts";
 import { layoutFromRear } from "../../../server/recovery/rear-import.ts";
@@ -199,5 +199,22 @@ describe("sfdisk script names", () => {
     const { sfdiskString } = await import("../../../server/recovery/plan.ts");
     expect(sfdiskString('a "b" $c `d` \\ ü\n')).toBe('"a \\x22b\\x22 \\x24c \\x60d\\x60 \\x5c \\xc3\\xbc\\x0a"');
     expect(sfdiskString("EFI System Partition")).toBe('"EFI System Partition"');
+  });
+});
+
+describe("DLEs from Amanda's GNU tar state files", () => {
+  it("recognises DLEs named by a mount point, and only those", async () => {
+    const { dlesFromGnutarLists } = await import("../../../server/recovery/layout-capture.ts");
+    const files = "web1.example.com__0\nweb1.example.com__1\nweb1_home_0\nweb1_srv_home_0\nweb1_var__log_2\n";
+    expect(dlesFromGnutarLists(files, ["/", "/home", "/var_log", "/boot", "/srv"])).toEqual({ "/": "/", "/home": "/home", "/var_log": "/var_log" });
+    expect(dlesFromGnutarLists(null, ["/"])).toEqual({});
+  });
+
+  it("land in the layout next to what the host was told (--dle)", () => {
+    const doc = JSON.parse(readFileSync(fileURLToPath(new URL("../../fixtures/layouts/mbr-ext4.capture.json", import.meta.url)), "utf8"));
+    doc.amandaGnutarLists = "fixture__0\nfixture__1\n";
+    doc.dles = "www=/var/www\n";
+    expect(layoutFromCapture(parseCapture(doc)).dles).toEqual({ "/": "/", www: "/var/www" });
+    expect(fixtureLayout("gpt-uefi").dles).toEqual({});
   });
 });
