@@ -9,7 +9,7 @@
  * /var/cache/lifeboat/amanda-bench/v1 and reused.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -83,6 +83,8 @@ async function main() {
     console.log(`ratio 1 stream / cat:              ${(http1 / cat1).toFixed(2)}x the time (${((cat1 / http1) * 100).toFixed(0)}% of cat's throughput)`);
     console.log(`ratio 20 streams / (20 x cat):     ${(concTime / (20 * cat1)).toFixed(2)}x the time (aggregate ${((20 * cat1 / concTime) * 100).toFixed(0)}% of cat's throughput)`);
     console.log(`server peak RSS (VmHWM):           ${(hwm / 1024).toFixed(0)} MiB`);
+    // Numbers from a busy machine mean little: say how busy it was.
+    console.log(`machine: ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(1)).join(" ")} at the end`);
   } finally {
     server.kill("SIGTERM");
     await server;
