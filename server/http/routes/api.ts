@@ -11,7 +11,7 @@ import {
   mapBodySchema,
   profileBodySchema,
 } from "../api-schemas.ts";
-import { requireAdmin, tokensEqual } from "../auth.ts";
+import { requireAdmin } from "../auth.ts";
 import { errorSchema, jsonSchema } from "../schema.ts";
 
 const security = [{ bearer: [] }];
@@ -22,8 +22,8 @@ const anyObject = { type: "object", additionalProperties: true } as const;
 
 /**
  * The admin API: hosts, profiles, assignments, jobs (arm, cancel, map, plan, events,
- * live stream) and the audit log. Every route needs the admin bearer token; the live
- * stream also takes it as `?token=` because a browser's EventSource cannot send headers.
+ * live stream) and the audit log. Every route needs the admin bearer token, in the
+ * Authorization header only (a token in a URL ends up in logs).
  */
 export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
   const admin = requireAdmin(ctx.adminToken);
@@ -32,13 +32,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
     body.hostnamePattern ?? (body.profile ? (await ctx.store.profiles.get(body.profile))?.options.hostnamePattern : undefined);
 
   return async (app) => {
-    app.addHook("preHandler", async (req, reply) => {
-      if (req.routeOptions.url === "/api/v1/jobs/:id/live" || req.routeOptions.url === "/api/v1/live") {
-        const q = (req.query as { token?: string }).token;
-        if (q && tokensEqual(q, ctx.adminToken)) return;
-      }
-      return admin(req, reply);
-    });
+    app.addHook("preHandler", admin);
 
     // Hosts (read side; hosts are added with `lifeboat hosts add` or capture).
     app.get("/api/v1/hosts", { schema: { summary: "List hosts with their MACs and last capture", tags: ["hosts"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => {
@@ -202,7 +196,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         ctx.jobs.changes.off("job", onJob);
       });
     };
-    const liveSchema = (summary: string, params?: object) => ({ schema: { summary, tags: ["jobs"], security, ...(params ? { params } : {}), querystring: { type: "object", properties: { token: { type: "string" } } } } });
+    const liveSchema = (summary: string, params?: object) => ({ schema: { summary, tags: ["jobs"], security, ...(params ? { params } : {}) } });
     app.get("/api/v1/live", liveSchema("Server-sent events: every job change"), live(() => true));
     app.get("/api/v1/jobs/:id/live", liveSchema("Server-sent events: one job's changes", idParams), async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
       await ctx.jobs.get(req.params.id);
