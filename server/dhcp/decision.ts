@@ -47,10 +47,10 @@ function destinationFor(req: DhcpPacket, type: number): Destination {
 /** Adds what a PXE / HTTP-boot client needs to boot from `choice` to reply `r`. */
 function addBoot(r: DhcpPacket, m: Machine, choice: Extract<BootChoice, { boot: true }>, env: DhcpEnv, proxy: boolean): void {
   r.file = choice.file;
-  if (choice.via === "tftp") {
-    r.siaddr = env.serverIp;
-    r.sname = env.serverIp;
-  }
+  // iPXE only takes a proxy reply with a non-zero siaddr and a file name ("has PXE options",
+  // iPXE dhcp.c), even when the file is an http:// URL.
+  r.siaddr = env.serverIp;
+  if (choice.via === "tftp") r.sname = env.serverIp;
   // UEFI HTTP boot only accepts an offer that says HTTPClient back (and takes the URL from `file`).
   if (m.http) r.options.set(Opt.VENDOR_CLASS, Buffer.from("HTTPClient"));
   else if (proxy) r.options.set(Opt.VENDOR_CLASS, Buffer.from("PXEClient"));

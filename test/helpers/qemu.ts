@@ -55,8 +55,8 @@ export async function testKernel(cache = KERNEL_CACHE): Promise<TestKernel> {
 
 /** Modules for QEMU's virtio-net and e1000 NICs, in load order. */
 const NIC_MODULES = [
-  "kernel/drivers/virtio/virtio.ko",
   "kernel/drivers/virtio/virtio_ring.ko",
+  "kernel/drivers/virtio/virtio.ko",
   "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
   "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
   "kernel/drivers/virtio/virtio_pci.ko",

@@ -107,6 +107,8 @@ describe("proxyDHCP answers", () => {
   it("gives iPXE the script URL and no option 43 (iPXE would do PXE menu discovery instead)", () => {
     const a = sent(proxyAnswer(fixture("bios-ipxe-rom-discover"), 67, env));
     expect(a.packet.file).toBe("http://10.231.7.1:8080/boot.ipxe");
+    // iPXE ignores a proxy reply without siaddr, even for an http:// file (found booting OVMF → snponly.efi).
+    expect(a.packet.siaddr).toBe("10.231.7.1");
     expect(a.packet.options.has(Opt.VENDOR_SPECIFIC)).toBe(false);
     expect(a.packet.options.get(Opt.CLIENT_UUID)).toEqual(Buffer.alloc(17));
   });
