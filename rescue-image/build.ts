@@ -299,7 +299,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
 
   opts.progress("initramfs: cpio | zstd");
   const tmpOut = join(opts.outDir, "initramfs.tmp");
-  await run("sh", ["-c", `cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | zstd -q -T0 -12 -f -o "$2"`, "sh", tree, tmpOut]);
+  await run("sh", ["-c", `cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | zstd -q -T0 -6 -f -o "$2"`, "sh", tree, tmpOut]);
   const initramfsBytes = statSync(tmpOut).size;
   if (initramfsBytes > MAX_INITRAMFS_BYTES)
     throw new BuildError(`initramfs is ${mib(initramfsBytes)} compressed, over the ${mib(MAX_INITRAMFS_BYTES)} limit real firmware boots`);

@@ -99,7 +99,7 @@ export const RESCUE_TOOLS: readonly RescueTool[] = [
   { name: "udevadm", path: "bin/udevadm", versionArgs: ["--version"] },
   { name: "sha256sum", path: "usr/bin/sha256sum", versionArgs: ["--version"] },
   { name: "busybox", path: "bin/busybox", versionArgs: ["--help"] },
-  { name: "dash", path: "bin/dash", versionArgs: ["-c", "true"] },
+  { name: "dash", path: "bin/dash", versionArgs: ["-c", "echo dash"] },
 ];
 
 /** Whole directories copied as they are (data the tools need, udev's rules and helpers). */

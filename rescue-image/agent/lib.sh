@@ -316,6 +316,8 @@ lb_run_call() {
   fi
   sed 's/^/    /' "$_out" >>"$LB_LOG"
   lb_log "step $_i/$_of: $_fn exit $_rc"
+  # On the console too, for whoever stands at the machine.
+  [ "$_rc" = 0 ] || tail -n 20 "$_out" >&2
   lb_event "{\"type\":\"step-end\",\"step\":$_i,\"of\":$_of,\"name\":$(lb_json_str "$_fn"),\"exitStatus\":$_rc,\"output\":$(tail -c 4000 "$_out" | lb_json_esc),\"skipped\":$_skipped}"
   [ "$_rc" = 0 ] && printf '%s %s\n' "$_i" "$_sha" >>"$LB_RUN/done"
   return "$_rc"

@@ -308,7 +308,7 @@ restore_dump() {
   [ -n "$_size" ] && _total=$_size
   while :; do
     _w=$(lb_curl -f --speed-limit 1 --speed-time 60 -H "Range: bytes=$_got-" \
-      -w '%{http_code} %{size_download}' -o /dev/fd/3 "$_full" 2>"$_s/curl.err")
+      -w '%{http_code} %{size_download}' -o /proc/self/fd/3 "$_full" 2>"$_s/curl.err")
     _crc=$?
     _code=${_w%% *}
     _bytes=${_w##* }

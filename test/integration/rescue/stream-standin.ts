@@ -19,6 +19,7 @@ export interface StandInDump {
 export interface StreamStandIn {
   url: string;
   port: number;
+  token: string;
   /** Requests seen: dump id and the Range header. */
   requests: Array<{ id: string; range: string | undefined }>;
   /** Bytes sent so far in the current request of a dump. */
@@ -33,7 +34,8 @@ export function sha256(b: Buffer): string {
 
 export async function streamStandIn(opts: {
   dumps: StandInDump[];
-  token: () => string;
+  /** The bearer token to accept; default: the handle's `token` (set it once the job has one). */
+  token?: () => string;
   /** Cut the connection once, in the first request of each dump, after this many bytes. */
   dropOnceAfter?: number;
   /** Pause between 16 KiB chunks (to make a stream last long enough to kill the server mid-way). */
@@ -57,7 +59,7 @@ export async function streamStandIn(opts: {
     a.get("/api/v1/dumps/:id/stream", async (req, reply) => {
       const { id } = req.params as { id: string };
       requests.push({ id, range: req.headers.range });
-      if (req.headers.authorization !== `Bearer ${opts.token()}`) return reply.code(401).send({ error: "unauthorized" });
+      if (req.headers.authorization !== `Bearer ${opts.token ? opts.token() : handle.token}`) return reply.code(401).send({ error: "unauthorized" });
       const dump = opts.dumps.find((d) => d.id === id);
       if (!dump) return reply.code(404).send({ error: "not-found" });
       const total = dump.bytes.length;
@@ -95,6 +97,7 @@ export async function streamStandIn(opts: {
   const handle: StreamStandIn = {
     url: "",
     port,
+    token: "",
     requests,
     sentBytes: (id) => sent.get(id) ?? 0,
     start: async () => {

@@ -1,0 +1,244 @@
+/**
+ * The rescue image for real: `lifeboat image build` (cached in /var/cache/lifeboat; the
+ * first build downloads ~150 MB of Debian packages), the tools run inside it (chroot), the
+ * required drivers are in it (modinfo against its own kernel), and it boots in QEMU (TCG,
+ * -kernel/-initrd, user-mode networking: the guest reaches this host's loopback servers at
+ * 10.0.2.2 and nothing else is served to it). There it calls back to a real Lifeboat server,
+ * runs a plan on a virtual disk with a serial number (check_disk, wipe, partition, mkfs,
+ * mount, restore a real Amanda chain, unmount) and reports success. A second machine, with
+ * an e1000 NIC, restores another chain while the server and the stream are killed and
+ * restarted mid-stream; both restored trees must be identical to the dumped ones.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { imagePath, REQUIRED_NIC_DRIVERS, REQUIRED_STACK_MODULES, REQUIRED_STORAGE_DRIVERS, RESCUE_TOOLS } from "../../../rescue-image/manifest.ts";
+import { loadConfig } from "../../../server/config/load.ts";
+import { createLogger } from "../../../server/log.ts";
+import { renderKernelArgs } from "../../../server/recovery/cmdline.ts";
+import type { Planner } from "../../../server/recovery/jobs.ts";
+import { renderPlan, type Step } from "../../../server/recovery/steps.ts";
+import { type RunningServer, startServer } from "../../../server/serve.ts";
+import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
+import { lifeboat } from "../../helpers/cli.ts";
+import { seedHost } from "../../helpers/server.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+import { type LabDump, labChain } from "./lab-dumps.ts";
+import { restorePlan } from "./plans.ts";
+import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
+
+const CACHE = process.env.LIFEBOAT_RESCUE_CACHE ?? "/var/cache/lifeboat/rescue-debs";
+const IMAGE = join(CACHE, "test-image");
+const MiB = 1024 * 1024;
+const DISK_BYTES = 256 * MiB;
+
+function unavailable(): string | null {
+  if (process.getuid?.() !== 0) return "needs root (chroot, loop mounts); CI runs as root";
+  for (const t of ["/usr/bin/qemu-system-x86_64", "/usr/bin/apt-get", "/usr/bin/zstd", "/usr/bin/cpio"])
+    if (!existsSync(t)) return `${t} is missing (scripts/bootstrap installs scripts/apt-packages.txt)`;
+  return amandaLabUnavailable();
+}
+const why = unavailable();
+if (why) console.warn(`rescue image tests skipped: ${why}`);
+
+/** A restored tree's manifest without the agent's own log (which the plan adds under /var/log/lifeboat). */
+function withoutAgentLog(restored: string, expected: string): string {
+  const known = new Set(expected.split("\n").map((l) => l.split("|")[0]));
+  return restored
+    .split("\n")
+    .filter((l) => {
+      const p = l.split("|")[0]!;
+      if (known.has(p)) return true;
+      return !["./var", "./var/log"].includes(p) && !p.startsWith("./var/log/lifeboat");
+    })
+    .join("\n");
+}
+
+async function startLifeboat(dataDir: string, port: number, planner: Planner): Promise<RunningServer> {
+  const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: port, tftp: false, dhcp: "off" } });
+  return startServer(config, createLogger("silent", { pretty: false }), { planner });
+}
+
+describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and restore", () => {
+  const dir = tempDir("lifeboat-rescue-image-");
+  const dataDir = join(dir, "data");
+  let built: { rebuilt: boolean; info: { kernelVersion: string; sizes: { initramfs: number } } };
+  let root: string;
+  let lab: AmandaLab;
+  let server: RunningServer;
+  let port = 0;
+  const plans = new Map<string, Step[]>();
+  const planner: Planner = async (job) => {
+    const steps = plans.get(job.id);
+    if (!steps) return { ok: false, reason: "no plan for this job in the test" };
+    return { ok: true, script: renderPlan(steps), steps: steps.length, bytesTotal: 0, detail: null };
+  };
+  const mounts: string[] = [];
+
+  beforeAll(async () => {
+    const r = await lifeboat(["image", "build", "--cache", CACHE, "--out", IMAGE, "--json"], { env: { LIFEBOAT_CONFIG: "" } });
+    if (r.exitCode !== 0) throw new Error(`lifeboat image build failed:\n${r.stderr.slice(-3000)}`);
+    built = JSON.parse(r.stdout);
+    root = join(dir, "initramfs");
+    mkdirSync(root);
+    await execa("sh", ["-c", `zstd -dc "$1" | (cd "$2" && cpio -idm --quiet)`, "sh", join(IMAGE, "initramfs"), root]);
+    lab = await amandaLab();
+    mkdirSync(dataDir);
+    server = await startLifeboat(dataDir, 0, planner);
+    port = Number(new URL(server.httpUrl).port);
+  }, 900_000);
+  afterAll(async () => {
+    await server?.stop();
+    for (const m of mounts) await execa("umount", ["-l", m], { reject: false });
+    lab?.release();
+  });
+
+  it("a second build with nothing changed does nothing", async () => {
+    const r = await lifeboat(["image", "build", "--cache", CACHE, "--out", IMAGE, "--json"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).rebuilt).toBe(false);
+    expect(r.stderr).toContain("image: up to date");
+    const info = await lifeboat(["image", "info", "--out", IMAGE, "--json"]);
+    expect(JSON.parse(info.stdout).kernelVersion).toBe(built.info.kernelVersion);
+    expect(built.info.sizes.initramfs).toBeLessThan(100 * MiB);
+  });
+
+  it("every tool runs inside the image (chroot) with its own libraries", async () => {
+    // As in the booted image: /dev and /proc are there.
+    await execa("mount", ["--bind", "/dev", join(root, "dev")]);
+    mounts.push(join(root, "dev"));
+    await execa("mount", ["-t", "proc", "proc", join(root, "proc")]);
+    mounts.push(join(root, "proc"));
+    for (const tool of RESCUE_TOOLS) {
+      const r = await execa("chroot", [root, `/${imagePath(tool.path)}`, ...tool.versionArgs], { reject: false, all: true, stdin: "ignore", env: { PATH: "/usr/sbin:/usr/bin" } });
+      const out = String(r.all);
+      expect(out, tool.name).not.toMatch(/error while loading shared libraries|not found|No such file/);
+      expect([126, 127]).not.toContain(r.exitCode);
+      expect(out.trim().length, `${tool.name} printed nothing`).toBeGreaterThan(0);
+    }
+    // /bin/sh is dash, so the real tools win over busybox applets of the same name.
+    expect((await execa("chroot", [root, "/bin/sh", "-c", "for c in tar modprobe mount; do command -v $c; done; readlink /usr/bin/sh"])).stdout).toBe(
+      "/usr/bin/tar\n/usr/sbin/modprobe\n/usr/bin/mount\ndash",
+    );
+  });
+
+  it("the required NIC, storage, dm/md and filesystem drivers are in it (modinfo against its kernel)", async () => {
+    const k = built.info.kernelVersion;
+    const builtin = readFileSync(join(root, "usr/lib/modules", k, "modules.builtin"), "utf8");
+    for (const m of [...REQUIRED_NIC_DRIVERS, ...REQUIRED_STORAGE_DRIVERS, ...REQUIRED_STACK_MODULES]) {
+      const r = await execa("modinfo", ["-b", root, "-k", k, "-F", "filename", m], { reject: false });
+      const isBuiltin = new RegExp(`/${m.replace(/_/g, "[_-]")}\\.ko`).test(builtin);
+      expect(r.exitCode === 0 || isBuiltin, `${m}: ${r.stderr}`).toBe(true);
+    }
+  });
+
+  async function bootAndRestore(o: {
+    name: string;
+    mac: string;
+    nic: string;
+    serial: string;
+    chain: LabDump[];
+    standin: StreamStandIn;
+    during?: () => Promise<void>;
+  }) {
+    await seedHost(server, o.name, o.mac);
+    const job = await server.ctx.jobs.arm({ mac: o.mac, actor: "test" });
+    const token = await server.ctx.jobs.issueBootToken(job.id);
+    o.standin.token = token;
+    plans.set(
+      job.id,
+      restorePlan({ disk: "/dev/vda", part: "/dev/vda1", size: DISK_BYTES, serial: o.serial, chain: o.chain, streamUrl: `http://10.0.2.2:${o.standin.port}` }),
+    );
+    const disk = join(dir, `${o.name}.img`);
+    writeFileSync(disk, "");
+    await execa("truncate", ["-s", String(DISK_BYTES), disk]);
+    const serialLog = join(dir, `${o.name}.serial.log`);
+    const args = renderKernelArgs({ server: `http://10.0.2.2:${port}`, job: job.id, token, mac: o.mac });
+    const vm = execa(
+      "qemu-system-x86_64",
+      [
+        "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-vga", "none", "-no-reboot",
+        "-kernel", join(IMAGE, "vmlinuz"), "-initrd", join(IMAGE, "initramfs"),
+        "-append", `console=ttyS0 quiet ${args}`,
+        "-netdev", "user,id=n0", "-device", `${o.nic},netdev=n0,mac=${o.mac}`,
+        "-drive", `file=${disk},format=raw,if=none,id=d0`, "-device", `virtio-blk-pci,drive=d0,serial=${o.serial}`,
+      ],
+      { reject: false, stdout: { file: serialLog }, stderr: { file: `${serialLog}.err` }, stdin: "ignore", timeout: 400_000 },
+    );
+    const during = o.during?.();
+    const r = await vm;
+    await during;
+    const serial = readFileSync(serialLog, "latin1");
+    const final = await server.ctx.jobs.get(job.id);
+    const events = await server.ctx.jobs.events(job.id);
+    expect(final.state, `QEMU exit ${r.exitCode}; serial log:\n${serial.slice(-4000)}`).toBe("done");
+    // The agent reported the virtual disk by its serial and exact size.
+    expect((final.hello as { disks: Array<{ name: string; serial: string; sizeBytes: number }> }).disks).toContainEqual(
+      expect.objectContaining({ name: "vda", serial: o.serial, sizeBytes: DISK_BYTES }),
+    );
+    const streams = events.filter((e) => e.type === "stream-done").map((e) => e.data as { dumpId: string; bytes: number; sha256: string });
+    expect(streams.map((s) => [s.dumpId, s.bytes, s.sha256])).toEqual(o.chain.map((d) => [d.id, d.bytes.length, sha256(d.bytes)]));
+    const mnt = join(dir, `${o.name}.mnt`);
+    mkdirSync(mnt);
+    // The plan's only partition starts at sector 2048.
+    await execa("mount", ["-o", `ro,loop,offset=${2048 * 512}`, disk, mnt]);
+    mounts.push(mnt);
+    const restored = await treeManifest(mnt);
+    const log = readFileSync(join(mnt, `var/log/lifeboat/recovery-${job.id}.log`), "utf8");
+    await execa("umount", [mnt]);
+    return { restored, log, serial, events };
+  }
+
+  it("boots in QEMU, calls back, restores a real Amanda chain onto the virtual disk and reports success", async () => {
+    const chain = await labChain(lab, "gz");
+    const standin = await streamStandIn({ dumps: chain });
+    try {
+      const { restored, log } = await bootAndRestore({ name: "vm1", mac: "52:54:00:5e:00:01", nic: "virtio-net-pci", serial: "LBDISK01", chain, standin });
+      expect(withoutAgentLog(restored, lab.manifest("gz", 3))).toBe(lab.manifest("gz", 3).trimEnd());
+      expect(log).toMatch(/step 1\/\d+: plan_begin/);
+      expect(log).toContain("check_disk: /dev/vda matches (serial 'LBDISK01'");
+    } finally {
+      await standin.stop();
+    }
+  }, 900_000);
+
+  it("with an e1000 NIC, survives the server being killed and restarted mid-stream: the tree is byte-identical", async () => {
+    const chain = await labChain(lab, "plain");
+    const big = chain[0]!;
+    // Slow enough (16 KiB per 100 ms) that the kill lands in the middle of the level-0 stream.
+    const standin = await streamStandIn({ dumps: chain, chunkDelayMs: 100 });
+    let killedAt = 0;
+    const killMidStream = async () => {
+      const until = Date.now() + 500_000;
+      while (standin.sentBytes(big.id) < 64 * 1024 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      killedAt = standin.sentBytes(big.id);
+      await standin.stop();
+      await server.stop();
+      await new Promise((r) => setTimeout(r, 5000));
+      server = await startLifeboat(dataDir, port, planner);
+      await standin.start();
+    };
+    try {
+      const { restored, events } = await bootAndRestore({
+        name: "vm2",
+        mac: "52:54:00:5e:00:02",
+        nic: "e1000",
+        serial: "LBDISK02",
+        chain,
+        standin,
+        during: killMidStream,
+      });
+      expect(killedAt).toBeGreaterThan(0);
+      expect(killedAt).toBeLessThan(big.bytes.length);
+      const resumed = standin.requests.filter((q) => q.id === big.id).map((q) => q.range);
+      expect(resumed.length).toBeGreaterThan(1);
+      expect(resumed.slice(1).every((r) => r !== "bytes=0-")).toBe(true);
+      const restoreEnd = events.find((e) => e.type === "step-end" && (e.data as { name: string }).name === "restore_dump")!.data as { output: string };
+      expect(restoreEnd.output).toMatch(/stream interrupted at byte \d+/);
+      expect(withoutAgentLog(restored, lab.manifest("plain", 3))).toBe(lab.manifest("plain", 3).trimEnd());
+    } finally {
+      await standin.stop();
+    }
+  }, 900_000);
+});
