@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -130,6 +130,34 @@ async function runPlan(dir: string, script: string, tag: string): Promise<{ exit
     if (r.exitCode !== 0) return { exitCode: r.exitCode ?? 1, log };
   }
   return { exitCode: 0, log };
+}
+
+/** Runs a whole plan with the agent's own runner (lb_run_plan: records, guards, resume). */
+async function runWithAgentRunner(dir: string, tag: string, script: string, extraPath: string): Promise<{ exitCode: number; log: string }> {
+  const run = join(dir, `run-${tag}`);
+  mkdirSync(run, { recursive: true });
+  writeFileSync(join(run, "plan.sh"), script);
+  trackMount(join(dir, `target-${tag}`));
+  const env = {
+    AGENT_LIB: agentLib,
+    AGENT_STEPS: agentSteps,
+    LB_RUN: run,
+    LB_TARGET: join(dir, `target-${tag}`),
+    LB_JOB: `test-${tag}`,
+    PATH: `${extraPath}:${join(dir, "shim")}:${process.env.PATH}`,
+  };
+  const sh = '. "$AGENT_LIB"; . "$AGENT_STEPS"; lb_event() { :; }; echo "$LB_JOB" >"$LB_RUN/armed"; lb_run_plan "$LB_RUN/plan.sh"';
+  const r = await execa("sh", ["-c", sh], { reject: false, all: true, env, stdin: "ignore" });
+  return { exitCode: r.exitCode ?? 1, log: r.all ?? "" };
+}
+
+async function blkidUuids(disk: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const n of [1, 2, 3, 4]) {
+    const r = await execa("blkid", ["-p", "-s", "UUID", "-o", "value", `${disk}p${n}`], { reject: false });
+    if (r.stdout.trim()) out[`${disk}p${n}`] = r.stdout.trim();
+  }
+  return out;
 }
 
 /** Runs one agent function (a step or its guard) in its own process, as the agent does. */
@@ -277,6 +305,35 @@ describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devi
       const part = again.disks.flatMap((d) => d.table!.partitions).find((p) => p.path === f.dev)!;
       expect(f.sizeBytes, f.dev).toBeGreaterThan(part.size * 512 * 0.9);
     }
+  });
+
+  it("the agent's own runner resumes a plan that failed half-way: finished steps are skipped by their guards", async () => {
+    const t = await makeLoop(dir, "resume", 600 * MiB);
+    const one: DiskLayout = {
+      ...layout,
+      disks: [layout.disks[0]!],
+      filesystems: layout.filesystems.filter((f) => f.dev.startsWith(`${src.gpt}p`)),
+      swap: layout.swap.filter((x) => x.dev.startsWith(`${src.gpt}p`)),
+      mounts: [],
+    };
+    const plan = buildPlan({ layout: one, targets: [await targetDisk(t)], options: { mapping: { [one.disks[0]!.name]: t } } });
+    if (!plan.ok) throw new Error(plan.reason);
+    const mkswap = (await execa("sh", ["-c", "command -v mkswap"])).stdout.trim();
+    const flag = join(dir, "fail-mkswap");
+    writeFileSync(flag, "");
+    mkdirSync(join(dir, "shim-resume"), { recursive: true });
+    writeFileSync(join(dir, "shim-resume", "mkswap"), `#!/bin/sh\n[ -e ${flag} ] && { echo "mkswap: simulated failure" >&2; exit 1; }\nexec ${mkswap} "$@"\n`, { mode: 0o755 });
+    const first = await runWithAgentRunner(dir, "resume", plan.script, join(dir, "shim-resume"));
+    expect(first.exitCode, first.log).not.toBe(0);
+    expect(first.log).toMatch(/make_swap exit 1/);
+    const uuidsAfterFirst = await blkidUuids(t);
+    rmSync(flag);
+    const second = await runWithAgentRunner(dir, "resume", plan.script, join(dir, "shim-resume"));
+    expect(second.exitCode, second.log).toBe(0);
+    const makers = plan.steps.map((x, i) => [x.fn, i + 1] as const).filter(([fn]) => ["wipe_disk", "partition", "make_fs"].includes(fn));
+    for (const [fn, n] of makers) expect(readFileSync(join(dir, "run-resume", `step-${n}.out`), "utf8"), `${fn} (step ${n})`).toMatch(/^skipped: /m);
+    expect(readFileSync(join(dir, "run-resume", `step-${plan.steps.findIndex((x) => x.fn === "make_swap") + 1}.out`), "utf8")).not.toMatch(/^skipped: /m);
+    expect(await blkidUuids(t)).toEqual({ ...uuidsAfterFirst, [`${t}p4`]: one.swap[0]!.uuid });
   });
 
   it("a target too small is refused before any step, saying by how much", async () => {
