@@ -1,0 +1,167 @@
+/**
+ * The real thing: QEMU machines (TCG) network-boot from the real `lifeboat serve` in a
+ * namespace LAN (10.231.7.0/24) and reach a test kernel + busybox initramfs that reports
+ * back to the job's agent log with the token from its command line.
+ *
+ *   BIOS (SeaBIOS + the NIC's iPXE ROM) and UEFI (OVMF's own PXE, NIC ROM off → TFTP
+ *   snponly.efi → iPXE), each in proxy mode (dnsmasq hands out addresses) and full mode;
+ *   plus an unarmed MAC (booted beside the BIOS full-mode one), which must get `exit` and no kernel.
+ *
+ * A "router" namespace sends IPv6 router advertisements (dnsmasq, RA only): without one,
+ * iPXE waits ~13 s for IPv6 autoconfiguration on every DHCP (see pxe/README.md).
+ */
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AGENT_BASE } from "../../../server/recovery/agent-api.ts";
+import { SqliteStore } from "../../../server/store/sqlite.ts";
+import { type Lan, createLan, netnsUnavailable } from "../../helpers/netns.ts";
+import { type TestKernel, bootVm, buildTestInitramfs, qemuUnavailable, reportInit, testKernel } from "../../helpers/qemu.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+import { armForTest } from "./armed.ts";
+import { serveInNs } from "./lifeboat-ns.ts";
+
+const skip = (await netnsUnavailable()) ?? qemuUnavailable();
+if (skip) console.warn(`SKIPPED QEMU network-boot tests: ${skip}`);
+
+const BOOT_TIMEOUT = 240_000;
+const work = tempDir("lbt7-qemu-");
+let lan: Lan;
+let kernel: TestKernel;
+const initramfs = join(work, "initramfs");
+
+/** dnsmasq in the "router" namespace: RA always; in proxy mode also the LAN's plain DHCP server. */
+function startRouter(name: string, dhcp: boolean) {
+  const conf = join(work, `${name}.dnsmasq.conf`);
+  writeFileSync(
+    conf,
+    [
+      "port=0", "pid-file=", "interface=eth0", "bind-interfaces", "no-ping",
+      `dhcp-leasefile=${join(work, `${name}.leases`)}`,
+      // RA with a ULA prefix and router lifetime 0: IPv6 autoconf finishes at once, no default route.
+      "enable-ra", "dhcp-range=::,constructor:eth0,ra-only,64,1h", "ra-param=eth0,mtu:1500,0,0",
+      ...(dhcp ? ["dhcp-authoritative", "dhcp-range=10.231.7.160,10.231.7.199,255.255.255.0,1h"] : []),
+      "",
+    ].join("\n"),
+  );
+  return lan.spawn("router", ["dnsmasq", "-k", `--conf-file=${conf}`]);
+}
+
+interface Machine {
+  mac: string;
+  armed: boolean;
+}
+
+/** One Lifeboat + router, the machines booted side by side (one tap each); armed ones must report, others must see `exit`. */
+async function bootOnce(name: string, o: { firmware: "bios" | "uefi"; mode: "proxy" | "full"; machines: Machine[] }) {
+  const dataDir = join(work, name);
+  mkdirSync(join(dataDir, "image"), { recursive: true });
+  copyFileSync(kernel.vmlinuz, join(dataDir, "image", "vmlinuz"));
+  copyFileSync(initramfs, join(dataDir, "image", "initramfs"));
+  const store = new SqliteStore(join(dataDir, "lifeboat.db"));
+  const jobs = new Map<string, string>();
+  for (const [i, m] of o.machines.entries()) if (m.armed) jobs.set(m.mac, (await armForTest(store, { host: `${name}-${i}`, macs: [m.mac] })).id);
+  const router = startRouter(name, o.mode === "proxy");
+  const srv = await serveInNs(
+    lan,
+    "srv",
+    dataDir,
+    {
+      listen: { interface: "eth0" },
+      http: { port: 8080 },
+      dhcp: { mode: o.mode, pool: { start: "10.231.7.100", end: "10.231.7.150", router: "", leaseSeconds: 600 } },
+    },
+    ["http", "tftp", "dhcp"],
+  );
+  const started = Date.now();
+  const vms = o.machines.map((m, i) =>
+    bootVm({ lan, tap: `tap${i}`, mac: m.mac, firmware: o.firmware, serialLog: join(work, `${name}-${i}.serial`), workDir: work }),
+  );
+  try {
+    const seconds = await Promise.all(
+      o.machines.map(async (m, i) => {
+        const vm = vms[i]!;
+        if (m.armed) await vm.waitSerial(/NETBOOT-TEST: REPORT SENT/, BOOT_TIMEOUT);
+        else await vm.waitSerial(new RegExp(`no recovery job for ${m.mac}, booting from local disk`), BOOT_TIMEOUT);
+        const t = (Date.now() - started) / 1000;
+        await vm.kill();
+        return t;
+      }),
+    );
+    const events = new Map<string, Array<{ type: string; data: unknown }>>();
+    for (const [mac, id] of jobs) events.set(mac, await store.jobs.events(id));
+    return { srv, serials: vms.map((v) => v.serial()), events, seconds };
+  } catch (err) {
+    throw new Error(`${name}: ${(err as Error).message}\n--- lifeboat log tail ---\n${srv.log().split("\n").slice(-30).join("\n")}`);
+  } finally {
+    for (const vm of vms) await vm.kill();
+    await srv.stop();
+    router.kill();
+    await Promise.race([router, new Promise((r) => setTimeout(r, 2000))]);
+    await store.close();
+  }
+}
+
+const dhcpKinds = (srv: { lines(): Array<Record<string, unknown>> }) =>
+  srv.lines().filter((l) => l.svc === "dhcp" && typeof l.kind === "string").map((l) => `${String(l.kind)} ${String(l.file ?? "")}`.trim());
+
+describe.skipIf(skip)("QEMU machines network-boot from Lifeboat", () => {
+  beforeAll(async () => {
+    kernel = await testKernel();
+    await buildTestInitramfs(kernel, initramfs, reportInit(AGENT_BASE));
+    lan = await createLan({ prefix: "lbt7-qemu", subnet: "10.231.7", members: { srv: 1, router: 2 } });
+    await lan.exec("router", ["ip", "-6", "addr", "add", "fd31:7:7::2/64", "dev", "eth0", "nodad"]);
+    await lan.addTap("tap0");
+    await lan.addTap("tap1");
+  }, 600_000);
+  afterAll(async () => {
+    await lan?.down();
+  });
+
+  const reported = (events: Array<{ type: string; data: unknown }>, mac: string) => {
+    const log = events.find((e) => e.type === "agent-log");
+    expect(log, "the test initramfs posted to the job's agent log").toBeDefined();
+    expect((log!.data as { text: string }).text).toMatch(new RegExp(`^netboot-test ok mac=${mac} cmdline-mac=${mac} kernel=${kernel.version}`));
+    expect(events.some((e) => e.type === "boot")).toBe(true);
+  };
+
+  it("BIOS (iPXE ROM), proxy mode beside dnsmasq: reaches the test kernel, which reports with its token", async () => {
+    const r = await bootOnce("bios-proxy", { firmware: "bios", mode: "proxy", machines: [{ mac: "52:54:00:07:00:11", armed: true }] });
+    reported(r.events.get("52:54:00:07:00:11")!, "52:54:00:07:00:11");
+    // iPXE takes the boot file from the proxy offer itself (siaddr + file), no 4011 round needed.
+    expect(dhcpKinds(r.srv)).toContain("proxy-offer http://10.231.7.1:8080/boot.ipxe");
+    console.log(`bios-proxy booted in ${r.seconds[0]!.toFixed(1)} s`);
+  }, BOOT_TIMEOUT + 60_000);
+
+  it("BIOS (iPXE ROM), full mode; an unarmed machine beside it gets exit and never a kernel", async () => {
+    const armed = "52:54:00:07:00:12";
+    const unarmed = "52:54:00:07:00:15";
+    const r = await bootOnce("bios-full", { firmware: "bios", mode: "full", machines: [{ mac: armed, armed: true }, { mac: unarmed, armed: false }] });
+    reported(r.events.get(armed)!, armed);
+    expect(dhcpKinds(r.srv)).toContain("ack http://10.231.7.1:8080/boot.ipxe");
+    const urls = r.srv.lines().filter((l) => typeof l.url === "string").map((l) => decodeURIComponent(String(l.url)));
+    expect(urls.filter((u) => u.startsWith(`/boot/ipxe?mac=${unarmed}`)).length).toBeGreaterThan(0);
+    // Both machines fetched scripts, only one got kernel and initramfs.
+    expect(urls.filter((u) => u === "/boot/vmlinuz")).toHaveLength(1);
+    expect(r.serials[1]).not.toContain("NETBOOT-TEST");
+    console.log(`bios-full booted in ${r.seconds[0]!.toFixed(1)} s; the unarmed machine exited after ${r.seconds[1]!.toFixed(1)} s`);
+  }, BOOT_TIMEOUT + 60_000);
+
+  it("UEFI (OVMF PXE → TFTP snponly.efi → iPXE), proxy mode with OVMF's 4011 follow-up", async () => {
+    const r = await bootOnce("uefi-proxy", { firmware: "uefi", mode: "proxy", machines: [{ mac: "52:54:00:07:00:13", armed: true }] });
+    reported(r.events.get("52:54:00:07:00:13")!, "52:54:00:07:00:13");
+    const kinds = dhcpKinds(r.srv);
+    expect(kinds).toContain("proxy-offer snponly.efi");
+    expect(kinds).toContain("proxy-ack snponly.efi");
+    expect(kinds).toContain("proxy-offer http://10.231.7.1:8080/boot.ipxe");
+    expect(r.srv.lines().some((l) => l.svc === "tftp" && l.msg === "sent" && l.file === "snponly.efi")).toBe(true);
+    console.log(`uefi-proxy booted in ${r.seconds[0]!.toFixed(1)} s`);
+  }, BOOT_TIMEOUT + 60_000);
+
+  it("UEFI (OVMF PXE → TFTP snponly.efi → iPXE), full mode", async () => {
+    const r = await bootOnce("uefi-full", { firmware: "uefi", mode: "full", machines: [{ mac: "52:54:00:07:00:14", armed: true }] });
+    reported(r.events.get("52:54:00:07:00:14")!, "52:54:00:07:00:14");
+    expect(dhcpKinds(r.srv)).toEqual(expect.arrayContaining(["ack snponly.efi", "ack http://10.231.7.1:8080/boot.ipxe"]));
+    console.log(`uefi-full booted in ${r.seconds[0]!.toFixed(1)} s`);
+  }, BOOT_TIMEOUT + 60_000);
+});
