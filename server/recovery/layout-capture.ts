@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type MdArray, type Mount, type Partition, type Swap, formatZodIssue, parseLayout } from "./layout.ts";
+import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type MdArray, type Mount, type Partition, type Swap, byMountOrder, formatZodIssue, lvMapperPath, parseLayout } from "./layout.ts";
 
 /**
  * The document capture.sh uploads: raw tool output (lsblk -J, sfdisk -J, blkid -p -o export,
@@ -285,11 +285,6 @@ export function dlesFromGnutarLists(files: string | null, mountpoints: string[])
   return out;
 }
 
-/** /dev/mapper names escape '-' inside VG/LV names as '--'. */
-function mapperName(vg: string, lv: string): string {
-  return `${vg.replace(/-/g, "--")}-${lv.replace(/-/g, "--")}`;
-}
-
 function flatten<T extends { children?: T[] }>(nodes: T[]): T[] {
   return nodes.flatMap((n) => [n, ...flatten(n.children ?? [])]);
 }
@@ -317,7 +312,7 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
     })),
   };
   const canonical = new Map<string, string>();
-  for (const lv of lvm.lvs) canonical.set(`/dev/mapper/${mapperName(lv.vg, lv.name)}`, lv.path);
+  for (const lv of lvm.lvs) canonical.set(lvMapperPath(lv.vg, lv.name), lv.path);
   const canon = (p: string) => canonical.get(p) ?? p;
 
   // Only the captured devices count (capture --devices limits them): keep PVs/VGs/LVs built on them.
@@ -453,7 +448,7 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
     const fs = filesystems.find((f) => f.dev === dev);
     if (fs) addMount(fs.dev, e.file, fs.type, fs.type === "btrfs" ? subvolOption(e.options) : "");
   }
-  mounts.sort((a, b) => a.mountpoint.split("/").filter(Boolean).length - b.mountpoint.split("/").filter(Boolean).length || a.mountpoint.localeCompare(b.mountpoint));
+  mounts.sort(byMountOrder);
 
   // Boot: the loader on the EFI system partition (uefi) or in a disk's first sector (bios).
   const loaders = (cap.bootloaders ?? "").split("\n").filter(Boolean);

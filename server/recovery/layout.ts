@@ -156,6 +156,17 @@ export function formatZodIssue(err: z.ZodError): string {
   return `${i.path.length ? i.path.join(".") : "(document)"}: ${i.message}`;
 }
 
+/** The device-mapper path of an LV: '-' inside VG/LV names is doubled (/dev/mapper/my--vg-root). */
+export function lvMapperPath(vg: string, lv: string): string {
+  return `/dev/mapper/${vg.replace(/-/g, "--")}-${lv.replace(/-/g, "--")}`;
+}
+
+/** Mount order: parents before children (by depth), then by name. */
+export function byMountOrder(a: Pick<Mount, "mountpoint">, b: Pick<Mount, "mountpoint">): number {
+  const depth = (m: string) => m.split("/").filter(Boolean).length;
+  return depth(a.mountpoint) - depth(b.mountpoint) || a.mountpoint.localeCompare(b.mountpoint);
+}
+
 /** The partition device of a disk: sda → sda1, nvme0n1/loop0/mmcblk0 → …p1. */
 export function partitionPath(diskPath: string, n: number): string {
   return /\d$/.test(diskPath) ? `${diskPath}p${n}` : `${diskPath}${n}`;

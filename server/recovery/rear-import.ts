@@ -1,5 +1,5 @@
 import type { Disk, DiskLayout, Filesystem, Luks, Lvm, MdArray, Mount, Partition, Swap } from "./layout.ts";
-import { parseLayout } from "./layout.ts";
+import { byMountOrder, lvMapperPath, parseLayout } from "./layout.ts";
 
 /**
  * Imports a ReaR `disklayout.conf` (/var/lib/rear/layout/disklayout.conf) as a layout.
@@ -35,8 +35,6 @@ const unescape = (s: string) => {
     return s;
   }
 };
-
-const mapperName = (vg: string, lv: string) => `${vg.replace(/-/g, "--")}-${lv.replace(/-/g, "--")}`;
 
 export function layoutFromRear(text: string, hostname: string, capturedAt = new Date().toISOString()): DiskLayout {
   const disks: Disk[] = [];
@@ -180,7 +178,7 @@ export function layoutFromRear(text: string, hostname: string, capturedAt = new 
   if (problems.length) throw new Error(problems[0]);
 
   // ReaR names LVs /dev/mapper/VG-LV; layouts use /dev/VG/LV.
-  const canon = new Map(lvm.lvs.map((l) => [`/dev/mapper/${mapperName(l.vg, l.name)}`, l.path]));
+  const canon = new Map(lvm.lvs.map((l) => [lvMapperPath(l.vg, l.name), l.path]));
   const c = (p: string) => canon.get(p) ?? p;
   for (const f of filesystems) {
     f.dev = c(f.dev);
@@ -190,7 +188,7 @@ export function layoutFromRear(text: string, hostname: string, capturedAt = new 
   for (const m of mounts) m.dev = c(m.dev);
   for (const x of luks) x.path = c(x.path);
   for (const d of disks) d.table?.partitions.sort((a, b) => a.number - b.number);
-  mounts.sort((a, b) => a.mountpoint.split("/").filter(Boolean).length - b.mountpoint.split("/").filter(Boolean).length || a.mountpoint.localeCompare(b.mountpoint));
+  mounts.sort(byMountOrder);
   // Sizes ReaR does not state: the device's size.
   const sizeOf = (dev: string) =>
     disks.flatMap((d) => d.table?.partitions ?? []).find((p) => p.path === dev)?.size ?? 0;

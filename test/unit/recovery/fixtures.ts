@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type TargetDisk, targetDiskSchema } from "../../../server/recovery/agent-api.ts";
+import { capturedAsTargets } from "../../../server/recovery/job-plan.ts";
 import { layoutFromCapture, parseCapture } from "../../../server/recovery/layout-capture.ts";
 import type { DiskLayout } from "../../../server/recovery/layout.ts";
 
@@ -15,21 +16,7 @@ export function fixtureLayout(name: FixtureName): DiskLayout {
 
 /** The captured disks as the agent would report them on the same machine (identity kept). */
 export function sameMachine(l: DiskLayout, over: Partial<TargetDisk> = {}): TargetDisk[] {
-  return l.disks.map((d) =>
-    targetDiskSchema.parse({
-      name: d.name,
-      path: d.path,
-      sizeBytes: d.sizeBytes,
-      serial: d.serial,
-      wwn: d.wwn,
-      model: d.model,
-      bus: d.transport,
-      byId: d.byId,
-      logicalSectorSize: d.logicalSectorSize,
-      signatures: ["gpt", "ext4"],
-      ...over,
-    }),
-  );
+  return capturedAsTargets(l).map((t) => ({ ...t, signatures: ["gpt", "ext4"], ...over }));
 }
 
 /** A new disk with no identity in common with the captured ones. */
