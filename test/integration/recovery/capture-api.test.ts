@@ -166,6 +166,11 @@ describe("capture upload, layout versions and the hosts CLI", () => {
     expect(l.disks.map((d) => d.path)).toEqual([dev]);
     expect(l.dles).toEqual({ "/srv/www": "/srv/www", root: "/" });
     expect(l.filesystems[0]!.label).toBe("cron'd");
+    // The same script run locally by the CLI, restricted to the loop device.
+    const local = await lifeboat(["capture", "run", "--devices", dev]);
+    expect(local.exitCode, local.stderr).toBe(0);
+    expect(local.stdout).toContain(`fs ext4 on ${dev}p1`);
+    expect(local.stdout).toContain('label "cron\'d"');
     // The token never appears on curl's command line (it goes through a here-document).
     expect(readFileSync(captureSh, "utf8")).toMatch(/-K \/dev\/fd\/3/);
     const wrong = await execa("sh", ["-s", "--", "--server", server.httpUrl, "--host", "web1", "--token", "nope", "--devices", dev], { input: script, reject: false });
