@@ -60,6 +60,18 @@ describe("dump streams", () => {
     expect(createHash("sha256").update(r.data).digest("hex")).toBe(createHash("sha256").update(native).digest("hex"));
   });
 
+  it("decompresses with the custom compressor the header names (run with -d, as Amanda does)", async () => {
+    const { get } = setup();
+    const gz = get("Docs $HOME", 0);
+    const custom: CatalogDump = { ...gz, compression: "custom", compressProgram: "/bin/gzip" };
+    const r = await collect(openDumpStream(custom, { decompress: true }).stream);
+    expect(r.error).toBeNull();
+    expect(r.data.equals(native)).toBe(true);
+    const broken = await collect(openDumpStream({ ...custom, compressProgram: "/bin/false" }, { decompress: true }).stream);
+    expect(broken.error?.message).toMatch(/\/bin\/false/);
+    expect(() => openDumpStream({ ...custom, compressProgram: null }, { decompress: true })).toThrow(/custom compression without a program in the header; use the raw stream/);
+  });
+
   it("serves byte ranges across part boundaries", async () => {
     const { get } = setup();
     const d = get("/split", 0);
