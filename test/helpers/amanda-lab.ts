@@ -55,7 +55,7 @@ export interface AmandaLab {
   runs: AmandaLabRun[];
   /** Tree fingerprint (scripts/amanda-lab/manifest.sh) of a DLE right after a run. */
   manifest(tag: AmandaLabDle["tag"], run: number): string;
-  /** Runs an Amanda command as the dump user, stdin from /dev/null (amfetchdump reads it). */
+  /** Runs an Amanda command as the dump user, one at a time across processes, stdin from /dev/null (amfetchdump reads it). */
   amanda(argv: string[], opts?: { encoding?: "buffer" }): Promise<Result>;
   /** Unregisters this process; the last user removes the /etc/amanda link (the cache stays). */
   release(): Promise<void>;
@@ -173,8 +173,13 @@ export async function amandaLab(): Promise<AmandaLab> {
     ],
     runs,
     manifest: (tag, run) => readFileSync(join(root, "manifests", `run${run}.${tag}.txt`), "utf8"),
+    // flock: the lab's vtape changer is one drive; test files in other processes share it.
     amanda: (argv, opts = {}) =>
-      execa("runuser", ["-u", "backup", "--", ...argv], { stdin: "ignore", reject: false, ...(opts.encoding ? { encoding: "buffer" as const } : {}) }),
+      execa("flock", [join(root, "amanda.lock"), "runuser", "-u", "backup", "--", ...argv], {
+        stdin: "ignore",
+        reject: false,
+        ...(opts.encoding ? { encoding: "buffer" as const } : {}),
+      }),
     release,
   };
 }
