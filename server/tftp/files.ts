@@ -8,7 +8,7 @@ import { join, sep } from "node:path";
 import { ErrorCode } from "./packets.ts";
 
 export type Source =
-  | { ok: true; size: number; read: (offset: number, length: number) => Buffer; close: () => void }
+  | { ok: true; size: number; readInto: (into: Buffer, at: number, offset: number, length: number) => number; close: () => void }
   | { ok: false; code: number; message: string };
 
 /** Produces a generated file for a name (e.g. a per-MAC iPXE script), or undefined to fall through. */
@@ -23,7 +23,7 @@ export function normaliseName(raw: string): string | undefined {
 }
 
 function bufferSource(data: Buffer): Source {
-  return { ok: true, size: data.length, read: (o, l) => data.subarray(o, o + l), close: () => {} };
+  return { ok: true, size: data.length, readInto: (into, at, o, l) => data.copy(into, at, o, o + l), close: () => {} };
 }
 
 const denied = (what: string): Source => ({ ok: false, code: ErrorCode.ACCESS_VIOLATION, message: `Access violation: ${what}` });
@@ -57,11 +57,7 @@ export function openSource(root: string, raw: string, client: { address: string 
   return {
     ok: true,
     size: st.size,
-    read: (offset, length) => {
-      const b = Buffer.allocUnsafe(length);
-      const n = readSync(fd, b, 0, length, offset);
-      return n === length ? b : b.subarray(0, n);
-    },
+    readInto: (into, at, offset, length) => readSync(fd, into, at, length, offset),
     close: () => closeSync(fd),
   };
 }

@@ -109,7 +109,7 @@ export class TftpServer {
       return this.refuse(rinfo, src.code, src.message, src.code === ErrorCode.FILE_NOT_FOUND ? "not-found" : "denied");
     }
     const n = negotiate(p.options, src.size, this.limits);
-    const t = new ReadTransfer(src.size, n, (_i, off, len) => src.read(off, len), this.limits.retries);
+    const t = new ReadTransfer(src.size, n, src.readInto, this.limits.retries);
     this.run(t, rinfo, log, src.close, src.size);
   }
 
@@ -135,9 +135,10 @@ export class TftpServer {
     };
     this.active.add(handle);
     const apply = (actions: Action[]) => {
+      let bytes = 0;
       for (const a of actions) {
         if (a.type === "send") {
-          if (a.payload) this.metrics.bytes.inc(a.payload);
+          bytes += a.payload;
           sock.send(a.packet, client.port, client.address);
         } else if (a.type === "timer") {
           clearTimeout(timer);
@@ -153,6 +154,7 @@ export class TftpServer {
           setImmediate(handle.close);
         }
       }
+      if (bytes) this.metrics.bytes.inc(bytes);
     };
     sock.on("error", (err) => {
       log.warn({ err }, "transfer socket error");

@@ -7,7 +7,7 @@
  * the timer does. With windowsize (RFC 7440) an ACK for a block inside the window means the
  * client lost what followed: the next window starts right after it.
  */
-import { ErrorCode, dataPacket, decodeTftp, errorPacket, oackPacket } from "./packets.ts";
+import { ErrorCode, Op, decodeTftp, errorPacket, oackPacket } from "./packets.ts";
 
 export const MAX_BLKSIZE = 65464;
 const MAX_WINDOW = 64;
@@ -77,8 +77,8 @@ export class ReadTransfer {
   constructor(
     private readonly size: number,
     private readonly n: Negotiated,
-    /** Returns the payload of block `i` (1-based): `blksize` bytes, fewer for the last one. */
-    private readonly readBlock: (i: number, offset: number, length: number) => Buffer,
+    /** Copies `length` bytes of the file at `offset` into `into` at `at` (straight into the DATA packet: no extra copy); returns the count. */
+    private readonly readInto: (into: Buffer, at: number, offset: number, length: number) => number,
     private readonly retries: number,
   ) {
     this.lastBlock = Math.floor(size / n.blksize) + 1;
@@ -104,8 +104,11 @@ export class ReadTransfer {
     for (let i = first; i <= last; i++) {
       const offset = (i - 1) * this.n.blksize;
       const len = Math.max(0, Math.min(this.n.blksize, this.size - offset));
-      const data = len > 0 ? this.readBlock(i, offset, len) : Buffer.alloc(0);
-      out.push({ type: "send", packet: dataPacket(i, data), payload: data.length });
+      const packet = Buffer.allocUnsafe(4 + len);
+      packet.writeUInt16BE(Op.DATA, 0);
+      packet.writeUInt16BE(i & 0xffff, 2);
+      const got = len > 0 ? this.readInto(packet, 4, offset, len) : 0;
+      out.push({ type: "send", packet: got === len ? packet : packet.subarray(0, 4 + got), payload: got });
     }
     this.sentUpTo = last;
     out.push({ type: "timer", ms: this.n.timeoutMs });

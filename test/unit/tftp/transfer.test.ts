@@ -7,7 +7,7 @@ const data = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i *
 function transfer(size: number, options: Record<string, string> = {}) {
   const file = data(size);
   const n = negotiate(options, size, DEFAULT_LIMITS);
-  return { file, n, t: new ReadTransfer(size, n, (_i, off, len) => file.subarray(off, off + len), 3) };
+  return { file, n, t: new ReadTransfer(size, n, (into, at, off, len) => file.copy(into, at, off, off + len), 3) };
 }
 
 /** DATA packets in a batch of actions as [block, payload]. */
