@@ -79,6 +79,8 @@ export const RESCUE_TOOLS: readonly RescueTool[] = [
     aliases: ["pvcreate", "pvs", "vgcreate", "vgs", "vgchange", "lvcreate", "lvs", "vgscan", "pvscan"],
   },
   { name: "mdadm", path: "sbin/mdadm", versionArgs: ["--version"] },
+  // udev's device-mapper rules call it; without it LVM waits forever for udev.
+  { name: "dmsetup", path: "sbin/dmsetup", versionArgs: ["--version"] },
   { name: "cryptsetup", path: "sbin/cryptsetup", versionArgs: ["--version"] },
   { name: "tar", path: "bin/tar", versionArgs: ["--version"] },
   { name: "restore", path: "sbin/restore", versionArgs: ["-h"] },

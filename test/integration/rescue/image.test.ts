@@ -9,7 +9,7 @@
  * an e1000 NIC, restores another chain while the server and the stream are killed and
  * restarted mid-stream; both restored trees must be identical to the dumped ones.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -25,7 +25,7 @@ import { lifeboat } from "../../helpers/cli.ts";
 import { seedHost } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { type LabDump, labChain } from "./lab-dumps.ts";
-import { restorePlan } from "./plans.ts";
+import { mdLvmPlan, restorePlan } from "./plans.ts";
 import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
 
 const CACHE = process.env.LIFEBOAT_RESCUE_CACHE ?? "/var/cache/lifeboat/rescue-debs";
@@ -133,26 +133,19 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     }
   });
 
-  async function bootAndRestore(o: {
-    name: string;
-    mac: string;
-    nic: string;
-    serial: string;
-    chain: LabDump[];
-    standin: StreamStandIn;
-    during?: () => Promise<void>;
-  }) {
+  /** Boots the image with the given disks (serial numbers), serves `plan`, waits for QEMU to exit (reboot). */
+  async function bootVm(o: { name: string; mac: string; nic: string; serials: string[]; standin: StreamStandIn; plan: (streamUrl: string) => Step[]; during?: () => Promise<void> }) {
     await seedHost(server, o.name, o.mac);
     const job = await server.ctx.jobs.arm({ mac: o.mac, actor: "test" });
     const token = await server.ctx.jobs.issueBootToken(job.id);
     o.standin.token = token;
-    plans.set(
-      job.id,
-      restorePlan({ disk: "/dev/vda", part: "/dev/vda1", size: DISK_BYTES, serial: o.serial, chain: o.chain, streamUrl: `http://10.0.2.2:${o.standin.port}` }),
-    );
-    const disk = join(dir, `${o.name}.img`);
-    writeFileSync(disk, "");
-    await execa("truncate", ["-s", String(DISK_BYTES), disk]);
+    plans.set(job.id, o.plan(`http://10.0.2.2:${o.standin.port}`));
+    const disks = o.serials.map((s) => join(dir, `${o.name}-${s}.img`));
+    const drives: string[] = [];
+    for (const [i, disk] of disks.entries()) {
+      await execa("truncate", ["-s", String(DISK_BYTES), disk]);
+      drives.push("-drive", `file=${disk},format=raw,if=none,id=d${i}`, "-device", `virtio-blk-pci,drive=d${i},serial=${o.serials[i]}`);
+    }
     const serialLog = join(dir, `${o.name}.serial.log`);
     const args = renderKernelArgs({ server: `http://10.0.2.2:${port}`, job: job.id, token, mac: o.mac });
     const vm = execa(
@@ -162,7 +155,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
         "-kernel", join(IMAGE, "vmlinuz"), "-initrd", join(IMAGE, "initramfs"),
         "-append", `console=ttyS0 quiet ${args}`,
         "-netdev", "user,id=n0", "-device", `${o.nic},netdev=n0,mac=${o.mac}`,
-        "-drive", `file=${disk},format=raw,if=none,id=d0`, "-device", `virtio-blk-pci,drive=d0,serial=${o.serial}`,
+        ...drives,
       ],
       { reject: false, stdout: { file: serialLog }, stderr: { file: `${serialLog}.err` }, stdin: "ignore", timeout: 400_000 },
     );
@@ -173,29 +166,47 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     const final = await server.ctx.jobs.get(job.id);
     const events = await server.ctx.jobs.events(job.id);
     expect(final.state, `QEMU exit ${r.exitCode}; serial log:\n${serial.slice(-4000)}`).toBe("done");
-    // The agent reported the virtual disk by its serial and exact size.
-    expect((final.hello as { disks: Array<{ name: string; serial: string; sizeBytes: number }> }).disks).toContainEqual(
-      expect.objectContaining({ name: "vda", serial: o.serial, sizeBytes: DISK_BYTES }),
-    );
+    // The agent reported the virtual disks by their serials and exact sizes.
+    for (const s of o.serials)
+      expect((final.hello as { disks: Array<{ serial: string; sizeBytes: number }> }).disks).toContainEqual(
+        expect.objectContaining({ serial: s, sizeBytes: DISK_BYTES }),
+      );
+    const ends = events.filter((e) => e.type === "step-end").map((e) => e.data as { name: string; exitStatus: number; output: string });
+    return { job, serial, events, ends, disks };
+  }
+
+  function expectStreams(events: Array<{ type: string; data: unknown }>, chain: LabDump[]) {
     const streams = events.filter((e) => e.type === "stream-done").map((e) => e.data as { dumpId: string; bytes: number; sha256: string });
-    expect(streams.map((s) => [s.dumpId, s.bytes, s.sha256])).toEqual(o.chain.map((d) => [d.id, d.bytes.length, sha256(d.bytes)]));
-    const mnt = join(dir, `${o.name}.mnt`);
+    expect(streams.map((s) => [s.dumpId, s.bytes, s.sha256])).toEqual(chain.map((d) => [d.id, d.bytes.length, sha256(d.bytes)]));
+  }
+
+  /** The manifest of the tree on the disk image's first partition (from sector 2048), and the agent's log there. */
+  async function restoredTree(disk: string, jobId: string) {
+    const mnt = `${disk}.mnt`;
     mkdirSync(mnt);
-    // The plan's only partition starts at sector 2048.
     await execa("mount", ["-o", `ro,loop,offset=${2048 * 512}`, disk, mnt]);
     mounts.push(mnt);
-    const restored = await treeManifest(mnt);
-    const log = readFileSync(join(mnt, `var/log/lifeboat/recovery-${job.id}.log`), "utf8");
+    const tree = await treeManifest(mnt);
+    const log = readFileSync(join(mnt, `var/log/lifeboat/recovery-${jobId}.log`), "utf8");
     await execa("umount", [mnt]);
-    return { restored, log, serial, events };
+    return { tree, log };
   }
 
   it("boots in QEMU, calls back, restores a real Amanda chain onto the virtual disk and reports success", async () => {
     const chain = await labChain(lab, "gz");
     const standin = await streamStandIn({ dumps: chain });
     try {
-      const { restored, log } = await bootAndRestore({ name: "vm1", mac: "52:54:00:5e:00:01", nic: "virtio-net-pci", serial: "LBDISK01", chain, standin });
-      expect(withoutAgentLog(restored, lab.manifest("gz", 3))).toBe(lab.manifest("gz", 3).trimEnd());
+      const vm = await bootVm({
+        name: "vm1",
+        mac: "52:54:00:5e:00:01",
+        nic: "virtio-net-pci",
+        serials: ["LBDISK01"],
+        standin,
+        plan: (streamUrl) => restorePlan({ disk: "/dev/vda", part: "/dev/vda1", size: DISK_BYTES, serial: "LBDISK01", chain, streamUrl }),
+      });
+      expectStreams(vm.events, chain);
+      const { tree, log } = await restoredTree(vm.disks[0]!, vm.job.id);
+      expect(withoutAgentLog(tree, lab.manifest("gz", 3))).toBe(lab.manifest("gz", 3).trimEnd());
       expect(log).toMatch(/step 1\/\d+: plan_begin/);
       expect(log).toContain("check_disk: /dev/vda matches (serial 'LBDISK01'");
     } finally {
@@ -220,23 +231,55 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
       await standin.start();
     };
     try {
-      const { restored, events } = await bootAndRestore({
+      const vm = await bootVm({
         name: "vm2",
         mac: "52:54:00:5e:00:02",
         nic: "e1000",
-        serial: "LBDISK02",
-        chain,
+        serials: ["LBDISK02"],
         standin,
+        plan: (streamUrl) => restorePlan({ disk: "/dev/vda", part: "/dev/vda1", size: DISK_BYTES, serial: "LBDISK02", chain, streamUrl }),
         during: killMidStream,
       });
+      expectStreams(vm.events, chain);
       expect(killedAt).toBeGreaterThan(0);
       expect(killedAt).toBeLessThan(big.bytes.length);
       const resumed = standin.requests.filter((q) => q.id === big.id).map((q) => q.range);
       expect(resumed.length).toBeGreaterThan(1);
       expect(resumed.slice(1).every((r) => r !== "bytes=0-")).toBe(true);
-      const restoreEnd = events.find((e) => e.type === "step-end" && (e.data as { name: string }).name === "restore_dump")!.data as { output: string };
-      expect(restoreEnd.output).toMatch(/stream interrupted at byte \d+/);
-      expect(withoutAgentLog(restored, lab.manifest("plain", 3))).toBe(lab.manifest("plain", 3).trimEnd());
+      expect(vm.ends.find((e) => e.name === "restore_dump")!.output).toMatch(/stream interrupted at byte \d+/);
+      const { tree } = await restoredTree(vm.disks[0]!, vm.job.id);
+      expect(withoutAgentLog(tree, lab.manifest("plain", 3))).toBe(lab.manifest("plain", 3).trimEnd());
+    } finally {
+      await standin.stop();
+    }
+  }, 900_000);
+
+  it("in the booted image, MD RAID1 + LVM steps build the stack on two disks matched by serial, and the chain restores onto it", async () => {
+    const chain = await labChain(lab, "gz");
+    const standin = await streamStandIn({ dumps: chain });
+    try {
+      const vm = await bootVm({
+        name: "vm3",
+        mac: "52:54:00:5e:00:03",
+        nic: "virtio-net-pci",
+        serials: ["LBMD0001", "LBMD0002"],
+        standin,
+        plan: (streamUrl) =>
+          mdLvmPlan({
+            disks: [
+              { dev: "/dev/vda", part: "/dev/vda1", serial: "LBMD0001" },
+              { dev: "/dev/vdb", part: "/dev/vdb1", serial: "LBMD0002" },
+            ],
+            size: DISK_BYTES,
+            chain,
+            streamUrl,
+          }),
+      });
+      expect(vm.ends.every((e) => e.exitStatus === 0)).toBe(true);
+      expect(vm.ends.find((e) => e.name === "create_md")!.output).toMatch(/array \/dev\/md0 started/);
+      expect(vm.ends.find((e) => e.name === "create_lv")!.output).toMatch(/Logical volume "root" created/);
+      expect(vm.ends.find((e) => e.name === "mount_fs")!.output).toContain("mounted /dev/vg0/root on /mnt/target/");
+      expectStreams(vm.events, chain);
     } finally {
       await standin.stop();
     }

@@ -1,37 +1,68 @@
 import { type Step, CONTRACT_VERSION, step } from "../../../server/recovery/steps.ts";
 import type { LabDump } from "./lab-dumps.ts";
 
+export const LINUX_FS = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+export const LINUX_RAID = "A19D880F-05FC-4D3B-A006-743F0F84911E";
+
+/** An sfdisk script (dump format) for a GPT disk of SIZE bytes with one partition from sector 2048. */
+export function gptOnePartition(part: string, size: number, type: string, labelId: string): string {
+  return [
+    "label: gpt",
+    `label-id: ${labelId}`,
+    "unit: sectors",
+    "first-lba: 2048",
+    "sector-size: 512",
+    "",
+    `${part} : start=2048, size=${size / 512 - 2048 - 2048}, type=${type}, uuid=${labelId.replace(/^./, "6")}`,
+  ].join("\n");
+}
+
 /** The plan the tests serve: partition one disk, ext4, mount, restore the chain, done. */
 export function restorePlan(o: { disk: string; part: string; size: number; serial?: string; chain: LabDump[]; streamUrl: string; mkfsOptions?: string[] }): Step[] {
   const core: Step[] = [
     step("check_disk", { dev: o.disk, serial: o.serial ?? "", wwn: "", size_bytes: o.size }),
     step("wipe_disk", { dev: o.disk, label_id: "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B" }),
-    step("partition", {
-      dev: o.disk,
-      sfdisk_script: [
-        "label: gpt",
-        "label-id: 5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B",
-        "unit: sectors",
-        "first-lba: 2048",
-        "sector-size: 512",
-        "",
-        `${o.part} : start=2048, size=${o.size / 512 - 2048 - 2048}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=6B1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B`,
-      ].join("\n"),
-    }),
+    step("partition", { dev: o.disk, sfdisk_script: gptOnePartition(o.part, o.size, LINUX_FS, "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B") }),
     step("make_fs", { fstype: "ext4", dev: o.part, uuid: "7c1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", label: "restored" }, o.mkfsOptions ?? []),
     step("mount_fs", { dev: o.part, mountpoint: "/", fstype: "ext4", options: "" }),
-    ...o.chain.map((d) =>
-      step("restore_dump", {
-        mountpoint: "/",
-        program: "gtar",
-        level: d.level,
-        compression: d.compression,
-        size_bytes: d.bytes.length,
-        url: `${o.streamUrl}/api/v1/dumps/${d.id}/stream`,
-      }),
-    ),
+    ...restoreSteps(o.chain, o.streamUrl),
     step("unmount_all", {}),
     step("plan_done", {}),
   ];
   return [step("plan_begin", { contract: CONTRACT_VERSION, host: "web1", steps: core.length + 1 }), ...core];
+}
+
+/** One restore_dump call per dump of the chain, level 0 first. */
+export function restoreSteps(chain: LabDump[], streamUrl: string, mountpoint = "/"): Step[] {
+  return chain.map((d) =>
+    step("restore_dump", {
+      mountpoint,
+      program: "gtar",
+      level: d.level,
+      compression: d.compression,
+      size_bytes: d.bytes.length,
+      url: `${streamUrl}/api/v1/dumps/${d.id}/stream`,
+    }),
+  );
+}
+
+/** Two disks → RAID1 (MD) → LVM PV/VG/LV → ext4 → restore: the storage stack the host kernel lacks. */
+export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial: string }>; size: number; chain: LabDump[]; streamUrl: string }): Step[] {
+  const core: Step[] = [
+    ...o.disks.map((d) => step("check_disk", { dev: d.dev, serial: d.serial, wwn: "", size_bytes: o.size })),
+    ...o.disks.flatMap((d, i) => {
+      const labelId = `5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4${i}`;
+      return [step("wipe_disk", { dev: d.dev, label_id: labelId }), step("partition", { dev: d.dev, sfdisk_script: gptOnePartition(d.part, o.size, LINUX_RAID, labelId) })];
+    }),
+    step("create_md", { dev: "/dev/md0", name: "lab:0", level: "raid1", metadata: "1.2", uuid: "0a1b2c3d:4e5f6071:8293a4b5:c6d7e8f9" }, o.disks.map((d) => d.part)),
+    step("create_pv", { dev: "/dev/md0", uuid: "Lb0pv1-AbCd-EfGh-IjKl-MnOp-QrSt-UvWxYz" }),
+    step("create_vg", { vg: "vg0", extent_bytes: 4 * 1024 * 1024 }, ["/dev/md0"]),
+    step("create_lv", { vg: "vg0", lv: "root", size_bytes: 64 * 1024 * 1024 }),
+    step("make_fs", { fstype: "ext4", dev: "/dev/vg0/root", uuid: "8d1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", label: "root" }),
+    step("mount_fs", { dev: "/dev/vg0/root", mountpoint: "/", fstype: "ext4", options: "" }),
+    ...restoreSteps(o.chain, o.streamUrl),
+    step("unmount_all", {}),
+    step("plan_done", {}),
+  ];
+  return [step("plan_begin", { contract: CONTRACT_VERSION, host: "md-lvm", steps: core.length + 1 }), ...core];
 }
