@@ -199,6 +199,27 @@ export function registerJobs(program: Command): Command {
   withServer(
     withGlobals(
       jobs
+        .command("key <job> <luks-uuid>")
+        .description("supply the passphrase of a captured LUKS container for this job (read from --file, else stdin)")
+        .option("--file <file>", "file holding the passphrase (its first line)"),
+    ),
+  ).action(async (id: string, uuid: string, o: { file?: string }, c: Command) => {
+    const ctx = cliContext(c);
+    let text: string;
+    try {
+      text = readFileSync(o.file ?? 0, "utf8");
+    } catch (err) {
+      throw new UserError(`${o.file ?? "stdin"}: cannot read the passphrase (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 2);
+    }
+    const passphrase = text.split("\n")[0] ?? "";
+    if (!passphrase) throw new UserError(`${o.file ?? "stdin"}: the passphrase is empty`, 2);
+    await ctx.api.request("PUT", `/api/v1/jobs/${encodeURIComponent(id)}/keys/${encodeURIComponent(uuid)}`, { passphrase });
+    process.stdout.write(`key for LUKS ${uuid} stored with ${id} (dropped when the job ends)\n`);
+  });
+
+  withServer(
+    withGlobals(
+      jobs
         .command("watch <job>")
         .description("follow a job live: a progress bar for the plan and one per stream; exits when it ends (0 done, 1 otherwise)"),
       { json: true },

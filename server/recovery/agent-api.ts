@@ -20,6 +20,8 @@ export const agentPaths = {
   heartbeat: (job: string) => `${AGENT_BASE}/${job}/heartbeat`,
   /** POST text/plain: the whole agent log, at the end (success or failure). */
   log: (job: string) => `${AGENT_BASE}/${job}/log`,
+  /** GET text/plain: the LUKS passphrase the admin supplied for container UUID (create_luks); 404 when none. */
+  key: (job: string, uuid: string) => `${AGENT_BASE}/${job}/keys/${uuid}`,
 } as const;
 
 /** A disk as the agent sees it (from lsblk -J -b -O and /dev/disk/by-id). */

@@ -85,6 +85,7 @@ export function createPlanner(store: Store): Planner {
         migration: profile.options.migration,
         bootloader: profile.options.bootloader,
         firmware: hello?.hardware.firmware,
+        luksKeys: await store.jobs.keyIds(job.id),
       },
     });
     if (!r.ok) return { ok: false, reason: r.reason };

@@ -5,7 +5,7 @@ import { hashToken, newToken } from "../http/auth.ts";
 import type { Logger } from "../log.ts";
 import type { JobEvent, JobKind, JobRecord, ProfileRecord, Store } from "../store/types.ts";
 import type { AgentEvent, Hello } from "./agent-api.ts";
-import { type JobInput, transition } from "./job-state.ts";
+import { type JobInput, isActive, transition } from "./job-state.ts";
 
 /** What the planner returns for a job: the rendered plan, or why there is none yet. */
 export type PlanResult =
@@ -136,6 +136,8 @@ export class JobService {
       ? await this.store.jobs.addEvent(job.id, r.t.event.type, r.t.event.data)
       : transient && { id: 0, job: job.id, at: new Date().toISOString(), ...transient };
     if (next.state !== job.state) this.opts.log.info({ job: job.id, mac: job.mac, from: job.state, to: next.state }, `job ${next.state}`);
+    // A finished job keeps no secrets.
+    if (!isActive(next.state)) await this.store.jobs.dropKeys(job.id);
     this.changes.emit("job", next, ev);
     return next;
   }
@@ -144,6 +146,17 @@ export class JobService {
     const job = await this.apply(await this.get(id), { kind: "cancel", by: actor });
     await this.store.audit.append({ actor, action: "job.cancel", target: `job:${id}`, detail: null });
     return job;
+  }
+
+  /** A LUKS passphrase for container UUID, used by create_luks; kept only while the job is active. */
+  async setKey(id: string, uuid: string, secret: string, actor: string): Promise<void> {
+    const job = await this.get(id);
+    if (!isActive(job.state)) throw new UserError(`job ${id} is ${job.state}: keys go to active jobs only`, 2);
+    if (!secret) throw new UserError("empty passphrase", 2);
+    await this.store.jobs.setKey(id, uuid, secret);
+    const ev = await this.store.jobs.addEvent(id, "key", { uuid, by: actor });
+    await this.store.audit.append({ actor, action: "job.key", target: `job:${id}`, detail: { uuid } });
+    this.changes.emit("job", job, ev);
   }
 
   /** The admin's explicit disk mapping (captured disk → target disk), for new hardware or ambiguity. */

@@ -132,4 +132,15 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    id: "0401-job-keys",
+    sql: `
+      CREATE TABLE job_keys (
+        job TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        uuid TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        PRIMARY KEY (job, uuid)
+      );
+    `,
+  },
 ];

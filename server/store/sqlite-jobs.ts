@@ -170,6 +170,14 @@ export function sqliteJobs(db: Database.Database): JobRepo {
       const info = db.prepare("INSERT INTO job_events (job, at, type, data) VALUES (?, ?, ?, ?)").run(job, at, type, JSON.stringify(data ?? null));
       return { id: Number(info.lastInsertRowid), job, at, type, data } satisfies JobEvent;
     },
+    setKey: async (job, uuid, secret) => {
+      db.prepare("INSERT INTO job_keys (job, uuid, secret) VALUES (?, ?, ?) ON CONFLICT(job, uuid) DO UPDATE SET secret = excluded.secret").run(job, uuid, secret);
+    },
+    getKey: async (job, uuid) => (db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined)?.secret as string | undefined,
+    keyIds: async (job) => (db.prepare("SELECT uuid FROM job_keys WHERE job = ? ORDER BY uuid").all(job) as Row[]).map((r) => r.uuid as string),
+    dropKeys: async (job) => {
+      db.prepare("DELETE FROM job_keys WHERE job = ?").run(job);
+    },
     events: async (job, opts = {}) =>
       (db.prepare("SELECT * FROM job_events WHERE job = ? AND id > ? ORDER BY id").all(job, opts.afterId ?? 0) as Row[]).map((r) => ({
         id: r.id as number,

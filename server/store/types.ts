@@ -163,6 +163,11 @@ export interface JobRepo {
   update(id: string, patch: Partial<Omit<JobRecord, "id" | "createdAt">>): Promise<JobRecord>;
   addEvent(job: string, type: string, data: unknown): Promise<JobEvent>;
   events(job: string, opts?: { afterId?: number }): Promise<JobEvent[]>;
+  /** LUKS passphrases the admin supplied for this job, by container UUID; dropped when the job ends. */
+  setKey(job: string, uuid: string, secret: string): Promise<void>;
+  getKey(job: string, uuid: string): Promise<string | undefined>;
+  keyIds(job: string): Promise<string[]>;
+  dropKeys(job: string): Promise<void>;
 }
 
 /** A full-mode DHCP lease (server/dhcp/pool.ts). Offered ones expire within a minute. */

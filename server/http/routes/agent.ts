@@ -6,7 +6,7 @@ import type { JobRecord } from "../../store/types.ts";
 import { bearer, hashToken, tokensEqual } from "../auth.ts";
 import { errorSchema, jsonSchema } from "../schema.ts";
 
-type JobRequest = FastifyRequest<{ Params: { job: string } }>;
+type JobRequest = FastifyRequest<{ Params: { job: string; uuid?: string } }>;
 
 const params = { type: "object", required: ["job"], properties: { job: { type: "string" } } } as const;
 const okReply = { type: "object", properties: { state: { type: "string" } } } as const;
@@ -74,6 +74,18 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
       `${AGENT_BASE}/:job/heartbeat`,
       { schema: { summary: "Agent: still alive", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
       forJob(async (job) => ({ state: (await ctx.jobs.heartbeat(job.id)).state })),
+    );
+
+    app.get(
+      `${AGENT_BASE}/:job/keys/:uuid`,
+      { schema: { summary: "Agent: the LUKS passphrase the admin supplied for a container", tags: ["agent"], security, params: { type: "object", required: ["job", "uuid"], properties: { job: { type: "string" }, uuid: { type: "string" } } }, response: { 200: { type: "string" }, 401: errorSchema, 404: errorSchema } } },
+      forJob(async (job, req, reply) => {
+        const uuid = req.params.uuid ?? "";
+        const secret = await ctx.store.jobs.getKey(job.id, uuid);
+        if (secret === undefined) return reply.code(404).send({ error: "not-found", message: `no key for LUKS ${uuid} in job ${job.id}` });
+        req.log.info({ uuid }, "LUKS key fetched");
+        return reply.type("text/plain").send(secret);
+      }),
     );
 
     app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: 16 * 1024 * 1024 }, (_req, body, done) => done(null, body));

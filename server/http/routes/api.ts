@@ -158,6 +158,23 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       { schema: { summary: "Approve an explicit disk mapping (captured disk → target disk)", tags: ["jobs"], security, params: idParams, body: jsonSchema(mapBodySchema), response: { 200: jobViewSchema, ...errors } } },
       async (req: FastifyRequest<{ Params: { id: string } }>) => jobView(await ctx.jobs.map(req.params.id, mapBodySchema.parse(req.body).mapping, actor(req))),
     );
+    app.put(
+      "/api/v1/jobs/:id/keys/:uuid",
+      {
+        schema: {
+          summary: "Supply the LUKS passphrase for a captured container (needed before a plan with LUKS)",
+          tags: ["jobs"],
+          security,
+          params: { type: "object", required: ["id", "uuid"], properties: { id: { type: "string" }, uuid: { type: "string" } } },
+          body: { type: "object", required: ["passphrase"], properties: { passphrase: { type: "string", minLength: 1 } } },
+          response: { 200: anyObject, ...errors },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { id: string; uuid: string }; Body: { passphrase: string } }>) => {
+        await ctx.jobs.setKey(req.params.id, req.params.uuid, req.body.passphrase, actor(req));
+        return { job: req.params.id, uuid: req.params.uuid };
+      },
+    );
     app.get(
       "/api/v1/jobs/:id/plan",
       { schema: { summary: "The job's plan script: the one served to the agent, or a dry run against the disks it reported", tags: ["jobs"], security, params: idParams, response: { 200: { type: "string" }, ...errors } } },

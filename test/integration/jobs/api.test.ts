@@ -70,6 +70,13 @@ describe("admin and agent API", () => {
     expect((await inject("POST", `${base}/heartbeat`, undefined, { authorization: `Bearer ${server.ctx.adminToken}` })).statusCode).toBe(401);
     const disks = [{ name: "vda", path: "/dev/vda", sizeBytes: 1 << 30, serial: "S1" }];
     expect((await inject("POST", `${base}/hello`, { disks, hardware: { macs: [] } }, agent)).json()).toEqual({ state: "booted" });
+    // A LUKS passphrase the admin supplies goes to this job's agent only, and is audited without the secret.
+    expect((await inject("PUT", `/api/v1/jobs/${job!.id}/keys/luks-1`, { passphrase: "s3cret pass" })).statusCode).toBe(200);
+    const key = await inject("GET", `${base}/keys/luks-1`, undefined, agent);
+    expect([key.statusCode, key.body]).toEqual([200, "s3cret pass"]);
+    expect((await inject("GET", `${base}/keys/luks-2`, undefined, agent)).statusCode).toBe(404);
+    expect((await inject("GET", `${base}/keys/luks-1`, undefined, auth())).statusCode).toBe(401);
+    expect(JSON.stringify((await inject("GET", `/api/v1/audit?target=job:${job!.id}`)).json())).not.toContain("s3cret");
     const plan = await inject("GET", `${base}/plan`, undefined, agent);
     expect(plan.statusCode).toBe(200);
     expect(plan.headers["content-type"]).toMatch(/text\/x-shellscript/);
@@ -87,7 +94,8 @@ describe("admin and agent API", () => {
     // Done disarms: the token is gone, and the MAC can be armed again.
     expect((await inject("POST", `${base}/heartbeat`, undefined, agent)).statusCode).toBe(401);
     const events = (await inject("GET", `/api/v1/jobs/${job!.id}/events`)).json() as Array<{ type: string }>;
-    expect(events.map((e) => e.type)).toEqual(["armed", "boot", "booted", "plan", "step-start", "step-end", "step-start", "step-end", "step-start", "step-end", "stream-done", "done"]);
+    expect(await server.ctx.store.jobs.keyIds(job!.id)).toEqual([]); // dropped when the job ended
+    expect(events.map((e) => e.type)).toEqual(["armed", "boot", "booted", "key", "plan", "step-start", "step-end", "step-start", "step-end", "step-start", "step-end", "stream-done", "done"]);
   });
 
   it("arms clones for many MACs at once, each with its own identity, all or none", async () => {
