@@ -169,11 +169,27 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
         const log = req.log.child({ dump: d.id, name: dumpName(d) });
         // Range only where bytes can be addressed: raw and file-backed.
         const rangeable = !decompress && d.location.kind !== "tape";
+        const refuse = (err: DumpStreamError) => {
+          log.warn({ err: err.message }, "dump stream refused");
+          streams.inc({ result: "refused" });
+          return reply.code(err.status).send({ error: "unavailable", message: err.message });
+        };
         let range: [number, number] | undefined;
-        const total = rangeable ? d.sizeBytes : null;
-        if (rangeable && req.headers.range !== undefined && total !== null) {
-          range = parseRange(req.headers.range, total);
-          if (!range) return reply.code(416).header("content-range", `bytes */${total}`).send();
+        if (rangeable && req.headers.range !== undefined) {
+          // The size on disk decides (a 2.x log only knows kilobytes): open once to learn it, read nothing.
+          let total: number | null;
+          try {
+            const probe = openDumpStream(d);
+            total = probe.totalSize;
+            probe.stream.destroy();
+          } catch (err) {
+            if (err instanceof DumpStreamError) return refuse(err);
+            throw err;
+          }
+          if (total !== null) {
+            range = parseRange(req.headers.range, total);
+            if (!range) return reply.code(416).header("content-range", `bytes */${total}`).send();
+          }
         }
         if (req.method === "HEAD" && d.location.kind === "tape") {
           // Do not start amfetchdump (and a tape load) just to answer HEAD.
@@ -185,11 +201,7 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
         try {
           s = openDumpStream(d, { decompress, start: range?.[0], end: range?.[1], dumpuser: d.location.kind === "tape" && amanda ? dumpuserOf(amanda) : undefined });
         } catch (err) {
-          if (err instanceof DumpStreamError) {
-            log.warn({ err: err.message }, "dump stream refused");
-            streams.inc({ result: "refused" });
-            return reply.code(err.status).send({ error: "unavailable", message: err.message });
-          }
+          if (err instanceof DumpStreamError) return refuse(err);
           throw err;
         }
         reply.type("application/octet-stream");
