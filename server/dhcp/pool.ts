@@ -76,9 +76,13 @@ export class LeasePool {
     const mine = await this.repo.byMac(mac);
     if (mine && (await this.free(mine.ip, mac))) return mine.ip;
     if (wanted && (await this.free(wanted, mac))) return wanted;
+    // One read of the lease table, then a scan in memory (not a query per address).
+    const held = new Map((await this.repo.list()).filter((l) => this.live(l)).map((l) => [l.ip, l]));
     for (let n = this.start; n <= this.end; n++) {
       const ip = intToIp(n);
-      if (await this.free(ip, mac)) return ip;
+      if (ip === this.serverIp || this.staticIps.has(ip)) continue;
+      const cur = held.get(ip);
+      if (!cur || (cur.mac === mac && cur.state !== "declined")) return ip;
     }
     return undefined;
   }
