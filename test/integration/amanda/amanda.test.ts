@@ -79,18 +79,23 @@ describe.skipIf(unavailable !== null)("Amanda reader on a real Amanda 3.5", () =
 
   it("catalog cat is byte-identical to amfetchdump -p -l (raw) and amfetchdump -p (decompressed) for every dump", async () => {
     const cases = dumps.flatMap((d) => [false, true].map((decompress) => ({ d, decompress })));
-    const mine = await limited(
-      4,
-      cases.map(({ d, decompress }) => () =>
-        cat([d.id, "--amanda-dir", `/etc/amanda/${lab.config}`, "--data-dir", dataDir(), ...(decompress ? ["--decompress"] : [])], join(work, `${d.id}${decompress ? ".native" : ".raw"}`)),
+    // Ours (CLI, a few at a time) and Amanda's (one at a time: the vtape changer is one drive,
+    // lab.amanda serialises across processes) side by side.
+    const amfetchdumpAll = async () => {
+      const out: Array<Awaited<ReturnType<AmandaLab["amanda"]>>> = [];
+      for (const { d, decompress } of cases)
+        out.push(await lab.amanda(["amfetchdump", "-a", "-p", ...(decompress ? [] : ["-l"]), "--exact-match", lab.config, d.host, d.disk, d.datestamp, String(d.level)], { encoding: "buffer" }));
+      return out;
+    };
+    const [mine, theirs] = await Promise.all([
+      limited(
+        3,
+        cases.map(({ d, decompress }) => () =>
+          cat([d.id, "--amanda-dir", `/etc/amanda/${lab.config}`, "--data-dir", dataDir(), ...(decompress ? ["--decompress"] : [])], join(work, `${d.id}${decompress ? ".native" : ".raw"}`)),
+        ),
       ),
-    );
-    // amfetchdump one at a time (lab.amanda serialises across processes): the vtape changer is one drive.
-    const theirs: Array<Awaited<ReturnType<AmandaLab["amanda"]>>> = [];
-    for (const { d, decompress } of cases) {
-      const argv = ["amfetchdump", "-a", "-p", ...(decompress ? [] : ["-l"]), "--exact-match", lab.config, d.host, d.disk, d.datestamp, String(d.level)];
-      theirs.push(await lab.amanda(argv, { encoding: "buffer" }));
-    }
+      amfetchdumpAll(),
+    ]);
     const results = cases.map((c, i) => ({ ...c, mine: mine[i]!, theirs: theirs[i]!.stdout as unknown as Uint8Array, theirsCode: theirs[i]!.exitCode, theirsErr: String(theirs[i]!.stderr) }));
     for (const r of results) {
       const what = `${r.d.disk} L${r.d.level} ${r.decompress ? "decompressed" : "raw"}`;
