@@ -12,6 +12,7 @@ import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { Counter, type Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
+import { UserError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { type DhcpPacket, decode, encode, macOf, messageType, messageTypeName } from "./codec.ts";
 import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer } from "./decision.ts";
@@ -41,7 +42,7 @@ export function dhcpMetrics(reg: Registry): DhcpMetrics {
 /** The first IPv4 address of `iface`, and its kernel index. */
 export function interfaceInfo(iface: string): { ip: string; index: number } {
   const addr = networkInterfaces()[iface]?.find((a) => a.family === "IPv4");
-  if (!addr) throw new Error(`listen.interface ${iface}: no such interface with an IPv4 address`);
+  if (!addr) throw new UserError(`listen.interface ${iface}: no such interface with an IPv4 address (ip -br addr lists them)`, 2);
   const index = Number(readFileSync(`/sys/class/net/${iface}/ifindex`, "utf8").trim());
   return { ip: addr.address, index };
 }
@@ -105,7 +106,10 @@ export class DhcpService implements Service {
     this.configure(ip);
     const ports = this.opts.ports ?? { dhcp: 67, pxe: 4011 };
     for (const port of [ports.dhcp, ports.pxe]) {
-      const sock = await boundSocket(port, index);
+      const sock = await boundSocket(port, index).catch(async (err: unknown) => {
+        await this.stop(); // the socket bound before this one
+        throw err;
+      });
       const kind: 67 | 4011 = port === ports.dhcp ? 67 : 4011;
       sock.on("message", (msg, rinfo) => void this.receive(sock, kind, msg, rinfo));
       sock.on("error", (err) => this.log.error({ err, port }, "socket error"));

@@ -10,7 +10,8 @@ import { DhcpService } from "./server.ts";
 export function netbootServices(ctx: ServerContext, httpPort: () => number): Service[] {
   const cfg = ctx.config;
   const out: Service[] = [];
-  if (cfg.tftp.enabled || cfg.dhcp.mode !== "off") installBootLoaders(cfg.tftp.root, ctx.log.child({ svc: "tftp" }));
+  // The loaders are served over TFTP and HTTP, and DHCP only offers the ones present.
+  if (cfg.tftp.enabled || (cfg.dhcp.mode !== "off" && cfg.listen.interface)) installBootLoaders(cfg.tftp.root, ctx.log.child({ svc: "tftp" }));
   if (cfg.tftp.enabled) out.push(tftpService(ctx));
   if (cfg.dhcp.mode !== "off") {
     if (!cfg.listen.interface)
