@@ -6,7 +6,7 @@
 # check_disk, re-read right before the write). guard_NAME is what the runner checks before
 # skipping a call that already finished in this boot.
 
-LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol mount_fs restore_dump fix_fstab install_bootloader regen_initramfs unmount_all plan_done"
+LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol mount_fs restore_dump fix_fstab set_identity install_bootloader regen_initramfs unmount_all plan_done"
 LB_CONTRACT_VERSION=1
 
 lb_never() { return 1; }
@@ -353,6 +353,28 @@ fix_fstab() {
   echo "fix_fstab: $1 -> $2"
 }
 guard_fix_fstab() { ! grep -qs "$1" "$LB_TARGET/etc/fstab" "$LB_TARGET/etc/crypttab"; }
+
+set_identity() {
+  lb_args set_identity 1 1 $# || return 2
+  lb_gate "$(findmnt -n --mountpoint "$LB_TARGET/" -o SOURCE)" || return 1
+  _old=$(cat "$LB_TARGET/etc/hostname" 2>/dev/null)
+  mkdir -p "$LB_TARGET/etc"
+  printf '%s\n' "$1" >"$LB_TARGET/etc/hostname"
+  # Host names are letters, digits, '-' and '.' (the plan checked), so they are safe in sed.
+  if [ -n "$_old" ] && [ -f "$LB_TARGET/etc/hosts" ]; then
+    _re=$(printf '%s' "$_old" | sed 's/\./\\./g')
+    sed -i "s/\([[:space:]]\)$_re\([[:space:]]\|$\)/\1$1\2/g" "$LB_TARGET/etc/hosts"
+  fi
+  # A clone shares neither the template's machine-id (empty: systemd makes one at first boot)
+  # nor its SSH host keys.
+  [ -f "$LB_TARGET/etc/machine-id" ] && : >"$LB_TARGET/etc/machine-id"
+  rm -f "$LB_TARGET"/etc/ssh/ssh_host_*
+  if chroot "$LB_TARGET" sh -c 'command -v ssh-keygen' >/dev/null 2>&1; then
+    chroot "$LB_TARGET" ssh-keygen -A || return 1
+  fi
+  echo "set_identity: $1"
+}
+guard_set_identity() { [ "$(cat "$LB_TARGET/etc/hostname" 2>/dev/null)" = "$1" ]; }
 
 lb_bind_system() {
   for _b in dev proc sys; do

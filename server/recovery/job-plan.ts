@@ -86,6 +86,7 @@ export function createPlanner(store: Store): Planner {
         bootloader: profile.options.bootloader,
         firmware: hello?.hardware.firmware,
         luksKeys: await store.jobs.keyIds(job.id),
+        identity: job.kind === "clone" && job.hostname ? { hostname: job.hostname } : undefined,
       },
     });
     if (!r.ok) return { ok: false, reason: r.reason };

@@ -38,7 +38,9 @@ export interface PlanOptions {
   bootloader?: "auto" | "none";
   /** UUIDs of the LUKS containers the admin supplied a key for in this job. */
   luksKeys?: string[];
-  /** Clone: new UUIDs everywhere, fstab/crypttab rewritten to match. */
+  /** Clone: the identity the restored system gets (set_identity), unlike the template it came from. */
+  identity?: { hostname: string };
+  /** New UUIDs everywhere, fstab/crypttab rewritten to match. */
   newUuids?: boolean;
   /** What a shrunk filesystem keeps free: a share of its used bytes plus a floor. */
   headroom?: { share: number; minBytes: number };
@@ -539,6 +541,12 @@ export function buildPlan(input: PlanInput): PlanResult {
 
   const rootMounted = mounted.has("/");
   if (rootMounted) for (const [oldU, newU] of changedUuids) steps.push(step("fix_fstab", { old_uuid: oldU, new_uuid: newU }));
+  if (o.identity) {
+    if (!rootMounted) return refuse([`identity ${o.identity.hostname}: the plan mounts no / to write it into`]);
+    if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(o.identity.hostname))
+      return refuse([`identity: ${JSON.stringify(o.identity.hostname)} is not a host name (letters, digits, '-' and '.')`]);
+    steps.push(step("set_identity", { hostname: o.identity.hostname }));
+  }
 
   const firmware = o.firmware ?? layout.boot.firmware;
   if (layout.boot.loader && o.bootloader !== "none") {

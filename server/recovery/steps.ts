@@ -175,6 +175,14 @@ export const STEP_FUNCTIONS = {
     args: [a("old_uuid", "UUID in the captured system"), a("new_uuid", "UUID the plan created instead")],
     guard: "OLD_UUID no longer appears in either file",
   },
+  set_identity: {
+    doc:
+      "Clones: gives the restored system its own identity. Writes HOSTNAME to etc/hostname (and in etc/hosts), " +
+      "empties etc/machine-id so systemd makes a new one at first boot, removes the SSH host keys and " +
+      "regenerates them (ssh-keygen -A in a chroot) when the system has ssh-keygen.",
+    args: [a("hostname", "the clone's host name (letters, digits, '-' and '.')")],
+    guard: "etc/hostname already holds HOSTNAME",
+  },
   install_bootloader: {
     doc:
       "Installs the boot loader from the restored system (chroot, with /dev /proc /sys bound): " +

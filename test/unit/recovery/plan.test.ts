@@ -328,6 +328,19 @@ describe("keys, clones, chains, boot", () => {
     expect(r.steps.find((s) => s.fn === "partition")!.args[1]).not.toContain(l.disks[0]!.table!.id);
   });
 
+  it("a clone's identity goes in after the restores, before the boot loader; a bad name is refused", () => {
+    const l = fixtureLayout("mbr-ext4");
+    const r = ok(buildPlan({ layout: l, targets: sameMachine(l), chains: [chain("/", "/", [0])], options: { identity: { hostname: "web-3" } } }));
+    expect(args(r.steps, "set_identity")).toEqual([["web-3"]]);
+    const order = fns(r.steps);
+    expect(order.indexOf("set_identity")).toBeGreaterThan(order.lastIndexOf("restore_dump"));
+    expect(order.indexOf("set_identity")).toBeLessThan(order.indexOf("install_bootloader"));
+    expect(fns(ok(buildPlan({ layout: l, targets: sameMachine(l) })).steps)).not.toContain("set_identity");
+    const bad = buildPlan({ layout: l, targets: sameMachine(l), options: { identity: { hostname: "web 3; rm -rf /" } } });
+    expect(bad.ok).toBe(false);
+    if (!bad.ok) expect(bad.reason).toBe('identity: "web 3; rm -rf /" is not a host name (letters, digits, \'-\' and \'.\')');
+  });
+
   it("a new disk bus (sata → nvme) regenerates the initramfs; the same bus does not", () => {
     const l = fixtureLayout("mbr-ext4");
     const nvme = ok(buildPlan({ layout: l, targets: [newDisk("nvme0n1", l.disks[0]!.sizeBytes, { bus: "nvme" })], options: { mapping: { sda: "nvme0n1" } } }));
