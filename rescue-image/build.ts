@@ -229,6 +229,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   for (const d of ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "dev", "proc", "sys", "run", "tmp", "mnt/target", "root/.ssh", "etc/ssl/certs", "var/log", "lifeboat"])
     mkdirSync(join(tree, d), { recursive: true });
   for (const d of MERGED_DIRS) symlinkSync(`usr/${d}`, join(tree, d));
+  symlinkSync("/run", join(tree, "var/run"));
 
   opts.progress(`tools: ${RESCUE_TOOLS.length} programs with their libraries`);
   for (const tool of RESCUE_TOOLS) {

@@ -4,12 +4,14 @@
  * required drivers are in it (modinfo against its own kernel), and it boots in QEMU (TCG,
  * -kernel/-initrd, user-mode networking: the guest reaches this host's loopback servers at
  * 10.0.2.2 and nothing else is served to it). There it calls back to a real Lifeboat server,
- * runs a plan on a virtual disk with a serial number (check_disk, wipe, partition, mkfs,
- * mount, restore a real Amanda chain, unmount) and reports success. A second machine, with
- * an e1000 NIC, restores another chain while the server and the stream are killed and
- * restarted mid-stream; both restored trees must be identical to the dumped ones.
+ * runs a plan on virtual disks with serial numbers and reports success: one machine (e1000
+ * NIC) partitions, makes ext4 and restores a real Amanda chain while the server and the
+ * stream are killed and restarted mid-stream, and the restored tree must be identical to the
+ * dumped one; another (virtio NIC, two disks, an admin SSH key in the image) builds MD
+ * RAID1 + LVM, restores onto it, and lets the admin in by SSH while it works.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,6 +57,17 @@ function withoutAgentLog(restored: string, expected: string): string {
     .join("\n");
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
 async function startLifeboat(dataDir: string, port: number, planner: Planner): Promise<RunningServer> {
   const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: port, tftp: false, dhcp: "off" } });
   return startServer(config, createLogger("silent", { pretty: false }), { planner });
@@ -63,6 +76,8 @@ async function startLifeboat(dataDir: string, port: number, planner: Planner): P
 describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and restore", () => {
   const dir = tempDir("lifeboat-rescue-image-");
   const dataDir = join(dir, "data");
+  const config = join(dir, "lifeboat.yaml");
+  const sshKey = join(CACHE, "test-ssh", "id_ed25519");
   let built: { rebuilt: boolean; info: { kernelVersion: string; sizes: { initramfs: number } } };
   let root: string;
   let lab: AmandaLab;
@@ -77,7 +92,13 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   const mounts: string[] = [];
 
   beforeAll(async () => {
-    const r = await lifeboat(["image", "build", "--cache", CACHE, "--out", IMAGE, "--json"], { env: { LIFEBOAT_CONFIG: "" } });
+    // A fixed admin key for the remote-help test, kept with the cache so the image stays cached.
+    if (!existsSync(sshKey)) {
+      mkdirSync(join(CACHE, "test-ssh"), { recursive: true });
+      await execa("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "lifeboat-test-admin", "-f", sshKey]);
+    }
+    writeFileSync(config, `adminSshKeys:\n  - "${readFileSync(`${sshKey}.pub`, "utf8").trim()}"\n`);
+    const r = await lifeboat(["image", "build", "--cache", CACHE, "--out", IMAGE, "--json"], { env: { LIFEBOAT_CONFIG: config } });
     if (r.exitCode !== 0) throw new Error(`lifeboat image build failed:\n${r.stderr.slice(-3000)}`);
     built = JSON.parse(r.stdout);
     root = join(dir, "initramfs");
@@ -95,7 +116,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   });
 
   it("a second build with nothing changed does nothing", async () => {
-    const r = await lifeboat(["image", "build", "--cache", CACHE, "--out", IMAGE, "--json"]);
+    const r = await lifeboat(["image", "build", "--cache", CACHE, "--out", IMAGE, "--json"], { env: { LIFEBOAT_CONFIG: config } });
     expect(r.exitCode, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).rebuilt).toBe(false);
     expect(r.stderr).toContain("image: up to date");
@@ -134,7 +155,16 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   });
 
   /** Boots the image with the given disks (serial numbers), serves `plan`, waits for QEMU to exit (reboot). */
-  async function bootVm(o: { name: string; mac: string; nic: string; serials: string[]; standin: StreamStandIn; plan: (streamUrl: string) => Step[]; during?: () => Promise<void> }) {
+  async function bootVm(o: {
+    name: string;
+    mac: string;
+    nic: string;
+    serials: string[];
+    standin: StreamStandIn;
+    plan: (streamUrl: string) => Step[];
+    during?: () => Promise<void>;
+    netdevExtra?: string;
+  }) {
     await seedHost(server, o.name, o.mac);
     const job = await server.ctx.jobs.arm({ mac: o.mac, actor: "test" });
     const token = await server.ctx.jobs.issueBootToken(job.id);
@@ -154,7 +184,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
         "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-vga", "none", "-no-reboot",
         "-kernel", join(IMAGE, "vmlinuz"), "-initrd", join(IMAGE, "initramfs"),
         "-append", `console=ttyS0 quiet ${args}`,
-        "-netdev", "user,id=n0", "-device", `${o.nic},netdev=n0,mac=${o.mac}`,
+        "-netdev", `user,id=n0${o.netdevExtra ?? ""}`, "-device", `${o.nic},netdev=n0,mac=${o.mac}`,
         ...drives,
       ],
       { reject: false, stdout: { file: serialLog }, stderr: { file: `${serialLog}.err` }, stdin: "ignore", timeout: 400_000 },
@@ -191,28 +221,6 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     await execa("umount", [mnt]);
     return { tree, log };
   }
-
-  it("boots in QEMU, calls back, restores a real Amanda chain onto the virtual disk and reports success", async () => {
-    const chain = await labChain(lab, "gz");
-    const standin = await streamStandIn({ dumps: chain });
-    try {
-      const vm = await bootVm({
-        name: "vm1",
-        mac: "52:54:00:5e:00:01",
-        nic: "virtio-net-pci",
-        serials: ["LBDISK01"],
-        standin,
-        plan: (streamUrl) => restorePlan({ disk: "/dev/vda", part: "/dev/vda1", size: DISK_BYTES, serial: "LBDISK01", chain, streamUrl }),
-      });
-      expectStreams(vm.events, chain);
-      const { tree, log } = await restoredTree(vm.disks[0]!, vm.job.id);
-      expect(withoutAgentLog(tree, lab.manifest("gz", 3))).toBe(lab.manifest("gz", 3).trimEnd());
-      expect(log).toMatch(/step 1\/\d+: plan_begin/);
-      expect(log).toContain("check_disk: /dev/vda matches (serial 'LBDISK01'");
-    } finally {
-      await standin.stop();
-    }
-  }, 900_000);
 
   it("with an e1000 NIC, survives the server being killed and restarted mid-stream: the tree is byte-identical", async () => {
     const chain = await labChain(lab, "plain");
@@ -254,9 +262,27 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     }
   }, 900_000);
 
-  it("in the booted image, MD RAID1 + LVM steps build the stack on two disks matched by serial, and the chain restores onto it", async () => {
+  it("boots in QEMU, calls back, builds MD RAID1 + LVM on two disks matched by serial, restores a real Amanda chain onto it, lets an admin in by SSH, reports success", async () => {
     const chain = await labChain(lab, "gz");
     const standin = await streamStandIn({ dumps: chain });
+    const sshPort = await freePort();
+    let sshOutput = "";
+    // Remote help: once the agent said hello with its SSH address, log in with the admin key.
+    const sshIn = async () => {
+      for (let i = 0; i < 600 && !sshOutput; i++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const jobs = await server.ctx.store.jobs.list({});
+        const hello = jobs.find((j) => j.mac === "52:54:00:5e:00:03")?.hello as { ssh?: string } | null | undefined;
+        if (!hello?.ssh) continue;
+        const r = await execa(
+          "ssh",
+          ["-i", sshKey, "-p", String(sshPort), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+            "root@127.0.0.1", "cat /proc/cmdline; echo; echo SSH-OK $(id -u)"],
+          { reject: false, stdin: "ignore", timeout: 60_000 },
+        );
+        if (r.stdout.includes("SSH-OK")) sshOutput = `${hello.ssh}\n${r.stdout}`;
+      }
+    };
     try {
       const vm = await bootVm({
         name: "vm3",
@@ -264,6 +290,8 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
         nic: "virtio-net-pci",
         serials: ["LBMD0001", "LBMD0002"],
         standin,
+        netdevExtra: `,hostfwd=tcp:127.0.0.1:${sshPort}-:22`,
+        during: sshIn,
         plan: (streamUrl) =>
           mdLvmPlan({
             disks: [
@@ -275,6 +303,9 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
             streamUrl,
           }),
       });
+      expect(sshOutput).toMatch(/^root@10\.0\.2\.15/);
+      expect(sshOutput).toContain(`lifeboat.job=${vm.job.id}`);
+      expect(sshOutput).toContain("SSH-OK 0");
       expect(vm.ends.every((e) => e.exitStatus === 0)).toBe(true);
       expect(vm.ends.find((e) => e.name === "create_md")!.output).toMatch(/array \/dev\/md0 started/);
       expect(vm.ends.find((e) => e.name === "create_lv")!.output).toMatch(/Logical volume "root" created/);
