@@ -28,7 +28,8 @@ export interface DhcpMetrics {
   drops: Counter<"reason">;
 }
 
-function counter<L extends string>(reg: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
+/** The registry's counter of that name, created on first use (a second server on one registry shares it). */
+export function counter<L extends string>(reg: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
   return (reg.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [reg] });
 }
 

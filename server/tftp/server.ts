@@ -4,8 +4,9 @@
  * can stop it: bad packets are dropped and counted, WRQ gets an error packet.
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
-import { Counter, type Registry } from "prom-client";
+import type { Counter, Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
+import { counter } from "../dhcp/server.ts";
 import type { Logger } from "../log.ts";
 import { type Generator, openSource } from "./files.ts";
 import { ErrorCode, decodeTftp, errorPacket } from "./packets.ts";
@@ -15,10 +16,6 @@ export interface TftpMetrics {
   bytes: Counter;
   transfers: Counter<"result">;
   drops: Counter<"reason">;
-}
-
-function counter<L extends string>(reg: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
-  return (reg.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [reg] });
 }
 
 export function tftpMetrics(reg: Registry): TftpMetrics {

@@ -1,28 +1,17 @@
-/** Test rows for a machine with an active job: host, profile and job written straight into the store. */
+/** A machine with an armed job, made the way the admin would (host, layout, profile, JobService.arm), straight on the store. */
+import { createLogger } from "../../../server/log.ts";
+import { JobService } from "../../../server/recovery/jobs.ts";
 import type { JobRecord, Store } from "../../../server/store/types.ts";
 
 export async function armForTest(store: Store, o: { host: string; macs: string[]; uuid?: string; jobMac?: string }): Promise<JobRecord> {
   await store.hosts.add({ name: o.host, tokenHash: "x", smbiosUuid: o.uuid ?? null, macs: o.macs, amandaConfig: null, dleMap: {} });
+  await store.layouts.add(o.host, { disks: [] });
   await store.profiles.put({ name: `${o.host}-p`, host: o.host, layoutVersion: null, at: null, options: {} });
-  return store.jobs.create({
-    id: `job-${o.host}`,
-    mac: o.jobMac ?? o.macs[0]!,
-    kind: "recover",
-    profile: `${o.host}-p`,
-    state: "armed",
-    step: 0,
-    steps: 0,
-    bytesDone: 0,
-    bytesTotal: 0,
-    tokenHash: null,
-    hostname: null,
-    at: null,
-    hello: null,
-    mapping: null,
-    plan: null,
-    error: null,
-    armedBy: "test",
-    expiresAt: new Date(Date.now() + 3600_000).toISOString(),
-    lastHeartbeatAt: null,
+  const jobs = new JobService(store, {
+    expireHours: 1,
+    heartbeatTimeoutSeconds: 600,
+    log: createLogger("silent", { pretty: false }),
+    planner: async () => ({ ok: false, reason: "netboot tests need no plan" }),
   });
+  return jobs.arm({ mac: o.jobMac ?? o.macs[0]!, profile: `${o.host}-p`, actor: "test" });
 }

@@ -21,6 +21,7 @@ import { armForTest } from "./armed.ts";
 const dataDir = tempDir("lbt7-routes-");
 const kernel = randomBytes(100_000);
 let srv: RunningServer;
+let jobId: string;
 
 beforeAll(async () => {
   mkdirSync(join(dataDir, "image"), { recursive: true });
@@ -28,7 +29,7 @@ beforeAll(async () => {
   writeFileSync(join(dataDir, "image", "initramfs"), "initramfs bytes");
   const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "off" } });
   srv = await startServer(config, createLogger("silent", { pretty: false }));
-  await armForTest(srv.ctx.store, { host: "web1", macs: ["52:54:00:07:00:01", "52:54:00:07:00:02"], uuid: "00112233-4455-6677-8899-aabbccddeeff" });
+  jobId = (await armForTest(srv.ctx.store, { host: "web1", macs: ["52:54:00:07:00:01", "52:54:00:07:00:02"], uuid: "00112233-4455-6677-8899-aabbccddeeff" })).id;
 });
 afterAll(() => srv.stop(100));
 
@@ -45,23 +46,23 @@ describe("boot scripts", () => {
 
   it("an armed MAC gets the rescue kernel, with a fresh token that the agent API accepts, on every request", async () => {
     const text = await (await get("/boot/ipxe?mac=52-54-00-07-00-01&arch=x86_64&platform=efi")).text();
-    expect(text).toMatch(new RegExp(`^kernel ${srv.httpUrl}/boot/vmlinuz initrd=initramfs .*lifeboat\\.job=job-web1`, "m"));
+    expect(text).toMatch(new RegExp(`^kernel ${srv.httpUrl}/boot/vmlinuz initrd=initramfs .*lifeboat\\.job=${jobId}`, "m"));
     expect(text).toContain(`initrd ${srv.httpUrl}/boot/initramfs`);
     const args = parseKernelArgs(/^kernel (.*)$/m.exec(text)![1]!);
-    expect(args).toMatchObject({ server: srv.httpUrl, job: "job-web1", mac: "52:54:00:07:00:01" });
-    const job = await srv.ctx.store.jobs.get("job-web1");
+    expect(args).toMatchObject({ server: srv.httpUrl, job: jobId, mac: "52:54:00:07:00:01" });
+    const job = await srv.ctx.store.jobs.get(jobId);
     expect(job!.tokenHash).toBe(hashToken(args.token!));
-    expect((await srv.ctx.store.jobs.events("job-web1")).some((e) => e.type === "boot")).toBe(true);
-    const log = await get(`${AGENT_BASE}/job-web1/log`, { method: "POST", headers: { authorization: `Bearer ${args.token}`, "content-type": "text/plain" }, body: "hi" });
+    expect((await srv.ctx.store.jobs.events(jobId)).some((e) => e.type === "boot")).toBe(true);
+    const log = await get(`${AGENT_BASE}/${jobId}/log`, { method: "POST", headers: { authorization: `Bearer ${args.token}`, "content-type": "text/plain" }, body: "hi" });
     expect(log.status).toBe(200);
     const again = parseKernelArgs(/^kernel (.*)$/m.exec(await (await get("/boot/ipxe?mac=52:54:00:07:00:01")).text())![1]!);
     expect(again.token).not.toBe(args.token);
   });
 
   it("the host's other NIC and its SMBIOS UUID (as iPXE sends it, SMBIOS byte order) find the job too", async () => {
-    expect(await (await get("/boot/ipxe?mac=52:54:00:07:00:02")).text()).toContain("lifeboat.job=job-web1");
+    expect(await (await get("/boot/ipxe?mac=52:54:00:07:00:02")).text()).toContain(`lifeboat.job=${jobId}`);
     const viaUuid = await (await get("/boot/ipxe?mac=52:54:00:07:00:99&uuid=33221100-5544-7766-8899-aabbccddeeff")).text();
-    expect(viaUuid).toContain("lifeboat.job=job-web1");
+    expect(viaUuid).toContain(`lifeboat.job=${jobId}`);
     expect(viaUuid).toContain("lifeboat.mac=52:54:00:07:00:99");
   });
 
@@ -74,12 +75,12 @@ describe("boot scripts", () => {
   });
 
   it("`lifeboat hosts boot-script MAC` prints what the MAC would get, without issuing a token", async () => {
-    const before = (await srv.ctx.store.jobs.get("job-web1"))!.tokenHash;
+    const before = (await srv.ctx.store.jobs.get(jobId))!.tokenHash;
     const armed = await lifeboat(["hosts", "boot-script", "52:54:00:07:00:01", "--data-dir", dataDir]);
     expect(armed.exitCode).toBe(0);
-    expect(armed.stdout).toContain("lifeboat.job=job-web1");
+    expect(armed.stdout).toContain(`lifeboat.job=${jobId}`);
     expect(armed.stdout).toMatch(/^kernel .*\/boot\/vmlinuz initrd=initramfs/m);
-    expect((await srv.ctx.store.jobs.get("job-web1"))!.tokenHash).toBe(before);
+    expect((await srv.ctx.store.jobs.get(jobId))!.tokenHash).toBe(before);
     const other = await lifeboat(["hosts", "boot-script", "52:54:00:07:00:77", "--data-dir", dataDir, "--json"]);
     expect(JSON.parse(other.stdout)).toMatchObject({ mac: "52:54:00:07:00:77", job: null });
     expect(JSON.parse(other.stdout).script).toMatch(/^exit$/m);
