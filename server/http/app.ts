@@ -10,6 +10,7 @@ import Fastify, {
 import { ZodError } from "zod";
 import type { ServerContext } from "../context.ts";
 import { NotFoundError, UserError } from "../errors.ts";
+import { bearer } from "./auth.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { bootRoutes } from "./routes/boot.ts";
@@ -77,7 +78,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(apiRoutes(ctx));
   await app.register(webRoutes(ctx));
   await app.register(bootRoutes(ctx));
-  await app.register(catalogRoutes(ctx));
+  await app.register(catalogRoutes(ctx, { authorizeStream: (req) => ctx.jobs.mayStream(bearer(req), req.params.id) }));
   await app.register(captureRoutes(ctx));
   app.get("/api/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;

@@ -148,6 +148,18 @@ export class JobService {
     return job;
   }
 
+  /**
+   * May this bearer token stream this dump? Only the current boot token of an active job
+   * whose served plan restores that dump (a machine reads its own backups, nobody else's).
+   */
+  async mayStream(token: string | undefined, dumpId: string): Promise<boolean> {
+    if (!token) return false;
+    const hash = hashToken(token);
+    const job = (await this.store.jobs.list({ state: ["running", "stalled"] })).find((j) => j.tokenHash === hash);
+    const script = (job?.plan as { script?: string } | null)?.script ?? "";
+    return script.includes(`/api/v1/dumps/${encodeURIComponent(dumpId)}/stream`);
+  }
+
   /** A LUKS passphrase for container UUID, used by create_luks; kept only while the job is active. */
   async setKey(id: string, uuid: string, secret: string, actor: string): Promise<void> {
     const job = await this.get(id);

@@ -8,7 +8,9 @@ import { tempDir } from "../../helpers/tmp.ts";
 // The planner is the plan builder's job (tested on its own); here a planner that returns a
 // fixed three-step script stands in so the job flow can be driven end to end over HTTP.
 const planner: Planner = async (job) =>
-  job.hello ? { ok: true, script: "plan_begin 1 web1 3\nplan_done\n", steps: 3, bytesTotal: 1000, detail: {} } : { ok: false, reason: "no disks reported" };
+  job.hello
+    ? { ok: true, script: "plan_begin 1 web1 3\nrestore_dump / gtar 0 none 1000 /api/v1/dumps/d-1/stream\nplan_done\n", steps: 3, bytesTotal: 1000, detail: {} }
+    : { ok: false, reason: "no disks reported" };
 
 describe("admin and agent API", () => {
   let server: RunningServer;
@@ -81,6 +83,9 @@ describe("admin and agent API", () => {
     expect(plan.statusCode).toBe(200);
     expect(plan.headers["content-type"]).toMatch(/text\/x-shellscript/);
     expect(plan.body).toContain("plan_begin");
+    // The job's token streams the dumps its plan restores (404: this test catalog is empty), and no others.
+    expect((await inject("GET", "/api/v1/dumps/d-1/stream", undefined, agent)).statusCode).toBe(404);
+    expect((await inject("GET", "/api/v1/dumps/d-2/stream", undefined, agent)).statusCode).toBe(401);
     const badEvent = await inject("POST", `${base}/events`, { type: "step-start", step: 0 }, agent);
     expect(badEvent.statusCode).toBe(400);
     for (const step of [1, 2, 3]) {
@@ -93,6 +98,7 @@ describe("admin and agent API", () => {
     expect(final).toMatchObject({ state: "done", step: 3, steps: 3, bytesDone: 1000, bytesTotal: 1000 });
     // Done disarms: the token is gone, and the MAC can be armed again.
     expect((await inject("POST", `${base}/heartbeat`, undefined, agent)).statusCode).toBe(401);
+    expect((await inject("GET", "/api/v1/dumps/d-1/stream", undefined, agent)).statusCode).toBe(401);
     const events = (await inject("GET", `/api/v1/jobs/${job!.id}/events`)).json() as Array<{ type: string }>;
     expect(await server.ctx.store.jobs.keyIds(job!.id)).toEqual([]); // dropped when the job ended
     expect(events.map((e) => e.type)).toEqual(["armed", "boot", "booted", "key", "plan", "step-start", "step-end", "step-start", "step-end", "step-start", "step-end", "stream-done", "done"]);
