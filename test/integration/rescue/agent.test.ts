@@ -13,12 +13,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderKernelArgs } from "../../../server/recovery/cmdline.ts";
 import { type Step, renderPlan } from "../../../server/recovery/steps.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
+import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
 import { seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { AGENT_DIR } from "../../unit/rescue/agent-sh.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
-import { type LabDump, labChain } from "./lab-dumps.ts";
+import { type LabDump, labChain, sharedLab } from "./lab-dumps.ts";
 import { restorePlan } from "./plans.ts";
 import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
 
@@ -37,8 +37,10 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
   const plans = new Map<string, Step[]>();
 
   beforeAll(async () => {
-    lab = await amandaLab();
+    const shared = await sharedLab();
+    lab = shared.lab;
     chain = await labChain(lab, "gz");
+    shared.release();
     server = await testServer({
       planner: async (job) => {
         const steps = plans.get(job.id)!;
@@ -51,7 +53,6 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
   afterAll(async () => {
     await standin?.stop();
     await server?.stop();
-    lab?.release();
   });
 
   async function runAgent(name: string, mac: string, planFor: (disk: string, part: string) => Step[]) {

@@ -22,11 +22,11 @@ import { renderKernelArgs } from "../../../server/recovery/cmdline.ts";
 import type { Planner } from "../../../server/recovery/jobs.ts";
 import { renderPlan, type Step } from "../../../server/recovery/steps.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
-import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
+import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
 import { lifeboat } from "../../helpers/cli.ts";
 import { seedHost } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
-import { type LabDump, labChain } from "./lab-dumps.ts";
+import { type LabDump, labChain, sharedLab } from "./lab-dumps.ts";
 import { mdLvmPlan, restorePlan } from "./plans.ts";
 import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
 
@@ -81,6 +81,8 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   let built: { rebuilt: boolean; info: { kernelVersion: string; sizes: { initramfs: number } } };
   let root: string;
   let lab: AmandaLab;
+  let gzChain: LabDump[];
+  let plainChain: LabDump[];
   let server: RunningServer;
   let port = 0;
   const plans = new Map<string, Step[]>();
@@ -104,7 +106,11 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     root = join(dir, "initramfs");
     mkdirSync(root);
     await execa("sh", ["-c", `zstd -dc "$1" | (cd "$2" && cpio -idm --quiet)`, "sh", join(IMAGE, "initramfs"), root]);
-    lab = await amandaLab();
+    const shared = await sharedLab();
+    lab = shared.lab;
+    gzChain = await labChain(lab, "gz");
+    plainChain = await labChain(lab, "plain");
+    shared.release();
     mkdirSync(dataDir);
     server = await startLifeboat(dataDir, 0, planner);
     port = Number(new URL(server.httpUrl).port);
@@ -112,7 +118,6 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   afterAll(async () => {
     await server?.stop();
     for (const m of mounts) await execa("umount", ["-l", m], { reject: false });
-    lab?.release();
   });
 
   it("a second build with nothing changed does nothing", async () => {
@@ -223,7 +228,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   }
 
   it("with an e1000 NIC, survives the server being killed and restarted mid-stream: the tree is byte-identical", async () => {
-    const chain = await labChain(lab, "plain");
+    const chain = plainChain;
     const big = chain[0]!;
     // Slow enough (16 KiB per 100 ms) that the kill lands in the middle of the level-0 stream.
     const standin = await streamStandIn({ dumps: chain, chunkDelayMs: 100 });
@@ -263,7 +268,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   }, 900_000);
 
   it("boots in QEMU, calls back, builds MD RAID1 + LVM on two disks matched by serial, restores a real Amanda chain onto it, lets an admin in by SSH, reports success", async () => {
-    const chain = await labChain(lab, "gz");
+    const chain = gzChain;
     const standin = await streamStandIn({ dumps: chain });
     const sshPort = await freePort();
     let sshOutput = "";
