@@ -266,6 +266,19 @@ lb_decompressor() {
   esac
 }
 
+# lb_stream_progress CURL_PID BASE: while curl runs, posts the bytes received so far (BASE plus
+# what curl has written, from /proc/PID/io) every LB_PROGRESS_SECONDS, for the live job view.
+lb_stream_progress() {
+  while sleep "${LB_PROGRESS_SECONDS:-2}"; do
+    _wchar=$(awk '/^wchar:/ {print $2}' "/proc/$1/io" 2>/dev/null) || break
+    [ -n "$_wchar" ] || break
+    # wchar also counts curl's few bytes of -w/stderr output: never report more than the total.
+    _b=$(($2 + _wchar))
+    [ "$_total" != null ] && [ "$_b" -gt "$_total" ] && _b=$_total
+    LB_POST_TRIES=1 lb_event "{\"type\":\"stream\",\"dumpId\":$(lb_json_str "$_id"),\"bytes\":$_b,\"totalBytes\":$_total,\"done\":false}" 2>/dev/null
+  done
+}
+
 # restore_dump: one HTTP stream → fifo → (tee to sha256sum) → decompressor → tar/restore.
 # The fifo's write end stays open across curl attempts, so a dropped connection is resumed
 # with Range from the byte count received so far and the extractor sees one stream.
@@ -307,9 +320,16 @@ restore_dump() {
   _total=null
   [ -n "$_size" ] && _total=$_size
   while :; do
-    _w=$(lb_curl -f --speed-limit 1 --speed-time 60 -H "Range: bytes=$_got-" \
-      -w '%{http_code} %{size_download}' -o /proc/self/fd/3 "$_full" 2>"$_s/curl.err")
+    lb_curl -f --speed-limit 1 --speed-time 60 -H "Range: bytes=$_got-" \
+      -w '%{http_code} %{size_download}' -o /proc/self/fd/3 "$_full" >"$_s/w" 2>"$_s/curl.err" &
+    _cpid=$!
+    lb_stream_progress "$_cpid" "$_got" &
+    _ppid=$!
+    wait "$_cpid"
     _crc=$?
+    kill "$_ppid" 2>/dev/null
+    wait "$_ppid" 2>/dev/null
+    _w=$(cat "$_s/w")
     _code=${_w%% *}
     _bytes=${_w##* }
     _got=$((_got + ${_bytes:-0}))

@@ -35,6 +35,7 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
   let standin: StreamStandIn;
   let token = "";
   const plans = new Map<string, Step[]>();
+  const progress: Array<{ dumpId: string; bytes: number }> = [];
 
   beforeAll(async () => {
     const shared = await sharedLab();
@@ -48,7 +49,11 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
       },
     });
     // The level-0 stream is cut after 4000 bytes once: the agent must resume with Range.
-    standin = await streamStandIn({ dumps: chain, token: () => token, dropOnceAfter: 4000 });
+    // A slow first chunk, so that the agent's periodic progress events show up too.
+    standin = await streamStandIn({ dumps: chain, token: () => token, dropOnceAfter: 4000, chunkDelayMs: 2500 });
+    server.ctx.jobs.changes.on("job", (_job: unknown, ev?: { type: string; data: unknown }) => {
+      if (ev?.type === "stream" && !(ev.data as { done: boolean }).done) progress.push(ev.data as { dumpId: string; bytes: number });
+    });
   });
   afterAll(async () => {
     await standin?.stop();
@@ -71,7 +76,7 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
       reject: false,
       all: true,
       timeout: 240_000,
-      env: { LB_RUN: run, LB_TARGET: target, LB_CMDLINE_FILE: cmdline, LB_SKIP_HW_SETUP: "1", LB_NO_WAIT: "1", LB_HEARTBEAT_SECONDS: "1" },
+      env: { LB_RUN: run, LB_TARGET: target, LB_CMDLINE_FILE: cmdline, LB_SKIP_HW_SETUP: "1", LB_NO_WAIT: "1", LB_HEARTBEAT_SECONDS: "1", LB_PROGRESS_SECONDS: "1" },
     });
     const events = await server.ctx.jobs.events(job.id);
     return { r, job: await server.ctx.jobs.get(job.id), events, disk, target };
@@ -89,6 +94,9 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
     // The drop and the resume from byte 4000.
     expect(ends.find((e) => e.name === "restore_dump")!.output).toContain("stream interrupted at byte 4000");
     expect(standin.requests.filter((q) => q.id === chain[0]!.id).map((q) => q.range)).toEqual(["bytes=0-", "bytes=4000-"]);
+    // Progress while streaming (transient events for the live view), never past the dump's size.
+    expect(progress.length).toBeGreaterThan(0);
+    for (const p of progress) expect(p.bytes).toBeLessThanOrEqual(chain.find((d) => d.id === p.dumpId)!.bytes.length);
     // The checksums of what the agent received are those of the dumps.
     const streams = events.filter((e) => e.type === "stream-done").map((e) => e.data as { dumpId: string; bytes: number; sha256: string });
     expect(streams).toEqual(chain.map((d) => expect.objectContaining({ dumpId: d.id, bytes: d.bytes.length, sha256: sha256(d.bytes), done: true })));
