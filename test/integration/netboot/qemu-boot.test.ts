@@ -10,12 +10,13 @@
  * A "router" namespace sends IPv6 router advertisements (dnsmasq, RA only): without one,
  * iPXE waits ~13 s for IPv6 autoconfiguration on every DHCP (see pxe/README.md).
  */
-import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BASE } from "../../../server/recovery/agent-api.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
 import { type Lan, createLan, netnsUnavailable } from "../../helpers/netns.ts";
+import { startRouter } from "../../helpers/router.ts";
 import { type TestKernel, bootVm, buildTestInitramfs, qemuUnavailable, reportInit, testKernel } from "../../helpers/qemu.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { armForTest } from "./armed.ts";
@@ -29,23 +30,6 @@ const work = tempDir("lbt7-qemu-");
 let lan: Lan;
 let kernel: TestKernel;
 const initramfs = join(work, "initramfs");
-
-/** dnsmasq in the "router" namespace: RA always; in proxy mode also the LAN's plain DHCP server. */
-function startRouter(name: string, dhcp: boolean) {
-  const conf = join(work, `${name}.dnsmasq.conf`);
-  writeFileSync(
-    conf,
-    [
-      "port=0", "pid-file=", "interface=eth0", "bind-interfaces", "no-ping",
-      `dhcp-leasefile=${join(work, `${name}.leases`)}`,
-      // RA with a ULA prefix and router lifetime 0: IPv6 autoconf finishes at once, no default route.
-      "enable-ra", "dhcp-range=::,constructor:eth0,ra-only,64,1h", "ra-param=eth0,mtu:1500,0,0",
-      ...(dhcp ? ["dhcp-authoritative", "dhcp-range=10.231.7.160,10.231.7.199,255.255.255.0,1h"] : []),
-      "",
-    ].join("\n"),
-  );
-  return lan.spawn("router", ["dnsmasq", "-k", `--conf-file=${conf}`]);
-}
 
 interface Machine {
   mac: string;
@@ -61,7 +45,7 @@ async function bootOnce(name: string, o: { firmware: "bios" | "uefi"; mode: "pro
   const store = new SqliteStore(join(dataDir, "lifeboat.db"));
   const jobs = new Map<string, string>();
   for (const [i, m] of o.machines.entries()) if (m.armed) jobs.set(m.mac, (await armForTest(store, { host: `${name}-${i}`, macs: [m.mac] })).id);
-  const router = startRouter(name, o.mode === "proxy");
+  const router = startRouter(lan, "router", work, name, o.mode === "proxy" ? "10.231.7.160,10.231.7.199" : undefined);
   const srv = await serveInNs(
     lan,
     "srv",
