@@ -6,7 +6,7 @@
  * mkfs fails stops there, reports the tool's output and restores nothing.
  * Network and drivers are the host's (LB_SKIP_HW_SETUP); the booted image is image.test.ts.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -133,5 +133,56 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
     expect(String((events.find((e) => e.type === "failed")!.data as { error: string }).error)).toMatch(/step 5 \(make_fs\) failed/);
     expect(events.some((e) => e.type === "agent-log")).toBe(true);
     expect((await execa("blkid", ["-o", "value", "-s", "TYPE", `${disk}p1`], { reject: false })).stdout).toBe("");
+  });
+
+  it("restores a dump(8) chain (level 0, then level 1 after a deletion) with restore -r: the tree is identical", async () => {
+    // A real ext4 filesystem dumped with dump(8), its dumpdates kept in the test dir.
+    const src = await makeLoop(dir, "dumpsrc", 64 * MiB);
+    await execa("mkfs.ext4", ["-q", src]);
+    const mnt = join(dir, "dumpsrc.mnt");
+    mkdirSync(mnt);
+    await execa("mount", [src, mnt]);
+    mkdirSync(join(mnt, "etc/app"), { recursive: true });
+    writeFileSync(join(mnt, "etc/app/gone.conf"), "deleted before level 1\n");
+    writeFileSync(join(mnt, "etc/app/kept.conf"), "x".repeat(200_000));
+    await execa("ln", ["-s", "etc/app/kept.conf", join(mnt, "kept-link")]);
+    const dumps: LabDump[] = [];
+    const dumpdates = join(dir, "dumpdates");
+    writeFileSync(dumpdates, "");
+    for (const level of [0, 1]) {
+      if (level === 1) {
+        await execa("rm", [join(mnt, "etc/app/gone.conf")]);
+        writeFileSync(join(mnt, "etc/app/new.conf"), "added before level 1\n");
+        await new Promise((r) => setTimeout(r, 1100)); // dump compares times in seconds
+      }
+      await execa("sync");
+      const file = join(dir, `dump-${level}`);
+      await execa("dump", [`-${level}u`, "-D", dumpdates, "-f", file, src]);
+      dumps.push({ id: `dump-${level}`, level, compression: "none", bytes: readFileSync(file) });
+    }
+    const expected = await treeManifest(mnt);
+    await execa("umount", [mnt]);
+    const dumpStand = await streamStandIn({ dumps, token: () => token });
+    try {
+      const { r, job, disk, target } = await runAgent("web3", "52:54:00:aa:00:03", (disk, part) =>
+        restorePlan({ disk, part, size: 256 * MiB, chain: dumps, streamUrl: dumpStand.url, program: "dump" }),
+      );
+      expect(r.exitCode, r.all).toBe(0);
+      expect(job.state).toBe("done");
+      await execa("mount", [`${disk}p1`, target]);
+      const restored = await treeManifest(target);
+      await execa("umount", [target]);
+      // restore -r keeps its symbol table for the next level; the agent's log is added.
+      const strip = (m: string) =>
+        m
+          .split("\n")
+          .filter((l) => !/^\.\/(restoresymtable|var)(\||\/)/.test(l))
+          .join("\n")
+          .trimEnd();
+      expect(strip(restored)).toBe(strip(expected));
+      expect(restored).not.toContain("gone.conf");
+    } finally {
+      await dumpStand.stop();
+    }
   });
 });

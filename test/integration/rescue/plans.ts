@@ -18,14 +18,23 @@ export function gptOnePartition(part: string, size: number, type: string, labelI
 }
 
 /** The plan the tests serve: partition one disk, ext4, mount, restore the chain, done. */
-export function restorePlan(o: { disk: string; part: string; size: number; serial?: string; chain: LabDump[]; streamUrl: string; mkfsOptions?: string[] }): Step[] {
+export function restorePlan(o: {
+  disk: string;
+  part: string;
+  size: number;
+  serial?: string;
+  chain: LabDump[];
+  streamUrl: string;
+  mkfsOptions?: string[];
+  program?: "gtar" | "dump";
+}): Step[] {
   const core: Step[] = [
     step("check_disk", { dev: o.disk, serial: o.serial ?? "", wwn: "", size_bytes: o.size }),
     step("wipe_disk", { dev: o.disk, label_id: "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B" }),
     step("partition", { dev: o.disk, sfdisk_script: gptOnePartition(o.part, o.size, LINUX_FS, "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B") }),
     step("make_fs", { fstype: "ext4", dev: o.part, uuid: "7c1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", label: "restored" }, o.mkfsOptions ?? []),
     step("mount_fs", { dev: o.part, mountpoint: "/", fstype: "ext4", options: "" }),
-    ...restoreSteps(o.chain, o.streamUrl),
+    ...restoreSteps(o.chain, o.streamUrl, "/", o.program),
     step("unmount_all", {}),
     step("plan_done", {}),
   ];
@@ -33,11 +42,11 @@ export function restorePlan(o: { disk: string; part: string; size: number; seria
 }
 
 /** One restore_dump call per dump of the chain, level 0 first. */
-export function restoreSteps(chain: LabDump[], streamUrl: string, mountpoint = "/"): Step[] {
+export function restoreSteps(chain: LabDump[], streamUrl: string, mountpoint = "/", program: "gtar" | "dump" = "gtar"): Step[] {
   return chain.map((d) =>
     step("restore_dump", {
       mountpoint,
-      program: "gtar",
+      program,
       level: d.level,
       compression: d.compression,
       size_bytes: d.bytes.length,
