@@ -174,8 +174,13 @@ export function catalogFromLogs(setup: AmandaSetup, onProgress?: (msg: string) =
   const dumps: CatalogDump[] = [];
   for (const t of facts.taped.values()) {
     if (t.status === "incomplete" && t.parts.length === 0) continue;
-    // A label gone from the tapelist, or relabelled (datestamp 0), was reused: its dumps are gone.
-    if (tapelist && t.parts.some((p) => !tapelist!.has(p.label) || tapelist!.get(p.label) === "0")) continue;
+    // A label gone from the tapelist, relabelled (datestamp 0) or written by a later run (the
+    // tapelist's datestamp is not the one this log wrote it with) was reused: its dumps are gone.
+    const reused = (p: TapedFact["parts"][number]) => {
+      const ds = tapelist!.get(p.label);
+      return ds === undefined || ds === "0" || (p.volumeDatestamp !== null && ds !== p.volumeDatestamp);
+    };
+    if (tapelist && t.parts.some(reused)) continue;
     dumps.push(tapedRecord(setup, t, byLabel, facts));
   }
   const holding = scanMedia(setup.holdingDirs.filter((d) => existsSync(d)));

@@ -27,6 +27,8 @@ export interface TapedPart {
   label: string;
   fileNo: number;
   sizeBytes: number | null;
+  /** Datestamp of the taper run that wrote the volume (START taper), as the tapelist records it. */
+  volumeDatestamp: string | null;
 }
 
 export interface TapedFact {
@@ -78,6 +80,7 @@ export function parseTraceLog(text: string, file: string, facts: LogFacts = empt
   let runDs = nameDs;
   // 2.x: the taper's current volume and file counter (file 0 is the label).
   let taperLabel = "";
+  let taperDs: string | null = null;
   let fileNo = 0;
   const lines = text.split("\n");
   for (let li = 0; li < lines.length; li++) {
@@ -94,6 +97,7 @@ export function parseTraceLog(text: string, file: string, facts: LogFacts = empt
           const li2 = t.indexOf("label");
           if (li2 > 0 && t[li2 + 1]) {
             taperLabel = t[li2 + 1]!;
+            taperDs = t[3] ?? null;
             fileNo = 0;
           }
         }
@@ -124,7 +128,7 @@ export function parseTraceLog(text: string, file: string, facts: LogFacts = empt
         if (f.status === "ok") continue;
         if (Number(pm[1]) === 1) f.parts = [];
         if (type === "PART")
-          f.parts.push({ partNo: Number(pm[1]), label, fileNo: Number(fno), sizeBytes: stats(r).bytes ?? null });
+          f.parts.push({ partNo: Number(pm[1]), label, fileNo: Number(fno), sizeBytes: stats(r).bytes ?? null, volumeDatestamp: label === taperLabel ? taperDs : null });
         continue;
       }
       if (type === "DONE" || type === "PARTIAL") {
@@ -162,10 +166,10 @@ export function parseTraceLog(text: string, file: string, facts: LogFacts = empt
         if (type === "CHUNK") {
           const chunk = Number(rest[0]);
           const f = tapedFor(facts, host, disk, ds, Number(rest[1]));
-          f.parts.push({ partNo: chunk, label: taperLabel, fileNo, sizeBytes: null });
+          f.parts.push({ partNo: chunk, label: taperLabel, fileNo, sizeBytes: null, volumeDatestamp: taperDs });
         } else {
           const f = tapedFor(facts, host, disk, ds, Number(rest[0]));
-          f.parts.push({ partNo: 1, label: taperLabel, fileNo, sizeBytes: null });
+          f.parts.push({ partNo: 1, label: taperLabel, fileNo, sizeBytes: null, volumeDatestamp: taperDs });
           f.nparts = 1;
           f.status = "ok";
           const st = stats(rest);

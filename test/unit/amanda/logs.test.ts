@@ -25,7 +25,7 @@ describe("trace logs", () => {
     const f = parseTraceLog(RUN1, "/l/log.20261124020601.0");
     const docs = f.taped.get(dumpKey({ host: "localhost", disk: "Lab Docs $HOME", datestamp: "20261124020601", level: 0 }))!;
     expect(docs).toMatchObject({ status: "ok", nparts: 1, sizeBytes: 8664, serverCrc: { crc: "b8094f34", size: 8664 } });
-    expect(docs.parts).toEqual([{ partNo: 1, label: "LAB-01", fileNo: 1, sizeBytes: 8664 }]);
+    expect(docs.parts).toEqual([{ partNo: 1, label: "LAB-01", fileNo: 1, sizeBytes: 8664, volumeDatestamp: "20261124020601" }]);
     const plain = f.taped.get(dumpKey({ host: "localhost", disk: "/tmp/t/plain", datestamp: "20261124020601", level: 0 }))!;
     expect(plain.parts.map((p) => p.fileNo)).toEqual([2, 3]);
     const d = f.dumper.get(dumpKey({ host: "localhost", disk: "Lab Docs $HOME", datestamp: "20261124020601", level: 0 }))!;
@@ -42,7 +42,7 @@ DONE taper "ST:lab" "POOL:lab" localhost "Lab Docs $HOME" 20261124021314 1 2 a5e
 `,
       "/l/log.20261124021341.0",
     );
-    expect([...f.taped.values()][0]).toMatchObject({ datestamp: "20261124021314", level: 2, parts: [{ label: "LAB-03", fileNo: 1 }] });
+    expect([...f.taped.values()][0]).toMatchObject({ datestamp: "20261124021314", level: 2, parts: [{ label: "LAB-03", fileNo: 1, volumeDatestamp: "20261124021341" }] });
   });
 
   it("reads Amanda 2.x logs: SUCCESS taper without file numbers (counted from START taper), CHUNK lines, no CRCs", () => {

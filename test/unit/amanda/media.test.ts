@@ -108,6 +108,9 @@ describe("catalog sources", () => {
     const l = lab();
     writeFileSync(join(l.configDir, "tapelist"), "20261124020601 LAB-01 reuse\n");
     expect(catalogFromLogs(l.setup).dumps.map((d) => d.location.label)).toEqual(["LAB-01", "HOLDING", "LAB-01"]);
+    // LAB-01 rewritten by a later run: the old log's dumps on it are gone too
+    writeFileSync(join(l.configDir, "tapelist"), "20261125020601 LAB-01 reuse\n20261124020609 LAB-02 reuse\n");
+    expect(catalogFromLogs(l.setup).dumps.map((d) => d.location.label)).toEqual(["LAB-02", "HOLDING", "LAB-02"]);
     truncateSync(join(l.vtapes, "slot1", "00002.localhost._srv_plain.0"), 32768 + 100);
     expect(catalogFromScan("synth", scanMedia([l.vtapes])).dumps.find((d) => d.disk === "/srv/plain")!.problem).toMatch(/hold 16004 of 20000 bytes: part 6 is missing or a part is truncated/);
   });
