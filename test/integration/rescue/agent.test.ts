@@ -12,7 +12,11 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderKernelArgs } from "../../../server/recovery/cmdline.ts";
 import { type Step, renderPlan } from "../../../server/recovery/steps.ts";
-import type { RunningServer } from "../../../server/serve.ts";
+import { refreshCatalogs } from "../../../server/amanda/refresh.ts";
+import { loadConfig } from "../../../server/config/load.ts";
+import { createLogger } from "../../../server/log.ts";
+import type { Planner } from "../../../server/recovery/jobs.ts";
+import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
 import { seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
@@ -36,18 +40,17 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
   let token = "";
   const plans = new Map<string, Step[]>();
   const progress: Array<{ dumpId: string; bytes: number }> = [];
+  const planner: Planner = async (job) => {
+    const steps = plans.get(job.id)!;
+    return { ok: true, script: renderPlan(steps), steps: steps.length, bytesTotal: 0, detail: null };
+  };
 
   beforeAll(async () => {
     const shared = await sharedLab();
     lab = shared.lab;
     chain = await labChain(lab, "gz");
     shared.release();
-    server = await testServer({
-      planner: async (job) => {
-        const steps = plans.get(job.id)!;
-        return { ok: true, script: renderPlan(steps), steps: steps.length, bytesTotal: 0, detail: null };
-      },
-    });
+    server = await testServer({ planner });
     // The level-0 stream is cut after 4000 bytes once: the agent must resume with Range.
     // A slow first chunk, so that the agent's periodic progress events show up too.
     standin = await streamStandIn({ dumps: chain, token: () => token, dropOnceAfter: 4000, chunkDelayMs: 2500 });
@@ -60,10 +63,10 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
     await server?.stop();
   });
 
-  async function runAgent(name: string, mac: string, planFor: (disk: string, part: string) => Step[]) {
-    await seedHost(server, name, mac);
-    const job = await server.ctx.jobs.arm({ mac, actor: "test" });
-    token = await server.ctx.jobs.issueBootToken(job.id);
+  async function runAgent(name: string, mac: string, planFor: (disk: string, part: string) => Step[], srv = server) {
+    await seedHost(srv, name, mac);
+    const job = await srv.ctx.jobs.arm({ mac, actor: "test" });
+    token = await srv.ctx.jobs.issueBootToken(job.id);
     const disk = await makeLoop(dir, name, 256 * MiB);
     plans.set(job.id, planFor(disk, `${disk}p1`));
     const run = join(dir, `${name}-run`);
@@ -71,15 +74,15 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
     mkdirSync(target, { recursive: true });
     afterAll(() => execa("umount", ["-R", "-l", target], { reject: false }));
     const cmdline = join(dir, `${name}.cmdline`);
-    writeFileSync(cmdline, `console=ttyS0 ${renderKernelArgs({ server: server.httpUrl, job: job.id, token })}\n`);
+    writeFileSync(cmdline, `console=ttyS0 ${renderKernelArgs({ server: srv.httpUrl, job: job.id, token })}\n`);
     const r = await execa("dash", ["-c", `. '${AGENT_DIR}lib.sh'; . '${AGENT_DIR}steps.sh'; lb_main`], {
       reject: false,
       all: true,
       timeout: 240_000,
       env: { LB_RUN: run, LB_TARGET: target, LB_CMDLINE_FILE: cmdline, LB_SKIP_HW_SETUP: "1", LB_NO_WAIT: "1", LB_HEARTBEAT_SECONDS: "1", LB_PROGRESS_SECONDS: "1" },
     });
-    const events = await server.ctx.jobs.events(job.id);
-    return { r, job: await server.ctx.jobs.get(job.id), events, disk, target };
+    const events = await srv.ctx.jobs.events(job.id);
+    return { r, job: await srv.ctx.jobs.get(job.id), events, disk, target };
   }
 
   it("restores a real Amanda chain (0, 1, 2, gzip) onto a fresh disk through a dropped connection: the tree is identical", async () => {
@@ -183,6 +186,38 @@ describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat 
       expect(restored).not.toContain("gone.conf");
     } finally {
       await dumpStand.stop();
+    }
+  });
+
+  it("restores the same chain through Lifeboat's own dump stream route (catalog refreshed from the Amanda lab, job token)", async () => {
+    const config = loadConfig({ overrides: { dataDir: join(dir, "amanda-data"), listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "off" } });
+    config.amanda = [{ name: lab.config, configDir: lab.configDir, vtapeRoot: lab.vtapes, holdingDirs: [lab.holding] }];
+    config.catalog.refreshMinutes = 0;
+    const real = await startServer(config, createLogger("silent", { pretty: false }), { planner });
+    try {
+      const [summary] = await refreshCatalogs(config.amanda, real.ctx.store);
+      expect(summary!.error).toBeNull();
+      const gz = lab.dles.find((d) => d.tag === "gz")!;
+      const listed = (await real.ctx.store.catalog.list({ amanda: lab.config, disk: gz.disk })).sort((a, b) => a.datestamp.localeCompare(b.datestamp));
+      expect(listed.map((d) => d.level)).toEqual(chain.map((d) => d.level));
+      // Same bytes as amfetchdump gave, now under the catalog's ids, fetched by relative URL from the server.
+      const viaCatalog = listed.map((d, i) => ({ ...chain[i]!, id: d.id }));
+      const { r, job, events, disk, target } = await runAgent(
+        "web4",
+        "52:54:00:aa:00:04",
+        (disk, part) => restorePlan({ disk, part, size: 256 * MiB, chain: viaCatalog, streamUrl: "" }),
+        real,
+      );
+      expect(r.exitCode, r.all).toBe(0);
+      expect(job.state).toBe("done");
+      const streams = events.filter((e) => e.type === "stream-done").map((e) => e.data as { dumpId: string; sha256: string });
+      expect(streams.map((s) => [s.dumpId, s.sha256])).toEqual(viaCatalog.map((d) => [d.id, sha256(d.bytes)]));
+      await execa("mount", [`${disk}p1`, target]);
+      const restored = await treeManifest(target);
+      await execa("umount", [target]);
+      expect(restored.split("\n").filter((l) => !l.startsWith("./var")).join("\n")).toBe(lab.manifest("gz", 3).trimEnd());
+    } finally {
+      await real.stop();
     }
   });
 });
