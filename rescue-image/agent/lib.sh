@@ -102,23 +102,19 @@ lb_devname() {
   printf '%s' "${_d##*/}"
 }
 
-# Serial and WWN as lsblk shows them, else as sysfs has them (no udev database: virtio, nvme).
-lb_disk_serial() {
-  _n=$(lb_devname "$1")
-  _s=$(lsblk -dno SERIAL "/dev/$_n" 2>/dev/null | lb_trim)
-  [ -z "$_s" ] && for _f in "/sys/block/$_n/serial" "/sys/block/$_n/device/serial"; do
-    [ -r "$_f" ] && { _s=$(lb_trim <"$_f"); break; }
+# lb_disk_prop DEV COLUMN FILE...: an lsblk column, else the first readable file below
+# /sys/block/NAME (without a udev database lsblk knows no serial for virtio or nvme).
+lb_disk_prop() {
+  _n=$(lb_devname "$1") _col=$2
+  shift 2
+  _s=$(lsblk -dno "$_col" "/dev/$_n" 2>/dev/null | lb_trim)
+  [ -z "$_s" ] && for _f in "$@"; do
+    [ -r "/sys/block/$_n/$_f" ] && { _s=$(lb_trim <"/sys/block/$_n/$_f"); break; }
   done
   printf '%s' "$_s"
 }
-lb_disk_wwn() {
-  _n=$(lb_devname "$1")
-  _s=$(lsblk -dno WWN "/dev/$_n" 2>/dev/null | lb_trim)
-  [ -z "$_s" ] && for _f in "/sys/block/$_n/wwid" "/sys/block/$_n/device/wwid"; do
-    [ -r "$_f" ] && { _s=$(lb_trim <"$_f"); break; }
-  done
-  printf '%s' "$_s"
-}
+lb_disk_serial() { lb_disk_prop "$1" SERIAL serial device/serial; }
+lb_disk_wwn() { lb_disk_prop "$1" WWN wwid device/wwid; }
 lb_disk_size() { echo $(($(cat "/sys/class/block/$(lb_devname "$1")/size") * 512)); }
 
 lb_disk_bus() {
