@@ -305,6 +305,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   if (initramfsBytes > MAX_INITRAMFS_BYTES)
     throw new BuildError(`initramfs is ${mib(initramfsBytes)} compressed, over the ${mib(MAX_INITRAMFS_BYTES)} limit real firmware boots`);
   const uncompressed = Number((await run("du", ["-sb", tree])).split(/\s/)[0]);
+  rmSync(tree, { recursive: true, force: true });
   renameSync(tmpOut, join(opts.outDir, "initramfs"));
   copyFileSync(join(stage, `boot/vmlinuz-${kernel}`), join(opts.outDir, "vmlinuz"));
   const info: ImageInfo = {
