@@ -286,12 +286,20 @@ restore_dump() {
   lb_args restore_dump 6 6 $# || return 2
   _mp=$1 _prog=$2 _level=$3 _comp=$4 _size=$5 _url=$6
   _dir="$LB_TARGET$_mp"
-  _src=$(findmnt -n --mountpoint "$_dir" -o SOURCE 2>/dev/null)
+  # A DLE may be a directory inside a filesystem (/srv/docs on /): the nearest mount point
+  # at or above it must be one the plan mounted on the target.
+  _up=$_mp _src=
+  while [ -z "$_src" ]; do
+    _src=$(findmnt -n --mountpoint "$LB_TARGET${_up:-/}" -o SOURCE 2>/dev/null)
+    [ -n "$_up" ] || break
+    _up=${_up%/*}
+  done
   if [ -z "$_src" ]; then
-    echo "restore_dump: $_dir is not a mounted filesystem of the target" >&2
+    echo "restore_dump: $_dir is on no filesystem mounted on the target" >&2
     return 1
   fi
   lb_gate "$_src" || return 1
+  mkdir -p "$_dir" || return 1
   _dec=$(lb_decompressor "$_comp") || { echo "restore_dump: unknown compression $_comp" >&2; return 1; }
   # URL is a path on the Lifeboat server; an absolute http(s) URL is taken as it is.
   case $_url in http://* | https://*) _full=$_url ;; *) _full=$LB_SERVER$_url ;; esac

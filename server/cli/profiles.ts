@@ -32,7 +32,7 @@ export function registerProfiles(program: Command): Command {
         .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss] (default: newest)")
         .option("--map <captured=target>", "disk mapping for new hardware (repeatable)", collect, [])
         .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
-        .option("--no-bootloader", "do not install a boot loader"),
+        .option("--no-bootloader", "do not make the restored system bootable (no boot loader, no new initramfs): for data disks"),
       { json: true },
     ),
   ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; hostnamePattern?: string; bootloader: boolean }, c: Command) => {

@@ -577,7 +577,8 @@ export function buildPlan(input: PlanInput): PlanResult {
     const t = targetOf(m);
     return c.transport !== null && t.bus !== null && c.transport !== t.bus;
   });
-  if (rootMounted && layout.system.initramfsTool && (changedUuids.length || transportChanged || firmware !== layout.boot.firmware))
+  // bootloader "none": the restore is not made bootable here, so its initramfs is left alone too.
+  if (rootMounted && layout.system.initramfsTool && o.bootloader !== "none" && (changedUuids.length || transportChanged || firmware !== layout.boot.firmware))
     steps.push(step("regen_initramfs", { tool: layout.system.initramfsTool }));
 
   steps.push(step("unmount_all", {}), step("plan_done", {}));

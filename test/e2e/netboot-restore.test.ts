@@ -1,0 +1,208 @@
+/**
+ * End to end, every part for real: a machine network-boots from `lifeboat serve` (full DHCP,
+ * TFTP, HTTP) in a private namespace LAN, gets the rescue image built by `lifeboat image
+ * build`, reports its disks, gets the plan built from a captured layout and the catalog of a
+ * real Amanda (vtapes + holding disk), recreates the disk, streams the restores, and reports
+ * done; its next boot goes to local disk. Then four new machines are cloned from one profile
+ * at once. Everything the admin does goes through the `lifeboat` CLI. QEMU runs under TCG.
+ */
+import { mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_CACHE_DIR, buildImage } from "../../rescue-image/build.ts";
+import type { JobView } from "../../server/recovery/views.ts";
+import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../helpers/amanda-lab.ts";
+import { lifeboatBin } from "../helpers/cli.ts";
+import { type Lan, createLan, netnsUnavailable } from "../helpers/netns.ts";
+import { type Vm, bootVm, qemuUnavailable } from "../helpers/qemu.ts";
+import { startRouter } from "../helpers/router.ts";
+import { tempDir } from "../helpers/tmp.ts";
+import { type NsServer, serveInNs } from "../integration/netboot/lifeboat-ns.ts";
+import { rescan } from "../integration/recovery/loopdev.ts";
+
+const SUBNET = "10.231.9";
+const SERVER = `http://${SUBNET}.1:8080`;
+const CAPTURE = fileURLToPath(new URL("../fixtures/layouts/mbr-ext4.capture.json", import.meta.url));
+const DISK_BYTES = 1024 * 1024 * 1024; // the captured disk's size
+const CAPTURED_SERIAL = "QM00001"; // the captured disk's serial: the recovered machine's disk has it too
+const CLONES = 4;
+
+const skip = qemuUnavailable() ?? (await netnsUnavailable()) ?? amandaLabUnavailable() ?? undefined;
+if (skip) console.warn(`SKIPPED end-to-end network restore: ${skip}`);
+
+/** A QEMU machine with one blank virtio disk of the captured size and the given serial, network boot first. */
+function machine(lan: Lan, work: string, i: number, mac: string, serial: string): { vm: Vm; disk: string } {
+  const disk = join(work, `disk-${i}.raw`);
+  writeFileSync(disk, "");
+  truncateSync(disk, DISK_BYTES);
+  const vm = bootVm({
+    lan,
+    tap: `tap${i}`,
+    mac,
+    firmware: "bios",
+    serialLog: join(work, `vm-${i}.serial`),
+    workDir: work,
+    extraArgs: ["-m", "1024", "-drive", `file=${disk},if=none,id=d0,format=raw`, "-device", `virtio-blk-pci,drive=d0,serial=${serial}`],
+  });
+  return { vm, disk };
+}
+
+/** A disk image on a read-only loop device with its partition devices present (no udev here). */
+async function attach(disk: string): Promise<string> {
+  const loop = (await execa("losetup", ["--find", "--show", "--partscan", "--read-only", disk])).stdout.trim();
+  await rescan(loop);
+  return loop;
+}
+
+/** Mounts the first partition of a disk image read-only and runs `fn` on it. */
+async function withRoot<T>(disk: string, work: string, fn: (root: string) => Promise<T>): Promise<T> {
+  const loop = await attach(disk);
+  const mnt = join(work, `mnt-${loop.replace(/\D/g, "")}`);
+  mkdirSync(mnt, { recursive: true });
+  try {
+    await execa("mount", ["-o", "ro", `${loop}p1`, mnt]);
+    try {
+      return await fn(mnt);
+    } finally {
+      await execa("umount", [mnt]);
+    }
+  } finally {
+    await execa("losetup", ["-d", loop]);
+  }
+}
+
+describe.skipIf(skip !== undefined)("network boot to a restored disk (QEMU, real Amanda, real CLI)", () => {
+  const work = tempDir("lbte-");
+  const dataDir = join(work, "data");
+  let lab: AmandaLab;
+  let lan: Lan;
+  let srv: NsServer;
+  let router: ReturnType<typeof startRouter>;
+  const vms: Vm[] = [];
+
+  /**
+   * The lifeboat CLI inside the server's namespace, as an admin on that host would run it:
+   * jobs, profiles and assignments go through the running server, the rest reads the store.
+   */
+  const cli = async (...args: string[]) => {
+    const viaServer = ["jobs", "profiles"].includes(args[0]!) || args[1] === "assign";
+    const argv = [process.execPath, lifeboatBin, ...args, "--config", join(dataDir, "lifeboat.yaml"), ...(viaServer ? ["--server", SERVER] : [])];
+    const r = await lan.exec("srv", argv, { reject: false, timeout: 900_000 });
+    if (r.exitCode !== 0) throw new Error(`lifeboat ${args.join(" ")}: exit ${r.exitCode}: ${r.stderr}\n${r.stdout.slice(-6000)}`);
+    return r.stdout;
+  };
+  const tail = () => `--- lifeboat log tail ---\n${srv.log().split("\n").slice(-40).join("\n")}\n${vms.map((v, i) => `--- vm ${i} serial tail ---\n${v.serial().slice(-2000)}`).join("\n")}`;
+
+  beforeAll(async () => {
+    lab = await amandaLab();
+    // The rescue image, built (or reused from the cache) by the same code as `lifeboat image build`.
+    await buildImage({ cacheDir: DEFAULT_CACHE_DIR, outDir: join(dataDir, "image"), sshKeys: [], progress: () => undefined });
+    lan = await createLan({ prefix: "lbte", subnet: SUBNET, members: { srv: 1, router: 2 } });
+    await lan.exec("router", ["ip", "-6", "addr", "add", "fd31:9:9::2/64", "dev", "eth0", "nodad"]);
+    router = startRouter(lan, "router", work, "e2e");
+    for (let i = 0; i <= CLONES; i++) await lan.addTap(`tap${i}`);
+    srv = await serveInNs(
+      lan,
+      "srv",
+      dataDir,
+      {
+        listen: { interface: "eth0" },
+        http: { port: 8080 },
+        dhcp: { mode: "full", pool: { start: `${SUBNET}.100`, end: `${SUBNET}.150`, router: "", leaseSeconds: 600 } },
+        amanda: [{ name: lab.config, configDir: lab.configDir, vtapeRoot: lab.vtapes, holdingDirs: [lab.holding] }],
+        catalog: { refreshMinutes: 0 },
+      },
+      ["http", "tftp", "dhcp"],
+    );
+    // The host as Amanda knows it (its dumps are of "localhost"), its two DLEs and where they go.
+    const dles = lab.dles.flatMap((d) => ["--dle", `${d.disk}=/srv/${d.tag}`]);
+    const host = JSON.parse(await cli("hosts", "add", "localhost", "--mac", "52:54:00:09:00:01", "--amanda", lab.config, ...dles, "--json")) as { token: string };
+    // Its captured layout (a real capture of a 1 GiB MBR disk: ext4 root, swap in a logical partition), uploaded with its token.
+    const up = await lan.exec("srv", ["curl", "-fsS", "-X", "PUT", "-H", `authorization: Bearer ${host.token}`, "-H", "content-type: application/json", "--data-binary", `@${CAPTURE}`, `${SERVER}/api/v1/hosts/localhost/layout`], { reject: false });
+    expect(up.exitCode, up.stderr).toBe(0);
+    const refreshed = await cli("catalog", "refresh", "--json");
+    expect(refreshed).toContain(lab.config);
+  }, 1_200_000);
+
+  afterAll(async () => {
+    for (const vm of vms) await vm.kill();
+    await srv?.stop();
+    router?.kill();
+    await lan?.down();
+    await lab?.release();
+  });
+
+  it("recovers a dead machine: same disk by serial, the chain restored, then local boot", async () => {
+    const mac = "52:54:00:09:00:01";
+    // The machine's own profile without a boot loader: the lab's trees are data, not an OS.
+    await cli("profiles", "set", "localhost", "--host", "localhost", "--no-bootloader");
+    const [job] = JSON.parse(await cli("jobs", "arm", mac, "--json")) as JobView[];
+    const dry = await cli("jobs", "plan", job!.id);
+    expect(dry).toMatch(new RegExp(`^check_disk /dev/sda ${CAPTURED_SERIAL} `, "m"));
+    expect(dry).toMatch(/^restore_dump \/srv\/plain gtar 0 /m);
+    expect((await cli("hosts", "boot-script", mac))).toContain("vmlinuz");
+
+    const watch = cli("jobs", "watch", job!.id);
+    const m = machine(lan, work, 0, mac, CAPTURED_SERIAL);
+    vms.push(m.vm);
+    try {
+      const out = await watch;
+      expect(out).toMatch(/ done$/m);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${tail()}`);
+    }
+    await m.vm.kill();
+    const final = JSON.parse(await cli("jobs", "show", job!.id, "--json")) as JobView;
+    expect(final).toMatchObject({ state: "done", disks: [expect.objectContaining({ serial: CAPTURED_SERIAL })] });
+    expect(final.bytesDone).toBe(final.bytesTotal);
+
+    // The disk as captured: same table, same UUIDs; the trees as Amanda last saw them.
+    const capture = JSON.parse(readFileSync(CAPTURE, "utf8")) as unknown;
+    const rootUuid = JSON.stringify(capture).match(/"UUID":"([0-9a-f-]{36})","BLOCK_SIZE":"4096","TYPE":"ext4"/)?.[1];
+    const loop = await attach(m.disk);
+    try {
+      expect((await execa("blkid", ["-o", "value", "-s", "TYPE", `${loop}p1`])).stdout).toBe("ext4");
+      if (rootUuid) expect((await execa("blkid", ["-o", "value", "-s", "UUID", `${loop}p1`])).stdout).toBe(rootUuid);
+      expect((await execa("blkid", ["-o", "value", "-s", "TYPE", `${loop}p5`])).stdout).toBe("swap");
+    } finally {
+      await execa("losetup", ["-d", loop]);
+    }
+    const last = lab.runs.at(-1)!.run;
+    await withRoot(m.disk, work, async (root) => {
+      for (const d of lab.dles) expect(await treeManifest(join(root, "srv", d.tag)), `${d.tag} restored as of run ${last}`).toBe(lab.manifest(d.tag, last).trimEnd());
+      // The agent's log goes into the restored system as it unmounts it (the last step before plan_done).
+      expect(readFileSync(join(root, "var/log/lifeboat", `recovery-${job!.id}.log`), "utf8")).toMatch(/restore_dump exit 0\n.*unmount_all/);
+    });
+    // Disarmed: the next network boot of this machine goes to its own disk.
+    expect(await cli("hosts", "boot-script", mac)).toMatch(/^exit/m);
+  }, 1_200_000);
+
+  it(`clones one profile onto ${CLONES} new machines at once: same content, own identities`, async () => {
+    await cli("profiles", "set", "web", "--host", "localhost", "--map", "sda=vda", "--hostname-pattern", "web-{n}", "--no-bootloader");
+    const macs = Array.from({ length: CLONES }, (_, i) => `52:54:00:09:01:0${i + 1}`);
+    const file = join(work, "new-rack.txt");
+    writeFileSync(file, `# new rack\n${macs.join("\n")}\n`);
+    const jobs = JSON.parse(await cli("jobs", "arm", "--clone", "web", "--macs", file, "--json")) as JobView[];
+    expect(jobs.map((j) => j.hostname)).toEqual(macs.map((_, i) => `web-${i + 1}`));
+    const watches = jobs.map((j) => cli("jobs", "watch", j.id));
+    const clones = macs.map((mac, i) => machine(lan, work, i + 1, mac, `NEW-DISK-${i + 1}`));
+    vms.push(...clones.map((c) => c.vm));
+    try {
+      await Promise.all(watches);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${tail()}`);
+    }
+    for (const c of clones) await c.vm.kill();
+    const last = lab.runs.at(-1)!.run;
+    const seen = new Set<string>();
+    for (const [i, c] of clones.entries()) {
+      await withRoot(c.disk, work, async (root) => {
+        for (const d of lab.dles) expect(await treeManifest(join(root, "srv", d.tag)), `clone ${i + 1} ${d.tag}`).toBe(lab.manifest(d.tag, last).trimEnd());
+        seen.add(readFileSync(join(root, "etc/hostname"), "utf8").trim());
+      });
+    }
+    expect([...seen].sort()).toEqual(macs.map((_, i) => `web-${i + 1}`).sort());
+  }, 1_800_000);
+});
