@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { UserError } from "../errors.ts";
-import type { ArmBody, MapBody } from "../http/api-schemas.ts";
+import type { ArmBody, CloneWindowBody, MapBody } from "../http/api-schemas.ts";
 import { normalizeMac } from "../mac.ts";
 import type { JobView } from "../recovery/views.ts";
 import type { JobEvent } from "../store/types.ts";
@@ -96,14 +96,25 @@ export function registerJobs(program: Command): Command {
         .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
         .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss]")
         .option("--expires <hours>", "hours until an unused job expires (default from config, 24)")
+        .option("--any-unknown <minutes>", "clones: any unknown machine that network-boots in the next MINUTES becomes a clone (off unless given)")
         .addHelpText(
           "after",
-          "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}'\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f",
+          "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}'\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f\n  lifeboat jobs arm --clone web --any-unknown 30   # then power on the new machines",
         ),
       { json: true },
     ),
-  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string }, c: Command) => {
+  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string }, c: Command) => {
     const ctx = cliContext(c);
+    if (o.anyUnknown !== undefined) {
+      const profile = typeof o.clone === "string" ? o.clone : o.profile;
+      const minutes = Number(o.anyUnknown);
+      if (!profile || mac || o.macs || o.range) throw new UserError("--any-unknown goes with --clone PROFILE alone (no MACs)", 2);
+      if (!(minutes > 0)) throw new UserError(`--any-unknown: expected minutes > 0, got ${JSON.stringify(o.anyUnknown)}`, 2);
+      const body: CloneWindowBody = { profile, minutes, hostnamePattern: o.hostnamePattern };
+      const w = await ctx.api.request<{ profile: string; until: string }>("PUT", "/api/v1/clone-window", body);
+      output(ctx, w, () => `clone window open until ${w.until}: any unknown machine that network-boots becomes a clone of ${w.profile}\nclose it early with: lifeboat jobs window --close`);
+      return;
+    }
     const many = [...(o.macs ? macsFromFile(o.macs) : []), ...(o.range ? macRange(o.range) : [])];
     if (mac && many.length) throw new UserError("give a MAC, or --macs/--range, not both", 2);
     if (!mac && !many.length) throw new UserError("which machine? give a MAC, or --macs FILE / --range FIRST-LAST", 2);
@@ -118,6 +129,20 @@ export function registerJobs(program: Command): Command {
       expiresHours,
       hostnamePattern: o.hostnamePattern,
     });
+  });
+
+  withServer(
+    withGlobals(
+      jobs
+        .command("window")
+        .description("show the clone window (jobs arm --clone PROFILE --any-unknown MINUTES opens it), or close it")
+        .option("--close", "close it now"),
+      { json: true },
+    ),
+  ).action(async (o: { close?: boolean }, c: Command) => {
+    const ctx = cliContext(c);
+    const w = await ctx.api.request<{ open: boolean; profile?: string; until?: string; armed?: number }>(o.close ? "DELETE" : "GET", "/api/v1/clone-window");
+    output(ctx, w, () => (w.open ? `open until ${w.until}: unknown machines become clones of ${w.profile} (${w.armed} so far)` : "closed"));
   });
 
   withServer(

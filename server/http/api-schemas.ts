@@ -44,7 +44,9 @@ export type AssignBody = z.input<typeof assignBodySchema>;
 export const mapBodySchema = z.object({ mapping: z.record(z.string(), z.string()) });
 export type MapBody = z.input<typeof mapBodySchema>;
 
-/** Expands `{n}` and `{mac}` in a clone hostname pattern. */
-export function cloneHostname(pattern: string, n: number, macAddr: string): string {
-  return pattern.replaceAll("{n}", String(n)).replaceAll("{mac}", macAddr.replaceAll(":", ""));
-}
+export const cloneWindowBodySchema = z.object({
+  profile: z.string().min(1),
+  minutes: z.number().positive().max(24 * 60),
+  hostnamePattern: z.string().optional(),
+});
+export type CloneWindowBody = z.input<typeof cloneWindowBodySchema>;

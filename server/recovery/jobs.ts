@@ -30,6 +30,23 @@ export interface ArmRequest {
   actor: string;
 }
 
+/** Expands `{n}` (the clone's number from 1) and `{mac}` (its MAC without colons) in a clone hostname pattern. */
+export function cloneHostname(pattern: string, n: number, macAddr: string): string {
+  return pattern.replaceAll("{n}", String(n)).replaceAll("{mac}", macAddr.replaceAll(":", ""));
+}
+
+/** "Any unknown machine that network-boots before `until` becomes a clone of `profile`" (off unless opened). */
+export interface CloneWindow {
+  profile: string;
+  until: string;
+  hostnamePattern: string | null;
+  openedBy: string;
+  /** Clones armed through the window so far (the next one is number armed + 1). */
+  armed: number;
+}
+
+const CLONE_WINDOW_KEY = "clone-window";
+
 function jobId(): string {
   return `job-${randomBytes(5).toString("hex")}`;
 }
@@ -158,6 +175,54 @@ export class JobService {
     const job = (await this.store.jobs.list({ state: ["running", "stalled"] })).find((j) => j.tokenHash === hash);
     const script = (job?.plan as { script?: string } | null)?.script ?? "";
     return script.includes(`/api/v1/dumps/${encodeURIComponent(dumpId)}/stream`);
+  }
+
+  async openCloneWindow(profileName: string, minutes: number, hostnamePattern: string | undefined, actor: string): Promise<CloneWindow> {
+    const profile = await this.store.profiles.get(profileName);
+    if (!profile) throw new NotFoundError(`no profile named ${profileName}`);
+    const w: CloneWindow = {
+      profile: profile.name,
+      until: new Date(Date.now() + minutes * 60_000).toISOString(),
+      hostnamePattern: hostnamePattern ?? profile.options.hostnamePattern ?? null,
+      openedBy: actor,
+      armed: 0,
+    };
+    await this.store.settings.set(CLONE_WINDOW_KEY, JSON.stringify(w));
+    await this.store.audit.append({ actor, action: "clone-window.open", target: `profile:${profile.name}`, detail: { until: w.until } });
+    this.opts.log.warn({ profile: profile.name, until: w.until }, "clone window open: any unknown machine that network-boots becomes a clone");
+    return w;
+  }
+
+  async closeCloneWindow(actor: string): Promise<void> {
+    await this.store.settings.set(CLONE_WINDOW_KEY, "null");
+    await this.store.audit.append({ actor, action: "clone-window.close", target: "clone-window", detail: null });
+  }
+
+  /** The open clone window, or undefined (never opened, closed, or past its time). */
+  async cloneWindow(): Promise<CloneWindow | undefined> {
+    const w = JSON.parse((await this.store.settings.get(CLONE_WINDOW_KEY)) ?? "null") as CloneWindow | null;
+    return w && Date.parse(w.until) > Date.now() ? w : undefined;
+  }
+
+  /**
+   * A machine booted with no active job: while a clone window is open and the machine is
+   * unknown — no host owns its MAC, no profile is assigned to it, and it never had a job
+   * (so a finished clone that reboots goes to its own disk) — it is armed as the next clone.
+   */
+  async armFromCloneWindow(mac: string): Promise<JobRecord | undefined> {
+    const w = await this.cloneWindow();
+    if (!w) return undefined;
+    if ((await this.store.hosts.byMac(mac)) || (await this.store.assignments.get(mac))) return undefined;
+    if ((await this.store.jobs.list({ mac, limit: 1 })).length) return undefined;
+    const n = w.armed + 1;
+    await this.store.settings.set(CLONE_WINDOW_KEY, JSON.stringify({ ...w, armed: n }));
+    return this.arm({
+      mac,
+      kind: "clone",
+      profile: w.profile,
+      hostname: w.hostnamePattern ? cloneHostname(w.hostnamePattern, n, mac) : undefined,
+      actor: "clone-window",
+    });
   }
 
   /** A LUKS passphrase for container UUID, used by create_luks; kept only while the job is active. */

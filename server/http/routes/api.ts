@@ -2,12 +2,13 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError, UserError } from "../../errors.ts";
 import { normalizeMac } from "../../mac.ts";
+import { cloneHostname } from "../../recovery/jobs.ts";
 import { jobView, jobViewSchema } from "../../recovery/views.ts";
 import type { JobRecord, JobState } from "../../store/types.ts";
 import {
   armBodySchema,
   assignBodySchema,
-  cloneHostname,
+  cloneWindowBodySchema,
   mapBodySchema,
   profileBodySchema,
 } from "../api-schemas.ts";
@@ -218,6 +219,24 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
     app.get("/api/v1/jobs/:id/live", liveSchema("Server-sent events: one job's changes", idParams), async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
       await ctx.jobs.get(req.params.id);
       return live((j) => j.id === req.params.id)(req, reply);
+    });
+
+    // The clone window: any unknown machine that network-boots while it is open becomes a clone.
+    app.put(
+      "/api/v1/clone-window",
+      { schema: { summary: "Open the clone window: unknown machines that network-boot in the next N minutes become clones of a profile", tags: ["jobs"], security, body: jsonSchema(cloneWindowBodySchema), response: { 200: anyObject, ...errors } } },
+      async (req) => {
+        const body = cloneWindowBodySchema.parse(req.body);
+        return ctx.jobs.openCloneWindow(body.profile, body.minutes, body.hostnamePattern, actor(req));
+      },
+    );
+    app.get("/api/v1/clone-window", { schema: { summary: "The open clone window, or {open: false}", tags: ["jobs"], security, response: { 200: anyObject, ...errors } } }, async () => {
+      const w = await ctx.jobs.cloneWindow();
+      return w ? { open: true, ...w } : { open: false };
+    });
+    app.delete("/api/v1/clone-window", { schema: { summary: "Close the clone window", tags: ["jobs"], security, response: { 200: anyObject, ...errors } } }, async (req) => {
+      await ctx.jobs.closeCloneWindow(actor(req));
+      return { open: false };
     });
 
     app.get(

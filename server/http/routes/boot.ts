@@ -149,6 +149,10 @@ export function bootRoutes(ctx: ServerContext): FastifyPluginAsync {
   return async (app) => {
     const log = ctx.log.child({ svc: "boot" });
     const image = (name: string) => join(ctx.config.dataDir, "image", name);
+    const fromCloneWindow = async (mac: string) => {
+      const job = await ctx.jobs.armFromCloneWindow(mac);
+      return job && { job, via: "clone window" };
+    };
 
     app.get("/boot.ipxe", { schema: scriptSchema("iPXE entry script: chains to the per-machine script") }, async (req, reply) =>
       reply.type("text/plain").send(entryScript(baseUrl(ctx, req))),
@@ -173,7 +177,7 @@ export function bootRoutes(ctx: ServerContext): FastifyPluginAsync {
         if (!isMac(q.mac)) return reply.code(400).type("text/plain").send(`mac: not a MAC address: ${JSON.stringify(q.mac)}`);
         const mac = normalizeMac(q.mac);
         const base = baseUrl(ctx, req);
-        const found = await jobForMachine(ctx.store, mac, q.uuid);
+        const found = (await jobForMachine(ctx.store, mac, q.uuid)) ?? (await fromCloneWindow(mac));
         if (!found) {
           log.info({ mac, uuid: q.uuid, ip: req.ip }, "no active job: exit to local boot");
           return reply.type("text/plain").send(machineScript({ base, mac }));

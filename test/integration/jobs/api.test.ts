@@ -116,6 +116,34 @@ describe("admin and agent API", () => {
     expect((await inject("GET", "/api/v1/jobs?mac=52:54:00:cc:00:09")).json()).toEqual([]);
   });
 
+  it("the clone window arms unknown machines that network-boot while it is open, and no others", async () => {
+    await seedHost(server, "gold", "52:54:00:f0:00:00");
+    await inject("PUT", "/api/v1/profiles/gold-clone", { host: "gold", options: { hostnamePattern: "node-{n}" } });
+    const bootScript = async (mac: string) => (await inject("GET", `/boot/ipxe?mac=${mac}`, undefined, {})).body;
+    // Closed (the default): an unknown machine is sent to its own disk.
+    expect((await inject("GET", "/api/v1/clone-window")).json()).toEqual({ open: false });
+    expect(await bootScript("52:54:00:f0:00:01")).toMatch(/^exit$/m);
+    expect((await inject("PUT", "/api/v1/clone-window", { profile: "nope", minutes: 5 })).statusCode).toBe(404);
+    expect((await inject("PUT", "/api/v1/clone-window", { profile: "gold-clone", minutes: 5 })).json()).toMatchObject({ profile: "gold-clone", hostnamePattern: "node-{n}", armed: 0 });
+    // Open: two unknown machines become clones 1 and 2 and get the rescue system at once.
+    for (const [i, mac] of ["52:54:00:f0:00:01", "52:54:00:f0:00:02"].entries()) {
+      expect(await bootScript(mac)).toContain("/boot/vmlinuz");
+      const [job] = (await inject("GET", `/api/v1/jobs?mac=${mac}`)).json() as JobView[];
+      expect(job).toMatchObject({ kind: "clone", profile: "gold-clone", hostname: `node-${i + 1}`, armedBy: "clone-window" });
+    }
+    // A known host's MAC never becomes a clone; a machine that had a job (a finished clone rebooting) neither.
+    expect(await bootScript("52:54:00:f0:00:00")).toMatch(/^exit$/m);
+    const [first] = (await inject("GET", "/api/v1/jobs?mac=52:54:00:f0:00:01")).json() as JobView[];
+    await inject("POST", `/api/v1/jobs/${first!.id}/cancel`);
+    expect(await bootScript("52:54:00:f0:00:01")).toMatch(/^exit$/m);
+    // Closed again: nothing more is armed.
+    expect((await inject("DELETE", "/api/v1/clone-window")).json()).toEqual({ open: false });
+    expect(await bootScript("52:54:00:f0:00:03")).toMatch(/^exit$/m);
+    expect((await inject("GET", "/api/v1/jobs?mac=52:54:00:f0:00:03")).json()).toEqual([]);
+    const audit = (await inject("GET", "/api/v1/audit")).json() as Array<{ action: string }>;
+    expect(audit.map((a) => a.action)).toEqual(expect.arrayContaining(["clone-window.open", "clone-window.close"]));
+  });
+
   it("state survives a server restart; a forgotten armed job expires", async () => {
     await seedHost(server, "db1", "52:54:00:dd:00:01");
     const [job] = (await inject("POST", "/api/v1/jobs", { mac: "52:54:00:dd:00:01", expiresHours: 0.0001 })).json() as JobView[];
@@ -125,7 +153,7 @@ describe("admin and agent API", () => {
     const back = (await inject("GET", `/api/v1/jobs/${job!.id}`)).json() as JobView;
     expect(back.state).toBe("expired"); // the ticker runs once at start
     const cloneJobs = (await inject("GET", "/api/v1/jobs?state=armed")).json() as JobView[];
-    expect(cloneJobs).toHaveLength(4);
+    expect(cloneJobs.filter((j) => j.profile === "web-clone")).toHaveLength(4);
   });
 
   it("publishes an OpenAPI document covering the admin and agent routes", async () => {

@@ -57,6 +57,10 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
     expect((JSON.parse(a.stdout) as JobView[]).map((j) => j.hostname)).toEqual(["web-1", "web-2"]);
     const r = await cli("jobs", "arm", "--clone", "web", "--range", "52:54:00:ee:02:00-52:54:00:ee:02:03", "--json");
     expect((JSON.parse(r.stdout) as JobView[]).map((j) => j.mac)).toEqual(["52:54:00:ee:02:00", "52:54:00:ee:02:01", "52:54:00:ee:02:02", "52:54:00:ee:02:03"]);
+    const win = await cli("jobs", "arm", "--clone", "web", "--any-unknown", "10", "--json");
+    expect(JSON.parse(win.stdout)).toMatchObject({ profile: "web", armed: 0 });
+    expect((await cli("jobs", "window")).stdout).toMatch(/^open until .*: unknown machines become clones of web \(0 so far\)$/);
+    expect((await cli("jobs", "window", "--close")).stdout.trim()).toBe("closed");
     const bad = await cli("jobs", "arm", "--clone", "web", "--macs", join(dataDir, "nope.txt"));
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.trim()).toBe(`lifeboat: ${join(dataDir, "nope.txt")}: cannot read (ENOENT)`);
