@@ -239,6 +239,9 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   }
   // udev's helpers are run by its rules, not linked: add them with their libraries.
   for (const extra of ["lib/udev/ata_id", "lib/udev/scsi_id"]) await t.addProgram(extra);
+  // glibc loads libgcc_s with dlopen when a thread exits (cryptsetup's argon2 threads): no
+  // loader listing shows it, and without it luksFormat aborts ("libgcc_s.so.1 must be installed").
+  await t.addProgram("lib/x86_64-linux-gnu/libgcc_s.so.1");
   for (const d of RESCUE_DIRS) t.add(d);
   // udev must not assemble MD arrays or activate LVM on its own: that would hold the disks
   // the plan is about to wipe.

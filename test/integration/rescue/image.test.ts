@@ -27,7 +27,7 @@ import { lifeboat } from "../../helpers/cli.ts";
 import { seedHost } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { type LabDump, labChain, sharedLab } from "./lab-dumps.ts";
-import { mdLvmPlan, restorePlan } from "./plans.ts";
+import { LAB_LUKS, mdLvmPlan, restorePlan } from "./plans.ts";
 import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
 
 const CACHE = process.env.LIFEBOAT_RESCUE_CACHE ?? "/var/cache/lifeboat/rescue-debs";
@@ -172,6 +172,8 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   }) {
     await seedHost(server, o.name, o.mac);
     const job = await server.ctx.jobs.arm({ mac: o.mac, actor: "test" });
+    // The admin supplies the LUKS passphrase for the job; the agent fetches it with its token.
+    await server.ctx.jobs.setKey(job.id, LAB_LUKS.uuid, LAB_LUKS.passphrase, "test");
     const token = await server.ctx.jobs.issueBootToken(job.id);
     o.standin.token = token;
     plans.set(job.id, o.plan(`http://10.0.2.2:${o.standin.port}`));
@@ -267,7 +269,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     }
   }, 900_000);
 
-  it("boots in QEMU, calls back, builds MD RAID1 + LVM on two disks matched by serial, restores a real Amanda chain onto it, lets an admin in by SSH, reports success", async () => {
+  it("boots in QEMU, calls back, builds MD RAID1 + LUKS (key supplied to the job) + LVM on two disks matched by serial, restores a real Amanda chain onto it, lets an admin in by SSH, reports success", async () => {
     const chain = gzChain;
     const standin = await streamStandIn({ dumps: chain });
     const sshPort = await freePort();
@@ -313,6 +315,8 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
       expect(sshOutput).toContain("SSH-OK 0");
       expect(vm.ends.every((e) => e.exitStatus === 0)).toBe(true);
       expect(vm.ends.find((e) => e.name === "create_md")!.output).toMatch(/array \/dev\/md0 started/);
+      expect(vm.ends.find((e) => e.name === "create_luks")!.exitStatus).toBe(0);
+      expect(JSON.stringify(vm.events)).not.toContain(LAB_LUKS.passphrase);
       expect(vm.ends.find((e) => e.name === "create_lv")!.output).toMatch(/Logical volume "root" created/);
       expect(vm.ends.find((e) => e.name === "mount_fs")!.output).toContain("mounted /dev/vg0/root on /mnt/target/");
       expectStreams(vm.events, chain);

@@ -55,7 +55,10 @@ export function restoreSteps(chain: LabDump[], streamUrl: string, mountpoint = "
   );
 }
 
-/** Two disks → RAID1 (MD) → LVM PV/VG/LV → ext4 → restore: the storage stack the host kernel lacks. */
+/** The LUKS container of the storage-stack plan; its passphrase is supplied to the job, never put in the plan. */
+export const LAB_LUKS = { uuid: "3f2e1d0c-b9a8-4765-8432-10fedcba9876", name: "cryptlab", passphrase: "lab passphrase, not in the plan" };
+
+/** Two disks → RAID1 (MD) → LUKS → LVM PV/VG/LV → ext4 → restore: the storage stack the host kernel lacks. */
 export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial: string }>; size: number; chain: LabDump[]; streamUrl: string }): Step[] {
   const core: Step[] = [
     ...o.disks.map((d) => step("check_disk", { dev: d.dev, serial: d.serial, wwn: "", size_bytes: o.size })),
@@ -64,8 +67,9 @@ export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial:
       return [step("wipe_disk", { dev: d.dev, label_id: labelId }), step("partition", { dev: d.dev, sfdisk_script: gptOnePartition(d.part, o.size, LINUX_RAID, labelId) })];
     }),
     step("create_md", { dev: "/dev/md0", name: "lab:0", level: "raid1", metadata: "1.2", uuid: "0a1b2c3d:4e5f6071:8293a4b5:c6d7e8f9" }, o.disks.map((d) => d.part)),
-    step("create_pv", { dev: "/dev/md0", uuid: "Lb0pv1-AbCd-EfGh-IjKl-MnOp-QrSt-UvWxYz" }),
-    step("create_vg", { vg: "vg0", extent_bytes: 4 * 1024 * 1024 }, ["/dev/md0"]),
+    step("create_luks", { dev: "/dev/md0", uuid: LAB_LUKS.uuid, name: LAB_LUKS.name, key_id: LAB_LUKS.uuid }),
+    step("create_pv", { dev: `/dev/mapper/${LAB_LUKS.name}`, uuid: "Lb0pv1-AbCd-EfGh-IjKl-MnOp-QrSt-UvWxYz" }),
+    step("create_vg", { vg: "vg0", extent_bytes: 4 * 1024 * 1024 }, [`/dev/mapper/${LAB_LUKS.name}`]),
     step("create_lv", { vg: "vg0", lv: "root", size_bytes: 64 * 1024 * 1024 }),
     step("make_fs", { fstype: "ext4", dev: "/dev/vg0/root", uuid: "8d1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", label: "root" }),
     step("mount_fs", { dev: "/dev/vg0/root", mountpoint: "/", fstype: "ext4", options: "" }),
@@ -73,5 +77,5 @@ export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial:
     step("unmount_all", {}),
     step("plan_done", {}),
   ];
-  return [step("plan_begin", { contract: CONTRACT_VERSION, host: "md-lvm", steps: core.length + 1 }), ...core];
+  return [step("plan_begin", { contract: CONTRACT_VERSION, host: "md-luks-lvm", steps: core.length + 1 }), ...core];
 }
