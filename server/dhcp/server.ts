@@ -17,6 +17,7 @@ import type { Logger } from "../log.ts";
 import { type DhcpPacket, decode, encode, macOf, messageType, messageTypeName } from "./codec.ts";
 import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer } from "./decision.ts";
 import { LeasePool } from "./pool.ts";
+import { counter } from "../metrics.ts";
 
 const SOL_SOCKET = 1;
 const SO_BINDTOIFINDEX = 62;
@@ -28,10 +29,6 @@ export interface DhcpMetrics {
   drops: Counter<"reason">;
 }
 
-/** The registry's counter of that name, created on first use (a second server on one registry shares it). */
-export function counter<L extends string>(reg: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
-  return (reg.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [reg] });
-}
 
 export function dhcpMetrics(reg: Registry): DhcpMetrics {
   return {

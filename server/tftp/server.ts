@@ -6,7 +6,7 @@
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import type { Counter, Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
-import { counter } from "../dhcp/server.ts";
+import { counter } from "../metrics.ts";
 import type { Logger } from "../log.ts";
 import { type Generator, openSource } from "./files.ts";
 import { ErrorCode, decodeTftp, errorPacket } from "./packets.ts";

@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { Counter } from "prom-client";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError } from "../../errors.ts";
 import { layoutFromCapture, parseCapture } from "../../recovery/layout-capture.ts";
 import { type DiskLayout, parseLayout } from "../../recovery/layout.ts";
 import { bearer, hashToken, requireAdmin, tokensEqual } from "../auth.ts";
 import { errorSchema } from "../schema.ts";
+import { counter } from "../../metrics.ts";
 
 export const captureScriptPath = new URL("../../recovery/capture.sh", import.meta.url);
 
@@ -24,12 +24,7 @@ const stored = {
  */
 export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
   const admin = requireAdmin(ctx.adminToken);
-  const uploads = new Counter({
-    name: "lifeboat_capture_uploads_total",
-    help: "Layout uploads by result (stored, unauthorized, invalid)",
-    labelNames: ["result"],
-    registers: [ctx.metrics],
-  });
+  const uploads = counter(ctx.metrics, "lifeboat_capture_uploads_total", "Layout uploads by result (stored, unauthorized, invalid)", ["result"]);
   const script = readFileSync(captureScriptPath, "utf8");
 
   return async (app) => {

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { Transform } from "node:stream";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { Counter } from "prom-client";
 import { ChainError, selectChain } from "../../amanda/chain.ts";
 import { dumpName } from "../../amanda/model.ts";
 import { refreshCatalogs, setupOf } from "../../amanda/refresh.ts";
+import { counter } from "../../metrics.ts";
 import type { AmandaConfig } from "../../config/schema.ts";
 import { DumpStreamError, openDumpStream } from "../../amanda/stream.ts";
 import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/views.ts";
@@ -34,9 +34,6 @@ function dumpuserOf(a: AmandaConfig): string {
   }
 }
 
-function counter(ctx: ServerContext, name: string, help: string, labelNames: string[] = []): Counter {
-  return (ctx.metrics.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, labelNames, registers: [ctx.metrics] });
-}
 
 /**
  * The catalog API: listings, restore chains, refresh, and the dump streams the rescue
@@ -45,8 +42,8 @@ function counter(ctx: ServerContext, name: string, help: string, labelNames: str
  */
 export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): FastifyPluginAsync {
   const admin = requireAdmin(ctx.adminToken);
-  const streamBytes = counter(ctx, "lifeboat_dump_stream_bytes_total", "Bytes of dump data sent");
-  const streams = counter(ctx, "lifeboat_dump_streams_total", "Dump streams by result", ["result"]);
+  const streamBytes = counter(ctx.metrics, "lifeboat_dump_stream_bytes_total", "Bytes of dump data sent");
+  const streams = counter(ctx.metrics, "lifeboat_dump_streams_total", "Dump streams by result", ["result"]);
 
   return async (app) => {
     app.get(
