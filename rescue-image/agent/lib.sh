@@ -220,20 +220,21 @@ lb_identity() { printf '%s|%s|%s' "$(lb_disk_serial "/dev/$1")" "$(lb_disk_wwn "
 # lb_gate DEV...: refuses (non-zero, one line) unless the plan came from an armed job and every
 # whole disk under each DEV was matched by check_disk and still has that identity now.
 lb_gate() {
+  # Its variables are _g*: sh has no locals, and the steps calling it keep theirs (e.g. _disk).
   if [ -z "${LB_JOB:-}" ] || [ "$(cat "$LB_RUN/armed" 2>/dev/null)" != "$LB_JOB" ]; then
     echo "refused: no plan from an armed job; nothing written" >&2
     return 1
   fi
   for _gd in "$@"; do
-    for _disk in $(lb_whole_disks "$_gd"); do
-      if [ ! -f "$LB_RUN/verified/$_disk" ]; then
-        echo "refused: /dev/$_disk (under $_gd) was not matched by check_disk; nothing written" >&2
+    for _gw in $(lb_whole_disks "$_gd"); do
+      if [ ! -f "$LB_RUN/verified/$_gw" ]; then
+        echo "refused: /dev/$_gw (under $_gd) was not matched by check_disk; nothing written" >&2
         return 1
       fi
-      _want=$(cat "$LB_RUN/verified/$_disk")
-      _now=$(lb_identity "$_disk")
-      if [ "$_want" != "$_now" ]; then
-        echo "refused: /dev/$_disk changed identity since check_disk ($_want, now $_now); nothing written" >&2
+      _gwant=$(cat "$LB_RUN/verified/$_gw")
+      _gnow=$(lb_identity "$_gw")
+      if [ "$_gwant" != "$_gnow" ]; then
+        echo "refused: /dev/$_gw changed identity since check_disk ($_gwant, now $_gnow); nothing written" >&2
         return 1
       fi
     done

@@ -407,8 +407,48 @@ guard_set_identity() { [ "$(cat "$LB_TARGET/etc/hostname" 2>/dev/null)" = "$1" ]
 lb_bind_system() {
   for _b in dev proc sys; do
     mkdir -p "$LB_TARGET/$_b"
-    findmnt -n --mountpoint "$LB_TARGET/$_b" >/dev/null || mount --rbind "/$_b" "$LB_TARGET/$_b"
+    if ! findmnt -n --mountpoint "$LB_TARGET/$_b" >/dev/null; then
+      # rslave: unmounting these later must never propagate back to the rescue system's own.
+      mount --rbind "/$_b" "$LB_TARGET/$_b" && mount --make-rslave "$LB_TARGET/$_b"
+    fi
   done
+}
+
+# lb_target_has CMD: the restored system has CMD on its PATH.
+lb_target_has() { chroot "$LB_TARGET" sh -c "command -v $1" >/dev/null 2>&1; }
+
+# lb_grub_install ARGS: grub-install (Debian) or grub2-install (Fedora family) of the restored system.
+lb_grub_install() {
+  for _gi in grub-install grub2-install; do
+    lb_target_has $_gi && { chroot "$LB_TARGET" $_gi "$@"; return; }
+  done
+  echo "install_bootloader: the restored system has no grub-install or grub2-install" >&2
+  return 1
+}
+
+# lb_uuid_links: /dev/disk/by-uuid links for what is mounted on the target, where udev made
+# none: grub-mkconfig writes root=UUID=… only when the root's link is there, else the kernel's
+# name of the day (root=/dev/sda2).
+lb_uuid_links() {
+  mkdir -p /dev/disk/by-uuid
+  for _src in $(findmnt -rn -o SOURCE -R -M "$LB_TARGET/" | grep '^/dev/' | sed 's/\[.*//' | sort -u); do
+    _u=$(blkid -o value -s UUID "$_src" 2>/dev/null)
+    [ -n "$_u" ] && [ ! -e "/dev/disk/by-uuid/$_u" ] && ln -s "$_src" "/dev/disk/by-uuid/$_u"
+  done
+  return 0
+}
+
+# lb_grub_config: writes grub.cfg anew from the restored system's own /etc/default/grub, so
+# it names the disks and UUIDs as they are now; kept as restored when there is no mkconfig.
+lb_grub_config() {
+  lb_uuid_links
+  if lb_target_has grub-mkconfig; then
+    chroot "$LB_TARGET" grub-mkconfig -o /boot/grub/grub.cfg
+  elif lb_target_has grub2-mkconfig; then
+    chroot "$LB_TARGET" grub2-mkconfig -o /boot/grub2/grub.cfg
+  else
+    echo "install_bootloader: no grub-mkconfig in the restored system; grub.cfg kept as restored"
+  fi
 }
 
 install_bootloader() {
@@ -416,19 +456,32 @@ install_bootloader() {
   _fw=$1 _loader=$2 _disk=$3 _efi=$4 _bid=$5
   lb_gate "$_disk" || return 1
   lb_bind_system
+  # A rescue system started in BIOS mode cannot write EFI boot entries: then the loader also
+  # goes to the removable path (EFI/BOOT/BOOTX64.EFI) that every UEFI firmware tries.
+  _nvram=yes
+  [ -d /sys/firmware/efi/efivars ] || _nvram=no
   case $_fw/$_loader in
     bios/grub)
-      _gi=grub-install
-      chroot "$LB_TARGET" sh -c 'command -v grub-install' >/dev/null 2>&1 || _gi=grub2-install
-      chroot "$LB_TARGET" "$_gi" --target=i386-pc "$_disk"
+      lb_grub_install --target=i386-pc "$_disk" && lb_grub_config
       ;;
     uefi/grub)
-      mount -t efivarfs efivarfs "$LB_TARGET/sys/firmware/efi/efivars" 2>/dev/null
-      _gi=grub-install
-      chroot "$LB_TARGET" sh -c 'command -v grub-install' >/dev/null 2>&1 || _gi=grub2-install
-      chroot "$LB_TARGET" "$_gi" --target=x86_64-efi --efi-directory="$_efi" --bootloader-id="$_bid" --recheck
+      [ $_nvram = yes ] && mount -t efivarfs efivarfs "$LB_TARGET/sys/firmware/efi/efivars" 2>/dev/null
+      set -- --target=x86_64-efi --efi-directory="$_efi" --bootloader-id="$_bid" --recheck
+      if lb_grub_install --help 2>/dev/null | grep -q -- --force-extra-removable; then
+        set -- "$@" --force-extra-removable
+      elif [ $_nvram = no ]; then
+        set -- "$@" --removable
+      fi
+      [ $_nvram = yes ] || set -- "$@" --no-nvram
+      lb_grub_install "$@" && lb_grub_config
       ;;
-    uefi/systemd-boot) chroot "$LB_TARGET" bootctl install --esp-path="$_efi" ;;
+    uefi/systemd-boot)
+      if [ $_nvram = yes ]; then
+        chroot "$LB_TARGET" bootctl install --esp-path="$_efi"
+      else
+        chroot "$LB_TARGET" bootctl install --esp-path="$_efi" --no-variables
+      fi
+      ;;
     *)
       echo "install_bootloader: unsupported $_fw/$_loader" >&2
       return 1
@@ -440,16 +493,21 @@ guard_install_bootloader() { lb_never; }
 regen_initramfs() {
   lb_args regen_initramfs 1 1 $# || return 2
   lb_gate "$(findmnt -n --mountpoint "$LB_TARGET/" -o SOURCE)" || return 1
-  lb_bind_system
   case $1 in
-    update-initramfs) chroot "$LB_TARGET" update-initramfs -u -k all ;;
-    dracut) chroot "$LB_TARGET" dracut --regenerate-all -f ;;
-    mkinitcpio) chroot "$LB_TARGET" mkinitcpio -P ;;
+    update-initramfs) set -- update-initramfs -u -k all ;;
+    dracut) set -- dracut --regenerate-all -f ;;
+    mkinitcpio) set -- mkinitcpio -P ;;
     *)
       echo "regen_initramfs: unknown tool $1" >&2
       return 1
       ;;
   esac
+  if ! lb_target_has "$1"; then
+    echo "regen_initramfs: the restored system has no $1" >&2
+    return 1
+  fi
+  lb_bind_system
+  chroot "$LB_TARGET" "$@"
 }
 guard_regen_initramfs() { lb_never; }
 

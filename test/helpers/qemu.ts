@@ -147,34 +147,22 @@ export interface Vm {
   kill(): Promise<void>;
 }
 
-/**
- * Boots a machine from the network. BIOS: SeaBIOS runs the NIC's iPXE ROM (QEMU has no
- * other BIOS PXE). UEFI: OVMF's own PXE with the NIC's option ROM switched off (`romfile=`),
- * so the firmware's PXE, not iPXE, does the first DHCP and TFTP.
- */
-export function bootVm(o: VmOptions): Vm {
-  const nic = o.nic ?? "virtio-net-pci";
-  const fw =
-    o.firmware === "uefi"
-      ? (() => {
-          const vars = join(o.workDir, `vars-${o.mac.replace(/:/g, "")}.fd`);
-          copyFileSync(OVMF_VARS, vars);
-          return ["-machine", "q35", "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,file=${vars}`];
-        })()
-      : ["-machine", "pc"];
-  const device = `${nic}${o.firmware === "uefi" ? ",romfile=" : ""},netdev=n0,mac=${o.mac},bootindex=1`;
-  writeFileSync(o.serialLog, "");
-  const proc = o.lan.spawn(
-    "lan",
-    [
-      "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1", ...fw,
-      "-nographic", "-vga", "none", "-no-reboot",
-      "-netdev", `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, "-device", device,
-      ...(o.extraArgs ?? []),
-    ],
-    { stdout: o.serialLog, stderr: `${o.serialLog}.stderr` },
-  );
-  const serial = () => (existsSync(o.serialLog) ? readFileSync(o.serialLog, "latin1") : "");
+/** A fresh copy of OVMF's variable store (its NVRAM: boot entries live there). */
+export function freshOvmfVars(workDir: string, name: string): string {
+  const vars = join(workDir, `vars-${name}.fd`);
+  copyFileSync(OVMF_VARS, vars);
+  return vars;
+}
+
+/** QEMU's firmware arguments: SeaBIOS on `pc`, or OVMF on `q35` with the given variable store. */
+export function firmwareArgs(firmware: "bios" | "uefi", vars: () => string): string[] {
+  if (firmware === "bios") return ["-machine", "pc"];
+  return ["-machine", "q35", "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,file=${vars()}`];
+}
+
+/** The Vm handle of a started QEMU process whose serial console goes to `serialLog`. */
+function vmHandle(proc: ResultPromise, serialLog: string): Vm {
+  const serial = () => (existsSync(serialLog) ? readFileSync(serialLog, "latin1") : "");
   return {
     proc,
     serial,
@@ -193,4 +181,45 @@ export function bootVm(o: VmOptions): Vm {
       await Promise.race([proc, new Promise((r) => setTimeout(r, 3000))]);
     },
   };
+}
+
+/**
+ * Boots a machine from the network. BIOS: SeaBIOS runs the NIC's iPXE ROM (QEMU has no
+ * other BIOS PXE). UEFI: OVMF's own PXE with the NIC's option ROM switched off (`romfile=`),
+ * so the firmware's PXE, not iPXE, does the first DHCP and TFTP.
+ */
+export function bootVm(o: VmOptions): Vm {
+  const nic = o.nic ?? "virtio-net-pci";
+  const device = `${nic}${o.firmware === "uefi" ? ",romfile=" : ""},netdev=n0,mac=${o.mac},bootindex=1`;
+  writeFileSync(o.serialLog, "");
+  const proc = o.lan.spawn(
+    "lan",
+    [
+      "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""))),
+      "-nographic", "-vga", "none", "-no-reboot",
+      "-netdev", `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, "-device", device,
+      ...(o.extraArgs ?? []),
+    ],
+    { stdout: o.serialLog, stderr: `${o.serialLog}.stderr` },
+  );
+  return vmHandle(proc, o.serialLog);
+}
+
+/**
+ * Boots a machine from its own disk image (virtio, raw), no network: proves a restored disk
+ * boots on its own. UEFI uses `ovmfVars` when given (the NVRAM the recovery wrote its boot
+ * entry into), else a fresh store. `-no-reboot`, so a system that powers off ends QEMU.
+ */
+export function bootDisk(o: { disk: string; firmware: "bios" | "uefi"; serialLog: string; workDir: string; ovmfVars?: string }): Vm {
+  writeFileSync(o.serialLog, "");
+  const proc = execa(
+    "qemu-system-x86_64",
+    [
+      "-accel", "tcg", "-m", "1024", "-smp", "2", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, "disk")),
+      "-nographic", "-vga", "none", "-no-reboot", "-nic", "none",
+      "-drive", `file=${o.disk},format=raw,if=none,id=d0`, "-device", "virtio-blk-pci,drive=d0,bootindex=1",
+    ],
+    { reject: false, stdin: "ignore", stdout: { file: o.serialLog }, stderr: { file: `${o.serialLog}.stderr` } },
+  );
+  return vmHandle(proc, o.serialLog);
 }

@@ -23,11 +23,13 @@ import type { Planner } from "../../../server/recovery/jobs.ts";
 import { renderPlan, type Step } from "../../../server/recovery/steps.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
+import { bootDisk, firmwareArgs, freshOvmfVars } from "../../helpers/qemu.ts";
+import { SAMPLE_BOOTED, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
 import { lifeboat } from "../../helpers/cli.ts";
 import { seedHost } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { type LabDump, labChain, sharedLab } from "./lab-dumps.ts";
-import { LAB_LUKS, mdLvmPlan, restorePlan } from "./plans.ts";
+import { LAB_LUKS, mdLvmPlan, restorePlan, uefiSystemPlan } from "./plans.ts";
 import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
 
 const CACHE = process.env.LIFEBOAT_RESCUE_CACHE ?? "/var/cache/lifeboat/rescue-debs";
@@ -39,7 +41,7 @@ function unavailable(): string | null {
   if (process.getuid?.() !== 0) return "needs root (chroot, loop mounts); CI runs as root";
   for (const t of ["/usr/bin/qemu-system-x86_64", "/usr/bin/apt-get", "/usr/bin/zstd", "/usr/bin/cpio"])
     if (!existsSync(t)) return `${t} is missing (scripts/bootstrap installs scripts/apt-packages.txt)`;
-  return amandaLabUnavailable();
+  return amandaLabUnavailable() ?? sampleOsUnavailable() ?? null;
 }
 const why = unavailable();
 if (why) console.warn(`rescue image tests skipped: ${why}`);
@@ -169,7 +171,11 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     plan: (streamUrl: string) => Step[];
     during?: () => Promise<void>;
     netdevExtra?: string;
+    diskBytes?: number;
+    /** Boot the rescue image under OVMF with this variable store (its NVRAM), instead of SeaBIOS. */
+    ovmfVars?: string;
   }) {
+    const diskBytes = o.diskBytes ?? DISK_BYTES;
     await seedHost(server, o.name, o.mac);
     const job = await server.ctx.jobs.arm({ mac: o.mac, actor: "test" });
     // The admin supplies the LUKS passphrase for the job; the agent fetches it with its token.
@@ -180,7 +186,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     const disks = o.serials.map((s) => join(dir, `${o.name}-${s}.img`));
     const drives: string[] = [];
     for (const [i, disk] of disks.entries()) {
-      await execa("truncate", ["-s", String(DISK_BYTES), disk]);
+      await execa("truncate", ["-s", String(diskBytes), disk]);
       drives.push("-drive", `file=${disk},format=raw,if=none,id=d${i}`, "-device", `virtio-blk-pci,drive=d${i},serial=${o.serials[i]}`);
     }
     const serialLog = join(dir, `${o.name}.serial.log`);
@@ -189,12 +195,13 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
       "qemu-system-x86_64",
       [
         "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-vga", "none", "-no-reboot",
+        ...(o.ovmfVars ? firmwareArgs("uefi", () => o.ovmfVars!) : []),
         "-kernel", join(IMAGE, "vmlinuz"), "-initrd", join(IMAGE, "initramfs"),
         "-append", `console=ttyS0 quiet ${args}`,
         "-netdev", `user,id=n0${o.netdevExtra ?? ""}`, "-device", `${o.nic},netdev=n0,mac=${o.mac}`,
         ...drives,
       ],
-      { reject: false, stdout: { file: serialLog }, stderr: { file: `${serialLog}.err` }, stdin: "ignore", timeout: 400_000 },
+      { reject: false, stdout: { file: serialLog }, stderr: { file: `${serialLog}.err` }, stdin: "ignore", timeout: 900_000 },
     );
     const during = o.during?.();
     const r = await vm;
@@ -206,7 +213,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     // The agent reported the virtual disks by their serials and exact sizes.
     for (const s of o.serials)
       expect((final.hello as { disks: Array<{ serial: string; sizeBytes: number }> }).disks).toContainEqual(
-        expect.objectContaining({ serial: s, sizeBytes: DISK_BYTES }),
+        expect.objectContaining({ serial: s, sizeBytes: diskBytes }),
       );
     const ends = events.filter((e) => e.type === "step-end").map((e) => e.data as { name: string; exitStatus: number; output: string });
     return { job, serial, events, ends, disks };
@@ -324,4 +331,50 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
       await standin.stop();
     }
   }, 900_000);
+  it("UEFI (OVMF): restores a real Debian system onto a GPT disk with an EFI system partition, GRUB goes in with a boot entry in the firmware's NVRAM, and the disk then boots on its own", async () => {
+    const os = await sampleOs();
+    const [esp, rootUuid] = ["5EA1-0E51", "2c4e6a8b-0d1f-4a3c-8e5b-7d9f1b3d5f70"];
+    // Two dumps as a restore brings them: the system tree, then a later one with its fstab.
+    const overlay = join(dir, "overlay");
+    mkdirSync(join(overlay, "etc"), { recursive: true });
+    writeFileSync(join(overlay, "etc/fstab"), `UUID=${rootUuid} / ext4 errors=remount-ro 0 1\nUUID=${esp} /boot/efi vfat umask=0077 0 1\n`);
+    await execa("tar", ["--numeric-owner", "-C", overlay, "-cf", join(dir, "overlay.tar"), "./etc/fstab"]);
+    const chain: LabDump[] = [
+      { id: "sample-system-0", level: 0, compression: "none", bytes: readFileSync(os.tar) },
+      { id: "sample-system-1", level: 1, compression: "none", bytes: readFileSync(join(dir, "overlay.tar")) },
+    ];
+    const standin = await streamStandIn({ dumps: chain });
+    const vars = freshOvmfVars(dir, "vm4");
+    const size = 2048 * MiB;
+    try {
+      const vm = await bootVm({
+        name: "vm4",
+        mac: "52:54:00:5e:00:04",
+        nic: "virtio-net-pci",
+        serials: ["LBUEFI01"],
+        standin,
+        diskBytes: size,
+        ovmfVars: vars,
+        plan: (streamUrl) => uefiSystemPlan({ disk: "/dev/vda", size, serial: "LBUEFI01", espUuid: esp, rootUuid, chain, streamUrl }),
+      });
+      expectStreams(vm.events, chain);
+      const grub = vm.ends.find((e) => e.name === "install_bootloader")!;
+      expect(grub.output).toMatch(/Installation finished. No error reported/);
+      expect(grub.output).not.toMatch(/EFI variables are not supported/);
+
+      const disk = bootDisk({ disk: vm.disks[0]!, firmware: "uefi", ovmfVars: vars, serialLog: join(dir, "vm4-disk.serial.log"), workDir: dir });
+      try {
+        await disk.waitSerial(SAMPLE_BOOTED, 300_000);
+        const m = SAMPLE_BOOTED.exec(disk.serial())!;
+        expect([m[1], m[2], m[3], m[4]]).toEqual(["sample", rootUuid, os.kernel, "uefi"]);
+        // The firmware started it through the boot entry grub-install wrote, not a fallback.
+        expect(disk.serial()).toMatch(/LIFEBOAT-SAMPLE efi-entry=debian\b/);
+        await disk.proc;
+      } finally {
+        await disk.kill();
+      }
+    } finally {
+      await standin.stop();
+    }
+  }, 1_500_000);
 });

@@ -79,3 +79,38 @@ export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial:
   ];
   return [step("plan_begin", { contract: CONTRACT_VERSION, host: "md-luks-lvm", steps: core.length + 1 }), ...core];
 }
+
+export const EFI_SYSTEM = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+
+/**
+ * A whole system onto one UEFI disk: GPT with an EFI system partition and root, vfat and ext4
+ * with the captured UUIDs, the system tree's dumps restored, GRUB installed for UEFI.
+ */
+export function uefiSystemPlan(o: { disk: string; size: number; serial: string; espUuid: string; rootUuid: string; chain: LabDump[]; streamUrl: string }): Step[] {
+  const labelId = "6E2F3A4B-5C6D-4E7F-8091-A2B3C4D5E6F7";
+  const espSectors = (64 * 1024 * 1024) / 512;
+  const script = [
+    "label: gpt",
+    `label-id: ${labelId}`,
+    "unit: sectors",
+    "first-lba: 2048",
+    "sector-size: 512",
+    "",
+    `${o.disk}1 : start=2048, size=${espSectors}, type=${EFI_SYSTEM}, uuid=B1C2D3E4-0001-4000-8000-000000000001`,
+    `${o.disk}2 : start=${2048 + espSectors}, size=${o.size / 512 - 2048 - espSectors - 2048}, type=${LINUX_FS}, uuid=B1C2D3E4-0002-4000-8000-000000000002`,
+  ].join("\n");
+  const core: Step[] = [
+    step("check_disk", { dev: o.disk, serial: o.serial, wwn: "", size_bytes: o.size }),
+    step("wipe_disk", { dev: o.disk, label_id: labelId }),
+    step("partition", { dev: o.disk, sfdisk_script: script }),
+    step("make_fs", { fstype: "vfat", dev: `${o.disk}1`, uuid: o.espUuid, label: "EFI" }),
+    step("make_fs", { fstype: "ext4", dev: `${o.disk}2`, uuid: o.rootUuid, label: "root" }),
+    step("mount_fs", { dev: `${o.disk}2`, mountpoint: "/", fstype: "ext4", options: "" }),
+    step("mount_fs", { dev: `${o.disk}1`, mountpoint: "/boot/efi", fstype: "vfat", options: "" }),
+    ...restoreSteps(o.chain, o.streamUrl),
+    step("install_bootloader", { firmware: "uefi", loader: "grub", disk: o.disk, efi_dir: "/boot/efi", bootloader_id: "debian" }),
+    step("unmount_all", {}),
+    step("plan_done", {}),
+  ];
+  return [step("plan_begin", { contract: CONTRACT_VERSION, host: "sample", steps: core.length + 1 }), ...core];
+}

@@ -1,10 +1,11 @@
 /**
  * STAND-IN for Lifeboat's dump stream route (GET /api/v1/dumps/:id/stream), used by the
- * rescue agent tests: the real route (server/http/routes/catalog.ts) does not yet accept a
- * job's token (its `authorizeStream` hook is not wired by the jobs code) and needs a
- * refreshed catalog. The bytes served ARE real Amanda dumps (amfetchdump -p -l of the
- * Amanda lab, what the real route sends), with the same Range semantics. It can cut a
- * connection after N bytes, throttle, and be stopped and restarted on the same port.
+ * rescue image tests to run hand-written plans without a catalog behind them: the real route
+ * serves only dumps in a refreshed catalog, to a job whose served plan restores them, and
+ * cannot be throttled or cut on purpose (the end-to-end test streams from the real route).
+ * The bytes served are what the real route sends (amfetchdump -p -l of the Amanda lab, or
+ * the sample system's tree), with the same Range semantics. It can cut a connection after N
+ * bytes, throttle, and be stopped and restarted on the same port.
  */
 import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
