@@ -22,7 +22,7 @@ import { SAMPLE_BOOTED, type SampleOs, sampleOs, sampleOsUnavailable } from "../
 import { tempDir } from "../../helpers/tmp.ts";
 import { agentSh } from "../../unit/rescue/agent-sh.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
-import { LINUX_FS } from "./plans.ts";
+import { gptScript, LINUX_FS } from "./plans.ts";
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 2048 * MiB;
@@ -66,17 +66,11 @@ describe.skipIf(why !== null)("install_bootloader and regen_initramfs on a real 
       await execa("mkfs.ext4", ["-q", other]);
       const otherBefore = sha(join(dir, "other.img"));
       const sectors = DISK_BYTES / 512;
-      const script = [
-        "label: gpt",
-        "label-id: 9D1C4B2A-7E3F-4A5B-8C6D-1E2F3A4B5C6D",
-        "unit: sectors",
-        "first-lba: 2048",
-        "sector-size: 512",
-        "",
+      const script = gptScript("9D1C4B2A-7E3F-4A5B-8C6D-1E2F3A4B5C6D", [
         `${d}p1 : start=2048, size=2048, type=${BIOS_BOOT}, uuid=A1B2C3D4-0001-4000-8000-000000000001`,
         `${d}p2 : start=4096, size=${sectors - 4096 - 131072 - 2048}, type=${LINUX_FS}, uuid=A1B2C3D4-0002-4000-8000-000000000002`,
         `${d}p3 : start=${sectors - 131072 - 2048}, size=131072, type=${LINUX_SWAP}, uuid=A1B2C3D4-0003-4000-8000-000000000003`,
-      ].join("\n");
+      ]);
       for (const [call, args] of [
         [`check_disk "$1" "" "" ${DISK_BYTES}`, [d]],
         [`partition "$1" "$2"`, [d, script]],

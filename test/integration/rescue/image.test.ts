@@ -368,7 +368,8 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
         const m = SAMPLE_BOOTED.exec(disk.serial())!;
         expect([m[1], m[2], m[3], m[4]]).toEqual(["sample", rootUuid, os.kernel, "uefi"]);
         // The firmware started it through the boot entry grub-install wrote, not a fallback.
-        expect(disk.serial()).toMatch(/LIFEBOAT-SAMPLE efi-entry=debian\b/);
+        await disk.waitSerial(/LIFEBOAT-SAMPLE efi-entry=\S+/, 120_000);
+        expect(/LIFEBOAT-SAMPLE efi-entry=(\S+)/.exec(disk.serial())![1]).toBe("debian");
         await disk.proc;
       } finally {
         await disk.kill();

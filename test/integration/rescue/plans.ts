@@ -4,17 +4,14 @@ import type { LabDump } from "./lab-dumps.ts";
 export const LINUX_FS = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
 export const LINUX_RAID = "A19D880F-05FC-4D3B-A006-743F0F84911E";
 
-/** An sfdisk script (dump format) for a GPT disk of SIZE bytes with one partition from sector 2048. */
+/** An sfdisk script (dump format) for a GPT disk with these partition lines (512-byte sectors from 2048). */
+export function gptScript(labelId: string, partitions: string[]): string {
+  return ["label: gpt", `label-id: ${labelId}`, "unit: sectors", "first-lba: 2048", "sector-size: 512", "", ...partitions].join("\n");
+}
+
+/** An sfdisk script for a GPT disk of SIZE bytes with one partition from sector 2048. */
 export function gptOnePartition(part: string, size: number, type: string, labelId: string): string {
-  return [
-    "label: gpt",
-    `label-id: ${labelId}`,
-    "unit: sectors",
-    "first-lba: 2048",
-    "sector-size: 512",
-    "",
-    `${part} : start=2048, size=${size / 512 - 2048 - 2048}, type=${type}, uuid=${labelId.replace(/^./, "6")}`,
-  ].join("\n");
+  return gptScript(labelId, [`${part} : start=2048, size=${size / 512 - 2048 - 2048}, type=${type}, uuid=${labelId.replace(/^./, "6")}`]);
 }
 
 /** The plan the tests serve: partition one disk, ext4, mount, restore the chain, done. */
@@ -89,16 +86,10 @@ export const EFI_SYSTEM = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 export function uefiSystemPlan(o: { disk: string; size: number; serial: string; espUuid: string; rootUuid: string; chain: LabDump[]; streamUrl: string }): Step[] {
   const labelId = "6E2F3A4B-5C6D-4E7F-8091-A2B3C4D5E6F7";
   const espSectors = (64 * 1024 * 1024) / 512;
-  const script = [
-    "label: gpt",
-    `label-id: ${labelId}`,
-    "unit: sectors",
-    "first-lba: 2048",
-    "sector-size: 512",
-    "",
+  const script = gptScript(labelId, [
     `${o.disk}1 : start=2048, size=${espSectors}, type=${EFI_SYSTEM}, uuid=B1C2D3E4-0001-4000-8000-000000000001`,
     `${o.disk}2 : start=${2048 + espSectors}, size=${o.size / 512 - 2048 - espSectors - 2048}, type=${LINUX_FS}, uuid=B1C2D3E4-0002-4000-8000-000000000002`,
-  ].join("\n");
+  ]);
   const core: Step[] = [
     step("check_disk", { dev: o.disk, serial: o.serial, wwn: "", size_bytes: o.size }),
     step("wipe_disk", { dev: o.disk, label_id: labelId }),
