@@ -4,7 +4,8 @@
  * build`, reports its disks, gets the plan built from a captured layout and the catalog of a
  * real Amanda (vtapes + holding disk), recreates the disk, streams the restores, and reports
  * done; its next boot goes to local disk. Then four new machines are cloned from one profile
- * at once. Everything the admin does goes through the `lifeboat` CLI. QEMU runs under TCG.
+ * at once. Everything the admin does goes through the `lifeboat` CLI. QEMU runs under TCG
+ * here (qemuAccel: KVM only with a hardware KVM module).
  */
 import { mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

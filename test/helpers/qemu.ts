@@ -1,7 +1,7 @@
 /**
  * QEMU network-boot machines for tests, plus a test kernel and initramfs.
  *
- * - `bootVm()` starts a TCG machine (SeaBIOS + the NIC's iPXE ROM, or OVMF with its own
+ * - `bootVm()` starts a machine (SeaBIOS + the NIC's iPXE ROM, or OVMF with its own
  *   PXE and the NIC ROM off) on a tap in a test LAN (see netns.ts) with a serial log.
  * - `testKernel()` fetches Debian's current kernel package with `apt-get download` into
  *   /var/cache/lifeboat/netboot (never installed on the host; reused when present).
@@ -9,9 +9,10 @@
  *   script you give; `reportInit()` is one that brings the NIC up and POSTs a line to the
  *   Lifeboat agent log with the job and token from the kernel command line.
  *
- * TCG only: on these machines /dev/kvm is a software hypervisor on which iPXE crashes.
+ * Accelerator: `qemuAccel()`, KVM only where kvm_intel or kvm_amd is loaded (on these
+ * machines /dev/kvm is a software hypervisor on which iPXE crashes, and neither is), else TCG.
  */
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { accessSync, chmodSync, constants, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import type { Lan } from "./netns.ts";
@@ -19,6 +20,19 @@ import type { Lan } from "./netns.ts";
 export const KERNEL_CACHE = process.env.LIFEBOAT_KERNEL_CACHE ?? "/var/cache/lifeboat/netboot";
 const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/** QEMU's accelerator arguments: KVM where a hardware KVM module is loaded and /dev/kvm opens, else TCG. */
+export function qemuAccel(): string[] {
+  if (existsSync("/sys/module/kvm_intel") || existsSync("/sys/module/kvm_amd")) {
+    try {
+      accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
+      return ["-accel", "kvm", "-cpu", "host"];
+    } catch {
+      // not usable by this user: TCG
+    }
+  }
+  return ["-accel", "tcg"];
+}
 
 /** What is missing to boot QEMU machines here, or undefined. */
 export function qemuUnavailable(): string | undefined {
@@ -195,7 +209,7 @@ export function bootVm(o: VmOptions): Vm {
   const proc = o.lan.spawn(
     "lan",
     [
-      "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""))),
+      "qemu-system-x86_64", ...qemuAccel(), "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""))),
       "-nographic", "-vga", "none", "-no-reboot",
       "-netdev", `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, "-device", device,
       ...(o.extraArgs ?? []),
@@ -215,7 +229,7 @@ export function bootDisk(o: { disk: string; firmware: "bios" | "uefi"; serialLog
   const proc = execa(
     "qemu-system-x86_64",
     [
-      "-accel", "tcg", "-m", "1024", "-smp", "2", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, "disk")),
+      ...qemuAccel(), "-m", "1024", "-smp", "2", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, "disk")),
       "-nographic", "-vga", "none", "-no-reboot", "-nic", "none",
       "-drive", `file=${o.disk},format=raw,if=none,id=d0`, "-device", "virtio-blk-pci,drive=d0,bootindex=1",
     ],

@@ -1,5 +1,5 @@
 /**
- * The real thing: QEMU machines (TCG) network-boot from the real `lifeboat serve` in a
+ * The real thing: QEMU machines (TCG here) network-boot from the real `lifeboat serve` in a
  * namespace LAN (10.231.7.0/24) and reach a test kernel + busybox initramfs that reports
  * back to the job's agent log with the token from its command line.
  *

@@ -4,7 +4,7 @@
  * initramfs-tools, GRUB) is put on a loop device the way a plan does it (check_disk,
  * partition, make_fs, make_swap, mount_fs; the tree is unpacked with tar where a plan streams
  * restore_dump, which image.test.ts and the end-to-end test cover), its initramfs is spoilt,
- * then the two steps run with the real tools, and QEMU (SeaBIOS, TCG) boots the disk on its
+ * then the two steps run with the real tools, and QEMU (SeaBIOS) boots the disk on its
  * own: the system must come up from its own boot loader, initramfs and root. The failures
  * (grub-install on a GPT disk without a BIOS boot partition, no grub-install or update-initramfs
  * in the tree, an unmatched disk, an unsupported loader or initramfs tool) must stop with the

@@ -1,7 +1,7 @@
 /**
  * The rescue image for real: `lifeboat image build` (cached in /var/cache/lifeboat; the
  * first build downloads ~150 MB of Debian packages), the tools run inside it (chroot), the
- * required drivers are in it (modinfo against its own kernel), and it boots in QEMU (TCG,
+ * required drivers are in it (modinfo against its own kernel), and it boots in QEMU (TCG here, KVM where usable;
  * -kernel/-initrd, user-mode networking: the guest reaches this host's loopback servers at
  * 10.0.2.2 and nothing else is served to it). There it calls back to a real Lifeboat server,
  * runs a plan on virtual disks with serial numbers and reports success: one machine (e1000
@@ -23,7 +23,7 @@ import type { Planner } from "../../../server/recovery/jobs.ts";
 import { renderPlan, type Step } from "../../../server/recovery/steps.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
-import { bootDisk, firmwareArgs, freshOvmfVars } from "../../helpers/qemu.ts";
+import { bootDisk, firmwareArgs, freshOvmfVars, qemuAccel } from "../../helpers/qemu.ts";
 import { SAMPLE_BOOTED, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
 import { lifeboat } from "../../helpers/cli.ts";
 import { seedHost } from "../../helpers/server.ts";
@@ -194,7 +194,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     const vm = execa(
       "qemu-system-x86_64",
       [
-        "-accel", "tcg", "-m", "1024", "-smp", "2", "-nographic", "-vga", "none", "-no-reboot",
+        ...qemuAccel(), "-m", "1024", "-smp", "2", "-nographic", "-vga", "none", "-no-reboot",
         ...(o.ovmfVars ? firmwareArgs("uefi", () => o.ovmfVars!) : []),
         "-kernel", join(IMAGE, "vmlinuz"), "-initrd", join(IMAGE, "initramfs"),
         "-append", `console=ttyS0 quiet ${args}`,
