@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # build.sh OUT — a small real Debian 12 system to protect, restore and boot in tests and the
 # demo: debootstrap --variant=minbase of bookworm with Debian's kernel, initramfs-tools, GRUB
-# for BIOS (i386-pc) and UEFI (x86_64-efi), systemd and e2fsprogs. Written as OUT/rootfs.tar
-# (numeric owners, xattrs) plus OUT/info (kernel version, package list size, build date).
+# for BIOS (i386-pc) and UEFI (x86_64-efi), systemd, e2fsprogs and fdisk (capture.sh runs
+# there). Written as OUT/rootfs.tar (numeric owners, xattrs) plus OUT/info (kernel version,
+# package count, size, build date).
 #
 # The machine prints one line on its serial console when it has booted —
 #   LIFEBOAT-SAMPLE booted host=… root=<UUID of /> kernel=… boot=<bios|uefi>
-# (under UEFI a second, `LIFEBOAT-SAMPLE efi-entry=<label of the boot entry used>`) — and powers off, unless the kernel command line holds `sample.stay`.
+# (under UEFI also `LIFEBOAT-SAMPLE efi-entry=<label of the boot entry used>`; where a test
+# put capture.sh in /root, `LIFEBOAT-SAMPLE captured exit=N` after writing
+# /root/capture.json) — and powers off, unless the kernel command line holds `sample.stay`.
 # No /etc/fstab entries and no /boot/grub/grub.cfg: they belong to the disk it is installed
 # on (the installer writes them; a restore brings them back).
 #
@@ -33,7 +36,7 @@ trap cleanup EXIT
 log "debootstrap bookworm from $MIRROR (about 3 minutes)"
 mkdir -p "$OUT/debs"   # debootstrap keeps the packages here: a rebuild downloads only what changed
 debootstrap --variant=minbase --cache-dir="$OUT/debs" \
-  --include=linux-image-amd64,initramfs-tools,grub-pc-bin,grub-efi-amd64-bin,grub2-common,efibootmgr,systemd-sysv,udev,e2fsprogs,kmod \
+  --include=linux-image-amd64,initramfs-tools,fdisk,grub-pc-bin,grub-efi-amd64-bin,grub2-common,efibootmgr,systemd-sysv,udev,e2fsprogs,kmod \
   bookworm "$ROOT" "$MIRROR" >"$OUT/debootstrap.log" 2>&1 || die "debootstrap failed: see $OUT/debootstrap.log"
 
 KVER=$(ls "$ROOT/lib/modules")
@@ -70,13 +73,19 @@ if [ $boot = uefi ]; then
   entry=$(efibootmgr 2>/dev/null | sed -n "s/^Boot$cur[* ] *//p" | cut -f1 | tr ' ' _)
   echo "LIFEBOAT-SAMPLE efi-entry=${entry:-none}" >/dev/console
 fi
+# Where a test left Lifeboat's capture.sh in /root, the layout is captured as the cron job
+# would capture it, into /root/capture.json (read from the disk after power-off).
+if [ -f /root/capture.sh ]; then
+  sh /root/capture.sh --stdout >/root/capture.json 2>/root/capture.err
+  echo "LIFEBOAT-SAMPLE captured exit=$?" >/dev/console
+fi
 grep -qw sample.stay /proc/cmdline || systemctl --no-block poweroff
 EOF
 chmod 755 "$ROOT/usr/local/sbin/sample-report"
 cat >"$ROOT/etc/systemd/system/sample-report.service" <<'EOF'
 [Unit]
 Description=Lifeboat sample machine: report the boot on the console
-After=local-fs.target
+After=local-fs.target swap.target
 
 [Service]
 Type=oneshot

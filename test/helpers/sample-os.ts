@@ -3,16 +3,20 @@
  * and UEFI, systemd) from scripts/sample-os/build.sh, as one tar. Built once per machine into
  * /var/cache/lifeboat/sample-os (about 3½ minutes) and rebuilt when the script's code
  * changes. Booted, it prints `LIFEBOAT-SAMPLE booted host=… root=… boot=…` on its serial
- * console and powers off.
+ * console and powers off; where `installCapture()` put capture.sh in its /root, it first
+ * captures its own layout there, which `readCapture()` reads from the disk image.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
+import type { DiskLayout } from "../../server/recovery/layout.ts";
+import { layoutFromCapture, parseCapture } from "../../server/recovery/layout-capture.ts";
 
 export const SAMPLE_OS_CACHE = process.env.LIFEBOAT_SAMPLE_OS_CACHE ?? "/var/cache/lifeboat/sample-os";
 const BUILD_SCRIPT = fileURLToPath(new URL("../../scripts/sample-os/build.sh", import.meta.url));
+const CAPTURE_SH = fileURLToPath(new URL("../../server/recovery/capture.sh", import.meta.url));
 
 export interface SampleOs {
   /** The system tree as a tar (numeric owners, xattrs). */
@@ -54,4 +58,30 @@ export async function sampleOs(cache = SAMPLE_OS_CACHE): Promise<SampleOs> {
       .map((l) => l.split("=", 2) as [string, string]),
   );
   return { tar: join(cache, "rootfs.tar"), kernel: info.kernel!, bytes: Number(info.bytes) };
+}
+
+/** Puts Lifeboat's capture.sh into the sample system's /root (ROOT: its mounted root): it runs at the next boot. */
+export function installCapture(root: string): void {
+  copyFileSync(CAPTURE_SH, join(root, "root/capture.sh"));
+}
+
+/**
+ * The layout the booted sample system captured of itself (`capture.sh --stdout`), read from
+ * its powered-off disk image: ROOT_OFFSET is the byte offset of its root filesystem.
+ */
+export async function readCapture(disk: string, rootOffset: number): Promise<DiskLayout> {
+  const mnt = `${disk}.capture-mnt`;
+  mkdirSync(mnt, { recursive: true });
+  await execa("mount", ["-o", `ro,loop,offset=${rootOffset}`, disk, mnt]);
+  try {
+    const file = join(mnt, "root/capture.json");
+    if (!existsSync(file)) throw new Error(`the sample system wrote no /root/capture.json (capture.sh did not run at boot)`);
+    const err = readFileSync(join(mnt, "root/capture.err"), "utf8");
+    const text = readFileSync(file, "utf8");
+    if (!text.trim()) throw new Error(`capture.sh printed nothing; its stderr: ${err}`);
+    return layoutFromCapture(parseCapture(JSON.parse(text)));
+  } finally {
+    await execa("umount", [mnt], { reject: false });
+    rmSync(mnt, { recursive: true, force: true });
+  }
 }

@@ -5,7 +5,8 @@
  * partition, make_fs, make_swap, mount_fs; the tree is unpacked with tar where a plan streams
  * restore_dump, which image.test.ts and the end-to-end test cover), its initramfs is spoilt,
  * then the two steps run with the real tools, and QEMU (SeaBIOS) boots the disk on its
- * own: the system must come up from its own boot loader, initramfs and root. The failures
+ * own: the system must come up from its own boot loader, initramfs and root, and what
+ * capture.sh captures there must describe that disk and plan back onto a new one. The failures
  * (grub-install on a GPT disk without a BIOS boot partition, no grub-install or update-initramfs
  * in the tree, an unmatched disk, an unsupported loader or initramfs tool) must stop with the
  * tool's own words or a one-line reason, and leave other disks untouched.
@@ -18,11 +19,12 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootDisk, qemuUnavailable } from "../../helpers/qemu.ts";
-import { SAMPLE_BOOTED, type SampleOs, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
+import { installCapture, readCapture, SAMPLE_BOOTED, type SampleOs, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { agentSh } from "../../unit/rescue/agent-sh.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
 import { gptScript, LINUX_FS } from "./plans.ts";
+import { expectSampleCapture } from "./sample-capture.ts";
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 2048 * MiB;
@@ -135,6 +137,7 @@ describe.skipIf(why !== null)("install_bootloader and regen_initramfs on a real 
       expect(sha(initrd)).not.toBe(spoilt);
       const listing = (await execa("chroot", [target, "lsinitramfs", `/boot/initrd.img-${os.kernel}`])).stdout;
       expect(listing).toMatch(/virtio_blk\.ko/);
+      installCapture(target);
       writeFileSync(join(run, "agent.log"), "boot loader test\n");
       r = await step("unmount_all");
       expect(r.exitCode, r.stderr).toBe(0);
@@ -146,10 +149,15 @@ describe.skipIf(why !== null)("install_bootloader and regen_initramfs on a real 
         await vm.waitSerial(SAMPLE_BOOTED, 300_000);
         const m = SAMPLE_BOOTED.exec(vm.serial())!;
         expect([m[1], m[2], m[3], m[4]]).toEqual(["sample", ROOT_UUID, os.kernel, "bios"]);
+        await vm.waitSerial(/LIFEBOAT-SAMPLE captured exit=0/, 120_000);
         await vm.proc; // it powers itself off
       } finally {
         await vm.kill();
       }
+      // What it captured of itself describes this disk, and plans back onto a new one.
+      const layout = await readCapture(join(dir, "bios.img"), 4096 * 512);
+      expectSampleCapture(layout, { firmware: "bios", diskBytes: DISK_BYTES, partitions: 3, rootDev: "/dev/vda2", rootUuid: ROOT_UUID });
+      expect(layout.swap).toEqual([expect.objectContaining({ dev: "/dev/vda3", uuid: SWAP_UUID })]);
       expect(sha(join(dir, "other.img"))).toBe(otherBefore);
     },
     900_000,

@@ -11,7 +11,8 @@
  * the image) builds MD RAID1 + LUKS + LVM, restores onto it, and lets the admin in by SSH
  * while it works (every required module is loaded there with modprobe); a third, under
  * OVMF, restores a real Debian system (scripts/sample-os) with its EFI system partition and
- * installs GRUB, and the disk then boots on its own through the NVRAM entry it got.
+ * installs GRUB, and the disk then boots on its own through the NVRAM entry it got, where
+ * capture.sh captures a layout that plans back onto a new disk.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -27,12 +28,13 @@ import { renderPlan, type Step } from "../../../server/recovery/steps.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
 import { bootDisk, firmwareArgs, freshOvmfVars, qemuAccel } from "../../helpers/qemu.ts";
-import { SAMPLE_BOOTED, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
+import { installCapture, readCapture, SAMPLE_BOOTED, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
 import { lifeboat } from "../../helpers/cli.ts";
 import { seedHost } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { type LabDump, labChain, sharedLab } from "./lab-dumps.ts";
 import { LAB_LUKS, mdLvmPlan, restorePlan, uefiSystemPlan } from "./plans.ts";
+import { expectSampleCapture } from "./sample-capture.ts";
 import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
 
 const CACHE = process.env.LIFEBOAT_RESCUE_CACHE ?? "/var/cache/lifeboat/rescue-debs";
@@ -341,11 +343,14 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   it("UEFI (OVMF): restores a real Debian system onto a GPT disk with an EFI system partition, GRUB goes in with a boot entry in the firmware's NVRAM, and the disk then boots on its own", async () => {
     const os = await sampleOs();
     const [esp, rootUuid] = ["5EA1-0E51", "2c4e6a8b-0d1f-4a3c-8e5b-7d9f1b3d5f70"];
-    // Two dumps as a restore brings them: the system tree, then a later one with its fstab.
+    // Two dumps as a restore brings them: the system tree, then a later one with its fstab
+    // and Lifeboat's capture.sh, which the system runs when it boots.
     const overlay = join(dir, "overlay");
     mkdirSync(join(overlay, "etc"), { recursive: true });
+    mkdirSync(join(overlay, "root"), { recursive: true });
     writeFileSync(join(overlay, "etc/fstab"), `UUID=${rootUuid} / ext4 errors=remount-ro 0 1\nUUID=${esp} /boot/efi vfat umask=0077 0 1\n`);
-    await execa("tar", ["--numeric-owner", "-C", overlay, "-cf", join(dir, "overlay.tar"), "./etc/fstab"]);
+    installCapture(overlay);
+    await execa("tar", ["--numeric-owner", "-C", overlay, "-cf", join(dir, "overlay.tar"), "./etc/fstab", "./root/capture.sh"]);
     const chain: LabDump[] = [
       { id: "sample-system-0", level: 0, compression: "none", bytes: readFileSync(os.tar) },
       { id: "sample-system-1", level: 1, compression: "none", bytes: readFileSync(join(dir, "overlay.tar")) },
@@ -377,10 +382,16 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
         // The firmware started it through the boot entry grub-install wrote, not a fallback.
         await disk.waitSerial(/LIFEBOAT-SAMPLE efi-entry=\S+/, 120_000);
         expect(/LIFEBOAT-SAMPLE efi-entry=(\S+)/.exec(disk.serial())![1]).toBe("debian");
+        await disk.waitSerial(/LIFEBOAT-SAMPLE captured exit=0/, 120_000);
         await disk.proc;
       } finally {
         await disk.kill();
       }
+      // What it captured of itself describes this disk (ESP included), and plans back onto a new one.
+      const layout = await readCapture(vm.disks[0]!, (2048 + 131072) * 512);
+      expectSampleCapture(layout, { firmware: "uefi", diskBytes: size, partitions: 2, rootDev: "/dev/vda2", rootUuid });
+      expect(layout.mounts.find((m) => m.mountpoint === "/boot/efi")).toMatchObject({ dev: "/dev/vda1", fstype: "vfat" });
+      expect(layout.filesystems.find((f) => f.dev === "/dev/vda1")?.uuid).toBe(esp);
     } finally {
       await standin.stop();
     }
