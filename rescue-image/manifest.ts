@@ -64,6 +64,8 @@ export const RESCUE_TOOLS: readonly RescueTool[] = [
   { name: "mke2fs", path: "sbin/mke2fs", versionArgs: ["-V"], aliases: ["mkfs.ext2", "mkfs.ext3", "mkfs.ext4"] },
   { name: "e2fsck", path: "sbin/e2fsck", versionArgs: ["-V"] },
   { name: "tune2fs", path: "sbin/tune2fs", versionArgs: ["-V"] },
+  // capture.sh reads ext features and used blocks with it (a layout captured from the rescue system).
+  { name: "dumpe2fs", path: "sbin/dumpe2fs", versionArgs: ["-V"] },
   { name: "resize2fs", path: "sbin/resize2fs", versionArgs: ["-P", "/dev/null"] },
   { name: "mkfs.xfs", path: "sbin/mkfs.xfs", versionArgs: ["-V"] },
   { name: "xfs_admin", path: "usr/sbin/xfs_admin", versionArgs: ["-V"] },

@@ -16,7 +16,7 @@ import { planCalls } from "./plan-calls.ts";
  * captured with capture.sh (restricted to these loop devices), a plan is built for fresh
  * loop devices, run by the rescue agent's own step functions (rescue-image/agent), and the
  * result captured again: UUIDs, labels, types and sizes must be what the plan said.
- * LVM, MD and LUKS need device-mapper/MD, which the CI kernel lacks: see the pending tests.
+ * LVM, MD and LUKS need device-mapper/MD, which the CI kernel lacks: see the end of the file.
  */
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -349,9 +349,6 @@ describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devi
   });
 });
 
-describe("LVM, MD RAID and LUKS with real tools", () => {
-  // The CI host kernel has no device-mapper or MD: these run inside the rescue image's
-  // QEMU machine once it can take a plan (issue 5); the plan builder's side is unit-tested.
-  it.todo("MD RAID1 + LVM: capture, plan, recreate, capture again (needs dm/md: QEMU with the rescue kernel)");
-  it.todo("LUKS + LVM: capture, plan with a job key, recreate, capture again (needs dm-crypt: QEMU with the rescue kernel)");
-});
+// LVM, MD RAID and LUKS need device-mapper and MD, which the CI host kernel lacks: their
+// capture → plan → recreate → capture-again cycle runs inside the rescue image's QEMU machines
+// (test/integration/rescue/image.test.ts, "MD RAID1 + LUKS + LVM: captured by capture.sh …").

@@ -12,7 +12,9 @@
  * while it works (every required module is loaded there with modprobe); a third, under
  * OVMF, restores a real Debian system (scripts/sample-os) with its EFI system partition and
  * installs GRUB, and the disk then boots on its own through the NVRAM entry it got, where
- * capture.sh captures a layout that plans back onto a new disk.
+ * capture.sh captures a layout that plans back onto a new disk; and two more build MD RAID1 +
+ * LUKS + LVM from a hand-written plan, then from the plan Lifeboat makes of what capture.sh
+ * captured there over SSH mid-restore, and must capture the same stack again.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -24,6 +26,10 @@ import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
 import { renderKernelArgs } from "../../../server/recovery/cmdline.ts";
 import type { Planner } from "../../../server/recovery/jobs.ts";
+import { targetDiskSchema } from "../../../server/recovery/agent-api.ts";
+import type { DiskLayout } from "../../../server/recovery/layout.ts";
+import { layoutFromCapture, parseCapture } from "../../../server/recovery/layout-capture.ts";
+import { buildPlan } from "../../../server/recovery/plan.ts";
 import { renderPlan, type Step } from "../../../server/recovery/steps.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
@@ -229,6 +235,15 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     expect(streams.map((s) => [s.dumpId, s.bytes, s.sha256])).toEqual(chain.map((d) => [d.id, d.bytes.length, sha256(d.bytes)]));
   }
 
+  /** Runs COMMAND as root in a rescue machine whose SSH port is forwarded to PORT, with the admin's key. */
+  function ssh(port: number, command: string, input?: string) {
+    return execa(
+      "ssh",
+      ["-i", sshKey, "-p", String(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "root@127.0.0.1", command],
+      { reject: false, timeout: 120_000, ...(input === undefined ? { stdin: "ignore" as const } : { input }) },
+    );
+  }
+
   /** The manifest of the tree on the disk image's first partition (from sector 2048), and the agent's log there. */
   async function restoredTree(disk: string, jobId: string) {
     const mnt = `${disk}.mnt`;
@@ -294,11 +309,9 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
         const jobs = await server.ctx.store.jobs.list({});
         const hello = jobs.find((j) => j.mac === "52:54:00:5e:00:03")?.hello as { ssh?: string } | null | undefined;
         if (!hello?.ssh) continue;
-        const r = await execa(
-          "ssh",
-          ["-i", sshKey, "-p", String(sshPort), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
-            "root@127.0.0.1", `cat /proc/cmdline; echo; for m in ${requiredModules}; do [ $m = efivarfs ] && [ ! -d /sys/firmware/efi ] && continue; modprobe $m || echo MODPROBE-FAILED $m; done; echo SSH-OK $(id -u)`],
-          { reject: false, stdin: "ignore", timeout: 60_000 },
+        const r = await ssh(
+          sshPort,
+          `cat /proc/cmdline; echo; for m in ${requiredModules}; do [ $m = efivarfs ] && [ ! -d /sys/firmware/efi ] && continue; modprobe $m || echo MODPROBE-FAILED $m; done; echo SSH-OK $(id -u)`,
         );
         if (r.stdout.includes("SSH-OK")) sshOutput = `${hello.ssh}\n${r.stdout}`;
       }
@@ -395,5 +408,73 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
     } finally {
       await standin.stop();
     }
+  }, 1_500_000);
+  it("MD RAID1 + LUKS + LVM: captured by capture.sh in the rescue system mid-restore, planned onto two new disks, recreated, captured again: the same stack", async () => {
+    const chain = gzChain;
+    const captureSh = readFileSync(new URL("../../../server/recovery/capture.sh", import.meta.url), "utf8");
+    /** Runs PLAN on a machine with two disks; while its restore is held back, captures both disks over SSH. */
+    const runAndCapture = async (name: string, mac: string, serials: string[], plan: (streamUrl: string) => Step[]) => {
+      const standin = await streamStandIn({ dumps: chain });
+      let release = () => {};
+      standin.hold = new Promise<void>((r) => (release = r));
+      const sshPort = await freePort();
+      let captured = "";
+      const captureMidRestore = async () => {
+        try {
+          for (let i = 0; i < 900 && standin.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 1000));
+          const r = await ssh(sshPort, `sh -s -- --stdout --devices "/dev/vda /dev/vdb"`, captureSh);
+          if (r.exitCode !== 0) throw new Error(`capture.sh in the rescue system: exit ${r.exitCode}: ${r.stderr}`);
+          captured = r.stdout;
+        } finally {
+          release();
+        }
+      };
+      try {
+        const vm = await bootVm({ name, mac, nic: "virtio-net-pci", serials, standin, netdevExtra: `,hostfwd=tcp:127.0.0.1:${sshPort}-:22`, during: captureMidRestore, plan });
+        expect(vm.ends.every((e) => e.exitStatus === 0)).toBe(true);
+        expectStreams(vm.events, chain);
+        const layout = layoutFromCapture(parseCapture(JSON.parse(captured)));
+        // Seen from the rescue system, the restored root is mounted at its target directory.
+        return { ...layout, mounts: layout.mounts.map((m) => ({ ...m, mountpoint: m.mountpoint.replace(/^\/mnt\/target/, "") || "/" })) };
+      } finally {
+        release();
+        await standin.stop();
+      }
+    };
+    /** What the plan recreates: partitions, MD, LUKS, LVM (VG/LV UUIDs are new by design), filesystems, mounts. */
+    const stack = (l: DiskLayout) => ({
+      partitions: l.disks.map((d) => [d.path, d.table?.label, d.table?.partitions.map((p) => [p.start, p.size, p.type])]),
+      md: l.md.map((m) => [m.path, m.level, m.metadata, m.uuid, m.members]),
+      luks: l.luks,
+      pvs: l.lvm.pvs.map((p) => [p.path, p.uuid, p.vg]),
+      vgs: l.lvm.vgs.map((v) => [v.name, v.extentBytes]),
+      lvs: l.lvm.lvs.map((v) => [v.vg, v.name, v.sizeBytes, v.segtype]),
+      filesystems: l.filesystems.map((f) => [f.dev, f.type, f.uuid, f.label]),
+      mounts: l.mounts,
+    });
+
+    const first = await runAndCapture("vm5", "52:54:00:5e:00:05", ["LBMD0011", "LBMD0012"], (streamUrl) =>
+      mdLvmPlan({ disks: [{ dev: "/dev/vda", part: "/dev/vda1", serial: "LBMD0011" }, { dev: "/dev/vdb", part: "/dev/vdb1", serial: "LBMD0012" }], size: DISK_BYTES, chain, streamUrl }),
+    );
+    expect(first.md[0]).toMatchObject({ path: "/dev/md0", level: "raid1", members: ["/dev/vda1", "/dev/vdb1"] });
+    expect(first.luks).toEqual([{ path: "/dev/md0", uuid: LAB_LUKS.uuid, name: LAB_LUKS.name }]);
+    expect(first.lvm.lvs.map((v) => `${v.vg}/${v.name}`)).toEqual(["vg0/root"]);
+    expect(first.filesystems).toContainEqual(expect.objectContaining({ dev: "/dev/vg0/root", type: "ext4", uuid: "8d1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b" }));
+    expect(first.mounts).toContainEqual(expect.objectContaining({ dev: "/dev/vg0/root", mountpoint: "/" }));
+
+    // The plan Lifeboat builds from that capture, onto two new disks (new serials: mapped by the admin).
+    const targets = ["LBMD0021", "LBMD0022"].map((serial, i) => targetDiskSchema.parse({ name: `vd${"ab"[i]}`, path: `/dev/vd${"ab"[i]}`, sizeBytes: DISK_BYTES, serial }));
+    const dumps = chain.map((d) => ({ id: d.id, level: d.level, datestamp: "", sizeBytes: d.bytes.length, compression: d.compression }));
+    const planned = buildPlan({
+      layout: first,
+      targets,
+      chains: [{ dle: "lab", mountpoint: "/", program: "gtar", dumps }],
+      options: { mapping: { vda: "vda", vdb: "vdb" }, luksKeys: [LAB_LUKS.uuid], bootloader: "none" },
+    });
+    if (!planned.ok) throw new Error(`no plan from the capture: ${planned.reason}`);
+    const second = await runAndCapture("vm6", "52:54:00:5e:00:06", ["LBMD0021", "LBMD0022"], (streamUrl) =>
+      planned.steps.map((s) => (s.fn === "restore_dump" ? { fn: s.fn, args: s.args.map((x) => (x.startsWith("/api/") ? `${streamUrl}${x}` : x)) } : s)),
+    );
+    expect(stack(second)).toEqual(stack(first));
   }, 1_500_000);
 });

@@ -5,7 +5,7 @@
  * cannot be throttled or cut on purpose (the end-to-end test streams from the real route).
  * The bytes served are what the real route sends (amfetchdump -p -l of the Amanda lab, or
  * the sample system's tree), with the same Range semantics. It can cut a connection after N
- * bytes, throttle, and be stopped and restarted on the same port.
+ * bytes, throttle, hold streams back, and be stopped and restarted on the same port.
  */
 import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
@@ -25,6 +25,8 @@ export interface StreamStandIn {
   requests: Array<{ id: string; range: string | undefined }>;
   /** Bytes sent so far in the current request of a dump. */
   sentBytes(id: string): number;
+  /** While set, every stream waits for it before its first byte (to look at a machine mid-restore). */
+  hold: Promise<void> | null;
   stop(): Promise<void>;
   start(): Promise<void>;
 }
@@ -75,6 +77,7 @@ export async function streamStandIn(opts: {
       if (drop) dropped.add(id);
       sent.set(id, 0);
       const chunks = async function* () {
+        if (handle.hold) await handle.hold;
         for (let off = start; off < total; off += 16384) {
           if (opts.chunkDelayMs) await new Promise((r) => setTimeout(r, opts.chunkDelayMs));
           const piece = dump.bytes.subarray(off, Math.min(off + 16384, total));
@@ -101,6 +104,7 @@ export async function streamStandIn(opts: {
     token: "",
     requests,
     sentBytes: (id) => sent.get(id) ?? 0,
+    hold: null,
     start: async () => {
       app = build();
       await app.listen({ host: opts.host ?? "127.0.0.1", port });
