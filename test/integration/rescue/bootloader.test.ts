@@ -144,9 +144,11 @@ describe.skipIf(why !== null)("install_bootloader and regen_initramfs on a real 
       await execa("losetup", ["-d", d]);
 
       // The disk boots on its own: GRUB, the regenerated initramfs, the root by its UUID.
+      const powerOn = Date.now();
       const vm = bootDisk({ disk: join(dir, "bios.img"), firmware: "bios", serialLog: join(dir, "bios.serial"), workDir: dir });
       try {
         await vm.waitSerial(SAMPLE_BOOTED, 300_000);
+        console.log(`sample system (BIOS) booted from its own disk ${((Date.now() - powerOn) / 1000).toFixed(1)} s after power-on`);
         const m = SAMPLE_BOOTED.exec(vm.serial())!;
         expect([m[1], m[2], m[3], m[4]]).toEqual(["sample", ROOT_UUID, os.kernel, "bios"]);
         await vm.waitSerial(/LIFEBOAT-SAMPLE captured exit=0/, 120_000);

@@ -383,13 +383,20 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
         plan: (streamUrl) => uefiSystemPlan({ disk: "/dev/vda", size, serial: "LBUEFI01", espUuid: esp, rootUuid, chain, streamUrl }),
       });
       expectStreams(vm.events, chain);
+      // The system tree's stream into tar, the first restore_dump: how fast a guest restores (TCG here).
+      const starts = vm.events.filter((e) => e.type === "step-start" && (e.data as { name: string }).name === "restore_dump");
+      const ends = vm.events.filter((e) => e.type === "step-end" && (e.data as { name: string }).name === "restore_dump");
+      const restoreSecs = (Date.parse(ends[0]!.at) - Date.parse(starts[0]!.at)) / 1000;
+      console.log(`sample system: ${(chain[0]!.bytes.length / MiB).toFixed(0)} MiB restored in ${restoreSecs.toFixed(1)} s (${(chain[0]!.bytes.length / MiB / restoreSecs).toFixed(1)} MiB/s, ${qemuAccel()[1]})`);
       const grub = vm.ends.find((e) => e.name === "install_bootloader")!;
       expect(grub.output).toMatch(/Installation finished. No error reported/);
       expect(grub.output).not.toMatch(/EFI variables are not supported/);
 
+      const powerOn = Date.now();
       const disk = bootDisk({ disk: vm.disks[0]!, firmware: "uefi", ovmfVars: vars, serialLog: join(dir, "vm4-disk.serial.log"), workDir: dir });
       try {
         await disk.waitSerial(SAMPLE_BOOTED, 300_000);
+        console.log(`sample system (UEFI) booted from its restored disk ${((Date.now() - powerOn) / 1000).toFixed(1)} s after power-on`);
         const m = SAMPLE_BOOTED.exec(disk.serial())!;
         expect([m[1], m[2], m[3], m[4]]).toEqual(["sample", rootUuid, os.kernel, "uefi"]);
         // The firmware started it through the boot entry grub-install wrote, not a fallback.
