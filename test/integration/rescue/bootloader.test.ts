@@ -14,17 +14,16 @@
  * kernel has no vfat to mount an EFI system partition.
  */
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootDisk, qemuUnavailable } from "../../helpers/qemu.ts";
 import { installCapture, readCapture, SAMPLE_BOOTED, type SampleOs, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
-import { tempDir } from "../../helpers/tmp.ts";
-import { agentSh } from "../../unit/rescue/agent-sh.ts";
-import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
+import { loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
 import { gptScript, LINUX_FS } from "./plans.ts";
 import { expectSampleCapture } from "./sample-capture.ts";
+import { stepHarness } from "./step-harness.ts";
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 2048 * MiB;
@@ -39,24 +38,16 @@ if (why) console.warn(`boot loader step tests skipped: ${why}`);
 const sha = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
 describe.skipIf(why !== null)("install_bootloader and regen_initramfs on a real Debian system, then QEMU boots the disk", () => {
-  const dir = tempDir("lifeboat-bootloader-");
-  cleanupLoopsAfterAll();
-  const run = join(dir, "run");
-  const target = join(dir, "target");
-  afterAll(async () => {
-    await execa("umount", ["-R", "-l", target], { reject: false });
+  const { dir, run, target, arm, step } = stepHarness("boot", 300_000);
+  afterAll(() => {
     // The by-uuid links install_bootloader made for the loop partitions (this host has no udev).
     for (const u of [ROOT_UUID, SWAP_UUID]) rmSync(`/dev/disk/by-uuid/${u}`, { force: true });
   });
-  const env = { LB_RUN: run, LB_TARGET: target, LB_JOB: "job-boot" };
-  const step = (code: string, args: string[] = []) => agentSh(code, { env, args, timeout: 300_000 });
   let os: SampleOs;
 
   beforeAll(async () => {
     os = await sampleOs();
-    mkdirSync(join(run, "verified"), { recursive: true });
-    mkdirSync(target, { recursive: true });
-    writeFileSync(join(run, "armed"), "job-boot");
+    arm();
   }, 900_000);
 
   it(

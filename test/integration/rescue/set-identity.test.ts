@@ -5,30 +5,20 @@
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { execa } from "execa";
-import { afterAll, describe, expect, it } from "vitest";
-import { tempDir } from "../../helpers/tmp.ts";
-import { agentSh } from "../../unit/rescue/agent-sh.ts";
-import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
+import { describe, expect, it } from "vitest";
+import { loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
+import { stepHarness } from "./step-harness.ts";
 
 const MiB = 1024 * 1024;
 const why = loopUnavailable();
 if (why) console.warn(`set_identity test skipped: ${why}`);
 
 describe.skipIf(why !== null)("set_identity (clones)", () => {
-  const dir = tempDir("lifeboat-identity-");
-  cleanupLoopsAfterAll();
-  const run = join(dir, "run");
-  const target = join(dir, "target");
-  afterAll(() => execa("umount", ["-R", "-l", target], { reject: false }));
-  const env = { LB_RUN: run, LB_TARGET: target, LB_JOB: "job-identity" };
-  const step = (code: string, args: string[] = []) => agentSh(code, { env, args, timeout: 120_000 });
+  const { dir, target, arm, disarm, step } = stepHarness("identity");
 
   it("writes the new identity into the restored root, and only behind the gate", async () => {
-    mkdirSync(join(run, "verified"), { recursive: true });
-    mkdirSync(target, { recursive: true });
     const disk = await makeLoop(dir, "identity", 64 * MiB);
-    writeFileSync(join(run, "armed"), "job-identity");
+    arm();
     expect((await step(`check_disk "$1" "" "" ${64 * MiB} && make_fs ext4 "$1" "" root && mount_fs "$1" / ext4 ""`, [disk])).exitCode).toBe(0);
     // The template's identity, as a restore leaves it.
     mkdirSync(join(target, "etc/ssh"), { recursive: true });
@@ -37,12 +27,12 @@ describe.skipIf(why !== null)("set_identity (clones)", () => {
     writeFileSync(join(target, "etc/machine-id"), "0123456789abcdef0123456789abcdef\n");
     writeFileSync(join(target, "etc/ssh/ssh_host_ed25519_key"), "TEMPLATE KEY\n");
 
-    writeFileSync(join(run, "armed"), "");
+    disarm();
     const refused = await step("set_identity web-3");
     expect(refused.exitCode).toBe(1);
     expect(readFileSync(join(target, "etc/hostname"), "utf8")).toBe("tmpl\n");
 
-    writeFileSync(join(run, "armed"), "job-identity");
+    arm();
     expect((await step("guard_set_identity web-3")).exitCode).toBe(1);
     const r = await step("set_identity web-3");
     expect(r.exitCode, r.stderr).toBe(0);

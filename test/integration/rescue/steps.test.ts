@@ -8,10 +8,9 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { tempDir } from "../../helpers/tmp.ts";
-import { agentSh } from "../../unit/rescue/agent-sh.ts";
-import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
+import { describe, expect, it } from "vitest";
+import { loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
+import { stepHarness } from "./step-harness.ts";
 
 const MiB = 1024 * 1024;
 const why = loopUnavailable();
@@ -24,20 +23,7 @@ function sha(dev: string, bytes = 64 * MiB): string {
 const blkid = async (dev: string, tag: string) => (await execa("blkid", ["-o", "value", "-s", tag, dev], { reject: false })).stdout.trim();
 
 describe.skipIf(why !== null)("rescue agent step functions on loop devices", () => {
-  const dir = tempDir("lifeboat-rescue-steps-");
-  cleanupLoopsAfterAll();
-  const run = join(dir, "run");
-  const target = join(dir, "target");
-  afterAll(() => execa("umount", ["-R", "-l", target], { reject: false }));
-  const env = { LB_RUN: run, LB_TARGET: target, LB_JOB: "job-steps" };
-  const arm = () => writeFileSync(join(run, "armed"), "job-steps");
-  const disarm = () => writeFileSync(join(run, "armed"), "");
-  const step = (code: string, args: string[] = []) => agentSh(code, { env, args, timeout: 120_000 });
-
-  beforeAll(() => {
-    mkdirSync(join(run, "verified"), { recursive: true });
-    mkdirSync(target, { recursive: true });
-  });
+  const { dir, run, target, arm, disarm, step } = stepHarness("steps");
 
   it("the gate: without a plan from an armed job, nothing is written", async () => {
     const a = await makeLoop(dir, "gate-armed", 64 * MiB);
