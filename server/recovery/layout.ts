@@ -172,10 +172,20 @@ export function partitionPath(diskPath: string, n: number): string {
   return /\d$/.test(diskPath) ? `${diskPath}p${n}` : `${diskPath}${n}`;
 }
 
+/** GPT partition type GUIDs by role (as sfdisk writes them). */
+export const GPT_TYPES = {
+  linux: "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+  esp: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+  biosBoot: "21686148-6449-6E6F-744E-656564454649",
+  lvm: "E6D6D379-F507-44C2-A23C-238F2A3DF928",
+  raid: "A19D880F-05FC-4D3B-A006-743F0F84911E",
+  swap: "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
+} as const;
+
 /** The GPT type GUIDs and MBR types the plan builder treats specially. */
 export const PART_TYPES = {
-  esp: ["C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EF"],
-  biosBoot: ["21686148-6449-6E6F-744E-656564454649"],
+  esp: [GPT_TYPES.esp, "EF"],
+  biosBoot: [GPT_TYPES.biosBoot],
   extended: ["5", "F", "85"],
 } as const;
 

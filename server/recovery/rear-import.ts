@@ -1,5 +1,5 @@
 import type { Disk, DiskLayout, Filesystem, Luks, Lvm, MdArray, Mount, Partition, Swap } from "./layout.ts";
-import { byMountOrder, lvMapperPath, parseLayout } from "./layout.ts";
+import { byMountOrder, GPT_TYPES, lvMapperPath, parseLayout } from "./layout.ts";
 
 /**
  * Imports a ReaR `disklayout.conf` (/var/lib/rear/layout/disklayout.conf) as a layout.
@@ -7,15 +7,6 @@ import { byMountOrder, lvMapperPath, parseLayout } from "./layout.ts";
  * always needs an explicit disk mapping and keeps partition sizes (used bytes unknown).
  * Lines ReaR commented out (excluded components) stay out.
  */
-
-const GPT = {
-  linux: "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-  esp: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-  biosBoot: "21686148-6449-6E6F-744E-656564454649",
-  lvm: "E6D6D379-F507-44C2-A23C-238F2A3DF928",
-  raid: "A19D880F-05FC-4D3B-A006-743F0F84911E",
-  swap: "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
-};
 
 /** `key=value` words after the positional fields. */
 function kv(words: string[]): Record<string, string> {
@@ -81,7 +72,7 @@ export function layoutFromRear(text: string, hostname: string, capturedAt = new 
         const number = Number(/(\d+)$/.exec(partDev)?.[1]);
         let type: string;
         if (gpt) {
-          type = flags.includes("esp") || (flags.includes("boot") && !flags.includes("legacy_boot")) ? GPT.esp : flags.includes("bios_grub") ? GPT.biosBoot : flags.includes("lvm") ? GPT.lvm : flags.includes("raid") ? GPT.raid : flags.includes("swap") ? GPT.swap : GPT.linux;
+          type = flags.includes("esp") || (flags.includes("boot") && !flags.includes("legacy_boot")) ? GPT_TYPES.esp : flags.includes("bios_grub") ? GPT_TYPES.biosBoot : flags.includes("lvm") ? GPT_TYPES.lvm : flags.includes("raid") ? GPT_TYPES.raid : flags.includes("swap") ? GPT_TYPES.swap : GPT_TYPES.linux;
         } else {
           type = nameOrType === "extended" ? "5" : flags.includes("esp") ? "EF" : flags.includes("lvm") ? "8E" : flags.includes("raid") ? "FD" : flags.includes("swap") ? "82" : "83";
         }

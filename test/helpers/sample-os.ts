@@ -22,8 +22,6 @@ export interface SampleOs {
   /** The system tree as a tar (numeric owners, xattrs). */
   tar: string;
   kernel: string;
-  /** Bytes of the unpacked tree. */
-  bytes: number;
 }
 
 /** The line the booted sample system prints on its console. */
@@ -57,7 +55,7 @@ export async function sampleOs(cache = SAMPLE_OS_CACHE): Promise<SampleOs> {
       .split("\n")
       .map((l) => l.split("=", 2) as [string, string]),
   );
-  return { tar: join(cache, "rootfs.tar"), kernel: info.kernel!, bytes: Number(info.bytes) };
+  return { tar: join(cache, "rootfs.tar"), kernel: info.kernel! };
 }
 
 /** Puts Lifeboat's capture.sh into the sample system's /root (ROOT: its mounted root): it runs at the next boot. */

@@ -21,14 +21,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootDisk, qemuUnavailable } from "../../helpers/qemu.ts";
 import { installCapture, readCapture, SAMPLE_BOOTED, type SampleOs, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
 import { loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
-import { gptScript, LINUX_FS } from "./plans.ts";
+import { GPT_TYPES } from "../../../server/recovery/layout.ts";
+import { gptScript } from "./plans.ts";
 import { expectSampleCapture } from "./sample-capture.ts";
 import { stepHarness } from "./step-harness.ts";
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 2048 * MiB;
-const BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649";
-const LINUX_SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
 const ROOT_UUID = "3a5c0e9e-1b7d-4f2a-9c61-5d2e8f0b7a14";
 const SWAP_UUID = "4b6d1f0f-2c8e-4a3b-8d72-6e3f9a1c8b25";
 
@@ -60,9 +59,9 @@ describe.skipIf(why !== null)("install_bootloader and regen_initramfs on a real 
       const otherBefore = sha(join(dir, "other.img"));
       const sectors = DISK_BYTES / 512;
       const script = gptScript("9D1C4B2A-7E3F-4A5B-8C6D-1E2F3A4B5C6D", [
-        `${d}p1 : start=2048, size=2048, type=${BIOS_BOOT}, uuid=A1B2C3D4-0001-4000-8000-000000000001`,
-        `${d}p2 : start=4096, size=${sectors - 4096 - 131072 - 2048}, type=${LINUX_FS}, uuid=A1B2C3D4-0002-4000-8000-000000000002`,
-        `${d}p3 : start=${sectors - 131072 - 2048}, size=131072, type=${LINUX_SWAP}, uuid=A1B2C3D4-0003-4000-8000-000000000003`,
+        `${d}p1 : start=2048, size=2048, type=${GPT_TYPES.biosBoot}, uuid=A1B2C3D4-0001-4000-8000-000000000001`,
+        `${d}p2 : start=4096, size=${sectors - 4096 - 131072 - 2048}, type=${GPT_TYPES.linux}, uuid=A1B2C3D4-0002-4000-8000-000000000002`,
+        `${d}p3 : start=${sectors - 131072 - 2048}, size=131072, type=${GPT_TYPES.swap}, uuid=A1B2C3D4-0003-4000-8000-000000000003`,
       ]);
       for (const [call, args] of [
         [`check_disk "$1" "" "" ${DISK_BYTES}`, [d]],

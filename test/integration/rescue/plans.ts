@@ -1,8 +1,7 @@
 import { type Step, CONTRACT_VERSION, step } from "../../../server/recovery/steps.ts";
+import { GPT_TYPES } from "../../../server/recovery/layout.ts";
 import type { LabDump } from "./lab-dumps.ts";
 
-export const LINUX_FS = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
-export const LINUX_RAID = "A19D880F-05FC-4D3B-A006-743F0F84911E";
 
 /** An sfdisk script (dump format) for a GPT disk with these partition lines (512-byte sectors from 2048). */
 export function gptScript(labelId: string, partitions: string[]): string {
@@ -28,7 +27,7 @@ export function restorePlan(o: {
   const core: Step[] = [
     step("check_disk", { dev: o.disk, serial: o.serial ?? "", wwn: "", size_bytes: o.size }),
     step("wipe_disk", { dev: o.disk, label_id: "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B" }),
-    step("partition", { dev: o.disk, sfdisk_script: gptOnePartition(o.part, o.size, LINUX_FS, "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B") }),
+    step("partition", { dev: o.disk, sfdisk_script: gptOnePartition(o.part, o.size, GPT_TYPES.linux, "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B") }),
     step("make_fs", { fstype: "ext4", dev: o.part, uuid: "7c1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b", label: "restored" }, o.mkfsOptions ?? []),
     step("mount_fs", { dev: o.part, mountpoint: "/", fstype: "ext4", options: "" }),
     ...restoreSteps(o.chain, o.streamUrl, "/", o.program),
@@ -61,7 +60,7 @@ export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial:
     ...o.disks.map((d) => step("check_disk", { dev: d.dev, serial: d.serial, wwn: "", size_bytes: o.size })),
     ...o.disks.flatMap((d, i) => {
       const labelId = `5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4${i}`;
-      return [step("wipe_disk", { dev: d.dev, label_id: labelId }), step("partition", { dev: d.dev, sfdisk_script: gptOnePartition(d.part, o.size, LINUX_RAID, labelId) })];
+      return [step("wipe_disk", { dev: d.dev, label_id: labelId }), step("partition", { dev: d.dev, sfdisk_script: gptOnePartition(d.part, o.size, GPT_TYPES.raid, labelId) })];
     }),
     step("create_md", { dev: "/dev/md0", name: "lab:0", level: "raid1", metadata: "1.2", uuid: "0a1b2c3d:4e5f6071:8293a4b5:c6d7e8f9" }, o.disks.map((d) => d.part)),
     step("create_luks", { dev: "/dev/md0", uuid: LAB_LUKS.uuid, name: LAB_LUKS.name, key_id: LAB_LUKS.uuid }),
@@ -77,8 +76,6 @@ export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial:
   return [step("plan_begin", { contract: CONTRACT_VERSION, host: "md-luks-lvm", steps: core.length + 1 }), ...core];
 }
 
-export const EFI_SYSTEM = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-
 /**
  * A whole system onto one UEFI disk: GPT with an EFI system partition and root, vfat and ext4
  * with the captured UUIDs, the system tree's dumps restored, GRUB installed for UEFI.
@@ -87,8 +84,8 @@ export function uefiSystemPlan(o: { disk: string; size: number; serial: string; 
   const labelId = "6E2F3A4B-5C6D-4E7F-8091-A2B3C4D5E6F7";
   const espSectors = (64 * 1024 * 1024) / 512;
   const script = gptScript(labelId, [
-    `${o.disk}1 : start=2048, size=${espSectors}, type=${EFI_SYSTEM}, uuid=B1C2D3E4-0001-4000-8000-000000000001`,
-    `${o.disk}2 : start=${2048 + espSectors}, size=${o.size / 512 - 2048 - espSectors - 2048}, type=${LINUX_FS}, uuid=B1C2D3E4-0002-4000-8000-000000000002`,
+    `${o.disk}1 : start=2048, size=${espSectors}, type=${GPT_TYPES.esp}, uuid=B1C2D3E4-0001-4000-8000-000000000001`,
+    `${o.disk}2 : start=${2048 + espSectors}, size=${o.size / 512 - 2048 - espSectors - 2048}, type=${GPT_TYPES.linux}, uuid=B1C2D3E4-0002-4000-8000-000000000002`,
   ]);
   const core: Step[] = [
     step("check_disk", { dev: o.disk, serial: o.serial, wwn: "", size_bytes: o.size }),
