@@ -19,7 +19,7 @@ lb_log() {
   printf '%s lifeboat: %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$LB_LOG" >&2
 }
 
-# --- kernel command line (contract: server/recovery/cmdline.ts) -----------------------
+# --- kernel command line (contract: server/plan/cmdline.ts) -----------------------
 
 # lb_cmdline_value KEY CMDLINE: the value of the last word "KEY=value" (the kernel's own rule).
 lb_cmdline_value() {
@@ -58,7 +58,7 @@ lb_json_str() { printf '%s' "$1" | lb_json_esc; }
 # A string, or null when empty.
 lb_json_opt() { if [ -n "$1" ]; then lb_json_str "$1"; else printf 'null'; fi; }
 
-# --- HTTP (contract: server/recovery/agent-api.ts) ------------------------------------
+# --- HTTP (contract: server/plan/agent-api.ts) ------------------------------------
 
 lb_curl() {
   curl -sS --connect-timeout 10 -H "Authorization: Bearer $LB_TOKEN" "$@"
@@ -241,7 +241,7 @@ lb_gate() {
   done
 }
 
-# lb_args NAME MIN MAX ARGC: the step's arity as the contract (server/recovery/steps.ts) says.
+# lb_args NAME MIN MAX ARGC: the step's arity as the contract (server/plan/steps.ts) says.
 lb_args() {
   if [ "$4" -lt "$2" ] || { [ "$3" != - ] && [ "$4" -gt "$3" ]; }; then
     echo "$1: expected $2${3:+..$3} arguments, got $4" >&2

@@ -1,5 +1,5 @@
 # Lifeboat rescue agent: the step functions a plan is made of.
-# Contract: server/recovery/steps.ts (names, arguments, guards); test/unit/rescue checks
+# Contract: server/plan/steps.ts (names, arguments, guards); test/unit/rescue checks
 # that every function there is defined here with `lb_args NAME MIN MAX` matching its arity.
 #
 # Every function that writes a disk calls lb_gate first (armed job + disk identity checked by

@@ -4,8 +4,8 @@ import type { Command } from "commander";
 import { execa } from "execa";
 import { UserError } from "../errors.ts";
 import { captureScriptPath } from "../http/routes/capture.ts";
-import { layoutFromCapture, parseCapture } from "../recovery/layout-capture.ts";
-import { describeLayout } from "../recovery/layout-text.ts";
+import { layoutFromCapture, parseCapture } from "../layout/layout-capture.ts";
+import { describeLayout } from "../layout/layout-text.ts";
 import { cliContext, output, withGlobals } from "./common.ts";
 
 export function registerCapture(program: Command): Command {

@@ -7,7 +7,7 @@ import { scanMedia } from "../amanda/media.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import { readCatalog, refreshCatalogs, setupOf } from "../amanda/refresh.ts";
 import { openDumpStream } from "../amanda/stream.ts";
-import { chainView, type DumpSummary, dumpSummary } from "../amanda/views.ts";
+import { chainView, type DumpSummary, dumpSummary } from "../amanda/dump-views.ts";
 import { UserError, errorMessage } from "../errors.ts";
 import { type CliContext, cliContext, output, table, withGlobals } from "./common.ts";
 

@@ -2,11 +2,11 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
-import { targetDiskSchema } from "../recovery/agent-api.ts";
-import { type DiskLayout, formatZodIssue, parseLayout } from "../recovery/layout.ts";
-import { describeLayout, diffLayouts } from "../recovery/layout-text.ts";
-import { type PlanOptions, type RestoreChain, buildPlan, describePlan } from "../recovery/plan.ts";
-import { layoutFromRear } from "../recovery/rear-import.ts";
+import { targetDiskSchema } from "../plan/agent-api.ts";
+import { type DiskLayout, formatZodIssue, parseLayout } from "../layout/layout.ts";
+import { describeLayout, diffLayouts } from "../layout/layout-text.ts";
+import { type PlanOptions, type RestoreChain, buildPlan, describePlan } from "../plan/plan.ts";
+import { layoutFromRear } from "../layout/rear-import.ts";
 import type { Store } from "../store/types.ts";
 import { cliContext, output, withGlobals } from "./common.ts";
 

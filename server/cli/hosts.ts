@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { UserError } from "../errors.ts";
-import { hashToken, newToken } from "../http/auth.ts";
+import { hashToken, newToken } from "../tokens.ts";
 import { bootScriptPreview } from "../http/routes/boot.ts";
 import { normalizeMac } from "../mac.ts";
 import type { HostRecord } from "../store/types.ts";

@@ -3,7 +3,7 @@ import { type Command, Option } from "commander";
 import { UserError } from "../errors.ts";
 import type { ArmBody, CloneWindowBody, MapBody } from "../http/api-schemas.ts";
 import { normalizeMac } from "../mac.ts";
-import type { JobView } from "../recovery/views.ts";
+import type { JobView } from "../jobs/job-views.ts";
 import type { JobEvent } from "../store/types.ts";
 import { type CliContext, cliContext, output, table, withGlobals, withServer } from "./common.ts";
 import { formatEvent, watchJob } from "./watch.ts";

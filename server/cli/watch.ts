@@ -1,8 +1,8 @@
 import cliProgress from "cli-progress";
 import { UserError } from "../errors.ts";
-import type { AgentEvent } from "../recovery/agent-api.ts";
-import { TERMINAL_STATES } from "../recovery/job-state.ts";
-import type { JobView } from "../recovery/views.ts";
+import type { AgentEvent } from "../plan/agent-api.ts";
+import { TERMINAL_STATES } from "../jobs/job-state.ts";
+import type { JobView } from "../jobs/job-views.ts";
 import type { JobEvent, JobState } from "../store/types.ts";
 import type { CliContext } from "./common.ts";
 

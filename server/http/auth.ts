@@ -1,22 +1,8 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { UserError } from "../errors.ts";
-
-export function newToken(): string {
-  return randomBytes(24).toString("base64url");
-}
-
-export function hashToken(token: string): string {
-  return createHash("sha256").update(token).digest("hex");
-}
-
-export function tokensEqual(a: string, b: string): boolean {
-  const ab = Buffer.from(a);
-  const bb = Buffer.from(b);
-  return ab.length === bb.length && timingSafeEqual(ab, bb);
-}
+import { newToken, tokensEqual } from "../tokens.ts";
 
 /** Reads the admin token, creating it (mode 0600) on first start. */
 export function ensureAdminToken(file: string): string {

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_CACHE_DIR, buildImage } from "../../rescue-image/build.ts";
-import type { JobView } from "../../server/recovery/views.ts";
+import type { JobView } from "../../server/jobs/job-views.ts";
 import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../helpers/amanda-lab.ts";
 import { lifeboatBin } from "../helpers/cli.ts";
 import { type Lan, createLan, netnsUnavailable } from "../helpers/netns.ts";

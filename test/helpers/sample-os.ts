@@ -11,12 +11,12 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSyn
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import type { DiskLayout } from "../../server/recovery/layout.ts";
-import { layoutFromCapture, parseCapture } from "../../server/recovery/layout-capture.ts";
+import type { DiskLayout } from "../../server/layout/layout.ts";
+import { layoutFromCapture, parseCapture } from "../../server/layout/layout-capture.ts";
 
 export const SAMPLE_OS_CACHE = process.env.LIFEBOAT_SAMPLE_OS_CACHE ?? "/var/cache/lifeboat/sample-os";
 const BUILD_SCRIPT = fileURLToPath(new URL("../../scripts/sample-os/build.sh", import.meta.url));
-const CAPTURE_SH = fileURLToPath(new URL("../../server/recovery/capture.sh", import.meta.url));
+const CAPTURE_SH = fileURLToPath(new URL("../../server/layout/capture.sh", import.meta.url));
 
 export interface SampleOs {
   /** The system tree as a tar (numeric owners, xattrs). */

@@ -1,6 +1,6 @@
 import { loadConfig } from "../../server/config/load.ts";
 import { createLogger } from "../../server/log.ts";
-import type { Planner } from "../../server/recovery/jobs.ts";
+import type { Planner } from "../../server/jobs/jobs.ts";
 import { type RunningServer, startServer } from "../../server/serve.ts";
 import { tempDir } from "./tmp.ts";
 

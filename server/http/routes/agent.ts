@@ -1,9 +1,10 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { UserError } from "../../errors.ts";
-import { AGENT_BASE, agentEventSchema, helloSchema } from "../../recovery/agent-api.ts";
+import { AGENT_BASE, agentEventSchema, helloSchema } from "../../plan/agent-api.ts";
 import type { JobRecord } from "../../store/types.ts";
-import { bearer, hashToken, tokensEqual } from "../auth.ts";
+import { hashToken, tokensEqual } from "../../tokens.ts";
+import { bearer } from "../auth.ts";
 import { errorSchema, jsonSchema } from "../schema.ts";
 
 type JobRequest = FastifyRequest<{ Params: { job: string; uuid?: string } }>;
@@ -13,7 +14,7 @@ const okReply = { type: "object", properties: { state: { type: "string" } } } as
 const security = [{ bearer: [] }];
 
 /**
- * The rescue agent's routes (contract: server/recovery/agent-api.ts). Each needs the job's
+ * The rescue agent's routes (contract: server/plan/agent-api.ts). Each needs the job's
  * current boot token; a token sees its own job only. User errors (a transition the job's
  * state does not allow) are 409 with the reason.
  */

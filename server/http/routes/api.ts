@@ -2,8 +2,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError, UserError } from "../../errors.ts";
 import { normalizeMac } from "../../mac.ts";
-import { cloneHostname } from "../../recovery/jobs.ts";
-import { jobView, jobViewSchema } from "../../recovery/views.ts";
+import { cloneHostname } from "../../jobs/jobs.ts";
+import { jobView, jobViewSchema } from "../../jobs/job-views.ts";
 import type { JobRecord, JobState } from "../../store/types.ts";
 import {
   armBodySchema,

@@ -15,7 +15,7 @@ import { recognisedUuid } from "../../dhcp/firmware.ts";
 import { interfaceInfo } from "../../dhcp/server.ts";
 import { isMac, normalizeMac } from "../../mac.ts";
 import { normaliseName } from "../../tftp/files.ts";
-import { renderKernelArgs } from "../../recovery/cmdline.ts";
+import { renderKernelArgs } from "../../plan/cmdline.ts";
 import type { JobRecord, Store } from "../../store/types.ts";
 
 const pxeDir = join(dirname(fileURLToPath(import.meta.url)), "../../../pxe");

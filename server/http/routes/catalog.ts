@@ -7,10 +7,11 @@ import { refreshCatalogs, setupOf } from "../../amanda/refresh.ts";
 import { counter } from "../../metrics.ts";
 import type { AmandaConfig } from "../../config/schema.ts";
 import { DumpStreamError, openDumpStream } from "../../amanda/stream.ts";
-import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/views.ts";
+import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/dump-views.ts";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError, errorMessage } from "../../errors.ts";
-import { bearer, requireAdmin, tokensEqual } from "../auth.ts";
+import { tokensEqual } from "../../tokens.ts";
+import { bearer, requireAdmin } from "../auth.ts";
 import { errorSchema } from "../schema.ts";
 import { parseRange } from "./boot.ts";
 

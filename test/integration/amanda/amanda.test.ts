@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAmadminFind } from "../../../server/amanda/amadmin.ts";
 import { selectChain } from "../../../server/amanda/chain.ts";
 import { openDumpStream } from "../../../server/amanda/stream.ts";
-import type { DumpSummary } from "../../../server/amanda/views.ts";
+import type { DumpSummary } from "../../../server/amanda/dump-views.ts";
 import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";

@@ -13,7 +13,7 @@
 import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AGENT_BASE } from "../../../server/recovery/agent-api.ts";
+import { AGENT_BASE } from "../../../server/plan/agent-api.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
 import { type Lan, createLan, netnsUnavailable } from "../../helpers/netns.ts";
 import { startRouter } from "../../helpers/router.ts";

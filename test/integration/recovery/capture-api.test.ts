@@ -5,7 +5,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
-import { layoutFromCapture, parseCapture } from "../../../server/recovery/layout-capture.ts";
+import { layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { lifeboat } from "../../helpers/cli.ts";
 import { tempDir } from "../../helpers/tmp.ts";
@@ -18,7 +18,7 @@ import { cleanupLoopsAfterAll, loopUnavailable, makeLoop, rescan } from "./loopd
  */
 
 const fixtures = fileURLToPath(new URL("../../fixtures/", import.meta.url));
-const captureSh = fileURLToPath(new URL("../../../server/recovery/capture.sh", import.meta.url));
+const captureSh = fileURLToPath(new URL("../../../server/layout/capture.sh", import.meta.url));
 const fixture = (name: string) => JSON.parse(readFileSync(join(fixtures, "layouts", `${name}.capture.json`), "utf8")) as Record<string, unknown>;
 
 describe("capture upload, layout versions and the hosts CLI", () => {

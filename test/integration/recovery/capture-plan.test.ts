@@ -3,10 +3,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { targetDiskSchema } from "../../../server/recovery/agent-api.ts";
-import { type Capture, layoutFromCapture, parseCapture } from "../../../server/recovery/layout-capture.ts";
-import type { DiskLayout } from "../../../server/recovery/layout.ts";
-import { buildPlan } from "../../../server/recovery/plan.ts";
+import { targetDiskSchema } from "../../../server/plan/agent-api.ts";
+import { type Capture, layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
+import type { DiskLayout } from "../../../server/layout/layout.ts";
+import { buildPlan } from "../../../server/plan/plan.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop, mountTracked, rescan, trackMount } from "./loopdev.ts";
 import { planCalls } from "./plan-calls.ts";
@@ -20,7 +20,7 @@ import { planCalls } from "./plan-calls.ts";
  */
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
-const captureSh = join(root, "server/recovery/capture.sh");
+const captureSh = join(root, "server/layout/capture.sh");
 const agentLib = join(root, "rescue-image/agent/lib.sh");
 const agentSteps = join(root, "rescue-image/agent/steps.sh");
 const MiB = 1024 * 1024;

@@ -1,5 +1,5 @@
 import { execa } from "execa";
-import { STEP_FUNCTIONS, type Step, type StepName } from "../../../server/recovery/steps.ts";
+import { STEP_FUNCTIONS, type Step, type StepName } from "../../../server/plan/steps.ts";
 
 /** sh stubs for every step function: each prints its name and arguments, NUL-terminated. */
 const stubs = Object.keys(STEP_FUNCTIONS)

@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootDisk, qemuUnavailable } from "../../helpers/qemu.ts";
 import { installCapture, readCapture, SAMPLE_BOOTED, type SampleOs, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
 import { loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
-import { GPT_TYPES } from "../../../server/recovery/layout.ts";
+import { GPT_TYPES } from "../../../server/layout/layout.ts";
 import { gptScript } from "./plans.ts";
 import { expectSampleCapture } from "./sample-capture.ts";
 import { stepHarness } from "./step-harness.ts";

@@ -24,13 +24,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { imagePath, REQUIRED_NIC_DRIVERS, REQUIRED_STACK_MODULES, REQUIRED_STORAGE_DRIVERS, RESCUE_TOOLS } from "../../../rescue-image/manifest.ts";
 import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
-import { renderKernelArgs } from "../../../server/recovery/cmdline.ts";
-import type { Planner } from "../../../server/recovery/jobs.ts";
-import { targetDiskSchema } from "../../../server/recovery/agent-api.ts";
-import type { DiskLayout } from "../../../server/recovery/layout.ts";
-import { layoutFromCapture, parseCapture } from "../../../server/recovery/layout-capture.ts";
-import { buildPlan } from "../../../server/recovery/plan.ts";
-import { renderPlan, type Step } from "../../../server/recovery/steps.ts";
+import { renderKernelArgs } from "../../../server/plan/cmdline.ts";
+import type { Planner } from "../../../server/jobs/jobs.ts";
+import { targetDiskSchema } from "../../../server/plan/agent-api.ts";
+import type { DiskLayout } from "../../../server/layout/layout.ts";
+import { layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
+import { buildPlan } from "../../../server/plan/plan.ts";
+import { renderPlan, type Step } from "../../../server/plan/steps.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
 import { bootDisk, firmwareArgs, freshOvmfVars, qemuAccel } from "../../helpers/qemu.ts";
@@ -418,7 +418,7 @@ describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and rest
   }, 1_500_000);
   it("MD RAID1 + LUKS + LVM: captured by capture.sh in the rescue system mid-restore, planned onto two new disks, recreated, captured again: the same stack", async () => {
     const chain = gzChain;
-    const captureSh = readFileSync(new URL("../../../server/recovery/capture.sh", import.meta.url), "utf8");
+    const captureSh = readFileSync(new URL("../../../server/layout/capture.sh", import.meta.url), "utf8");
     /** Runs PLAN on a machine with two disks; while its restore is held back, captures both disks over SSH. */
     const runAndCapture = async (name: string, mac: string, serials: string[], plan: (streamUrl: string) => Step[]) => {
       const standin = await streamStandIn({ dumps: chain });

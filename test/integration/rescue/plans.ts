@@ -1,5 +1,5 @@
-import { type Step, CONTRACT_VERSION, step } from "../../../server/recovery/steps.ts";
-import { GPT_TYPES } from "../../../server/recovery/layout.ts";
+import { type Step, CONTRACT_VERSION, step } from "../../../server/plan/steps.ts";
+import { GPT_TYPES } from "../../../server/layout/layout.ts";
 import type { LabDump } from "./lab-dumps.ts";
 
 

@@ -1,7 +1,7 @@
 import { expect } from "vitest";
-import { targetDiskSchema } from "../../../server/recovery/agent-api.ts";
-import type { DiskLayout } from "../../../server/recovery/layout.ts";
-import { buildPlan } from "../../../server/recovery/plan.ts";
+import { targetDiskSchema } from "../../../server/plan/agent-api.ts";
+import type { DiskLayout } from "../../../server/layout/layout.ts";
+import { buildPlan } from "../../../server/plan/plan.ts";
 
 /**
  * What the sample system, booted from its restored disk (/dev/vda), captured of itself with

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { routeGroup } from "../../../server/metrics.ts";
-import type { Planner } from "../../../server/recovery/jobs.ts";
-import type { JobView } from "../../../server/recovery/views.ts";
+import type { Planner } from "../../../server/jobs/jobs.ts";
+import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { seedHost, testServer } from "../../helpers/server.ts";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { CatalogDump } from "../../../server/amanda/model.ts";
-import { restoreChains } from "../../../server/recovery/job-plan.ts";
+import { restoreChains } from "../../../server/jobs/job-plan.ts";
 
 function dump(p: Partial<CatalogDump> & Pick<CatalogDump, "disk" | "level" | "datestamp">): CatalogDump {
   return {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { transition } from "../../../server/recovery/job-state.ts";
+import { transition } from "../../../server/jobs/job-state.ts";
 import type { JobRecord } from "../../../server/store/types.ts";
 
 const t0 = new Date("2026-11-30T10:00:00Z");

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
  * to the same text.
  */
 
-const captureSh = fileURLToPath(new URL("../../../server/recovery/capture.sh", import.meta.url));
+const captureSh = fileURLToPath(new URL("../../../server/layout/capture.sh", import.meta.url));
 const jstrSource = /^jstr\(\) \{\n[\s\S]*?\n\}\n/m.exec(readFileSync(captureSh, "utf8"))![0];
 
 async function jstr(shell: string, input: Buffer | string): Promise<string> {

@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { type TargetDisk, targetDiskSchema } from "../../../server/recovery/agent-api.ts";
-import { capturedAsTargets } from "../../../server/recovery/job-plan.ts";
-import { layoutFromCapture, parseCapture } from "../../../server/recovery/layout-capture.ts";
-import type { DiskLayout } from "../../../server/recovery/layout.ts";
+import { type TargetDisk, targetDiskSchema } from "../../../server/plan/agent-api.ts";
+import { capturedAsTargets } from "../../../server/jobs/job-plan.ts";
+import { layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
+import type { DiskLayout } from "../../../server/layout/layout.ts";
 
 const dir = fileURLToPath(new URL("../../fixtures/layouts/", import.meta.url));
 

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { extFromDumpe2fs, layoutFromCapture, parseBlkidExport, parseCapture, parseFstab, xfsFromInfo } from "../../../server/recovery/layout-capture.ts";
-import { diffLayouts, describeLayout } from "../../../server/recovery/layout-text.ts";
-import { parseLayout, partitionPath } from "../../../server/recovery/layout.ts";
-import { layoutFromRear } from "../../../server/recovery/rear-import.ts";
+import { extFromDumpe2fs, layoutFromCapture, parseBlkidExport, parseCapture, parseFstab, xfsFromInfo } from "../../../server/layout/layout-capture.ts";
+import { diffLayouts, describeLayout } from "../../../server/layout/layout-text.ts";
+import { parseLayout, partitionPath } from "../../../server/layout/layout.ts";
+import { layoutFromRear } from "../../../server/layout/rear-import.ts";
 import { FIXTURES, fixtureLayout } from "./fixtures.ts";
 
 const GiB = 1024 ** 3;
@@ -196,7 +196,7 @@ describe("layout diff", () => {
 
 describe("sfdisk script names", () => {
   it("are escaped byte for byte as sfdisk --dump writes them", async () => {
-    const { sfdiskString } = await import("../../../server/recovery/plan.ts");
+    const { sfdiskString } = await import("../../../server/plan/plan.ts");
     expect(sfdiskString('a "b" $c `d` \\ ü\n')).toBe('"a \\x22b\\x22 \\x24c \\x60d\\x60 \\x5c \\xc3\\xbc\\x0a"');
     expect(sfdiskString("EFI System Partition")).toBe('"EFI System Partition"');
   });
@@ -204,7 +204,7 @@ describe("sfdisk script names", () => {
 
 describe("DLEs from Amanda's GNU tar state files", () => {
   it("recognises DLEs named by a mount point, and only those", async () => {
-    const { dlesFromGnutarLists } = await import("../../../server/recovery/layout-capture.ts");
+    const { dlesFromGnutarLists } = await import("../../../server/layout/layout-capture.ts");
     const files = "web1.example.com__0\nweb1.example.com__1\nweb1_home_0\nweb1_srv_home_0\nweb1_var__log_2\n";
     expect(dlesFromGnutarLists(files, ["/", "/home", "/var_log", "/boot", "/srv"])).toEqual({ "/": "/", "/home": "/home", "/var_log": "/var_log" });
     expect(dlesFromGnutarLists(null, ["/"])).toEqual({});

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import type { DiskLayout } from "../../../server/recovery/layout.ts";
-import { type PlanInput, type PlanResult, type RestoreChain, buildPlan, describePlan, fitSizes, matchDisks } from "../../../server/recovery/plan.ts";
-import type { Step } from "../../../server/recovery/steps.ts";
+import type { DiskLayout } from "../../../server/layout/layout.ts";
+import { type PlanInput, type PlanResult, type RestoreChain, buildPlan, describePlan, fitSizes, matchDisks } from "../../../server/plan/plan.ts";
+import type { Step } from "../../../server/plan/steps.ts";
 import { planCalls } from "../../integration/recovery/plan-calls.ts";
 import { FIXTURES, fixtureLayout, newDisk, sameMachine } from "./fixtures.ts";
 
@@ -371,7 +371,7 @@ describe("keys, clones, chains, boot", () => {
   });
 
   it("a ReaR import plans only with an explicit mapping (ReaR records no serials)", async () => {
-    const { layoutFromRear } = await import("../../../server/recovery/rear-import.ts");
+    const { layoutFromRear } = await import("../../../server/layout/rear-import.ts");
     const { readFileSync } = await import("node:fs");
     const text = readFileSync(new URL("../../fixtures/rear/lvm-xfs.disklayout.conf", import.meta.url), "utf8");
     const l = layoutFromRear(text, "oldbox", "2024-01-15T10:30:00Z");

@@ -1,7 +1,7 @@
 import { execa } from "execa";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { STEP_FUNCTIONS, type Step, type StepName, checkStep, renderPlan, shQuote, step, stepArity } from "../../../server/recovery/steps.ts";
+import { STEP_FUNCTIONS, type Step, type StepName, checkStep, renderPlan, shQuote, step, stepArity } from "../../../server/plan/steps.ts";
 import { planCalls as runThroughSh } from "../../integration/recovery/plan-calls.ts";
 
 const hostile = [

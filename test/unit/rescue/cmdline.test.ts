@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type KernelArgs, parseKernelArgs, renderKernelArgs } from "../../../server/recovery/cmdline.ts";
+import { type KernelArgs, parseKernelArgs, renderKernelArgs } from "../../../server/plan/cmdline.ts";
 import { agentSh } from "./agent-sh.ts";
 
 const parseInSh = (shell: string[], cmdline: string) =>

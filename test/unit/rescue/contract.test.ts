@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { STEP_FUNCTIONS, type StepName, stepArity } from "../../../server/recovery/steps.ts";
+import { STEP_FUNCTIONS, type StepName, stepArity } from "../../../server/plan/steps.ts";
 import { AGENT_DIR, agentSh } from "./agent-sh.ts";
 
 const names = Object.keys(STEP_FUNCTIONS) as StepName[];
@@ -13,7 +13,7 @@ function declaredArity(fn: string): { min: number; max: number } | undefined {
   return { min: Number(m[1]), max: m[2] === "-" ? Number.POSITIVE_INFINITY : Number(m[2]) };
 }
 
-describe("step functions: agent side of server/recovery/steps.ts", () => {
+describe("step functions: agent side of server/plan/steps.ts", () => {
   it("steps.sh declares every contract function with the contract's arity, and nothing else", () => {
     for (const fn of names) expect(declaredArity(fn), fn).toEqual(stepArity(fn));
     const defined = [...source.matchAll(/^([a-z_]+)\(\) \{\n  lb_args /gm)].map((m) => m[1]);

@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { agentEventSchema, helloSchema } from "../../../server/recovery/agent-api.ts";
+import { agentEventSchema, helloSchema } from "../../../server/plan/agent-api.ts";
 import { agentSh } from "./agent-sh.ts";
 
 const strings = ['plain', 'quote " and \\ backslash', "tab\tcr\rnewline\nend", "ümlaut €", "{\"json\":[1]}", "$(id) `id` '", ""];
 
-describe("the agent's JSON: what it sends validates against server/recovery/agent-api.ts", () => {
+describe("the agent's JSON: what it sends validates against server/plan/agent-api.ts", () => {
   it("lb_json_str round-trips through JSON.parse (control characters other than tab/cr/lf dropped)", async () => {
     for (const s of [...strings, "bell\u0007 and \u001b[31mansi"]) {
       const r = await agentSh('lb_json_str "$1"', { args: [s] });

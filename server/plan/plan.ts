@@ -1,6 +1,7 @@
+import { fmtBytes } from "../layout/layout-text.ts";
 import { randomUUID } from "node:crypto";
 import type { TargetDisk } from "./agent-api.ts";
-import { type Disk, type DiskLayout, type Partition, isPartType, partitionPath } from "./layout.ts";
+import { type Disk, type DiskLayout, type Partition, isPartType, partitionPath } from "../layout/layout.ts";
 import { CONTRACT_VERSION, type Step, renderPlan, step } from "./steps.ts";
 
 /**
@@ -78,16 +79,6 @@ const LUKS2_HEADER = 16 * MiB;
 const LVM_METADATA = 4 * MiB;
 const SWAP_MIN = 256 * MiB;
 
-export function fmtBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = Math.abs(n);
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${n < 0 ? "-" : ""}${i ? v.toFixed(1) : v} ${units[i]} (${n} bytes)`;
-}
 
 /** Disks the plan must recreate: those holding a table or any storage object. */
 function usedDisks(layout: DiskLayout): Disk[] {

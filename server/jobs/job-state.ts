@@ -1,4 +1,4 @@
-import type { AgentEvent } from "./agent-api.ts";
+import type { AgentEvent } from "../plan/agent-api.ts";
 import { ACTIVE_JOB_STATES, type JobRecord, type JobState } from "../store/types.ts";
 
 /**

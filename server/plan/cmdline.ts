@@ -1,6 +1,6 @@
 /**
  * The rescue kernel's command line: the one contract between the boot script Lifeboat
- * serves (server/http/routes/boot.ts) and the rescue agent's /init, which reads the same
+ * serves (the boot script route) and the rescue agent's /init, which reads the same
  * keys from /proc/cmdline. A test renders a line here and parses it with the agent's sh.
  */
 export const KERNEL_ARG_KEYS = {

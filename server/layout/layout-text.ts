@@ -1,5 +1,4 @@
 import type { DiskLayout } from "./layout.ts";
-import { fmtBytes } from "./plan.ts";
 
 /** A layout as a person reads it: disks, partitions, storage stack, filesystems, boot. */
 export function describeLayout(l: DiskLayout): string {
@@ -75,4 +74,15 @@ export function diffLayouts(a: DiskLayout, b: DiskLayout): string[] {
   if (removed.length) lines.push(`- packages: ${removed.join(", ")}`);
   if (upgraded.length) lines.push(`~ packages: ${upgraded.map((p) => `${p} ${pa.get(p)} → ${pb.get(p)}`).join(", ")}`);
   return lines;
+}
+
+export function fmtBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = Math.abs(n);
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${n < 0 ? "-" : ""}${i ? v.toFixed(1) : v} ${units[i]} (${n} bytes)`;
 }

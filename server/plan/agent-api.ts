@@ -4,7 +4,7 @@ import { z } from "zod";
  * The HTTP contract between the rescue agent (rescue-image/agent, POSIX sh + curl) and
  * Lifeboat. Every agent route sits under AGENT_BASE/:job and needs
  * `Authorization: Bearer <lifeboat.token>`; a token sees only its own job.
- * The route handlers (server/http/routes/agent.ts) validate against these schemas,
+ * The agent routes of the HTTP room validate against these schemas,
  * and the agent's sh is tested against them.
  */
 export const AGENT_BASE = "/api/v1/agent/jobs";

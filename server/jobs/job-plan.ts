@@ -1,10 +1,10 @@
 import { ChainError, selectChain } from "../amanda/chain.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import type { JobRecord, ProfileRecord, Store } from "../store/types.ts";
-import type { Hello, TargetDisk } from "./agent-api.ts";
+import type { Hello, TargetDisk } from "../plan/agent-api.ts";
 import type { Planner, PlanResult } from "./jobs.ts";
-import { type DiskLayout, parseLayout } from "./layout.ts";
-import { type RestoreChain, buildPlan } from "./plan.ts";
+import { type DiskLayout, parseLayout } from "../layout/layout.ts";
+import { type RestoreChain, buildPlan } from "../plan/plan.ts";
 
 /** The stream's compression as the rescue side must undo it, or why it cannot (selectChain already refused encrypted dumps). */
 function streamCompression(d: CatalogDump): string {

@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { NotFoundError, UserError } from "../errors.ts";
-import { hashToken, newToken } from "../http/auth.ts";
+import { hashToken, newToken } from "../tokens.ts";
 import type { Logger } from "../log.ts";
 import type { JobEvent, JobKind, JobRecord, ProfileRecord, Store } from "../store/types.ts";
-import type { AgentEvent, Hello } from "./agent-api.ts";
+import type { AgentEvent, Hello } from "../plan/agent-api.ts";
 import { type JobInput, isActive, transition } from "./job-state.ts";
 
 /** What the planner returns for a job: the rendered plan, or why there is none yet. */
