@@ -11,7 +11,7 @@ import { mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { DEFAULT_CACHE_DIR, buildImage } from "../../rescue-image/build.ts";
 import type { JobView } from "../../server/recovery/views.ts";
 import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../helpers/amanda-lab.ts";
@@ -22,6 +22,7 @@ import { startRouter } from "../helpers/router.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { type NsServer, serveInNs } from "../integration/netboot/lifeboat-ns.ts";
 import { rescan } from "../integration/recovery/loopdev.ts";
+import { describeNeeding } from "../helpers/needs.ts";
 
 const SUBNET = "10.231.9";
 const SERVER = `http://${SUBNET}.1:8080`;
@@ -31,7 +32,6 @@ const CAPTURED_SERIAL = "QM00001"; // the captured disk's serial: the recovered 
 const CLONES = 4;
 
 const skip = qemuUnavailable() ?? (await netnsUnavailable()) ?? amandaLabUnavailable() ?? undefined;
-if (skip) console.warn(`SKIPPED end-to-end network restore: ${skip}`);
 
 /** A QEMU machine with one blank virtio disk of the captured size and the given serial, network boot first. */
 function machine(lan: Lan, work: string, i: number, mac: string, serial: string): { vm: Vm; disk: string } {
@@ -74,7 +74,7 @@ async function withRoot<T>(disk: string, work: string, fn: (root: string) => Pro
   }
 }
 
-describe.skipIf(skip !== undefined)("network boot to a restored disk (QEMU, real Amanda, real CLI)", () => {
+describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real CLI)", () => {
   const work = tempDir("lbte-");
   const dataDir = join(work, "data");
   let lab: AmandaLab;

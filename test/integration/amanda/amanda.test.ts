@@ -19,9 +19,9 @@ import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
 import { lifeboat, lifeboatBin } from "../../helpers/cli.ts";
 import { tempDir } from "../../helpers/tmp.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 const unavailable = amandaLabUnavailable();
-if (unavailable) console.warn(`Amanda integration tests cannot run here: ${unavailable}`);
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -46,7 +46,7 @@ async function limited<T>(n: number, tasks: Array<() => Promise<T>>): Promise<T[
   return out;
 }
 
-describe.skipIf(unavailable !== null)("Amanda reader on a real Amanda 3.5", () => {
+describeNeeding(unavailable, "Amanda reader on a real Amanda 3.5", () => {
   let lab: AmandaLab;
   let dumps: DumpSummary[];
   let work: string;

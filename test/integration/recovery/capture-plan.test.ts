@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { targetDiskSchema } from "../../../server/recovery/agent-api.ts";
 import { type Capture, layoutFromCapture, parseCapture } from "../../../server/recovery/layout-capture.ts";
 import type { DiskLayout } from "../../../server/recovery/layout.ts";
@@ -10,6 +10,7 @@ import { buildPlan } from "../../../server/recovery/plan.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop, mountTracked, rescan, trackMount } from "./loopdev.ts";
 import { planCalls } from "./plan-calls.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 /**
  * Real tools on loop devices: real GPT and MBR tables with ext4, xfs, vfat and swap are
@@ -26,7 +27,6 @@ const agentSteps = join(root, "rescue-image/agent/steps.sh");
 const MiB = 1024 * 1024;
 
 const unavailable = loopUnavailable();
-if (unavailable) console.warn(`capture-plan real-tools tests skipped: ${unavailable}`);
 
 async function capture(devices: string[], shell = "sh"): Promise<Capture> {
   const cmd = shell === "busybox" ? ["busybox", "sh"] : [shell];
@@ -195,7 +195,7 @@ function shape(l: DiskLayout, roles: Record<string, string>) {
   };
 }
 
-describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devices", () => {
+describeNeeding(unavailable, "capture.sh and the plan on real loop devices", () => {
   const dir = tempDir("lifeboat-recovery-");
   cleanupLoopsAfterAll();
   let src: Awaited<ReturnType<typeof makeSources>>;
