@@ -14,6 +14,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { DEFAULT_CACHE_DIR, buildImage } from "../../rescue-image/build.ts";
 import type { JobView } from "../../server/recovery/views.ts";
+import type { DiskLayout } from "../../server/recovery/layout.ts";
 import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../helpers/amanda-lab.ts";
 import { lifeboatBin } from "../helpers/cli.ts";
 import { type Lan, createLan, netnsUnavailable } from "../helpers/netns.ts";
@@ -159,13 +160,15 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     expect(final).toMatchObject({ state: "done", disks: [expect.objectContaining({ serial: CAPTURED_SERIAL })] });
     expect(final.bytesDone).toBe(final.bytesTotal);
 
-    // The disk as captured: same table, same UUIDs; the trees as Amanda last saw them.
-    const capture = JSON.parse(readFileSync(CAPTURE, "utf8")) as unknown;
-    const rootUuid = JSON.stringify(capture).match(/"UUID":"([0-9a-f-]{36})","BLOCK_SIZE":"4096","TYPE":"ext4"/)?.[1];
+    // The disk as captured: same table, same UUIDs (the root's, as Lifeboat stored the layout); the trees as Amanda last saw them.
+    const stored = JSON.parse(await cli("hosts", "layout", "localhost", "--json")) as { layout: DiskLayout };
+    const rootDev = stored.layout.mounts.find((mt) => mt.mountpoint === "/")?.dev;
+    const rootUuid = stored.layout.filesystems.find((f) => f.dev === rootDev)?.uuid;
+    expect(rootUuid, `the stored layout's root filesystem (${rootDev})`).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     const loop = await attach(m.disk);
     try {
       expect((await execa("blkid", ["-o", "value", "-s", "TYPE", `${loop}p1`])).stdout).toBe("ext4");
-      if (rootUuid) expect((await execa("blkid", ["-o", "value", "-s", "UUID", `${loop}p1`])).stdout).toBe(rootUuid);
+      expect((await execa("blkid", ["-o", "value", "-s", "UUID", `${loop}p1`])).stdout).toBe(rootUuid);
       expect((await execa("blkid", ["-o", "value", "-s", "TYPE", `${loop}p5`])).stdout).toBe("swap");
     } finally {
       await execa("losetup", ["-d", loop]);
