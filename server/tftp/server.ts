@@ -170,17 +170,14 @@ export class TftpServer {
     const p = d.packet;
     if (p.op === "WRQ") return this.refuse(rinfo, ErrorCode.ACCESS_VIOLATION, "Access violation: read-only server", "write");
     if (p.op !== "RRQ") return this.drop("unexpected-opcode", rinfo, p.op);
-    const log = this.o.log.child({ client: `${rinfo.address}:${rinfo.port}`, file: p.filename });
     if (p.mode !== "octet" && p.mode !== "netascii") return this.refuse(rinfo, ErrorCode.ILLEGAL_OPERATION, `unsupported mode ${p.mode}`, "mode");
-    // Checked before the file is opened: a flood of requests costs a lookup and one ERROR each.
-    if ((this.perClient.get(rinfo.address) ?? 0) >= this.limits.maxTransfersPerClient) {
-      log.debug("refused: too many transfers from this client");
-      return this.refuse(rinfo, ErrorCode.NOT_DEFINED, `Server busy: ${this.limits.maxTransfersPerClient} transfers from ${rinfo.address} in flight`, "busy-client");
-    }
-    if (this.active.size >= this.limits.maxTransfers) {
-      log.debug("refused: too many transfers");
+    // Checked before anything is opened or logged: a flood of requests costs a lookup and one
+    // ERROR each (counted, not logged line by line).
+    if ((this.perClient.get(rinfo.address) ?? 0) >= this.limits.maxTransfersPerClient)
+      return this.refuse(rinfo, ErrorCode.NOT_DEFINED, `Server busy: ${this.limits.maxTransfersPerClient} transfers from your address in flight`, "busy-client");
+    if (this.active.size >= this.limits.maxTransfers)
       return this.refuse(rinfo, ErrorCode.NOT_DEFINED, `Server busy: ${this.limits.maxTransfers} transfers in flight`, "busy-total");
-    }
+    const log = this.o.log.child({ client: `${rinfo.address}:${rinfo.port}`, file: p.filename });
     const opened = openSource(this.o.root, p.filename, rinfo, this.o.generate);
     if (!opened.ok) {
       log.info({ code: opened.code }, `refused: ${opened.message}`);
