@@ -50,6 +50,8 @@ const work = tempDir("lbtf-interop-");
 const root = join(work, "tftp");
 const out = join(work, "out");
 const big = randomBytes(1024 * 1024 + 333);
+/** The size of iPXE's undionly.kpxe and snponly.efi, as random bytes (every CR and LF value included). */
+const loader = randomBytes(200_000);
 /** Over 65535 blocks of 8 bytes: the block number wraps. */
 const wrap = randomBytes(65536 * 8 + 77);
 /** A text file as a Windows tool or a hand edit leaves it: CRLF lines, a bare LF, a bare CR. */
@@ -109,6 +111,7 @@ describe.skipIf(skip)("TFTP interop in a namespace LAN", () => {
     mkdirSync(out, { recursive: true });
     writeFileSync(join(root, "big.bin"), big);
     writeFileSync(join(root, "wrap.bin"), wrap);
+    writeFileSync(join(root, "loader.bin"), loader);
     writeFileSync(join(root, "boot.cfg"), text);
     lan = await createLan({ prefix: "lbtf", subnet: SUBNET, members: { srv: 1, cli: 9 } });
     for (const a of FLOOD_ADDRESSES) await lan.exec("cli", ["ip", "addr", "add", `${a}/24`, "dev", "eth0"]);
@@ -195,9 +198,14 @@ describe.skipIf(skip)("TFTP interop in a namespace LAN", () => {
     });
 
     it("tftp-hpa in its default mode gets a binary loader byte-identical too (netascii round-trips every byte)", async () => {
-      const dst = outFile("undionly.kpxe");
-      await tftpHpa([SRV, "-c", "get", "big.bin", dst]);
-      expect(sha(readFileSync(dst))).toBe(sha(big));
+      const dst = outFile("loader.bin");
+      await tftpHpa([SRV, "-c", "get", "loader.bin", dst]);
+      expect(sha(readFileSync(dst))).toBe(sha(loader));
+    });
+
+    it("tftp-hpa in its default mode asking for a file over 1 MiB is told to use binary mode", async () => {
+      const r = await tftpHpa([SRV, "-c", "get", "big.bin", outFile("big-netascii")]);
+      expect(r.stdout).toContain("Error code 0: netascii is limited to 1 MiB: use octet (binary) mode");
     });
 
     it("curl ;mode=netascii shows the wire: LF → CR LF, CR → CR NUL, and tsize is the converted size", async () => {

@@ -305,7 +305,7 @@ describe("TFTP netascii", () => {
     const big = Buffer.alloc(NETASCII_MAX_BYTES + 1, 10);
     await start({}, (name) => (name === "big" ? big : undefined));
     const r = download(client(9), "big", {}, "netascii");
-    expect(r.error).toMatchObject({ code: 0, message: "netascii is limited to 4 MiB: use octet (binary) mode" });
+    expect(r.error).toMatchObject({ code: 0, message: "netascii is limited to 1 MiB: use octet (binary) mode" });
     expect((await drops()).mode).toBe(1);
   });
 });
