@@ -143,11 +143,16 @@ export class TftpServer {
     log.debug({ client: `${from.address}:${from.port}`, reason, detail }, "packet dropped");
   }
 
-  /** Sends without ever throwing: dgram throws synchronously for some failures and reports others to the callback. */
+  /**
+   * Sends without ever throwing: dgram throws synchronously for some failures and reports
+   * others to the callback. Counted, logged at debug only: a flood of requests from an address
+   * that cannot be sent to must not become a flood of log lines (a transfer that never gets
+   * through ends with its own warning).
+   */
   private send(sock: UdpSocket, packet: Buffer, to: Peer, log: Logger): void {
     const failed = (err: unknown) => {
       this.metrics.drops.inc({ reason: "send-failed" });
-      log.warn({ err, to: `${to.address}:${to.port}` }, "send failed");
+      log.debug({ err, to: `${to.address}:${to.port}` }, "send failed");
     };
     try {
       sock.send(packet, to.port, to.address, (err) => {
