@@ -9,6 +9,7 @@ import { installBootLoaders } from "./tftp/loaders.ts";
 import { tftpService } from "./tftp/server.ts";
 import { buildApp } from "./http/app.ts";
 import type { Logger } from "./log.ts";
+import { counter } from "./metrics.ts";
 import { createPlanner } from "./jobs/job-plan.ts";
 import { type Planner, JobService } from "./jobs/jobs.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
@@ -74,6 +75,31 @@ function jobTicker(jobs: JobService, log: Logger, everyMs = 5000): Service {
   };
 }
 
+/**
+ * The last line of defence of a server with dump streams in flight: an error no handler
+ * caught (a thrown exception in a callback, a rejected promise nobody awaited) is logged and
+ * counted in `lifeboat_unexpected_errors_total{kind}` instead of ending the process. Every
+ * one is a bug to fix; the metric is there to alert on. Returns the uninstaller.
+ */
+export function guardProcess(log: Logger, metrics: Registry): () => void {
+  const errors = counter(metrics, "lifeboat_unexpected_errors_total", "Errors no handler caught, logged and survived, by kind (exception, rejection)", ["kind"]);
+  for (const kind of ["exception", "rejection"]) errors.inc({ kind }, 0);
+  const onException = (err: Error) => {
+    errors.inc({ kind: "exception" });
+    log.error({ err }, "unexpected error (kept serving)");
+  };
+  const onRejection = (reason: unknown) => {
+    errors.inc({ kind: "rejection" });
+    log.error({ err: reason }, "unhandled promise rejection (kept serving)");
+  };
+  process.on("uncaughtException", onException);
+  process.on("unhandledRejection", onRejection);
+  return () => {
+    process.off("uncaughtException", onException);
+    process.off("unhandledRejection", onRejection);
+  };
+}
+
 /** Starts every service the config enables; logs one line per service with its address. */
 export async function startServer(config: Config, log: Logger, opts: { planner?: Planner } = {}): Promise<RunningServer> {
   const store = openStore(config.dataDir);
@@ -122,7 +148,17 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     await stopAll(0);
     throw err;
   }
+  // Installed once everything runs: a failure to start still ends the process with its error.
+  const unguard = guardProcess(log, metrics);
   const a = app.server.address() as AddressInfo;
   const host = a.address === "0.0.0.0" || a.address === "::" ? "127.0.0.1" : a.address;
-  return { ctx, app, httpUrl: `http://${host}:${a.port}`, stop: (graceMs = 5000) => stopAll(graceMs) };
+  return {
+    ctx,
+    app,
+    httpUrl: `http://${host}:${a.port}`,
+    stop: async (graceMs = 5000) => {
+      await stopAll(graceMs);
+      unguard();
+    },
+  };
 }
