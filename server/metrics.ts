@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { ACTIVE_JOB_STATES, type Store } from "./store/types.ts";
+import { ACTIVE_STATES } from "./jobs/job-state.ts";
+import type { Store } from "./store/types.ts";
 
 /**
  * Prometheus metrics of the jobs and the HTTP side. Other parts (DHCP, TFTP, dump streams)
@@ -29,8 +30,8 @@ export function registerJobMetrics(registry: Registry, store: Store): void {
     labelNames: ["state"],
     registers: [registry],
     async collect() {
-      const jobs = await store.jobs.list({ state: [...ACTIVE_JOB_STATES], limit: Number.MAX_SAFE_INTEGER });
-      for (const state of ACTIVE_JOB_STATES) this.set({ state }, jobs.filter((j) => j.state === state).length);
+      const jobs = await store.jobs.list({ state: [...ACTIVE_STATES], limit: Number.MAX_SAFE_INTEGER });
+      for (const state of ACTIVE_STATES) this.set({ state }, jobs.filter((j) => j.state === state).length);
     },
   });
 }
