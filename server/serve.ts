@@ -4,7 +4,9 @@ import { Registry, collectDefaultMetrics } from "prom-client";
 import type { Config } from "./config/schema.ts";
 import type { ServerContext, Service } from "./context.ts";
 import { ensureAdminToken } from "./http/auth.ts";
-import { netbootServices } from "./dhcp/services.ts";
+import { DhcpService } from "./dhcp/server.ts";
+import { installBootLoaders } from "./tftp/loaders.ts";
+import { tftpService } from "./tftp/server.ts";
 import { buildApp } from "./http/app.ts";
 import type { Logger } from "./log.ts";
 import { createPlanner } from "./jobs/job-plan.ts";
@@ -36,6 +38,24 @@ function httpService(app: FastifyInstance, cfg: Config): Service {
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * The network-boot services the config enables: TFTP (tftp.enabled) and DHCP (dhcp.mode
+ * proxy|full, which needs listen.interface: DHCP is never bound to every NIC).
+ */
+export function netbootServices(ctx: ServerContext, httpPort: () => number): Service[] {
+  const cfg = ctx.config;
+  const out: Service[] = [];
+  // The loaders are served over TFTP and HTTP, and DHCP only offers the ones present.
+  if (cfg.tftp.enabled || (cfg.dhcp.mode !== "off" && cfg.listen.interface)) installBootLoaders(cfg.tftp.root, ctx.log.child({ svc: "tftp" }));
+  if (cfg.tftp.enabled) out.push(tftpService(ctx));
+  if (cfg.dhcp.mode !== "off") {
+    if (!cfg.listen.interface)
+      ctx.log.warn({ svc: "dhcp" }, `dhcp.mode is ${cfg.dhcp.mode} but listen.interface is not set: DHCP not started (set --interface)`);
+    else out.push(new DhcpService(ctx, { httpPort }));
+  }
+  return out;
 }
 
 /** Expires forgotten jobs and marks silent ones stalled, every few seconds. */
