@@ -23,3 +23,11 @@ export class NotFoundError extends UserError {
     this.name = "NotFoundError";
   }
 }
+
+/** A change that lost a race: the thing changed under it (HTTP 409). Nothing was applied. */
+export class ConflictError extends UserError {
+  constructor(message: string) {
+    super(message, 1);
+    this.name = "ConflictError";
+  }
+}

@@ -108,6 +108,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
   const jobs = new JobService(store, {
     expireHours: config.jobs.expireHours,
     heartbeatTimeoutSeconds: config.jobs.heartbeatTimeoutSeconds,
+    stalledFailHours: config.jobs.stalledFailHours,
     log: log.child({ svc: "jobs" }),
     planner: opts.planner ?? createPlanner(store),
   });

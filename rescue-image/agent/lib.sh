@@ -60,20 +60,50 @@ lb_json_opt() { if [ -n "$1" ]; then lb_json_str "$1"; else printf 'null'; fi; }
 
 # --- HTTP (contract: server/plan/agent-api.ts) ------------------------------------
 
+# Lifeboat's answer to any call once the job has ended on the server (JOB_ENDED_STATUS): stop.
+LB_JOB_ENDED_HTTP=410
+
 lb_curl() {
   curl -sS --connect-timeout 10 -H "Authorization: Bearer $LB_TOKEN" "$@"
 }
 
-# lb_post NAME JSON: POST to an agent route, retried for a while (the server may restart).
+# lb_post_try NAME JSON: one POST to an agent route. 0: accepted. 1: no answer (network down,
+# server restarting, 5xx): worth trying again. 2: refused (any other 4xx; the server's reason on
+# stderr). 3: the job has ended on the server (cancelled, failed, expired): LB_ENDED says which.
+lb_post_try() {
+  _pt_resp=$(printf '%s' "$2" | lb_curl --max-time 30 -H 'Content-Type: application/json' --data-binary @- \
+    -w '\n%{http_code}' "$LB_SERVER$LB_AGENT_BASE/$LB_JOB/$1")
+  _pt_code=${_pt_resp##*"
+"}
+  _pt_body=${_pt_resp%"$_pt_code"}
+  case $_pt_code in
+    2??) return 0 ;;
+    "$LB_JOB_ENDED_HTTP")
+      LB_ENDED=$(printf '%s' "$_pt_body" | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p')
+      LB_ENDED=${LB_ENDED:-ended}
+      return 3
+      ;;
+    4??)
+      echo "lifeboat: Lifeboat refused POST $1 (HTTP $_pt_code): $_pt_body" >&2
+      return 2
+      ;;
+    *) return 1 ;;
+  esac
+}
+
+# lb_post NAME JSON: lb_post_try until Lifeboat answers, and its answer (0, 2 or 3). A call it did
+# not hear is tried again with backoff (LB_RETRY_SECONDS doubling up to LB_RETRY_MAX_SECONDS), said
+# on the console, for as long as it takes: the agent never goes on without an answer.
 lb_post() {
-  _path="$LB_AGENT_BASE/$LB_JOB/$1" _try=0
+  _p_wait=${LB_RETRY_SECONDS:-2} _p_try=1
   while :; do
-    if printf '%s' "$2" | lb_curl -f --max-time 30 -H 'Content-Type: application/json' --data-binary @- -o /dev/null "$LB_SERVER$_path"; then
-      return 0
-    fi
-    _try=$((_try + 1))
-    [ "$_try" -ge "${LB_POST_TRIES:-20}" ] && { echo "lifeboat: POST $_path failed $_try times, giving up" >&2; return 1; }
-    sleep 2
+    lb_post_try "$1" "$2"
+    _p_rc=$?
+    [ "$_p_rc" = 1 ] || return "$_p_rc"
+    lb_log "no answer from Lifeboat to POST $1 (attempt $_p_try): nothing more happens here until it answers; again in $_p_wait s"
+    sleep "$_p_wait"
+    _p_try=$((_p_try + 1)) _p_wait=$((_p_wait * 2))
+    [ "$_p_wait" -gt "${LB_RETRY_MAX_SECONDS:-60}" ] && _p_wait=${LB_RETRY_MAX_SECONDS:-60}
   done
 }
 
@@ -81,8 +111,12 @@ lb_event() { lb_post events "$1"; }
 
 lb_heartbeat_loop() {
   while :; do
-    printf '{}' | lb_curl --max-time 10 -H 'Content-Type: application/json' --data-binary @- -o /dev/null \
-      "$LB_SERVER$LB_AGENT_BASE/$LB_JOB/heartbeat" 2>/dev/null
+    _hb=$(printf '{}' | lb_curl --max-time 10 -H 'Content-Type: application/json' --data-binary @- -o /dev/null \
+      -w '%{http_code}' "$LB_SERVER$LB_AGENT_BASE/$LB_JOB/heartbeat" 2>/dev/null)
+    if [ "$_hb" = "$LB_JOB_ENDED_HTTP" ] && [ ! -e "$LB_RUN/ended-heard" ]; then
+      : >"$LB_RUN/ended-heard"
+      lb_log "Lifeboat says this job has ended: nothing after the step under way (if any) runs"
+    fi
     sleep "$LB_HEARTBEAT_SECONDS"
   done
 }
@@ -288,7 +322,22 @@ lb_load_plan() {
 # lb_call_args I: prints nothing; sets the positional parameters via eval-safe variable LB_ARGV.
 lb_call_sha() { cat "$LB_RUN/calls/$1/fn" "$LB_RUN/calls/$1/argc" $(seq 1 "$(cat "$LB_RUN/calls/$1/argc")" | sed "s|^|$LB_RUN/calls/$1/|") | sha256sum | cut -c1-64; }
 
-# lb_run_call I OF: runs call I, posting step-start/step-end; non-zero when it failed.
+# lb_heard ANSWER WHAT: after an lb_post answer, 0 when Lifeboat accepted it; otherwise sets
+# LB_STOP (ended: the job ended on the server; refused: it refused the call), says so, non-zero.
+lb_heard() {
+  case $1 in
+    0) return 0 ;;
+    3) LB_STOP=ended
+      lb_log "Lifeboat says job $LB_JOB is $LB_ENDED: stopping $2; the disks are left as they are, nothing more is written" ;;
+    *) LB_STOP=refused
+      lb_log "Lifeboat refused the agent's report (see above): stopping $2; the disks are left as they are" ;;
+  esac
+  return 1
+}
+
+# lb_run_call I OF: runs call I, posting step-start/step-end; non-zero when it failed. The call
+# runs only once Lifeboat acknowledged its step-start (its job is still running): a cancel, or an
+# answer that never comes, stops the plan before anything else is written (LB_STOP says why).
 lb_run_call() {
   _i=$1 _of=$2 _dir="$LB_RUN/calls/$1"
   _fn=$(cat "$_dir/fn")
@@ -301,6 +350,7 @@ lb_run_call() {
   done
   _sha=$(lb_call_sha "$_i")
   lb_event "{\"type\":\"step-start\",\"step\":$_i,\"of\":$_of,\"name\":$(lb_json_str "$_fn")}"
+  lb_heard $? "before step $_i/$_of ($_fn)" || return 1
   lb_log "step $_i/$_of: $_fn $*"
   _out="$LB_RUN/step-$_i.out"
   _skipped=false
@@ -315,13 +365,16 @@ lb_run_call() {
   lb_log "step $_i/$_of: $_fn exit $_rc"
   # On the console too, for whoever stands at the machine.
   [ "$_rc" = 0 ] || tail -n 20 "$_out" >&2
-  lb_event "{\"type\":\"step-end\",\"step\":$_i,\"of\":$_of,\"name\":$(lb_json_str "$_fn"),\"exitStatus\":$_rc,\"output\":$(tail -c 4000 "$_out" | lb_json_esc),\"skipped\":$_skipped}"
   [ "$_rc" = 0 ] && printf '%s %s\n' "$_i" "$_sha" >>"$LB_RUN/done"
+  lb_event "{\"type\":\"step-end\",\"step\":$_i,\"of\":$_of,\"name\":$(lb_json_str "$_fn"),\"exitStatus\":$_rc,\"output\":$(tail -c 4000 "$_out" | lb_json_esc),\"skipped\":$_skipped}"
+  lb_heard $? "after step $_i/$_of ($_fn)" || return 1
   return "$_rc"
 }
 
-# lb_run_plan FILE: runs every call in order; stops at the first failure (posts it, returns 1).
+# lb_run_plan FILE: runs every call in order; stops at the first failure (posts it, returns 1) or
+# when Lifeboat stops it (LB_STOP set, returns 1: nothing to post, the job is no longer running).
 lb_run_plan() {
+  LB_STOP=
   lb_load_plan "$1" >"$LB_RUN/load.out" 2>&1 || {
     cat "$LB_RUN/load.out" >>"$LB_LOG"
     lb_event "{\"type\":\"failed\",\"error\":$(printf 'plan rejected by the agent: %s' "$(tail -c 1000 "$LB_RUN/load.out")" | lb_json_esc)}"
@@ -332,6 +385,7 @@ lb_run_plan() {
   while [ "$_c" -lt "$_n" ]; do
     _c=$((_c + 1))
     if ! lb_run_call "$_c" "$_n"; then
+      [ -n "$LB_STOP" ] && return 1
       _fname=$(cat "$LB_RUN/calls/$_c/fn")
       lb_event "{\"type\":\"failed\",\"step\":$_c,\"error\":$(printf 'step %s (%s) failed: %s' "$_c" "$_fname" "$(tail -n 5 "$LB_RUN/step-$_c.out")" | lb_json_esc)}"
       return 1
@@ -397,6 +451,11 @@ lb_fetch_plan() {
         return 0
         ;;
       409) lb_log "plan refused by Lifeboat: $(cat "$LB_RUN/plan.sh"); asking again in 15 s" ;;
+      "$LB_JOB_ENDED_HTTP")
+        LB_STOP=ended
+        lb_log "Lifeboat says this job has ended: no plan, nothing written: $(cat "$LB_RUN/plan.sh")"
+        return 1
+        ;;
       *) lb_log "plan: HTTP ${_code:-no answer}; asking again in 15 s" ;;
     esac
     sleep 15
@@ -424,20 +483,28 @@ lb_main() {
     return 1
   fi
   [ -n "${LB_SKIP_HW_SETUP:-}" ] || { lb_load_modules; lb_net_up || { lb_wait_forever; return 1; }; lb_ssh_up; }
-  lb_post hello "$(lb_hello_json)" || { lb_wait_forever; return 1; }
+  lb_post hello "$(lb_hello_json)"
+  lb_heard $? "before anything" || { lb_post_log; lb_wait_forever; return 1; }
   lb_heartbeat_loop &
   LB_HEARTBEAT_PID=$!
-  lb_fetch_plan
-  if lb_run_plan "$LB_RUN/plan.sh"; then
-    lb_log "recovery finished"
-    # The log first: "done" ends the job and with it this boot's token.
-    lb_post_log
+  if lb_fetch_plan && lb_run_plan "$LB_RUN/plan.sh"; then
     kill "$LB_HEARTBEAT_PID" 2>/dev/null
-    lb_event '{"type":"done"}'
-    return 0
+    lb_log "recovery finished"
+    lb_post_log
+    lb_report_done && return 0
   fi
+  kill "$LB_HEARTBEAT_PID" 2>/dev/null
   lb_post_log
   lb_wait_forever
-  kill "$LB_HEARTBEAT_PID" 2>/dev/null
   return 1
+}
+
+# lb_report_done: tells Lifeboat the recovery finished; 0 only once it confirmed. The machine
+# reboots into the restored system only then: a "done" that was not heard is said again (lb_post),
+# never assumed, so a machine cannot boot the rescue system a second time and redo its plan.
+lb_report_done() {
+  lb_log "telling Lifeboat the recovery is done; the machine reboots once it confirms"
+  lb_event '{"type":"done"}'
+  lb_heard $? "without rebooting" || return 1
+  lb_log "Lifeboat confirmed: job $LB_JOB is done"
 }

@@ -275,7 +275,7 @@ lb_stream_progress() {
     # wchar also counts curl's few bytes of -w/stderr output: never report more than the total.
     _b=$(($2 + _wchar))
     [ "$_total" != null ] && [ "$_b" -gt "$_total" ] && _b=$_total
-    LB_POST_TRIES=1 lb_event "{\"type\":\"stream\",\"dumpId\":$(lb_json_str "$_id"),\"bytes\":$_b,\"totalBytes\":$_total,\"done\":false}" 2>/dev/null
+    lb_post_try events "{\"type\":\"stream\",\"dumpId\":$(lb_json_str "$_id"),\"bytes\":$_b,\"totalBytes\":$_total,\"done\":false}" 2>/dev/null
   done
 }
 

@@ -64,6 +64,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       expireHours: z.number().positive().default(24),
       heartbeatTimeoutSeconds: z.number().int().positive().default(60),
+      stalledFailHours: z.number().positive().default(12),
     })
     .prefault({}),
   adminTokenFile: z.string().default(""),

@@ -1,5 +1,6 @@
 import { Gauge, type Registry } from "prom-client";
-import { ACTIVE_JOB_STATES, type Store } from "../store/types.ts";
+import type { Store } from "../store/types.ts";
+import { ACTIVE_STATES } from "./job-state.ts";
 
 /**
  * `lifeboat_jobs{state}`: active jobs by state, read from the store at each scrape, every
@@ -15,8 +16,8 @@ export function registerJobMetrics(registry: Registry, store: Store): void {
     labelNames: ["state"],
     registers: [registry],
     async collect() {
-      const jobs = await store.jobs.list({ state: [...ACTIVE_JOB_STATES], limit: Number.MAX_SAFE_INTEGER });
-      for (const state of ACTIVE_JOB_STATES) this.set({ state }, jobs.filter((j) => j.state === state).length);
+      const jobs = await store.jobs.list({ state: [...ACTIVE_STATES], limit: Number.MAX_SAFE_INTEGER });
+      for (const state of ACTIVE_STATES) this.set({ state }, jobs.filter((j) => j.state === state).length);
     },
   });
 }

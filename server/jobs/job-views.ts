@@ -1,4 +1,5 @@
 import type { JobRecord } from "../store/types.ts";
+import { isActive } from "./job-state.ts";
 
 /** A job as the API, CLI and page show it: no token hash, no plan script (that has its own route). */
 export function jobView(j: JobRecord) {
@@ -9,6 +10,8 @@ export function jobView(j: JobRecord) {
     kind: j.kind,
     profile: j.profile,
     state: j.state,
+    /** Still able to act on its machine (the page offers Cancel): the state machine's ACTIVE list. */
+    active: isActive(j.state),
     step: j.step,
     steps: j.steps,
     bytesDone: j.bytesDone,
@@ -32,13 +35,14 @@ export type JobView = ReturnType<typeof jobView>;
 export const jobViewSchema = {
   type: "object",
   additionalProperties: true,
-  required: ["id", "mac", "kind", "profile", "state", "step", "steps", "bytesDone", "bytesTotal", "createdAt", "expiresAt"],
+  required: ["id", "mac", "kind", "profile", "state", "active", "step", "steps", "bytesDone", "bytesTotal", "createdAt", "expiresAt"],
   properties: {
     id: { type: "string" },
     mac: { type: "string" },
     kind: { type: "string", enum: ["recover", "clone"] },
     profile: { type: "string" },
     state: { type: "string" },
+    active: { type: "boolean" },
     step: { type: "integer" },
     steps: { type: "integer" },
     bytesDone: { type: "integer" },

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { NotFoundError, UserError } from "../errors.ts";
+import { ConflictError, NotFoundError, UserError } from "../errors.ts";
 import { hashToken, newToken } from "../tokens.ts";
 import type { Logger } from "../log.ts";
 import type { JobEvent, JobKind, JobRecord, ProfileRecord, Store } from "../store/types.ts";
 import type { AgentEvent, Hello } from "../plan/agent-api.ts";
-import { type JobInput, isActive, transition } from "./job-state.ts";
+import { type JobInput, type Transition, STREAMING_STATES, TICKED_STATES, isActive, isMappable, planRefusal, transition } from "./job-state.ts";
 
 /** What the planner returns for a job: the rendered plan, or why there is none yet. */
 export type PlanResult =
@@ -61,7 +61,7 @@ export class JobService {
 
   constructor(
     private readonly store: Store,
-    private readonly opts: { expireHours: number; heartbeatTimeoutSeconds: number; log: Logger; planner: Planner },
+    private readonly opts: { expireHours: number; heartbeatTimeoutSeconds: number; stalledFailHours: number; log: Logger; planner: Planner },
   ) {
     this.changes.setMaxListeners(0);
   }
@@ -143,24 +143,38 @@ export class JobService {
     return job;
   }
 
-  /** Applies one input; `transient` is shown to live views when nothing is recorded (stream progress). */
-  private async apply(job: JobRecord, input: JobInput, transient?: { type: string; data: unknown }): Promise<JobRecord> {
-    const r = transition(job, input, new Date());
-    if (!r.ok) throw new UserError(r.error, 2);
-    if (Object.keys(r.t.patch).length === 0 && !r.t.event) return job;
-    const next = Object.keys(r.t.patch).length ? await this.store.jobs.update(job.id, r.t.patch) : job;
-    const ev = r.t.event
-      ? await this.store.jobs.addEvent(job.id, r.t.event.type, r.t.event.data)
-      : transient && { id: 0, job: job.id, at: new Date().toISOString(), ...transient };
-    if (next.state !== job.state) this.opts.log.info({ job: job.id, mac: job.mac, from: job.state, to: next.state }, `job ${next.state}`);
+  /**
+   * Applies one input to the job as it is now. The change is stored only if the job is still in
+   * the state the transition was computed from; if it changed meanwhile (a racing call), the
+   * input is judged again against the new record, so it is never applied to a stale one.
+   * `transient` is shown to live views when nothing is recorded (stream progress).
+   */
+  private async apply(id: string, input: JobInput, transient?: { type: string; data: unknown }): Promise<JobRecord> {
+    for (let attempt = 1; ; attempt++) {
+      const job = await this.get(id);
+      const r = transition(job, input, new Date());
+      if (!r.ok) throw new UserError(r.error, 2);
+      if (Object.keys(r.t.patch).length === 0 && r.t.events.length === 0) return job;
+      const next = await this.commit(job, r.t, transient);
+      if (next) return next;
+      if (attempt === 3) throw new ConflictError(`job ${id} kept changing under this ${input.kind}; nothing applied, try again`);
+    }
+  }
+
+  /** Stores a transition computed from `job`, if the job is still in that state; undefined otherwise. */
+  private async commit(job: JobRecord, t: Transition, transient?: { type: string; data: unknown }): Promise<JobRecord | undefined> {
+    const to = t.patch.state ?? job.state;
     // A finished job keeps no secrets.
-    if (!isActive(next.state)) await this.store.jobs.dropKeys(job.id);
-    this.changes.emit("job", next, ev);
-    return next;
+    const stored = await this.store.jobs.transition(job.id, job.state, { patch: t.patch, events: t.events, dropKeys: !isActive(to) });
+    if (!stored) return undefined;
+    if (to !== job.state) this.opts.log.info({ job: job.id, mac: job.mac, from: job.state, to }, `job ${to}`);
+    const events = stored.events.length ? stored.events : transient ? [{ id: 0, job: job.id, at: new Date().toISOString(), ...transient }] : [undefined];
+    for (const ev of events) this.changes.emit("job", stored.job, ev);
+    return stored.job;
   }
 
   async cancel(id: string, actor: string): Promise<JobRecord> {
-    const job = await this.apply(await this.get(id), { kind: "cancel", by: actor });
+    const job = await this.apply(id, { kind: "cancel", by: actor });
     await this.store.audit.append({ actor, action: "job.cancel", target: `job:${id}`, detail: null });
     return job;
   }
@@ -172,7 +186,7 @@ export class JobService {
   async mayStream(token: string | undefined, dumpId: string): Promise<boolean> {
     if (!token) return false;
     const hash = hashToken(token);
-    const job = (await this.store.jobs.list({ state: ["running", "stalled"] })).find((j) => j.tokenHash === hash);
+    const job = (await this.store.jobs.list({ state: [...STREAMING_STATES] })).find((j) => j.tokenHash === hash);
     const script = (job?.plan as { script?: string } | null)?.script ?? "";
     return script.includes(`/api/v1/dumps/${encodeURIComponent(dumpId)}/stream`);
   }
@@ -239,12 +253,10 @@ export class JobService {
   /** The admin's explicit disk mapping (captured disk → target disk), for new hardware or ambiguity. */
   async map(id: string, mapping: Record<string, string>, actor: string): Promise<JobRecord> {
     const job = await this.get(id);
-    if (!["armed", "booted", "planning", "stalled"].includes(job.state))
-      throw new UserError(`job ${id} is ${job.state}: the mapping can only change before the plan runs`, 2);
-    const next = await this.store.jobs.update(id, { mapping: { ...(job.mapping ?? {}), ...mapping }, error: null });
-    const ev = await this.store.jobs.addEvent(id, "mapped", { by: actor, mapping });
+    if (!isMappable(job)) throw new UserError(`job ${id} is ${job.state}: the mapping can only change before the plan runs`, 2);
+    const next = await this.commit(job, { patch: { mapping: { ...(job.mapping ?? {}), ...mapping }, error: null }, events: [{ type: "mapped", data: { by: actor, mapping } }] });
+    if (!next) throw new ConflictError(`job ${id} changed while being mapped; nothing applied, look again`);
     await this.store.audit.append({ actor, action: "job.map", target: `job:${id}`, detail: mapping });
-    this.changes.emit("job", next, ev);
     return next;
   }
 
@@ -258,41 +270,44 @@ export class JobService {
   }
 
   async hello(id: string, hello: Hello): Promise<JobRecord> {
-    const job = await this.get(id);
-    const next = await this.apply(job, { kind: "hello" });
-    const stored = await this.store.jobs.update(next.id, { hello });
-    // Live views get the disks and SSH address too: the transition's change went out before they were stored.
-    this.changes.emit("job", stored);
-    return stored;
+    return this.apply(id, { kind: "hello", hello });
   }
 
   async heartbeat(id: string): Promise<JobRecord> {
-    return this.apply(await this.get(id), { kind: "heartbeat" });
+    return this.apply(id, { kind: "heartbeat" });
   }
 
   async agentEvent(id: string, event: AgentEvent): Promise<JobRecord> {
-    const job = await this.get(id);
     const doneBytes =
       event.type === "stream"
         ? (await this.store.jobs.events(id))
             .filter((e) => e.type === "stream-done" && (e.data as { dumpId: string }).dumpId !== event.dumpId)
             .reduce((n, e) => n + (e.data as { bytes: number }).bytes, 0)
         : 0;
-    return this.apply(job, { kind: "agent", event, doneBytes }, event.type === "stream" ? { type: "stream", data: event } : undefined);
+    return this.apply(id, { kind: "agent", event, doneBytes }, event.type === "stream" ? { type: "stream", data: event } : undefined);
   }
 
-  /** Builds the plan for a booted job; refusals leave the job in `planning` with the reason. */
+  /**
+   * Builds the plan for a booted job; refusals leave the job in `planning` with the reason. The
+   * plan is served only if the job is still in the state it was built for: a job cancelled (or
+   * changed by another call) while the planner ran gets a ConflictError and no plan.
+   */
   async plan(id: string): Promise<PlanResult> {
     const job = await this.get(id);
+    const notNow = planRefusal(job);
+    if (notNow) throw new UserError(notNow, 2);
     if (!job.hello) return { ok: false, reason: `job ${id}: the agent has not reported its disks yet` };
     const profile = await this.store.profiles.get(job.profile);
     if (!profile) return { ok: false, reason: `job ${id}: profile ${job.profile} no longer exists` };
     const result = await this.opts.planner(job, profile);
-    if (result.ok) {
-      await this.apply(job, { kind: "plan-served", steps: result.steps, bytesTotal: result.bytesTotal });
-      await this.store.jobs.update(id, { plan: { script: result.script, detail: result.detail } });
-    } else {
-      await this.apply(job, { kind: "plan-refused", reason: result.reason });
+    const input: JobInput = result.ok
+      ? { kind: "plan-served", steps: result.steps, bytesTotal: result.bytesTotal, plan: { script: result.script, detail: result.detail } }
+      : { kind: "plan-refused", reason: result.reason };
+    const r = transition(job, input, new Date());
+    if (!r.ok) throw new UserError(r.error, 2);
+    if (!(await this.commit(job, r.t))) {
+      const now = await this.get(id);
+      throw new ConflictError(`job ${id} became ${now.state} while its plan was being built: no plan served`);
     }
     return result;
   }
@@ -308,10 +323,24 @@ export class JobService {
     return this.opts.planner(job, profile);
   }
 
-  /** Expires forgotten armed jobs and marks silent ones stalled; run on a timer by `serve`. */
+  /**
+   * Expires forgotten armed jobs, marks silent ones stalled, ends those stalled past the limit
+   * (failed) and those whose plan reached its last call (done); run on a timer by `serve`.
+   */
   async tick(): Promise<void> {
-    for (const job of await this.store.jobs.list({ state: ["armed", "booted", "planning", "running"] })) {
-      await this.apply(job, { kind: "tick", heartbeatTimeoutMs: this.opts.heartbeatTimeoutSeconds * 1000 });
+    const input: JobInput = {
+      kind: "tick",
+      heartbeatTimeoutMs: this.opts.heartbeatTimeoutSeconds * 1000,
+      stalledFailMs: this.opts.stalledFailHours * 3600_000,
+    };
+    for (const job of await this.store.jobs.list({ state: [...TICKED_STATES] })) {
+      try {
+        await this.apply(job.id, input);
+      } catch (err) {
+        // A job that ended between the listing and now (an agent's call, a cancel) is not the ticker's.
+        if (!(err instanceof UserError)) throw err;
+        this.opts.log.debug({ job: job.id, err: err.message }, "tick skipped a job that changed");
+      }
     }
   }
 

@@ -12,9 +12,12 @@ export const AGENT_BASE = "/api/v1/agent/jobs";
 export const agentPaths = {
   /** POST: the agent's first call: the disks and hardware it sees. Job → booted. */
   hello: (job: string) => `${AGENT_BASE}/${job}/hello`,
-  /** GET: the plan as a POSIX sh script (text/x-shellscript); 409 with {error} when refused. */
+  /** GET: the plan as a POSIX sh script (text/x-shellscript); 409 with {error} when refused (not yet, or lost a race). */
   plan: (job: string) => `${AGENT_BASE}/${job}/plan`,
-  /** POST: one progress event (step start/end, stream bytes, log line). */
+  /**
+   * POST: one progress event (step start/end, stream bytes, log line). The answer to step-start is
+   * the agent's check that its job still runs: it starts the step only after a 200.
+   */
   events: (job: string) => `${AGENT_BASE}/${job}/events`,
   /** POST: "still alive"; a running job whose agent is silent past the timeout becomes stalled. */
   heartbeat: (job: string) => `${AGENT_BASE}/${job}/heartbeat`,
@@ -23,6 +26,21 @@ export const agentPaths = {
   /** GET text/plain: the LUKS passphrase the admin supplied for container UUID (create_luks); 404 when none. */
   key: (job: string, uuid: string) => `${AGENT_BASE}/${job}/keys/${uuid}`,
 } as const;
+
+/**
+ * The answer to any agent call once the job has ended on the server: the admin cancelled it, it
+ * failed (or was given up after stalling), it expired, or it is done and the call was not the
+ * agent's repeated "done". HTTP JOB_ENDED_STATUS with a `jobEndedSchema` body, distinct from every
+ * other refusal: the agent stops before its next step, leaves the disks as they are, says so on
+ * the console and in the log it posts, and waits for the admin (lib.sh: lb_post_try returns 3).
+ */
+export const JOB_ENDED_STATUS = 410;
+export const jobEndedSchema = z.object({
+  error: z.literal("job-ended"),
+  state: z.enum(["done", "failed", "cancelled", "expired"]),
+  message: z.string(),
+});
+export type JobEnded = z.infer<typeof jobEndedSchema>;
 
 /** A disk as the agent sees it (from lsblk -J -b -O and /dev/disk/by-id). */
 export const targetDiskSchema = z.object({

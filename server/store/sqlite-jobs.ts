@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
+import { ACTIVE_STATES } from "../jobs/job-state.ts";
 import {
-  ACTIVE_JOB_STATES,
   type AssignmentRepo,
   type JobEvent,
   type JobRecord,
@@ -115,11 +115,31 @@ function column(field: string, value: unknown): unknown {
 }
 
 export function sqliteJobs(db: Database.Database): JobRepo {
-  const activeList = ACTIVE_JOB_STATES.map((s) => `'${s}'`).join(", ");
-  const get = async (id: string) => {
+  const activeList = ACTIVE_STATES.map((s) => `'${s}'`).join(", ");
+  const getNow = (id: string) => {
     const r = db.prepare("SELECT * FROM jobs WHERE id = ?").get(id) as Row | undefined;
     return r ? jobFrom(r) : undefined;
   };
+  const get = async (id: string) => getNow(id);
+  /** `UPDATE jobs SET …` for a patch; `where` adds conditions after `id = ?`. */
+  const updateNow = (id: string, patch: Partial<JobRecord>, where = "", ...args: unknown[]) => {
+    const entries = Object.entries({ ...patch, updatedAt: now() }).filter(([f]) => f in COLUMNS);
+    return db
+      .prepare(`UPDATE jobs SET ${entries.map(([f]) => `${COLUMNS[f]} = ?`).join(", ")} WHERE id = ?${where}`)
+      .run(...entries.map(([f, v]) => column(f, v)), id, ...args).changes;
+  };
+  const addEventNow = (job: string, type: string, data: unknown): JobEvent => {
+    const at = now();
+    const info = db.prepare("INSERT INTO job_events (job, at, type, data) VALUES (?, ?, ?, ?)").run(job, at, type, JSON.stringify(data ?? null));
+    return { id: Number(info.lastInsertRowid), job, at, type, data };
+  };
+  const dropKeysNow = (job: string) => db.prepare("DELETE FROM job_keys WHERE job = ?").run(job);
+  const transition = db.transaction((id: string, from: JobState, change: Parameters<JobRepo["transition"]>[2]) => {
+    if (updateNow(id, change.patch, " AND state = ?", from) === 0) return undefined;
+    const events = change.events.map((e) => addEventNow(id, e.type, e.data));
+    if (change.dropKeys) dropKeysNow(id);
+    return { job: getNow(id)!, events };
+  });
   return {
     create: async (j) => {
       const t = now();
@@ -158,25 +178,18 @@ export function sqliteJobs(db: Database.Database): JobRepo {
       return (db.prepare(sql).all(...args, opts.limit ?? 1000) as Row[]).map(jobFrom);
     },
     update: async (id, patch) => {
-      const entries = Object.entries({ ...patch, updatedAt: now() }).filter(([f]) => f in COLUMNS);
-      const info = db
-        .prepare(`UPDATE jobs SET ${entries.map(([f]) => `${COLUMNS[f]} = ?`).join(", ")} WHERE id = ?`)
-        .run(...entries.map(([f, v]) => column(f, v)), id);
-      if (info.changes === 0) throw new UserError(`no job ${id}`, 2);
-      return (await get(id))!;
+      if (updateNow(id, patch) === 0) throw new UserError(`no job ${id}`, 2);
+      return getNow(id)!;
     },
-    addEvent: async (job, type, data) => {
-      const at = now();
-      const info = db.prepare("INSERT INTO job_events (job, at, type, data) VALUES (?, ?, ?, ?)").run(job, at, type, JSON.stringify(data ?? null));
-      return { id: Number(info.lastInsertRowid), job, at, type, data } satisfies JobEvent;
-    },
+    transition: async (id, from, change) => transition(id, from, change),
+    addEvent: async (job, type, data) => addEventNow(job, type, data),
     setKey: async (job, uuid, secret) => {
       db.prepare("INSERT INTO job_keys (job, uuid, secret) VALUES (?, ?, ?) ON CONFLICT(job, uuid) DO UPDATE SET secret = excluded.secret").run(job, uuid, secret);
     },
     getKey: async (job, uuid) => (db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined)?.secret as string | undefined,
     keyIds: async (job) => (db.prepare("SELECT uuid FROM job_keys WHERE job = ? ORDER BY uuid").all(job) as Row[]).map((r) => r.uuid as string),
     dropKeys: async (job) => {
-      db.prepare("DELETE FROM job_keys WHERE job = ?").run(job);
+      dropKeysNow(job);
     },
     events: async (job, opts = {}) =>
       (db.prepare("SELECT * FROM job_events WHERE job = ? AND id > ? ORDER BY id").all(job, opts.afterId ?? 0) as Row[]).map((r) => ({

@@ -100,7 +100,6 @@ export interface ProfileOptions {
 
 export type JobKind = "recover" | "clone";
 export type JobState = "armed" | "booted" | "planning" | "running" | "stalled" | "done" | "failed" | "cancelled" | "expired";
-export const ACTIVE_JOB_STATES: readonly JobState[] = ["armed", "booted", "planning", "running", "stalled"];
 
 export interface JobRecord {
   id: string;
@@ -161,6 +160,16 @@ export interface JobRepo {
   activeForMac(mac: string): Promise<JobRecord | undefined>;
   list(opts?: { state?: JobState[]; mac?: string; limit?: number }): Promise<JobRecord[]>;
   update(id: string, patch: Partial<Omit<JobRecord, "id" | "createdAt">>): Promise<JobRecord>;
+  /**
+   * One change of a job, all or nothing: the patch, only if the job is still in state `from`
+   * (compare-and-set), with its events appended and, when `dropKeys`, its keys removed, in one
+   * transaction. undefined, and nothing changed, when the job is not (or no longer) in `from`.
+   */
+  transition(
+    id: string,
+    from: JobState,
+    change: { patch: Partial<Omit<JobRecord, "id" | "createdAt">>; events: Array<{ type: string; data: unknown }>; dropKeys: boolean },
+  ): Promise<{ job: JobRecord; events: JobEvent[] } | undefined>;
   addEvent(job: string, type: string, data: unknown): Promise<JobEvent>;
   events(job: string, opts?: { afterId?: number }): Promise<JobEvent[]>;
   /** LUKS passphrases the admin supplied for this job, by container UUID; dropped when the job ends. */

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { UserError } from "../../errors.ts";
-import { AGENT_BASE, agentEventSchema, helloSchema } from "../../plan/agent-api.ts";
+import { AGENT_BASE, JOB_ENDED_STATUS, type JobEnded, agentEventSchema, helloSchema, jobEndedSchema } from "../../plan/agent-api.ts";
+import { isActive } from "../../jobs/job-state.ts";
 import type { JobRecord } from "../../store/types.ts";
 import { hashToken, tokensEqual } from "../../tokens.ts";
 import { bearer } from "../auth.ts";
@@ -12,11 +13,14 @@ type JobRequest = FastifyRequest<{ Params: { job: string; uuid?: string } }>;
 const params = { type: "object", required: ["job"], properties: { job: { type: "string" } } } as const;
 const okReply = { type: "object", properties: { state: { type: "string" } } } as const;
 const security = [{ bearer: [] }];
+/** The refusals every state-changing agent route may answer (410: the job ended, stop). */
+const refusals = { 401: errorSchema, 409: errorSchema, [JOB_ENDED_STATUS]: jsonSchema(jobEndedSchema) };
 
 /**
  * The rescue agent's routes (contract: server/plan/agent-api.ts). Each needs the job's
- * current boot token; a token sees its own job only. User errors (a transition the job's
- * state does not allow) are 409 with the reason.
+ * current boot token; a token sees its own job only. A transition the job's state does not
+ * allow is a 409 with the reason, unless the job has ended: then the agent gets the distinct
+ * JOB_ENDED_STATUS answer that tells it to stop (server/plan/agent-api.ts).
  */
 export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
   const authorize = async (req: JobRequest, reply: FastifyReply): Promise<JobRecord | undefined> => {
@@ -30,7 +34,7 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
     req.log = req.log.child({ job: job.id, mac: job.mac });
     return job;
   };
-  /** Runs a handler for an authorized job; a transition its state does not allow is a 409. */
+  /** Runs a handler for an authorized job; a refused transition is a 409, or JOB_ENDED_STATUS once the job ended. */
   const forJob =
     (handler: (job: JobRecord, req: JobRequest, reply: FastifyReply) => Promise<unknown>) =>
     async (req: JobRequest, reply: FastifyReply) => {
@@ -39,15 +43,21 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
       try {
         return await handler(job, req, reply);
       } catch (err) {
-        if (err instanceof UserError) return reply.code(409).send({ error: "conflict", message: err.message });
-        throw err;
+        if (!(err instanceof UserError)) throw err;
+        const now = (await ctx.store.jobs.get(job.id)) ?? job;
+        if (!isActive(now.state)) {
+          req.log.info({ state: now.state, url: req.url }, "agent call on an ended job: told to stop");
+          const body: JobEnded = { error: "job-ended", state: now.state as JobEnded["state"], message: `job ${job.id} is ${now.state}: stop, write nothing more` };
+          return reply.code(JOB_ENDED_STATUS).send(body);
+        }
+        return reply.code(409).send({ error: "conflict", message: err.message });
       }
     };
 
   return async (app) => {
     app.post(
       `${AGENT_BASE}/:job/hello`,
-      { schema: { summary: "Agent: the disks and hardware it sees", tags: ["agent"], security, params, body: jsonSchema(helloSchema), response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
+      { schema: { summary: "Agent: the disks and hardware it sees", tags: ["agent"], security, params, body: jsonSchema(helloSchema), response: { 200: okReply, ...refusals } } },
       forJob(async (job, req) => {
         const next = await ctx.jobs.hello(job.id, helloSchema.parse(req.body));
         req.log.info({ disks: (next.hello as { disks: unknown[] }).disks.length }, "agent hello");
@@ -57,7 +67,7 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
 
     app.get(
       `${AGENT_BASE}/:job/plan`,
-      { schema: { summary: "Agent: the plan as a POSIX sh script, or 409 with why not yet", tags: ["agent"], security, params, response: { 200: { type: "string" }, 401: errorSchema, 409: errorSchema } } },
+      { schema: { summary: "Agent: the plan as a POSIX sh script, or 409 with why not yet", tags: ["agent"], security, params, response: { 200: { type: "string" }, ...refusals } } },
       forJob(async (job, _req, reply) => {
         const plan = await ctx.jobs.plan(job.id);
         if (!plan.ok) return reply.code(409).send({ error: "plan-refused", message: plan.reason });
@@ -67,13 +77,13 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
 
     app.post(
       `${AGENT_BASE}/:job/events`,
-      { schema: { summary: "Agent: one progress event", tags: ["agent"], security, params, body: jsonSchema(agentEventSchema), response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
+      { schema: { summary: "Agent: one progress event", tags: ["agent"], security, params, body: jsonSchema(agentEventSchema), response: { 200: okReply, ...refusals } } },
       forJob(async (job, req) => ({ state: (await ctx.jobs.agentEvent(job.id, agentEventSchema.parse(req.body))).state })),
     );
 
     app.post(
       `${AGENT_BASE}/:job/heartbeat`,
-      { schema: { summary: "Agent: still alive", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema, 409: errorSchema } } },
+      { schema: { summary: "Agent: still alive", tags: ["agent"], security, params, response: { 200: okReply, ...refusals } } },
       forJob(async (job) => ({ state: (await ctx.jobs.heartbeat(job.id)).state })),
     );
 

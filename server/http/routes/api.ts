@@ -4,6 +4,7 @@ import { NotFoundError, UserError } from "../../errors.ts";
 import { normalizeMac } from "../../mac.ts";
 import { cloneHostname } from "../../jobs/jobs.ts";
 import { jobView, jobViewSchema } from "../../jobs/job-views.ts";
+import { ACTIVE_STATES } from "../../jobs/job-state.ts";
 import type { JobRecord, JobState } from "../../store/types.ts";
 import {
   armBodySchema,
@@ -92,7 +93,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       { schema: { summary: "List jobs (newest first)", tags: ["jobs"], security, querystring: { type: "object", properties: { state: { type: "string" }, mac: { type: "string" }, active: { type: "boolean" } } }, response: { 200: { type: "array", items: jobViewSchema }, ...errors } } },
       async (req: FastifyRequest<{ Querystring: { state?: string; mac?: string; active?: boolean } }>) => {
         const q = req.query;
-        const state = q.active ? (["armed", "booted", "planning", "running", "stalled"] as JobState[]) : (q.state?.split(",") as JobState[] | undefined);
+        const state = q.active ? [...ACTIVE_STATES] : (q.state?.split(",") as JobState[] | undefined);
         return (await ctx.store.jobs.list({ state, mac: q.mac ? normalizeMac(q.mac) : undefined })).map(jobView);
       },
     );

@@ -16,6 +16,7 @@ import { interfaceInfo } from "../../dhcp/server.ts";
 import { isMac, normalizeMac } from "../../mac.ts";
 import { normaliseName } from "../../tftp/files.ts";
 import { renderKernelArgs } from "../../plan/cmdline.ts";
+import { isBootable } from "../../jobs/job-state.ts";
 import type { JobRecord, Store } from "../../store/types.ts";
 
 const pxeDir = join(dirname(fileURLToPath(import.meta.url)), "../../../pxe");
@@ -54,11 +55,20 @@ export function machineScript(o: { base: string; mac: string; job?: Pick<JobReco
 }
 
 /**
+ * The job a booting machine gets the rescue system for, if any: its active job, unless that job's
+ * plan already ran to its end (isBootable: a lost "done" must not restore the machine twice).
+ */
+export async function jobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
+  const found = await activeJobForMachine(store, mac, uuid);
+  return found && isBootable(found.job) ? found : undefined;
+}
+
+/**
  * The active job for a booting machine: by its MAC, else through the host it belongs to
  * (by this MAC or by SMBIOS UUID) and that host's other MACs, so a multi-NIC server or a
  * docked laptop booting from another NIC is still found.
  */
-export async function jobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
+async function activeJobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
   const direct = await store.jobs.activeForMac(mac);
   if (direct) return { job: direct, via: "mac" };
   const hosts = [];

@@ -2,7 +2,6 @@
 // through textContent or attributes set by el(); nothing is parsed as HTML.
 
 const TOKEN_KEY = "lifeboat.adminToken";
-const ACTIVE = ["armed", "booted", "planning", "running", "stalled"];
 
 const $ = (id) => document.getElementById(id);
 let token = localStorage.getItem(TOKEN_KEY) ?? "";
@@ -210,7 +209,7 @@ function progressCell(j) {
 }
 
 function jobRow(j) {
-  const active = ACTIVE.includes(j.state);
+  const active = j.active;
   return el(
     "tr",
     { "data-job": j.id, "data-state": j.state, class: active ? "" : "finished" },
@@ -452,6 +451,8 @@ function eventText(ev) {
       return `${d.step ? `step ${d.step}: ` : ""}${d.error}`;
     case "cancelled":
       return `by ${d.by} (was ${d.from})`;
+    case "done":
+      return d.reason ?? "the agent reported the recovery finished";
     case "mapped":
       return `by ${d.by}: ${Object.entries(d.mapping ?? {}).map(([a, b]) => `${a}→${b}`).join(", ")}`;
     case "agent-log":

@@ -96,8 +96,10 @@ describe("admin and agent API", () => {
     expect((await inject("POST", `${base}/events`, { type: "done" }, agent)).json()).toEqual({ state: "done" });
     const final = (await inject("GET", `/api/v1/jobs/${job!.id}`)).json() as JobView;
     expect(final).toMatchObject({ state: "done", step: 3, steps: 3, bytesDone: 1000, bytesTotal: 1000 });
-    // Done disarms: the token is gone, and the MAC can be armed again.
-    expect((await inject("POST", `${base}/heartbeat`, undefined, agent)).statusCode).toBe(401);
+    // Done disarms: the token is only told the job ended (and may repeat its done), streams nothing, and the MAC can be armed again.
+    const after = await inject("POST", `${base}/heartbeat`, undefined, agent);
+    expect([after.statusCode, after.json()]).toEqual([410, { error: "job-ended", state: "done", message: `job ${job!.id} is done: stop, write nothing more` }]);
+    expect((await inject("POST", `${base}/events`, { type: "done" }, agent)).json()).toEqual({ state: "done" });
     expect((await inject("GET", "/api/v1/dumps/d-1/stream", undefined, agent)).statusCode).toBe(401);
     const events = (await inject("GET", `/api/v1/jobs/${job!.id}/events`)).json() as Array<{ type: string }>;
     expect(await server.ctx.store.jobs.keyIds(job!.id)).toEqual([]); // dropped when the job ended

@@ -10,6 +10,7 @@ export async function armForTest(store: Store, o: { host: string; macs: string[]
   const jobs = new JobService(store, {
     expireHours: 1,
     heartbeatTimeoutSeconds: 600,
+    stalledFailHours: 12,
     log: createLogger("silent", { pretty: false }),
     planner: async () => ({ ok: false, reason: "netboot tests need no plan" }),
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { transition } from "../../../server/jobs/job-state.ts";
+import { type JobInput, isBootable, transition } from "../../../server/jobs/job-state.ts";
 import type { JobRecord } from "../../../server/store/types.ts";
 
 const t0 = new Date("2026-11-30T10:00:00Z");
@@ -30,6 +30,14 @@ function job(patch: Partial<JobRecord> = {}): JobRecord {
   };
 }
 const later = (ms: number) => new Date(t0.getTime() + ms);
+const hello: Extract<JobInput, { kind: "hello" }> = { kind: "hello", hello: { disks: [], hardware: { macs: [] } } };
+const served = (steps: number, bytesTotal = 0): JobInput => ({ kind: "plan-served", steps, bytesTotal, plan: { script: "plan_begin 1 web1 3", detail: null } });
+const tick = (heartbeatTimeoutMs: number, stalledFailMs = 3600_000): JobInput => ({ kind: "tick", heartbeatTimeoutMs, stalledFailMs });
+const stepEnd = (step: number, of: number, name: string, exitStatus = 0): JobInput => ({
+  kind: "agent",
+  event: { type: "step-end", step, of, name, exitStatus, output: "", skipped: false },
+  doneBytes: 0,
+});
 function apply(j: JobRecord, ...inputs: Parameters<typeof transition>[1][]): JobRecord {
   for (const input of inputs) {
     const r = transition(j, input, later(1000));
@@ -41,9 +49,9 @@ function apply(j: JobRecord, ...inputs: Parameters<typeof transition>[1][]): Job
 
 describe("job state machine", () => {
   it("walks armed → booted → running(step n of m, bytes) → done", () => {
-    let j = apply(job(), { kind: "hello" });
+    let j = apply(job(), hello);
     expect(j.state).toBe("booted");
-    j = apply(j, { kind: "plan-served", steps: 3, bytesTotal: 1000 });
+    j = apply(j, served(3, 1000));
     expect([j.state, j.steps, j.bytesTotal]).toEqual(["running", 3, 1000]);
     j = apply(
       j,
@@ -57,27 +65,29 @@ describe("job state machine", () => {
     expect(early).toEqual({ ok: false, error: "job job-1: done reported at step 1 of 3" });
     j = apply(j, { kind: "agent", event: { type: "step-start", step: 3, of: 3, name: "plan_done" }, doneBytes: 0 }, { kind: "agent", event: { type: "done" }, doneBytes: 0 });
     expect(j.state).toBe("done");
-    expect(j.tokenHash).toBeNull();
+    // The token stays with the finished job: it can only be told the job ended (and repeat its "done").
+    expect(j.tokenHash).toBe("h");
+    expect(transition(j, { kind: "agent", event: { type: "done" }, doneBytes: 0 }, later(3000))).toEqual({ ok: true, t: { patch: {}, events: [] } });
   });
 
   it("an armed job nobody booted expires; before its time it stays armed", () => {
     const j = job();
-    const before = transition(j, { kind: "tick", heartbeatTimeoutMs: 60_000 }, later(23 * 3600_000));
+    const before = transition(j, tick(60_000), later(23 * 3600_000));
     expect(before.ok && before.t.patch).toEqual({});
-    const after = transition(j, { kind: "tick", heartbeatTimeoutMs: 60_000 }, later(24 * 3600_000));
+    const after = transition(j, tick(60_000), later(24 * 3600_000));
     expect(after.ok && after.t.patch.state).toBe("expired");
     expect(after.ok && after.t.patch.tokenHash).toBeNull();
   });
 
   it("a silent running job becomes stalled, and its next call brings it back", () => {
     const running = job({ state: "running", step: 2, steps: 5, lastHeartbeatAt: t0.toISOString() });
-    const quiet = transition(running, { kind: "tick", heartbeatTimeoutMs: 60_000 }, later(59_000));
+    const quiet = transition(running, tick(60_000), later(59_000));
     expect(quiet.ok && quiet.t.patch.state).toBeUndefined();
-    const stalled = transition(running, { kind: "tick", heartbeatTimeoutMs: 60_000 }, later(61_000));
+    const stalled = transition(running, tick(60_000), later(61_000));
     expect(stalled.ok && stalled.t.patch.state).toBe("stalled");
     const back = transition({ ...running, state: "stalled" }, { kind: "heartbeat" }, later(70_000));
     expect(back.ok && back.t.patch.state).toBe("running");
-    expect(back.ok && back.t.event?.type).toBe("resumed");
+    expect(back.ok && back.t.events.map((e) => e.type)).toEqual(["resumed"]);
   });
 
   it("cancel works from any active state and nowhere else", () => {
@@ -105,5 +115,55 @@ describe("job state machine", () => {
   it("a refused plan leaves the job planning with the reason", () => {
     const j = apply(job({ state: "booted" }), { kind: "plan-refused", reason: "disk sda: ambiguous" });
     expect([j.state, j.error]).toEqual(["planning", "disk sda: ambiguous"]);
+  });
+
+  it("cancel keeps the token, so the agent is told the job was cancelled instead of being locked out", () => {
+    const j = apply(job({ state: "running", step: 2, steps: 5 }), { kind: "cancel", by: "admin" });
+    expect([j.state, j.tokenHash]).toEqual(["cancelled", "h"]);
+    for (const input of [{ kind: "heartbeat" }, stepEnd(3, 5, "wipe_disk")] as JobInput[])
+      expect(transition(j, input, t0)).toEqual({ ok: false, error: "job job-1 is cancelled" });
+  });
+
+  it("the plan is served after hello only (a lost answer may be fetched again until the first step starts)", () => {
+    const booted = apply(job(), hello);
+    const running = apply(booted, served(5));
+    expect(transition(running, served(5), t0).ok).toBe(true);
+    const started = apply(running, { kind: "agent", event: { type: "step-start", step: 1, of: 5, name: "plan_begin" }, doneBytes: 0 });
+    expect(transition(started, served(5), t0)).toEqual({ ok: false, error: "job job-1 is running at step 1 of 5: the plan is served once, after hello" });
+    expect(transition(job(), served(5), t0)).toEqual({ ok: false, error: "job job-1 is armed at step 0 of 0: the plan is served once, after hello" });
+  });
+
+  it("the end of plan_done is the end of the job, even when the agent's own done is lost", () => {
+    const last = job({ state: "running", step: 5, steps: 5, plan: {} });
+    const r = transition(last, stepEnd(5, 5, "plan_done"), later(1000));
+    expect(r.ok && r.t.patch.state).toBe("done");
+    expect(r.ok && r.t.events.map((e) => e.type)).toEqual(["step-end", "done"]);
+    // A failed plan_done, or a step-end that is not the plan's last call, does not finish it.
+    for (const input of [stepEnd(5, 5, "plan_done", 1), stepEnd(4, 5, "unmount_all"), stepEnd(5, 5, "unmount_all")]) {
+      const other = transition(last, input, later(1000));
+      expect(other.ok && other.t.patch.state, JSON.stringify(input)).toBeUndefined();
+    }
+  });
+
+  it("a job whose plan reached its last call is never booted or planned again; silent, it is done", () => {
+    const last = job({ state: "running", step: 5, steps: 5, plan: {}, lastHeartbeatAt: t0.toISOString() });
+    expect(isBootable(last)).toBe(false);
+    expect(isBootable({ ...last, state: "stalled" })).toBe(false);
+    expect(isBootable({ ...last, step: 4 })).toBe(true);
+    expect(transition(last, hello, later(1000))).toEqual({ ok: false, error: "job job-1: its plan ran to its end; it does not start again" });
+    expect(transition({ ...last, state: "stalled" }, served(5), later(1000))).toEqual({ ok: false, error: "job job-1: its plan ran to its end; it is not served again" });
+    const r = transition(last, tick(60_000), later(61_000));
+    expect(r.ok && r.t.patch.state).toBe("done");
+    expect(r.ok && r.t.events[0]).toMatchObject({ type: "done", data: { reason: 'the plan ran to plan_done; the agent\'s own "done" was not heard' } });
+  });
+
+  it("a stalled job ends as failed, with the reason, after the stall limit", () => {
+    const stalled = job({ state: "stalled", step: 2, steps: 5, plan: {}, lastHeartbeatAt: t0.toISOString() });
+    const before = transition(stalled, tick(60_000, 3600_000), later(3599_000));
+    expect(before.ok && before.t.patch).toEqual({});
+    const after = transition(stalled, tick(60_000, 3600_000), later(3601_000));
+    expect(after.ok && after.t.patch.state).toBe("failed");
+    expect(after.ok && after.t.patch.error).toBe(`stalled: no word from the agent since ${t0.toISOString()}; given up after 1 h (jobs.stalledFailHours; the plan is not served again)`);
+    expect(isBootable({ ...stalled, state: "failed" })).toBe(false);
   });
 });

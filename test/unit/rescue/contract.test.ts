@@ -1,6 +1,10 @@
 import { readFileSync } from "node:fs";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AGENT_BASE, JOB_ENDED_STATUS, jobEndedSchema } from "../../../server/plan/agent-api.ts";
 import { STEP_FUNCTIONS, type StepName, stepArity } from "../../../server/plan/steps.ts";
+import type { RunningServer } from "../../../server/serve.ts";
+import { seedHost, testServer } from "../../helpers/server.ts";
+import { tempDir } from "../../helpers/tmp.ts";
 import { AGENT_DIR, agentSh } from "./agent-sh.ts";
 
 const names = Object.keys(STEP_FUNCTIONS) as StepName[];
@@ -42,5 +46,50 @@ describe("step functions: agent side of server/plan/steps.ts", () => {
   it("every step function has a resume guard", async () => {
     const r = await agentSh(`for f in $LB_STEP_NAMES; do command -V "guard_$f" >/dev/null || echo "missing guard_$f"; done`);
     expect(r.stdout).toBe("");
+  });
+});
+
+describe("the job-ended answer: both sides of server/plan/agent-api.ts", () => {
+  let server: RunningServer;
+  const run = tempDir("lifeboat-contract-");
+  beforeAll(async () => {
+    server = await testServer({ planner: async () => ({ ok: false, reason: "no plan needed" }) });
+  });
+  afterAll(async () => server?.stop(0));
+
+  /** lb_post_try's exit code and LB_ENDED for one POST of the agent's to a job of the real server. */
+  async function postTry(job: string, token: string, route: string, body: string) {
+    const r = await agentSh('lb_post_try "$1" "$2"; echo "rc=$? ended=$LB_ENDED"', {
+      args: [route, body],
+      env: { LB_RUN: run, LB_SERVER: server.httpUrl, LB_JOB: job, LB_TOKEN: token },
+    });
+    return { out: r.stdout.trim(), stderr: r.stderr };
+  }
+
+  it("lib.sh knows the server's status for it", async () => {
+    expect((await agentSh('printf %s "$LB_JOB_ENDED_HTTP"')).stdout).toBe(String(JOB_ENDED_STATUS));
+  });
+
+  it("a cancelled job answers every agent call with it and a valid body; the agent's sh reads it as 'ended: cancelled', distinct from a refusal", async () => {
+    await seedHost(server, "contract1", "52:54:00:c0:00:01");
+    const job = await server.ctx.jobs.arm({ mac: "52:54:00:c0:00:01", actor: "test" });
+    const token = await server.ctx.jobs.issueBootToken(job.id);
+    const step = '{"type":"step-start","step":1,"of":3,"name":"plan_begin"}';
+    expect(await postTry(job.id, token, "hello", '{"disks":[],"hardware":{"macs":[]}}')).toMatchObject({ out: "rc=0 ended=" });
+    expect(await postTry(job.id, token, "events", step)).toMatchObject({ out: "rc=0 ended=" });
+    // A refusal that is not an end (a bad event): 2, with the server's reason.
+    const bad = await postTry(job.id, token, "events", '{"type":"step-start","step":0}');
+    expect(bad.out).toBe("rc=2 ended=");
+    expect(bad.stderr).toMatch(/^lifeboat: Lifeboat refused POST events \(HTTP 400\): /);
+    await server.ctx.jobs.cancel(job.id, "test");
+    for (const [route, body] of [["events", step], ["heartbeat", "{}"], ["hello", '{"disks":[],"hardware":{"macs":[]}}']] as const) {
+      const r = await server.app.inject({ method: "POST", url: `${AGENT_BASE}/${job.id}/${route}`, headers: { authorization: `Bearer ${token}` }, payload: JSON.parse(body) as object });
+      expect(r.statusCode, route).toBe(JOB_ENDED_STATUS);
+      expect(jobEndedSchema.parse(r.json())).toEqual({ error: "job-ended", state: "cancelled", message: `job ${job.id} is cancelled: stop, write nothing more` });
+      expect((await postTry(job.id, token, route, body)).out, route).toBe("rc=3 ended=cancelled");
+    }
+    // No answer at all (nothing listens there): 1, worth trying again.
+    const r = await agentSh('lb_post_try events "$1"; echo "rc=$?"', { args: [step], env: { LB_RUN: run, LB_SERVER: "http://127.0.0.1:9", LB_JOB: job.id, LB_TOKEN: token } });
+    expect(r.stdout.trim()).toBe("rc=1");
   });
 });
