@@ -84,8 +84,17 @@ function cstring(b: Buffer): string {
   return b.subarray(0, end < 0 ? b.length : end).toString("latin1");
 }
 
+/**
+ * How many times one option code may appear in a packet. RFC 3396 splits a long option into
+ * 255-byte parts, so 257 parts already fill a 64 KB datagram; no client sends more than a few.
+ */
+export const MAX_OPTION_PARTS = 256;
+
+/** Option parts by code, in the order first seen; joined once at the end (joining per repeat is quadratic). */
+type OptionParts = Map<number, Buffer[]>;
+
 /** Reads TLV options from `b` into `into`; returns an error string or undefined. */
-function readOptions(b: Buffer, into: Map<number, Buffer>, where: string): string | undefined {
+function readOptions(b: Buffer, into: OptionParts, where: string): string | undefined {
   let i = 0;
   while (i < b.length) {
     const code = b[i]!;
@@ -97,14 +106,19 @@ function readOptions(b: Buffer, into: Map<number, Buffer>, where: string): strin
     if (i + 1 >= b.length) return `${where}: option ${code} has no length byte`;
     const len = b[i + 1]!;
     if (i + 2 + len > b.length) return `${where}: option ${code} length ${len} runs past the end`;
+    const parts = into.get(code);
     const val = b.subarray(i + 2, i + 2 + len);
-    const prev = into.get(code);
-    into.set(code, prev ? Buffer.concat([prev, val]) : Buffer.from(val));
+    if (!parts) into.set(code, [val]);
+    else if (parts.push(val) > MAX_OPTION_PARTS) return `${where}: option ${code} repeated more than ${MAX_OPTION_PARTS} times`;
     i += 2 + len;
   }
   // A missing END is common enough in the wild (and harmless) to accept.
   return undefined;
 }
+
+/** Joins each code's parts into one value (RFC 3396), copied out of the datagram. */
+const joinParts = (parts: OptionParts): Map<number, Buffer> =>
+  new Map([...parts].map(([code, p]) => [code, p.length === 1 ? Buffer.from(p[0]!) : Buffer.concat(p)]));
 
 export function decode(buf: Buffer): Decoded {
   if (buf.length < FIXED + 4) return { ok: false, error: `too short (${buf.length} bytes)` };
@@ -113,20 +127,20 @@ export function decode(buf: Buffer): Decoded {
   if (op !== BOOTREQUEST && op !== BOOTREPLY) return { ok: false, error: `bad op ${op}` };
   const hlen = buf[2]!;
   if (hlen > 16) return { ok: false, error: `bad hlen ${hlen}` };
-  const options = new Map<number, Buffer>();
-  const err = readOptions(buf.subarray(FIXED + 4), options, "options");
+  const parts: OptionParts = new Map();
+  const err = readOptions(buf.subarray(FIXED + 4), parts, "options");
   if (err) return { ok: false, error: err };
   let sname = cstring(buf.subarray(44, 108));
   let file = cstring(buf.subarray(108, 236));
-  const overload = options.get(Opt.OVERLOAD)?.[0];
+  const overload = parts.get(Opt.OVERLOAD)?.[0]?.[0];
   if (overload !== undefined) {
     if (overload & 1) {
-      const e = readOptions(buf.subarray(108, 236), options, "file (overloaded)");
+      const e = readOptions(buf.subarray(108, 236), parts, "file (overloaded)");
       if (e) return { ok: false, error: e };
       file = "";
     }
     if (overload & 2) {
-      const e = readOptions(buf.subarray(44, 108), options, "sname (overloaded)");
+      const e = readOptions(buf.subarray(44, 108), parts, "sname (overloaded)");
       if (e) return { ok: false, error: e };
       sname = "";
     }
@@ -148,7 +162,7 @@ export function decode(buf: Buffer): Decoded {
       chaddr: Buffer.from(buf.subarray(28, 44)),
       sname,
       file,
-      options,
+      options: joinParts(parts),
     },
   };
 }
@@ -238,8 +252,8 @@ export function userClasses(p: DhcpPacket): string[] {
 /** Reads sub-options of an encapsulated option (43, 175). Malformed → undefined. */
 export function subOptions(v: Buffer | undefined): Map<number, Buffer> | undefined {
   if (!v) return undefined;
-  const m = new Map<number, Buffer>();
-  return readOptions(v, m, "sub-options") ? undefined : m;
+  const parts: OptionParts = new Map();
+  return readOptions(v, parts, "sub-options") ? undefined : joinParts(parts);
 }
 
 export function encodeSubOptions(m: Map<number, Buffer>): Buffer {
@@ -262,8 +276,11 @@ export function ipToInt(addr: string): number {
 }
 export const intToIp = (n: number): string => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join(".");
 
-/** A reply skeleton to `req`: same xid, chaddr, flags and giaddr. */
+/** A reply skeleton to `req`: same xid, chaddr, flags and giaddr; the client identifier echoed (RFC 6842 requires it). */
 export function replyTo(req: DhcpPacket, type: number): DhcpPacket {
+  const options = new Map<number, Buffer>([[Opt.MESSAGE_TYPE, Buffer.from([type])]]);
+  const clientId = req.options.get(Opt.CLIENT_ID);
+  if (clientId) options.set(Opt.CLIENT_ID, Buffer.from(clientId));
   return {
     op: BOOTREPLY,
     htype: req.htype,
@@ -279,6 +296,6 @@ export function replyTo(req: DhcpPacket, type: number): DhcpPacket {
     chaddr: Buffer.from(req.chaddr),
     sname: "",
     file: "",
-    options: new Map([[Opt.MESSAGE_TYPE, Buffer.from([type])]]),
+    options,
   };
 }

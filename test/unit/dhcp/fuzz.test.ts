@@ -31,7 +31,8 @@ function service(mode: "proxy" | "full"): { svc: DhcpService; metrics: Registry 
   const base = loadConfig({ overrides: { dataDir } });
   const config = {
     ...base,
-    dhcp: { ...base.dhcp, mode, pool: { ...base.dhcp.pool, start: "10.231.7.100", end: "10.231.7.199" } },
+    // Random client identifiers take the whole pool (as random MACs would): the check afterwards uses a static lease.
+    dhcp: { ...base.dhcp, mode, pool: { ...base.dhcp.pool, start: "10.231.7.100", end: "10.231.7.199" }, staticLeases: [{ mac: "52:54:00:07:00:42", ip: "10.231.7.42" }] },
   };
   const ctx = {
     config,
