@@ -90,26 +90,29 @@ function cstring(b: Buffer): string {
  */
 export const MAX_OPTION_PARTS = 256;
 
-/** Option parts by code, in the order first seen; joined once at the end (joining per repeat is quadratic). */
-type OptionParts = Map<number, Buffer[]>;
+/**
+ * Where each code's parts lie in the datagram (start, end pairs), in the order first seen;
+ * joined once at the end. Joining per repeat is quadratic, and a Buffer object per part
+ * is most of the cost of a datagram packed with tiny options.
+ */
+type OptionParts = Map<number, number[]>;
 
-/** Reads TLV options from `b` into `into`; returns an error string or undefined. */
-function readOptions(b: Buffer, into: OptionParts, where: string): string | undefined {
-  let i = 0;
-  while (i < b.length) {
-    const code = b[i]!;
+/** Reads TLV options from `buf[from, to)` into `into`; returns an error string or undefined. */
+function readOptions(buf: Buffer, from: number, to: number, into: OptionParts, where: string): string | undefined {
+  let i = from;
+  while (i < to) {
+    const code = buf[i]!;
     if (code === Opt.PAD) {
       i++;
       continue;
     }
     if (code === Opt.END) return undefined;
-    if (i + 1 >= b.length) return `${where}: option ${code} has no length byte`;
-    const len = b[i + 1]!;
-    if (i + 2 + len > b.length) return `${where}: option ${code} length ${len} runs past the end`;
-    const parts = into.get(code);
-    const val = b.subarray(i + 2, i + 2 + len);
-    if (!parts) into.set(code, [val]);
-    else if (parts.push(val) > MAX_OPTION_PARTS) return `${where}: option ${code} repeated more than ${MAX_OPTION_PARTS} times`;
+    if (i + 1 >= to) return `${where}: option ${code} has no length byte`;
+    const len = buf[i + 1]!;
+    if (i + 2 + len > to) return `${where}: option ${code} length ${len} runs past the end`;
+    const at = into.get(code);
+    if (!at) into.set(code, [i + 2, i + 2 + len]);
+    else if (at.push(i + 2, i + 2 + len) > 2 * MAX_OPTION_PARTS) return `${where}: option ${code} repeated more than ${MAX_OPTION_PARTS} times`;
     i += 2 + len;
   }
   // A missing END is common enough in the wild (and harmless) to accept.
@@ -117,8 +120,17 @@ function readOptions(b: Buffer, into: OptionParts, where: string): string | unde
 }
 
 /** Joins each code's parts into one value (RFC 3396), copied out of the datagram. */
-const joinParts = (parts: OptionParts): Map<number, Buffer> =>
-  new Map([...parts].map(([code, p]) => [code, p.length === 1 ? Buffer.from(p[0]!) : Buffer.concat(p)]));
+function joinParts(buf: Buffer, parts: OptionParts): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  for (const [code, at] of parts) {
+    let len = 0;
+    for (let k = 0; k < at.length; k += 2) len += at[k + 1]! - at[k]!;
+    const v = Buffer.alloc(len);
+    for (let k = 0, o = 0; k < at.length; k += 2) o += buf.copy(v, o, at[k], at[k + 1]);
+    out.set(code, v);
+  }
+  return out;
+}
 
 export function decode(buf: Buffer): Decoded {
   if (buf.length < FIXED + 4) return { ok: false, error: `too short (${buf.length} bytes)` };
@@ -128,19 +140,20 @@ export function decode(buf: Buffer): Decoded {
   const hlen = buf[2]!;
   if (hlen > 16) return { ok: false, error: `bad hlen ${hlen}` };
   const parts: OptionParts = new Map();
-  const err = readOptions(buf.subarray(FIXED + 4), parts, "options");
+  const err = readOptions(buf, FIXED + 4, buf.length, parts, "options");
   if (err) return { ok: false, error: err };
   let sname = cstring(buf.subarray(44, 108));
   let file = cstring(buf.subarray(108, 236));
-  const overload = parts.get(Opt.OVERLOAD)?.[0]?.[0];
+  const overloadAt = parts.get(Opt.OVERLOAD);
+  const overload = overloadAt && overloadAt[1]! > overloadAt[0]! ? buf[overloadAt[0]!] : undefined;
   if (overload !== undefined) {
     if (overload & 1) {
-      const e = readOptions(buf.subarray(108, 236), parts, "file (overloaded)");
+      const e = readOptions(buf, 108, 236, parts, "file (overloaded)");
       if (e) return { ok: false, error: e };
       file = "";
     }
     if (overload & 2) {
-      const e = readOptions(buf.subarray(44, 108), parts, "sname (overloaded)");
+      const e = readOptions(buf, 44, 108, parts, "sname (overloaded)");
       if (e) return { ok: false, error: e };
       sname = "";
     }
@@ -162,7 +175,7 @@ export function decode(buf: Buffer): Decoded {
       chaddr: Buffer.from(buf.subarray(28, 44)),
       sname,
       file,
-      options: joinParts(parts),
+      options: joinParts(buf, parts),
     },
   };
 }
@@ -253,7 +266,7 @@ export function userClasses(p: DhcpPacket): string[] {
 export function subOptions(v: Buffer | undefined): Map<number, Buffer> | undefined {
   if (!v) return undefined;
   const parts: OptionParts = new Map();
-  return readOptions(v, parts, "sub-options") ? undefined : joinParts(parts);
+  return readOptions(v, 0, v.length, parts, "sub-options") ? undefined : joinParts(v, parts);
 }
 
 export function encodeSubOptions(m: Map<number, Buffer>): Buffer {

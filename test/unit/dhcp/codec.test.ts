@@ -99,12 +99,15 @@ describe("DHCP codec edge cases", () => {
     // The cap is what makes it cheap; the same datagram with the repeats spread over every code is also linear.
     const spread = Buffer.concat([head, Buffer.from(Array.from({ length: 21_000 }, (_, i) => [1 + (i % 250), 1, 0x41]).flat())]);
     for (const b of [hostile, spread]) {
-      decode(b); // warm up
-      const t = performance.now();
-      const d = decode(b);
-      const ms = performance.now() - t;
+      // The best of five: the machine is shared, a CPU cost is what is measured (the quadratic decoder took 258 ms every time).
+      const times = Array.from({ length: 5 }, () => {
+        const t = performance.now();
+        decode(b);
+        return performance.now() - t;
+      });
+      const ms = Math.min(...times);
       expect(ms, `decode took ${ms.toFixed(1)} ms`).toBeLessThan(20);
-      expect(d.ok).toBe(b === spread);
+      expect(decode(b).ok).toBe(b === spread);
     }
   });
 
