@@ -87,7 +87,7 @@ export class DhcpService implements Service {
   private readonly sockets: Socket[] = [];
   private pool: LeasePool | undefined;
   private env: DhcpEnv | undefined;
-  /** Proxy OFFERs waiting out the hold, by client MAC and xid (a retransmitted DISCOVER replaces its own). */
+  /** Proxy OFFERs waiting out the hold, by client MAC and xid. */
   private readonly held = new Map<string, NodeJS.Timeout>();
 
   constructor(
@@ -151,10 +151,10 @@ export class DhcpService implements Service {
       if ("drop" in to) return this.drop(to.drop, { port, from: `${rinfo.address}:${rinfo.port}` });
       const delay = out.kind === "proxy-offer" ? this.ctx.config.dhcp.proxyOfferDelayMs : 0;
       if (delay === 0) return this.send(sock, out.bytes, to);
+      // A retransmitted DISCOVER (same xid) neither postpones nor doubles the OFFER already held for it.
       const key = `${out.mac}/${out.xid}`;
-      const prev = this.held.get(key);
-      if (prev) clearTimeout(prev);
-      else if (this.held.size >= MAX_HELD) return this.drop("hold-full", { port, mac: out.mac });
+      if (this.held.has(key)) return this.drop("held-already", { port, mac: out.mac });
+      if (this.held.size >= MAX_HELD) return this.drop("hold-full", { port, mac: out.mac });
       this.held.set(
         key,
         setTimeout(() => {

@@ -8,17 +8,20 @@ import { DgramDouble, dhcpService, drops, rinfo } from "./service.ts";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("proxy OFFER hold (dhcp.proxyOfferDelayMs)", () => {
-  it("holds a proxy OFFER for the delay, then sends it once even if the DISCOVER is repeated meanwhile", async () => {
-    const { svc } = dhcpService("proxy", 150);
+  it("holds a proxy OFFER for the delay, then sends it once; a retransmitted DISCOVER neither postpones nor doubles it", async () => {
+    const { svc, metrics } = dhcpService("proxy", 150);
     const sock = new DgramDouble();
     const d = encode(pxeDiscover(7));
     await svc.receive(sock as unknown as Socket, 67, d, rinfo("0.0.0.0", 68));
     await sleep(60);
-    await svc.receive(sock as unknown as Socket, 67, d, rinfo("0.0.0.0", 68)); // retransmission, same xid: replaces the held one
-    await sleep(60);
+    await svc.receive(sock as unknown as Socket, 67, d, rinfo("0.0.0.0", 68)); // retransmission, same xid (iPXE resends after 1 s)
+    await sleep(40);
     expect(sock.sent).toEqual([]);
-    await sleep(200);
+    await sleep(80); // 180 ms after the first DISCOVER, 120 ms after the second
     expect(sock.sent).toEqual([{ port: 68, address: "255.255.255.255" }]);
+    await sleep(200);
+    expect(sock.sent).toHaveLength(1);
+    expect(await drops(metrics)).toMatchObject({ "held-already": 1 });
   });
 
   it("answers on 4011 and in full mode at once (only proxy OFFERs race the LAN's DHCP server)", async () => {
