@@ -64,8 +64,8 @@ try {
       try {
         await vm.waitSerial(new RegExp(`no recovery job for ${mac}, booting from local disk`), 240_000);
         booted = (Date.now() - started) / 1000;
-        // What the console shows next: the firmware's next boot device, and no :failed branch.
-        await vm.waitSerial(firmware === "bios" ? /No bootable device|Booting from (Hard Disk|Floppy|DVD)/ : /BdsDxe: (failed|loading|starting) Boot0*[1-9]|Shell>|UEFI Interactive Shell/, 60_000).catch(() => undefined);
+        // What the console shows next: iPXE giving the machine back to the firmware, and no :failed branch.
+        await vm.waitSerial(/No more network devices/, 30_000).catch(() => undefined);
         const serial = vm.serial();
         afterExit = serial.slice(serial.indexOf(`no recovery job for ${mac}`)).split(/\r?\n/).slice(1, 6).join(" | ").replace(/\x1b\[[0-9;]*[A-Za-z]/g, "").slice(0, 160);
       } catch (err) {
