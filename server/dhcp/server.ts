@@ -150,7 +150,7 @@ export class DhcpService implements Service {
       const to = replyDestination(out.to, rinfo);
       if ("drop" in to) return this.drop(to.drop, { port, from: `${rinfo.address}:${rinfo.port}` });
       const delay = out.kind === "proxy-offer" ? this.ctx.config.dhcp.proxyOfferDelayMs : 0;
-      if (delay === 0) return this.send(sock, out.bytes, to);
+      if (delay === 0) return this.send(sock, out, to);
       // A retransmitted DISCOVER (same xid) neither postpones nor doubles the OFFER already held for it.
       const key = `${out.mac}/${out.xid}`;
       if (this.held.has(key)) return this.drop("held-already", { port, mac: out.mac });
@@ -159,7 +159,7 @@ export class DhcpService implements Service {
         key,
         setTimeout(() => {
           this.held.delete(key);
-          this.send(sock, out.bytes, to);
+          this.send(sock, out, to);
         }, delay),
       );
     } catch (err) {
@@ -174,14 +174,15 @@ export class DhcpService implements Service {
   }
 
   /** dgram's send throws synchronously on a bad port or address and on a closed socket, and fails later on a routing error: both are counted. */
-  private send(sock: Socket, bytes: Buffer, to: Destination): void {
+  private send(sock: Socket, out: { bytes: Buffer; kind: string }, to: Destination): void {
     const failed = (err: unknown) => {
       this.metrics.drops.inc({ reason: "send-error" });
-      this.log.warn({ err, to }, "send failed");
+      this.log.warn({ err, to, kind: out.kind }, "send failed");
     };
     try {
-      sock.send(bytes, to.port, to.address, (err) => {
+      sock.send(out.bytes, to.port, to.address, (err) => {
         if (err) failed(err);
+        else this.metrics.answers.inc({ kind: out.kind });
       });
     } catch (err) {
       failed(err);
@@ -192,7 +193,7 @@ export class DhcpService implements Service {
    * One datagram in, at most one reply out. Never throws: a bad packet or a failure in the
    * decision is logged and counted as a drop.
    */
-  async handle(msg: Buffer, port: 67 | 4011): Promise<{ bytes: Buffer; to: Destination | "source"; kind: string; mac: string; xid: number } | undefined> {
+  private async handle(msg: Buffer, port: 67 | 4011): Promise<{ bytes: Buffer; to: Destination | "source"; kind: string; mac: string; xid: number } | undefined> {
     const d = decode(msg);
     if (!d.ok) {
       this.metrics.drops.inc({ reason: "malformed" });
@@ -214,7 +215,6 @@ export class DhcpService implements Service {
         return undefined;
       }
       const bytes = encode(answer.packet);
-      this.metrics.answers.inc({ kind: answer.kind });
       log.info(
         { kind: answer.kind, yiaddr: answer.packet.yiaddr, file: answer.packet.file || undefined, arch: answer.machine.arch },
         `${answer.kind}${answer.packet.file ? ` ${answer.packet.file}` : ""}`,

@@ -22,6 +22,8 @@ describe("proxy OFFER hold (dhcp.proxyOfferDelayMs)", () => {
     await sleep(200);
     expect(sock.sent).toHaveLength(1);
     expect(await drops(metrics)).toMatchObject({ "held-already": 1 });
+    const answers = (await metrics.getSingleMetric("lifeboat_dhcp_answers_total")!.get()).values;
+    expect(answers).toEqual([expect.objectContaining({ labels: { kind: "proxy-offer" }, value: 1 })]);
   });
 
   it("answers on 4011 and in full mode at once (only proxy OFFERs race the LAN's DHCP server)", async () => {
