@@ -43,6 +43,8 @@ export const configSchema = z.strictObject({
   dhcp: z
     .strictObject({
       mode: z.enum(["proxy", "full", "off"]).default("proxy"),
+      // Kept under iPXE's 2 s wait for a proxy answer (pxe/README.md, "Proxy mode: the held offer").
+      proxyOfferDelayMs: z.number().int().min(0).max(1500).default(500),
       pool: z
         .strictObject({
           start: ipv4.default(""),

@@ -84,26 +84,52 @@ function cstring(b: Buffer): string {
   return b.subarray(0, end < 0 ? b.length : end).toString("latin1");
 }
 
-/** Reads TLV options from `b` into `into`; returns an error string or undefined. */
-function readOptions(b: Buffer, into: Map<number, Buffer>, where: string): string | undefined {
-  let i = 0;
-  while (i < b.length) {
-    const code = b[i]!;
+/**
+ * How many times one option code may appear in a packet. RFC 3396 splits a long option into
+ * 255-byte parts, so 257 parts already fill a 64 KB datagram; no client sends more than a few.
+ */
+export const MAX_OPTION_PARTS = 256;
+
+/**
+ * Where each code's parts lie in the datagram (start, end pairs), in the order first seen;
+ * joined once at the end. Joining per repeat is quadratic, and a Buffer object per part
+ * is most of the cost of a datagram packed with tiny options.
+ */
+type OptionParts = Map<number, number[]>;
+
+/** Reads TLV options from `buf[from, to)` into `into`; returns an error string or undefined. */
+function readOptions(buf: Buffer, from: number, to: number, into: OptionParts, where: string): string | undefined {
+  let i = from;
+  while (i < to) {
+    const code = buf[i]!;
     if (code === Opt.PAD) {
       i++;
       continue;
     }
     if (code === Opt.END) return undefined;
-    if (i + 1 >= b.length) return `${where}: option ${code} has no length byte`;
-    const len = b[i + 1]!;
-    if (i + 2 + len > b.length) return `${where}: option ${code} length ${len} runs past the end`;
-    const val = b.subarray(i + 2, i + 2 + len);
-    const prev = into.get(code);
-    into.set(code, prev ? Buffer.concat([prev, val]) : Buffer.from(val));
+    if (i + 1 >= to) return `${where}: option ${code} has no length byte`;
+    const len = buf[i + 1]!;
+    if (i + 2 + len > to) return `${where}: option ${code} length ${len} runs past the end`;
+    const at = into.get(code);
+    if (!at) into.set(code, [i + 2, i + 2 + len]);
+    else if (at.push(i + 2, i + 2 + len) > 2 * MAX_OPTION_PARTS) return `${where}: option ${code} repeated more than ${MAX_OPTION_PARTS} times`;
     i += 2 + len;
   }
   // A missing END is common enough in the wild (and harmless) to accept.
   return undefined;
+}
+
+/** Joins each code's parts into one value (RFC 3396), copied out of the datagram. */
+function joinParts(buf: Buffer, parts: OptionParts): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  for (const [code, at] of parts) {
+    let len = 0;
+    for (let k = 0; k < at.length; k += 2) len += at[k + 1]! - at[k]!;
+    const v = Buffer.alloc(len);
+    for (let k = 0, o = 0; k < at.length; k += 2) o += buf.copy(v, o, at[k], at[k + 1]);
+    out.set(code, v);
+  }
+  return out;
 }
 
 export function decode(buf: Buffer): Decoded {
@@ -113,20 +139,21 @@ export function decode(buf: Buffer): Decoded {
   if (op !== BOOTREQUEST && op !== BOOTREPLY) return { ok: false, error: `bad op ${op}` };
   const hlen = buf[2]!;
   if (hlen > 16) return { ok: false, error: `bad hlen ${hlen}` };
-  const options = new Map<number, Buffer>();
-  const err = readOptions(buf.subarray(FIXED + 4), options, "options");
+  const parts: OptionParts = new Map();
+  const err = readOptions(buf, FIXED + 4, buf.length, parts, "options");
   if (err) return { ok: false, error: err };
   let sname = cstring(buf.subarray(44, 108));
   let file = cstring(buf.subarray(108, 236));
-  const overload = options.get(Opt.OVERLOAD)?.[0];
+  const overloadAt = parts.get(Opt.OVERLOAD);
+  const overload = overloadAt && overloadAt[1]! > overloadAt[0]! ? buf[overloadAt[0]!] : undefined;
   if (overload !== undefined) {
     if (overload & 1) {
-      const e = readOptions(buf.subarray(108, 236), options, "file (overloaded)");
+      const e = readOptions(buf, 108, 236, parts, "file (overloaded)");
       if (e) return { ok: false, error: e };
       file = "";
     }
     if (overload & 2) {
-      const e = readOptions(buf.subarray(44, 108), options, "sname (overloaded)");
+      const e = readOptions(buf, 44, 108, parts, "sname (overloaded)");
       if (e) return { ok: false, error: e };
       sname = "";
     }
@@ -148,7 +175,7 @@ export function decode(buf: Buffer): Decoded {
       chaddr: Buffer.from(buf.subarray(28, 44)),
       sname,
       file,
-      options,
+      options: joinParts(buf, parts),
     },
   };
 }
@@ -238,8 +265,8 @@ export function userClasses(p: DhcpPacket): string[] {
 /** Reads sub-options of an encapsulated option (43, 175). Malformed → undefined. */
 export function subOptions(v: Buffer | undefined): Map<number, Buffer> | undefined {
   if (!v) return undefined;
-  const m = new Map<number, Buffer>();
-  return readOptions(v, m, "sub-options") ? undefined : m;
+  const parts: OptionParts = new Map();
+  return readOptions(v, 0, v.length, parts, "sub-options") ? undefined : joinParts(v, parts);
 }
 
 export function encodeSubOptions(m: Map<number, Buffer>): Buffer {
@@ -262,8 +289,11 @@ export function ipToInt(addr: string): number {
 }
 export const intToIp = (n: number): string => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join(".");
 
-/** A reply skeleton to `req`: same xid, chaddr, flags and giaddr. */
+/** A reply skeleton to `req`: same xid, chaddr, flags and giaddr; the client identifier echoed (RFC 6842 requires it). */
 export function replyTo(req: DhcpPacket, type: number): DhcpPacket {
+  const options = new Map<number, Buffer>([[Opt.MESSAGE_TYPE, Buffer.from([type])]]);
+  const clientId = req.options.get(Opt.CLIENT_ID);
+  if (clientId) options.set(Opt.CLIENT_ID, Buffer.from(clientId));
   return {
     op: BOOTREPLY,
     htype: req.htype,
@@ -279,6 +309,6 @@ export function replyTo(req: DhcpPacket, type: number): DhcpPacket {
     chaddr: Buffer.from(req.chaddr),
     sname: "",
     file: "",
-    options: new Map([[Opt.MESSAGE_TYPE, Buffer.from([type])]]),
+    options,
   };
 }

@@ -64,6 +64,15 @@ function addBoot(r: DhcpPacket, m: Machine, choice: Extract<BootChoice, { boot: 
     r.options.set(Opt.VENDOR_SPECIFIC, encodeSubOptions(new Map([[6, Buffer.from([8])]])));
 }
 
+/** A NAK with our server identifier and a reason (broadcast: the client may have no address). */
+function nak(req: DhcpPacket, message: string, env: DhcpEnv, m: Machine, kind: string): Answer {
+  const r = replyTo(req, MessageType.NAK);
+  r.options.set(Opt.SERVER_ID, ipBytes(env.serverIp));
+  r.options.set(Opt.MESSAGE, Buffer.from(message));
+  r.flags |= req.giaddr !== "0.0.0.0" ? BROADCAST_FLAG : 0;
+  return { send: true, kind, packet: r, to: destinationFor(req, MessageType.NAK), machine: m };
+}
+
 /**
  * proxyDHCP (port 67 and 4011): only PXE and HTTP-boot clients, no address. On 67 a
  * DISCOVER gets an OFFER with no yiaddr; on 4011 a REQUEST (or INFORM) gets an ACK sent
@@ -74,6 +83,11 @@ export function proxyAnswer(req: DhcpPacket, port: 67 | 4011, env: DhcpEnv): Ans
   const type = messageType(req);
   const m = identify(req);
   if (port === 67) {
+    // An OS client that sent a PXE vendor class and took our address-less OFFER for a lease asks us for
+    // "its" address (ISC dhclient, udhcpc). Only a NAK from us makes it start over at once: it ignores the
+    // LAN server's NAK and would retry for 10 s or give up. A PXE ROM never names us on 67.
+    if (type === MessageType.REQUEST && optIp(req, Opt.SERVER_ID) === env.serverIp && (optIp(req, Opt.REQUESTED_IP) ?? "0.0.0.0") === "0.0.0.0")
+      return nak(req, "Lifeboat is a PXE proxy: ask the LAN's DHCP server for an address", env, m, "proxy-nak");
     if (type !== MessageType.DISCOVER) return skip(`${messageTypeName(type) ?? `type ${type}`} on 67 is for the LAN's DHCP server`);
     if (!m.pxe && !m.http) return skip(`not a network-boot client (option 60 ${JSON.stringify(m.vendorClass ?? "")})`);
   } else if (type !== MessageType.REQUEST && type !== MessageType.INFORM) {
@@ -115,13 +129,7 @@ export type LeaseVerdict =
 export function fullAnswer(req: DhcpPacket, verdict: LeaseVerdict, env: DhcpEnv): Answer {
   const m = identify(req);
   if (verdict.kind === "none") return skip(verdict.reason, false, m);
-  if (verdict.kind === "nak") {
-    const r = replyTo(req, MessageType.NAK);
-    r.options.set(Opt.SERVER_ID, ipBytes(env.serverIp));
-    r.options.set(Opt.MESSAGE, Buffer.from(verdict.message));
-    r.flags |= req.giaddr !== "0.0.0.0" ? BROADCAST_FLAG : 0;
-    return { send: true, kind: "nak", packet: r, to: destinationFor(req, MessageType.NAK), machine: m };
-  }
+  if (verdict.kind === "nak") return nak(req, verdict.message, env, m, "nak");
   const type = verdict.kind === "offer" ? MessageType.OFFER : MessageType.ACK;
   const r = replyTo(req, type);
   const l = verdict.lease;

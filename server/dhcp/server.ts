@@ -3,7 +3,10 @@
  * the configured interface with SO_BINDTOIFINDEX. A socket bound to the interface's
  * address would not see broadcast DISCOVERs, and one on 0.0.0.0 without the device binding
  * would hear (and answer on) every NIC. The loop is decode → decide → send; nothing a
- * packet contains can stop it: every failure is logged, counted and the packet dropped.
+ * packet contains can stop it: every failure (a send included) is logged, counted and the
+ * packet dropped. In proxy mode OFFERs on 67 are held for dhcp.proxyOfferDelayMs, so an OS
+ * DHCP client that sends a PXE vendor class takes the LAN server's address offer, not our
+ * empty one (a PXE ROM waits for proxy offers; pxe/README.md has the measurements).
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { existsSync, readFileSync } from "node:fs";
@@ -60,6 +63,16 @@ async function boundSocket(port: number, index: number): Promise<Socket> {
   return sock;
 }
 
+/** Proxy OFFERs held at once; a flood of boot DISCOVERs beyond this is dropped, not queued. */
+const MAX_HELD = 1024;
+
+/** Where a reply goes, or why it cannot: "source" replies need a real unicast source. */
+export function replyDestination(to: Destination | "source", rinfo: Pick<RemoteInfo, "address" | "port">): Destination | { drop: string } {
+  if (to !== "source") return to;
+  if (rinfo.address === "0.0.0.0" || rinfo.address === "255.255.255.255") return { drop: "bad-source" };
+  return { address: rinfo.address, port: rinfo.port };
+}
+
 export interface DhcpServiceOptions {
   /** The HTTP port booting machines use (resolved after the HTTP service started). */
   httpPort: () => number;
@@ -74,6 +87,8 @@ export class DhcpService implements Service {
   private readonly sockets: Socket[] = [];
   private pool: LeasePool | undefined;
   private env: DhcpEnv | undefined;
+  /** Proxy OFFERs waiting out the hold, by client MAC and xid. */
+  private readonly held = new Map<string, NodeJS.Timeout>();
 
   constructor(
     private readonly ctx: ServerContext,
@@ -109,7 +124,7 @@ export class DhcpService implements Service {
         throw err;
       });
       const kind: 67 | 4011 = port === ports.dhcp ? 67 : 4011;
-      sock.on("message", (msg, rinfo) => void this.receive(sock, kind, msg, rinfo));
+      sock.on("message", (msg, rinfo) => void this.receive(sock, kind, msg, rinfo)); // receive() never rejects
       sock.on("error", (err) => this.log.error({ err, port }, "socket error"));
       this.sockets.push(sock);
     }
@@ -117,23 +132,68 @@ export class DhcpService implements Service {
   }
 
   async stop(): Promise<void> {
+    for (const t of this.held.values()) clearTimeout(t);
+    this.held.clear();
     for (const s of this.sockets.splice(0)) await new Promise<void>((r) => s.close(() => r()));
   }
 
-  private async receive(sock: Socket, port: 67 | 4011, msg: Buffer, rinfo: RemoteInfo): Promise<void> {
-    const out = await this.handle(msg, port);
-    if (!out) return;
-    const to = out.to === "source" ? { address: rinfo.address, port: rinfo.port } : out.to;
-    sock.send(out.bytes, to.port, to.address, (err) => {
-      if (err) this.log.warn({ err, to }, "send failed");
-    });
+  /**
+   * A socket's message handler (tests drive it with a socket double): never rejects and
+   * never throws. Datagrams from port 0 (which no reply can reach, and which make
+   * dgram's send throw) are dropped before decoding.
+   */
+  async receive(sock: Socket, port: 67 | 4011, msg: Buffer, rinfo: RemoteInfo): Promise<void> {
+    try {
+      if (rinfo.port === 0) return this.drop("source-port-0", { port, from: rinfo.address });
+      const out = await this.handle(msg, port);
+      if (!out) return;
+      const to = replyDestination(out.to, rinfo);
+      if ("drop" in to) return this.drop(to.drop, { port, from: `${rinfo.address}:${rinfo.port}` });
+      const delay = out.kind === "proxy-offer" ? this.ctx.config.dhcp.proxyOfferDelayMs : 0;
+      if (delay === 0) return this.send(sock, out, to);
+      // A retransmitted DISCOVER (same xid) neither postpones nor doubles the OFFER already held for it.
+      const key = `${out.mac}/${out.xid}`;
+      if (this.held.has(key)) return this.drop("held-already", { port, mac: out.mac });
+      if (this.held.size >= MAX_HELD) return this.drop("hold-full", { port, mac: out.mac });
+      this.held.set(
+        key,
+        setTimeout(() => {
+          this.held.delete(key);
+          this.send(sock, out, to);
+        }, delay),
+      );
+    } catch (err) {
+      this.metrics.drops.inc({ reason: "error" });
+      this.log.error({ err, port, from: `${rinfo.address}:${rinfo.port}` }, "unexpected error handling a datagram");
+    }
+  }
+
+  private drop(reason: string, detail: Record<string, unknown>): void {
+    this.metrics.drops.inc({ reason });
+    this.log.debug(detail, `dropped: ${reason}`);
+  }
+
+  /** dgram's send throws synchronously on a bad port or address and on a closed socket, and fails later on a routing error: both are counted. */
+  private send(sock: Socket, out: { bytes: Buffer; kind: string }, to: Destination): void {
+    const failed = (err: unknown) => {
+      this.metrics.drops.inc({ reason: "send-error" });
+      this.log.warn({ err, to, kind: out.kind }, "send failed");
+    };
+    try {
+      sock.send(out.bytes, to.port, to.address, (err) => {
+        if (err) failed(err);
+        else this.metrics.answers.inc({ kind: out.kind });
+      });
+    } catch (err) {
+      failed(err);
+    }
   }
 
   /**
    * One datagram in, at most one reply out. Never throws: a bad packet or a failure in the
    * decision is logged and counted as a drop.
    */
-  async handle(msg: Buffer, port: 67 | 4011): Promise<{ bytes: Buffer; to: Destination | "source" } | undefined> {
+  private async handle(msg: Buffer, port: 67 | 4011): Promise<{ bytes: Buffer; to: Destination | "source"; kind: string; mac: string; xid: number } | undefined> {
     const d = decode(msg);
     if (!d.ok) {
       this.metrics.drops.inc({ reason: "malformed" });
@@ -155,12 +215,11 @@ export class DhcpService implements Service {
         return undefined;
       }
       const bytes = encode(answer.packet);
-      this.metrics.answers.inc({ kind: answer.kind });
       log.info(
         { kind: answer.kind, yiaddr: answer.packet.yiaddr, file: answer.packet.file || undefined, arch: answer.machine.arch },
         `${answer.kind}${answer.packet.file ? ` ${answer.packet.file}` : ""}`,
       );
-      return { bytes, to: answer.to };
+      return { bytes, to: answer.to, kind: answer.kind, mac: macOf(req), xid: req.xid };
     } catch (err) {
       this.metrics.drops.inc({ reason: "error" });
       this.log.warn({ err, port }, "request failed");

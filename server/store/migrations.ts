@@ -110,6 +110,16 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    // Leases belong to the client identifier (option 61) when one is sent; rows before this were all by MAC.
+    id: "0201-dhcp-lease-client",
+    sql: `
+      ALTER TABLE dhcp_leases ADD COLUMN client TEXT NOT NULL DEFAULT '';
+      UPDATE dhcp_leases SET client = mac;
+      CREATE INDEX dhcp_leases_client ON dhcp_leases(client);
+      CREATE INDEX dhcp_leases_expires ON dhcp_leases(expires_at);
+    `,
+  },
+  {
     id: "0100-amanda-catalog",
     sql: `
       CREATE TABLE catalog_dumps (

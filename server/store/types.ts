@@ -182,7 +182,11 @@ export interface JobRepo {
 /** A full-mode DHCP lease (server/dhcp/pool.ts). Offered ones expire within a minute. */
 export interface LeaseRecord {
   ip: string;
+  /** Who holds it: the client identifier (option 61) as `id:<hex>` when one was sent, else the MAC. */
+  client: string;
+  /** The hardware address it was last seen from. */
   mac: string;
+  /** A declined address (in use by someone else) belongs to nobody until it expires, whatever its client does. */
   state: "offered" | "bound" | "declined";
   hostname: string | null;
   expiresAt: string;
@@ -191,10 +195,13 @@ export interface LeaseRecord {
 export interface LeaseRepo {
   list(): Promise<LeaseRecord[]>;
   byIp(ip: string): Promise<LeaseRecord | undefined>;
-  byMac(mac: string): Promise<LeaseRecord | undefined>;
-  /** Inserts or replaces the lease of `ip` (and drops any other lease the same MAC held). */
+  /** The client's offered or bound lease (never a declined one). */
+  byClient(client: string): Promise<LeaseRecord | undefined>;
+  /** Inserts or replaces the lease of `ip`; an offered or bound one replaces the client's other offered or bound lease. */
   put(l: LeaseRecord): Promise<void>;
   remove(ip: string): Promise<boolean>;
+  /** Deletes offered and declined leases that expired before `before`, bound ones that expired before `boundBefore`; returns how many. */
+  prune(before: string, boundBefore: string): Promise<number>;
 }
 
 /** One refresh of one Amanda config's catalog. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MessageType, Opt, clientArch, optIp, optString, subOptions } from "../../../server/dhcp/codec.ts";
+import { MessageType, Opt, clientArch, ipBytes, optIp, optString, subOptions } from "../../../server/dhcp/codec.ts";
 import { type DhcpEnv, fullAnswer, proxyAnswer } from "../../../server/dhcp/decision.ts";
 import {
   BOOT_LOADERS, canonicalSmbiosUuid, canonicalUuidFromText, chooseBoot, identify, recognisedUuid,
@@ -145,6 +145,19 @@ describe("proxyDHCP answers", () => {
     const req67 = proxyAnswer(request(MessageType.REQUEST, { [Opt.VENDOR_CLASS]: "PXEClient:Arch:00000:UNDI:002001" }), 67, env);
     expect(req67).toMatchObject({ send: false, reason: /REQUEST on 67/ });
     expect(proxyAnswer(pxeDiscover(42), 67, env)).toMatchObject({ send: false, notable: true, reason: /unknown client architecture 42/ });
+  });
+
+  it("NAKs an OS client that took the empty proxy OFFER for a lease (REQUEST on 67 naming us, no address); stays out of every other REQUEST", () => {
+    const took = (requested?: string, sid = "10.231.7.1") =>
+      request(MessageType.REQUEST, { [Opt.VENDOR_CLASS]: "PXEClient:Arch:00000:UNDI:002001", [Opt.SERVER_ID]: ipBytes(sid), ...(requested ? { [Opt.REQUESTED_IP]: ipBytes(requested) } : {}) });
+    for (const r of [took(), took("0.0.0.0")]) {
+      const a = sent(proxyAnswer(r, 67, env));
+      expect(a).toMatchObject({ kind: "proxy-nak", to: { address: "255.255.255.255", port: 68 } });
+      expect(optIp(a.packet, Opt.SERVER_ID)).toBe("10.231.7.1");
+      expect(optString(a.packet, Opt.MESSAGE)).toMatch(/PXE proxy/);
+    }
+    expect(proxyAnswer(took("10.231.7.170"), 67, env)).toMatchObject({ send: false });
+    expect(proxyAnswer(took(undefined, "10.231.7.2"), 67, env)).toMatchObject({ send: false, reason: /for the LAN's DHCP server/ });
   });
 
   it("answers through a relay (giaddr) on port 67", () => {

@@ -1,20 +1,22 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import type { Socket } from "node:dgram";
 import fc from "fast-check";
-import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { decode, encode } from "../../../server/dhcp/codec.ts";
-import { DhcpService } from "../../../server/dhcp/server.ts";
-import { loadConfig } from "../../../server/config/load.ts";
-import type { ServerContext } from "../../../server/context.ts";
-import { createLogger } from "../../../server/log.ts";
-import { SqliteStore } from "../../../server/store/sqlite.ts";
-import { tempDir } from "../../helpers/tmp.ts";
-import { fixtureBytes, pxeDiscover } from "./packets.ts";
+import { MessageType, Opt, decode, encode } from "../../../server/dhcp/codec.ts";
+import { fixture, fixtureBytes, pxeDiscover } from "./packets.ts";
+import { DgramDouble, dhcpService as service, drops, rinfo } from "./service.ts";
 
-const seeds = [fixtureBytes("bios-ipxe-rom-discover"), fixtureBytes("uefi-pxe-discover"), fixtureBytes("uefi-httpboot-discover")];
+/** OVMF's follow-up on 4011: answered back to its source address and port. */
+const pxeRequest = (() => {
+  const p = fixture("uefi-pxe-discover");
+  p.options.set(Opt.MESSAGE_TYPE, Buffer.from([MessageType.REQUEST]));
+  p.ciaddr = "10.231.7.9";
+  return encode(p);
+})();
+const seeds = [fixtureBytes("bios-ipxe-rom-discover"), fixtureBytes("uefi-pxe-discover"), fixtureBytes("uefi-httpboot-discover"), pxeRequest];
 
-/** Real packets with bytes flipped, cut short or stretched, plus headers with random option soup and plain noise. */
+/** Real packets as sent, with bytes flipped, cut short or stretched, plus headers with random option soup and plain noise. */
 const hostile = fc.oneof(
+  fc.constantFrom(...seeds),
   fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a)),
   fc
     .tuple(fc.constantFrom(...seeds), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 12 }), fc.nat({ max: 700 }))
@@ -26,24 +28,26 @@ const hostile = fc.oneof(
   fc.tuple(fc.constantFrom(...seeds), fc.uint8Array({ maxLength: 400 })).map(([seed, tail]) => Buffer.concat([seed.subarray(0, 240), Buffer.from(tail)])),
 );
 
-function service(mode: "proxy" | "full"): { svc: DhcpService; metrics: Registry } {
-  const dataDir = tempDir();
-  const base = loadConfig({ overrides: { dataDir } });
-  const config = {
-    ...base,
-    dhcp: { ...base.dhcp, mode, pool: { ...base.dhcp.pool, start: "10.231.7.100", end: "10.231.7.199" } },
-  };
-  const ctx = {
-    config,
-    store: new SqliteStore(":memory:"),
-    log: createLogger("silent", { pretty: false }),
-    metrics: new Registry(),
-  } as unknown as ServerContext;
-  mkdirSync(config.tftp.root, { recursive: true });
-  writeFileSync(`${config.tftp.root}/snponly.efi`, "stand-in loader");
-  const svc = new DhcpService(ctx, { httpPort: () => 8080 });
-  svc.configure("10.231.7.1");
-  return { svc, metrics: ctx.metrics };
+/** Sources as Linux delivers them to a socket: port 0 included, any address (spoofed, broadcast, 0.0.0.0). */
+const source = fc.record({
+  address: fc.oneof(fc.constantFrom("0.0.0.0", "255.255.255.255", "10.231.7.1", "10.231.7.9", "127.0.0.1"), fc.ipV4()),
+  port: fc.oneof(fc.constantFrom(0, 67, 68, 69, 4011, 65535), fc.integer({ min: 0, max: 65535 })),
+});
+
+/** Runs `fn` and returns every uncaught exception and unhandled rejection seen meanwhile (and for `settleMs` after). */
+async function escapes(fn: () => Promise<void>, settleMs: number): Promise<unknown[]> {
+  const seen: unknown[] = [];
+  const onErr = (e: unknown) => seen.push(e);
+  process.on("uncaughtException", onErr);
+  process.on("unhandledRejection", onErr);
+  try {
+    await fn();
+    await new Promise((r) => setTimeout(r, settleMs));
+  } finally {
+    process.off("uncaughtException", onErr);
+    process.off("unhandledRejection", onErr);
+  }
+  return seen;
 }
 
 describe("DHCP decoder and server pipeline under hostile input", () => {
@@ -62,19 +66,53 @@ describe("DHCP decoder and server pipeline under hostile input", () => {
     expect(accepted).toBeGreaterThan(1000);
   });
 
-  it("the server's handle() never rejects, drops and counts, and keeps answering (proxy and full, 50k each)", async () => {
+  it("a 4011 REQUEST from source port 0 is dropped and counted (it used to end the process: send() threw inside the async handler)", async () => {
+    const { svc, metrics } = service("proxy");
+    const sock = new DgramDouble();
+    const seen = await escapes(() => svc.receive(sock as unknown as Socket, 4011, pxeRequest, rinfo("10.231.7.9", 0)), 20);
+    expect(seen).toEqual([]);
+    expect(sock.sent).toEqual([]);
+    expect(await drops(metrics)).toMatchObject({ "source-port-0": 1 });
+    // The same request from a real port is answered to it.
+    await svc.receive(sock as unknown as Socket, 4011, pxeRequest, rinfo("10.231.7.9", 4011));
+    await new Promise((r) => setImmediate(r));
+    expect(sock.sent).toEqual([{ port: 4011, address: "10.231.7.9" }]);
+  });
+
+  it("a send that throws (socket closed under a held offer) or fails later is counted, never escapes", async () => {
+    const { svc, metrics } = service("proxy", 5);
+    const sock = new DgramDouble();
+    const seen = await escapes(async () => {
+      await svc.receive(sock as unknown as Socket, 67, fixtureBytes("uefi-pxe-discover"), rinfo("0.0.0.0", 68));
+      sock.closed = true; // the held OFFER is sent from a timer, into a closed socket
+    }, 30);
+    expect(seen).toEqual([]);
+    expect(await drops(metrics)).toMatchObject({ "send-error": 1 });
+  });
+
+  it("receive() never rejects or throws, drops and counts, and keeps answering (proxy and full, 50k each; port 0 and odd sources)", async () => {
     for (const mode of ["proxy", "full"] as const) {
-      const { svc, metrics } = service(mode);
-      await fc.assert(
-        fc.asyncProperty(hostile, fc.constantFrom(67 as const, 4011 as const), async (b, port) => {
-          await svc.handle(b, port);
-        }),
-        { numRuns: 50_000 },
+      const { svc, metrics } = service(mode, mode === "proxy" ? 1 : 0);
+      const sock = new DgramDouble();
+      const seen = await escapes(
+        () =>
+          fc.assert(
+            fc.asyncProperty(hostile, fc.constantFrom(67 as const, 4011 as const), source, async (b, port, from) => {
+              await svc.receive(sock as unknown as Socket, port, b, rinfo(from.address, from.port, b.length));
+            }),
+            { numRuns: 50_000 },
+          ),
+        50,
       );
-      const reply = await svc.handle(encode(pxeDiscover(7)), 67);
-      expect(reply?.bytes.length).toBeGreaterThan(240);
-      const drops = (await metrics.getSingleMetric("lifeboat_dhcp_dropped_total")!.get()).values;
-      expect(drops.find((v) => v.labels.reason === "malformed")?.value).toBeGreaterThan(1000);
+      expect(seen).toEqual([]);
+      const before = sock.sent.length;
+      await svc.receive(sock as unknown as Socket, 67, encode(pxeDiscover(7)), rinfo("0.0.0.0", 68));
+      await new Promise((r) => setTimeout(r, 20));
+      expect(sock.sent.slice(before)).toEqual([{ port: 68, address: "255.255.255.255" }]);
+      const d = await drops(metrics);
+      expect(d.malformed).toBeGreaterThan(1000);
+      expect(d["source-port-0"]).toBeGreaterThan(100);
+      expect(d["bad-source"]).toBeGreaterThan(0);
     }
   });
 });

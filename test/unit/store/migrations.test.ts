@@ -32,6 +32,17 @@ describe("store migrations", () => {
     await store.close();
   });
 
+  it("leases from before client identifiers belong to their MAC", async () => {
+    const file = join(tempDir(), "leases.db");
+    const old = new Database(file);
+    migrate(old, migrations.filter((m) => m.id < "0201"));
+    old.prepare("INSERT INTO dhcp_leases (ip, mac, state, expires_at) VALUES ('10.231.41.100', '52:54:00:29:00:01', 'bound', '2099-01-01T00:00:00.000Z')").run();
+    old.close();
+    const store = new SqliteStore(file);
+    expect(await store.leases.byClient("52:54:00:29:00:01")).toMatchObject({ ip: "10.231.41.100", mac: "52:54:00:29:00:01", state: "bound" });
+    await store.close();
+  });
+
   it("a failing migration is rolled back whole and names itself", () => {
     const db = new Database(":memory:");
     const bad = { id: "0002-bad", sql: "CREATE TABLE half (x INTEGER); CREATE TABLE half (y INTEGER);" };

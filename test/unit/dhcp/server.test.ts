@@ -1,0 +1,53 @@
+/** The DHCP service's send path on a socket double: the proxy OFFER hold and its bounds. */
+import type { Socket } from "node:dgram";
+import { describe, expect, it } from "vitest";
+import { MessageType, encode } from "../../../server/dhcp/codec.ts";
+import { pxeDiscover, request } from "./packets.ts";
+import { DgramDouble, dhcpService, drops, rinfo } from "./service.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("proxy OFFER hold (dhcp.proxyOfferDelayMs)", () => {
+  it("holds a proxy OFFER for the delay, then sends it once; a retransmitted DISCOVER neither postpones nor doubles it", async () => {
+    const { svc, metrics } = dhcpService("proxy", 150);
+    const sock = new DgramDouble();
+    const d = encode(pxeDiscover(7));
+    await svc.receive(sock as unknown as Socket, 67, d, rinfo("0.0.0.0", 68));
+    await sleep(60);
+    await svc.receive(sock as unknown as Socket, 67, d, rinfo("0.0.0.0", 68)); // retransmission, same xid (iPXE resends after 1 s)
+    await sleep(40);
+    expect(sock.sent).toEqual([]);
+    await sleep(80); // 180 ms after the first DISCOVER, 120 ms after the second
+    expect(sock.sent).toEqual([{ port: 68, address: "255.255.255.255" }]);
+    await sleep(200);
+    expect(sock.sent).toHaveLength(1);
+    expect(await drops(metrics)).toMatchObject({ "held-already": 1 });
+    const answers = (await metrics.getSingleMetric("lifeboat_dhcp_answers_total")!.get()).values;
+    expect(answers).toEqual([expect.objectContaining({ labels: { kind: "proxy-offer" }, value: 1 })]);
+  });
+
+  it("answers on 4011 and in full mode at once (only proxy OFFERs race the LAN's DHCP server)", async () => {
+    const sock = new DgramDouble();
+    const proxy = dhcpService("proxy", 1000).svc;
+    const req = encode(request(MessageType.REQUEST, { 60: "PXEClient", 93: Buffer.from([0, 7]) }, { ciaddr: "10.231.7.9" }));
+    await proxy.receive(sock as unknown as Socket, 4011, req, rinfo("10.231.7.9", 4011));
+    const full = dhcpService("full", 1000).svc;
+    await full.receive(sock as unknown as Socket, 67, encode(pxeDiscover(7)), rinfo("0.0.0.0", 68));
+    await sleep(20);
+    expect(sock.sent).toEqual([{ port: 4011, address: "10.231.7.9" }, { port: 68, address: "255.255.255.255" }]);
+  });
+
+  it("holds at most 1024 OFFERs (a DISCOVER flood is dropped and counted, not queued); stop() cancels the held ones", async () => {
+    const { svc, metrics } = dhcpService("proxy", 1000);
+    const sock = new DgramDouble();
+    for (let i = 0; i < 1100; i++) {
+      const p = pxeDiscover(7);
+      p.xid = i;
+      await svc.receive(sock as unknown as Socket, 67, encode(p), rinfo("0.0.0.0", 68));
+    }
+    expect(await drops(metrics)).toMatchObject({ "hold-full": 76 });
+    await svc.stop();
+    await sleep(1100);
+    expect(sock.sent).toEqual([]);
+  });
+});
