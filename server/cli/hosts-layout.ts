@@ -7,6 +7,7 @@ import { type DiskLayout, formatZodIssue, parseLayout } from "../layout/layout.t
 import { describeLayout, diffLayouts } from "../layout/layout-text.ts";
 import { type PlanOptions, type RestoreChain, buildPlan, describePlan } from "../plan/plan.ts";
 import { layoutFromRear } from "../layout/rear-import.ts";
+import { layoutProblem } from "../layout/layout-validate.ts";
 import type { Store } from "../store/types.ts";
 import { cliContext, output, withGlobals } from "./common.ts";
 
@@ -92,6 +93,8 @@ export function registerHostLayoutCommands(hosts: Command): void {
     let layout: DiskLayout;
     try {
       layout = layoutFromRear(text, name);
+      const problem = layoutProblem(layout);
+      if (problem) throw new Error(`refused: ${problem}`);
     } catch (err) {
       throw new UserError(`${file}: ${(err as Error).message}`, 2);
     }

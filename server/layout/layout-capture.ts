@@ -167,9 +167,9 @@ const num = (v: number | string | null | undefined): number | null => {
 };
 
 /** ext features whose presence or absence matters (old GRUB, old kernels); all mke2fs know them. */
-const EXT_FEATURES_PINNED = ["has_journal", "extent", "64bit", "metadata_csum", "flex_bg", "huge_file", "dir_nlink", "extra_isize"];
+export const EXT_FEATURES_PINNED = ["has_journal", "extent", "64bit", "metadata_csum", "flex_bg", "huge_file", "dir_nlink", "extra_isize"];
 /** Newer features: passed only when present (an older mke2fs would refuse even ^name). */
-const EXT_FEATURES_IF_PRESENT = ["metadata_csum_seed", "orphan_file", "inline_data", "quota", "project", "encrypt", "casefold", "large_dir", "sparse_super2", "bigalloc"];
+export const EXT_FEATURES_IF_PRESENT = ["metadata_csum_seed", "orphan_file", "inline_data", "quota", "project", "encrypt", "casefold", "large_dir", "sparse_super2", "bigalloc"];
 
 /** mkfs.ext* arguments and used bytes from `dumpe2fs -h`. */
 export function extFromDumpe2fs(s: string): { options: string[]; usedBytes: number | null; sizeBytes: number | null } {
@@ -194,7 +194,7 @@ export function extFromDumpe2fs(s: string): { options: string[]; usedBytes: numb
   return { options, usedBytes, sizeBytes: bs && blocks ? bs * blocks : null };
 }
 
-const XFS_META = ["crc", "finobt", "sparse", "rmapbt", "reflink", "bigtime", "inobtcount"];
+export const XFS_META = ["crc", "finobt", "sparse", "rmapbt", "reflink", "bigtime", "inobtcount"];
 
 /** mkfs.xfs arguments and size from `xfs_info`. */
 export function xfsFromInfo(s: string): { options: string[]; sizeBytes: number | null } {

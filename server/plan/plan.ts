@@ -2,6 +2,7 @@ import { fmtBytes } from "../layout/layout-text.ts";
 import { randomUUID } from "node:crypto";
 import type { TargetDisk } from "./agent-api.ts";
 import { type Disk, type DiskLayout, type Partition, isPartType, partitionPath } from "../layout/layout.ts";
+import { isNormalMountpoint, layoutProblem } from "../layout/layout-validate.ts";
 import { CONTRACT_VERSION, type Step, renderPlan, step } from "./steps.ts";
 
 /**
@@ -362,6 +363,9 @@ export function buildPlan(input: PlanInput): PlanResult {
   const chains = input.chains ?? [];
   const gen = o.uuid ?? randomUUID;
   const notes: string[] = [];
+  // Stored layouts are checked on upload; this also covers older versions and direct callers.
+  const bad = layoutProblem(layout);
+  if (bad) return { ok: false, reason: `layout of ${layout.hostname}: ${bad}`, reasons: [`layout of ${layout.hostname}: ${bad}`], mapping: [] };
   const { matches, problems } = matchDisks(layout, targets, o.mapping);
   const refuse = (reasons: string[]): PlanResult => ({ ok: false, reason: reasons[0]!, reasons, mapping: matches });
   if (problems.length) return refuse(problems);
@@ -514,6 +518,7 @@ export function buildPlan(input: PlanInput): PlanResult {
   }
 
   for (const c of chains) {
+    if (!isNormalMountpoint(c.mountpoint)) return refuse([`DLE ${c.dle}: mount point ${JSON.stringify(c.mountpoint)} is not an absolute path in normal form (no "..", "." or "//")`]);
     const covered = [...mounted].some((mp) => mp === "/" || c.mountpoint === mp || c.mountpoint.startsWith(`${mp}/`));
     if (!covered) return refuse([`DLE ${c.dle}: mount point ${c.mountpoint} is on no filesystem the plan mounts`]);
     if (c.dumps.length === 0 || c.dumps[0]!.level !== 0) return refuse([`DLE ${c.dle}: the restore chain must start with a level 0 dump`]);
