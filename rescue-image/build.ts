@@ -10,7 +10,7 @@
  * cache dir; the image is rebuilt only when the inputs' hash changes.
  */
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, copyFileSync, chmodSync, openSync, readSync, closeSync } from "node:fs";
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from "node:fs";
 import { dirname, join, posix } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -29,15 +29,17 @@ import {
   missingDrivers,
   moduleClosure,
   moduleName,
-  parseLoaderList,
   parseModulesDep,
   pickKernelVersion,
+  type RescueTool,
 } from "./manifest.ts";
+import { libraryClosure, readElfInRoot } from "./elf.ts";
+import { type NodeType, type Resolution, StageError, brokenLinks, describeMissing, resolveInRoot } from "./stage-root.ts";
 
 export const DEFAULT_CACHE_DIR = "/var/cache/lifeboat/rescue-debs";
 const AGENT_DIR = fileURLToPath(new URL("./agent/", import.meta.url));
 const AGENT_FILES = ["init", "lib.sh", "steps.sh", "udhcpc.sh"] as const;
-const BUILDER_FILES = [fileURLToPath(import.meta.url), fileURLToPath(new URL("./manifest.ts", import.meta.url))];
+const BUILDER_FILES = [import.meta.url, ...["./manifest.ts", "./elf.ts", "./stage-root.ts"].map((f) => new URL(f, import.meta.url).href)].map((u) => fileURLToPath(u));
 
 export interface BuildOptions {
   cacheDir: string;
@@ -119,81 +121,100 @@ async function stagePackages(opts: BuildOptions, debs: string[]): Promise<{ stag
       if (++i % 40 === 0 || i === debs.length) opts.progress(`unpack: ${i}/${debs.length} packages`);
       await run("dpkg-deb", ["-x", join(opts.cacheDir, "archives", deb), stage]);
     }
-    const k = pickKernelVersion(readdirSync(join(stage, "lib/modules")));
+    const k = pickKernelVersion(readdirSync(stagedModules(stage)));
     opts.progress(`depmod: ${k}`);
     await run("depmod", ["-b", stage, k]);
     writeFileSync(done, new Date().toISOString());
   }
-  return { stage, kernel: pickKernelVersion(readdirSync(join(stage, "lib/modules"))) };
+  return { stage, kernel: pickKernelVersion(readdirSync(stagedModules(stage))) };
+}
+
+/** The stage's lib/modules, found inside the stage. */
+function stagedModules(stage: string): string {
+  const r = resolveInRoot(stage, "lib/modules", { mergedUsr: MERGED_DIRS });
+  if (!r.found || r.type !== "dir") throw new BuildError("no lib/modules in the staged packages (is linux-image-amd64 in RESCUE_PACKAGES?)");
+  return join(stage, r.path);
 }
 
 function sha256(data: string | Buffer): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-/** "dynamic" for an ELF program with an interpreter, "static" for one without, "other" for scripts. */
-function elfKind(file: string): "dynamic" | "static" | "other" {
-  const fd = openSync(file, "r");
-  try {
-    const b = Buffer.alloc(4096);
-    const n = readSync(fd, b, 0, b.length, 0);
-    if (n < 4 || b.toString("latin1", 0, 4) !== "\x7fELF") return "other";
-    // PT_INTERP's string sits right after the program headers, within the first page.
-    return b.subarray(0, n).includes("/lib64/ld-linux-x86-64.so.2") ? "dynamic" : "static";
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Copies staged paths into the image tree (usr-merged), following symlinks to their targets. */
-class TreeBuilder {
+/** Copies staged paths into the image tree (usr-merged): the links on the way as they are, then what they lead to. */
+export class TreeBuilder {
   private readonly added = new Set<string>();
+  /** Starts an empty image tree: the usr-merged top level and the directories the agent uses. */
   constructor(
-    private readonly stage: string,
+    readonly stage: string,
     readonly tree: string,
-  ) {}
+  ) {
+    for (const d of ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "dev", "proc", "sys", "run", "tmp", "mnt/target", "root/.ssh", "etc/ssl/certs", "var/log", "lifeboat"])
+      mkdirSync(join(tree, d), { recursive: true });
+    for (const d of MERGED_DIRS) symlinkSync(`usr/${d}`, join(tree, d));
+    symlinkSync("/run", join(tree, "var/run"));
+  }
 
-  /** Resolves a symlink target inside the staging root ("/lib/x" or relative). */
-  private linkTarget(stagePath: string, target: string): string {
-    return target.startsWith("/") ? posix.normalize(target.slice(1)) : posix.normalize(posix.join(posix.dirname(stagePath), target));
+  /** A staged path resolved inside the stage (never through the host), or a BuildError naming what is missing. */
+  resolve(stagePath: string): Extract<Resolution, { found: true }> {
+    const r = resolveInRoot(this.stage, stagePath, { mergedUsr: MERGED_DIRS });
+    if (!r.found) throw new BuildError(`${describeMissing(this.stage, stagePath, r)} in the staged packages`);
+    return r;
+  }
+
+  /** The host path of a staged file or directory, found inside the stage. */
+  staged(stagePath: string): string {
+    return join(this.stage, this.resolve(stagePath).path);
   }
 
   add(stagePath: string): void {
-    if (this.added.has(stagePath)) return;
-    this.added.add(stagePath);
-    const src = join(this.stage, stagePath);
-    let st;
-    try {
-      st = lstatSync(src);
-    } catch {
-      throw new BuildError(`${stagePath}: not in the staged packages`);
-    }
-    const dest = join(this.tree, imagePath(stagePath));
-    mkdirSync(dirname(dest), { recursive: true });
-    if (st.isSymbolicLink()) {
-      const target = readlinkSync(src);
-      if (!existsSync(dest)) symlinkSync(target, dest);
-      this.add(this.linkTarget(stagePath, target));
-    } else if (st.isDirectory()) {
-      mkdirSync(dest, { recursive: true });
-      for (const e of readdirSync(src)) this.add(posix.join(stagePath, e));
-    } else {
-      copyFileSync(src, dest);
-      chmodSync(dest, st.mode & 0o7777);
-    }
+    const r = this.resolve(stagePath);
+    for (const link of r.links) this.copy(link, "link");
+    this.copy(r.path, r.type);
   }
 
-  /** Adds an ELF program or library and its shared-library closure. */
-  async addProgram(stagePath: string): Promise<void> {
+  /** Copies one link-free staged path to its place in the tree (a directory with all it holds). */
+  private copy(path: string, type: NodeType): void {
+    if (this.added.has(path)) return;
+    this.added.add(path);
+    const src = join(this.stage, path);
+    const dest = this.place(path, type);
+    if (type === "link") symlinkSync(readlinkSync(src), dest);
+    else if (type === "dir") {
+      mkdirSync(dest, { recursive: true });
+      for (const e of readdirSync(src)) this.add(posix.join(path, e));
+    } else if (type === "file") {
+      copyFileSync(src, dest);
+      chmodSync(dest, lstatSync(src).mode & 0o7777);
+    } else throw new BuildError(`${path}: neither a file, a directory nor a link in the staged packages`);
+  }
+
+  /**
+   * Where a staged path goes in the tree, its parent directories made; refused when another
+   * staged path already took that place (bin/x and usr/bin/x both shipped) or when the way
+   * there passes a link in the tree (which could lead anywhere, the host included).
+   */
+  private place(path: string, type: NodeType): string {
+    const rel = imagePath(path);
+    const names = rel.split("/");
+    for (let i = 1; i < names.length; i++) {
+      const dir = join(this.tree, ...names.slice(0, i));
+      const st = lstatSync(dir, { throwIfNoEntry: false });
+      if (!st) mkdirSync(dir);
+      else if (!st.isDirectory()) throw new BuildError(`${path}: ${names.slice(0, i).join("/")} is not a directory in the image`);
+    }
+    const dest = join(this.tree, rel);
+    const there = lstatSync(dest, { throwIfNoEntry: false });
+    if (there && !(type === "dir" && there.isDirectory()))
+      throw new BuildError(`${path}: ${rel} is already in the image from another staged path (both halves of a merged /usr ship it)`);
+    return dest;
+  }
+
+  /** Adds an ELF program or library with its interpreter and its shared-library closure (found in the stage only). */
+  addProgram(stagePath: string): void {
     this.add(stagePath);
-    const real = join(this.stage, stagePath);
-    if (elfKind(real) !== "dynamic") return;
-    const loader = join(this.stage, "lib64/ld-linux-x86-64.so.2");
-    const libPath = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"].map((d) => join(this.stage, d)).join(":");
-    const r = await execa(loader, ["--library-path", libPath, "--list", real], { reject: false, all: true });
-    const out = String(r.all ?? "");
-    if (r.exitCode !== 0) throw new BuildError(`${stagePath}: cannot list its libraries: ${out.trim()}`);
-    for (const lib of parseLoaderList(out, this.stage, stagePath)) this.add(lib);
+    const { interp, libs } = libraryClosure(this.stage, stagePath, { mergedUsr: MERGED_DIRS });
+    if (interp) this.add(interp);
+    for (const lib of libs) this.add(lib);
   }
 }
 
@@ -211,6 +232,16 @@ export function readImageInfo(outDir: string): ImageInfo | undefined {
 }
 
 export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
+  try {
+    return await build(opts);
+  } catch (err) {
+    // The stage is not what the image needs (a link loop, a malformed ELF): a build error too.
+    if (err instanceof StageError) throw new BuildError(err.message);
+    throw err;
+  }
+}
+
+async function build(opts: BuildOptions): Promise<BuildResult> {
   mkdirSync(opts.cacheDir, { recursive: true });
   mkdirSync(opts.outDir, { recursive: true });
   const debs = await fetchPackages(opts);
@@ -226,29 +257,21 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const tree = join(opts.cacheDir, "tree");
   rmSync(tree, { recursive: true, force: true });
   const t = new TreeBuilder(stage, tree);
-  for (const d of ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "dev", "proc", "sys", "run", "tmp", "mnt/target", "root/.ssh", "etc/ssl/certs", "var/log", "lifeboat"])
-    mkdirSync(join(tree, d), { recursive: true });
-  for (const d of MERGED_DIRS) symlinkSync(`usr/${d}`, join(tree, d));
-  symlinkSync("/run", join(tree, "var/run"));
 
   opts.progress(`tools: ${RESCUE_TOOLS.length} programs with their libraries`);
-  for (const tool of RESCUE_TOOLS) {
-    if (!existsSync(join(stage, tool.path))) throw new BuildError(`required tool ${tool.name} (${tool.path}) is missing from the staged packages`);
-    await t.addProgram(tool.path);
-    for (const alias of tool.aliases ?? []) t.add(posix.join(posix.dirname(tool.path), alias));
-  }
+  addTools(t, RESCUE_TOOLS);
   // udev's helpers are run by its rules, not linked: add them with their libraries.
-  for (const extra of ["lib/udev/ata_id", "lib/udev/scsi_id"]) await t.addProgram(extra);
+  for (const extra of ["lib/udev/ata_id", "lib/udev/scsi_id"]) t.addProgram(extra);
   // glibc loads libgcc_s with dlopen when a thread exits (cryptsetup's argon2 threads): no
   // loader listing shows it, and without it luksFormat aborts ("libgcc_s.so.1 must be installed").
-  await t.addProgram("lib/x86_64-linux-gnu/libgcc_s.so.1");
+  t.addProgram("lib/x86_64-linux-gnu/libgcc_s.so.1");
   for (const d of RESCUE_DIRS) t.add(d);
   // udev must not assemble MD arrays or activate LVM on its own: that would hold the disks
   // the plan is about to wipe.
   for (const r of UDEV_RULES_LEFT_OUT) rmSync(join(tree, "usr/lib/udev/rules.d", r), { force: true });
 
   // busybox for everything else (sh, udhcpc, ip, awk, sed…); real tools win over applets.
-  const applets = (await run(join(stage, "bin/busybox"), ["--list-full"])).split("\n").filter(Boolean);
+  const applets = (await run(t.staged("bin/busybox"), ["--list-full"])).split("\n").filter(Boolean);
   for (const a of applets) {
     const name = posix.basename(a);
     if (["usr/bin", "usr/sbin"].some((d) => lstatSync(join(tree, d, name), { throwIfNoEntry: false }))) continue;
@@ -263,12 +286,12 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
 
   opts.progress("modules: selecting drivers and their dependencies");
   const modRoot = `lib/modules/${kernel}`;
-  const deps = parseModulesDep(readFileSync(join(stage, modRoot, "modules.dep"), "utf8"));
+  const deps = parseModulesDep(readFileSync(t.staged(`${modRoot}/modules.dep`), "utf8"));
   const modules = moduleClosure(deps, MODULE_TREES);
   for (const m of modules) t.add(posix.join(modRoot, m));
   for (const f of ["modules.builtin", "modules.builtin.modinfo", "modules.order"]) t.add(posix.join(modRoot, f));
   await run("depmod", ["-b", tree, kernel]);
-  const builtin = readFileSync(join(stage, modRoot, "modules.builtin"), "utf8").split("\n").filter(Boolean);
+  const builtin = readFileSync(t.staged(`${modRoot}/modules.builtin`), "utf8").split("\n").filter(Boolean);
   const missing = [
     ...missingDrivers(REQUIRED_NIC_DRIVERS, modules, builtin),
     ...missingDrivers(REQUIRED_STORAGE_DRIVERS, modules, builtin),
@@ -285,7 +308,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   if (lost.length) throw new BuildError(`driver coverage dropped since the last build: ${lost.join(", ")}`);
 
   // CA bundle (what update-ca-certificates would write), users, the agent.
-  const certDir = join(stage, "usr/share/ca-certificates/mozilla");
+  const certDir = t.staged("usr/share/ca-certificates/mozilla");
   const bundle = readdirSync(certDir).sort().map((c) => readFileSync(join(certDir, c), "utf8")).join("");
   writeFileSync(join(tree, "etc/ssl/certs/ca-certificates.crt"), bundle);
   writeFileSync(join(tree, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
@@ -299,7 +322,11 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
 
   opts.progress("tools: recording versions");
   const tools: Record<string, string> = {};
-  for (const tool of RESCUE_TOOLS) tools[tool.name] = await toolVersion(tree, tool.path, tool.versionArgs);
+  for (const tool of RESCUE_TOOLS) tools[tool.name] = await toolVersion(tree, tool);
+
+  // Every link in the image must lead somewhere inside it, as the booted system resolves it.
+  const broken = brokenLinks(tree);
+  if (broken.length) throw new BuildError(`${broken.length} link(s) in the image lead nowhere inside it: ${broken.slice(0, 5).join("; ")}`);
 
   opts.progress("initramfs: cpio | zstd");
   const tmpOut = join(opts.outDir, "initramfs.tmp");
@@ -310,7 +337,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const uncompressed = Number((await run("du", ["-sb", tree])).split(/\s/)[0]);
   rmSync(tree, { recursive: true, force: true });
   renameSync(tmpOut, join(opts.outDir, "initramfs"));
-  copyFileSync(join(stage, `boot/vmlinuz-${kernel}`), join(opts.outDir, "vmlinuz"));
+  copyFileSync(t.staged(`boot/vmlinuz-${kernel}`), join(opts.outDir, "vmlinuz"));
   const info: ImageInfo = {
     kernelVersion: kernel,
     builtAt: new Date().toISOString(),
@@ -329,18 +356,43 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   return { info, rebuilt: true, outDir: opts.outDir };
 }
 
-/** Runs a tool from the assembled tree through its loader (no chroot, no root needed). */
-async function toolVersion(tree: string, stagePath: string, args: string[]): Promise<string> {
-  const bin = join(tree, imagePath(stagePath));
-  const kind = elfKind(bin);
-  if (kind === "other") return "(script)";
+/**
+ * Adds each tool (its path resolved inside the stage: links, merged /usr) with its libraries
+ * and the other names the agent calls it by. A missing tool fails the build, naming the link
+ * that led nowhere.
+ */
+export function addTools(t: TreeBuilder, tools: readonly RescueTool[]): void {
+  for (const tool of tools) {
+    const r = resolveInRoot(t.stage, tool.path, { mergedUsr: MERGED_DIRS });
+    if (!r.found) throw new BuildError(`required tool ${tool.name} is missing from the staged packages: ${describeMissing(t.stage, tool.path, r)}`);
+    t.addProgram(tool.path);
+    for (const alias of tool.aliases ?? []) t.add(posix.join(posix.dirname(tool.path), alias));
+  }
+}
+
+/**
+ * Runs a tool from the assembled tree with the tree's own loader and libraries (no chroot,
+ * no root needed) and keeps its version line. A tool that cannot start there fails the build.
+ */
+export async function toolVersion(tree: string, tool: RescueTool): Promise<string> {
+  const program = imagePath(tool.path);
+  const { path: bin, info } = readElfInRoot(tree, program, {});
+  if (!info) return "(script)";
+  const { interp, libs } = libraryClosure(tree, program);
   const opts = { reject: false, all: true, env: { LC_ALL: "C" }, timeout: 10_000 } as const;
-  const loader = join(tree, "usr/lib64/ld-linux-x86-64.so.2");
-  const r =
-    kind === "static"
-      ? await execa(bin, args, opts)
-      : await execa(loader, ["--library-path", join(tree, "usr/lib/x86_64-linux-gnu"), bin, ...args], opts);
-  return versionLine(String(r.all ?? "").replaceAll(tree, ""));
+  let r;
+  if (!interp) r = await execa(join(tree, bin), tool.versionArgs, opts);
+  else {
+    const inTree = (p: string) => join(tree, readElfInRoot(tree, p, {}).path);
+    // Every directory the closure found a library in, as link-free paths in the tree: the
+    // loader looks there before its built-in (host) paths, and finds everything there.
+    const dirs = [...new Set(libs.map((l) => posix.dirname(inTree(l))))];
+    r = await execa(inTree(interp), ["--library-path", dirs.join(":"), join(tree, bin), ...tool.versionArgs], opts);
+  }
+  const out = String(r.all ?? "").replaceAll(tree, "");
+  if (r.exitCode === undefined || r.exitCode === 126 || r.exitCode === 127 || /error while loading shared libraries/.test(out))
+    throw new BuildError(`${tool.name} (${program}) does not start in the image: ${(out.trim() || (r.message ?? "")).split("\n")[0]}`);
+  return versionLine(out);
 }
 
 /** The line of a tool's output that names its version. */

@@ -1,7 +1,7 @@
 /**
  * What goes into the rescue image, and the pure helpers that turn the staged Debian
- * packages into a file list: module closure from modules.dep, library paths from the
- * dynamic loader's `--list` output, the usr-merged layout of the initramfs.
+ * packages into a file list: module closure from modules.dep, the usr-merged layout of the
+ * initramfs.
  */
 
 /** Debian packages fetched with `apt-get install --download-only` (their dependencies come along). */
@@ -201,24 +201,6 @@ export function moduleClosure(deps: Map<string, string[]>, trees: readonly strin
 export function missingDrivers(required: readonly string[], included: readonly string[], builtin: readonly string[]): string[] {
   const have = new Set([...included, ...builtin].map(moduleName));
   return required.filter((r) => !have.has(r));
-}
-
-/**
- * Library paths from the dynamic loader's `--list` output, relative to the staged root
- * (lines "libc.so.6 => /stage/lib/x86_64-linux-gnu/libc.so.6 (0x…)" and the loader itself).
- * Throws on "not found": a tool whose library is missing must fail the build.
- */
-export function parseLoaderList(output: string, stageRoot: string, binary: string): string[] {
-  const root = stageRoot.endsWith("/") ? stageRoot : `${stageRoot}/`;
-  const libs: string[] = [];
-  for (const line of output.split("\n")) {
-    if (/=>\s*not found/.test(line)) throw new Error(`${binary}: shared library ${line.trim().split(/\s/)[0]} not found in the staged packages`);
-    const m = /=>\s*(\S+)\s+\(0x/.exec(line);
-    if (!m) continue;
-    if (!m[1]!.startsWith(root)) throw new Error(`${binary}: ${m[1]} resolved outside the staged packages`);
-    libs.push(m[1]!.slice(root.length));
-  }
-  return libs;
 }
 
 /**

@@ -4,9 +4,12 @@ import { Registry, collectDefaultMetrics } from "prom-client";
 import type { Config } from "./config/schema.ts";
 import type { ServerContext, Service } from "./context.ts";
 import { ensureAdminToken } from "./http/auth.ts";
-import { netbootServices } from "./dhcp/services.ts";
+import { DhcpService } from "./dhcp/server.ts";
+import { installBootLoaders } from "./tftp/loaders.ts";
+import { tftpService } from "./tftp/server.ts";
 import { buildApp } from "./http/app.ts";
 import type { Logger } from "./log.ts";
+import { counter } from "./metrics.ts";
 import { createPlanner } from "./jobs/job-plan.ts";
 import { type Planner, JobService } from "./jobs/jobs.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
@@ -38,6 +41,24 @@ function httpService(app: FastifyInstance, cfg: Config): Service {
   };
 }
 
+/**
+ * The network-boot services the config enables: TFTP (tftp.enabled) and DHCP (dhcp.mode
+ * proxy|full, which needs listen.interface: DHCP is never bound to every NIC).
+ */
+export function netbootServices(ctx: ServerContext, httpPort: () => number): Service[] {
+  const cfg = ctx.config;
+  const out: Service[] = [];
+  // The loaders are served over TFTP and HTTP, and DHCP only offers the ones present.
+  if (cfg.tftp.enabled || (cfg.dhcp.mode !== "off" && cfg.listen.interface)) installBootLoaders(cfg.tftp.root, ctx.log.child({ svc: "tftp" }));
+  if (cfg.tftp.enabled) out.push(tftpService(ctx));
+  if (cfg.dhcp.mode !== "off") {
+    if (!cfg.listen.interface)
+      ctx.log.warn({ svc: "dhcp" }, `dhcp.mode is ${cfg.dhcp.mode} but listen.interface is not set: DHCP not started (set --interface)`);
+    else out.push(new DhcpService(ctx, { httpPort }));
+  }
+  return out;
+}
+
 /** Expires forgotten jobs and marks silent ones stalled, every few seconds. */
 function jobTicker(jobs: JobService, log: Logger, everyMs = 5000): Service {
   let timer: NodeJS.Timeout | undefined;
@@ -51,6 +72,31 @@ function jobTicker(jobs: JobService, log: Logger, everyMs = 5000): Service {
     async stop() {
       clearInterval(timer);
     },
+  };
+}
+
+/**
+ * The last line of defence of a server with dump streams in flight: an error no handler
+ * caught (a thrown exception in a callback, a rejected promise nobody awaited) is logged and
+ * counted in `lifeboat_unexpected_errors_total{kind}` instead of ending the process. Every
+ * one is a bug to fix; the metric is there to alert on. Returns the uninstaller.
+ */
+export function guardProcess(log: Logger, metrics: Registry): () => void {
+  const errors = counter(metrics, "lifeboat_unexpected_errors_total", "Errors no handler caught, logged and survived, by kind (exception, rejection)", ["kind"]);
+  for (const kind of ["exception", "rejection"]) errors.inc({ kind }, 0);
+  const onException = (err: Error) => {
+    errors.inc({ kind: "exception" });
+    log.error({ err }, "unexpected error (kept serving)");
+  };
+  const onRejection = (reason: unknown) => {
+    errors.inc({ kind: "rejection" });
+    log.error({ err: reason }, "unhandled promise rejection (kept serving)");
+  };
+  process.on("uncaughtException", onException);
+  process.on("unhandledRejection", onRejection);
+  return () => {
+    process.off("uncaughtException", onException);
+    process.off("unhandledRejection", onRejection);
   };
 }
 
@@ -102,7 +148,17 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     await stopAll(0);
     throw err;
   }
+  // Installed once everything runs: a failure to start still ends the process with its error.
+  const unguard = guardProcess(log, metrics);
   const a = app.server.address() as AddressInfo;
   const host = a.address === "0.0.0.0" || a.address === "::" ? "127.0.0.1" : a.address;
-  return { ctx, app, httpUrl: `http://${host}:${a.port}`, stop: (graceMs = 5000) => stopAll(graceMs) };
+  return {
+    ctx,
+    app,
+    httpUrl: `http://${host}:${a.port}`,
+    stop: async (graceMs = 5000) => {
+      await stopAll(graceMs);
+      unguard();
+    },
+  };
 }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_LIMITS } from "../tftp/transfer.ts";
 
 const ipv4 = z.union([z.literal(""), z.ipv4()]);
 
@@ -34,6 +35,9 @@ export const configSchema = z.strictObject({
       enabled: z.boolean().default(true),
       port: z.number().int().min(0).max(65535).default(69),
       root: z.string().default(""),
+      maxTimeoutSeconds: z.number().int().min(1).max(255).default(DEFAULT_LIMITS.maxTimeoutSeconds),
+      maxTransfers: z.number().int().min(1).default(DEFAULT_LIMITS.maxTransfers),
+      maxTransfersPerClient: z.number().int().min(1).default(DEFAULT_LIMITS.maxTransfersPerClient),
     })
     .prefault({}),
   dhcp: z

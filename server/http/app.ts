@@ -18,7 +18,8 @@ import { catalogRoutes } from "./routes/catalog.ts";
 import { captureRoutes } from "./routes/capture.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { webRoutes } from "./routes/web.ts";
-import { countResponseBytes, registerJobMetrics } from "../metrics.ts";
+import { registerJobMetrics } from "../jobs/job-metrics.ts";
+import { countResponseBytes } from "./response-bytes.ts";
 
 /** One line per request, at debug: a busy boot server would drown its info log otherwise. */
 class RequestsAtDebug extends LogController {

@@ -100,3 +100,26 @@ export function requestPacket(op: "RRQ" | "WRQ", filename: string, options: Reco
   const parts = [filename, mode, ...Object.entries(options).flat()];
   return Buffer.concat([op2(op === "RRQ" ? Op.RRQ : Op.WRQ), Buffer.from(parts.map((p) => `${p}\0`).join(""), "latin1")]);
 }
+
+/**
+ * A file's bytes in netascii (RFC 1350 after RFC 764): LF becomes CR LF and CR becomes CR NUL,
+ * so a receiver that undoes exactly that (tftp-hpa's default mode) gets every byte back.
+ */
+export function toNetascii(b: Buffer): Buffer {
+  let extra = 0;
+  for (let i = 0; i < b.length; i++) if (b[i] === 10 || b[i] === 13) extra++;
+  if (extra === 0) return b;
+  const out = Buffer.allocUnsafe(b.length + extra);
+  let j = 0;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c === 10) {
+      out[j++] = 13;
+      out[j++] = 10;
+    } else if (c === 13) {
+      out[j++] = 13;
+      out[j++] = 0;
+    } else out[j++] = c;
+  }
+  return out;
+}

@@ -2,15 +2,44 @@
  * The read-only TFTP service: requests on the listen port, each transfer on its own
  * ephemeral port (RFC 1350's TID) driven by the pure ReadTransfer. Nothing a client sends
  * can stop it: bad packets are dropped and counted, WRQ gets an error packet.
+ *
+ * Only requests are ever answered. An ERROR, ACK, DATA or OACK on the listen port, or a
+ * packet from a stranger on a transfer's port, is dropped unanswered: errors are never
+ * acknowledged (RFC 1350), and answering them is how a single spoofed packet from our own
+ * address and port, or a peer that answers errors with errors, starts an endless loop.
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import type { Counter, Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
 import { counter } from "../metrics.ts";
 import type { Logger } from "../log.ts";
-import { type Generator, openSource } from "./files.ts";
+import { type Generator, NETASCII_MAX_BYTES, netasciiSource, openSource } from "./files.ts";
 import { ErrorCode, decodeTftp, errorPacket } from "./packets.ts";
 import { type Action, DEFAULT_LIMITS, ReadTransfer, type TransferLimits, negotiate } from "./transfer.ts";
+
+/** Why a packet was dropped or a request refused: the `reason` label of lifeboat_tftp_dropped_total. */
+export const DROP_REASONS = [
+  "malformed",
+  /** source port 0 or an address no client can have (0/8, multicast, broadcast): an answer would throw or reach ourselves */
+  "bad-source",
+  /** ERROR, ACK, DATA, OACK on the listen port; DATA, OACK, requests on a transfer's port */
+  "unexpected-opcode",
+  /** a packet on a transfer's port from anyone but its client */
+  "unknown-tid",
+  "write",
+  "mode",
+  "not-found",
+  "denied",
+  /** refused: the client address has tftp.maxTransfersPerClient transfers in flight */
+  "busy-client",
+  /** refused: tftp.maxTransfers transfers in flight */
+  "busy-total",
+  /** the socket refused a packet (a synchronous throw or an error in the send callback) */
+  "send-failed",
+  /** an unexpected failure while handling a packet (e.g. a read error) */
+  "error",
+] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
 
 export interface TftpMetrics {
   bytes: Counter;
@@ -19,11 +48,28 @@ export interface TftpMetrics {
 }
 
 export function tftpMetrics(reg: Registry): TftpMetrics {
+  const drops = counter(reg, "lifeboat_tftp_dropped_total", "TFTP packets dropped or refused, by reason", ["reason"]);
+  // Every reason has a series from the start, so an alert on one needs no absent() guard.
+  for (const reason of DROP_REASONS) drops.inc({ reason }, 0);
   return {
     bytes: counter(reg, "lifeboat_tftp_bytes_sent_total", "TFTP payload bytes sent (retransmissions included)", []),
     transfers: counter(reg, "lifeboat_tftp_transfers_total", "TFTP transfers finished, by result", ["result"]),
-    drops: counter(reg, "lifeboat_tftp_dropped_total", "TFTP packets dropped or refused, by reason", ["reason"]),
+    drops,
   };
+}
+
+/** The part of node:dgram's Socket the server uses; tests pass a double that behaves like it, throws included. */
+export type UdpSocket = Pick<Socket, "bind" | "send" | "on" | "once" | "off" | "close" | "address">;
+
+interface Peer {
+  address: string;
+  port: number;
+}
+
+/** A source no TFTP client can have: sending to port 0 throws, 0/8 reaches this host, 224/3 many or none. */
+export function badSource(p: Peer): boolean {
+  const first = Number(p.address.split(".")[0]);
+  return !(p.port > 0 && p.port <= 65535) || !(first > 0 && first < 224);
 }
 
 export interface TftpServerOptions {
@@ -34,22 +80,31 @@ export interface TftpServerOptions {
   metrics: Registry;
   generate?: Generator;
   limits?: Partial<TransferLimits>;
+  /** Makes the sockets (the listener and one per transfer); node:dgram's by default. */
+  createSocket?: () => UdpSocket;
+}
+
+interface Transfer {
+  close(): void;
 }
 
 export class TftpServer {
-  private sock: Socket | undefined;
-  private readonly active = new Set<{ close(): void }>();
+  private sock: UdpSocket | undefined;
+  private readonly active = new Set<Transfer>();
+  private readonly perClient = new Map<string, number>();
   private readonly metrics: TftpMetrics;
   private readonly limits: TransferLimits;
+  private readonly newSocket: () => UdpSocket;
 
   constructor(private readonly o: TftpServerOptions) {
     this.metrics = tftpMetrics(o.metrics);
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.newSocket = o.createSocket ?? (() => createSocket("udp4"));
   }
 
   /** Listens; resolves to the bound port. */
   async listen(): Promise<number> {
-    const sock = createSocket("udp4");
+    const sock = this.newSocket();
     await new Promise<void>((resolve, reject) => {
       sock.once("error", reject);
       sock.bind(this.o.port, this.o.address, () => {
@@ -83,63 +138,132 @@ export class TftpServer {
     for (const t of [...this.active]) t.close();
   }
 
-  private refuse(rinfo: RemoteInfo, code: number, message: string, reason: string): void {
+  private drop(reason: DropReason, from: Peer, detail: string, log = this.o.log): void {
     this.metrics.drops.inc({ reason });
-    this.sock?.send(errorPacket(code, message), rinfo.port, rinfo.address);
+    log.debug({ client: `${from.address}:${from.port}`, reason, detail }, "packet dropped");
+  }
+
+  /**
+   * Sends without ever throwing: dgram throws synchronously for some failures and reports
+   * others to the callback. Counted, logged at debug only: a flood of requests from an address
+   * that cannot be sent to must not become a flood of log lines (a transfer that never gets
+   * through ends with its own warning).
+   */
+  private send(sock: UdpSocket, packet: Buffer, to: Peer, log: Logger): void {
+    const failed = (err: unknown) => {
+      this.metrics.drops.inc({ reason: "send-failed" });
+      log.debug({ err, to: `${to.address}:${to.port}` }, "send failed");
+    };
+    try {
+      sock.send(packet, to.port, to.address, (err) => {
+        if (err) failed(err);
+      });
+    } catch (err) {
+      failed(err);
+    }
+  }
+
+  private refuse(to: Peer, code: number, message: string, reason: DropReason): void {
+    this.metrics.drops.inc({ reason });
+    if (this.sock) this.send(this.sock, errorPacket(code, message), to, this.o.log);
   }
 
   private request(msg: Buffer, rinfo: RemoteInfo): void {
+    if (badSource(rinfo)) return this.drop("bad-source", rinfo, "source cannot be answered");
     const d = decodeTftp(msg);
-    if (!d.ok) {
-      this.metrics.drops.inc({ reason: "malformed" });
-      this.o.log.debug({ client: rinfo.address, error: d.error }, "malformed packet dropped");
-      return;
-    }
+    if (!d.ok) return this.drop("malformed", rinfo, d.error);
     const p = d.packet;
     if (p.op === "WRQ") return this.refuse(rinfo, ErrorCode.ACCESS_VIOLATION, "Access violation: read-only server", "write");
-    if (p.op !== "RRQ") return this.refuse(rinfo, ErrorCode.ILLEGAL_OPERATION, "Illegal TFTP operation", "not-a-request");
-    const log = this.o.log.child({ client: `${rinfo.address}:${rinfo.port}`, file: p.filename });
+    if (p.op !== "RRQ") return this.drop("unexpected-opcode", rinfo, p.op);
     if (p.mode !== "octet" && p.mode !== "netascii") return this.refuse(rinfo, ErrorCode.ILLEGAL_OPERATION, `unsupported mode ${p.mode}`, "mode");
-    const src = openSource(this.o.root, p.filename, rinfo, this.o.generate);
-    if (!src.ok) {
-      log.info({ code: src.code }, `refused: ${src.message}`);
-      return this.refuse(rinfo, src.code, src.message, src.code === ErrorCode.FILE_NOT_FOUND ? "not-found" : "denied");
+    // Checked before anything is opened or logged: a flood of requests costs a lookup and one
+    // ERROR each (counted, not logged line by line).
+    if ((this.perClient.get(rinfo.address) ?? 0) >= this.limits.maxTransfersPerClient)
+      return this.refuse(rinfo, ErrorCode.NOT_DEFINED, `Server busy: ${this.limits.maxTransfersPerClient} transfers from your address in flight`, "busy-client");
+    if (this.active.size >= this.limits.maxTransfers)
+      return this.refuse(rinfo, ErrorCode.NOT_DEFINED, `Server busy: ${this.limits.maxTransfers} transfers in flight`, "busy-total");
+    const log = this.o.log.child({ client: `${rinfo.address}:${rinfo.port}`, file: p.filename });
+    const opened = openSource(this.o.root, p.filename, rinfo, this.o.generate);
+    if (!opened.ok) {
+      log.info({ code: opened.code }, `refused: ${opened.message}`);
+      return this.refuse(rinfo, opened.code, opened.message, opened.code === ErrorCode.FILE_NOT_FOUND ? "not-found" : "denied");
     }
-    const n = negotiate(p.options, src.size, this.limits);
-    const t = new ReadTransfer(src.size, n, src.readInto, this.limits.retries);
-    this.run(t, rinfo, log, src.close, src.size);
+    if (p.mode === "netascii" && opened.size > NETASCII_MAX_BYTES) {
+      opened.close();
+      log.info({ bytes: opened.size }, "refused: too large for netascii");
+      return this.refuse(rinfo, ErrorCode.NOT_DEFINED, `netascii is limited to ${NETASCII_MAX_BYTES / 1024 / 1024} MiB: use octet (binary) mode`, "mode");
+    }
+    const src = p.mode === "netascii" ? netasciiSource(opened) : opened;
+    try {
+      const n = negotiate(p.options, src.size, this.limits);
+      const t = new ReadTransfer(src.size, n, src.readInto, this.limits.retries);
+      this.run(t, rinfo, log, src.close, src.size);
+    } catch (err) {
+      src.close();
+      throw err;
+    }
   }
 
   /** Drives one transfer on its own socket (its TID) until it ends. */
-  private run(t: ReadTransfer, client: RemoteInfo, log: Logger, closeSource: () => void, size: number): void {
-    const sock = createSocket("udp4");
+  private run(t: ReadTransfer, client: Peer, log: Logger, closeSource: () => void, size: number): void {
+    const sock = this.newSocket();
     let timer: NodeJS.Timeout | undefined;
     const started = Date.now();
     let closed = false;
-    const handle = {
+    const handle: Transfer = {
       close: () => {
         if (closed) return;
         closed = true;
         clearTimeout(timer);
         this.active.delete(handle);
-        closeSource();
+        const left = (this.perClient.get(client.address) ?? 1) - 1;
+        if (left > 0) this.perClient.set(client.address, left);
+        else this.perClient.delete(client.address);
+        try {
+          closeSource();
+        } catch (err) {
+          log.warn({ err }, "closing the file failed");
+        }
         try {
           sock.close();
         } catch {
-          // already closed
+          // already closed (after a socket error)
         }
       },
     };
     this.active.add(handle);
+    this.perClient.set(client.address, (this.perClient.get(client.address) ?? 0) + 1);
+    const fail = (err: unknown, what: string) => {
+      if (closed) return;
+      this.metrics.transfers.inc({ result: "error" });
+      log.warn({ err }, what);
+      handle.close();
+    };
+    /** Every callback of this transfer runs through here: whatever throws ends the transfer, never the process. */
+    const guarded =
+      <A extends unknown[]>(fn: (...args: A) => void) =>
+      (...args: A): void => {
+        if (closed) return;
+        try {
+          fn(...args);
+        } catch (err) {
+          fail(err, "transfer failed");
+        }
+      };
     const apply = (actions: Action[]) => {
       let bytes = 0;
       for (const a of actions) {
         if (a.type === "send") {
           bytes += a.payload;
-          sock.send(a.packet, client.port, client.address);
+          this.send(sock, a.packet, client, log);
         } else if (a.type === "timer") {
           clearTimeout(timer);
-          timer = setTimeout(() => apply(t.onTimeout()), a.ms);
+          timer = setTimeout(
+            guarded(() => apply(t.onTimeout())),
+            a.ms,
+          );
+        } else if (a.type === "drop") {
+          this.drop(a.reason, client, a.detail, log);
         } else {
           this.metrics.transfers.inc({ result: a.result });
           const ms = Date.now() - started;
@@ -153,18 +277,24 @@ export class TftpServer {
       }
       if (bytes) this.metrics.bytes.inc(bytes);
     };
-    sock.on("error", (err) => {
-      log.warn({ err }, "transfer socket error");
+    sock.on("error", (err) => fail(err, "transfer socket error"));
+    sock.on(
+      "message",
+      guarded((msg: Buffer, rinfo: RemoteInfo) => {
+        if (rinfo.address !== client.address || rinfo.port !== client.port) return this.drop("unknown-tid", rinfo, "not this transfer's client", log);
+        apply(t.onPacket(msg));
+      }),
+    );
+    try {
+      sock.bind(
+        0,
+        this.o.address === "0.0.0.0" ? undefined : this.o.address,
+        guarded(() => apply(t.start())),
+      );
+    } catch (err) {
       handle.close();
-    });
-    sock.on("message", (msg, rinfo) => {
-      if (rinfo.address !== client.address || rinfo.port !== client.port) {
-        sock.send(errorPacket(ErrorCode.UNKNOWN_TID, "Unknown transfer ID"), rinfo.port, rinfo.address);
-        return;
-      }
-      apply(t.onPacket(msg));
-    });
-    sock.bind(0, this.o.address === "0.0.0.0" ? undefined : this.o.address, () => apply(t.start()));
+      throw err;
+    }
   }
 }
 
@@ -178,6 +308,11 @@ export function tftpService(ctx: ServerContext, generate?: Generator): Service {
     log: ctx.log.child({ svc: "tftp" }),
     metrics: ctx.metrics,
     generate,
+    limits: {
+      maxTimeoutSeconds: cfg.tftp.maxTimeoutSeconds,
+      maxTransfers: cfg.tftp.maxTransfers,
+      maxTransfersPerClient: cfg.tftp.maxTransfersPerClient,
+    },
   });
   return {
     name: "tftp",

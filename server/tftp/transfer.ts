@@ -7,7 +7,7 @@
  * the timer does. With windowsize (RFC 7440) an ACK for a block inside the window means the
  * client lost what followed: the next window starts right after it.
  */
-import { ErrorCode, Op, decodeTftp, errorPacket, oackPacket } from "./packets.ts";
+import { Op, decodeTftp, oackPacket } from "./packets.ts";
 
 export const MAX_BLKSIZE = 65464;
 const MAX_WINDOW = 64;
@@ -17,18 +17,38 @@ export interface TransferLimits {
   maxBlksize: number;
   /** Default retransmission timeout. */
   timeoutMs: number;
+  /**
+   * Largest `timeout` option granted (RFC 2349 allows 255 s). A larger one is not
+   * acknowledged (the OACK must echo the client's value) and the default applies: a spoofed
+   * RRQ cannot hold a socket and a file for timeout × retries ≈ 25 min.
+   */
+  maxTimeoutSeconds: number;
   /** Retransmissions of one window before giving up. */
   retries: number;
+  /** Transfers in flight at once, over all clients; more are refused with an ERROR. */
+  maxTransfers: number;
+  /** Transfers in flight at once from one client address. */
+  maxTransfersPerClient: number;
 }
 
-export const DEFAULT_LIMITS: TransferLimits = { maxBlksize: MAX_BLKSIZE, timeoutMs: 1000, retries: 5 };
+/** The defaults of the `tftp` config keys (server/config/schema.ts) and of a TftpServer built without them. */
+export const DEFAULT_LIMITS: TransferLimits = {
+  maxBlksize: MAX_BLKSIZE,
+  timeoutMs: 1000,
+  maxTimeoutSeconds: 10,
+  retries: 5,
+  maxTransfers: 128,
+  maxTransfersPerClient: 8,
+};
 
 export type TransferEnd = "done" | "aborted" | "timeout" | "error";
 
 export type Action =
   | { type: "send"; packet: Buffer; /** payload bytes of a DATA packet (for the byte counter) */ payload: number }
   | { type: "timer"; ms: number }
-  | { type: "end"; result: TransferEnd; detail?: string };
+  | { type: "end"; result: TransferEnd; detail?: string }
+  /** A packet from the client that is neither an ACK nor an ERROR, or no TFTP packet at all: never answered. */
+  | { type: "drop"; reason: "malformed" | "unexpected-opcode"; detail: string };
 
 export interface Negotiated {
   blksize: number;
@@ -40,7 +60,7 @@ export interface Negotiated {
 
 const int = (v: string | undefined) => (v !== undefined && /^\d{1,10}$/.test(v) ? Number(v) : undefined);
 
-/** RFC 2347/2348/2349/7440: accept what is in range (clamping blksize/windowsize), ignore the rest. */
+/** RFC 2347/2348/2349/7440: accept what is in range (clamping blksize/windowsize; a timeout above the limit is not granted), ignore the rest. */
 export function negotiate(options: Record<string, string>, size: number, limits: TransferLimits): Negotiated {
   const oack: Record<string, string> = {};
   let blksize = 512;
@@ -52,7 +72,7 @@ export function negotiate(options: Record<string, string>, size: number, limits:
     oack.blksize = String(blksize);
   }
   const t = int(options.timeout);
-  if (t !== undefined && t >= 1 && t <= 255) {
+  if (t !== undefined && t >= 1 && t <= Math.min(255, limits.maxTimeoutSeconds)) {
     timeoutMs = t * 1000;
     oack.timeout = String(t);
   }
@@ -115,19 +135,23 @@ export class ReadTransfer {
     return out;
   }
 
-  private end(result: TransferEnd, detail?: string, packet?: Buffer): Action[] {
+  private end(result: TransferEnd, detail?: string): Action[] {
     this.finished = true;
-    return [...(packet ? [{ type: "send" as const, packet, payload: 0 }] : []), { type: "end", result, detail }];
+    return [{ type: "end", result, detail }];
   }
 
-  /** A packet from the transfer's client (same address and port). */
+  /**
+   * A packet from the transfer's client (same address and port). Only ACK and ERROR mean
+   * something here; anything else is dropped unanswered (RFC 1350 would send an ERROR, but an
+   * answer to a stray packet is how two peers that answer each other's errors start a loop).
+   */
   onPacket(buf: Buffer): Action[] {
     if (this.finished) return [];
     const d = decodeTftp(buf);
-    if (!d.ok) return [];
+    if (!d.ok) return [{ type: "drop", reason: "malformed", detail: d.error }];
     const p = d.packet;
     if (p.op === "ERROR") return this.end("aborted", `client error ${p.code}: ${p.message}`);
-    if (p.op !== "ACK") return this.end("error", `unexpected ${p.op}`, errorPacket(ErrorCode.ILLEGAL_OPERATION, `unexpected ${p.op}`));
+    if (p.op !== "ACK") return [{ type: "drop", reason: "unexpected-opcode", detail: p.op }];
     if (this.oackPending) {
       if (p.block !== 0) return [];
       this.oackPending = false;

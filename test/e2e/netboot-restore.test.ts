@@ -11,9 +11,10 @@ import { mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { DEFAULT_CACHE_DIR, buildImage } from "../../rescue-image/build.ts";
 import type { JobView } from "../../server/jobs/job-views.ts";
+import type { DiskLayout } from "../../server/layout/layout.ts";
 import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../helpers/amanda-lab.ts";
 import { lifeboatBin } from "../helpers/cli.ts";
 import { type Lan, createLan, netnsUnavailable } from "../helpers/netns.ts";
@@ -22,6 +23,7 @@ import { startRouter } from "../helpers/router.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { type NsServer, serveInNs } from "../integration/netboot/lifeboat-ns.ts";
 import { rescan } from "../integration/recovery/loopdev.ts";
+import { describeNeeding } from "../helpers/needs.ts";
 
 const SUBNET = "10.231.9";
 const SERVER = `http://${SUBNET}.1:8080`;
@@ -31,7 +33,6 @@ const CAPTURED_SERIAL = "QM00001"; // the captured disk's serial (QEMU's default
 const CLONES = 4;
 
 const skip = qemuUnavailable() ?? (await netnsUnavailable()) ?? amandaLabUnavailable() ?? undefined;
-if (skip) console.warn(`SKIPPED end-to-end network restore: ${skip}`);
 
 /** A QEMU machine with one blank virtio disk of the captured size and the given serial, network boot first. */
 function machine(lan: Lan, work: string, i: number, mac: string, serial: string): { vm: Vm; disk: string } {
@@ -74,7 +75,7 @@ async function withRoot<T>(disk: string, work: string, fn: (root: string) => Pro
   }
 }
 
-describe.skipIf(skip !== undefined)("network boot to a restored disk (QEMU, real Amanda, real CLI)", () => {
+describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real CLI)", () => {
   const work = tempDir("lbte-");
   const dataDir = join(work, "data");
   let lab: AmandaLab;
@@ -160,13 +161,15 @@ describe.skipIf(skip !== undefined)("network boot to a restored disk (QEMU, real
     expect(final).toMatchObject({ state: "done", disks: [expect.objectContaining({ serial: CAPTURED_SERIAL })] });
     expect(final.bytesDone).toBe(final.bytesTotal);
 
-    // The disk as captured: same table, same UUIDs; the trees as Amanda last saw them.
-    const capture = JSON.parse(readFileSync(CAPTURE, "utf8")) as unknown;
-    const rootUuid = JSON.stringify(capture).match(/"UUID":"([0-9a-f-]{36})","BLOCK_SIZE":"4096","TYPE":"ext4"/)?.[1];
+    // The disk as captured: same table, same UUIDs (the root's, as Lifeboat stored the layout); the trees as Amanda last saw them.
+    const stored = JSON.parse(await cli("hosts", "layout", "localhost", "--json")) as { layout: DiskLayout };
+    const rootDev = stored.layout.mounts.find((mt) => mt.mountpoint === "/")?.dev;
+    const rootUuid = stored.layout.filesystems.find((f) => f.dev === rootDev)?.uuid;
+    expect(rootUuid, `the stored layout's root filesystem (${rootDev})`).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     const loop = await attach(m.disk);
     try {
       expect((await execa("blkid", ["-o", "value", "-s", "TYPE", `${loop}p1`])).stdout).toBe("ext4");
-      if (rootUuid) expect((await execa("blkid", ["-o", "value", "-s", "UUID", `${loop}p1`])).stdout).toBe(rootUuid);
+      expect((await execa("blkid", ["-o", "value", "-s", "UUID", `${loop}p1`])).stdout).toBe(rootUuid);
       expect((await execa("blkid", ["-o", "value", "-s", "TYPE", `${loop}p5`])).stdout).toBe("swap");
     } finally {
       await execa("losetup", ["-d", loop]);

@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
@@ -49,6 +50,38 @@ describe("lifeboat serve", () => {
     const lines = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { msg: string; svc?: string });
     expect(lines.filter((l) => l.svc === "http" && l.msg.startsWith("http: http://127.0.0.1:"))).toHaveLength(1);
     expect(lines.at(-1)?.msg).toBe("stopped");
+  });
+
+  it("an error no handler caught, thrown or rejected, is logged and counted, and the process keeps serving", async () => {
+    const dataDir = tempDir();
+    const fault = fileURLToPath(new URL("./inject-fault.mjs", import.meta.url));
+    const proc = execa(process.execPath, ["--import", fault, lifeboatBin, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1", "--http-port", "0", "--no-tftp", "--dhcp", "off"], {
+      reject: false,
+      stdin: "ignore",
+    });
+    let out = "";
+    const url = await new Promise<string>((resolve, reject) => {
+      proc.stdout!.on("data", (d: Buffer) => {
+        out += d.toString();
+        const m = /"address":"(http:\/\/[^"]+)"/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      void proc.then((r) => reject(new Error(`serve exited early: ${r.stderr}`)));
+    });
+    proc.kill("SIGUSR2");
+    for (let i = 0; i < 50 && !(out.includes("unhandled promise rejection") && out.includes("unexpected error")); i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toContain('lifeboat_unexpected_errors_total{kind="exception"} 1');
+    expect(metrics).toContain('lifeboat_unexpected_errors_total{kind="rejection"} 1');
+    proc.kill("SIGTERM");
+    const r = await proc;
+    expect(r.exitCode).toBe(0);
+    const errors = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string; err?: { message: string } });
+    expect(errors.filter((l) => l.level === 50).map((l) => [l.msg, l.err?.message])).toEqual([
+      ["unhandled promise rejection (kept serving)", "injected rejection"],
+      ["unexpected error (kept serving)", "injected fault"],
+    ]);
   });
 
   it("a port in use is a one-line error, exit 1", async () => {

@@ -18,9 +18,9 @@ import { type Lan, createLan, netnsUnavailable } from "../../helpers/netns.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { fixture, pxeDiscover, request } from "../../unit/dhcp/packets.ts";
 import { type NsServer, serveInNs } from "./lifeboat-ns.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 const skip = await netnsUnavailable();
-if (skip) console.warn(`SKIPPED netboot DHCP tests: ${skip}`);
 const clientScript = fileURLToPath(new URL("./dhcp-client.ts", import.meta.url));
 
 interface Reply { from: string; xid: number; type: number; yiaddr: string; siaddr: string; file: string; serverId: string; vendorClass: string | null; uuid: string | null; opt43: string | null }
@@ -50,7 +50,7 @@ async function udhcpc(member: string, args: string[]): Promise<string> {
   return r.stdout;
 }
 
-describe.skipIf(skip)("DHCP in a namespace LAN", () => {
+describeNeeding(skip, "DHCP in a namespace LAN", () => {
   beforeAll(async () => {
     lan = await createLan({ prefix: "lbt7-dhcp", subnet: "10.231.7", members: { srv: 1, dhcp: 2, cli: 0, pxe: 9, other: null } });
     // Our test client sends from an address; limited broadcast needs a route out of eth0.

@@ -12,7 +12,7 @@
  */
 import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { AGENT_BASE } from "../../../server/plan/agent-api.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
 import { type Lan, createLan, netnsUnavailable } from "../../helpers/netns.ts";
@@ -21,9 +21,9 @@ import { type TestKernel, bootVm, buildTestInitramfs, qemuUnavailable, reportIni
 import { tempDir } from "../../helpers/tmp.ts";
 import { armForTest } from "./armed.ts";
 import { serveInNs } from "./lifeboat-ns.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 const skip = (await netnsUnavailable()) ?? qemuUnavailable();
-if (skip) console.warn(`SKIPPED QEMU network-boot tests: ${skip}`);
 
 const BOOT_TIMEOUT = 240_000;
 const work = tempDir("lbt7-qemu-");
@@ -89,7 +89,7 @@ async function bootOnce(name: string, o: { firmware: "bios" | "uefi"; mode: "pro
 const dhcpKinds = (srv: { lines(): Array<Record<string, unknown>> }) =>
   srv.lines().filter((l) => l.svc === "dhcp" && typeof l.kind === "string").map((l) => `${String(l.kind)} ${String(l.file ?? "")}`.trim());
 
-describe.skipIf(skip)("QEMU machines network-boot from Lifeboat", () => {
+describeNeeding(skip, "QEMU machines network-boot from Lifeboat", () => {
   beforeAll(async () => {
     kernel = await testKernel();
     await buildTestInitramfs(kernel, initramfs, reportInit(AGENT_BASE));

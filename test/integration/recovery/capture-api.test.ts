@@ -10,6 +10,7 @@ import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { lifeboat } from "../../helpers/cli.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop, rescan } from "./loopdev.ts";
+import { itNeeding } from "../../helpers/needs.ts";
 
 /**
  * The capture path end to end on loopback: the server serves capture.sh, a host uploads
@@ -154,7 +155,7 @@ describe("capture upload, layout versions and the hosts CLI", () => {
   });
 
   const noLoop = loopUnavailable();
-  it.skipIf(noLoop !== null)("the served script, run as cron would (sh -s), uploads a real capture with curl", async () => {
+  itNeeding(noLoop, "the served script, run as cron would (sh -s), uploads a real capture with curl", async () => {
     const dev = await makeLoop(work, "upload", 64 * 1024 * 1024);
     await execa("sfdisk", ["-q", dev], { input: "label: gpt\ntype=L\n" });
     await rescan(dev);
@@ -181,5 +182,4 @@ describe("capture upload, layout versions and the hosts CLI", () => {
     expect(wrong.exitCode).toBe(2);
     expect(wrong.stderr).toMatch(/upload to .* failed \(curl exit 22\)/);
   });
-  if (noLoop) console.warn(`capture upload with the real script skipped: ${noLoop}`);
 });

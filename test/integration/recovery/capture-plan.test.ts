@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { helloSchema, targetDiskSchema } from "../../../server/plan/agent-api.ts";
 import { resolveMapping } from "../../../server/plan/disks.ts";
 import { type Capture, layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
@@ -12,6 +12,7 @@ import { tempDir } from "../../helpers/tmp.ts";
 import { agentSh } from "../../unit/rescue/agent-sh.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop, mountTracked, rescan, trackMount } from "./loopdev.ts";
 import { planCalls } from "./plan-calls.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 /**
  * Real tools on loop devices: real GPT and MBR tables with ext4, xfs, vfat and swap are
@@ -28,7 +29,6 @@ const agentSteps = join(root, "rescue-image/agent/steps.sh");
 const MiB = 1024 * 1024;
 
 const unavailable = loopUnavailable();
-if (unavailable) console.warn(`capture-plan real-tools tests skipped: ${unavailable}`);
 
 async function capture(devices: string[], shell = "sh"): Promise<Capture> {
   const cmd = shell === "busybox" ? ["busybox", "sh"] : [shell];
@@ -197,7 +197,7 @@ function shape(l: DiskLayout, roles: Record<string, string>) {
   };
 }
 
-describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devices", () => {
+describeNeeding(unavailable, "capture.sh and the plan on real loop devices", () => {
   const dir = tempDir("lifeboat-recovery-");
   cleanupLoopsAfterAll();
   let src: Awaited<ReturnType<typeof makeSources>>;
@@ -343,15 +343,14 @@ describe.skipIf(unavailable !== null)("capture.sh and the plan on real loop devi
     const plan = buildPlan({ layout, targets: [await targetDisk(small)], options: { mapping: { [layout.disks[0]!.name]: small } } });
     expect(plan.ok).toBe(false);
     const plan2 = buildPlan({ layout: { ...layout, disks: [layout.disks[0]!] , filesystems: layout.filesystems.filter((f) => f.dev.startsWith(src.gpt)), swap: layout.swap.filter((s) => s.dev.startsWith(src.gpt)), mounts: [] }, targets: [await targetDisk(small)], options: { mapping: { [layout.disks[0]!.name]: small } } });
-    expect(plan2.ok).toBe(false);
-    if (!plan2.ok) expect(plan2.reason).toMatch(/does not fit, .* more needed/);
+    expect(plan2).toMatchObject({ ok: false, reason: expect.stringMatching(/does not fit, .* more needed/) });
     // Nothing was written: the small disk is still all zeros at its start.
     const head = (await execa("sh", ["-c", `dd if=${small} bs=1M count=2 status=none | tr -d '\\000' | wc -c`])).stdout.trim();
     expect(head).toBe("0");
   });
 });
 
-describe.skipIf(unavailable !== null)("a USB disk on loop devices: left out of the capture, never a target (issue 15 item 5)", () => {
+describeNeeding(unavailable, "a USB disk on loop devices: left out of the capture, never a target (issue 15 item 5)", () => {
   const dir = tempDir("lifeboat-usb-");
   cleanupLoopsAfterAll();
   /** sha256 of a whole device. */

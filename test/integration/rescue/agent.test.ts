@@ -9,7 +9,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { renderKernelArgs } from "../../../server/plan/cmdline.ts";
 import { type Step, renderPlan } from "../../../server/plan/steps.ts";
 import { refreshCatalogs } from "../../../server/amanda/refresh.ts";
@@ -25,12 +25,12 @@ import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loo
 import { type LabDump, labChain, sharedLab } from "./lab-dumps.ts";
 import { restorePlan } from "./plans.ts";
 import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 const MiB = 1024 * 1024;
 const why = loopUnavailable() ?? amandaLabUnavailable();
-if (why) console.warn(`rescue agent host tests skipped: ${why}`);
 
-describe.skipIf(why !== null)("rescue agent on the host against a real Lifeboat server", () => {
+describeNeeding(why, "rescue agent on the host against a real Lifeboat server", () => {
   const dir = tempDir("lifeboat-rescue-agent-");
   cleanupLoopsAfterAll();
   let lab: AmandaLab;

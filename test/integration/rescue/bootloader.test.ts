@@ -17,7 +17,7 @@ import { createHash } from "node:crypto";
 import { closeSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { bootDisk, qemuUnavailable } from "../../helpers/qemu.ts";
 import { installCapture, readCapture, SAMPLE_BOOTED, type SampleOs, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
 import { loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
@@ -25,6 +25,7 @@ import { GPT_TYPES } from "../../../server/layout/layout.ts";
 import { gptScript } from "./plans.ts";
 import { expectSampleCapture } from "./sample-capture.ts";
 import { stepHarness } from "./step-harness.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 const MiB = 1024 * 1024;
 const DISK_BYTES = 2048 * MiB;
@@ -32,11 +33,10 @@ const ROOT_UUID = "3a5c0e9e-1b7d-4f2a-9c61-5d2e8f0b7a14";
 const SWAP_UUID = "4b6d1f0f-2c8e-4a3b-8d72-6e3f9a1c8b25";
 
 const why = loopUnavailable() ?? sampleOsUnavailable() ?? qemuUnavailable() ?? null;
-if (why) console.warn(`boot loader step tests skipped: ${why}`);
 
 const sha = (file: string) => createHash("sha256").update(readFileSync(file)).digest("hex");
 
-describe.skipIf(why !== null)("install_bootloader and regen_initramfs on a real Debian system, then QEMU boots the disk", () => {
+describeNeeding(why, "install_bootloader and regen_initramfs on a real Debian system, then QEMU boots the disk", () => {
   const { dir, run, target, arm, step } = stepHarness("boot", 300_000);
   afterAll(() => {
     // The by-uuid links install_bootloader made for the loop partitions (this host has no udev).

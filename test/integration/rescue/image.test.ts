@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { imagePath, REQUIRED_NIC_DRIVERS, REQUIRED_STACK_MODULES, REQUIRED_STORAGE_DRIVERS, RESCUE_TOOLS } from "../../../rescue-image/manifest.ts";
 import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
@@ -42,6 +42,7 @@ import { type LabDump, labChain, sharedLab } from "./lab-dumps.ts";
 import { LAB_LUKS, mdLvmPlan, restorePlan, uefiSystemPlan } from "./plans.ts";
 import { expectSampleCapture } from "./sample-capture.ts";
 import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 const CACHE = process.env.LIFEBOAT_RESCUE_CACHE ?? "/var/cache/lifeboat/rescue-debs";
 const IMAGE = join(CACHE, "test-image");
@@ -55,7 +56,6 @@ function unavailable(): string | null {
   return amandaLabUnavailable() ?? sampleOsUnavailable() ?? null;
 }
 const why = unavailable();
-if (why) console.warn(`rescue image tests skipped: ${why}`);
 
 /** A restored tree's manifest without the agent's own log (which the plan adds under /var/log/lifeboat). */
 function withoutAgentLog(restored: string, expected: string): string {
@@ -86,7 +86,7 @@ async function startLifeboat(dataDir: string, port: number, planner: Planner): P
   return startServer(config, createLogger("silent", { pretty: false }), { planner });
 }
 
-describe.skipIf(why !== null)("rescue image: build, contents, QEMU boot and restore", () => {
+describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () => {
   const dir = tempDir("lifeboat-rescue-image-");
   const dataDir = join(dir, "data");
   const config = join(dir, "lifeboat.yaml");

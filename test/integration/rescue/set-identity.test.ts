@@ -5,15 +5,15 @@
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
 import { stepHarness } from "./step-harness.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 const MiB = 1024 * 1024;
 const why = loopUnavailable();
-if (why) console.warn(`set_identity test skipped: ${why}`);
 
-describe.skipIf(why !== null)("set_identity (clones)", () => {
+describeNeeding(why, "set_identity (clones)", () => {
   const { dir, target, arm, disarm, step } = stepHarness("identity");
 
   it("writes the new identity into the restored root, and only behind the gate", async () => {

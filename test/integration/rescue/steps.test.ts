@@ -8,13 +8,13 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
-import { describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
 import { stepHarness } from "./step-harness.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
 
 const MiB = 1024 * 1024;
 const why = loopUnavailable();
-if (why) console.warn(`rescue step tests skipped: ${why}`);
 
 /** sha256 of a device's first `bytes` (its whole size when it was made). */
 function sha(dev: string, bytes = 64 * MiB): string {
@@ -22,7 +22,7 @@ function sha(dev: string, bytes = 64 * MiB): string {
 }
 const blkid = async (dev: string, tag: string) => (await execa("blkid", ["-o", "value", "-s", tag, dev], { reject: false })).stdout.trim();
 
-describe.skipIf(why !== null)("rescue agent step functions on loop devices", () => {
+describeNeeding(why, "rescue agent step functions on loop devices", () => {
   const { dir, run, target, arm, disarm, step } = stepHarness("steps");
 
   it("the gate: without a plan from an armed job, nothing is written", async () => {

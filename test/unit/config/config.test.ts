@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { defaultConfigPath, loadConfig, parseConfig, readConfigFile } from "../../../server/config/load.ts";
 import { UserError } from "../../../server/errors.ts";
+import { DEFAULT_LIMITS } from "../../../server/tftp/transfer.ts";
 import { lifeboat } from "../../helpers/cli.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
@@ -41,6 +42,8 @@ describe("config", () => {
     ["dhcp:\n  pool:\n    start: nope\n", 'conf.yaml: dhcp.pool.start: expected an IPv4 address, got "nope"'],
     ["amanda:\n  - name: daily\n", "conf.yaml: amanda[0].configDir: expected string, got nothing"],
     ["tftp:\n  enabld: true\n", 'conf.yaml: tftp: unknown key "enabld"'],
+    ["tftp:\n  maxTimeoutSeconds: 300\n", "conf.yaml: tftp.maxTimeoutSeconds: expected at most 255, got 300"],
+    ["tftp:\n  maxTransfersPerClient: 0\n", "conf.yaml: tftp.maxTransfersPerClient: expected at least 1, got 0"],
     ["- a\n- b\n", "conf.yaml: expected a mapping at the top, got a list"],
     ["http: [1, 2\n", "conf.yaml: invalid YAML at line"],
     ["log:\n  level: loud\n", 'conf.yaml: log.level: expected "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent", got "loud"'],
@@ -48,6 +51,16 @@ describe("config", () => {
     const msg = errorOf(text);
     expect(msg).toContain(message);
     expect(msg).not.toContain("\n");
+  });
+
+  it("the TFTP limits written in config/lifeboat.yaml are the server's defaults", () => {
+    const written = readConfigFile(defaultConfigPath).tftp;
+    expect(written).toEqual(parseConfig("", "empty.yaml").tftp);
+    expect(written).toMatchObject({
+      maxTimeoutSeconds: DEFAULT_LIMITS.maxTimeoutSeconds,
+      maxTransfers: DEFAULT_LIMITS.maxTransfers,
+      maxTransfersPerClient: DEFAULT_LIMITS.maxTransfersPerClient,
+    });
   });
 
   it("a missing file is named", () => {

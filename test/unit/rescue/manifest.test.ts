@@ -6,7 +6,6 @@ import {
   missingDrivers,
   moduleClosure,
   moduleName,
-  parseLoaderList,
   parseModulesDep,
   pickKernelVersion,
 } from "../../../rescue-image/manifest.ts";
@@ -42,20 +41,6 @@ describe("rescue image manifest helpers", () => {
     expect(moduleName("kernel/drivers/md/raid456.ko.xz")).toBe("raid456");
     expect(missingDrivers(["ext4", "virtio_net", "e1000"], ["kernel/fs/ext4/ext4.ko"], ["kernel/drivers/net/virtio_net.ko"])).toEqual(["e1000"]);
     expect(REQUIRED_NIC_DRIVERS).toContain("e1000e");
-  });
-
-  it("parseLoaderList keeps staged libraries and refuses missing or foreign ones", () => {
-    const out = `\tlinux-vdso.so.1 (0x00007ffd)
-\tlibblkid.so.1 => /st/usr/lib/x86_64-linux-gnu/libblkid.so.1 (0x00007f1)
-\tlibc.so.6 => /st/lib/x86_64-linux-gnu/libc.so.6 (0x00007f2)
-\t/lib64/ld-linux-x86-64.so.2 => /st/lib64/ld-linux-x86-64.so.2 (0x00007f3)`;
-    expect(parseLoaderList(out, "/st", "sbin/blkid")).toEqual([
-      "usr/lib/x86_64-linux-gnu/libblkid.so.1",
-      "lib/x86_64-linux-gnu/libc.so.6",
-      "lib64/ld-linux-x86-64.so.2",
-    ]);
-    expect(() => parseLoaderList("\tlibfoo.so.1 => not found", "/st", "bin/x")).toThrow(/bin\/x: shared library libfoo.so.1 not found/);
-    expect(() => parseLoaderList("\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x1)", "/st", "bin/x")).toThrow(/outside the staged/);
   });
 
   it("usr-merged paths, kernel pick, version lines", () => {

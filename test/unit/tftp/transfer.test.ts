@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ackPacket, decodeTftp, errorPacket } from "../../../server/tftp/packets.ts";
+import { ackPacket, dataPacket, decodeTftp, errorPacket, oackPacket, requestPacket } from "../../../server/tftp/packets.ts";
 import { type Action, DEFAULT_LIMITS, ReadTransfer, negotiate } from "../../../server/tftp/transfer.ts";
 
 const data = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + 3) & 255));
@@ -26,6 +26,12 @@ describe("TFTP option negotiation", () => {
     });
     expect(negotiate({ blksize: "99999" }, 1, DEFAULT_LIMITS).blksize).toBe(65464);
     expect(negotiate({ blksize: "4", timeout: "0", windowsize: "x" }, 1, DEFAULT_LIMITS).oack).toEqual({});
+  });
+
+  it("grants a timeout up to maxTimeoutSeconds; a larger one (RFC 2349 allows 255) is not acknowledged and the default applies", () => {
+    expect(negotiate({ timeout: "10" }, 1, DEFAULT_LIMITS)).toMatchObject({ timeoutMs: 10_000, oack: { timeout: "10" } });
+    expect(negotiate({ timeout: "255", blksize: "1468" }, 1, DEFAULT_LIMITS)).toEqual({ blksize: 1468, windowsize: 1, timeoutMs: 1000, oack: { blksize: "1468" } });
+    expect(negotiate({ timeout: "5" }, 1, { ...DEFAULT_LIMITS, maxTimeoutSeconds: 3 }).oack).toEqual({});
   });
 });
 
@@ -102,6 +108,21 @@ describe("TFTP read transfer state machine", () => {
     }
     expect(ended(acts)).toMatchObject({ result: "done" });
     expect(Buffer.concat([...got.values()])).toEqual(file);
+  });
+
+  it("DATA, OACK, requests and junk from the client are dropped unanswered; the transfer goes on", () => {
+    const { t } = transfer(1000);
+    t.start();
+    for (const [p, reason] of [
+      [dataPacket(1, Buffer.from("x")), "unexpected-opcode"],
+      [oackPacket({ blksize: "8" }), "unexpected-opcode"],
+      [requestPacket("RRQ", "x"), "unexpected-opcode"],
+      [Buffer.from([0, 3]), "malformed"],
+      [Buffer.from([0, 9, 0, 0]), "malformed"],
+    ] as const)
+      expect(t.onPacket(p)).toEqual([expect.objectContaining({ type: "drop", reason })]);
+    expect(t.ended).toBe(false);
+    expect(sentData(t.onPacket(ackPacket(1))).map((d) => d[0])).toEqual([2]);
   });
 
   it("gives up after the retry limit", () => {
