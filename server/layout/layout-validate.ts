@@ -47,10 +47,12 @@ const GUID = /^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A
 const FS_UUID = /^[0-9A-Za-z][0-9A-Za-z-]{0,63}$/;
 const MD_UUID = /^(?:[0-9A-Fa-f]{8}(?::[0-9A-Fa-f]{8}){3})?$/;
 const LVM_UUID = /^[0-9A-Za-z-]{0,64}$/;
-const FS_TYPE = /^[a-z0-9_]{1,32}$/;
+const FS_TYPE = /^[A-Za-z0-9_]{1,32}$/;
 const WORD = /^[A-Za-z0-9._+-]{1,64}$/;
-const MD_LEVELS = ["raid0", "raid1", "raid4", "raid5", "raid6", "raid10", "linear"];
-const MD_METADATA = ["0.90", "1.0", "1.1", "1.2"];
+/** One word for mdadm --level= and --metadata= (mdadm itself says which it supports). */
+const MD_WORD = /^[a-z0-9][a-z0-9.]{0,15}$/;
+/** A directory name below EFI/ (grub-install --bootloader-id). */
+const EFI_DIR_NAME = /^(?!\.{1,2}$)[^/\u0000-\u001f\u007f]{1,64}$/;
 const SECTOR_SIZES = [512, 1024, 2048, 4096];
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
@@ -216,8 +218,8 @@ export function layoutProblem(l: DiskLayout): string | null {
     const w = `md.${i}`;
     if (!MD.test(a.path)) return p(`${w}.path`, `${show(a.path)} is not an MD array (/dev/mdN or /dev/md/NAME)`);
     if (a.name !== null && !/^[A-Za-z0-9_.:+-]{0,64}$/.test(a.name)) return p(`${w}.name`, `${show(a.name)} is not an array name`);
-    if (!MD_LEVELS.includes(a.level)) return p(`${w}.level`, `${show(a.level)} is not one of ${MD_LEVELS.join(", ")}`);
-    if (!MD_METADATA.includes(a.metadata)) return p(`${w}.metadata`, `${show(a.metadata)} is not one of ${MD_METADATA.join(", ")}`);
+    if (!MD_WORD.test(a.level)) return p(`${w}.level`, `${show(a.level)} is not a RAID level`);
+    if (!MD_WORD.test(a.metadata)) return p(`${w}.metadata`, `${show(a.metadata)} is not a superblock version`);
     if (!MD_UUID.test(a.uuid)) return p(`${w}.uuid`, `${show(a.uuid)} is not an MD UUID (xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx)`);
     if (a.members.length > LAYOUT_LIMITS.members) return p(`${w}.members`, `${a.members.length} entries, at most ${LAYOUT_LIMITS.members}`);
     for (const [k, m] of a.members.entries()) {
@@ -277,14 +279,15 @@ export function layoutProblem(l: DiskLayout): string | null {
     if (!isNormalMountpoint(m.mountpoint)) return p(`${w}.mountpoint`, `${show(m.mountpoint)} is not an absolute path in normal form (no "..", "." or "//")`);
     if (!FS_TYPE.test(m.fstype)) return p(`${w}.fstype`, `${show(m.fstype)} is not a filesystem type`);
     const opts = m.options === "" ? [] : m.options.split(",");
+    // subvol= alone is the top level (findmnt shows subvol=/ for it).
     for (const o of opts)
-      if (!(o.startsWith("subvol=") && isNormalRelative(o.slice(7))))
+      if (!(o.startsWith("subvol=") && (o === "subvol=" || isNormalRelative(o.slice(7)))))
         return p(`${w}.options`, `${show(o)}: a layout's mount options may only be subvol=PATH (a relative path in normal form)`);
   }
   const b = l.boot;
   if (b.disk !== null && !diskPaths.has(b.disk)) return p("boot.disk", `${show(b.disk)} is not a disk of the layout`);
   if (b.efiDir !== null && !isNormalMountpoint(b.efiDir)) return p("boot.efiDir", `${show(b.efiDir)} is not an absolute path in normal form`);
-  if (b.bootloaderId !== null && !WORD.test(b.bootloaderId)) return p("boot.bootloaderId", `${show(b.bootloaderId)} is not an EFI directory name (letters, digits, . _ + -)`);
+  if (b.bootloaderId !== null && !EFI_DIR_NAME.test(b.bootloaderId)) return p("boot.bootloaderId", `${show(b.bootloaderId)} is not an EFI directory name`);
   for (const [dle, mp] of Object.entries(l.dles))
     if (!isNormalMountpoint(mp)) return p(`dles.${dle}`, `${show(mp)} is not an absolute path in normal form (no "..", "." or "//")`);
   return null;

@@ -79,6 +79,14 @@ describe("layoutProblem: what a layout may hold", () => {
     expect(layoutProblem(rear)).toBeNull();
   });
 
+  it("what real machines have passes: a top-level btrfs mount (subvol=), an EFI directory with a space, NTFS, a partitioned MD array", () => {
+    const l = structuredClone(fixtureLayout("gpt-uefi"));
+    l.mounts[0]!.options = "subvol=";
+    l.boot.bootloaderId = "ASUS Tools";
+    l.filesystems.push({ dev: "/dev/md127p1", type: "ntfs", uuid: "1A2B3C4D5E6F7081", label: "Data", sizeBytes: 1 << 30, usedBytes: null, mkfsOptions: [], subvolumes: [] });
+    expect(layoutProblem(l)).toBeNull();
+  });
+
   for (const [what, change, reason] of HOSTILE)
     it(`refuses ${what}, in one line`, () => {
       const l = structuredClone(fixtureLayout("gpt-uefi"));
