@@ -22,20 +22,19 @@ const WEAK_SERIALS: Array<[RegExp, string]> = [
 ];
 
 /** Why a serial identifies no disk, or null when it may. A USB bridge reports its own serial. */
-export function weakSerial(serial: string, bus: string | null): string | null {
+function weakSerial(serial: string, bus: string | null): string | null {
   if (bus === "usb") return "a USB bridge's serial";
   for (const [re, why] of WEAK_SERIALS) if (re.test(serial)) return why;
   return null;
 }
 
 /** Two sizes of the same disk: equal within 1% (the same disk reports the same size; a 500 GB disk never passes for 1 TB). */
-export function sameSizeClass(a: number, b: number): boolean {
+function sameSizeClass(a: number, b: number): boolean {
   return Math.abs(a - b) <= 0.01 * Math.max(a, b);
 }
 
 /** What a disk can be told by, on either side. */
 interface Ids {
-  name: string;
   serial: string | null;
   wwn: string | null;
   /** /dev/disk/by-id link names without the directory. */
@@ -44,8 +43,8 @@ interface Ids {
   bus: string | null;
 }
 const byIdName = (s: string) => s.replace(/^\/dev\/disk\/by-id\//, "");
-const capturedIds = (d: Disk): Ids => ({ name: d.name, serial: d.serial, wwn: d.wwn, byId: d.byId.map(byIdName), sizeBytes: d.sizeBytes, bus: d.transport });
-const targetIds = (t: TargetDisk): Ids => ({ name: t.name, serial: t.serial, wwn: t.wwn, byId: t.byId.map(byIdName), sizeBytes: t.sizeBytes, bus: t.bus });
+const capturedIds = (d: Disk): Ids => ({ serial: d.serial, wwn: d.wwn, byId: d.byId.map(byIdName), sizeBytes: d.sizeBytes, bus: d.transport });
+const targetIds = (t: TargetDisk): Ids => ({ serial: t.serial, wwn: t.wwn, byId: t.byId.map(byIdName), sizeBytes: t.sizeBytes, bus: t.bus });
 
 /** The identifiers of `d` that name it alone among `peers` (its own machine's disks), and why the others do not. */
 function strongIds(d: Ids, peers: Ids[]): { serial: string | null; wwn: string | null; byId: string[]; weak: string[] } {
