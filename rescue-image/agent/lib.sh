@@ -259,8 +259,21 @@ lb_gate() {
     echo "refused: no plan from an armed job; nothing written" >&2
     return 1
   fi
+  if [ $# = 0 ]; then
+    echo "refused: no device named to check; nothing written" >&2
+    return 1
+  fi
   for _gd in "$@"; do
-    for _gw in $(lb_whole_disks "$_gd"); do
+    if [ -z "$_gd" ] || [ ! -b "$_gd" ]; then
+      echo "refused: '$_gd' is not a block device; nothing written" >&2
+      return 1
+    fi
+    _gws=$(lb_whole_disks "$_gd")
+    if [ -z "$_gws" ]; then
+      echo "refused: no whole disk found under $_gd; nothing written" >&2
+      return 1
+    fi
+    for _gw in $_gws; do
       if [ ! -f "$LB_RUN/verified/$_gw" ]; then
         echo "refused: /dev/$_gw (under $_gd) was not matched by check_disk; nothing written" >&2
         return 1
@@ -273,6 +286,62 @@ lb_gate() {
       fi
     done
   done
+}
+
+# lb_dev_id DEV: "major:minor" of a block device (two paths to one device give the same).
+lb_dev_id() { [ -b "$1" ] && stat -L -c '%t:%T' "$1"; }
+
+# lb_only_device DEV ARG...: refuses (non-zero, one line) when an argument, or a piece of one
+# between ',' '=' or ':', is a block device other than DEV: options cannot make mkfs or mount
+# touch a second device (mkfs.btrfs DEV /dev/sdb, -J device=, logdev=).
+lb_only_device() {
+  _od=$(lb_dev_id "$1") || { echo "refused: '$1' is not a block device; nothing written" >&2; return 1; }
+  _odev=$1
+  shift
+  for _oa in "$@"; do
+    { printf '%s\n' "$_oa"; printf '%s\n' "$_oa" | tr ',=:' '\n\n\n'; } | while IFS= read -r _op; do
+      if [ -n "$_op" ] && [ -b "$_op" ] && [ "$(lb_dev_id "$_op")" != "$_od" ]; then
+        echo "refused: argument '$_oa' names the block device $_op, which is not $_odev; nothing written" >&2
+        exit 1
+      fi
+    done || return 1
+  done
+}
+
+# lb_normal_path PATH: PATH is absolute and in normal form: "/" or "/a/b", no empty, "." or
+# ".." component, no control character (the plan builder checks the same).
+lb_normal_path() {
+  case $1 in
+    /) return 0 ;;
+    */ | *//* | */./* | */../* | */. | */..) return 1 ;;
+    /*) [ "$(printf '%sx' "$1" | tr -d '\000-\037\177')" = "${1}x" ] ;;
+    *) return 1 ;;
+  esac
+}
+
+# lb_inside_target PATH: PATH, every symlink followed, is $LB_TARGET or below it.
+lb_inside_target() {
+  _ir=$(readlink -f "$LB_TARGET") && _ip=$(readlink -f "$1") || return 1
+  case $_ip in "$_ir" | "$_ir"/*) return 0 ;; esac
+  return 1
+}
+
+# lb_target_dir MOUNTPOINT: makes $LB_TARGET$MOUNTPOINT and prints it; refuses (one line) a
+# mount point not in normal form, or one that a symlink on the target leads outside it.
+lb_target_dir() {
+  if ! lb_normal_path "$1"; then
+    echo "refused: mount point '$1' is not an absolute path in normal form (no '..', '.' or '//'); nothing written" >&2
+    return 1
+  fi
+  _tdir=$LB_TARGET$1
+  # The deepest part that exists now, then the whole once made: both inside the target.
+  _texist=$_tdir
+  while [ ! -e "$_texist" ] && [ "$_texist" != "$LB_TARGET" ]; do _texist=${_texist%/*}; done
+  if ! lb_inside_target "$_texist" || ! mkdir -p "$_tdir" || ! lb_inside_target "$_tdir"; then
+    echo "refused: $_tdir leads outside $LB_TARGET; nothing written" >&2
+    return 1
+  fi
+  printf '%s' "$_tdir"
 }
 
 # lb_args NAME MIN MAX ARGC: the step's arity as the contract (server/plan/steps.ts) says.

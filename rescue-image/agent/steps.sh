@@ -3,8 +3,10 @@
 # that every function there is defined here with `lb_args NAME MIN MAX` matching its arity.
 #
 # Every function that writes a disk calls lb_gate first (armed job + disk identity checked by
-# check_disk, re-read right before the write). guard_NAME is what the runner checks before
-# skipping a call that already finished in this boot.
+# check_disk, re-read right before the write). Its other arguments may not name another block
+# device (lb_only_device), and mount points are in normal form and stay inside the target
+# (lb_target_dir). guard_NAME is what the runner checks before skipping a call that already
+# finished in this boot.
 
 LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol mount_fs restore_dump fix_fstab set_identity install_bootloader regen_initramfs unmount_all plan_done"
 LB_CONTRACT_VERSION=1
@@ -173,6 +175,7 @@ make_fs() {
   _fs=$1 _dev=$2 _uuid=$3 _label=$4
   shift 4
   lb_gate "$_dev" || return 1
+  lb_only_device "$_dev" "$_uuid" "$_label" "$@" || return 1
   wipefs -a "$_dev" || return 1
   case $_fs in
     ext2 | ext3 | ext4)
@@ -216,6 +219,7 @@ make_swap() {
   if [ -n "$_label" ]; then set -- -L "$_label"; fi
   if [ -n "$_uuid" ]; then set -- -U "$_uuid" "$@"; fi
   lb_gate "$_dev" || return 1
+  lb_only_device "$_dev" "$_uuid" "$_label" || return 1
   mkswap -f "$@" "$_dev"
 }
 guard_make_swap() { guard_make_fs swap "$1" "$2"; }
@@ -223,6 +227,10 @@ guard_make_swap() { guard_make_fs swap "$1" "$2"; }
 create_subvol() {
   lb_args create_subvol 2 2 $# || return 2
   lb_gate "$1" || return 1
+  if ! lb_normal_path "/$2" || [ -z "$2" ]; then
+    echo "refused: subvolume '$2' is not a relative path in normal form (no '..', '.' or '//'); nothing written" >&2
+    return 1
+  fi
   _top="$LB_RUN/btrfs-top"
   mkdir -p "$_top"
   mount -t btrfs -o subvolid=5 "$1" "$_top" || return 1
@@ -244,8 +252,9 @@ guard_create_subvol() {
 
 mount_fs() {
   lb_args mount_fs 4 4 $# || return 2
-  _mp="$LB_TARGET$2"
-  mkdir -p "$_mp" || return 1
+  lb_gate "$1" || return 1
+  lb_only_device "$1" "$3" "$4" || return 1
+  _mp=$(lb_target_dir "$2") || return 1
   if [ -n "$4" ]; then
     mount -t "$3" -o "$4" "$1" "$_mp"
   else
@@ -285,6 +294,10 @@ lb_stream_progress() {
 restore_dump() {
   lb_args restore_dump 6 6 $# || return 2
   _mp=$1 _prog=$2 _level=$3 _comp=$4 _size=$5 _url=$6
+  if ! lb_normal_path "$_mp"; then
+    echo "refused: mount point '$_mp' is not an absolute path in normal form (no '..', '.' or '//'); nothing written" >&2
+    return 1
+  fi
   _dir="$LB_TARGET$_mp"
   # A DLE may be a directory inside a filesystem (/srv/docs on /): the nearest mount point
   # at or above it must be one the plan mounted on the target.
@@ -299,7 +312,7 @@ restore_dump() {
     return 1
   fi
   lb_gate "$_src" || return 1
-  mkdir -p "$_dir" || return 1
+  _dir=$(lb_target_dir "$_mp") || return 1
   _dec=$(lb_decompressor "$_comp") || { echo "restore_dump: unknown compression $_comp" >&2; return 1; }
   # URL is a path on the Lifeboat server; an absolute http(s) URL is taken as it is.
   case $_url in http://* | https://*) _full=$_url ;; *) _full=$LB_SERVER$_url ;; esac
@@ -374,6 +387,9 @@ guard_restore_dump() { grep -q "^$6 " "$LB_RUN/restored" 2>/dev/null; }
 
 fix_fstab() {
   lb_args fix_fstab 2 2 $# || return 2
+  # Both go into a sed expression: UUIDs only (letters, digits, '-').
+  case $1$2 in *[!A-Za-z0-9-]*) echo "refused: fix_fstab takes two UUIDs, got '$1' '$2'; nothing written" >&2; return 1 ;; esac
+  if [ -z "$1" ] || [ -z "$2" ]; then echo "refused: fix_fstab takes two UUIDs; nothing written" >&2; return 1; fi
   lb_gate "$(findmnt -n --mountpoint "$LB_TARGET/" -o SOURCE)" || return 1
   for _f in "$LB_TARGET/etc/fstab" "$LB_TARGET/etc/crypttab"; do
     [ -f "$_f" ] && sed -i "s/$1/$2/g" "$_f"
@@ -384,6 +400,7 @@ guard_fix_fstab() { ! grep -qs "$1" "$LB_TARGET/etc/fstab" "$LB_TARGET/etc/crypt
 
 set_identity() {
   lb_args set_identity 1 1 $# || return 2
+  case $1 in "" | *[!A-Za-z0-9.-]*) echo "refused: '$1' is not a host name (letters, digits, '-' and '.'); nothing written" >&2; return 1 ;; esac
   lb_gate "$(findmnt -n --mountpoint "$LB_TARGET/" -o SOURCE)" || return 1
   _old=$(cat "$LB_TARGET/etc/hostname" 2>/dev/null)
   mkdir -p "$LB_TARGET/etc"

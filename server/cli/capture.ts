@@ -24,11 +24,12 @@ export function registerCapture(program: Command): Command {
     capture
       .command("run")
       .description("run capture.sh on this machine (read-only) and show the layout it found; --json prints the raw capture")
-      .option("--devices <list>", "only these whole disks, space-separated (e.g. \"/dev/sda /dev/sdb\")"),
+      .option("--devices <list>", "only these whole disks, space-separated (e.g. \"/dev/sda /dev/sdb\")")
+      .option("--include-removable", "also removable and USB disks (left out by default)"),
     { json: true },
-  ).action(async (o: { devices?: string }, c: Command) => {
+  ).action(async (o: { devices?: string; includeRemovable?: boolean }, c: Command) => {
     const ctx = cliContext(c);
-    const args = [fileURLToPath(captureScriptPath), "--stdout", ...(o.devices ? ["--devices", o.devices] : [])];
+    const args = [fileURLToPath(captureScriptPath), "--stdout", ...(o.devices ? ["--devices", o.devices] : []), ...(o.includeRemovable ? ["--include-removable"] : [])];
     const r = await execa("sh", args, { reject: false, stdin: "ignore" });
     if (r.exitCode !== 0) throw new UserError(`capture.sh failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").at(-1) ?? ""}`);
     let layoutText: string;

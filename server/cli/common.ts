@@ -115,3 +115,17 @@ export function table(rows: Array<Record<string, unknown>>, columns: string[]): 
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join("  ").trimEnd();
   return [line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join("\n");
 }
+
+/**
+ * CAPTURED=TARGET pairs (repeatable --map, or `jobs map` arguments) as a record; the target
+ * is a kernel name, serial:X, wwn:X, by-id:X or none. A malformed pair is a one-line error.
+ */
+export function parseMappingPairs(pairs: string[], what: string): Record<string, string> {
+  const mapping: Record<string, string> = {};
+  for (const p of pairs) {
+    const i = p.indexOf("=");
+    if (i <= 0 || i === p.length - 1) throw new UserError(`${what} ${JSON.stringify(p)}: expected CAPTURED=TARGET, e.g. sda=vdb, sda=serial:S3Z1NB0K or sdb=none`, 2);
+    mapping[p.slice(0, i)] = p.slice(i + 1);
+  }
+  return mapping;
+}

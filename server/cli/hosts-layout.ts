@@ -7,8 +7,9 @@ import { type DiskLayout, formatZodIssue, parseLayout } from "../layout/layout.t
 import { describeLayout, diffLayouts } from "../layout/layout-text.ts";
 import { type PlanOptions, type RestoreChain, buildPlan, describePlan } from "../plan/plan.ts";
 import { layoutFromRear } from "../layout/rear-import.ts";
+import { layoutProblem } from "../layout/layout-validate.ts";
 import type { Store } from "../store/types.ts";
-import { cliContext, output, withGlobals } from "./common.ts";
+import { cliContext, output, parseMappingPairs, withGlobals } from "./common.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -92,6 +93,8 @@ export function registerHostLayoutCommands(hosts: Command): void {
     let layout: DiskLayout;
     try {
       layout = layoutFromRear(text, name);
+      const problem = layoutProblem(layout);
+      if (problem) throw new Error(`refused: ${problem}`);
     } catch (err) {
       throw new UserError(`${file}: ${(err as Error).message}`, 2);
     }
@@ -107,7 +110,8 @@ export function registerHostLayoutCommands(hosts: Command): void {
       .requiredOption("--disks <file>", "JSON: the target disks ([{name, path, sizeBytes, serial, wwn, byId, …}] or an agent hello {disks:[…]})")
       .option("--chains <file>", "JSON: restore chains [{dle, mountpoint, program, dumps:[{id, level, datestamp, sizeBytes, compression}]}]")
       .option("--version <n>", "layout version (default: the newest)", positiveInt("--version"))
-      .option("--map <captured=target>", "map a captured disk to a target disk (repeatable; needed on new hardware)", collect, [])
+      .option("--map <captured=target>", "map a captured disk to a target disk (repeatable; needed on new hardware or weak serials); none leaves it out", collect, [])
+      .option("--include-removable", "restore captured removable/USB disks too, and allow removable/USB targets")
       .option("--exact", "keep partition sectors as captured instead of fitting them to the target disk")
       .option("--grow <partition>", "captured partition that takes the rest of its disk (default: the last resizable one)")
       .option("--luks-key <uuid>", "a LUKS container whose key the job will hold (repeatable)", collect, [])
@@ -116,7 +120,7 @@ export function registerHostLayoutCommands(hosts: Command): void {
   ).action(
     async (
       name: string,
-      o: { disks: string; chains?: string; version?: number; map: string[]; exact?: boolean; grow?: string; luksKey: string[]; bootloader: boolean },
+      o: { disks: string; chains?: string; version?: number; map: string[]; includeRemovable?: boolean; exact?: boolean; grow?: string; luksKey: string[]; bootloader: boolean },
       c: Command,
     ) => {
       const ctx = cliContext(c);
@@ -130,14 +134,9 @@ export function registerHostLayoutCommands(hosts: Command): void {
         if (!r.success) throw new UserError(`${o.chains}: ${formatZodIssue(r.error)}`, 2);
         chains = r.data;
       }
-      const mapping: Record<string, string> = {};
-      for (const m of o.map) {
-        const i = m.indexOf("=");
-        if (i <= 0) throw new UserError(`--map ${m}: expected CAPTURED=TARGET, e.g. sda=nvme0n1`, 2);
-        mapping[m.slice(0, i)] = m.slice(i + 1);
-      }
       const options: PlanOptions = {
-        mapping,
+        mapping: parseMappingPairs(o.map, "--map"),
+        includeRemovable: o.includeRemovable,
         migration: o.exact ? "exact" : "proportional",
         grow: o.grow,
         luksKeys: o.luksKey,

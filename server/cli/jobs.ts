@@ -5,7 +5,8 @@ import type { ArmBody, CloneWindowBody, MapBody } from "../http/api-schemas.ts";
 import { normalizeMac } from "../mac.ts";
 import type { JobView } from "../jobs/job-views.ts";
 import type { JobEvent } from "../store/types.ts";
-import { type CliContext, cliContext, output, table, withGlobals, withServer } from "./common.ts";
+import { describeMapping } from "../plan/disks.ts";
+import { type CliContext, cliContext, output, parseMappingPairs, table, withGlobals, withServer } from "./common.ts";
 import { formatEvent, watchJob } from "./watch.ts";
 
 /** MACs from a file: one per line, `#` comments and blank lines ignored. */
@@ -65,7 +66,7 @@ function showJob(j: JobView): string {
     `armed by:  ${j.armedBy} at ${j.createdAt}${j.state === "armed" ? `, expires ${j.expiresAt}` : ""}`,
   ];
   if (j.hostname) lines.push(`hostname:  ${j.hostname}`);
-  if (j.mapping) lines.push(`mapping:   ${Object.entries(j.mapping).map(([a, b]) => `${a}=${b}`).join(" ")}`);
+  if (j.mapping) lines.push(`mapping:   ${describeMapping(j.mapping)}`);
   if (j.ssh) lines.push(`remote:    ssh ${j.ssh}`);
   if (j.error) lines.push(`error:     ${j.error}`);
   return lines.join("\n");
@@ -205,20 +206,18 @@ export function registerJobs(program: Command): Command {
     withGlobals(
       jobs
         .command("map <job> <pairs...>")
-        .description("approve an explicit disk mapping, captured=target (e.g. sda=vdb): needed on new hardware or when identity is ambiguous"),
+        .description(
+          "approve an explicit disk mapping, captured=target: needed on new hardware or when identity is weak or ambiguous. " +
+            "TARGET is a disk the machine reported (vdb, as `jobs plan`/`jobs show` list them), or before it booted serial:X, wwn:X or by-id:X; " +
+            "none leaves the captured disk out. Kept as the target's identity: if the machine's disks change, map again",
+        ),
       { json: true },
     ),
   ).action(async (id: string, pairs: string[], _o, c: Command) => {
     const ctx = cliContext(c);
-    const mapping: Record<string, string> = {};
-    for (const p of pairs) {
-      const [a, b, ...rest] = p.split("=");
-      if (!a || !b || rest.length) throw new UserError(`${JSON.stringify(p)}: expected CAPTURED=TARGET, e.g. sda=vdb`, 2);
-      mapping[a] = b;
-    }
-    const body: MapBody = { mapping };
+    const body: MapBody = { mapping: parseMappingPairs(pairs, "map") };
     const j = await ctx.api.request<JobView>("POST", `/api/v1/jobs/${encodeURIComponent(id)}/map`, body);
-    output(ctx, j, () => `${j.id} mapping: ${Object.entries(j.mapping ?? {}).map(([a, b]) => `${a}=${b}`).join(" ")}`);
+    output(ctx, j, () => `${j.id} mapping: ${describeMapping(j.mapping)}`);
   });
 
   withServer(

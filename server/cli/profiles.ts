@@ -2,20 +2,9 @@ import type { Command } from "commander";
 import { UserError } from "../errors.ts";
 import type { ProfileBody } from "../http/api-schemas.ts";
 import type { ProfileRecord } from "../store/types.ts";
-import { cliContext, output, table, withGlobals, withServer } from "./common.ts";
+import { cliContext, output, parseMappingPairs, table, withGlobals, withServer } from "./common.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
-
-function parseMapping(pairs: string[]): Record<string, string> | undefined {
-  if (pairs.length === 0) return undefined;
-  const map: Record<string, string> = {};
-  for (const p of pairs) {
-    const [captured, target, ...rest] = p.split("=");
-    if (!captured || !target || rest.length) throw new UserError(`--map ${JSON.stringify(p)}: expected CAPTURED=TARGET, e.g. sda=vdb`, 2);
-    map[captured] = target;
-  }
-  return map;
-}
 
 export function registerProfiles(program: Command): Command {
   const profiles = program
@@ -30,12 +19,18 @@ export function registerProfiles(program: Command): Command {
         .requiredOption("--host <host>", "the host whose layout and backups the profile restores")
         .option("--layout-version <n>", "pin a layout version (default: the host's latest at plan time)")
         .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss] (default: newest)")
-        .option("--map <captured=target>", "disk mapping for new hardware (repeatable)", collect, [])
+        .option(
+          "--map <captured=target>",
+          "disk mapping, repeatable: the target by serial:X, wwn:X or by-id:X (a profile has seen no machine, so no kernel names; map those per job with `jobs map`), or none to leave the captured disk out",
+          collect,
+          [],
+        )
+        .option("--include-removable", "also restore removable and USB disks that were captured, and allow them as targets")
         .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
         .option("--no-bootloader", "do not make the restored system bootable (no boot loader, no new initramfs): for data disks"),
       { json: true },
     ),
-  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; hostnamePattern?: string; bootloader: boolean }, c: Command) => {
+  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; includeRemovable?: boolean; hostnamePattern?: string; bootloader: boolean }, c: Command) => {
     const ctx = cliContext(c);
     const lv = o.layoutVersion === undefined ? null : Number(o.layoutVersion);
     if (lv !== null && (!Number.isInteger(lv) || lv < 1)) throw new UserError(`--layout-version: expected a version number, got ${JSON.stringify(o.layoutVersion)}`, 2);
@@ -44,7 +39,8 @@ export function registerProfiles(program: Command): Command {
       layoutVersion: lv,
       at: o.at ?? null,
       options: {
-        mapping: parseMapping(o.map),
+        mapping: o.map.length ? parseMappingPairs(o.map, "--map") : undefined,
+        includeRemovable: o.includeRemovable,
         hostnamePattern: o.hostnamePattern,
         bootloader: o.bootloader ? "auto" : "none",
       },

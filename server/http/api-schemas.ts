@@ -28,7 +28,9 @@ export const profileBodySchema = z.object({
   at: z.string().regex(/^\d{8}(\d{6})?$/, "expected an Amanda datestamp YYYYMMDD[hhmmss]").nullable().default(null),
   options: z
     .object({
+      /** Captured disk → serial:X, wwn:X, by-id:X or none (a profile names no kernel names: no machine has been seen). */
       mapping: z.record(z.string(), z.string()).optional(),
+      includeRemovable: z.boolean().optional(),
       migration: z.enum(["proportional", "exact"]).optional(),
       bootloader: z.enum(["auto", "none"]).optional(),
       hostnamePattern: z.string().optional(),
@@ -41,6 +43,7 @@ export type ProfileBody = z.input<typeof profileBodySchema>;
 export const assignBodySchema = z.object({ mac, profile: z.string().min(1) });
 export type AssignBody = z.input<typeof assignBodySchema>;
 
+/** Captured disk → target: a kernel name, /dev path, serial:X, wwn:X, by-id:X, or none (left out). Stored as the target's identity. */
 export const mapBodySchema = z.object({ mapping: z.record(z.string(), z.string()) });
 export type MapBody = z.input<typeof mapBodySchema>;
 

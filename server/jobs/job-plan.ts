@@ -5,6 +5,7 @@ import type { Hello, TargetDisk } from "../plan/agent-api.ts";
 import type { Planner, PlanResult } from "./jobs.ts";
 import { type DiskLayout, parseLayout } from "../layout/layout.ts";
 import { type RestoreChain, buildPlan } from "../plan/plan.ts";
+import { storedMappingSchema } from "../plan/disks.ts";
 
 /** The stream's compression as the rescue side must undo it, or why it cannot (selectChain already refused encrypted dumps). */
 function streamCompression(d: CatalogDump): string {
@@ -51,7 +52,7 @@ export function capturedAsTargets(layout: DiskLayout): TargetDisk[] {
     byId: d.byId,
     logicalSectorSize: d.logicalSectorSize,
     signatures: ["(dry run: the captured disk itself)"],
-    removable: false,
+    removable: d.removable,
   }));
 }
 
@@ -76,12 +77,16 @@ export function createPlanner(store: Store): Planner {
       return { ok: false, reason: (err as Error).message };
     }
     const hello = job.hello as Hello | null;
+    // Mappings are stored as identities; a kernel name saved by an older Lifeboat is not trusted.
+    const mapping = storedMappingSchema.safeParse({ ...(profile.options.mapping ?? {}), ...(job.mapping ?? {}) });
+    if (!mapping.success) return { ok: false, reason: `job ${job.id}: its disk mapping names disks by kernel name (saved by an older Lifeboat); map them again` };
     const r = buildPlan({
       layout,
       targets: hello ? hello.disks : capturedAsTargets(layout),
       chains,
       options: {
-        mapping: { ...(profile.options.mapping ?? {}), ...(job.mapping ?? {}) },
+        mapping: mapping.data,
+        includeRemovable: profile.options.includeRemovable,
         migration: profile.options.migration,
         bootloader: profile.options.bootloader,
         firmware: hello?.hardware.firmware,

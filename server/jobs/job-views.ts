@@ -55,7 +55,8 @@ export const jobViewSchema = {
     updatedAt: { type: "string" },
     expiresAt: { type: "string" },
     lastHeartbeatAt: { type: ["string", "null"] },
-    mapping: { type: ["object", "null"], additionalProperties: { type: "string" } },
+    /** Captured disk → the target's identity ({name, serial, wwn, byId, sizeBytes, seen}), or null: left out. */
+    mapping: { type: ["object", "null"], additionalProperties: { type: ["object", "null"], additionalProperties: true } },
     disks: { type: ["array", "null"], items: { type: "object", additionalProperties: true } },
     ip: { type: ["string", "null"] },
     ssh: { type: ["string", "null"] },

@@ -6,6 +6,7 @@ import type { Logger } from "../log.ts";
 import type { JobEvent, JobKind, JobRecord, ProfileRecord, Store } from "../store/types.ts";
 import type { AgentEvent, Hello } from "../plan/agent-api.ts";
 import { type JobInput, type Transition, STREAMING_STATES, TICKED_STATES, isActive, isMappable, planRefusal, transition } from "./job-state.ts";
+import { type StoredMapping, resolveMapping } from "../plan/disks.ts";
 
 /** What the planner returns for a job: the rendered plan, or why there is none yet. */
 export type PlanResult =
@@ -250,13 +251,24 @@ export class JobService {
     this.changes.emit("job", job, ev);
   }
 
-  /** The admin's explicit disk mapping (captured disk → target disk), for new hardware or ambiguity. */
-  async map(id: string, mapping: Record<string, string>, actor: string): Promise<JobRecord> {
+  /**
+   * The admin's explicit disk mapping (captured disk → target disk), for new hardware or
+   * ambiguity. Each target is stored as the identity it has among the disks the machine
+   * reported (a kernel name means nothing at the next boot); before it reported any, only
+   * serial:, wwn:, by-id: or none are taken.
+   */
+  async map(id: string, pairs: Record<string, string>, actor: string): Promise<JobRecord> {
     const job = await this.get(id);
     if (!isMappable(job)) throw new UserError(`job ${id} is ${job.state}: the mapping can only change before the plan runs`, 2);
-    const next = await this.commit(job, { patch: { mapping: { ...(job.mapping ?? {}), ...mapping }, error: null }, events: [{ type: "mapped", data: { by: actor, mapping } }] });
+    let mapping: StoredMapping;
+    try {
+      mapping = resolveMapping(pairs, (job.hello as Hello | null)?.disks ?? null);
+    } catch (err) {
+      throw new UserError(`job ${id}: mapping ${(err as Error).message}`, 2);
+    }
+    const next = await this.commit(job, { patch: { mapping: { ...(job.mapping ?? {}), ...mapping }, error: null }, events: [{ type: "mapped", data: { by: actor, mapping: pairs, resolved: mapping } }] });
     if (!next) throw new ConflictError(`job ${id} changed while being mapped; nothing applied, look again`);
-    await this.store.audit.append({ actor, action: "job.map", target: `job:${id}`, detail: mapping });
+    await this.store.audit.append({ actor, action: "job.map", target: `job:${id}`, detail: { mapping: pairs, resolved: mapping } });
     return next;
   }
 

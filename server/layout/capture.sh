@@ -18,24 +18,27 @@ PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}
 usage() {
 	cat <<'EOF'
 usage: capture.sh [--stdout] [--server URL --host NAME (--token TOKEN | --token-file FILE)]
-                  [--devices "DEV ..."] [--dle NAME=MOUNTPOINT ...]
+                  [--devices "DEV ..."] [--include-removable] [--dle NAME=MOUNTPOINT ...]
 
   --stdout            print the JSON document instead of uploading it
   --server URL        Lifeboat server (PUT URL/api/v1/hosts/NAME/layout)
   --host NAME         host name registered with `lifeboat hosts add NAME`
   --token TOKEN       the host's capture token (`lifeboat hosts token NAME`);
   --token-file FILE   or read it from FILE (keeps it out of `ps`); $LIFEBOAT_TOKEN works too
-  --devices "DEV..."  capture only these whole disks (default: every disk)
+  --devices "DEV..."  capture only these whole disks (default: every internal disk)
+  --include-removable also removable and USB disks (left out by default: a backup
+                      disk or a stick plugged in now is not part of the machine)
   --dle NAME=MP       the Amanda DLE NAME restores to mount point MP (repeatable)
 EOF
 }
 
 die() { echo "capture.sh: $*" >&2; exit 2; }
 
-stdout=0 server="" host="" token="${LIFEBOAT_TOKEN:-}" devices="" dles=""
+stdout=0 server="" host="" token="${LIFEBOAT_TOKEN:-}" devices="" dles="" include_removable=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--stdout) stdout=1; shift ;;
+	--include-removable) include_removable=1; shift ;;
 	--server | --host | --token | --token-file | --devices | --dle)
 		[ $# -ge 2 ] || die "$1 needs a value"
 		case $1 in
@@ -57,9 +60,22 @@ if [ $stdout = 0 ]; then
 	command -v curl >/dev/null || die "curl not found (needed to upload; --stdout works without it)"
 fi
 command -v lsblk >/dev/null || die "lsblk not found (util-linux)"
-for d in $devices; do [ -b "$d" ] || die "--devices: $d is not a block device"; done
-
 have() { command -v "$1" >/dev/null 2>&1; }
+
+# Whole disks worth capturing, from `lsblk -dnpo NAME,TYPE,RM,TRAN` on stdin: the kinds
+# Lifeboat recreates (sd, hd, vd, xvd, nvme, mmcblk); removable and USB ones only with
+# --include-removable. TRAN is last: it may be empty.
+pick_disks() {
+	awk -v all="$include_removable" '$2 == "disk" && $1 ~ /^\/dev\/((sd|hd|vd|xvd)[a-z]+|nvme[0-9]+n[0-9]+|mmcblk[0-9]+)$/ &&
+		(all == 1 || ($3 != 1 && $4 != "usb")) { print $1 }'
+}
+
+for d in $devices; do
+	[ -b "$d" ] || die "--devices: $d is not a block device"
+	if [ $include_removable = 0 ] && lsblk -dno RM,TRAN "$d" 2>/dev/null | awk '$1 == 1 || $2 == "usb" { f = 1 } END { exit !f }'; then
+		die "--devices: $d is removable or on USB; add --include-removable to capture it"
+	fi
+done
 
 # Prints stdin as one JSON string. The trailing "x" keeps a final newline visible to awk;
 # control characters become \uXXXX, so any file content gives valid JSON.
@@ -97,7 +113,7 @@ jcmdjson() { if out=$("$@" 2>/dev/null) && [ -n "$out" ]; then printf '%s' "$out
 if [ -n "$devices" ]; then
 	disks=$devices
 else
-	disks=$(lsblk -dnpo NAME,TYPE | awk '$2 == "disk" && $1 !~ /^\/dev\/(zram|ram)/ { print $1 }')
+	disks=$(lsblk -dnpo NAME,TYPE,RM,TRAN | pick_disks)
 fi
 # shellcheck disable=SC2086
 alldevs=$(lsblk -lnpo NAME $disks 2>/dev/null | awk '!seen[$0]++')
@@ -113,6 +129,8 @@ capture() {
 	jval "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	printf ',"hostname":'
 	jval "$(uname -n)"
+	printf ',"includeRemovable":'
+	if [ $include_removable = 1 ]; then printf true; else printf false; fi
 	printf ',"devicesFilter":'
 	if [ -n "$devices" ]; then printf '%s' "$devices" | awk 'BEGIN{ORS=""; printf "["} {for(i=1;i<=NF;i++){printf "%s\"%s\"", (n++?",":""), $i}} END{printf "]"}'; else printf null; fi
 	printf ',"lsblk":'

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type MdArray, type Mount, type Partition, type Swap, byMountOrder, formatZodIssue, lvMapperPath, parseLayout } from "./layout.ts";
+import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type MdArray, type Mount, type Partition, type Swap, byMountOrder, formatZodIssue, lvMapperPath, parseLayout, removableOrUsb } from "./layout.ts";
 
 /**
  * The document capture.sh uploads: raw tool output (lsblk -J, sfdisk -J, blkid -p -o export,
@@ -19,6 +19,7 @@ interface LsblkNode {
   serial?: string | null;
   wwn?: string | null;
   tran?: string | null;
+  rm?: boolean | number | string | null;
   "log-sec"?: number | string | null;
   "phy-sec"?: number | string | null;
   children?: LsblkNode[];
@@ -34,6 +35,8 @@ const lsblkNode: z.ZodType<LsblkNode> = z.lazy(() =>
     serial: z.string().nullable().optional(),
     wwn: z.string().nullable().optional(),
     tran: z.string().nullable().optional(),
+    // lsblk -J: true/false; older util-linux: "0"/"1".
+    rm: z.union([z.boolean(), z.number(), z.string()]).nullable().optional(),
     "log-sec": z.union([z.number(), z.string()]).nullable().optional(),
     "phy-sec": z.union([z.number(), z.string()]).nullable().optional(),
     children: z.array(lsblkNode).optional(),
@@ -94,6 +97,8 @@ export const captureSchema = z.looseObject({
   capturedAt: z.string(),
   hostname: z.string(),
   devicesFilter: z.array(z.string()).nullable().default(null),
+  /** capture.sh --include-removable: removable and USB disks were captured on purpose. */
+  includeRemovable: z.boolean().default(false),
   lsblk: z.object({ blockdevices: z.array(lsblkNode) }),
   byId: text,
   partitionTables: z.array(z.object({ disk: z.string(), sfdisk: sfdiskTable.nullable() })),
@@ -167,9 +172,9 @@ const num = (v: number | string | null | undefined): number | null => {
 };
 
 /** ext features whose presence or absence matters (old GRUB, old kernels); all mke2fs know them. */
-const EXT_FEATURES_PINNED = ["has_journal", "extent", "64bit", "metadata_csum", "flex_bg", "huge_file", "dir_nlink", "extra_isize"];
+export const EXT_FEATURES_PINNED = ["has_journal", "extent", "64bit", "metadata_csum", "flex_bg", "huge_file", "dir_nlink", "extra_isize"];
 /** Newer features: passed only when present (an older mke2fs would refuse even ^name). */
-const EXT_FEATURES_IF_PRESENT = ["metadata_csum_seed", "orphan_file", "inline_data", "quota", "project", "encrypt", "casefold", "large_dir", "sparse_super2", "bigalloc"];
+export const EXT_FEATURES_IF_PRESENT = ["metadata_csum_seed", "orphan_file", "inline_data", "quota", "project", "encrypt", "casefold", "large_dir", "sparse_super2", "bigalloc"];
 
 /** mkfs.ext* arguments and used bytes from `dumpe2fs -h`. */
 export function extFromDumpe2fs(s: string): { options: string[]; usedBytes: number | null; sizeBytes: number | null } {
@@ -194,7 +199,7 @@ export function extFromDumpe2fs(s: string): { options: string[]; usedBytes: numb
   return { options, usedBytes, sizeBytes: bs && blocks ? bs * blocks : null };
 }
 
-const XFS_META = ["crc", "finobt", "sparse", "rmapbt", "reflink", "bigtime", "inobtcount"];
+export const XFS_META = ["crc", "finobt", "sparse", "rmapbt", "reflink", "bigtime", "inobtcount"];
 
 /** mkfs.xfs arguments and size from `xfs_info`. */
 export function xfsFromInfo(s: string): { options: string[]; sizeBytes: number | null } {
@@ -291,7 +296,10 @@ function flatten<T extends { children?: T[] }>(nodes: T[]): T[] {
 
 /** Turns a capture into the typed layout. Pure: everything comes from the document. */
 export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> = {}): DiskLayout {
-  const nodes = flatten(cap.lsblk.blockdevices);
+  const isRemovable = (n: LsblkNode) => n.rm === true || n.rm === 1 || n.rm === "1";
+  // Removable and USB disks (a backup disk, a stick) and all on them are left out unless captured on purpose.
+  const captured = cap.lsblk.blockdevices.filter((n) => cap.includeRemovable || !removableOrUsb(isRemovable(n), n.tran ?? null));
+  const nodes = flatten(captured);
   const devPath = (n: LsblkNode) => n.path ?? (n.name.startsWith("/") ? n.name : `/dev/${n.name}`);
   const probes = new Map(cap.probes.map((p) => [p.dev, { ...p, id: parseBlkidExport(p.blkid) }]));
 
@@ -328,7 +336,7 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
     .filter((x) => x.length === 2) as Array<[string, string]>;
 
   const tables = new Map(cap.partitionTables.map((t) => [t.disk, t.sfdisk?.partitiontable ?? null]));
-  const wholeDisks = cap.lsblk.blockdevices.filter((n) => n.type === "disk" || (n.type === "loop" && cap.devicesFilter?.includes(devPath(n))));
+  const wholeDisks = captured.filter((n) => n.type === "disk" || (n.type === "loop" && cap.devicesFilter?.includes(devPath(n))));
   const disks: Disk[] = wholeDisks.map((n) => {
     const path = devPath(n);
     const t = tables.get(path) ?? null;
@@ -344,6 +352,7 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
       logicalSectorSize: num(n["log-sec"]) ?? t?.sectorsize ?? 512,
       physicalSectorSize: num(n["phy-sec"]) ?? 512,
       byId: byIdLinks.filter(([, target]) => target === path).map(([link]) => link),
+      removable: isRemovable(n),
       table:
         t && (t.label === "gpt" || t.label === "dos")
           ? {

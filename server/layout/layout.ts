@@ -50,8 +50,15 @@ export const diskSchema = z.object({
   physicalSectorSize: z.number().int().positive(),
   byId: z.array(z.string()),
   table: partitionTableSchema.nullable(),
+  /** The kernel's removable flag (sticks, card readers); captured only when asked for. */
+  removable: z.boolean().default(false),
 });
 export type Disk = z.infer<typeof diskSchema>;
+
+/** Removable or on USB: a backup disk or a stick, never restored or written unless asked for. */
+export function removableOrUsb(removable: boolean, bus: string | null): boolean {
+  return removable || bus === "usb";
+}
 
 export const mdArraySchema = z.object({
   path: z.string(),

@@ -58,6 +58,7 @@ export function layoutFromRear(text: string, hostname: string, capturedAt = new 
           logicalSectorSize: 512,
           physicalSectorSize: 512,
           byId: [],
+          removable: false,
           table: label === "gpt" || label === "msdos" ? { label: label === "gpt" ? "gpt" : "dos", id: "", sectorSize: 512, firstLba: null, lastLba: null, partitions: [] } : null,
         });
         return;

@@ -1,8 +1,10 @@
 import { fmtBytes } from "../layout/layout-text.ts";
 import { randomUUID } from "node:crypto";
 import type { TargetDisk } from "./agent-api.ts";
-import { type Disk, type DiskLayout, type Partition, isPartType, partitionPath } from "../layout/layout.ts";
+import { type Disk, type DiskLayout, type Partition, isPartType, partitionPath, removableOrUsb } from "../layout/layout.ts";
+import { isNormalMountpoint, layoutProblem } from "../layout/layout-validate.ts";
 import { CONTRACT_VERSION, type Step, renderPlan, step } from "./steps.ts";
+import { type DiskIdentity, type DiskMatch, LEAVE_OUT, mappingOf, matchDisks } from "./disks.ts";
 
 /**
  * The plan builder (pure): layout + the target's disks + restore chains + options →
@@ -28,8 +30,14 @@ export interface RestoreChain {
 }
 
 export interface PlanOptions {
-  /** Captured disk (name or path) → target disk (name, path, serial, WWN or by-id link). */
-  mapping?: Record<string, string>;
+  /**
+   * Captured disk (name or path) → target disk: a string (name, path, serial, WWN or by-id
+   * link) resolved against the targets of this call, the identity a stored mapping holds
+   * (disks.ts), or null: the captured disk is left out of the plan.
+   */
+  mapping?: Record<string, string | DiskIdentity | null>;
+  /** Removable and USB disks: restored when captured, and possible targets (default: neither). */
+  includeRemovable?: boolean;
   /** proportional (default): partitions follow the target's size; exact: keep sectors as captured. */
   migration?: "proportional" | "exact";
   /** Captured partition path that takes the rest of its disk (default: the last resizable one). */
@@ -56,18 +64,6 @@ export interface PlanInput {
   options?: PlanOptions;
 }
 
-export interface DiskMatch {
-  captured: string;
-  capturedPath: string;
-  capturedSizeBytes: number;
-  target: string;
-  targetPath: string;
-  targetSizeBytes: number;
-  matchedBy: "serial" | "wwn" | "by-id" | "mapping";
-  /** What the target disk holds now (wiped by the plan). */
-  signatures: string[];
-}
-
 export type PlanResult =
   | { ok: true; steps: Step[]; script: string; mapping: DiskMatch[]; notes: string[] }
   | { ok: false; reason: string; reasons: string[]; mapping: DiskMatch[] };
@@ -92,75 +88,46 @@ function usedDisks(layout: DiskLayout): Disk[] {
   return layout.disks.filter((d) => d.table || direct.has(d.path));
 }
 
-function describeDisk(d: Disk): string {
-  const id = [d.model, d.serial && `serial ${d.serial}`, d.wwn && `wwn ${d.wwn}`].filter(Boolean).join(", ");
-  return `${d.name} (${id ? `${id}, ` : ""}${fmtBytes(d.sizeBytes)})`;
-}
-
-/** Matches captured disks to target disks by identity or the admin's mapping. */
-export function matchDisks(
-  layout: DiskLayout,
-  targets: TargetDisk[],
-  mapping: Record<string, string> = {},
-): { matches: DiskMatch[]; problems: string[] } {
-  const matches: DiskMatch[] = [];
+/**
+ * The layout without the captured disks left out and all that is built on them alone; what
+ * is built partly on them (an MD array, a volume group) cannot be recreated: a problem.
+ */
+export function leaveOut(layout: DiskLayout, disks: Disk[]): { layout: DiskLayout; notes: string[]; problems: string[] } {
+  if (disks.length === 0) return { layout, notes: [], problems: [] };
+  const gone = new Set(disks.flatMap((d) => [d.path, ...(d.table?.partitions.map((p) => p.path) ?? [])]));
+  const pvsOf = (vg: string) => layout.lvm.pvs.filter((p) => p.vg === vg).map((p) => p.path);
+  const all = (xs: string[]) => xs.length > 0 && xs.every((x) => gone.has(x));
+  for (let before = -1; before !== gone.size; ) {
+    before = gone.size;
+    for (const a of layout.md) if (all(a.members)) gone.add(a.path);
+    for (const c of layout.luks) if (gone.has(c.path)) gone.add(`/dev/mapper/${c.name}`);
+    for (const vg of layout.lvm.vgs) if (all(pvsOf(vg.name))) for (const lv of layout.lvm.lvs.filter((l) => l.vg === vg.name)) gone.add(lv.path);
+  }
   const problems: string[] = [];
-  const disks = usedDisks(layout);
-  for (const key of Object.keys(mapping))
-    if (!layout.disks.some((d) => d.name === key || d.path === key))
-      problems.push(`mapping ${key}=${mapping[key]}: the layout has no disk ${key} (it has ${layout.disks.map((d) => d.name).join(", ") || "none"})`);
-  const byIdName = (s: string) => s.replace(/^\/dev\/disk\/by-id\//, "");
-  for (const d of disks) {
-    const want = mapping[d.name] ?? mapping[d.path];
-    let found: TargetDisk[];
-    let matchedBy: DiskMatch["matchedBy"];
-    if (want !== undefined) {
-      matchedBy = "mapping";
-      found = targets.filter(
-        (t) => t.name === want || t.path === want || t.serial === want || t.wwn === want || t.byId.some((b) => byIdName(b) === byIdName(want)),
-      );
-      if (found.length === 0) {
-        problems.push(`mapping ${d.name}=${want}: no target disk is ${want} (targets: ${targets.map((t) => t.name).join(", ") || "none"})`);
-        continue;
-      }
-    } else {
-      const ids = new Set(d.byId.map(byIdName));
-      const bySerial = d.serial ? targets.filter((t) => t.serial === d.serial) : [];
-      const byWwn = d.wwn ? targets.filter((t) => t.wwn === d.wwn) : [];
-      const byId = ids.size ? targets.filter((t) => t.byId.some((b) => ids.has(byIdName(b)))) : [];
-      [found, matchedBy] = bySerial.length ? [bySerial, "serial"] : byWwn.length ? [byWwn, "wwn"] : [byId, "by-id"];
-      if (found.length === 0) {
-        problems.push(
-          !d.serial && !d.wwn && !ids.size
-            ? `captured disk ${describeDisk(d)} has no serial, WWN or by-id to match: give an explicit mapping ${d.name}=TARGET`
-            : `captured disk ${describeDisk(d)}: no target disk has its serial/WWN/by-id (new hardware?): give an explicit mapping ${d.name}=TARGET`,
-        );
-        continue;
-      }
-    }
-    if (found.length > 1) {
-      problems.push(`captured disk ${d.name}: ambiguous, ${found.map((t) => t.name).join(" and ")} all match: give an explicit mapping ${d.name}=TARGET`);
-      continue;
-    }
-    const t = found[0]!;
-    matches.push({
-      captured: d.name,
-      capturedPath: d.path,
-      capturedSizeBytes: d.sizeBytes,
-      target: t.name,
-      targetPath: t.path,
-      targetSizeBytes: t.sizeBytes,
-      matchedBy,
-      signatures: t.signatures,
-    });
-  }
-  const seen = new Map<string, string>();
-  for (const m of matches) {
-    const prev = seen.get(m.targetPath);
-    if (prev) problems.push(`target disk ${m.target} is matched by both ${prev} and ${m.captured}: fix the mapping`);
-    seen.set(m.targetPath, m.captured);
-  }
-  return { matches, problems };
+  const partly = (xs: string[]) => xs.some((x) => gone.has(x)) && !all(xs);
+  for (const a of layout.md)
+    if (partly(a.members)) problems.push(`MD array ${a.path} is built on ${a.members.join(", ")}: it cannot be recreated from part of them; leave out all of its disks or none`);
+  for (const vg of layout.lvm.vgs)
+    if (partly(pvsOf(vg.name))) problems.push(`volume group ${vg.name} spans ${pvsOf(vg.name).join(", ")}: it cannot be recreated from part of them; leave out all of its disks or none`);
+  const keep = (dev: string) => !gone.has(dev);
+  const kept: DiskLayout = {
+    ...layout,
+    disks: layout.disks.filter((d) => !disks.includes(d)),
+    md: layout.md.filter((a) => keep(a.path)),
+    luks: layout.luks.filter((c) => keep(c.path)),
+    lvm: {
+      pvs: layout.lvm.pvs.filter((p) => keep(p.path)),
+      vgs: layout.lvm.vgs.filter((v) => !all(pvsOf(v.name))),
+      lvs: layout.lvm.lvs.filter((l) => keep(l.path)),
+    },
+    filesystems: layout.filesystems.filter((f) => keep(f.dev)),
+    swap: layout.swap.filter((sw) => keep(sw.dev)),
+    mounts: layout.mounts.filter((m) => keep(m.dev)),
+  };
+  const mps = layout.mounts.filter((m) => !kept.mounts.includes(m)).map((m) => m.mountpoint);
+  const notes = disks.map((d) => `captured disk ${d.name}${removableOrUsb(d.removable, d.transport) ? " (removable/USB)" : ""} left out: nothing is recreated on it`);
+  if (mps.length) notes.push(`left out with it: ${mps.join(", ")} (not mounted, nothing restored into it)`);
+  return { layout: kept, notes, problems };
 }
 
 /** Sizes (bytes) a storage object needs at least, or null when it cannot shrink (unknown use). */
@@ -357,12 +324,25 @@ function freshUuid(kind: "vfat" | "upper" | "lower", gen: () => string): string 
 }
 
 export function buildPlan(input: PlanInput): PlanResult {
-  const { layout, targets } = input;
+  const { layout: captured, targets } = input;
   const o = input.options ?? {};
   const chains = input.chains ?? [];
   const gen = o.uuid ?? randomUUID;
   const notes: string[] = [];
-  const { matches, problems } = matchDisks(layout, targets, o.mapping);
+  // Stored layouts are checked on upload; this also covers older versions and direct callers.
+  const bad = layoutProblem(captured);
+  if (bad) return { ok: false, reason: `layout of ${captured.hostname}: ${bad}`, reasons: [`layout of ${captured.hostname}: ${bad}`], mapping: [] };
+  // Left out: disks mapped to none, and removable or USB ones unless included or mapped.
+  const mapping = Object.fromEntries(Object.entries(o.mapping ?? {}).map(([k, v]) => [k, v === LEAVE_OUT ? null : v]));
+  const leftOut = captured.disks.filter((d) => {
+    const m = mappingOf(mapping, d);
+    return m === null || (m === undefined && !o.includeRemovable && removableOrUsb(d.removable, d.transport));
+  });
+  const kept = leaveOut(captured, leftOut);
+  if (kept.problems.length) return { ok: false, reason: kept.problems[0]!, reasons: kept.problems, mapping: [] };
+  const layout = kept.layout;
+  notes.push(...kept.notes);
+  const { matches, problems } = matchDisks(captured, usedDisks(layout), targets, mapping, o.includeRemovable);
   const refuse = (reasons: string[]): PlanResult => ({ ok: false, reason: reasons[0]!, reasons, mapping: matches });
   if (problems.length) return refuse(problems);
   if (matches.length === 0) return refuse([`layout of ${layout.hostname} has no disk to recreate`]);
@@ -513,7 +493,16 @@ export function buildPlan(input: PlanInput): PlanResult {
     mounted.add(m.mountpoint);
   }
 
+  // The mount each DLE lands on, as captured: one on a disk left out is not restored.
+  const landsOn = (mp: string) =>
+    [...captured.mounts].sort((a, b) => b.mountpoint.length - a.mountpoint.length).find((m) => mp === m.mountpoint || mp.startsWith(m.mountpoint === "/" ? "/" : `${m.mountpoint}/`));
   for (const c of chains) {
+    const on = landsOn(c.mountpoint);
+    if (on && !layout.mounts.includes(on)) {
+      notes.push(`DLE ${c.dle} (${c.mountpoint}) not restored: its filesystem is on a disk left out`);
+      continue;
+    }
+    if (!isNormalMountpoint(c.mountpoint)) return refuse([`DLE ${c.dle}: mount point ${JSON.stringify(c.mountpoint)} is not an absolute path in normal form (no "..", "." or "//")`]);
     const covered = [...mounted].some((mp) => mp === "/" || c.mountpoint === mp || c.mountpoint.startsWith(`${mp}/`));
     if (!covered) return refuse([`DLE ${c.dle}: mount point ${c.mountpoint} is on no filesystem the plan mounts`]);
     if (c.dumps.length === 0 || c.dumps[0]!.level !== 0) return refuse([`DLE ${c.dle}: the restore chain must start with a level 0 dump`]);

@@ -5,6 +5,7 @@
  */
 
 import type { CatalogDump } from "../amanda/model.ts";
+import type { StoredMapping } from "../plan/disks.ts";
 
 export interface HostRecord {
   name: string;
@@ -89,8 +90,10 @@ export interface ProfileRecord {
 }
 
 export interface ProfileOptions {
-  /** captured disk name → target disk (name, serial or by-id), approved by the admin. */
-  mapping?: Record<string, string>;
+  /** Captured disk name → the target's identity (serial:, wwn:, by-id: as the admin gave it), or null: left out. */
+  mapping?: StoredMapping;
+  /** Removable and USB disks: restored when captured, and possible targets (default: neither). */
+  includeRemovable?: boolean;
   migration?: "proportional" | "exact";
   bootloader?: "auto" | "none";
   /** Clone identity template: hostname pattern with {n} / {mac}. */
@@ -120,7 +123,8 @@ export interface JobRecord {
   at: string | null;
   /** What the agent reported (disks, hardware), the admin's mapping, the plan it got. */
   hello: unknown;
-  mapping: Record<string, string> | null;
+  /** The admin's disk mapping: each target as the identity it had when mapped (plan/disks.ts). */
+  mapping: StoredMapping | null;
   plan: unknown;
   error: string | null;
   armedBy: string;

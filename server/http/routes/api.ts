@@ -6,6 +6,7 @@ import { cloneHostname } from "../../jobs/jobs.ts";
 import { jobView, jobViewSchema } from "../../jobs/job-views.ts";
 import { ACTIVE_STATES } from "../../jobs/job-state.ts";
 import type { JobRecord, JobState } from "../../store/types.ts";
+import { type StoredMapping, resolveMapping } from "../../plan/disks.ts";
 import {
   armBodySchema,
   assignBodySchema,
@@ -61,7 +62,13 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       async (req: FastifyRequest<{ Params: { name: string } }>) => {
         const body = profileBodySchema.parse(req.body);
         if (!(await ctx.store.hosts.get(body.host))) throw new NotFoundError(`no host named ${body.host}`);
-        const p = await ctx.store.profiles.put({ name: req.params.name, ...body });
+        let mapping: StoredMapping | undefined;
+        try {
+          mapping = body.options.mapping && resolveMapping(body.options.mapping, null);
+        } catch (err) {
+          throw new UserError(`profile ${req.params.name}: mapping ${(err as Error).message}`);
+        }
+        const p = await ctx.store.profiles.put({ name: req.params.name, ...body, options: { ...body.options, mapping } });
         await ctx.store.audit.append({ actor: actor(req), action: "profile.put", target: `profile:${p.name}`, detail: body });
         return p;
       },

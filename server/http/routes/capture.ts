@@ -4,6 +4,7 @@ import type { ServerContext } from "../../context.ts";
 import { NotFoundError } from "../../errors.ts";
 import { layoutFromCapture, parseCapture } from "../../layout/layout-capture.ts";
 import { type DiskLayout, parseLayout } from "../../layout/layout.ts";
+import { layoutProblem } from "../../layout/layout-validate.ts";
 import { hashToken, tokensEqual } from "../../tokens.ts";
 import { bearer, requireAdmin } from "../auth.ts";
 import { errorSchema } from "../schema.ts";
@@ -21,7 +22,8 @@ const stored = {
 
 /**
  * Host capture: GET /capture.sh (the script, no auth: it holds no secret), the upload
- * (PUT, with the host's own capture token) and the stored versions (admin).
+ * (PUT: a capture with the host's own capture token, a layout document with the admin
+ * token; both validated) and the stored versions (admin).
  */
 export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
   const admin = requireAdmin(ctx.adminToken);
@@ -41,34 +43,47 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
         bodyLimit: 64 * 1024 * 1024,
         schema: {
           summary: "Upload a capture (from capture.sh) or a layout document; stored as a new version",
-          description: "Authorization: Bearer <the host's capture token> (`lifeboat hosts token NAME`).",
+          description:
+            "A capture (lifeboat-capture/1, what capture.sh uploads): Authorization: Bearer <the host's capture token> (`lifeboat hosts token NAME`). " +
+            "A layout document (lifeboat-layout/1): the admin token. Either is checked (device paths, mount points, mkfs options, sizes and counts) before it is stored.",
           tags: ["capture"],
           security: [{ bearer: [] }],
           params: nameParams,
           body: { type: "object", required: ["format"], properties: { format: { enum: ["lifeboat-capture/1", "lifeboat-layout/1"] } } },
-          response: { 200: stored, 400: errorSchema, 401: errorSchema },
+          response: { 200: stored, 400: errorSchema, 401: errorSchema, 404: errorSchema },
         },
       },
       async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {
         const host = await ctx.store.hosts.get(req.params.name);
         const token = bearer(req);
-        if (!host || !token || !tokensEqual(hashToken(token), host.tokenHash)) {
+        const body = req.body as { format: string };
+        // A capture is raw tool output that Lifeboat parses itself: the host's own token. A
+        // layout document says directly what to write: only the admin may hand one in.
+        const raw = body.format === "lifeboat-layout/1";
+        const allowed = raw ? !!token && tokensEqual(token, ctx.adminToken) : !!host && !!token && tokensEqual(hashToken(token), host.tokenHash);
+        if (!allowed) {
           uploads.inc({ result: "unauthorized" });
-          req.log.warn({ host: req.params.name, ip: req.ip }, !host ? "layout upload for an unknown host" : token ? "layout upload with a wrong token" : "layout upload without a token");
-          return reply.code(401).send({ error: "unauthorized", message: `host ${req.params.name}: capture token required (lifeboat hosts token NAME)` });
+          req.log.warn({ host: req.params.name, ip: req.ip, format: body.format }, !host ? "layout upload for an unknown host" : token ? "layout upload with a wrong token" : "layout upload without a token");
+          const message = raw
+            ? `host ${req.params.name}: a lifeboat-layout/1 document needs the admin token (hosts upload captures: lifeboat-capture/1)`
+            : `host ${req.params.name}: capture token required (lifeboat hosts token NAME)`;
+          return reply.code(401).send({ error: "unauthorized", message });
         }
+        if (!host) return reply.code(404).send({ error: "not-found", message: `no host named ${req.params.name}` });
         let layout: DiskLayout;
         try {
-          const body = req.body as { format: string };
-          layout = body.format === "lifeboat-layout/1" ? parseLayout(body) : layoutFromCapture(parseCapture(body));
+          // The admin's DLE map (hosts record) wins over what the host said.
+          layout = raw ? parseLayout(body) : layoutFromCapture(parseCapture(body));
+          layout = { ...layout, dles: { ...layout.dles, ...host.dleMap } };
+          const problem = layoutProblem(layout);
+          if (problem) throw new Error(`${raw ? "layout" : "capture"} of ${host.name} refused: ${problem}`);
         } catch (err) {
           uploads.inc({ result: "invalid" });
-          req.log.warn({ host: host.name, err: (err as Error).message }, "layout upload refused");
+          req.log.warn({ host: host.name, ip: req.ip, err: (err as Error).message }, "layout upload refused");
           return reply.code(400).send({ error: "bad-request", message: (err as Error).message });
         }
-        // The admin's DLE map (hosts record) wins over what the host said.
-        layout = { ...layout, dles: { ...layout.dles, ...host.dleMap } };
         const rec = await ctx.store.layouts.add(host.name, layout);
+        if (raw) await ctx.store.audit.append({ actor: `api:${req.ip}`, action: "host.layout", target: `host:${host.name}`, detail: { version: rec.version, source: layout.source } });
         uploads.inc({ result: "stored" });
         req.log.info({ host: host.name, version: rec.version, disks: layout.disks.length }, "layout stored");
         return { host: rec.host, version: rec.version, capturedAt: rec.capturedAt };

@@ -171,12 +171,19 @@ async function loadLists() {
   );
 }
 
+/** A stored disk mapping: each captured disk → the target's identity (plan/disks.ts), or null: left out. */
+function mappingText(m) {
+  const target = (id) => (id === null ? "left out" : [id.name, id.serial && `serial ${id.serial}`, id.wwn && `wwn ${id.wwn}`, !id.serial && !id.wwn && id.byId?.[0]].filter(Boolean).join(" "));
+  return Object.entries(m ?? {}).map(([a, b]) => `${a}→${target(b)}`).join(", ");
+}
+
 function profileOptions(o = {}) {
   const parts = [];
   if (o.hostnamePattern) parts.push(`hostname ${o.hostnamePattern}`);
   if (o.migration) parts.push(`migration ${o.migration}`);
   if (o.bootloader) parts.push(`boot loader ${o.bootloader}`);
-  if (o.mapping && Object.keys(o.mapping).length) parts.push(`disk map ${Object.entries(o.mapping).map(([a, b]) => `${a}→${b}`).join(", ")}`);
+  if (o.mapping && Object.keys(o.mapping).length) parts.push(`disk map ${mappingText(o.mapping)}`);
+  if (o.includeRemovable) parts.push("removable/USB disks included");
   if (o.postRestoreHooks?.length) parts.push(`${o.postRestoreHooks.length} hook(s)`);
   return parts.join("; ");
 }
@@ -418,8 +425,8 @@ function renderDetailFields(j) {
     ["Expires", j.state === "armed" ? time(j.expiresAt) : "—"],
     ["Last heard from", time(j.lastHeartbeatAt)],
     ["Remote help", j.ssh ? code(j.ssh) : j.ip ? code(j.ip) : "—"],
-    ["Disks seen", j.disks?.length ? j.disks.map((d) => `${d.name} ${bytes(d.sizeBytes)}${d.serial ? ` (${d.serial})` : ""}`).join(", ") : "—"],
-    ["Disk mapping", j.mapping && Object.keys(j.mapping).length ? Object.entries(j.mapping).map(([a, b]) => `${a}→${b}`).join(", ") : "—"],
+    ["Disks seen", j.disks?.length ? j.disks.map((d) => `${d.name} ${bytes(d.sizeBytes)}${d.serial ? ` (${d.serial})` : ""}${d.removable || d.bus === "usb" ? " removable/USB" : ""}`).join(", ") : "—"],
+    ["Disk mapping", j.mapping && Object.keys(j.mapping).length ? mappingText(j.mapping) : "—"],
   ];
   if (j.error) rows.push(["Error", el("span", { class: "error" }, j.error)]);
   $("detail-fields").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));

@@ -41,7 +41,14 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
     expect(table).toMatch(new RegExp(`^${job!.id}\\s+52:54:00:ee:00:02\\s+recover\\s+web\\s+armed`, "m"));
     expect((await cli("jobs", "show", job!.id)).stdout).toContain("state:     armed");
     expect((await cli("jobs", "plan", job!.id)).stdout).toBe("plan_begin 1 web 2\nplan_done"); // execa strips the last newline
-    expect((await cli("jobs", "map", job!.id, "sda=vdb", "--json")).exitCode).toBe(0);
+    // Before the machine reported its disks a kernel name means nothing: refused in one line.
+    const early = await cli("jobs", "map", job!.id, "sda=vdb");
+    expect(early.exitCode).toBe(2);
+    expect(early.stderr.trim()).toMatch(/^lifeboat: POST \/api\/v1\/jobs\/job-\w+\/map: 400 job job-\w+: mapping sda=vdb: a kernel name may name another disk at the next boot; .* serial:…, wwn:… or by-id:…$/);
+    const mapped = await cli("jobs", "map", job!.id, "sda=serial:NEW-1", "sdb=none");
+    expect(mapped.exitCode, mapped.stderr).toBe(0);
+    expect(mapped.stdout.trim()).toBe(`${job!.id} mapping: sda=disk (serial NEW-1) sdb=none`);
+    expect((await cli("jobs", "show", job!.id)).stdout).toContain("mapping:   sda=disk (serial NEW-1) sdb=none");
     expect((await cli("jobs", "cancel", job!.id)).stdout.trim()).toBe(`${job!.id} cancelled`);
     const log = (await cli("jobs", "log", job!.id)).stdout;
     expect(log).toMatch(/armed \{"by":"api:127\.0\.0\.1"/);

@@ -113,9 +113,13 @@ describe("capture upload, layout versions and the hosts CLI", () => {
     const layout = layoutFromCapture(parseCapture(fixture("mbr-ext4")));
     const same = join(work, "same.json");
     writeFileSync(same, JSON.stringify({ disks: [{ name: "sda", path: "/dev/sda", sizeBytes: layout.disks[0]!.sizeBytes, serial: "QM00001", signatures: ["dos", "ext4"] }] }));
-    const ok = await lifeboat(["hosts", "plan", "web1", "--version", "1", "--disks", same, ...dd]);
+    // The capture came from QEMU: its default serial QM00001 names no particular disk.
+    const weak = await lifeboat(["hosts", "plan", "web1", "--version", "1", "--disks", same, ...dd]);
+    expect(weak.exitCode).toBe(1);
+    expect(weak.stdout).toContain("serial QM00001 is QEMU's default ATA serial, which identifies no disk: give an explicit mapping sda=TARGET");
+    const ok = await lifeboat(["hosts", "plan", "web1", "--version", "1", "--disks", same, "--map", "sda=serial:QM00001", ...dd]);
     expect(ok.exitCode, ok.stderr).toBe(0);
-    expect(ok.stdout).toMatch(/sda .* → \/dev\/sda .*\[serial\]\s+now holds: dos, ext4/);
+    expect(ok.stdout).toMatch(/sda .* → \/dev\/sda .*\[mapping\]\s+now holds: dos, ext4/);
     expect(ok.stdout).toContain("make_fs ext4 /dev/sda1 ");
     const fresh = join(work, "new.json");
     writeFileSync(fresh, JSON.stringify([{ name: "vda", path: "/dev/vda", sizeBytes: 2 * 1024 ** 3, serial: "NEW1" }]));

@@ -3,11 +3,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { expect, it } from "vitest";
-import { targetDiskSchema } from "../../../server/plan/agent-api.ts";
+import { helloSchema, targetDiskSchema } from "../../../server/plan/agent-api.ts";
+import { resolveMapping } from "../../../server/plan/disks.ts";
 import { type Capture, layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
 import { buildPlan } from "../../../server/plan/plan.ts";
 import { tempDir } from "../../helpers/tmp.ts";
+import { agentSh } from "../../unit/rescue/agent-sh.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop, mountTracked, rescan, trackMount } from "./loopdev.ts";
 import { planCalls } from "./plan-calls.ts";
 import { describeNeeding } from "../../helpers/needs.ts";
@@ -345,6 +347,62 @@ describeNeeding(unavailable, "capture.sh and the plan on real loop devices", () 
     // Nothing was written: the small disk is still all zeros at its start.
     const head = (await execa("sh", ["-c", `dd if=${small} bs=1M count=2 status=none | tr -d '\\000' | wc -c`])).stdout.trim();
     expect(head).toBe("0");
+  });
+});
+
+describeNeeding(unavailable, "a USB disk on loop devices: left out of the capture, never a target (issue 15 item 5)", () => {
+  const dir = tempDir("lifeboat-usb-");
+  cleanupLoopsAfterAll();
+  /** sha256 of a whole device. */
+  const sha = async (dev: string) => (await execa("sh", ["-c", `sha256sum < ${dev}`])).stdout.slice(0, 64);
+
+  it("capture.sh and the plan leave the USB disk alone; the agent writes only the internal target", async () => {
+    const internal = await makeLoop(dir, "internal", 64 * MiB);
+    const usb = await makeLoop(dir, "usb", 64 * MiB);
+    for (const [dev, label] of [[internal, "root"], [usb, "backup"]] as const) {
+      await sfdisk(dev, "label: gpt\ntype=L\n");
+      await execa("mkfs.ext4", ["-q", "-L", label, `${dev}p1`]);
+    }
+    // The real capture.sh; a loop device cannot be removable or on USB, so lsblk's RM and TRAN
+    // for the "usb" loop are set in its document: a stand-in for a USB disk.
+    const raw = JSON.parse((await execa("sh", [captureSh, "--stdout", "--devices", `${internal} ${usb}`])).stdout) as Record<string, unknown> & { includeRemovable: boolean };
+    expect(raw.includeRemovable).toBe(false);
+    const node = (raw.lsblk as { blockdevices: Array<Record<string, unknown>> }).blockdevices.find((n) => n.path === usb || n.name === usb)!;
+    Object.assign(node, { rm: true, tran: "usb" });
+    const layout = layoutFromCapture(parseCapture(raw));
+    expect(layout.disks.map((d) => d.path)).toEqual([internal]);
+    expect(layout.filesystems.map((f) => f.label)).toEqual(["root"]);
+    // Captured on purpose (--include-removable), it is kept and marked.
+    const withUsb = layoutFromCapture(parseCapture({ ...raw, includeRemovable: true }));
+    expect(withUsb.disks.map((d) => [d.path, d.removable])).toEqual([
+      [internal, false],
+      [usb, true],
+    ]);
+    const included = JSON.parse((await execa("sh", [captureSh, "--stdout", "--include-removable", "--devices", internal])).stdout) as { includeRemovable: boolean };
+    expect(included.includeRemovable).toBe(true);
+
+    // The new machine: a fresh internal disk and the USB disk, as the agent's own lb_disk_json
+    // reports them (the USB flags again a stand-in), through the hello schema.
+    const fresh = await makeLoop(dir, "fresh", 64 * MiB);
+    const report = async (dev: string) => JSON.parse((await agentSh('lb_disk_json "$1"', { args: [dev.slice(5)] })).stdout) as Record<string, unknown>;
+    const hello = helloSchema.parse({ disks: [await report(fresh), { ...(await report(usb)), bus: "usb", removable: true }] });
+    expect(hello.disks.map((d) => [d.path, d.removable, d.bus])).toEqual([
+      [fresh, false, null],
+      [usb, true, "usb"],
+    ]);
+    const captured = layout.disks[0]!.name;
+    const onUsb = buildPlan({ layout, targets: hello.disks, options: { mapping: resolveMapping({ [captured]: usb.slice(5) }, hello.disks) } });
+    expect(onUsb.ok ? "" : onUsb.reason).toMatch(new RegExp(`^mapping ${captured}=${usb.slice(5)}: ${usb.slice(5)} is a removable or USB disk, which plans leave alone unless removable disks are included`));
+    const plan = buildPlan({ layout, targets: hello.disks, options: { mapping: resolveMapping({ [captured]: fresh.slice(5) }, hello.disks) } });
+    if (!plan.ok) throw new Error(plan.reason);
+    expect(plan.script).not.toContain(usb);
+
+    const before = await sha(usb);
+    const r = await runPlan(dir, plan.script, "usb");
+    expect(r.exitCode, r.log).toBe(0);
+    expect(await sha(usb)).toBe(before);
+    expect((await execa("blkid", ["-o", "value", "-s", "LABEL", `${fresh}p1`])).stdout).toBe("root");
+    expect((await execa("blkid", ["-o", "value", "-s", "UUID", `${fresh}p1`])).stdout).toBe(layout.filesystems[0]!.uuid);
   });
 });
 

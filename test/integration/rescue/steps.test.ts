@@ -5,7 +5,7 @@
  * they run inside the booted rescue image (image.test.ts).
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { expect, it } from "vitest";
@@ -177,6 +177,105 @@ describeNeeding(why, "rescue agent step functions on loop devices", () => {
     await execa("mount", [`${d}p2`, target]);
     expect(readFileSync(join(target, "var/log/lifeboat/recovery-job-steps.log"), "utf8")).toBe("the agent's log\n");
     await execa("umount", [target]);
+  });
+
+  it("lb_gate refuses an empty or missing device argument", async () => {
+    arm();
+    for (const call of ["lb_gate", 'lb_gate ""', 'lb_gate "" ""']) {
+      const r = await step(call);
+      expect(r.exitCode, call).toBe(1);
+      expect(r.stderr, call).toMatch(/^refused: (no device named to check|'' is not a block device); nothing written\n$/);
+    }
+    // What fix_fstab, set_identity and regen_initramfs gate on when nothing is mounted at the target.
+    const r = await step(`lb_gate "$(findmnt -n --mountpoint "$LB_TARGET/" -o SOURCE)"`);
+    expect(r.exitCode).toBe(1);
+  });
+
+  it("no argument may name a block device other than the gated one: the other device stays byte-identical", async () => {
+    arm();
+    const a = await makeLoop(dir, "only-a", 160 * MiB);
+    const b = await makeLoop(dir, "only-b", 64 * MiB);
+    await execa("mkfs.ext4", ["-q", "-L", "other", b]);
+    const link = join(dir, "looks-harmless");
+    await execa("ln", ["-sf", b, link]);
+    const before = sha(b);
+    expect((await step(`check_disk "$1" "" "" ${160 * MiB}`, [a])).exitCode).toBe(0);
+    const uuid = "5e0d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b";
+    for (const [what, args] of [
+      ["a second btrfs device", ["btrfs", a, uuid, "btr", b]],
+      ["an external ext4 journal", ["ext4", a, uuid, "", "-J", `device=${b}`]],
+      ["an xfs log device", ["xfs", a, uuid, "", "-l", `logdev=${b}`]],
+      ["a symlink to the other device", ["btrfs", a, uuid, "", link]],
+      ["the other device as the label", ["ext4", a, uuid, b]],
+    ] as Array<[string, string[]]>) {
+      const r = await step(`make_fs "$@"`, args);
+      expect(r.exitCode, what).toBe(1);
+      expect(r.stderr, what).toMatch(/^refused: argument '.*' names the block device .*, which is not \/dev\/loop\d+; nothing written\n$/);
+    }
+    const swap = await step(`make_swap "$1" "" "$2"`, [a, b]);
+    expect(swap.exitCode).toBe(1);
+    const mount = await step(`mount_fs "$1" / ext4 "journal_path=$2"`, [a, b]);
+    expect(mount.exitCode).toBe(1);
+    expect(mount.stderr).toMatch(/refused: argument 'journal_path=.*' names the block device/);
+    expect(sha(b)).toBe(before);
+    expect(await blkid(b, "LABEL")).toBe("other");
+    expect(await blkid(a, "TYPE")).toBe("");
+    // The same calls without the other device do write the gated one.
+    const ok = await step(`make_fs "$@"`, ["btrfs", a, uuid, "btr"]);
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    expect(await blkid(a, "TYPE")).toBe("btrfs");
+    expect(sha(b)).toBe(before);
+  });
+
+  it("mount_fs and restore_dump: gated, mount points in normal form and inside the target", async () => {
+    arm();
+    const a = await makeLoop(dir, "mnt-a", 64 * MiB);
+    const b = await makeLoop(dir, "mnt-b", 64 * MiB);
+    await execa("mkfs.ext4", ["-q", a]);
+    await execa("mkfs.ext4", ["-q", b]);
+    const outside = join(dir, "outside");
+    mkdirSync(outside);
+    // A device check_disk never matched is not mounted.
+    expect((await step(`check_disk "$1" "" "" ${64 * MiB}`, [a])).exitCode).toBe(0);
+    let r = await step(`mount_fs "$1" /srv ext4 ""`, [b]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/refused: .* was not matched by check_disk/);
+    for (const mp of ["/../../usr/sbin", `/..${outside}`, "srv", "/srv/", "/srv//x", "/./srv", "/srv\n/x"]) {
+      r = await step(`mount_fs "$1" "$2" ext4 ""`, [a, mp]);
+      expect(r.exitCode, JSON.stringify(mp)).toBe(1);
+      expect(r.stderr, JSON.stringify(mp)).toMatch(/^refused: mount point '[^]*' is not an absolute path in normal form/);
+    }
+    // A symlink on the target that leads outside it (as a restored tree could hold).
+    mkdirSync(join(target, "var"), { recursive: true });
+    await execa("ln", ["-sfn", outside, join(target, "var", "escape")]);
+    r = await step(`mount_fs "$1" /var/escape/x ext4 ""`, [a]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/refused: .*\/var\/escape\/x leads outside/);
+    expect(readdirSync(outside)).toEqual([]);
+    // restore_dump refuses before any stream is opened (LB_SERVER points nowhere).
+    r = await step(`LB_SERVER=http://127.0.0.1:9 restore_dump "$1" gtar 0 none "" /api/v1/dumps/x/stream`, ["/../../tmp"]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^refused: mount point '\/\.\.\/\.\.\/tmp' is not an absolute path in normal form/);
+    r = await step(`create_subvol "$1" ../../x`, [a]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/refused: subvolume '\.\.\/\.\.\/x' is not a relative path in normal form/);
+    // A normal mount point on the matched device is mounted.
+    r = await step(`mount_fs "$1" /srv/data ext4 ""`, [a]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect((await execa("findmnt", ["-n", "-o", "SOURCE", join(target, "srv/data")])).stdout).toBe(a);
+    await execa("umount", [join(target, "srv/data")]);
+  });
+
+  it("fix_fstab and set_identity take only UUIDs and host names (they go into sed)", async () => {
+    arm();
+    const marker = join(dir, "pwned");
+    let r = await step(`fix_fstab "$1" new-uuid`, [`x/;e touch ${marker};s/y`]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^refused: fix_fstab takes two UUIDs/);
+    r = await step(`set_identity "$1"`, ["web/;e id;s/"]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/is not a host name/);
+    expect(existsSync(marker)).toBe(false);
   });
 
   it("a failing mkfs returns non-zero with the tool's own message", async () => {

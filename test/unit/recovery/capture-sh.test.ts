@@ -75,3 +75,30 @@ describe("capture.sh options", () => {
     expect(notDev.stderr.trim()).toBe("capture.sh: --devices: /etc/hostname is not a block device");
   });
 });
+
+describe("capture.sh picks the disks (issue 15 item 5)", () => {
+  // pick_disks, taken from the script itself, fed a stand-in for `lsblk -dnpo NAME,TYPE,RM,TRAN`
+  // (no removable or USB disk can be made here): what a machine with a stick and a card reader prints.
+  const pickSource = /^pick_disks\(\) \{\n[\s\S]*?\n\}\n/m.exec(readFileSync(captureSh, "utf8"))![0];
+  const LSBLK = [
+    "/dev/sda     disk 0 sata",
+    "/dev/sdb     disk 1 usb",
+    "/dev/sdc     disk 0 usb",
+    "/dev/mmcblk0 disk 1 ",
+    "/dev/nvme0n1 disk 0 nvme",
+    "/dev/vda     disk 0 ",
+    "/dev/xvda    disk 0 ",
+    "/dev/zram0   disk 0 ",
+    "/dev/nbd0    disk 0 ",
+    "/dev/sr0     rom  1 sata",
+    "/dev/loop0   loop 0 ",
+    "",
+  ].join("\n");
+  const pick = async (includeRemovable: 0 | 1) =>
+    (await execa("sh", ["-c", `include_removable=${includeRemovable}\n${pickSource}pick_disks`], { input: LSBLK })).stdout.split("\n");
+
+  it("internal disks of the kinds Lifeboat recreates; removable and USB ones only with --include-removable", async () => {
+    expect(await pick(0)).toEqual(["/dev/sda", "/dev/nvme0n1", "/dev/vda", "/dev/xvda"]);
+    expect(await pick(1)).toEqual(["/dev/sda", "/dev/sdb", "/dev/sdc", "/dev/mmcblk0", "/dev/nvme0n1", "/dev/vda", "/dev/xvda"]);
+  });
+});

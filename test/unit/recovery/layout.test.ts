@@ -218,3 +218,27 @@ describe("DLEs from Amanda's GNU tar state files", () => {
     expect(fixtureLayout("gpt-uefi").dles).toEqual({});
   });
 });
+
+describe("removable and USB disks in a capture (issue 15 item 5)", () => {
+  const doc = () => JSON.parse(readFileSync(new URL("../../fixtures/layouts/multi-disk.capture.json", import.meta.url), "utf8")) as { lsblk: { blockdevices: Array<Record<string, unknown>> }; includeRemovable?: boolean };
+
+  for (const [what, flags] of [
+    ["on USB", { tran: "usb" }],
+    ["removable (lsblk -J)", { rm: true }],
+    ["removable (older lsblk: \"1\")", { rm: "1" }],
+  ] as const)
+    it(`a disk ${what} is left out with everything on it, unless captured on purpose`, () => {
+      const d = doc();
+      Object.assign(d.lsblk.blockdevices.find((n) => n.name === "sdb")!, flags);
+      const l = layoutFromCapture(parseCapture(d));
+      expect(l.disks.map((x) => x.name)).toEqual(["sda"]);
+      expect(l.filesystems.map((f) => f.dev)).toEqual(["/dev/sda2"]);
+      expect(l.mounts.map((m) => m.mountpoint)).toEqual(["/"]);
+      const kept = layoutFromCapture(parseCapture({ ...d, includeRemovable: true }));
+      expect(kept.disks.map((x) => [x.name, x.removable])).toEqual([
+        ["sda", false],
+        ["sdb", "rm" in flags],
+      ]);
+      expect(kept.mounts.map((m) => m.mountpoint)).toEqual(["/", "/var/lib/data"]);
+    });
+});

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
-import { type PlanInput, type PlanResult, type RestoreChain, buildPlan, describePlan, fitSizes, matchDisks } from "../../../server/plan/plan.ts";
+import { disksFingerprint, matchDisks, resolveMapping } from "../../../server/plan/disks.ts";
+import { type PlanInput, type PlanResult, type RestoreChain, buildPlan, describePlan, fitSizes } from "../../../server/plan/plan.ts";
 import type { Step } from "../../../server/plan/steps.ts";
 import { planCalls } from "../../integration/recovery/plan-calls.ts";
 import { FIXTURES, fixtureLayout, newDisk, sameMachine } from "./fixtures.ts";
@@ -41,9 +42,16 @@ const chain = (dle: string, mountpoint: string, levels: number[]): RestoreChain 
   dumps: levels.map((level, i) => ({ id: `${dle.replace(/\W/g, "")}-${i}`, level, datestamp: `2026113${i}000000`, sizeBytes: 1000 + i, compression: "gzip" })),
 });
 
+/** The fixtures captured in QEMU: their ATA serials (QM000nn) identify no disk, so the same machine needs a mapping. */
+const QEMU_SERIALS = new Set<string>(["mbr-ext4", "gpt-uefi", "xfs", "multi-disk"]);
+
+/** Each captured disk mapped to the target of the same name: the admin saying "the same machine". */
+const byName = (l: DiskLayout) => Object.fromEntries(l.disks.map((d) => [d.name, d.name]));
+
 function planFor(layout: DiskLayout, extra: Partial<PlanInput> = {}) {
   const keys = layout.luks.map((l) => l.uuid);
-  return buildPlan({ layout, targets: sameMachine(layout), ...extra, options: { luksKeys: keys, ...extra.options } });
+  const mapping = layout.disks.some((d) => /^QM\d{5}$/.test(d.serial ?? "")) ? byName(layout) : undefined;
+  return buildPlan({ layout, targets: sameMachine(layout), ...extra, options: { luksKeys: keys, mapping, ...extra.options } });
 }
 
 describe("plans for each captured layout (same machine)", () => {
@@ -55,7 +63,7 @@ describe("plans for each captured layout (same machine)", () => {
       expect(r.steps[0]!.fn).toBe("plan_begin");
       expect(r.steps[0]!.args[2]).toBe(String(r.steps.length));
       expect(r.steps.at(-1)!.fn).toBe("plan_done");
-      expect(r.mapping.every((m) => m.matchedBy === "serial")).toBe(true);
+      expect(r.mapping.map((m) => m.matchedBy)).toEqual(layout.disks.map(() => (QEMU_SERIALS.has(name) ? "mapping" : "serial")));
       expect(await planCalls(r.script)).toEqual(r.steps);
       expect(r.script).toMatchSnapshot();
     });
@@ -131,37 +139,39 @@ describe("disk identity", () => {
   const layout = fixtureLayout("multi-disk");
 
   it("matches by serial even when the kernel names changed order", () => {
-    const t = sameMachine(layout);
+    const md = fixtureLayout("md-raid1-lvm");
+    const t = sameMachine(md);
     const swapped = [
       { ...t[1]!, name: "sda", path: "/dev/sda" },
       { ...t[0]!, name: "sdb", path: "/dev/sdb" },
     ];
-    const r = ok(buildPlan({ layout, targets: swapped }));
+    const r = ok(buildPlan({ layout: md, targets: swapped }));
     expect(r.mapping.map((m) => [m.captured, m.targetPath, m.matchedBy])).toEqual([
       ["sda", "/dev/sdb", "serial"],
       ["sdb", "/dev/sda", "serial"],
     ]);
     expect(args(r.steps, "check_disk").map((a) => [a[0], a[1]])).toEqual([
-      ["/dev/sdb", "QM00005"],
-      ["/dev/sda", "QM00006"],
+      ["/dev/sdb", "WD-WCC4E0000001"],
+      ["/dev/sda", "WD-WCC4E0000002"],
     ]);
   });
 
   it("matches by WWN and by /dev/disk/by-id when the serial is not reported", () => {
     const md = fixtureLayout("md-raid1-lvm");
     const byWwn = sameMachine(md).map((t) => ({ ...t, serial: null, byId: [] }));
-    expect(matchDisks(md, byWwn).matches.map((m) => m.matchedBy)).toEqual(["wwn", "wwn"]);
+    expect(matchDisks(md, md.disks, byWwn).matches.map((m) => m.matchedBy)).toEqual(["wwn", "wwn"]);
     const byId = sameMachine(md).map((t) => ({ ...t, serial: null, wwn: null }));
-    expect(matchDisks(md, byId).matches.map((m) => m.matchedBy)).toEqual(["by-id", "by-id"]);
+    expect(matchDisks(md, md.disks, byId).matches.map((m) => m.matchedBy)).toEqual(["by-id", "by-id"]);
   });
 
   it("never by size alone: new disks of the very same size are refused until mapped", () => {
-    const targets = layout.disks.map((d, i) => newDisk(`vd${"ab"[i]}`, d.sizeBytes));
-    const r = buildPlan({ layout, targets });
+    const md = fixtureLayout("md-raid1-lvm");
+    const targets = md.disks.map((d, i) => newDisk(`vd${"ab"[i]}`, d.sizeBytes));
+    const r = buildPlan({ layout: md, targets });
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.reasons).toHaveLength(2);
-    expect(r.reason).toMatch(/captured disk sda .*serial QM00005.*no target disk has its serial\/WWN\/by-id .*explicit mapping sda=TARGET/);
+    expect(r.reason).toMatch(/captured disk sda .*serial WD-WCC4E0000001.*no target disk has its serial\/WWN\/by-id .*explicit mapping sda=TARGET/);
     expect("steps" in r).toBe(false);
     expect(describePlan(r)).toContain("REFUSED, nothing will be written");
   });
@@ -177,11 +187,12 @@ describe("disk identity", () => {
   });
 
   it("ambiguity is refused: two targets with the captured serial, or one target for two disks", () => {
-    const t = sameMachine(layout);
+    const md = fixtureLayout("md-raid1-lvm");
+    const t = sameMachine(md);
     const dup = [...t, { ...t[0]!, name: "sdc", path: "/dev/sdc" }];
-    const r1 = buildPlan({ layout, targets: dup });
+    const r1 = buildPlan({ layout: md, targets: dup });
     expect(refusal(r1)).toMatch(/ambiguous, sda and sdc all match/);
-    const r2 = buildPlan({ layout, targets: t, options: { mapping: { sda: "sdb" } } });
+    const r2 = buildPlan({ layout: md, targets: t, options: { mapping: { sda: "sdb" } } });
     expect(refusal(r2)).toMatch(/target disk sdb is matched by both sda and sdb/);
   });
 
@@ -194,7 +205,7 @@ describe("disk identity", () => {
 
   it("different logical sector sizes are refused (tables are in sectors)", () => {
     const l = fixtureLayout("gpt-uefi");
-    const r = buildPlan({ layout: l, targets: sameMachine(l, { logicalSectorSize: 4096 }) });
+    const r = buildPlan({ layout: l, targets: sameMachine(l, { logicalSectorSize: 4096 }), options: { mapping: byName(l) } });
     expect(refusal(r)).toMatch(/512-byte sectors, target sda has 4096: not supported/);
   });
 });
@@ -328,13 +339,13 @@ describe("keys, clones, chains, boot", () => {
 
   it("a clone's identity goes in after the restores, before the boot loader; a bad name is refused", () => {
     const l = fixtureLayout("mbr-ext4");
-    const r = ok(buildPlan({ layout: l, targets: sameMachine(l), chains: [chain("/", "/", [0])], options: { identity: { hostname: "web-3" } } }));
+    const r = ok(buildPlan({ layout: l, targets: sameMachine(l), chains: [chain("/", "/", [0])], options: { mapping: byName(l), identity: { hostname: "web-3" } } }));
     expect(args(r.steps, "set_identity")).toEqual([["web-3"]]);
     const order = fns(r.steps);
     expect(order.indexOf("set_identity")).toBeGreaterThan(order.lastIndexOf("restore_dump"));
     expect(order.indexOf("set_identity")).toBeLessThan(order.indexOf("install_bootloader"));
-    expect(fns(ok(buildPlan({ layout: l, targets: sameMachine(l) })).steps)).not.toContain("set_identity");
-    const bad = buildPlan({ layout: l, targets: sameMachine(l), options: { identity: { hostname: "web 3; rm -rf /" } } });
+    expect(fns(ok(buildPlan({ layout: l, targets: sameMachine(l), options: { mapping: byName(l) } })).steps)).not.toContain("set_identity");
+    const bad = buildPlan({ layout: l, targets: sameMachine(l), options: { mapping: byName(l), identity: { hostname: "web 3; rm -rf /" } } });
     expect(refusal(bad)).toBe('identity: "web 3; rm -rf /" is not a host name (letters, digits, \'-\' and \'.\')');
   });
 
@@ -349,10 +360,10 @@ describe("keys, clones, chains, boot", () => {
 
   it("restore chains: refused when a chain has no level 0 or lands on nothing mounted", () => {
     const l = fixtureLayout("mbr-ext4");
-    const bad = buildPlan({ layout: l, targets: sameMachine(l), chains: [chain("/", "/", [1, 2])] });
+    const bad = buildPlan({ layout: l, targets: sameMachine(l), chains: [chain("/", "/", [1, 2])], options: { mapping: byName(l) } });
     expect(refusal(bad)).toMatch(/must start with a level 0/);
     const noRoot = { ...l, mounts: [] };
-    const bad2 = buildPlan({ layout: noRoot, targets: sameMachine(l), chains: [chain("/srv", "/srv", [0])] });
+    const bad2 = buildPlan({ layout: noRoot, targets: sameMachine(l), chains: [chain("/srv", "/srv", [0])], options: { mapping: byName(l) } });
     expect(refusal(bad2)).toMatch(/mount point \/srv is on no filesystem the plan mounts/);
   });
 
@@ -375,5 +386,169 @@ describe("keys, clones, chains, boot", () => {
     expect(fns(r.steps)).toEqual(expect.arrayContaining(["create_pv", "create_vg", "create_lv", "make_fs", "make_swap"]));
     expect(r.steps.find((s) => s.fn === "partition")!.args[1]).not.toContain("label-id");
     expect(r.script).toMatchSnapshot();
+  });
+});
+
+describe("identity that is weak, contradicted or stale (issue 15 item 5)", () => {
+  const withKey = (l: DiskLayout) => ({ luksKeys: l.luks.map((x) => x.uuid) });
+
+  for (const name of QEMU_SERIALS)
+    it(`${name}: QEMU's default serials (QM000nn) match nothing by themselves; the same machine needs a mapping`, () => {
+      const l = fixtureLayout(name as (typeof FIXTURES)[number]);
+      const r = buildPlan({ layout: l, targets: sameMachine(l) });
+      expect(r.ok).toBe(false);
+      expect(refusal(r)).toMatch(/^captured disk sda \(.*serial QM0000\d.*\): serial QM0000\d is QEMU's default ATA serial, which identifies no disk: give an explicit mapping sda=TARGET$/);
+      expect(ok(buildPlan({ layout: l, targets: sameMachine(l), options: { mapping: byName(l) } })).mapping.map((m) => m.matchedBy)).toEqual(l.disks.map(() => "mapping"));
+    });
+
+  it("all-zero and placeholder serials, and a serial two disks share, match nothing; a strong WWN still does", () => {
+    const md = structuredClone(fixtureLayout("md-raid1-lvm"));
+    for (const serial of ["000000000000", "To be filled by O.E.M.", "SAME-ON-BOTH"]) {
+      const l = structuredClone(md);
+      for (const d of l.disks) Object.assign(d, { serial });
+      const noWwn = structuredClone(l);
+      for (const d of noWwn.disks) Object.assign(d, { wwn: null, byId: [] });
+      const r = buildPlan({ layout: noWwn, targets: sameMachine(noWwn) });
+      expect(r.ok, serial).toBe(false);
+      expect(refusal(r)).toMatch(/^captured disk sda: ambiguous, sda and sdb all match \(serial .* is (one character repeated|a placeholder|shared by two disks)\): give an explicit mapping sda=TARGET$/);
+      expect(ok(buildPlan({ layout: l, targets: sameMachine(l) })).mapping.map((m) => m.matchedBy), serial).toEqual(["wwn", "wwn"]);
+    }
+  });
+
+  it("a serial match is refused when the WWN or the size contradicts it; an explicit mapping still works", () => {
+    const l = fixtureLayout("luks-lvm");
+    const [t] = sameMachine(l);
+    const otherWwn = buildPlan({ layout: l, targets: [{ ...t!, wwn: "eui.ffffffffffffffff" }], options: withKey(l) });
+    expect(refusal(otherWwn)).toBe(
+      "captured disk nvme0n1 (Samsung SSD 980 PRO 256GB, serial S5GXNF0R123456, wwn eui.002538b111b2c3d4, 256.0 GiB (274877906944 bytes)): nvme0n1 has its serial but another WWN (eui.002538b111b2c3d4 captured, eui.ffffffffffffffff now): not the same disk; if it is the one, give an explicit mapping nvme0n1=nvme0n1",
+    );
+    const otherSize = buildPlan({ layout: l, targets: [{ ...t!, sizeBytes: 512 * GiB }], options: withKey(l) });
+    expect(refusal(otherSize)).toMatch(/has its serial but another size \(256\.0 GiB .* captured, 512\.0 GiB .* now\): not the same disk/);
+    // Within 1% is the same size class.
+    expect(buildPlan({ layout: l, targets: [{ ...t!, sizeBytes: t!.sizeBytes + 64 * MiB }], options: withKey(l) }).ok).toBe(true);
+    const mapped = ok(buildPlan({ layout: l, targets: [{ ...t!, sizeBytes: 512 * GiB }], options: { ...withKey(l), mapping: { nvme0n1: "nvme0n1" } } }));
+    expect(mapped.mapping[0]!.matchedBy).toBe("mapping");
+  });
+
+  it("a disk behind a USB bridge is never matched by its serial, even when removable disks are included", () => {
+    const l = fixtureLayout("luks-lvm");
+    // The original disk, now in a USB enclosure: same serial, reported on bus usb.
+    const [t] = sameMachine(l, { bus: "usb", name: "sdb", path: "/dev/sdb", wwn: null, byId: [] });
+    const r = buildPlan({ layout: l, targets: [t!], options: withKey(l) });
+    expect(refusal(r)).toMatch(/no target disk has its serial\/WWN\/by-id/);
+    const inc = buildPlan({ layout: l, targets: [t!], options: { ...withKey(l), includeRemovable: true } });
+    expect(refusal(inc)).toMatch(/^captured disk nvme0n1 .*: sdb matches only by an identifier that identifies no disk \(on sdb serial S5GXNF0R123456 is a USB bridge's serial\)/);
+  });
+});
+
+describe("removable, USB and left-out disks (issue 15 item 5)", () => {
+  const l = fixtureLayout("luks-lvm");
+  const keys = { luksKeys: l.luks.map((x) => x.uuid) };
+  const stick = newDisk("sdc", 64 * GiB, { bus: "usb", removable: true, signatures: ["vfat"] });
+
+  it("a USB or removable disk is never a target by default, not even when mapped; --include-removable allows it", () => {
+    // The machine's own disk is gone; a USB disk and a card reader are what it has.
+    const usb = newDisk("sdb", 512 * GiB, { bus: "usb" });
+    const card = newDisk("mmcblk0", 512 * GiB, { bus: null, removable: true });
+    for (const t of [usb, card]) {
+      const r = buildPlan({ layout: l, targets: [t], options: { ...keys, mapping: { nvme0n1: t.name } } });
+      expect(refusal(r)).toBe(
+        `mapping nvme0n1=${t.name}: ${t.name} is a removable or USB disk, which plans leave alone unless removable disks are included (--include-removable)`,
+      );
+      const inc = ok(buildPlan({ layout: l, targets: [t], options: { ...keys, mapping: { nvme0n1: t.name }, includeRemovable: true } }));
+      expect(inc.mapping.map((m) => m.targetPath)).toEqual([t.path]);
+    }
+    // Beside the machine's own disk, a stick changes nothing and is never checked or wiped.
+    const r = ok(buildPlan({ layout: l, targets: [...sameMachine(l), stick], options: keys }));
+    expect(r.steps.filter((s) => s.args.some((a) => a.startsWith("/dev/sdc")))).toEqual([]);
+  });
+
+  it("a captured removable or USB disk is left out of the plan by default, with a note; included on request", () => {
+    const two = structuredClone(fixtureLayout("multi-disk"));
+    Object.assign(two.disks[1]!, { transport: "usb" });
+    const r = ok(buildPlan({ layout: two, targets: sameMachine(two), options: { mapping: { sda: "sda" } } }));
+    expect(r.mapping.map((m) => m.captured)).toEqual(["sda"]);
+    expect(r.steps.filter((s) => s.args.some((a) => a.startsWith("/dev/sdb")))).toEqual([]);
+    expect(r.notes).toEqual(expect.arrayContaining(["captured disk sdb (removable/USB) left out: nothing is recreated on it", "left out with it: /var/lib/data (not mounted, nothing restored into it)"]));
+    const inc = ok(buildPlan({ layout: two, targets: sameMachine(two).map((t) => ({ ...t, bus: "sata" })), options: { mapping: byName(two), includeRemovable: true } }));
+    expect(inc.mapping.map((m) => m.captured)).toEqual(["sda", "sdb"]);
+  });
+
+  it("a plan can leave a captured disk out (CAPTURED=none): nothing of it is recreated, its DLEs are not restored", () => {
+    const two = fixtureLayout("multi-disk");
+    const chains = [chain("/", "/", [0]), chain("/var/lib/data", "/var/lib/data", [0]), chain("/var/lib/data/x", "/var/lib/data/x", [0])];
+    const r = ok(buildPlan({ layout: two, targets: sameMachine(two).slice(0, 1), chains, options: { mapping: { sda: "sda", sdb: "none" } } }));
+    expect(r.mapping.map((m) => m.captured)).toEqual(["sda"]);
+    expect(args(r.steps, "mount_fs").map((a) => a[1])).toEqual(["/"]);
+    expect(args(r.steps, "restore_dump").map((a) => a[0])).toEqual(["/"]);
+    expect(r.notes).toEqual(
+      expect.arrayContaining([
+        "captured disk sdb left out: nothing is recreated on it",
+        "DLE /var/lib/data (/var/lib/data) not restored: its filesystem is on a disk left out",
+        "DLE /var/lib/data/x (/var/lib/data/x) not restored: its filesystem is on a disk left out",
+      ]),
+    );
+    // Without leaving it out, the missing target is refused as before.
+    expect(buildPlan({ layout: two, targets: sameMachine(two).slice(0, 1), options: { mapping: { sda: "sda" } } }).ok).toBe(false);
+  });
+
+  it("leaving out one disk of an MD array or volume group is refused: it cannot be recreated from part of its members", () => {
+    const md = fixtureLayout("md-raid1-lvm");
+    const r = buildPlan({ layout: md, targets: sameMachine(md), options: { mapping: { sdb: "none" } } });
+    expect(refusal(r)).toBe("MD array /dev/md0 is built on /dev/sda2, /dev/sdb2: it cannot be recreated from part of them; leave out all of its disks or none");
+  });
+});
+
+describe("mappings are kept as the target's identity (issue 15 item 5)", () => {
+  const two = fixtureLayout("multi-disk");
+  const disks = () => [newDisk("vda", 1 * GiB, { serial: "NEW-A", byId: ["/dev/disk/by-id/virtio-NEW-A"] }), newDisk("vdb", 4 * GiB, { serial: "NEW-B" })];
+
+  it("a kernel name is resolved against the disks the admin saw; a later boot naming the disks the other way round needs a new look", () => {
+    const seen = disks();
+    const mapping = resolveMapping({ sda: "vda", sdb: "vdb" }, seen);
+    expect(mapping.sda).toEqual({ name: "vda", serial: "NEW-A", wwn: null, byId: ["virtio-NEW-A"], sizeBytes: 1 * GiB, seen: disksFingerprint(seen) });
+    const r = ok(buildPlan({ layout: two, targets: seen, options: { mapping } }));
+    expect(r.mapping.map((m) => [m.captured, m.target, m.matchedBy])).toEqual([
+      ["sda", "vda", "mapping"],
+      ["sdb", "vdb", "mapping"],
+    ]);
+    // Next boot: the kernel names swapped. A kernel-name mapping would now wipe the wrong disk.
+    const swapped = disks().map((t, i, all) => ({ ...t, name: all[1 - i]!.name, path: all[1 - i]!.path }));
+    const stale = buildPlan({ layout: two, targets: swapped, options: { mapping } });
+    expect(refusal(stale)).toBe(
+      "mapping sda=vda (serial NEW-A): the machine reports other disks than when this mapping was made (now: vdb, vda): look at them again and map again",
+    );
+    // A USB stick plugged in since the admin looked: also a new look.
+    const plugged = buildPlan({ layout: two, targets: [...seen, newDisk("sdc", 8 * GiB, { bus: "usb", removable: true })], options: { mapping } });
+    expect(refusal(plugged)).toMatch(/the machine reports other disks than when this mapping was made \(now: vda, vdb, sdc \(removable\/USB\)\)/);
+  });
+
+  it("serial:, wwn: and by-id: need no look; every identifier the disk has must still agree", () => {
+    const mapping = resolveMapping({ sda: "serial:NEW-A", sdb: "by-id:virtio-NEW-B" }, null);
+    expect(mapping.sdb).toEqual({ name: null, serial: null, wwn: null, byId: ["virtio-NEW-B"], sizeBytes: null, seen: null });
+    const targets = [disks()[0]!, { ...disks()[1]!, byId: ["/dev/disk/by-id/virtio-NEW-B"] }];
+    const reordered = targets.map((t, i, all) => ({ ...t, name: all[1 - i]!.name, path: all[1 - i]!.path }));
+    const r = ok(buildPlan({ layout: two, targets: reordered, options: { mapping } }));
+    expect(r.mapping.map((m) => [m.captured, m.targetPath])).toEqual([
+      ["sda", "/dev/vdb"],
+      ["sdb", "/dev/vda"],
+    ]);
+    const gone = buildPlan({ layout: two, targets: [targets[1]!], options: { mapping } });
+    expect(refusal(gone)).toBe("mapping sda=disk (serial NEW-A): no disk the machine reports has that identity now");
+    // Chosen from a hello, then the disk's size differs: not the same disk.
+    const id = resolveMapping({ sda: "vda" }, disks()).sda!;
+    const grown = buildPlan({ layout: two, targets: [{ ...disks()[0]!, sizeBytes: 8 * GiB }], options: { mapping: { sda: { ...id, seen: null }, sdb: "none" } } });
+    expect(refusal(grown)).toBe("mapping sda=vda (serial NEW-A): no disk the machine reports has that identity now");
+  });
+
+  it("before the machine reported its disks, a kernel name is refused in one line; none leaves a disk out", () => {
+    expect(() => resolveMapping({ sda: "vdb" }, null)).toThrow(
+      /^sda=vdb: a kernel name may name another disk at the next boot; map once the machine has reported its disks \(lifeboat jobs plan JOB shows them\), or name the target by serial:…, wwn:… or by-id:…$/,
+    );
+    expect(resolveMapping({ sdb: "none", sda: "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4" }, null)).toEqual({
+      sdb: null,
+      sda: { name: null, serial: null, wwn: null, byId: ["wwn-0x5000c500a1b2c3d4"], sizeBytes: null, seen: null },
+    });
+    expect(() => resolveMapping({ sda: "vdz" }, disks())).toThrow("sda=vdz: the machine reports no disk vdz (it has vda, vdb)");
   });
 });
