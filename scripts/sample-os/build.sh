@@ -28,7 +28,9 @@ die() { log "FATAL: $*"; exit 1; }
 command -v debootstrap >/dev/null || die "debootstrap not found: install it (scripts/apt-packages.txt)"
 
 ROOT=$OUT/root.tmp
-rm -rf "$ROOT" "$OUT/rootfs.tar" "$OUT/info"
+# A build killed half-way leaves its chroot mounts: they go first, and rm never leaves ROOT's filesystem.
+findmnt -rn -o TARGET | grep "^$ROOT/" | sort -r | xargs -r -n1 umount -l
+rm -rf --one-file-system "$ROOT" "$OUT/rootfs.tar" "$OUT/info"
 mkdir -p "$ROOT"
 cleanup() { for m in dev/pts dev proc sys; do umount "$ROOT/$m" 2>/dev/null || true; done; }
 trap cleanup EXIT

@@ -18,6 +18,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync,
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type Result } from "execa";
+import { alive, withLock } from "./dir-lock.ts";
 
 /** Bump when build.sh changes what it makes: a new cache dir and Amanda config name. */
 export const AMANDA_LAB_VERSION = 1;
@@ -71,43 +72,6 @@ export function amandaLabUnavailable(): string | null {
 /** The fingerprint of a tree, in the format of the lab's manifests. */
 export async function treeManifest(dir: string): Promise<string> {
   return (await execa(join(scripts, "manifest.sh"), [dir])).stdout;
-}
-
-async function withLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
-  for (let i = 0; ; i++) {
-    try {
-      mkdirSync(lock);
-      writeFileSync(join(lock, "pid"), String(process.pid));
-      break;
-    } catch {
-      const pid = Number(readFileSafe(join(lock, "pid")));
-      if (pid && !alive(pid)) rmSync(lock, { recursive: true, force: true });
-      else if (i > 600) throw new Error(`${lock}: held by pid ${pid} for 10 minutes`);
-      else await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
-}
-
-function readFileSafe(f: string): string {
-  try {
-    return readFileSync(f, "utf8");
-  } catch {
-    return "";
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Builds the lab (or reuses the cached one) and links /etc/amanda/<config> to it. */
