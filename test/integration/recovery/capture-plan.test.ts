@@ -197,6 +197,9 @@ function shape(l: DiskLayout, roles: Record<string, string>) {
   };
 }
 
+// mkfs, sfdisk and the agent on loop devices: a minute when idle, more on a loaded CI machine.
+const LOOP_TEST = { timeout: 180_000 };
+
 describeNeeding(unavailable, "capture.sh and the plan on real loop devices", () => {
   const dir = tempDir("lifeboat-recovery-");
   cleanupLoopsAfterAll();
@@ -245,7 +248,7 @@ describeNeeding(unavailable, "capture.sh and the plan on real loop devices", () 
     await retireBtrfs(`${src.btr}p1`);
   });
 
-  it("a plan for fresh disks of the same size, run by the agent's step functions, recreates the same layout", async () => {
+  it("a plan for fresh disks of the same size, run by the agent's step functions, recreates the same layout", LOOP_TEST, async () => {
     const a = await makeLoop(dir, "tgt-a", 600 * MiB);
     const b = await makeLoop(dir, "tgt-b", 600 * MiB);
     const c = await makeLoop(dir, "tgt-c", 400 * MiB);
@@ -279,7 +282,7 @@ describeNeeding(unavailable, "capture.sh and the plan on real loop devices", () 
     await retireBtrfs(`${c}p1`);
   });
 
-  it("on bigger disks the partitions grow as planned and keep UUIDs, labels and types", async () => {
+  it("on bigger disks the partitions grow as planned and keep UUIDs, labels and types", LOOP_TEST, async () => {
     const a = await makeLoop(dir, "big-a", 900 * MiB);
     const b = await makeLoop(dir, "big-b", 1200 * MiB);
     const c = await makeLoop(dir, "big-c", 500 * MiB);
@@ -309,7 +312,7 @@ describeNeeding(unavailable, "capture.sh and the plan on real loop devices", () 
     }
   });
 
-  it("the agent's own runner resumes a plan that failed half-way: finished steps are skipped by their guards", async () => {
+  it("the agent's own runner resumes a plan that failed half-way: finished steps are skipped by their guards", LOOP_TEST, async () => {
     const t = await makeLoop(dir, "resume", 600 * MiB);
     const one: DiskLayout = {
       ...layout,
