@@ -95,7 +95,15 @@ async function makeSources(dir: string) {
  * forget it, as if it were gone.
  */
 async function retireBtrfs(part: string): Promise<void> {
-  await execa("wipefs", ["-a", "-q", part]);
+  // A mount namespace made elsewhere while it was mounted (`ip netns exec`, `unshare -m` in a
+  // test running beside this one) keeps a copy of the mount, and the device busy, until its
+  // process ends: those are short-lived, so wipefs is tried again for a while.
+  for (let tries = 1; ; tries++) {
+    const r = await execa("wipefs", ["-a", "-q", part], { reject: false });
+    if (r.exitCode === 0) break;
+    if (tries === 60 || !/busy/i.test(r.stderr)) throw new Error(`wipefs ${part} (try ${tries}): ${r.stderr}`);
+    await new Promise((res) => setTimeout(res, 500));
+  }
   await execa("btrfs", ["device", "scan", "--forget"], { reject: false });
 }
 
