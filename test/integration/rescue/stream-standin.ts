@@ -54,7 +54,8 @@ export async function streamStandIn(opts: {
   const sockets = new Set<Socket>();
 
   const build = () => {
-    const a = Fastify({ logger: false });
+    // forceCloseConnections: a stop is a killed server; close() must not wait for any request.
+    const a = Fastify({ logger: false, forceCloseConnections: true });
     a.server.on("connection", (s: Socket) => {
       sockets.add(s);
       s.on("close", () => sockets.delete(s));
