@@ -232,12 +232,17 @@ export function readImageInfo(outDir: string): ImageInfo | undefined {
 }
 
 export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
+  // The CLI runs under umask 077, but the image is for others to read: the server's user
+  // serves what a root build wrote, and cpio keeps the tree's modes for the booted system.
+  const umask = process.umask(0o022);
   try {
     return await build(opts);
   } catch (err) {
     // The stage is not what the image needs (a link loop, a malformed ELF): a build error too.
     if (err instanceof StageError) throw new BuildError(err.message);
     throw err;
+  } finally {
+    process.umask(umask);
   }
 }
 

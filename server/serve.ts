@@ -13,6 +13,7 @@ import { counter } from "./metrics.ts";
 import { createPlanner } from "./jobs/job-plan.ts";
 import { type Planner, JobService } from "./jobs/jobs.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
+import { securePrivateDir } from "./private-file.ts";
 import { openStore } from "./store/sqlite.ts";
 import { version } from "./version.ts";
 
@@ -102,7 +103,9 @@ export function guardProcess(log: Logger, metrics: Registry): () => void {
 
 /** Starts every service the config enables; logs one line per service with its address. */
 export async function startServer(config: Config, log: Logger, opts: { planner?: Planner } = {}): Promise<RunningServer> {
-  const store = openStore(config.dataDir);
+  // The data dir holds the store, its key and the admin token: only Lifeboat's user reads it.
+  securePrivateDir(config.dataDir);
+  const store = openStore(config);
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
   const jobs = new JobService(store, {

@@ -126,6 +126,31 @@ function storedCrc(d: CatalogDump): Crc | null {
   return d.crc.server ?? (d.compression === "none" ? d.crc.native : null) ?? d.crc.client;
 }
 
+/**
+ * The custom compressors Lifeboat runs to decompress, as Debian installs them (merged /usr).
+ * The header names the program, and a header is data from the media: only these names,
+ * bare or under /usr/bin or /bin, are ever run; anything else is refused before a process starts.
+ */
+export const CUSTOM_DECOMPRESSORS = ["gzip", "pigz", "bzip2", "pbzip2", "lbzip2", "xz", "pixz", "zstd", "pzstd", "lz4", "lzop"] as const;
+
+/** Pure: the program to run for a header's custom compressor (always /usr/bin/NAME), or null when it is not one of the list. */
+export function customDecompressor(program: string): string | null {
+  const m = /^(?:\/usr\/bin\/|\/bin\/)?([a-z0-9]+)$/.exec(program);
+  return m && (CUSTOM_DECOMPRESSORS as readonly string[]).includes(m[1]!) ? `/usr/bin/${m[1]}` : null;
+}
+
+/** The allowed program a custom-compressed dump decompresses with, or the one-line refusal (HTTP 422). */
+function customProgram(d: CatalogDump): string {
+  if (!d.compressProgram) throw new DumpStreamError(`${dumpName(d)}: custom compression without a program in the header; use the raw stream`, 422);
+  const program = customDecompressor(d.compressProgram);
+  if (!program)
+    throw new DumpStreamError(
+      `${dumpName(d)}: the header's custom compressor ${JSON.stringify(d.compressProgram)} is not one Lifeboat runs (${CUSTOM_DECOMPRESSORS.join(", ")}, in /usr/bin or /bin); use the raw stream`,
+      422,
+    );
+  return program;
+}
+
 function decompressor(d: CatalogDump): Duplex {
   switch (d.compression) {
     case "gzip":
@@ -135,9 +160,8 @@ function decompressor(d: CatalogDump): Duplex {
     case "bzip2":
       return execa("bzip2", ["-dc"]).duplex();
     case "custom":
-      if (!d.compressProgram) throw new DumpStreamError(`${dumpName(d)}: custom compression without a program in the header; use the raw stream`, 422);
       // Amanda runs the custom compressor with -d to decompress (client-src/sendbackup.c).
-      return execa(d.compressProgram, ["-d"]).duplex();
+      return execa(customProgram(d), ["-d"]).duplex();
     default:
       throw new DumpStreamError(`${dumpName(d)}: compression "${d.compression}" unknown; use the raw stream`, 422);
   }
@@ -154,6 +178,8 @@ export function openDumpStream(dump: CatalogDump, opts: StreamOptions = {}): Dum
   const ranged = (opts.start ?? 0) > 0 || opts.end !== undefined;
   if (ranged && opts.decompress) throw new DumpStreamError("a byte range of a decompressed stream is not supported; ask for the raw stream", 416);
   const wantDecompress = opts.decompress === true && dump.compression !== "none";
+  // Checked for amfetchdump too: without -l, it would run the header's program itself.
+  if (opts.decompress && dump.compression === "custom") customProgram(dump);
   const onDisk = dump.location.kind !== "tape" && (dump.location.parts ?? []).length > 0;
   if (!onDisk) return viaAmfetchdump(dump, opts, ranged);
   if (dump.problem) throw new DumpStreamError(`${dumpName(dump)} cannot be read: ${dump.problem}`, 409);

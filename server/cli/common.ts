@@ -56,7 +56,7 @@ export function cliContext(cmd: Command): CliContext {
     log,
     json: opts.json === true,
     store: () => {
-      store ??= openStore(config.dataDir);
+      store ??= openStore(config);
       return store;
     },
     api: new ApiClient(

@@ -42,6 +42,9 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Whatever Lifeboat writes (store, keys, caches, logs) is its user's alone; what others
+  // must read sets its own modes (the rescue image build runs under umask 022).
+  process.umask(0o077);
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -1,16 +1,14 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { UserError } from "../errors.ts";
+import { ensurePrivateFile } from "../private-file.ts";
 import { newToken, tokensEqual } from "../tokens.ts";
 
 /** Reads the admin token, creating it (mode 0600) on first start. */
 export function ensureAdminToken(file: string): string {
-  if (!existsSync(file)) {
-    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-    writeFileSync(file, `${newToken()}\n`, { mode: 0o600, flag: "wx" });
-  }
-  chmodSync(file, 0o600);
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  ensurePrivateFile(file, () => `${newToken()}\n`);
   return readAdminToken(file);
 }
 

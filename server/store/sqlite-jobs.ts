@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
 import { ACTIVE_STATES } from "../jobs/job-state.ts";
+import { SecretBox } from "./secret-box.ts";
 import {
   type AssignmentRepo,
   type JobEvent,
@@ -114,7 +115,26 @@ function column(field: string, value: unknown): unknown {
   return field in JSON_FIELDS ? JSON.stringify(value ?? null) : value;
 }
 
-export function sqliteJobs(db: Database.Database): JobRepo {
+/** What a job key's sealed value is bound to: its row. */
+const keyContext = (job: string, uuid: string) => `job ${job} LUKS container ${uuid}`;
+
+/**
+ * Seals the job keys an older release stored in plaintext, then rewrites the file
+ * (VACUUM, WAL truncated) so the plaintext is not left in freed pages. Returns how many.
+ */
+export function sealPlaintextKeys(db: Database.Database, box: SecretBox): number {
+  const plain = (db.prepare("SELECT job, uuid, secret FROM job_keys").all() as Row[]).filter((r) => !SecretBox.isSealed(r.secret as string));
+  if (!plain.length) return 0;
+  const update = db.prepare("UPDATE job_keys SET secret = ? WHERE job = ? AND uuid = ?");
+  db.transaction(() => {
+    for (const r of plain) update.run(box.seal(r.secret as string, keyContext(r.job as string, r.uuid as string)), r.job, r.uuid);
+  })();
+  db.exec("VACUUM");
+  db.pragma("wal_checkpoint(TRUNCATE)");
+  return plain.length;
+}
+
+export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
   const activeList = ACTIVE_STATES.map((s) => `'${s}'`).join(", ");
   const getNow = (id: string) => {
     const r = db.prepare("SELECT * FROM jobs WHERE id = ?").get(id) as Row | undefined;
@@ -183,10 +203,18 @@ export function sqliteJobs(db: Database.Database): JobRepo {
     },
     transition: async (id, from, change) => transition(id, from, change),
     addEvent: async (job, type, data) => addEventNow(job, type, data),
+    // Sealed on the way in, opened on the way out: the database only ever holds ciphertext.
     setKey: async (job, uuid, secret) => {
-      db.prepare("INSERT INTO job_keys (job, uuid, secret) VALUES (?, ?, ?) ON CONFLICT(job, uuid) DO UPDATE SET secret = excluded.secret").run(job, uuid, secret);
+      db.prepare("INSERT INTO job_keys (job, uuid, secret) VALUES (?, ?, ?) ON CONFLICT(job, uuid) DO UPDATE SET secret = excluded.secret").run(
+        job,
+        uuid,
+        box.seal(secret, keyContext(job, uuid)),
+      );
     },
-    getKey: async (job, uuid) => (db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined)?.secret as string | undefined,
+    getKey: async (job, uuid) => {
+      const r = db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined;
+      return r ? box.open(r.secret as string, keyContext(job, uuid)) : undefined;
+    },
     keyIds: async (job) => (db.prepare("SELECT uuid FROM job_keys WHERE job = ? ORDER BY uuid").all(job) as Row[]).map((r) => r.uuid as string),
     dropKeys: async (job) => {
       dropKeysNow(job);

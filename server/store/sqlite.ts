@@ -1,9 +1,11 @@
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
 import { type Migration, migrations as allMigrations } from "./migrations.ts";
-import { sqliteAssignments, sqliteJobs, sqliteProfiles } from "./sqlite-jobs.ts";
+import { ensurePrivateFile, makePrivate } from "../private-file.ts";
+import { SecretBox, loadSecretKey } from "./secret-box.ts";
+import { sealPlaintextKeys, sqliteAssignments, sqliteJobs, sqliteProfiles } from "./sqlite-jobs.ts";
 import { sqliteCatalog } from "./sqlite-catalog.ts";
 import { sqliteLeases } from "./sqlite-leases.ts";
 import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, ProfileRepo, Store } from "./types.ts";
@@ -41,7 +43,12 @@ function hostFrom(r: Row, macs: string[]): HostRecord {
   };
 }
 
-/** The SQLite store: one file under the data dir, WAL mode so the CLI and the server can share it. */
+/**
+ * The SQLite store: one file under the data dir, WAL mode so the CLI and the server can share
+ * it. The file and its WAL are 0600 (SQLite gives the WAL and shm the database file's mode),
+ * deleted rows are overwritten (secure_delete), and secrets are sealed under the key in
+ * `keyFile` (default: `store-key` beside the database; an in-memory store gets a fresh key).
+ */
 export class SqliteStore implements Store {
   readonly db: Database.Database;
   readonly profiles: ProfileRepo;
@@ -50,8 +57,14 @@ export class SqliteStore implements Store {
   readonly leases: LeaseRepo;
   readonly catalog: CatalogRepo;
 
-  constructor(file: string) {
-    if (file !== ":memory:") mkdirSync(dirname(file), { recursive: true });
+  constructor(file: string, opts: { keyFile?: string } = {}) {
+    let box = SecretBox.ephemeral();
+    if (file !== ":memory:") {
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+      box = new SecretBox(loadSecretKey(opts.keyFile ?? join(dirname(file), "store-key")));
+      ensurePrivateFile(file, () => "");
+      for (const f of [`${file}-wal`, `${file}-shm`]) if (existsSync(f)) makePrivate(f);
+    }
     try {
       this.db = new Database(file);
     } catch (err) {
@@ -60,10 +73,12 @@ export class SqliteStore implements Store {
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
+    this.db.pragma("secure_delete = ON");
     migrate(this.db);
+    sealPlaintextKeys(this.db, box);
     this.profiles = sqliteProfiles(this.db);
     this.assignments = sqliteAssignments(this.db);
-    this.jobs = sqliteJobs(this.db);
+    this.jobs = sqliteJobs(this.db, box);
     this.leases = sqliteLeases(this.db);
     this.catalog = sqliteCatalog(this.db);
   }
@@ -202,6 +217,11 @@ export class SqliteStore implements Store {
   };
 }
 
-export function openStore(dataDir: string): SqliteStore {
-  return new SqliteStore(`${dataDir}/lifeboat.db`);
+/** The store key lives beside the admin token: wherever the admin puts that, the key goes along. */
+export function storeKeyFile(cfg: { adminTokenFile: string }): string {
+  return join(dirname(cfg.adminTokenFile), "store-key");
+}
+
+export function openStore(cfg: { dataDir: string; adminTokenFile: string }): SqliteStore {
+  return new SqliteStore(join(cfg.dataDir, "lifeboat.db"), { keyFile: storeKeyFile(cfg) });
 }

@@ -6,7 +6,7 @@ import { dumpName } from "../../amanda/model.ts";
 import { refreshCatalogs, setupOf } from "../../amanda/refresh.ts";
 import { counter } from "../../metrics.ts";
 import type { AmandaConfig } from "../../config/schema.ts";
-import { DumpStreamError, openDumpStream } from "../../amanda/stream.ts";
+import { CUSTOM_DECOMPRESSORS, DumpStreamError, openDumpStream } from "../../amanda/stream.ts";
 import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/dump-views.ts";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError, errorMessage } from "../../errors.ts";
@@ -153,6 +153,8 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
       preHandler: streamAuth,
       schema: {
         summary: "The data of one dump: as stored (default) or decompressed (?decompress=1); Range and HEAD on raw streams",
+        description:
+          `A custom compressor named in a dump's header is run only when it is one of ${CUSTOM_DECOMPRESSORS.join(", ")} (bare or in /usr/bin or /bin); any other is refused with 422 and the raw stream still works.`,
         tags: ["catalog"],
         security,
         params: idParams,

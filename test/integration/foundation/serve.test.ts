@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { chmodSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -23,6 +23,20 @@ describe("lifeboat serve", () => {
     expect(statSync(join(dataDir, "admin-token")).mode & 0o777).toBe(0o600);
     await server.stop(100);
     await expect(fetch(`${server.httpUrl}/healthz`)).rejects.toThrow();
+  });
+
+  it("after the first start the data dir is 0700 and the store, its WAL and shm, its key and the admin token 0600", async () => {
+    const dataDir = tempDir();
+    chmodSync(dataDir, 0o755); // as an older release left it
+    const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "off" } });
+    const server = await startServer(config, createLogger("silent", { pretty: false }));
+    try {
+      const mode = (f: string) => [f, statSync(join(dataDir, f)).mode & 0o777];
+      expect(mode(".")).toEqual([".", 0o700]);
+      for (const f of ["lifeboat.db", "lifeboat.db-wal", "lifeboat.db-shm", "store-key", "admin-token"]) expect(mode(f)).toEqual([f, 0o600]);
+    } finally {
+      await server.stop(100);
+    }
   });
 
   it("the real process logs one line per service, serves, and exits 0 on SIGTERM", async () => {

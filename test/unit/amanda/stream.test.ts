@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { openSync, readFileSync, rmSync, writeSync, closeSync, writeFileSync } from "node:fs";
+import { existsSync, openSync, readFileSync, rmSync, writeSync, closeSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
@@ -7,7 +7,7 @@ import { catalogFromLogs } from "../../../server/amanda/catalog.ts";
 import { readAmandaConfig } from "../../../server/amanda/conf.ts";
 import { buildHeader } from "../../../server/amanda/header.ts";
 import type { CatalogDump } from "../../../server/amanda/model.ts";
-import { DumpStreamError, openDumpStream } from "../../../server/amanda/stream.ts";
+import { DumpStreamError, customDecompressor, openDumpStream } from "../../../server/amanda/stream.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { bytes, dumpHeaderText, type SynthDump, writeSynthLab } from "./synthetic.ts";
 import { gzipSync } from "node:zlib";
@@ -67,9 +67,40 @@ describe("dump streams", () => {
     const r = await collect(openDumpStream(custom, { decompress: true }).stream);
     expect(r.error).toBeNull();
     expect(r.data.equals(native)).toBe(true);
-    const broken = await collect(openDumpStream({ ...custom, compressProgram: "/bin/false" }, { decompress: true }).stream);
-    expect(broken.error?.message).toMatch(/\/bin\/false/);
+    // An allowed compressor that fails (bzip2 on gzip data): the stream ends with its error.
+    const broken = await collect(openDumpStream({ ...custom, compressProgram: "bzip2" }, { decompress: true }).stream);
+    expect(broken.error?.message).toMatch(/\/usr\/bin\/bzip2/);
     expect(() => openDumpStream({ ...custom, compressProgram: null }, { decompress: true })).toThrow(/custom compression without a program in the header; use the raw stream/);
+  });
+
+  it("a header naming a program outside the allowlist (/tmp/evil, sh -c …) is refused in one line and nothing runs, on disk or through amfetchdump", () => {
+    const { get } = setup();
+    const dir = tempDir("lifeboat-evil-");
+    const marker = join(dir, "ran");
+    const evil = join(dir, "evil");
+    writeFileSync(evil, `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+    const gz = get("Docs $HOME", 0);
+    const onTape: CatalogDump = { ...gz, location: { ...gz.location, kind: "tape", parts: [] } };
+    for (const d of [gz, onTape])
+      for (const program of [evil, `sh -c "touch ${marker}"`, "/usr/local/bin/gzip", "../../bin/gzip", "gzip -c", "/bin/sh", "/tmp/zstd"]) {
+        const custom: CatalogDump = { ...d, compression: "custom", compressProgram: program };
+        let message = "";
+        try {
+          openDumpStream(custom, { decompress: true });
+        } catch (err) {
+          expect(err).toBeInstanceOf(DumpStreamError);
+          expect((err as DumpStreamError).status).toBe(422);
+          message = (err as Error).message;
+        }
+        expect(message).toContain(`the header's custom compressor ${JSON.stringify(program)} is not one Lifeboat runs (gzip, pigz, bzip2,`);
+        expect(message).not.toContain("\n");
+      }
+    expect(existsSync(marker)).toBe(false);
+    // The raw stream is still served: nothing is decompressed, nothing runs.
+    expect(openDumpStream({ ...gz, compression: "custom", compressProgram: evil }).length).toBe(dumps.gz!.data.length);
+    expect(customDecompressor("/usr/bin/zstd")).toBe("/usr/bin/zstd");
+    expect(customDecompressor("/bin/gzip")).toBe("/usr/bin/gzip");
+    expect(customDecompressor("xz")).toBe("/usr/bin/xz");
   });
 
   it("serves byte ranges across part boundaries", async () => {

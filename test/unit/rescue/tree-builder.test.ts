@@ -5,11 +5,11 @@
  * real files moved to a directory the host does not have and marked with a trailer: whatever
  * reaches the image must be the stage's copy, found without the host's files.
  */
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { addTools, BuildError, toolVersion, TreeBuilder, versionLine } from "../../../rescue-image/build.ts";
+import { addTools, BuildError, buildImage, toolVersion, TreeBuilder, versionLine } from "../../../rescue-image/build.ts";
 import type { RescueTool } from "../../../rescue-image/manifest.ts";
 import { brokenLinks } from "../../../rescue-image/stage-root.ts";
 import { tempDir } from "../../helpers/tmp.ts";
@@ -96,5 +96,25 @@ describe("the image builder takes every file from the stage, never from the host
     t.add("usr/bin/udevadm");
     expect(() => t.add("bin/udevadm")).toThrow(/^bin\/udevadm: usr\/bin\/udevadm is already in the image from another staged path/);
     expect(() => addTools(t, [{ name: "loop", path: "bin/loop", versionArgs: [] }])).toThrow(/bin\/loop: too many levels of symbolic links, looping through bin\/loop → loop/);
+  });
+
+  it("the build runs under umask 022 whatever the CLI's (077): the server's user and the booted system read the image", async () => {
+    const before = process.umask(0o077);
+    try {
+      const dir = tempDir("lifeboat-build-");
+      const seen: number[] = [];
+      // Stopped at its first progress line, before apt-get runs: what matters is the umask the build sees.
+      const stop = (): never => {
+        seen.push(process.umask());
+        throw new BuildError("stopped by the test");
+      };
+      await expect(buildImage({ cacheDir: join(dir, "cache"), outDir: join(dir, "out"), sshKeys: [], progress: stop })).rejects.toThrow("stopped by the test");
+      expect(seen).toEqual([0o022]);
+      expect(statSync(join(dir, "out")).mode & 0o777).toBe(0o755);
+      expect(statSync(join(dir, "cache", "empty-dpkg-status")).mode & 0o777).toBe(0o644);
+      expect(process.umask()).toBe(0o077);
+    } finally {
+      process.umask(before);
+    }
   });
 });
