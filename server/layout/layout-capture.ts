@@ -137,8 +137,111 @@ export const captureSchema = z.looseObject({
 });
 export type Capture = z.infer<typeof captureSchema>;
 
-/** Validates an uploaded capture; throws one line naming the first bad key. */
+/**
+ * How much one capture may hold: far above a real machine (a container host with thousands of
+ * mounts included), low enough that a hostile upload is refused before it costs the event loop
+ * that serves DHCP, TFTP and the dump streams more than a few milliseconds (issue 16).
+ */
+export const CAPTURE_LIMITS = {
+  /** Bytes of the uploaded JSON (the upload route's body limit). */
+  bytes: 2 * 1024 * 1024,
+  /** JSON objects and arrays in the upload, counted before it is parsed (parsing costs per object). */
+  containers: 16384,
+  /** lsblk nodes, children included. */
+  blockDevices: 4096,
+  /** Levels of children in the lsblk and findmnt trees. */
+  nesting: 16,
+  probes: 4096,
+  partitionTables: 256,
+  /** Partitions in one sfdisk table. */
+  partitions: 256,
+  /** findmnt nodes, children included (a container host has thousands). */
+  mounts: 4096,
+  btrfs: 1024,
+  /** Rows in each LVM report. */
+  lvmRows: 4096,
+  nics: 4096,
+  bootCode: 256,
+  files: 64,
+} as const;
+
+/**
+ * The upload's text before JSON.parse sees it: more objects and arrays than a capture may hold
+ * is refused in one pass over the bytes, so a hostile document costs milliseconds, not the
+ * parse and its garbage. Brackets inside strings are skipped.
+ */
+export function captureTextProblem(bytes: Uint8Array): string | null {
+  const [QUOTE, BACKSLASH, BRACE, BRACKET] = [0x22, 0x5c, 0x7b, 0x5b];
+  let containers = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i];
+    if (inString) {
+      if (byte === BACKSLASH) i++;
+      else if (byte === QUOTE) inString = false;
+    } else if (byte === QUOTE) inString = true;
+    else if ((byte === BRACE || byte === BRACKET) && ++containers > CAPTURE_LIMITS.containers)
+      return `capture document: more than ${CAPTURE_LIMITS.containers} JSON objects and arrays`;
+  }
+  return null;
+}
+
+/** A tree's node count and depth (children below children), given up on past the cap. */
+function treeSize(nodes: unknown, cap: number): { count: number; depth: number } {
+  let count = 0;
+  let depth = 0;
+  let level: unknown[] = Array.isArray(nodes) ? nodes : [];
+  while (level.length && count <= cap) {
+    depth++;
+    count += level.length;
+    level = level.flatMap((node) => {
+      const children = (node as { children?: unknown } | null)?.children;
+      return Array.isArray(children) ? children : [];
+    });
+  }
+  return { count, depth };
+}
+
+/** The first count in a capture over CAPTURE_LIMITS, as one line; checked before the schema walks it. */
+export function captureSizeProblem(doc: unknown): string | null {
+  const d = (doc ?? {}) as Record<string, unknown>;
+  const at = (value: unknown, ...keys: string[]): unknown => keys.reduce((v, k) => (v as Record<string, unknown> | null | undefined)?.[k], value);
+  const length = (value: unknown) => (Array.isArray(value) ? value.length : 0);
+  const L = CAPTURE_LIMITS;
+  for (const [where, value, what] of [
+    ["lsblk.blockdevices", at(d, "lsblk", "blockdevices"), L.blockDevices],
+    ["mounts.filesystems", at(d, "mounts", "filesystems"), L.mounts],
+  ] as const) {
+    const tree = treeSize(value, what);
+    if (tree.count > what) return `${where}: more than ${what} nodes`;
+    if (tree.depth > L.nesting) return `${where}: nested ${tree.depth} levels, at most ${L.nesting}`;
+  }
+  const tables = at(d, "partitionTables");
+  const counts: Array<[string, number, number]> = [
+    ["probes", length(d.probes), L.probes],
+    ["partitionTables", length(tables), L.partitionTables],
+    ["btrfs", length(d.btrfs), L.btrfs],
+    ...(["pvs", "vgs", "lvs"] as const).map((key): [string, number, number] => {
+      const reports = at(d, "lvm", key, "report");
+      const rows = Array.isArray(reports) ? reports.reduce((n: number, r) => n + length(at(r, key.slice(0, 2))), 0) : 0;
+      return [`lvm.${key}`, rows, L.lvmRows];
+    }),
+    ["nics", length(d.nics), L.nics],
+    ["bootCode", length(d.bootCode), L.bootCode],
+    ["files", d.files && typeof d.files === "object" ? Object.keys(d.files).length : 0, L.files],
+  ];
+  for (const [where, count, max] of counts) if (count > max) return `${where}: ${count} entries, at most ${max}`;
+  for (const [i, table] of (Array.isArray(tables) ? tables : []).entries()) {
+    const count = length(at(table, "sfdisk", "partitiontable", "partitions"));
+    if (count > L.partitions) return `partitionTables.${i}.sfdisk.partitiontable.partitions: ${count} entries, at most ${L.partitions}`;
+  }
+  return null;
+}
+
+/** Validates an uploaded capture; throws one line naming the first bad key or the first count over its limit. */
 export function parseCapture(doc: unknown): Capture {
+  const tooLarge = captureSizeProblem(doc);
+  if (tooLarge) throw new Error(`capture document: ${tooLarge}`);
   const r = captureSchema.safeParse(doc);
   if (!r.success) throw new Error(`capture document: ${formatZodIssue(r.error)}`);
   return r.data;
@@ -280,14 +383,22 @@ const amandaSanitise = (disk: string) => disk.replace(/_/g, "__").replace(/\//g,
  * is a mounted mount point are recognised; others need `--dle` or the admin's DLE map.
  */
 export function dlesFromGnutarLists(files: string | null, mountpoints: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  const names = (files ?? "").split("\n").map((f) => f.trim()).filter(Boolean);
-  for (const mp of mountpoints) {
-    // A host name has no '_', so the sanitised disk starts at the first one.
-    const re = new RegExp(`^[^_]+${amandaSanitise(mp).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}_\\d+$`);
-    if (names.some((n) => re.test(n))) out[mp] = mp;
+  // HOST + sanitised disk + "_" + level: a host name has no '_', so the sanitised disk runs
+  // from the first '_' to the last (the level is digits only).
+  const sanitisedDisks = new Set<string>();
+  for (const name of (files ?? "").split("\n")) {
+    const match = /^[^_]+(_.*)_\d+$/.exec(name.trim());
+    if (match) sanitisedDisks.add(match[1]!);
   }
+  const out: Record<string, string> = {};
+  for (const mp of mountpoints) if (sanitisedDisks.has(amandaSanitise(mp))) out[mp] = mp;
   return out;
+}
+
+/** The first crypttab line naming a LUKS device by UUID=… or by its path; lines indexed by their device field. */
+function crypttabEntry<T extends { line: number }>(byDevice: Map<string, T>, uuidSpec: string, path: string): T | undefined {
+  const [byUuid, byPath] = [byDevice.get(uuidSpec), byDevice.get(path)];
+  return byUuid && byPath ? (byUuid.line < byPath.line ? byUuid : byPath) : (byUuid ?? byPath);
 }
 
 function flatten<T extends { children?: T[] }>(nodes: T[]): T[] {
@@ -330,10 +441,12 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
   lvm.vgs = lvm.vgs.filter((v) => vgNames.has(v.name));
   lvm.lvs = lvm.lvs.filter((l) => vgNames.has(l.vg));
 
-  const byIdLinks = (cap.byId ?? "")
-    .split("\n")
-    .map((l) => l.trim().split(" "))
-    .filter((x) => x.length === 2) as Array<[string, string]>;
+  // `link target` lines, indexed by the target.
+  const byIdLinks = new Map<string, string[]>();
+  for (const line of (cap.byId ?? "").split("\n")) {
+    const fields = line.trim().split(" ");
+    if (fields.length === 2) byIdLinks.set(fields[1]!, [...(byIdLinks.get(fields[1]!) ?? []), fields[0]!]);
+  }
 
   const tables = new Map(cap.partitionTables.map((t) => [t.disk, t.sfdisk?.partitiontable ?? null]));
   const wholeDisks = captured.filter((n) => n.type === "disk" || (n.type === "loop" && cap.devicesFilter?.includes(devPath(n))));
@@ -351,7 +464,7 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
       transport: n.tran ?? null,
       logicalSectorSize: num(n["log-sec"]) ?? t?.sectorsize ?? 512,
       physicalSectorSize: num(n["phy-sec"]) ?? 512,
-      byId: byIdLinks.filter(([, target]) => target === path).map(([link]) => link),
+      byId: byIdLinks.get(path) ?? [],
       removable: isRemovable(n),
       table:
         t && (t.label === "gpt" || t.label === "dos")
@@ -383,26 +496,36 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
 
   // Mounts: the live ones (findmnt), then fstab entries for filesystems not mounted now.
   const live = flatten(cap.mounts?.filesystems ?? []);
+  const liveSource = (m: FindmntNode) => canon(m.source.replace(/\[.*$/, ""));
+  // Indexes, not scans per node: a capture may name thousands of devices (issue 16).
+  const firstLive = new Map<string, FindmntNode>();
+  for (const m of live) if (!firstLive.has(liveSource(m))) firstLive.set(liveSource(m), m);
+  const btrfsBySource = new Map<string, string | null>();
+  for (const b of cap.btrfs) if (!btrfsBySource.has(canon(b.source))) btrfsBySource.set(canon(b.source), b.subvolumes);
 
   const luks: Luks[] = [];
   const filesystems: Filesystem[] = [];
   const swap: Swap[] = [];
-  const crypttab = parseFstab(cap.files["/etc/crypttab"] ?? null);
+  const crypttab = new Map<string, { spec: string; line: number }>();
+  for (const [line, c] of parseFstab(cap.files["/etc/crypttab"] ?? null).entries()) if (!crypttab.has(c.file)) crypttab.set(c.file, { spec: c.spec, line });
+  const described = new Set<string>();
   for (const n of nodes) {
     const path = canon(devPath(n));
     const probe = probes.get(devPath(n));
-    if (!probe || filesystems.some((f) => f.dev === path) || swap.some((s) => s.dev === path) || luks.some((l) => l.path === path)) continue;
+    if (!probe || described.has(path)) continue;
     const id = probe.id;
     const size = probe.sizeBytes ?? num(n.size) ?? 0;
     if (id.TYPE === "crypto_LUKS" && id.UUID) {
       const opened = n.children?.find((c) => c.type === "crypt");
-      const fromTab = crypttab.find((c) => c.file === `UUID=${id.UUID}` || c.file === path);
+      const fromTab = crypttabEntry(crypttab, `UUID=${id.UUID}`, path);
       const name = opened ? devPath(opened).replace(/^\/dev\/mapper\//, "") : (fromTab?.spec ?? `luks-${id.UUID}`);
       luks.push({ path, uuid: id.UUID, name });
+      described.add(path);
     } else if (id.TYPE === "swap") {
       swap.push({ dev: path, uuid: id.UUID ?? null, label: id.LABEL ?? null, sizeBytes: size });
+      described.add(path);
     } else if (id.USAGE === "filesystem" && id.TYPE) {
-      const mounted = live.find((m) => canon(m.source.replace(/\[.*$/, "")) === path);
+      const mounted = firstLive.get(path);
       let options: string[] = [];
       let usedBytes = num(mounted?.used);
       let sizeBytes = num(mounted?.size) ?? size;
@@ -420,19 +543,23 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
       }
       const subvolumes =
         id.TYPE === "btrfs"
-          ? (cap.btrfs.find((b) => canon(b.source) === path)?.subvolumes ?? "")
+          ? (btrfsBySource.get(path) ?? "")
               .split("\n")
               .map((l) => /\bpath (?:<FS_TREE>\/)?(.+)$/.exec(l)?.[1])
               .filter((x): x is string => !!x)
               .sort()
           : [];
       filesystems.push({ dev: path, type: id.TYPE, uuid: id.UUID ?? null, label: id.LABEL ?? null, sizeBytes, usedBytes, mkfsOptions: options, subvolumes });
+      described.add(path);
     }
   }
 
   const mounts: Mount[] = [];
+  const mountpoints = new Set<string>();
   const addMount = (dev: string, mountpoint: string, fstype: string, options: string) => {
-    if (!mounts.some((m) => m.mountpoint === mountpoint)) mounts.push({ dev, mountpoint, fstype, options });
+    if (mountpoints.has(mountpoint)) return;
+    mountpoints.add(mountpoint);
+    mounts.push({ dev, mountpoint, fstype, options });
   };
   const subvolOption = (opts: string) =>
     opts
@@ -440,21 +567,25 @@ export function layoutFromCapture(cap: Capture, dleHint: Record<string, string> 
       .filter((o) => o.startsWith("subvol="))
       .map((o) => o.replace(/^subvol=\/?/, "subvol="))
       .join(",");
-  for (const m of live) {
-    const dev = canon(m.source.replace(/\[.*$/, ""));
-    const fs = filesystems.find((f) => f.dev === dev);
-    if (fs) addMount(dev, m.target, fs.type, fs.type === "btrfs" ? subvolOption(m.options ?? "") : "");
+  // Filesystems by device, UUID and label (the first of each wins, as a scan would find it).
+  const fsBy = { dev: new Map<string, Filesystem>(), UUID: new Map<string, Filesystem>(), LABEL: new Map<string, Filesystem>() };
+  for (const f of filesystems) {
+    for (const [index, key] of [[fsBy.dev, f.dev], [fsBy.UUID, f.uuid], [fsBy.LABEL, f.label]] as const)
+      if (key !== null && !index.has(key)) index.set(key, f);
   }
-  const resolveSpec = (spec: string): string | undefined => {
-    const [k, v] = spec.includes("=") ? [spec.slice(0, spec.indexOf("=")), spec.slice(spec.indexOf("=") + 1)] : ["", spec];
-    const match = (f: { dev: string; uuid: string | null; label: string | null }) =>
-      (k === "UUID" && f.uuid === v) || (k === "LABEL" && f.label === v) || (k === "" && canon(v) === f.dev);
-    return filesystems.find(match)?.dev;
+  for (const m of live) {
+    const fs = fsBy.dev.get(liveSource(m));
+    if (fs) addMount(fs.dev, m.target, fs.type, fs.type === "btrfs" ? subvolOption(m.options ?? "") : "");
+  }
+  const resolveSpec = (spec: string): Filesystem | undefined => {
+    const eq = spec.indexOf("=");
+    if (eq < 0) return fsBy.dev.get(canon(spec));
+    const key = spec.slice(0, eq);
+    return key === "UUID" || key === "LABEL" ? fsBy[key].get(spec.slice(eq + 1)) : undefined;
   };
   for (const e of parseFstab(cap.files["/etc/fstab"] ?? null)) {
     if (!e.file.startsWith("/") || e.options.split(",").includes("noauto")) continue;
-    const dev = resolveSpec(e.spec);
-    const fs = filesystems.find((f) => f.dev === dev);
+    const fs = resolveSpec(e.spec);
     if (fs) addMount(fs.dev, e.file, fs.type, fs.type === "btrfs" ? subvolOption(e.options) : "");
   }
   mounts.sort(byMountOrder);
