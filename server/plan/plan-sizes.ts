@@ -14,6 +14,8 @@ export const FS_MIN_BYTES: Record<string, number> = { xfs: 300 * MiB, btrfs: 128
 export const LUKS2_HEADER = 16 * MiB;
 export const LVM_METADATA = 4 * MiB;
 export const SWAP_MIN = 256 * MiB;
+/** What a shrunk filesystem keeps free: a share of its used bytes plus a floor. */
+export const HEADROOM = { share: 0.1, minBytes: 64 * MiB };
 
 /** Sizes (bytes) a storage object needs at least, or null when it cannot shrink (unknown use). */
 export class Minimums {

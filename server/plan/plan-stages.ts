@@ -5,7 +5,7 @@ import { isNormalMountpoint } from "../layout/layout-validate.ts";
 import type { TargetDisk } from "./agent-api.ts";
 import type { DiskMatch } from "./disks.ts";
 import type { PlanOptions, RestoreChain } from "./plan.ts";
-import { FS_MIN_BYTES, LUKS2_HEADER, LVM_METADATA, MiB, Minimums, fitSizes, planPartitions, roundDown, sfdiskScript } from "./plan-sizes.ts";
+import { FS_MIN_BYTES, HEADROOM, LUKS2_HEADER, LVM_METADATA, Minimums, fitSizes, planPartitions, roundDown, sfdiskScript } from "./plan-sizes.ts";
 import { type Step, step } from "./steps.ts";
 
 /**
@@ -47,7 +47,7 @@ export function planState(captured: DiskLayout, layout: DiskLayout, targets: Tar
     chains,
     options,
     matches,
-    minimums: new Minimums(layout, options.headroom ?? { share: 0.1, minBytes: 64 * MiB }),
+    minimums: new Minimums(layout, HEADROOM),
     device: new Map(),
     sizeOf: new Map(),
     steps: [],

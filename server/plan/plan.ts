@@ -52,8 +52,6 @@ export interface PlanOptions {
   identity?: { hostname: string };
   /** New UUIDs everywhere, fstab/crypttab rewritten to match. */
   newUuids?: boolean;
-  /** What a shrunk filesystem keeps free: a share of its used bytes plus a floor. */
-  headroom?: { share: number; minBytes: number };
   /** For tests and clones: where new UUIDs come from. */
   uuid?: () => string;
 }
