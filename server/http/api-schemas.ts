@@ -34,7 +34,11 @@ export const profileBodySchema = z.object({
       migration: z.enum(["proportional", "exact"]).optional(),
       bootloader: z.enum(["auto", "none"]).optional(),
       hostnamePattern: z.string().optional(),
-      postRestoreHooks: z.array(z.string()).optional(),
+      // Accepted once and never run: refused until a step runs them (a refinement, so the reason reaches the caller).
+      postRestoreHooks: z
+        .array(z.string())
+        .refine((hooks) => hooks.length === 0, "post-restore hooks are not run by Lifeboat: remove them from the profile")
+        .optional(),
     })
     .default({}),
 });

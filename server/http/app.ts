@@ -61,7 +61,9 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
       const i = err.issues[0]!;
       return reply.code(400).send({ error: "bad-request", message: `${i.path.join(".") || "body"}: ${i.message}` });
     }
-    const e = err as { validation?: unknown; statusCode?: number; message: string };
+    const e = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
+    if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE")
+      return reply.code(413).send({ error: "too-large", message: `request body larger than ${req.routeOptions.bodyLimit} bytes` });
     if (e.validation || (e.statusCode && e.statusCode < 500))
       return reply.code(e.statusCode ?? 400).send({ error: "bad-request", message: e.message });
     req.log.error({ err }, "request failed");

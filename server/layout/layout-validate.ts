@@ -1,4 +1,4 @@
-import { EXT_FEATURES_IF_PRESENT, EXT_FEATURES_PINNED, XFS_META } from "./layout-capture.ts";
+import { EXT_FEATURES_IF_PRESENT, EXT_FEATURES_PINNED, XFS_META } from "./capture-tools.ts";
 import { type DiskLayout, partitionPath } from "./layout.ts";
 
 /**

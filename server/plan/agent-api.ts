@@ -9,24 +9,6 @@ import { z } from "zod";
  */
 export const AGENT_BASE = "/api/v1/agent/jobs";
 
-export const agentPaths = {
-  /** POST: the agent's first call: the disks and hardware it sees. Job → booted. */
-  hello: (job: string) => `${AGENT_BASE}/${job}/hello`,
-  /** GET: the plan as a POSIX sh script (text/x-shellscript); 409 with {error} when refused (not yet, or lost a race). */
-  plan: (job: string) => `${AGENT_BASE}/${job}/plan`,
-  /**
-   * POST: one progress event (step start/end, stream bytes, log line). The answer to step-start is
-   * the agent's check that its job still runs: it starts the step only after a 200.
-   */
-  events: (job: string) => `${AGENT_BASE}/${job}/events`,
-  /** POST: "still alive"; a running job whose agent is silent past the timeout becomes stalled. */
-  heartbeat: (job: string) => `${AGENT_BASE}/${job}/heartbeat`,
-  /** POST text/plain: the whole agent log, at the end (success or failure). */
-  log: (job: string) => `${AGENT_BASE}/${job}/log`,
-  /** GET text/plain: the LUKS passphrase the admin supplied for container UUID (create_luks); 404 when none. */
-  key: (job: string, uuid: string) => `${AGENT_BASE}/${job}/keys/${uuid}`,
-} as const;
-
 /**
  * The answer to any agent call once the job has ended on the server: the admin cancelled it, it
  * failed (or was given up after stalling), it expired, or it is done and the call was not the

@@ -98,7 +98,6 @@ export interface ProfileOptions {
   bootloader?: "auto" | "none";
   /** Clone identity template: hostname pattern with {n} / {mac}. */
   hostnamePattern?: string;
-  postRestoreHooks?: string[];
 }
 
 export type JobKind = "recover" | "clone";

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError } from "../../errors.ts";
-import { layoutFromCapture, parseCapture } from "../../layout/layout-capture.ts";
+import { CAPTURE_LIMITS, captureTextProblem, layoutFromCapture, parseCapture } from "../../layout/layout-capture.ts";
 import { type DiskLayout, parseLayout } from "../../layout/layout.ts";
 import { layoutProblem } from "../../layout/layout-validate.ts";
 import { hashToken, tokensEqual } from "../../tokens.ts";
@@ -31,6 +31,17 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
   const script = readFileSync(captureScriptPath, "utf8");
 
   return async (app) => {
+    // Uploads are counted before they are parsed (JSON.parse costs per object, on the one event loop).
+    const parseJson = app.getDefaultJsonParser("error", "error");
+    app.addContentTypeParser("application/json", { parseAs: "buffer", bodyLimit: CAPTURE_LIMITS.bytes }, (req, body: Buffer, done) => {
+      const problem = captureTextProblem(body);
+      if (problem) {
+        uploads.inc({ result: "invalid" });
+        return done(Object.assign(new Error(problem), { statusCode: 400 }), undefined);
+      }
+      return parseJson(req, body.toString("utf8"), done);
+    });
+
     app.get(
       "/capture.sh",
       { schema: { summary: "The capture script (POSIX sh) hosts run from cron", tags: ["capture"], response: { 200: { type: "string" } } } },
@@ -40,7 +51,8 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
     app.put(
       "/api/v1/hosts/:name/layout",
       {
-        bodyLimit: 64 * 1024 * 1024,
+        // A real machine's capture is well under 1 MiB; the JSON is parsed before the handler runs.
+        bodyLimit: CAPTURE_LIMITS.bytes,
         schema: {
           summary: "Upload a capture (from capture.sh) or a layout document; stored as a new version",
           description:
@@ -50,7 +62,7 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
           security: [{ bearer: [] }],
           params: nameParams,
           body: { type: "object", required: ["format"], properties: { format: { enum: ["lifeboat-capture/1", "lifeboat-layout/1"] } } },
-          response: { 200: stored, 400: errorSchema, 401: errorSchema, 404: errorSchema },
+          response: { 200: stored, 400: errorSchema, 401: errorSchema, 404: errorSchema, 413: errorSchema },
         },
       },
       async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {

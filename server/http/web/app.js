@@ -184,7 +184,6 @@ function profileOptions(o = {}) {
   if (o.bootloader) parts.push(`boot loader ${o.bootloader}`);
   if (o.mapping && Object.keys(o.mapping).length) parts.push(`disk map ${mappingText(o.mapping)}`);
   if (o.includeRemovable) parts.push("removable/USB disks included");
-  if (o.postRestoreHooks?.length) parts.push(`${o.postRestoreHooks.length} hook(s)`);
   return parts.join("; ");
 }
 

@@ -106,6 +106,13 @@ describe("admin and agent API", () => {
     expect(events.map((e) => e.type)).toEqual(["armed", "boot", "booted", "key", "plan", "step-start", "step-end", "step-start", "step-end", "step-start", "step-end", "stream-done", "done"]);
   });
 
+  it("a profile with post-restore hooks is refused in one line (they are never run), nothing stored", async () => {
+    await seedHost(server, "hooked", "52:54:00:cc:10:00");
+    const r = await inject("PUT", "/api/v1/profiles/hooked", { host: "hooked", options: { postRestoreHooks: ["/usr/local/bin/after.sh"] } });
+    expect([r.statusCode, (r.json() as { message: string }).message]).toEqual([400, "options.postRestoreHooks: post-restore hooks are not run by Lifeboat: remove them from the profile"]);
+    expect((await inject("GET", "/api/v1/profiles")).json()).not.toContainEqual(expect.objectContaining({ name: "hooked" }));
+  });
+
   it("arms clones for many MACs at once, each with its own identity, all or none", async () => {
     await seedHost(server, "tmpl", "52:54:00:cc:00:00");
     expect((await inject("PUT", "/api/v1/profiles/web-clone", { host: "tmpl", options: { hostnamePattern: "web-{n}" } })).statusCode).toBe(200);

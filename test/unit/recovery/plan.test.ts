@@ -68,6 +68,25 @@ describe("plans for each captured layout (same machine)", () => {
       expect(r.script).toMatchSnapshot();
     });
 
+  // Independent of the snapshots: what each stage must have produced from the layout.
+  for (const name of FIXTURES)
+    it(`${name}: a gate per disk, a mkfs per filesystem with its UUID, a mount per mount, each chain restored in order`, () => {
+      const layout = fixtureLayout(name);
+      const chains = layout.mounts.map((m) => chain(`${m.mountpoint}`, m.mountpoint, [0, 1]));
+      const r = ok(planFor(layout, { chains }));
+      const called = (fn: string) => r.steps.filter((s) => s.fn === fn);
+      expect(called("check_disk")).toHaveLength(layout.disks.length);
+      expect(called("make_fs").map((s) => s.args[2])).toEqual(layout.filesystems.map((f) => f.uuid ?? ""));
+      expect(called("make_swap")).toHaveLength(layout.swap.length);
+      expect(called("mount_fs").map((s) => s.args[1])).toEqual(layout.mounts.map((m) => m.mountpoint));
+      expect(called("restore_dump").map((s) => `${s.args[0]}@${s.args[2]}`)).toEqual(layout.mounts.flatMap((m) => [`${m.mountpoint}@0`, `${m.mountpoint}@1`]));
+      expect(called("fix_fstab")).toHaveLength(0);
+      const order = fns(r.steps);
+      expect(order.lastIndexOf("check_disk")).toBeLessThan(order.indexOf("wipe_disk"));
+      expect(order.lastIndexOf("make_fs")).toBeLessThan(order.indexOf("mount_fs"));
+      expect(order.lastIndexOf("mount_fs")).toBeLessThan(order.indexOf("restore_dump"));
+    });
+
   it("the order: identity checks, wipes, tables, stack, filesystems, mounts (parents first), restores, boot, unmount", () => {
     const layout = fixtureLayout("luks-lvm");
     const r = ok(planFor(layout, { chains: [chain("/home", "/home", [0, 1, 2]), chain("/", "/", [0])] }));

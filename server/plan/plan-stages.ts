@@ -1,0 +1,333 @@
+import { randomUUID } from "node:crypto";
+import { fmtBytes } from "../layout/layout-text.ts";
+import type { Disk, DiskLayout, Luks, Lvm, MdArray } from "../layout/layout.ts";
+import { isNormalMountpoint } from "../layout/layout-validate.ts";
+import type { TargetDisk } from "./agent-api.ts";
+import type { DiskMatch } from "./disks.ts";
+import type { PlanOptions, RestoreChain } from "./plan.ts";
+import { FS_MIN_BYTES, HEADROOM, LUKS2_HEADER, LVM_METADATA, Minimums, fitSizes, planPartitions, roundDown, sfdiskScript } from "./plan-sizes.ts";
+import { type Step, step } from "./steps.ts";
+
+/**
+ * The stages of a plan, in the order ReaR's recover workflow runs them: disks gated →
+ * partition tables → storage stack (MD, LUKS, LVM) → filesystems → mounts → restores →
+ * finish (fstab, identity, boot loader, initramfs). Each reads and adds to one PlanState;
+ * a stage that finds problems stops the plan after it.
+ */
+
+export interface PlanState {
+  /** The layout as captured (DLE mounts are looked up in it) and the one recreated. */
+  captured: DiskLayout;
+  layout: DiskLayout;
+  targets: TargetDisk[];
+  chains: RestoreChain[];
+  options: PlanOptions;
+  matches: DiskMatch[];
+  minimums: Minimums;
+  /** Captured device path → target device path. */
+  device: Map<string, string>;
+  /** Target device path → its new size in bytes. */
+  sizeOf: Map<string, number>;
+  steps: Step[];
+  notes: string[];
+  problems: string[];
+  /** Old → new UUIDs, for fix_fstab (options.newUuids). */
+  changedUuids: Array<[string, string]>;
+  /** Mount points the plan mounts. */
+  mounted: Set<string>;
+}
+
+export type PlanStage = (state: PlanState) => void;
+
+export function planState(captured: DiskLayout, layout: DiskLayout, targets: TargetDisk[], chains: RestoreChain[], options: PlanOptions, matches: DiskMatch[], notes: string[]): PlanState {
+  return {
+    captured,
+    layout,
+    targets,
+    chains,
+    options,
+    matches,
+    minimums: new Minimums(layout, HEADROOM),
+    device: new Map(),
+    sizeOf: new Map(),
+    steps: [],
+    notes,
+    problems: [],
+    changedUuids: [],
+    mounted: new Set(),
+  };
+}
+
+/** A fresh UUID in the spelling the tool wants (vfat: XXXX-XXXX; GPT: upper case). */
+function freshUuid(kind: "vfat" | "upper" | "lower", generate: () => string): string {
+  const uuid = generate();
+  if (kind === "vfat") return uuid.replace(/-/g, "").slice(0, 8).toUpperCase().replace(/^(.{4})/, "$1-");
+  return kind === "upper" ? uuid.toUpperCase() : uuid.toLowerCase();
+}
+
+/** The UUID an object gets: the captured one, or a fresh one remembered for fix_fstab (newUuids). */
+function newId(state: PlanState, old: string | null, kind: "vfat" | "upper" | "lower"): string {
+  if (!old || !state.options.newUuids) return old ?? "";
+  const fresh = freshUuid(kind, state.options.uuid ?? randomUUID);
+  state.changedUuids.push([old, fresh]);
+  return fresh;
+}
+
+export const targetOf = (state: PlanState, match: DiskMatch): TargetDisk => state.targets.find((t) => t.path === match.targetPath)!;
+export const capturedDiskOf = (state: PlanState, match: DiskMatch): Disk => state.layout.disks.find((d) => d.path === match.capturedPath)!;
+
+/** Every target disk checked by the agent before anything is written. */
+export const gateDisks: PlanStage = (state) => {
+  for (const match of state.matches) {
+    const target = targetOf(state, match);
+    state.steps.push(step("check_disk", { dev: target.path, serial: target.serial ?? "", wwn: target.wwn ?? "", size_bytes: target.sizeBytes }));
+    state.device.set(match.capturedPath, target.path);
+    state.sizeOf.set(target.path, target.sizeBytes);
+  }
+};
+
+/** Every disk wiped, then every captured table written (sizes fitted to the target). */
+export const partitionTables: PlanStage = (state) => {
+  const { options } = state;
+  const tableSteps: Step[] = [];
+  for (const match of state.matches) {
+    const disk = capturedDiskOf(state, match);
+    const target = targetOf(state, match);
+    if (!disk.table) {
+      state.steps.push(step("wipe_disk", { dev: target.path, label_id: "" }));
+      continue;
+    }
+    const planned = planPartitions(disk, target, { exact: options.migration === "exact", grow: options.grow, mins: state.minimums });
+    if ("problem" in planned) {
+      state.problems.push(planned.problem);
+      continue;
+    }
+    const table = disk.table;
+    const labelId = newId(state, table.id, table.label === "gpt" ? "upper" : "lower");
+    const labelIdText = table.label === "dos" && options.newUuids ? `0x${labelId.replace(/-/g, "").slice(0, 8)}` : labelId;
+    const parts = planned.parts.map((p) => ({ ...p, uuid: p.uuid ? newId(state, p.uuid, "upper") : null }));
+    for (const part of parts) {
+      state.device.set(part.path, part.targetPath);
+      state.sizeOf.set(part.targetPath, part.size * table.sectorSize);
+      const old = table.partitions.find((x) => x.number === part.number)!;
+      if (old.size !== part.size) state.notes.push(`${old.path} → ${part.targetPath}: ${fmtBytes(old.size * table.sectorSize)} → ${fmtBytes(part.size * table.sectorSize)}`);
+    }
+    state.steps.push(step("wipe_disk", { dev: target.path, label_id: labelIdText }));
+    tableSteps.push(step("partition", { dev: target.path, sfdisk_script: sfdiskScript(table, labelIdText, parts) }));
+  }
+  if (state.problems.length === 0) state.steps.push(...tableSteps);
+};
+
+type Pv = Lvm["pvs"][number];
+type LvmVg = Lvm["vgs"][number];
+type LvmLv = Lvm["lvs"][number];
+
+/** What is still to be created in the storage stack. */
+interface Pending {
+  md: MdArray[];
+  luks: Luks[];
+  pvs: Pv[];
+  vgs: LvmVg[];
+  lvs: LvmLv[];
+}
+
+const done = <T>(list: T[], item: T) => list.splice(list.indexOf(item), 1);
+
+function createMd(state: PlanState, pending: Pending, array: MdArray): boolean {
+  if (!array.members.every((x) => state.device.has(x))) return false;
+  const members = array.members.map((x) => state.device.get(x)!);
+  state.steps.push(step("create_md", { dev: array.path, name: array.name ?? "", level: array.level, metadata: array.metadata, uuid: newId(state, array.uuid, "lower") }, members));
+  state.device.set(array.path, array.path);
+  const memberSizes = members.map((x) => state.sizeOf.get(x) ?? 0);
+  state.sizeOf.set(array.path, array.level === "raid0" || array.level === "linear" ? memberSizes.reduce((a, b) => a + b, 0) : Math.min(...memberSizes));
+  done(pending.md, array);
+  return true;
+}
+
+function createLuks(state: PlanState, pending: Pending, container: Luks): boolean {
+  if (!state.device.has(container.path)) return false;
+  done(pending.luks, container);
+  if (!(state.options.luksKeys ?? []).includes(container.uuid)) {
+    state.problems.push(`LUKS container ${container.uuid} on ${container.path} (${container.name}): no key supplied for this job (the plan never holds keys; add one to the job)`);
+    return false;
+  }
+  state.steps.push(step("create_luks", { dev: state.device.get(container.path)!, uuid: newId(state, container.uuid, "lower"), name: container.name, key_id: container.uuid }));
+  const mapped = `/dev/mapper/${container.name}`;
+  state.device.set(mapped, mapped);
+  state.sizeOf.set(mapped, (state.sizeOf.get(state.device.get(container.path)!) ?? 0) - LUKS2_HEADER);
+  return true;
+}
+
+function createPv(state: PlanState, pending: Pending, pv: Pv): boolean {
+  if (!state.device.has(pv.path)) return false;
+  state.steps.push(step("create_pv", { dev: state.device.get(pv.path)!, uuid: newId(state, pv.uuid, "lower") }));
+  done(pending.pvs, pv);
+  return true;
+}
+
+/** A volume group once all its PVs exist, then its LVs: kept in size when they fit, else shrunk like partitions. */
+function createVg(state: PlanState, pending: Pending, vg: LvmVg): boolean {
+  const { layout, device, sizeOf } = state;
+  const pvs = layout.lvm.pvs.filter((p) => p.vg === vg.name);
+  if (pvs.some((p) => pending.pvs.includes(p) || !device.has(p.path))) return false;
+  state.steps.push(step("create_vg", { vg: vg.name, extent_bytes: vg.extentBytes }, pvs.map((p) => device.get(p.path)!)));
+  done(pending.vgs, vg);
+  const lvs = layout.lvm.lvs.filter((l) => l.vg === vg.name);
+  const capacity = pvs.reduce((a, p) => a + roundDown((sizeOf.get(device.get(p.path)!) ?? 0) - LVM_METADATA, vg.extentBytes), 0);
+  const wanted = lvs.reduce((a, l) => a + l.sizeBytes, 0);
+  let sizes = lvs.map((l) => l.sizeBytes);
+  if (wanted > capacity) {
+    const fit = fitSizes(sizes, lvs.map((l) => state.minimums.of(l.path) ?? l.sizeBytes), capacity, vg.extentBytes);
+    if (!fit) {
+      state.problems.push(`volume group ${vg.name}: its logical volumes need ${fmtBytes(wanted - capacity)} more than the new PVs hold`);
+      return true;
+    }
+    sizes = fit;
+    state.notes.push(`volume group ${vg.name}: logical volumes shrunk to fit ${fmtBytes(capacity)}`);
+  }
+  lvs.forEach((lv, i) => {
+    state.steps.push(step("create_lv", { vg: lv.vg, lv: lv.name, size_bytes: roundDown(sizes[i]!, vg.extentBytes) }));
+    device.set(lv.path, lv.path);
+    sizeOf.set(lv.path, sizes[i]!);
+    done(pending.lvs, lv);
+  });
+  return true;
+}
+
+/** Storage stack: create whatever has all its parents, until nothing more can be. */
+export const storageStack: PlanStage = (state) => {
+  const { layout } = state;
+  const pending: Pending = { md: [...layout.md], luks: [...layout.luks], pvs: [...layout.lvm.pvs], vgs: [...layout.lvm.vgs], lvs: [...layout.lvm.lvs] };
+  // One pass per component type; each creates all it can (map, not some: every item is tried).
+  const passes = [
+    () => [...pending.md].map((array) => createMd(state, pending, array)).includes(true),
+    () => [...pending.luks].map((container) => createLuks(state, pending, container)).includes(true),
+    () => [...pending.pvs].map((pv) => createPv(state, pending, pv)).includes(true),
+    () => [...pending.vgs].map((vg) => createVg(state, pending, vg)).includes(true),
+  ];
+  for (let progress = true; progress; ) progress = passes.map((pass) => pass()).includes(true);
+  for (const [what, left] of Object.entries(pending))
+    for (const item of left as Array<{ path?: string; name?: string }>)
+      state.problems.push(`cannot recreate ${what.replace(/s$/, "")} ${item.path ?? item.name}: what it is built on is not in the plan (a disk left out of the mapping?)`);
+};
+
+/** Filesystems (with their btrfs subvolumes) and swap on the recreated devices. */
+export const filesystems: PlanStage = (state) => {
+  for (const fs of state.layout.filesystems) {
+    const target = state.device.get(fs.dev);
+    if (!target) return void state.problems.push(`filesystem ${fs.uuid ?? fs.dev} on ${fs.dev}: its device is not recreated by the plan`);
+    const size = state.sizeOf.get(target);
+    const floor = FS_MIN_BYTES[fs.type];
+    if (size !== undefined && floor && size < floor)
+      return void state.problems.push(`filesystem ${fs.type} on ${fs.dev} → ${target}: ${fmtBytes(size)} is below mkfs.${fs.type}'s minimum ${fmtBytes(floor)}`);
+    state.steps.push(step("make_fs", { fstype: fs.type, dev: target, uuid: newId(state, fs.uuid, fs.type === "vfat" ? "vfat" : "lower"), label: fs.label ?? "" }, fs.mkfsOptions));
+    for (const subvolume of fs.subvolumes) state.steps.push(step("create_subvol", { dev: target, path: subvolume }));
+  }
+  for (const swap of state.layout.swap) {
+    const target = state.device.get(swap.dev);
+    if (!target) return void state.problems.push(`swap ${swap.uuid ?? swap.dev}: its device is not recreated by the plan`);
+    state.steps.push(step("make_swap", { dev: target, uuid: newId(state, swap.uuid, "lower"), label: swap.label ?? "" }));
+  }
+};
+
+export const mounts: PlanStage = (state) => {
+  for (const mount of state.layout.mounts) {
+    const target = state.device.get(mount.dev);
+    if (!target) continue;
+    state.steps.push(step("mount_fs", { dev: target, mountpoint: mount.mountpoint, fstype: mount.fstype, options: mount.options }));
+    state.mounted.add(mount.mountpoint);
+  }
+};
+
+/** Each DLE's chain, level 0 first, into the mount it lands on; one on a disk left out is not restored. */
+export const restores: PlanStage = (state) => {
+  const capturedMounts = [...state.captured.mounts].sort((a, b) => b.mountpoint.length - a.mountpoint.length);
+  const landsOn = (mp: string) => capturedMounts.find((m) => mp === m.mountpoint || mp.startsWith(m.mountpoint === "/" ? "/" : `${m.mountpoint}/`));
+  for (const chain of state.chains) {
+    const on = landsOn(chain.mountpoint);
+    if (on && !state.layout.mounts.includes(on)) {
+      state.notes.push(`DLE ${chain.dle} (${chain.mountpoint}) not restored: its filesystem is on a disk left out`);
+      continue;
+    }
+    if (!isNormalMountpoint(chain.mountpoint))
+      return void state.problems.push(`DLE ${chain.dle}: mount point ${JSON.stringify(chain.mountpoint)} is not an absolute path in normal form (no "..", "." or "//")`);
+    const covered = [...state.mounted].some((mp) => mp === "/" || chain.mountpoint === mp || chain.mountpoint.startsWith(`${mp}/`));
+    if (!covered) return void state.problems.push(`DLE ${chain.dle}: mount point ${chain.mountpoint} is on no filesystem the plan mounts`);
+    if (chain.dumps.length === 0 || chain.dumps[0]!.level !== 0) return void state.problems.push(`DLE ${chain.dle}: the restore chain must start with a level 0 dump`);
+    for (const dump of chain.dumps)
+      state.steps.push(
+        step("restore_dump", {
+          mountpoint: chain.mountpoint,
+          program: chain.program,
+          level: dump.level,
+          compression: dump.compression,
+          size_bytes: dump.sizeBytes ?? "",
+          url: `/api/v1/dumps/${encodeURIComponent(dump.id)}/stream`,
+        }),
+      );
+  }
+};
+
+/** fix_fstab for every UUID the plan changed (newUuids), inside the restored root. */
+export const fixFstab: PlanStage = (state) => {
+  if (!state.mounted.has("/")) return;
+  for (const [oldUuid, newUuid] of state.changedUuids) state.steps.push(step("fix_fstab", { old_uuid: oldUuid, new_uuid: newUuid }));
+};
+
+/** A clone's own host name (set_identity). */
+export const identity: PlanStage = (state) => {
+  const wanted = state.options.identity;
+  if (!wanted) return;
+  if (!state.mounted.has("/")) return void state.problems.push(`identity ${wanted.hostname}: the plan mounts no / to write it into`);
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(wanted.hostname))
+    return void state.problems.push(`identity: ${JSON.stringify(wanted.hostname)} is not a host name (letters, digits, '-' and '.')`);
+  state.steps.push(step("set_identity", { hostname: wanted.hostname }));
+};
+
+const firmwareOf = (state: PlanState) => state.options.firmware ?? state.layout.boot.firmware;
+
+/** The captured disk whose recreation holds the boot loader: the captured boot disk, else the disk under `bootSource`. */
+function bootDiskOf(layout: DiskLayout, firmware: "bios" | "uefi", bootSource: string): string | undefined {
+  const diskHolding = (partition: string) => layout.disks.find((d) => d.table?.partitions.some((p) => p.path === partition))?.path;
+  return (
+    (firmware === "bios" && layout.boot.firmware === "bios" ? layout.boot.disk : null) ??
+    diskHolding(bootSource) ??
+    layout.md.find((a) => a.path === bootSource)?.members.map(diskHolding)[0]
+  );
+}
+
+/** The boot loader, from the restored root onto the disk that held it (or the ESP's disk). */
+export const bootLoader: PlanStage = (state) => {
+  const { layout } = state;
+  if (!layout.boot.loader || state.options.bootloader === "none") return;
+  if (!state.mounted.has("/")) return void state.notes.push("boot loader not installed: the plan mounts no / to install it from");
+  const firmware = firmwareOf(state);
+  const espMount = layout.mounts.find((m) => m.mountpoint === (layout.boot.efiDir ?? "/boot/efi"));
+  if (firmware === "uefi" && !espMount) return void state.problems.push("uefi boot: the layout has no mounted EFI system partition to install the boot loader into");
+  const bootSource = firmware === "uefi" ? espMount!.dev : (layout.mounts.find((m) => m.mountpoint === "/boot") ?? layout.mounts.find((m) => m.mountpoint === "/"))!.dev;
+  const capturedDisk = bootDiskOf(layout, firmware, bootSource);
+  const disk = capturedDisk ? state.device.get(capturedDisk) : undefined;
+  if (!disk) return void state.problems.push(`boot loader: cannot tell which disk holds ${bootSource}; use --bootloader none or fix the layout`);
+  state.steps.push(
+    step("install_bootloader", {
+      firmware,
+      loader: layout.boot.loader,
+      disk,
+      efi_dir: firmware === "uefi" ? espMount!.mountpoint : "",
+      bootloader_id: firmware === "uefi" ? (layout.boot.bootloaderId ?? layout.system.os?.id ?? "linux") : "",
+    }),
+  );
+};
+
+/** A new initramfs when what it names changed: UUIDs, the disks' bus, or the firmware. */
+export const initramfs: PlanStage = (state) => {
+  const { layout } = state;
+  const transportChanged = state.matches.some((match) => {
+    const captured = capturedDiskOf(state, match);
+    const target = targetOf(state, match);
+    return captured.transport !== null && target.bus !== null && captured.transport !== target.bus;
+  });
+  // bootloader "none": the restore is not made bootable here, so its initramfs is left alone too.
+  if (state.mounted.has("/") && layout.system.initramfsTool && state.options.bootloader !== "none" && (state.changedUuids.length || transportChanged || firmwareOf(state) !== layout.boot.firmware))
+    state.steps.push(step("regen_initramfs", { tool: layout.system.initramfsTool }));
+};
