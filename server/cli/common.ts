@@ -5,7 +5,7 @@ import { UserError } from "../errors.ts";
 import { readAdminToken } from "../http/auth.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { openStore } from "../store/sqlite.ts";
-import type { Store } from "../store/types.ts";
+import type { PlanChoices, Store } from "../store/types.ts";
 
 export interface GlobalOptions {
   config?: string;
@@ -30,6 +30,19 @@ export function withGlobals(cmd: Command, opts: { json?: boolean } = {}): Comman
 /** Adds --server for commands that talk to a running Lifeboat. */
 export function withServer(cmd: Command): Command {
   return cmd.option("--server <url>", "Lifeboat server URL (default: $LIFEBOAT_SERVER or http://127.0.0.1:<http.port>)");
+}
+
+/** Adds the plan builder's choices a profile or a job takes (api-schemas.ts: planChoicesSchema). */
+export function withPlanChoices(cmd: Command): Command {
+  return cmd
+    .option("--new-uuids", "new UUIDs for every partition table, partition, filesystem and swap, fstab/crypttab rewritten to match (clones beside their template)")
+    .option("--grow <partition>", "captured partition that takes the rest of a bigger disk, e.g. /dev/sda2 (default: the last resizable one)");
+}
+
+/** The choices given on the command line; those not given are left to the profile (or the default). */
+export function planChoices(o: { newUuids?: boolean; grow?: string }): PlanChoices | undefined {
+  const choices: PlanChoices = { ...(o.newUuids ? { newUuids: true } : {}), ...(o.grow !== undefined ? { grow: o.grow } : {}) };
+  return Object.keys(choices).length ? choices : undefined;
 }
 
 export interface CliContext {

@@ -6,7 +6,7 @@ import { normalizeMac } from "../mac.ts";
 import type { JobView } from "../jobs/job-views.ts";
 import type { JobEvent } from "../store/types.ts";
 import { describeMapping } from "../plan/disks.ts";
-import { type CliContext, cliContext, output, parseMappingPairs, table, withGlobals, withServer } from "./common.ts";
+import { type CliContext, cliContext, output, parseMappingPairs, planChoices, table, withGlobals, withPlanChoices, withServer } from "./common.ts";
 import { formatEvent, watchJob } from "./watch.ts";
 
 /** MACs from a file: one per line, `#` comments and blank lines ignored. */
@@ -67,6 +67,8 @@ function showJob(j: JobView): string {
   ];
   if (j.hostname) lines.push(`hostname:  ${j.hostname}`);
   if (j.mapping) lines.push(`mapping:   ${describeMapping(j.mapping)}`);
+  const choices = [j.options.newUuids && "new UUIDs", j.options.grow && `${j.options.grow} grows`].filter(Boolean);
+  if (choices.length) lines.push(`options:   ${choices.join(", ")}`);
   if (j.ssh) lines.push(`remote:    ssh ${j.ssh}`);
   if (j.error) lines.push(`error:     ${j.error}`);
   return lines.join("\n");
@@ -87,26 +89,29 @@ export function registerJobs(program: Command): Command {
 
   withServer(
     withGlobals(
-      jobs
-        .command("arm [mac]")
-        .description("arm a recovery (or clone) for a machine: its next network boot runs the plan")
-        .option("--profile <name>", "profile to use (default: the MAC's assignment, else the host owning the MAC)")
-        .option("--clone [profile]", "clone a profile onto new machines (the profile may be given here)")
-        .option("--macs <file>", "arm many machines at once: a file with one MAC per line")
-        .option("--range <first-last>", "arm many machines at once: a MAC range")
-        .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
-        .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss]")
-        .option("--expires <hours>", "hours until an unused job expires (default from config, 24)")
-        .option("--any-unknown <minutes>", "clones: any unknown machine that network-boots in the next MINUTES becomes a clone (off unless given)")
-        .addHelpText(
-          "after",
-          "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}'\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f\n  lifeboat jobs arm --clone web --any-unknown 30   # then power on the new machines",
-        ),
+      withPlanChoices(
+        jobs
+          .command("arm [mac]")
+          .description("arm a recovery (or clone) for a machine: its next network boot runs the plan")
+          .option("--profile <name>", "profile to use (default: the MAC's assignment, else the host owning the MAC)")
+          .option("--clone [profile]", "clone a profile onto new machines (the profile may be given here)")
+          .option("--macs <file>", "arm many machines at once: a file with one MAC per line")
+          .option("--range <first-last>", "arm many machines at once: a MAC range")
+          .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
+          .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss]")
+          .option("--expires <hours>", "hours until an unused job expires (default from config, 24)")
+          .option("--any-unknown <minutes>", "clones: any unknown machine that network-boots in the next MINUTES becomes a clone (off unless given)"),
+      ).addHelpText(
+        "after",
+        "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm 52:54:00:12:34:56 --grow /dev/sda2   # a bigger disk: /dev/sda2 takes the rest\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}' --new-uuids\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f\n  lifeboat jobs arm --clone web --any-unknown 30   # then power on the new machines",
+      ),
       { json: true },
     ),
-  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string }, c: Command) => {
+  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; newUuids?: boolean; grow?: string }, c: Command) => {
     const ctx = cliContext(c);
     if (o.anyUnknown !== undefined) {
+      // The window's clones take their plan choices from the profile (profiles set --new-uuids).
+      if (planChoices(o)) throw new UserError("--any-unknown takes the profile's --new-uuids/--grow: set them with lifeboat profiles set", 2);
       const profile = typeof o.clone === "string" ? o.clone : o.profile;
       const minutes = Number(o.anyUnknown);
       if (!profile || mac || o.macs || o.range) throw new UserError("--any-unknown goes with --clone PROFILE alone (no MACs)", 2);
@@ -129,6 +134,7 @@ export function registerJobs(program: Command): Command {
       at: o.at,
       expiresHours,
       hostnamePattern: o.hostnamePattern,
+      options: planChoices(o),
     });
   });
 

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { UserError } from "../errors.ts";
 import type { ProfileBody } from "../http/api-schemas.ts";
 import type { ProfileRecord } from "../store/types.ts";
-import { cliContext, output, parseMappingPairs, table, withGlobals, withServer } from "./common.ts";
+import { cliContext, output, parseMappingPairs, planChoices, table, withGlobals, withPlanChoices, withServer } from "./common.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -13,24 +13,26 @@ export function registerProfiles(program: Command): Command {
 
   withServer(
     withGlobals(
-      profiles
-        .command("set <name>")
-        .description("create or change a profile")
-        .requiredOption("--host <host>", "the host whose layout and backups the profile restores")
-        .option("--layout-version <n>", "pin a layout version (default: the host's latest at plan time)")
-        .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss] (default: newest)")
-        .option(
-          "--map <captured=target>",
-          "disk mapping, repeatable: the target by serial:X, wwn:X or by-id:X (a profile has seen no machine, so no kernel names; map those per job with `jobs map`), or none to leave the captured disk out",
-          collect,
-          [],
-        )
-        .option("--include-removable", "also restore removable and USB disks that were captured, and allow them as targets")
-        .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
-        .option("--no-bootloader", "do not make the restored system bootable (no boot loader, no new initramfs): for data disks"),
+      withPlanChoices(
+        profiles
+          .command("set <name>")
+          .description("create or change a profile")
+          .requiredOption("--host <host>", "the host whose layout and backups the profile restores")
+          .option("--layout-version <n>", "pin a layout version (default: the host's latest at plan time)")
+          .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss] (default: newest)")
+          .option(
+            "--map <captured=target>",
+            "disk mapping, repeatable: the target by serial:X, wwn:X or by-id:X (a profile has seen no machine, so no kernel names; map those per job with `jobs map`), or none to leave the captured disk out",
+            collect,
+            [],
+          )
+          .option("--include-removable", "also restore removable and USB disks that were captured, and allow them as targets")
+          .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
+          .option("--no-bootloader", "do not make the restored system bootable (no boot loader, no new initramfs): for data disks"),
+      ),
       { json: true },
     ),
-  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; includeRemovable?: boolean; hostnamePattern?: string; bootloader: boolean }, c: Command) => {
+  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; includeRemovable?: boolean; hostnamePattern?: string; bootloader: boolean; newUuids?: boolean; grow?: string }, c: Command) => {
     const ctx = cliContext(c);
     const lv = o.layoutVersion === undefined ? null : Number(o.layoutVersion);
     if (lv !== null && (!Number.isInteger(lv) || lv < 1)) throw new UserError(`--layout-version: expected a version number, got ${JSON.stringify(o.layoutVersion)}`, 2);
@@ -43,6 +45,7 @@ export function registerProfiles(program: Command): Command {
         includeRemovable: o.includeRemovable,
         hostnamePattern: o.hostnamePattern,
         bootloader: o.bootloader ? "auto" : "none",
+        ...planChoices(o),
       },
     };
     const p = await ctx.api.request<ProfileRecord>("PUT", `/api/v1/profiles/${encodeURIComponent(name)}`, body);

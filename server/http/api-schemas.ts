@@ -1,11 +1,25 @@
 import { z } from "zod";
+import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac } from "../mac.ts";
+import type { PlanChoices } from "../store/types.ts";
 
 /**
  * Request bodies of the admin API: the one definition the routes validate with, the
  * OpenAPI document publishes and the CLI builds its requests from.
  */
 const mac = z.string().refine(isMac, { message: "expected a MAC address" }).transform(normalizeMac);
+
+/** The plan builder's choices a profile or a job may make (the job's win over the profile's). */
+export const planChoicesSchema = z.object({
+  /** New UUIDs everywhere, fstab/crypttab rewritten to match (fix_fstab): clones beside their template. */
+  newUuids: z.boolean().optional(),
+  /** The captured partition that takes the rest of a bigger disk (default: the last resizable one). */
+  // A refinement, not a pattern: the JSON Schema's regex would be the caller's error message.
+  grow: z
+    .string()
+    .refine((p) => PARTITION.test(p), "expected a captured partition, e.g. /dev/sda2 or /dev/nvme0n1p3")
+    .optional(),
+}) satisfies z.ZodType<PlanChoices>;
 
 export const armBodySchema = z
   .object({
@@ -18,6 +32,7 @@ export const armBodySchema = z
     expiresHours: z.number().positive().max(24 * 30).optional(),
     /** Clones: `{n}` is the clone's number from 1, `{mac}` its MAC without colons. */
     hostnamePattern: z.string().optional(),
+    options: planChoicesSchema.optional(),
   })
   .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" });
 export type ArmBody = z.input<typeof armBodySchema>;
@@ -26,8 +41,8 @@ export const profileBodySchema = z.object({
   host: z.string().min(1),
   layoutVersion: z.number().int().positive().nullable().default(null),
   at: z.string().regex(/^\d{8}(\d{6})?$/, "expected an Amanda datestamp YYYYMMDD[hhmmss]").nullable().default(null),
-  options: z
-    .object({
+  options: planChoicesSchema
+    .extend({
       /** Captured disk → serial:X, wwn:X, by-id:X or none (a profile names no kernel names: no machine has been seen). */
       mapping: z.record(z.string(), z.string()).optional(),
       includeRemovable: z.boolean().optional(),

@@ -89,6 +89,9 @@ export function createPlanner(store: Store): Planner {
         includeRemovable: profile.options.includeRemovable,
         migration: profile.options.migration,
         bootloader: profile.options.bootloader,
+        // The job's choices win over the profile's, like its restore point.
+        newUuids: job.options.newUuids ?? profile.options.newUuids,
+        grow: job.options.grow ?? profile.options.grow,
         firmware: hello?.hardware.firmware,
         luksKeys: await store.jobs.keyIds(job.id),
         identity: job.kind === "clone" && job.hostname ? { hostname: job.hostname } : undefined,

@@ -25,6 +25,8 @@ export function jobView(j: JobRecord) {
     expiresAt: j.expiresAt,
     lastHeartbeatAt: j.lastHeartbeatAt,
     mapping: j.mapping,
+    /** Plan choices given at arming (over the profile's). */
+    options: j.options,
     disks: hello?.disks ?? null,
     ip: hello?.hardware?.ip ?? null,
     ssh: hello?.ssh ?? null,
@@ -57,6 +59,7 @@ export const jobViewSchema = {
     lastHeartbeatAt: { type: ["string", "null"] },
     /** Captured disk → the target's identity ({name, serial, wwn, byId, sizeBytes, seen}), or null: left out. */
     mapping: { type: ["object", "null"], additionalProperties: { type: ["object", "null"], additionalProperties: true } },
+    options: { type: "object", additionalProperties: true },
     disks: { type: ["array", "null"], items: { type: "object", additionalProperties: true } },
     ip: { type: ["string", "null"] },
     ssh: { type: ["string", "null"] },

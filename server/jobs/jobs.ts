@@ -3,7 +3,7 @@ import { EventEmitter } from "node:events";
 import { ConflictError, NotFoundError, UserError } from "../errors.ts";
 import { hashToken, newToken } from "../tokens.ts";
 import type { Logger } from "../log.ts";
-import type { JobEvent, JobKind, JobRecord, ProfileRecord, Store } from "../store/types.ts";
+import type { JobEvent, JobKind, JobRecord, PlanChoices, ProfileRecord, Store } from "../store/types.ts";
 import type { AgentEvent, Hello } from "../plan/agent-api.ts";
 import { type JobInput, type Transition, STREAMING_STATES, TICKED_STATES, isActive, isMappable, planRefusal, transition } from "./job-state.ts";
 import { type StoredMapping, resolveMapping } from "../plan/disks.ts";
@@ -28,6 +28,8 @@ export interface ArmRequest {
   at?: string;
   expiresHours?: number;
   hostname?: string;
+  /** Plan choices overriding the profile's. */
+  options?: PlanChoices;
   actor: string;
 }
 
@@ -70,7 +72,7 @@ export class JobService {
   async arm(req: ArmRequest): Promise<JobRecord> {
     const { draft, profile, layoutVersion } = await this.draft(req);
     const job = await this.store.jobs.create(draft);
-    const ev = await this.store.jobs.addEvent(job.id, "armed", { by: req.actor, profile: profile.name, kind: job.kind, layoutVersion, at: job.at });
+    const ev = await this.store.jobs.addEvent(job.id, "armed", { by: req.actor, profile: profile.name, kind: job.kind, layoutVersion, at: job.at, options: job.options });
     await this.store.audit.append({ actor: req.actor, action: "job.arm", target: `job:${job.id}`, detail: { mac: req.mac, profile: profile.name, kind: job.kind } });
     this.opts.log.info({ job: job.id, mac: job.mac, profile: profile.name, kind: job.kind }, "job armed");
     this.changes.emit("job", job, ev);
@@ -118,6 +120,7 @@ export class JobService {
       at: req.at ?? profile.at,
       hello: null,
       mapping: profile.options.mapping ?? null,
+      options: req.options ?? {},
       plan: null,
       error: null,
       armedBy: req.actor,

@@ -35,7 +35,8 @@ export const LAYOUT_LIMITS = {
 
 /** Whole disks of the kinds capture.sh reports; loop devices only with --devices (tests). */
 export const WHOLE_DISK = /^\/dev\/(?:(?:sd|hd|vd|xvd)[a-z]{1,3}|nvme\d{1,3}n\d{1,3}|mmcblk\d{1,3}|loop\d{1,4})$/;
-const PARTITION = /^\/dev\/(?:(?:sd|hd|vd|xvd)[a-z]{1,3}\d{1,3}|(?:nvme\d{1,3}n\d{1,3}|mmcblk\d{1,3}|loop\d{1,4}|md\d{1,4})p\d{1,3})$/;
+/** A partition as capture.sh reports it (also what `grow` may name). */
+export const PARTITION = /^\/dev\/(?:(?:sd|hd|vd|xvd)[a-z]{1,3}\d{1,3}|(?:nvme\d{1,3}n\d{1,3}|mmcblk\d{1,3}|loop\d{1,4}|md\d{1,4})p\d{1,3})$/;
 const MD = /^\/dev\/(?:md\d{1,4}|md\/[A-Za-z0-9_:+-][A-Za-z0-9_.:+-]{0,63})$/;
 /** A device-mapper name (LUKS mappings, LVs as /dev/mapper/VG-LV). */
 const DM_NAME = /^[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,126}$/;

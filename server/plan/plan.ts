@@ -136,6 +136,11 @@ export function buildPlan(input: PlanInput): PlanResult {
     const m = mappingOf(mapping, d);
     return m === null || (m === undefined && !options.includeRemovable && removableOrUsb(d.removable, d.transport));
   });
+  // A grow naming no captured partition would silently grow another one.
+  if (options.grow && !captured.disks.some((d) => d.table?.partitions.some((p) => p.path === options.grow))) {
+    const reason = `grow ${options.grow}: layout of ${captured.hostname} has no partition by that name`;
+    return { ok: false, reason, reasons: [reason], mapping: [] };
+  }
   const kept = leaveOut(captured, leftOut);
   if (kept.problems.length) return { ok: false, reason: kept.problems[0]!, reasons: kept.problems, mapping: [] };
   const layout = kept.layout;

@@ -153,4 +153,9 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    // The plan choices (new UUIDs, which partition grows) a job was armed with.
+    id: "0402-job-options",
+    sql: `ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT '{}';`,
+  },
 ];

@@ -62,7 +62,7 @@ export function sqliteAssignments(db: Database.Database): AssignmentRepo {
   };
 }
 
-const JSON_FIELDS = { hello: "hello", mapping: "mapping", plan: "plan" } as const;
+const JSON_FIELDS = { hello: "hello", mapping: "mapping", options: "options", plan: "plan" } as const;
 const COLUMNS: Record<string, string> = {
   mac: "mac",
   kind: "kind",
@@ -77,6 +77,7 @@ const COLUMNS: Record<string, string> = {
   at: "at",
   hello: "hello",
   mapping: "mapping",
+  options: "options",
   plan: "plan",
   error: "error",
   armedBy: "armed_by",
@@ -101,6 +102,7 @@ function jobFrom(r: Row): JobRecord {
     at: (r.at as string | null) ?? null,
     hello: JSON.parse(r.hello as string),
     mapping: JSON.parse(r.mapping as string) as JobRecord["mapping"],
+    options: (JSON.parse(r.options as string) as JobRecord["options"] | null) ?? {},
     plan: JSON.parse(r.plan as string),
     error: (r.error as string | null) ?? null,
     armedBy: r.armed_by as string,

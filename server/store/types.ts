@@ -89,7 +89,15 @@ export interface ProfileRecord {
   createdAt: string;
 }
 
-export interface ProfileOptions {
+/** The plan builder's choices a profile or a job may make (the job's win); PlanOptions in plan/plan.ts. */
+export interface PlanChoices {
+  /** New UUIDs for every table, partition, filesystem and swap; fstab/crypttab rewritten (fix_fstab). */
+  newUuids?: boolean;
+  /** Captured partition path that takes the rest of its (bigger) disk; default: the last resizable one. */
+  grow?: string;
+}
+
+export interface ProfileOptions extends PlanChoices {
   /** Captured disk name → the target's identity (serial:, wwn:, by-id: as the admin gave it), or null: left out. */
   mapping?: StoredMapping;
   /** Removable and USB disks: restored when captured, and possible targets (default: neither). */
@@ -124,6 +132,8 @@ export interface JobRecord {
   hello: unknown;
   /** The admin's disk mapping: each target as the identity it had when mapped (plan/disks.ts). */
   mapping: StoredMapping | null;
+  /** The plan choices given when it was armed, over the profile's. */
+  options: PlanChoices;
   plan: unknown;
   error: string | null;
   armedBy: string;

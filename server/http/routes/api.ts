@@ -128,6 +128,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
               at: body.at,
               expiresHours: body.expiresHours,
               hostname: body.kind === "clone" && pattern ? cloneHostname(pattern, i + 1, m) : undefined,
+              options: body.options,
               actor: actor(req),
             }),
           );
@@ -151,7 +152,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         const m = normalizeMac(body.macs?.[0] ?? body.mac!);
         const pattern = await clonePattern(body);
         const hostname = body.kind === "clone" && pattern ? cloneHostname(pattern, 1, m) : undefined;
-        const plan = await ctx.jobs.preview({ mac: m, kind: body.kind, profile: body.profile, at: body.at, hostname, actor: actor(req) });
+        const plan = await ctx.jobs.preview({ mac: m, kind: body.kind, profile: body.profile, at: body.at, hostname, options: body.options, actor: actor(req) });
         if (!plan.ok) return reply.code(409).send({ error: "plan-refused", message: plan.reason });
         return reply.type("text/x-shellscript").send(plan.script);
       },

@@ -184,6 +184,8 @@ function profileOptions(o = {}) {
   if (o.bootloader) parts.push(`boot loader ${o.bootloader}`);
   if (o.mapping && Object.keys(o.mapping).length) parts.push(`disk map ${mappingText(o.mapping)}`);
   if (o.includeRemovable) parts.push("removable/USB disks included");
+  if (o.newUuids) parts.push("new UUIDs");
+  if (o.grow) parts.push(`${o.grow} grows`);
   return parts.join("; ");
 }
 

@@ -19,6 +19,7 @@ function job(patch: Partial<JobRecord> = {}): JobRecord {
     at: null,
     hello: null,
     mapping: null,
+    options: {},
     plan: null,
     error: null,
     armedBy: "test",
