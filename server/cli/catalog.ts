@@ -5,11 +5,11 @@ import { ChainError, selectChain } from "../amanda/chain.ts";
 import { type AmandaSetup, readAmandaConfig } from "../amanda/conf.ts";
 import { scanMedia } from "../amanda/media.ts";
 import type { CatalogDump } from "../amanda/model.ts";
-import { readCatalog, refreshCatalogs, setupOf } from "../amanda/refresh.ts";
+import { type RefreshSummary, readCatalog, setupOf } from "../amanda/refresh.ts";
 import { openDumpStream } from "../amanda/stream.ts";
 import { chainView, type DumpSummary, dumpSummary } from "../amanda/dump-views.ts";
 import { UserError, errorMessage } from "../errors.ts";
-import { type CliContext, cliContext, output, table, withGlobals } from "./common.ts";
+import { type CliContext, cliContext, output, table, withGlobals, withServer } from "./common.ts";
 
 interface CatalogOptions {
   amandaDir?: string;
@@ -55,36 +55,21 @@ export function registerCatalog(program: Command): Command {
     .description("the Amanda catalog: dumps, restore chains and dump streams")
     .addHelpText(
       "after",
-      "\nLifeboat keeps its own copy of each configured Amanda catalog (refreshed by `serve` every\ncatalog.refreshMinutes and by `catalog refresh`). --amanda-dir reads a config directory directly.",
+      "\nLifeboat keeps its own copy of each configured Amanda catalog (refreshed by `serve` every\ncatalog.refreshMinutes and by `catalog refresh`, which asks the running server). list, chain\nand cat read that copy from the data dir, or with --amanda-dir a config directory directly.",
     );
 
-  withGlobals(
-    withAmandaDir(
+  withServer(
+    withGlobals(
       catalog
         .command("refresh")
-        .description("re-read the Amanda configs (trace logs, tapelist, media headers, amadmin find) into Lifeboat's catalog")
-        .option("--amanda <name>", "only this Amanda config (a name under `amanda:` in the Lifeboat config)"),
+        .description("have the server re-read its Amanda configs (trace logs, tapelist, media headers, amadmin find) into Lifeboat's catalog")
+        .option("--amanda <name>", "only this Amanda config (a name under `amanda:` in the server's config)"),
+      { json: true },
     ),
-    { json: true },
-  ).action(async (o: CatalogOptions & { amanda?: string }, c: Command) => {
+  ).action(async (o: { amanda?: string }, c: Command) => {
     const ctx = cliContext(c);
-    let results;
-    if (o.amandaDir) {
-      const setup = setupFromDir(o.amandaDir);
-      try {
-        const r = await readCatalog(setup, { onProgress: progress });
-        await ctx.store().catalog.replace(setup.name, r.dumps, r.warnings);
-        results = [{ amanda: setup.name, dumps: r.dumps.length, warnings: r.warnings, error: null }];
-      } catch (err) {
-        results = [{ amanda: setup.name, dumps: 0, warnings: [], error: errorMessage(err) }];
-      }
-    } else {
-      const configs = ctx.config.amanda;
-      if (configs.length === 0) throw new UserError("no Amanda configs in the Lifeboat config (`amanda:` list); add one or use --amanda-dir DIR", 2);
-      if (o.amanda && !configs.some((a) => a.name === o.amanda))
-        throw new UserError(`--amanda ${o.amanda}: no such Amanda config (configured: ${configs.map((a) => a.name).join(", ")})`, 2);
-      results = await refreshCatalogs(configs, ctx.store(), { only: o.amanda, onProgress: progress });
-    }
+    const results = await ctx.api.request<RefreshSummary[]>("POST", "/api/v1/catalog/refresh", o.amanda ? { amanda: o.amanda } : {});
+    if (results.length === 0) throw new UserError("the server has no Amanda configs (`amanda:` list in its config); to read one directory, use catalog list --amanda-dir DIR", 2);
     output(ctx, results, () =>
       results
         .map((r) => (r.error ? `${r.amanda}: FAILED: ${r.error}` : `${r.amanda}: ${r.dumps} dumps${r.warnings.map((w) => `\n  warning: ${w}`).join("")}`))

@@ -9,7 +9,7 @@ import { type PlanOptions, type RestoreChain, buildPlan, describePlan } from "..
 import { layoutFromRear } from "../layout/rear-import.ts";
 import { layoutProblem } from "../layout/layout-validate.ts";
 import type { Store } from "../store/types.ts";
-import { cliContext, output, parseMappingPairs, withGlobals } from "./common.ts";
+import { cliContext, output, parseMappingPairs, withGlobals, withServer } from "./common.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -76,14 +76,15 @@ export function registerHostLayoutCommands(hosts: Command): void {
     output(ctx, { host: name, version: cur.version, capturedAt: cur.capturedAt, layout: cur.layout }, () => `layout v${cur.version}\n${describeLayout(cur.layout)}`);
   });
 
-  withGlobals(
-    hosts
-      .command("import-rear <name> <file>")
-      .description("store a ReaR disklayout.conf (/var/lib/rear/layout/disklayout.conf) as a new layout version of the host"),
-    { json: true },
+  withServer(
+    withGlobals(
+      hosts
+        .command("import-rear <name> <file>")
+        .description("store a ReaR disklayout.conf (/var/lib/rear/layout/disklayout.conf) as a new layout version of the host (through the server, with the admin token)"),
+      { json: true },
+    ),
   ).action(async (name: string, file: string, _o, c: Command) => {
     const ctx = cliContext(c);
-    if (!(await ctx.store().hosts.get(name))) throw new UserError(`no host named ${name} (lifeboat hosts add ${name} first)`, 2);
     let text: string;
     try {
       text = readFileSync(file, "utf8");
@@ -98,9 +99,9 @@ export function registerHostLayoutCommands(hosts: Command): void {
     } catch (err) {
       throw new UserError(`${file}: ${(err as Error).message}`, 2);
     }
-    const rec = await ctx.store().layouts.add(name, layout);
-    await ctx.store().audit.append({ actor: "cli", action: "host.import-rear", target: `host:${name}`, detail: { version: rec.version, file } });
-    output(ctx, { host: name, version: rec.version }, () => `host ${name}: ReaR layout stored as version ${rec.version}\n${describeLayout(layout)}`);
+    // Parsed here, so a bad file is named in the error; the server checks the document again and audits it.
+    const rec = await ctx.api.request<{ host: string; version: number; capturedAt: string }>("PUT", `/api/v1/hosts/${encodeURIComponent(name)}/layout`, layout);
+    output(ctx, rec, () => `host ${name}: ReaR layout stored as version ${rec.version}\n${describeLayout(layout)}`);
   });
 
   withGlobals(

@@ -1,24 +1,12 @@
 import type { Command } from "commander";
 import { UserError } from "../errors.ts";
-import { hashToken, newToken } from "../tokens.ts";
 import { bootScriptPreview } from "../http/routes/boot.ts";
 import { normalizeMac } from "../mac.ts";
-import type { HostRecord } from "../store/types.ts";
-import { cliContext, output, table, withGlobals } from "./common.ts";
+import { type HostBody, hostView } from "../http/api-schemas.ts";
+import { cliContext, output, table, withGlobals, withServer } from "./common.ts";
 import { registerHostLayoutCommands } from "./hosts-layout.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
-
-function hostView(h: HostRecord) {
-  return {
-    name: h.name,
-    macs: h.macs,
-    smbiosUuid: h.smbiosUuid,
-    amandaConfig: h.amandaConfig,
-    dleMap: h.dleMap,
-    createdAt: h.createdAt,
-  };
-}
 
 /** `DISK=MOUNTPOINT` pairs; the disk name may itself contain `=`, so split at the last one. */
 function parseDleMap(pairs: string[]): Record<string, string> {
@@ -35,30 +23,22 @@ function parseDleMap(pairs: string[]): Record<string, string> {
 export function registerHosts(program: Command): Command {
   const hosts = program.command("hosts").description("protected hosts: MACs, capture tokens, layouts");
 
-  withGlobals(
-    hosts
-      .command("add <name>")
-      .description("register a host and print its capture token (shown once)")
-      .option("--mac <mac>", "a MAC of the host (repeatable, any common spelling)", collect, [])
-      .option("--uuid <uuid>", "SMBIOS UUID")
-      .option("--amanda <config>", "Amanda config that backs this host up")
-      .option("--dle <disk=mountpoint>", "an Amanda DLE (disk name) and the mount point it restores to (repeatable)", collect, []),
-    { json: true },
+  withServer(
+    withGlobals(
+      hosts
+        .command("add <name>")
+        .description("register a host and print its capture token (shown once)")
+        .option("--mac <mac>", "a MAC of the host (repeatable, any common spelling)", collect, [])
+        .option("--uuid <uuid>", "SMBIOS UUID")
+        .option("--amanda <config>", "Amanda config that backs this host up")
+        .option("--dle <disk=mountpoint>", "an Amanda DLE (disk name) and the mount point it restores to (repeatable)", collect, []),
+      { json: true },
+    ),
   ).action(async (name: string, o: { mac: string[]; uuid?: string; amanda?: string; dle: string[] }, c: Command) => {
     const ctx = cliContext(c);
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(name))
-      throw new UserError(`host name ${JSON.stringify(name)}: expected letters, digits, '.', '_' or '-'`, 2);
-    const token = newToken();
-    const h = await ctx.store().hosts.add({
-      name,
-      tokenHash: hashToken(token),
-      smbiosUuid: o.uuid ?? null,
-      macs: o.mac.map(normalizeMac),
-      amandaConfig: o.amanda ?? null,
-      dleMap: parseDleMap(o.dle),
-    });
-    await ctx.store().audit.append({ actor: "cli", action: "host.add", target: `host:${name}`, detail: { macs: h.macs } });
-    output(ctx, { ...hostView(h), token }, () => `host ${name} added\ncapture token: ${token}`);
+    const body: HostBody = { name, macs: o.mac, smbiosUuid: o.uuid ?? null, amandaConfig: o.amanda ?? null, dleMap: parseDleMap(o.dle) };
+    const h = await ctx.api.request<ReturnType<typeof hostView> & { token: string }>("POST", "/api/v1/hosts", body);
+    output(ctx, h, () => `host ${h.name} added\ncapture token: ${h.token}`);
   });
 
   withGlobals(hosts.command("list").description("list hosts"), { json: true }).action(async (_o, c: Command) => {
@@ -86,24 +66,20 @@ export function registerHosts(program: Command): Command {
     },
   );
 
-  withGlobals(hosts.command("rm <name>").description("remove a host and its layouts")).action(
-    async (name: string, _o, c: Command) => {
-      const ctx = cliContext(c);
-      if (!(await ctx.store().hosts.remove(name))) throw new UserError(`no host named ${name}`, 2);
-      await ctx.store().audit.append({ actor: "cli", action: "host.rm", target: `host:${name}`, detail: null });
-      process.stdout.write(`host ${name} removed\n`);
-    },
-  );
-
-  withGlobals(hosts.command("token <name>").description("issue a new capture token for a host (the old one stops working)"), {
-    json: true,
-  }).action(async (name: string, _o, c: Command) => {
+  withServer(withGlobals(hosts.command("rm <name>").description("remove a host and its layouts"))).action(async (name: string, _o, c: Command) => {
     const ctx = cliContext(c);
-    const token = newToken();
-    await ctx.store().hosts.update(name, { tokenHash: hashToken(token) });
-    await ctx.store().audit.append({ actor: "cli", action: "host.token", target: `host:${name}`, detail: null });
-    output(ctx, { name, token }, () => token);
+    await ctx.api.request("DELETE", `/api/v1/hosts/${encodeURIComponent(name)}`);
+    process.stdout.write(`host ${name} removed\n`);
   });
+
+  withServer(
+    withGlobals(hosts.command("token <name>").description("issue a new capture token for a host (the old one stops working)"), { json: true }),
+  ).action(async (name: string, _o, c: Command) => {
+    const ctx = cliContext(c);
+    const t = await ctx.api.request<{ name: string; token: string }>("POST", `/api/v1/hosts/${encodeURIComponent(name)}/token`);
+    output(ctx, t, () => t.token);
+  });
+
   withGlobals(
     hosts
       .command("boot-script <mac>")

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac } from "../mac.ts";
-import type { PlanChoices } from "../store/types.ts";
+import type { HostRecord, PlanChoices } from "../store/types.ts";
 
 /**
  * Request bodies of the admin API: the one definition the routes validate with, the
@@ -58,6 +58,23 @@ export const profileBodySchema = z.object({
     .default({}),
 });
 export type ProfileBody = z.input<typeof profileBodySchema>;
+
+/** A host as the API and CLI show it: never its token hash. */
+export function hostView(h: HostRecord) {
+  return { name: h.name, macs: h.macs, smbiosUuid: h.smbiosUuid, amandaConfig: h.amandaConfig, dleMap: h.dleMap, createdAt: h.createdAt };
+}
+
+export const hostBodySchema = z.object({
+  name: z.string().refine((n) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(n), "expected letters, digits, '.', '_' or '-'"),
+  macs: z.array(mac).default([]),
+  /** SMBIOS UUID (iPXE ${uuid}). */
+  smbiosUuid: z.string().min(1).nullable().default(null),
+  /** The Amanda config (a name under `amanda:`) that backs it up. */
+  amandaConfig: z.string().min(1).nullable().default(null),
+  /** Amanda DLE (disk name) → the mount point it restores to. */
+  dleMap: z.record(z.string().min(1), z.string().refine((m) => m.startsWith("/"), "expected an absolute mount point")).default({}),
+});
+export type HostBody = z.input<typeof hostBodySchema>;
 
 export const assignBodySchema = z.object({ mac, profile: z.string().min(1) });
 export type AssignBody = z.input<typeof assignBodySchema>;

@@ -17,6 +17,7 @@ import { bootRoutes } from "./routes/boot.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
 import { captureRoutes } from "./routes/capture.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { hostRoutes } from "./routes/hosts.ts";
 import { webRoutes } from "./routes/web.ts";
 import { registerJobMetrics } from "../jobs/job-metrics.ts";
 import { countResponseBytes } from "./response-bytes.ts";
@@ -80,6 +81,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(healthRoutes(ctx));
   await app.register(agentRoutes(ctx));
   await app.register(apiRoutes(ctx));
+  await app.register(hostRoutes(ctx));
   await app.register(webRoutes(ctx));
   await app.register(bootRoutes(ctx));
   await app.register(catalogRoutes(ctx, { authorizeStream: (req) => ctx.jobs.mayStream(bearer(req), req.params.id) }));

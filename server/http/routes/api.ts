@@ -24,7 +24,7 @@ const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: erro
 const anyObject = { type: "object", additionalProperties: true } as const;
 
 /**
- * The admin API: hosts, profiles, assignments, jobs (arm, cancel, map, plan, events,
+ * The admin API: profiles, assignments, jobs (arm, cancel, map, plan, events,
  * live stream) and the audit log. Every route needs the admin bearer token, in the
  * Authorization header only (a token in a URL ends up in logs).
  */
@@ -36,18 +36,6 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
 
   return async (app) => {
     app.addHook("preHandler", admin);
-
-    // Hosts (read side; hosts are added with `lifeboat hosts add` or capture).
-    app.get("/api/v1/hosts", { schema: { summary: "List hosts with their MACs and last capture", tags: ["hosts"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => {
-      const hosts = await ctx.store.hosts.list();
-      return Promise.all(
-        hosts.map(async (h) => {
-          const versions = await ctx.store.layouts.versions(h.name);
-          const last = versions.at(-1);
-          return { name: h.name, macs: h.macs, smbiosUuid: h.smbiosUuid, amandaConfig: h.amandaConfig, dleMap: h.dleMap, layouts: versions.length, lastCapture: last?.capturedAt ?? null };
-        }),
-      );
-    });
 
     // Profiles.
     app.get("/api/v1/profiles", { schema: { summary: "List profiles", tags: ["profiles"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => ctx.store.profiles.list());

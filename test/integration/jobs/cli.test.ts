@@ -1,11 +1,13 @@
 import { writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { execa } from "execa";
+import { hashToken } from "../../../server/tokens.ts";
 import { lifeboat, lifeboatBin } from "../../helpers/cli.ts";
 import { seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
@@ -103,6 +105,65 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
     expect(w.exitCode).toBe(0);
     expect(w.stdout).toMatch(/ done$/m);
     expect(w.stdout).toMatch(/step 2\/2 x: exit 0/);
+  });
+
+  it("hosts add, token, import-rear and rm change the running server's store through its API, audited", async () => {
+    const add = await cli("hosts", "add", "db9", "--mac", "52-54-00-EE-09-01", "--dle", "Lab Docs=/srv/docs", "--json");
+    expect(add.exitCode, add.stderr).toBe(0);
+    const added = JSON.parse(add.stdout) as { name: string; macs: string[]; dleMap: Record<string, string>; token: string };
+    expect(added).toMatchObject({ name: "db9", macs: ["52:54:00:ee:09:01"], dleMap: { "Lab Docs": "/srv/docs" } });
+    expect((await server.ctx.store.hosts.get("db9"))!.tokenHash).toBe(hashToken(added.token));
+    const again = await cli("hosts", "add", "db9");
+    expect([again.exitCode, again.stderr.trim()]).toEqual([2, "lifeboat: POST /api/v1/hosts: 400 host db9 already exists"]);
+    const badName = await cli("hosts", "add", "db 9");
+    expect([badName.exitCode, badName.stderr.trim()]).toEqual([2, "lifeboat: POST /api/v1/hosts: 400 name: expected letters, digits, '.', '_' or '-'"]);
+
+    const token = await cli("hosts", "token", "db9");
+    expect(token.exitCode, token.stderr).toBe(0);
+    expect((await server.ctx.store.hosts.get("db9"))!.tokenHash).toBe(hashToken(token.stdout.trim()));
+    expect(token.stdout.trim()).not.toBe(added.token);
+
+    const rear = fileURLToPath(new URL("../../fixtures/rear/lvm-xfs.disklayout.conf", import.meta.url));
+    const imported = await cli("hosts", "import-rear", "db9", rear, "--json");
+    expect(imported.exitCode, imported.stderr).toBe(0);
+    expect(JSON.parse(imported.stdout)).toMatchObject({ host: "db9", version: 1 });
+    expect((await server.ctx.store.layouts.get("db9"))!.version).toBe(1);
+    const noHost = await cli("hosts", "import-rear", "nohost", rear);
+    expect([noHost.exitCode, noHost.stderr.trim()]).toEqual([2, "lifeboat: PUT /api/v1/hosts/nohost/layout: 404 no host named nohost"]);
+
+    expect((await cli("hosts", "rm", "db9")).stdout.trim()).toBe("host db9 removed");
+    expect(await server.ctx.store.hosts.get("db9")).toBeUndefined();
+    const gone = await cli("hosts", "rm", "db9");
+    expect([gone.exitCode, gone.stderr.trim()]).toEqual([2, "lifeboat: DELETE /api/v1/hosts/db9: 404 no host named db9"]);
+    const audit = await server.ctx.store.audit.list({ target: "host:db9" });
+    expect(audit.map((a) => [a.actor, a.action]).reverse()).toEqual([
+      ["api:127.0.0.1", "host.add"],
+      ["api:127.0.0.1", "host.token"],
+      ["api:127.0.0.1", "host.layout"],
+      ["api:127.0.0.1", "host.rm"],
+    ]);
+  });
+
+  it("catalog refresh asks the server, which refreshes only its own Amanda configs", async () => {
+    const none = await cli("catalog", "refresh", "--json");
+    expect([none.exitCode, none.stderr.trim()]).toEqual([2, "lifeboat: the server has no Amanda configs (`amanda:` list in its config); to read one directory, use catalog list --amanda-dir DIR"]);
+    const unknown = await cli("catalog", "refresh", "--amanda", "nope");
+    expect([unknown.exitCode, unknown.stderr.trim()]).toEqual([2, "lifeboat: POST /api/v1/catalog/refresh: 404 no Amanda config named nope in the Lifeboat config"]);
+  });
+
+  it("profiles set and jobs arm take the plan choices (--new-uuids, --grow); a bad one is a one-line 400", async () => {
+    const p = await cli("profiles", "set", "web-fresh", "--host", "web1", "--new-uuids", "--grow", "/dev/sda2", "--json");
+    expect(p.exitCode, p.stderr).toBe(0);
+    expect(JSON.parse(p.stdout)).toMatchObject({ name: "web-fresh", options: { newUuids: true, grow: "/dev/sda2" } });
+    const arm = await cli("jobs", "arm", "52:54:00:ee:04:01", "--profile", "web-fresh", "--grow", "/dev/nvme0n1p3", "--json");
+    expect(arm.exitCode, arm.stderr).toBe(0);
+    const [job] = JSON.parse(arm.stdout) as JobView[];
+    expect(job!.options).toEqual({ grow: "/dev/nvme0n1p3" });
+    expect((await cli("jobs", "show", job!.id)).stdout).toContain("options:   /dev/nvme0n1p3 grows");
+    const bad = await cli("jobs", "arm", "52:54:00:ee:04:02", "--profile", "web-fresh", "--grow", "sda2");
+    expect([bad.exitCode, bad.stderr.trim()]).toEqual([2, "lifeboat: POST /api/v1/jobs: 400 options.grow: expected a captured partition, e.g. /dev/sda2 or /dev/nvme0n1p3"]);
+    const window = await cli("jobs", "arm", "--clone", "web-fresh", "--any-unknown", "5", "--new-uuids");
+    expect([window.exitCode, window.stderr.trim()]).toEqual([2, "lifeboat: --any-unknown takes the profile's --new-uuids/--grow: set them with lifeboat profiles set"]);
   });
 
   it("bad input and an unreachable server are one-line errors", async () => {

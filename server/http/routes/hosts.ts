@@ -1,0 +1,99 @@
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import type { ServerContext } from "../../context.ts";
+import { NotFoundError } from "../../errors.ts";
+import { hashToken, newToken } from "../../tokens.ts";
+import { hostBodySchema, hostView } from "../api-schemas.ts";
+import { requireAdmin } from "../auth.ts";
+import { errorSchema, jsonSchema } from "../schema.ts";
+
+const security = [{ bearer: [] }];
+const nameParams = { type: "object", required: ["name"], properties: { name: { type: "string" } } } as const;
+const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema };
+const host = {
+  type: "object",
+  required: ["name", "macs", "smbiosUuid", "amandaConfig", "dleMap", "createdAt"],
+  properties: {
+    name: { type: "string" },
+    macs: { type: "array", items: { type: "string" } },
+    smbiosUuid: { type: ["string", "null"] },
+    amandaConfig: { type: ["string", "null"] },
+    dleMap: { type: "object", additionalProperties: { type: "string" } },
+    createdAt: { type: "string" },
+  },
+} as const;
+const withToken = { ...host, required: [...host.required, "token"], properties: { ...host.properties, token: { type: "string" } } } as const;
+
+/**
+ * Hosts: the list, and the admin's changes (add, remove, a new capture token), each audited.
+ * Layouts are uploaded in routes/capture.ts. A capture token is shown once, in the answer.
+ */
+export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
+  const admin = requireAdmin(ctx.adminToken);
+  const actor = (req: FastifyRequest) => `api:${req.ip}`;
+
+  return async (app) => {
+    app.addHook("preHandler", admin);
+
+    app.get(
+      "/api/v1/hosts",
+      {
+        schema: {
+          summary: "List hosts with their MACs and last capture",
+          tags: ["hosts"],
+          security,
+          response: { 200: { type: "array", items: { type: "object", additionalProperties: true } }, ...errors },
+        },
+      },
+      async () =>
+        Promise.all(
+          (await ctx.store.hosts.list()).map(async (h) => {
+            const versions = await ctx.store.layouts.versions(h.name);
+            return { ...hostView(h), layouts: versions.length, lastCapture: versions.at(-1)?.capturedAt ?? null };
+          }),
+        ),
+    );
+
+    app.post(
+      "/api/v1/hosts",
+      { schema: { summary: "Register a host; the answer holds its capture token (shown once)", tags: ["hosts"], security, body: jsonSchema(hostBodySchema), response: { 200: withToken, ...errors } } },
+      async (req) => {
+        const body = hostBodySchema.parse(req.body);
+        const token = newToken();
+        const h = await ctx.store.hosts.add({ ...body, tokenHash: hashToken(token) });
+        await ctx.store.audit.append({ actor: actor(req), action: "host.add", target: `host:${h.name}`, detail: { macs: h.macs } });
+        return { ...hostView(h), token };
+      },
+    );
+
+    app.delete(
+      "/api/v1/hosts/:name",
+      { schema: { summary: "Remove a host and its layouts", tags: ["hosts"], security, params: nameParams, response: { 200: { type: "object", required: ["removed"], properties: { removed: { type: "string" } } }, ...errors } } },
+      async (req: FastifyRequest<{ Params: { name: string } }>) => {
+        if (!(await ctx.store.hosts.remove(req.params.name))) throw new NotFoundError(`no host named ${req.params.name}`);
+        await ctx.store.audit.append({ actor: actor(req), action: "host.rm", target: `host:${req.params.name}`, detail: null });
+        return { removed: req.params.name };
+      },
+    );
+
+    app.post(
+      "/api/v1/hosts/:name/token",
+      {
+        schema: {
+          summary: "Issue a new capture token for a host (the old one stops working); shown once",
+          tags: ["hosts"],
+          security,
+          params: nameParams,
+          response: { 200: { type: "object", required: ["name", "token"], properties: { name: { type: "string" }, token: { type: "string" } } }, ...errors },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { name: string } }>) => {
+        const h = await ctx.store.hosts.get(req.params.name);
+        if (!h) throw new NotFoundError(`no host named ${req.params.name}`);
+        const token = newToken();
+        await ctx.store.hosts.update(h.name, { tokenHash: hashToken(token) });
+        await ctx.store.audit.append({ actor: actor(req), action: "host.token", target: `host:${h.name}`, detail: null });
+        return { name: h.name, token };
+      },
+    );
+  };
+}
