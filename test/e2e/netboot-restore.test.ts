@@ -89,7 +89,8 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
    * jobs, profiles and assignments go through the running server, the rest reads the store.
    */
   const cli = async (...args: string[]) => {
-    const viaServer = ["jobs", "profiles"].includes(args[0]!) || args[1] === "assign";
+    // Commands that change the server's state go through its API (server/README.md); reads open the store.
+    const viaServer = ["jobs", "profiles"].includes(args[0]!) || ["assign", "add", "rm", "token", "import-rear", "refresh"].includes(args[1]!);
     const argv = [process.execPath, lifeboatBin, ...args, "--config", join(dataDir, "lifeboat.yaml"), ...(viaServer ? ["--server", SERVER] : [])];
     const r = await lan.exec("srv", argv, { reject: false, timeout: 900_000 });
     if (r.exitCode !== 0) throw new Error(`lifeboat ${args.join(" ")}: exit ${r.exitCode}: ${r.stderr}\n${r.stdout.slice(-6000)}`);

@@ -190,19 +190,25 @@ describeNeeding(unavailable, "Amanda reader on a real Amanda 3.5", () => {
     expect(err).toMatch(/No matching dumps found|no dumps|not found/i);
   }, 120_000);
 
-  it("catalog refresh keeps Lifeboat's own copy: list and chain then work from the store alone", async () => {
+  it("catalog refresh (through the running server) keeps Lifeboat's own copy: list and chain then work from the store alone", async () => {
     const cfg = join(work, "cli.yaml");
-    writeFileSync(cfg, `amanda:\n  - name: ${lab.config}\n    configDir: /etc/amanda/${lab.config}\n`);
-    const common = ["--config", cfg, "--data-dir", join(work, "cli-data")];
-    const r = await lifeboat(["catalog", "refresh", ...common, "--json"]);
-    expect(r.exitCode, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual([{ amanda: lab.config, dumps: 6, warnings: [], error: null }]);
-    const list = await lifeboat(["catalog", "list", "--host", "localhost", ...common, "--json"]);
-    expect(JSON.parse(list.stdout)).toEqual(dumps);
-    const chain = await lifeboat(["catalog", "chain", "localhost", "Lab Docs $HOME", ...common, "--json"]);
-    expect((JSON.parse(chain.stdout) as { dumps: DumpSummary[] }).dumps.map((d) => [d.level, d.location.kind])).toEqual([[0, "vtape"], [1, "vtape"], [2, "holding"]]);
-    const bad = await lifeboat(["catalog", "refresh", "--amanda", "nope", ...common]);
-    expect([bad.exitCode, bad.stderr.trim()]).toEqual([2, `lifeboat: --amanda nope: no such Amanda config (configured: ${lab.config})`]);
+    writeFileSync(cfg, `amanda:\n  - name: ${lab.config}\n    configDir: /etc/amanda/${lab.config}\ncatalog:\n  refreshMinutes: 0\n`);
+    const data = join(work, "cli-data");
+    const server = await startServer(loadConfig({ file: cfg, overrides: { dataDir: data, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "off" } }), createLogger("silent", { pretty: false }));
+    try {
+      const common = ["--config", cfg, "--data-dir", data];
+      const r = await lifeboat(["catalog", "refresh", ...common, "--server", server.httpUrl, "--json"]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual([{ amanda: lab.config, dumps: 6, warnings: [], error: null }]);
+      const list = await lifeboat(["catalog", "list", "--host", "localhost", ...common, "--json"]);
+      expect(JSON.parse(list.stdout)).toEqual(dumps);
+      const chain = await lifeboat(["catalog", "chain", "localhost", "Lab Docs $HOME", ...common, "--json"]);
+      expect((JSON.parse(chain.stdout) as { dumps: DumpSummary[] }).dumps.map((d) => [d.level, d.location.kind])).toEqual([[0, "vtape"], [1, "vtape"], [2, "holding"]]);
+      const bad = await lifeboat(["catalog", "refresh", "--amanda", "nope", ...common, "--server", server.httpUrl]);
+      expect([bad.exitCode, bad.stderr.trim()]).toEqual([2, "lifeboat: POST /api/v1/catalog/refresh: 404 no Amanda config named nope in the Lifeboat config"]);
+    } finally {
+      await server.stop(100);
+    }
   });
 
   it("the catalog from a media scan alone equals the one from logs, tapelist and amadmin", async () => {

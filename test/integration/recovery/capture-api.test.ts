@@ -35,7 +35,7 @@ describe("capture upload, layout versions and the hosts CLI", () => {
     const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "off" } });
     server = await startServer(config, createLogger("silent", { pretty: false }));
     admin = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
-    const add = await lifeboat(["hosts", "add", "web1", ...dd, "--json"]);
+    const add = await lifeboat(["hosts", "add", "web1", ...dd, "--server", server.httpUrl, "--json"]);
     expect(add.exitCode, add.stderr).toBe(0);
     token = (JSON.parse(add.stdout) as { token: string }).token;
   });
@@ -138,12 +138,12 @@ describe("capture upload, layout versions and the hosts CLI", () => {
   });
 
   it("lifeboat hosts import-rear stores a ReaR layout as the next version", async () => {
-    const r = await lifeboat(["hosts", "import-rear", "web1", join(fixtures, "rear", "lvm-xfs.disklayout.conf"), ...dd]);
+    const r = await lifeboat(["hosts", "import-rear", "web1", join(fixtures, "rear", "lvm-xfs.disklayout.conf"), ...dd, "--server", server.httpUrl]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain("ReaR layout stored as version 3");
     const broken = join(work, "broken.conf");
     writeFileSync(broken, "disk /dev/sda 100 gpt\npart /dev/sdq 1 2 x none /dev/sdq1\n");
-    const b = await lifeboat(["hosts", "import-rear", "web1", broken, ...dd]);
+    const b = await lifeboat(["hosts", "import-rear", "web1", broken, ...dd, "--server", server.httpUrl]);
     expect(b.exitCode).toBe(2);
     expect(b.stderr).toMatch(/broken\.conf: disklayout\.conf line 2: /);
   });
