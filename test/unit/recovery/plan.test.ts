@@ -266,6 +266,10 @@ describe("migration", () => {
     expect(p2![2] / root.size).toBeGreaterThan(p3![2] / swap.size);
   });
 
+  it("--grow naming no captured partition is refused, not quietly replaced by the default", () => {
+    expect(refusal(onDisk(4 * GiB, { grow: "/dev/sda9" }))).toBe(`grow /dev/sda9: layout of ${layout.hostname} has no partition by that name`);
+  });
+
   it("exact: sectors kept on a bigger disk", () => {
     const r = ok(onDisk(4 * GiB, { migration: "exact" }));
     expect(planned(r.steps, "/dev/vda")).toEqual(layout.disks[0]!.table!.partitions.map((p) => [p.number, p.start, p.size]));
