@@ -3,8 +3,7 @@ import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { execa } from "execa";
 import { UserError } from "../errors.ts";
-import { captureScriptPath } from "../http/routes/capture.ts";
-import { layoutFromCapture, parseCapture } from "../layout/layout-capture.ts";
+import { captureScriptPath, layoutFromCapture, parseCapture } from "../layout/layout-capture.ts";
 import { describeLayout } from "../layout/layout-text.ts";
 import { cliContext, output, withGlobals } from "./common.ts";
 

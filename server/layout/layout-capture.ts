@@ -7,6 +7,9 @@ import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type 
  * DiskLayout. Unknown keys are ignored so an older server accepts a newer script.
  */
 
+/** capture.sh, beside its parser: served at GET /capture.sh and printed by `lifeboat capture script`. */
+export const captureScriptPath = new URL("./capture.sh", import.meta.url);
+
 const text = z.string().nullable().default(null);
 
 interface LsblkNode {
