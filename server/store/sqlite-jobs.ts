@@ -72,6 +72,8 @@ const COLUMNS: Record<string, string> = {
   bytesDone: "bytes_done",
   bytesTotal: "bytes_total",
   tokenHash: "token_hash",
+  planTokenHash: "plan_token_hash",
+  trustHttpBoot: "trust_http_boot",
   hostname: "hostname",
   at: "at",
   hello: "hello",
@@ -96,6 +98,8 @@ function jobFrom(r: Row): JobRecord {
     bytesDone: r.bytes_done as number,
     bytesTotal: r.bytes_total as number,
     tokenHash: (r.token_hash as string | null) ?? null,
+    planTokenHash: (r.plan_token_hash as string | null) ?? null,
+    trustHttpBoot: r.trust_http_boot === 1,
     hostname: (r.hostname as string | null) ?? null,
     at: (r.at as string | null) ?? null,
     hello: JSON.parse(r.hello as string),
@@ -111,6 +115,7 @@ function jobFrom(r: Row): JobRecord {
 }
 
 function column(field: string, value: unknown): unknown {
+  if (typeof value === "boolean") return value ? 1 : 0; // SQLite has no booleans
   return field in JSON_FIELDS ? JSON.stringify(value ?? null) : value;
 }
 
@@ -186,7 +191,7 @@ export function sqliteJobs(db: Database.Database): JobRepo {
     setKey: async (job, uuid, secret) => {
       db.prepare("INSERT INTO job_keys (job, uuid, secret) VALUES (?, ?, ?) ON CONFLICT(job, uuid) DO UPDATE SET secret = excluded.secret").run(job, uuid, secret);
     },
-    getKey: async (job, uuid) => (db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined)?.secret as string | undefined,
+    takeKey: async (job, uuid) => (db.prepare("DELETE FROM job_keys WHERE job = ? AND uuid = ? RETURNING secret").get(job, uuid) as Row | undefined)?.secret as string | undefined,
     keyIds: async (job) => (db.prepare("SELECT uuid FROM job_keys WHERE job = ? ORDER BY uuid").all(job) as Row[]).map((r) => r.uuid as string),
     dropKeys: async (job) => {
       dropKeysNow(job);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -147,7 +147,7 @@ describe("admin page in headless Chromium", () => {
   it("shows the job's progress live as the agent reports it, without a reload", async () => {
     const before = navigations;
     await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 42));
-    const token = await server.ctx.jobs.issueBootToken(jobId);
+    const token = await bootToken(server, { id: jobId, mac: "52:54:00:aa:00:01" });
     const base = `/api/v1/agent/jobs/${jobId}`;
     const agent = async (path: string, body?: unknown) => {
       const r = await inject(body === undefined && path === "plan" ? "GET" : "POST", `${base}/${path}`, body, token);
@@ -213,7 +213,7 @@ describe("admin page in headless Chromium", () => {
 
   it("shows a failed job's error", async () => {
     const [failing] = (await inject("POST", "/api/v1/jobs", { mac: "52:54:00:aa:00:01" })).json() as JobView[];
-    const token = await server.ctx.jobs.issueBootToken(failing!.id);
+    const token = await bootToken(server, failing!);
     const base = `/api/v1/agent/jobs/${failing!.id}`;
     expect((await inject("POST", `${base}/hello`, { disks: [] }, token)).statusCode).toBe(200);
     expect((await inject("POST", `${base}/events`, { type: "failed", step: 2, error: "step 2: mkfs.ext4 /dev/vda2 exited 1" }, token)).statusCode).toBe(200);

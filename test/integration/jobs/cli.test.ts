@@ -7,7 +7,7 @@ import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { execa } from "execa";
 import { lifeboat, lifeboatBin } from "../../helpers/cli.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 // Stand-in planner (the plan builder has its own tests): a two-step script.
@@ -85,7 +85,7 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
         if (seen.includes(" armed")) resolve();
       });
     });
-    const token = await server.ctx.jobs.issueBootToken(job!.id);
+    const token = await bootToken(server, job!);
     const call = (path: string, body?: unknown) =>
       fetch(`${server.httpUrl}/api/v1/agent/jobs/${job!.id}/${path}`, {
         method: path === "plan" ? "GET" : "POST",
