@@ -70,7 +70,7 @@ export function bootFor(s: BootState): BootDecision {
   const vouch = dhcpVouch(s);
   if (s.found) {
     const { job, via } = s.found;
-    if (vouch.ok) return { kind: "rescue", job, via, ...vouch };
+    if (vouch.ok) return { kind: "rescue", job, via, basis: vouch.basis, usesAnswer: vouch.usesAnswer };
     // The admin said this job's machine may boot without Lifeboat's DHCP (dhcp.mode off, a relay, a typed URL).
     if (job.trustHttpBoot) return { kind: "rescue", job, via, basis: "trusted-http-boot", usesAnswer: false };
     const hint = s.dhcpMode === "off" ? " (the job was not armed with --trust-http-boot)" : "";

@@ -11,8 +11,8 @@ import { STREAMING_STATES } from "./job-state.ts";
 
 /** Why this token may not have a key of this job now, or undefined when it may. */
 export function keyRefusal(job: JobRecord, tokenHash: string): string | undefined {
-  if (!STREAMING_STATES.includes(job.state)) return `job ${job.id} is ${job.state}: keys are served while its plan runs, after the plan`;
   if (job.planTokenHash !== tokenHash) return `job ${job.id}: the plan has not been served to this boot: keys come after the plan`;
+  if (!STREAMING_STATES.includes(job.state)) return `job ${job.id} is ${job.state}: keys are served while its plan runs`;
   return undefined;
 }
 
