@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -261,5 +261,22 @@ describe("admin page in headless Chromium", () => {
     expect(await row(id).locator("button", { hasText: "Cancel" }).count()).toBe(0);
     await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
     await shot("overview.png");
+  });
+
+  it("shows a banner with its limits while the clone window is open, its count following live", async () => {
+    expect(await page.locator("#clone-window").isVisible()).toBe(false);
+    expect((await inject("PUT", "/api/v1/clone-window", { profile: "web-clone", minutes: 10, only: ["52:54:00:cd"] })).statusCode).toBe(200);
+    await page.click("#reload");
+    await waitText(
+      page.locator("#clone-window"),
+      /^Clone window open until .+: an unknown machine under 52:54:00:cd that network-boots becomes a clone of web-clone \(0 so far\)\. Close it with lifeboat jobs window --close\.$/,
+    );
+    await shot("clone-window.png");
+    dhcpAnswered(server, "52:54:00:cd:00:01");
+    expect((await server.app.inject({ url: "/boot/ipxe?mac=52:54:00:cd:00:01" })).body).toContain("/boot/vmlinuz");
+    await waitText(page.locator("#clone-window"), /\(1 so far\)/);
+    await inject("DELETE", "/api/v1/clone-window");
+    await page.click("#reload");
+    await page.locator("#clone-window").waitFor({ state: "hidden" });
   });
 });
