@@ -73,6 +73,7 @@ function showJob(j: JobView): string {
     `bytes:     ${j.bytesDone} of ${j.bytesTotal}`,
     `armed by:  ${j.armedBy} at ${j.createdAt}${j.state === "armed" ? `, expires ${j.expiresAt}` : ""}`,
   ];
+  if (j.trustHttpBoot) lines.push("boot:      token to whoever asks for this MAC's script (--trust-http-boot)");
   if (j.hostname) lines.push(`hostname:  ${j.hostname}`);
   if (j.mapping) lines.push(`mapping:   ${describeMapping(j.mapping)}`);
   if (j.ssh) lines.push(`remote:    ssh ${j.ssh}`);

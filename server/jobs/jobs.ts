@@ -385,6 +385,7 @@ export class JobService {
    * Builds the plan for a booted job; refusals leave the job in `planning` with the reason. The
    * plan is served only if the job is still in the state it was built for: a job cancelled (or
    * changed by another call) while the planner ran gets a ConflictError and no plan.
+   * `tokenHash`: the boot token that asked; a served plan records it (LUKS keys go to that boot only).
    */
   async plan(id: string, tokenHash: string): Promise<PlanResult> {
     const job = await this.get(id);

@@ -75,16 +75,19 @@ export function bootRoutes(ctx: ServerContext): FastifyPluginAsync {
     app.get<{ Querystring: { mac: string; uuid?: string; arch?: string; platform?: string } }>(
       "/boot/ipxe",
       {
-        schema: scriptSchema("Per-machine iPXE script: the rescue system for a machine with an active job, `exit` otherwise", {
-          type: "object",
-          required: ["mac"],
-          properties: {
-            mac: { type: "string", description: "iPXE ${netX/mac}" },
-            uuid: { type: "string", description: "iPXE ${uuid} (SMBIOS byte order)" },
-            arch: { type: "string", description: "iPXE ${buildarch}" },
-            platform: { type: "string", description: "iPXE ${platform}" },
+        schema: scriptSchema(
+          "Per-machine iPXE script: the rescue system with a boot token for a machine with an active job, once per answer of Lifeboat's DHCP to the address it answered (server/jobs/boot-policy.ts); `exit` otherwise",
+          {
+            type: "object",
+            required: ["mac"],
+            properties: {
+              mac: { type: "string", description: "iPXE ${netX/mac}" },
+              uuid: { type: "string", description: "iPXE ${uuid} (SMBIOS byte order)" },
+              arch: { type: "string", description: "iPXE ${buildarch}" },
+              platform: { type: "string", description: "iPXE ${platform}" },
+            },
           },
-        }),
+        ),
       },
       async (req, reply) => {
         const q = req.query;

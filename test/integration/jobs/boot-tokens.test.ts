@@ -153,6 +153,7 @@ describe("boot tokens with dhcp.mode off", () => {
     expect(tokenOf(await bootScript("52:54:00:2b:00:01"))).toBeUndefined();
     expect((await audit(`job:${plain!.id}`))[0]).toMatchObject({ action: "job.boot-refused", detail: { reason: expect.stringContaining("not armed with --trust-http-boot") } });
     const [trusted] = (await inject("POST", "/api/v1/jobs", { payload: { mac: "52:54:00:2b:00:02", trustHttpBoot: true } })).json() as JobView[];
+    expect([plain!.trustHttpBoot, trusted!.trustHttpBoot]).toEqual([false, true]);
     expect(tokenOf(await bootScript("52:54:00:2b:00:02", STRANGER))).toBeDefined();
     expect(tokenOf(await bootScript("52:54:00:2b:00:02"))).toBeDefined();
     const issued = (await audit(`job:${trusted!.id}`)).filter((a) => a.action === "job.boot-token").reverse();
