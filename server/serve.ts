@@ -12,6 +12,7 @@ import type { Logger } from "./log.ts";
 import { counter } from "./metrics.ts";
 import { createPlanner } from "./jobs/job-plan.ts";
 import { type Planner, JobService } from "./jobs/jobs.ts";
+import { BootService } from "./jobs/boot-service.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
 import { securePrivateDir } from "./private-file.ts";
 import { openStore } from "./store/sqlite.ts";
@@ -54,8 +55,11 @@ export function netbootServices(ctx: ServerContext, httpPort: () => number): Ser
   if (cfg.tftp.enabled) out.push(tftpService(ctx));
   if (cfg.dhcp.mode !== "off") {
     if (!cfg.listen.interface)
-      ctx.log.warn({ svc: "dhcp" }, `dhcp.mode is ${cfg.dhcp.mode} but listen.interface is not set: DHCP not started (set --interface)`);
-    else out.push(new DhcpService(ctx, { httpPort }));
+      ctx.log.warn(
+        { svc: "dhcp" },
+        `dhcp.mode is ${cfg.dhcp.mode} but listen.interface is not set: DHCP not started (set --interface); no machine gets a boot token without Lifeboat's DHCP answer`,
+      );
+    else out.push(new DhcpService(ctx, { httpPort, witness: ctx.boot }));
   }
   return out;
 }
@@ -115,8 +119,10 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     log: log.child({ svc: "jobs" }),
     planner: opts.planner ?? createPlanner(store),
   });
+  const boot = new BootService(store, jobs, { dhcpMode: config.dhcp.mode, log: log.child({ svc: "boot" }) });
   const ctx: ServerContext = {
     jobs,
+    boot,
     config,
     store,
     log,

@@ -1,7 +1,10 @@
 import type { Command } from "commander";
 import { UserError } from "../errors.ts";
 import { hashToken, newToken } from "../tokens.ts";
-import { bootScriptPreview } from "../http/routes/boot.ts";
+import { hostname } from "node:os";
+import { interfaceInfo } from "../dhcp/server.ts";
+import { bootBaseUrl } from "../jobs/boot-scripts.ts";
+import { previewBoot } from "../jobs/boot-service.ts";
 import { normalizeMac } from "../mac.ts";
 import type { HostRecord } from "../store/types.ts";
 import { cliContext, output, table, withGlobals } from "./common.ts";
@@ -112,7 +115,10 @@ export function registerHosts(program: Command): Command {
     { json: true },
   ).action(async (mac: string, o: { uuid?: string }, c: Command) => {
     const ctx = cliContext(c);
-    const view = await bootScriptPreview(ctx.config, ctx.store(), normalizeMac(mac), o.uuid);
+    const { listen, http } = ctx.config;
+    // Where a booting machine would reach the server this config describes.
+    const host = listen.interface ? interfaceInfo(listen.interface).ip : listen.address === "0.0.0.0" ? hostname() : listen.address;
+    const view = await previewBoot(ctx.store(), normalizeMac(mac), o.uuid, bootBaseUrl(http.publicUrl, `${host}:${http.port}`));
     output(ctx, view, () => view.script.trimEnd());
   });
   registerHostLayoutCommands(hosts);

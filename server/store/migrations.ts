@@ -153,4 +153,13 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    // Boot tokens only to the machine Lifeboat's DHCP answered unless the admin trusts HTTP boot
+    // for the job; LUKS keys only to the boot the plan was served to (issue 15 item 1).
+    id: "0402-job-boot-trust",
+    sql: `
+      ALTER TABLE jobs ADD COLUMN trust_http_boot INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN plan_token_hash TEXT;
+    `,
+  },
 ];

@@ -73,6 +73,8 @@ const COLUMNS: Record<string, string> = {
   bytesDone: "bytes_done",
   bytesTotal: "bytes_total",
   tokenHash: "token_hash",
+  planTokenHash: "plan_token_hash",
+  trustHttpBoot: "trust_http_boot",
   hostname: "hostname",
   at: "at",
   hello: "hello",
@@ -97,6 +99,8 @@ function jobFrom(r: Row): JobRecord {
     bytesDone: r.bytes_done as number,
     bytesTotal: r.bytes_total as number,
     tokenHash: (r.token_hash as string | null) ?? null,
+    planTokenHash: (r.plan_token_hash as string | null) ?? null,
+    trustHttpBoot: r.trust_http_boot === 1,
     hostname: (r.hostname as string | null) ?? null,
     at: (r.at as string | null) ?? null,
     hello: JSON.parse(r.hello as string),
@@ -112,6 +116,7 @@ function jobFrom(r: Row): JobRecord {
 }
 
 function column(field: string, value: unknown): unknown {
+  if (typeof value === "boolean") return value ? 1 : 0; // SQLite has no booleans
   return field in JSON_FIELDS ? JSON.stringify(value ?? null) : value;
 }
 
@@ -213,6 +218,11 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
     },
     getKey: async (job, uuid) => {
       const r = db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined;
+      return r ? box.open(r.secret as string, keyContext(job, uuid)) : undefined;
+    },
+    // Read and deleted in one statement: a key is handed out at most once.
+    takeKey: async (job, uuid) => {
+      const r = db.prepare("DELETE FROM job_keys WHERE job = ? AND uuid = ? RETURNING secret").get(job, uuid) as Row | undefined;
       return r ? box.open(r.secret as string, keyContext(job, uuid)) : undefined;
     },
     keyIds: async (job) => (db.prepare("SELECT uuid FROM job_keys WHERE job = ? ORDER BY uuid").all(job) as Row[]).map((r) => r.uuid as string),

@@ -116,6 +116,10 @@ export interface JobRecord {
   bytesTotal: number;
   /** Hash of the current boot token (a new one is issued each time the machine boots). */
   tokenHash: string | null;
+  /** Hash of the token the plan was served to: LUKS keys go to that boot only (jobs/job-keys.ts). */
+  planTokenHash: string | null;
+  /** The admin's say-so: a boot token may go to a request Lifeboat's DHCP did not answer (jobs/boot-policy.ts). */
+  trustHttpBoot: boolean;
   /** For clones: the identity this machine gets. */
   hostname: string | null;
   /** Restore point (Amanda datestamp) for this job; null: the profile's, else the newest. */
@@ -177,7 +181,8 @@ export interface JobRepo {
   events(job: string, opts?: { afterId?: number }): Promise<JobEvent[]>;
   /** LUKS passphrases the admin supplied for this job, by container UUID; dropped when the job ends. */
   setKey(job: string, uuid: string, secret: string): Promise<void>;
-  getKey(job: string, uuid: string): Promise<string | undefined>;
+  /** Hands a key out once: it is deleted as it is read. */
+  takeKey(job: string, uuid: string): Promise<string | undefined>;
   keyIds(job: string): Promise<string[]>;
   dropKeys(job: string): Promise<void>;
 }

@@ -10,6 +10,7 @@ import { afterEach } from "vitest";
 import { loadConfig } from "../../../server/config/load.ts";
 import type { ServerContext } from "../../../server/context.ts";
 import { DhcpService } from "../../../server/dhcp/server.ts";
+import type { DhcpWitness } from "../../../server/jobs/boot-service.ts";
 import { createLogger } from "../../../server/log.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
 import { tempDir } from "../../helpers/tmp.ts";
@@ -45,8 +46,19 @@ afterEach(async () => {
   for (const s of services.splice(0)) await s.stop();
 });
 
+/** What the DHCP service told the boot service, in order. */
+export class WitnessDouble implements DhcpWitness {
+  readonly told: Array<[string, string, string | null]> = [];
+  dhcpAnswered(mac: string, address: string | null): void {
+    this.told.push(["answered", mac, address]);
+  }
+  dhcpRequested(mac: string, address: string): void {
+    this.told.push(["requested", mac, address]);
+  }
+}
+
 /** A DhcpService answering as 10.231.7.1; full mode has pool .100-.199 and a static lease for 52:54:00:07:00:42 (packets.ts's MAC). */
-export function dhcpService(mode: "proxy" | "full", proxyOfferDelayMs = 0): { svc: DhcpService; metrics: Registry } {
+export function dhcpService(mode: "proxy" | "full", proxyOfferDelayMs = 0): { svc: DhcpService; metrics: Registry; witness: WitnessDouble } {
   const dataDir = tempDir();
   const base = loadConfig({ overrides: { dataDir } });
   const config = {
@@ -62,10 +74,11 @@ export function dhcpService(mode: "proxy" | "full", proxyOfferDelayMs = 0): { sv
   } as unknown as ServerContext;
   mkdirSync(config.tftp.root, { recursive: true });
   writeFileSync(`${config.tftp.root}/snponly.efi`, "stand-in loader");
-  const svc = new DhcpService(ctx, { httpPort: () => 8080 });
+  const witness = new WitnessDouble();
+  const svc = new DhcpService(ctx, { httpPort: () => 8080, witness });
   svc.configure("10.231.7.1");
   services.push(svc);
-  return { svc, metrics: ctx.metrics };
+  return { svc, metrics: ctx.metrics, witness };
 }
 
 /** lifeboat_dhcp_dropped_total by reason. */
