@@ -216,15 +216,16 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
         box.seal(secret, keyContext(job, uuid)),
       );
     },
-    getKey: async (job, uuid) => {
-      const r = db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined;
-      return r ? box.open(r.secret as string, keyContext(job, uuid)) : undefined;
-    },
-    // Read and deleted in one statement: a key is handed out at most once.
-    takeKey: async (job, uuid) => {
-      const r = db.prepare("DELETE FROM job_keys WHERE job = ? AND uuid = ? RETURNING secret").get(job, uuid) as Row | undefined;
-      return r ? box.open(r.secret as string, keyContext(job, uuid)) : undefined;
-    },
+    // Opened and deleted in one transaction: a key is handed out at most once, and one that
+    // does not open (altered, another key file) stays for the admin to see rather than vanishing.
+    takeKey: async (job, uuid) =>
+      db.transaction(() => {
+        const r = db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined;
+        if (!r) return undefined;
+        const secret = box.open(r.secret as string, keyContext(job, uuid));
+        db.prepare("DELETE FROM job_keys WHERE job = ? AND uuid = ?").run(job, uuid);
+        return secret;
+      })(),
     keyIds: async (job) => (db.prepare("SELECT uuid FROM job_keys WHERE job = ? ORDER BY uuid").all(job) as Row[]).map((r) => r.uuid as string),
     dropKeys: async (job) => {
       dropKeysNow(job);
