@@ -13,6 +13,7 @@ import { counter } from "./metrics.ts";
 import { createPlanner } from "./jobs/job-plan.ts";
 import { type Planner, JobService } from "./jobs/jobs.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
+import { retentionService } from "./jobs/retention.ts";
 import { openStore } from "./store/sqlite.ts";
 import { version } from "./version.ts";
 
@@ -109,6 +110,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     expireHours: config.jobs.expireHours,
     heartbeatTimeoutSeconds: config.jobs.heartbeatTimeoutSeconds,
     stalledFailHours: config.jobs.stalledFailHours,
+    agentLogJobMaxBytes: config.jobs.agentLogJobMaxBytes,
     log: log.child({ svc: "jobs" }),
     planner: opts.planner ?? createPlanner(store),
   });
@@ -126,6 +128,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     jobTicker(jobs, log),
     httpService(app, config),
     catalogRefreshService(ctx),
+    retentionService(ctx),
     ...netbootServices(ctx, () => (app.server.address() as AddressInfo).port),
   ];
   const started: Service[] = [];
