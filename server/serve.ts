@@ -15,6 +15,7 @@ import { type Planner, JobService } from "./jobs/jobs.ts";
 import { BootService } from "./jobs/boot-service.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
 import { securePrivateDir } from "./private-file.ts";
+import { retentionService } from "./jobs/retention.ts";
 import { openStore } from "./store/sqlite.ts";
 import { version } from "./version.ts";
 
@@ -116,6 +117,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     expireHours: config.jobs.expireHours,
     heartbeatTimeoutSeconds: config.jobs.heartbeatTimeoutSeconds,
     stalledFailHours: config.jobs.stalledFailHours,
+    agentLogJobMaxBytes: config.jobs.agentLogJobMaxBytes,
     log: log.child({ svc: "jobs" }),
     planner: opts.planner ?? createPlanner(store),
   });
@@ -135,6 +137,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     jobTicker(jobs, log),
     httpService(app, config),
     catalogRefreshService(ctx),
+    retentionService(ctx),
     ...netbootServices(ctx, () => (app.server.address() as AddressInfo).port),
   ];
   const started: Service[] = [];

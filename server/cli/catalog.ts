@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import { catalogFromScan } from "../amanda/catalog.ts";
@@ -5,11 +6,11 @@ import { ChainError, selectChain } from "../amanda/chain.ts";
 import { type AmandaSetup, readAmandaConfig } from "../amanda/conf.ts";
 import { scanMedia } from "../amanda/media.ts";
 import type { CatalogDump } from "../amanda/model.ts";
-import { readCatalog, refreshCatalogs, setupOf } from "../amanda/refresh.ts";
+import { type RefreshSummary, readCatalog, refreshCatalogs, setupOf } from "../amanda/refresh.ts";
 import { openDumpStream } from "../amanda/stream.ts";
 import { chainView, type DumpSummary, dumpSummary } from "../amanda/dump-views.ts";
 import { UserError, errorMessage } from "../errors.ts";
-import { type CliContext, cliContext, output, table, withGlobals } from "./common.ts";
+import { type CliContext, cliContext, output, table, withGlobals, withServer } from "./common.ts";
 
 interface CatalogOptions {
   amandaDir?: string;
@@ -49,6 +50,17 @@ const row = (d: DumpSummary) => ({
   where: d.location.kind === "holding" ? `holding ${d.location.path ?? ""}` : `${d.location.label} file ${d.location.fileNo}${(d.location.parts?.length ?? 1) > 1 ? ` (${d.location.parts!.length} parts)` : ""}`,
 });
 
+/**
+ * A running server on this data dir refreshes (sharing a refresh it already runs: one scan at
+ * a time); undefined when none runs there (no admin token yet, or nothing answers at the URL).
+ */
+async function refreshViaServer(ctx: CliContext, only: string | undefined): Promise<RefreshSummary[] | undefined> {
+  if (!existsSync(ctx.config.adminTokenFile)) return undefined;
+  const r = await ctx.api.requestIfServing<RefreshSummary[]>("POST", "/api/v1/catalog/refresh", only ? { amanda: only } : {});
+  if (r) progress(`refreshed by the server at ${ctx.api.baseUrl}`);
+  return r;
+}
+
 export function registerCatalog(program: Command): Command {
   const catalog = program
     .command("catalog")
@@ -59,11 +71,15 @@ export function registerCatalog(program: Command): Command {
     );
 
   withGlobals(
-    withAmandaDir(
-      catalog
-        .command("refresh")
-        .description("re-read the Amanda configs (trace logs, tapelist, media headers, amadmin find) into Lifeboat's catalog")
-        .option("--amanda <name>", "only this Amanda config (a name under `amanda:` in the Lifeboat config)"),
+    withServer(
+      withAmandaDir(
+        catalog
+          .command("refresh")
+          .description(
+            "re-read the Amanda configs (trace logs, tapelist, media headers, amadmin find) into Lifeboat's catalog; when `lifeboat serve` runs on this data dir it does the refresh (or shares the one it is running), else this command does",
+          )
+          .option("--amanda <name>", "only this Amanda config (a name under `amanda:` in the Lifeboat config)"),
+      ),
     ),
     { json: true },
   ).action(async (o: CatalogOptions & { amanda?: string }, c: Command) => {
@@ -83,7 +99,7 @@ export function registerCatalog(program: Command): Command {
       if (configs.length === 0) throw new UserError("no Amanda configs in the Lifeboat config (`amanda:` list); add one or use --amanda-dir DIR", 2);
       if (o.amanda && !configs.some((a) => a.name === o.amanda))
         throw new UserError(`--amanda ${o.amanda}: no such Amanda config (configured: ${configs.map((a) => a.name).join(", ")})`, 2);
-      results = await refreshCatalogs(configs, ctx.store(), { only: o.amanda, onProgress: progress });
+      results = (await refreshViaServer(ctx, o.amanda)) ?? (await refreshCatalogs(configs, ctx.store(), { only: o.amanda, onProgress: progress }));
     }
     output(ctx, results, () =>
       results
@@ -139,7 +155,7 @@ export function registerCatalog(program: Command): Command {
       all.push(...(s.vtapeRoot ? [s.vtapeRoot] : []), ...s.holdingDirs);
     }
     if (all.length === 0) throw new UserError("catalog scan: give at least one directory (or --amanda-dir DIR)", 2);
-    const r = catalogFromScan(name, scanMedia(all, progress));
+    const r = catalogFromScan(name, await scanMedia(all, progress));
     for (const w of r.warnings) say(`warning: ${w}`);
     const dumps = r.dumps.map(dumpSummary);
     output(ctx, dumps, () => table(dumps.map(row), listColumns));

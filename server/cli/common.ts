@@ -74,7 +74,21 @@ export class ApiClient {
   ) {}
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.raw(method, path, body);
+    return this.decode<T>(method, path, await this.raw(method, path, body));
+  }
+
+  /** As request(), or undefined when no server answers at the URL (connection refused, no route): the caller then works on its own. */
+  async requestIfServing<T>(method: string, path: string, body?: unknown): Promise<T | undefined> {
+    let res: Response;
+    try {
+      res = await this.raw(method, path, body);
+    } catch {
+      return undefined;
+    }
+    return this.decode<T>(method, path, res);
+  }
+
+  private async decode<T>(method: string, path: string, res: Response): Promise<T> {
     const text = await res.text();
     const data: unknown = text ? JSON.parse(text) : undefined;
     if (!res.ok) {

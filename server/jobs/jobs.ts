@@ -8,6 +8,7 @@ import type { AgentEvent, Hello } from "../plan/agent-api.ts";
 import { type JobInput, type Transition, STREAMING_STATES, TICKED_STATES, isActive, isMappable, planRefusal, transition } from "./job-state.ts";
 import { type StoredMapping, resolveMapping } from "../plan/disks.ts";
 import { keyRefusal, missingKey } from "./job-keys.ts";
+import { STORE_LIMITS, agentLogRefusal } from "./retention.ts";
 
 /** What the planner returns for a job: the rendered plan, or why there is none yet. */
 export type PlanResult =
@@ -87,7 +88,7 @@ export class JobService {
 
   constructor(
     private readonly store: Store,
-    private readonly opts: { expireHours: number; heartbeatTimeoutSeconds: number; stalledFailHours: number; log: Logger; planner: Planner },
+    private readonly opts: { expireHours: number; heartbeatTimeoutSeconds: number; stalledFailHours: number; log: Logger; planner: Planner; agentLogJobMaxBytes?: number },
   ) {
     this.changes.setMaxListeners(0);
   }
@@ -369,6 +370,15 @@ export class JobService {
 
   async heartbeat(id: string): Promise<JobRecord> {
     return this.apply(id, { kind: "heartbeat" });
+  }
+
+  /** Stores the agent's whole log (it posts it at the end); refused (TooLargeError) past the job's cap on agent logs. */
+  async agentLog(id: string, text: string): Promise<void> {
+    const cap = this.opts.agentLogJobMaxBytes ?? STORE_LIMITS.agentLogJobMaxBytes;
+    const data = { text };
+    const refusal = agentLogRefusal(id, await this.store.jobs.eventBytes(id, "agent-log"), Buffer.byteLength(JSON.stringify(data)), cap);
+    if (refusal) throw refusal;
+    await this.store.jobs.addEvent(id, "agent-log", data);
   }
 
   async agentEvent(id: string, event: AgentEvent): Promise<JobRecord> {

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
-import { ACTIVE_STATES } from "../jobs/job-state.ts";
+import { ACTIVE_STATES, TERMINAL_STATES } from "../jobs/job-state.ts";
 import { SecretBox } from "./secret-box.ts";
 import {
   type AssignmentRepo,
@@ -141,6 +141,7 @@ export function sealPlaintextKeys(db: Database.Database, box: SecretBox): number
 
 export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
   const activeList = ACTIVE_STATES.map((s) => `'${s}'`).join(", ");
+  const terminalList = TERMINAL_STATES.map((s) => `'${s}'`).join(", ");
   const getNow = (id: string) => {
     const r = db.prepare("SELECT * FROM jobs WHERE id = ?").get(id) as Row | undefined;
     return r ? jobFrom(r) : undefined;
@@ -230,6 +231,10 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
     dropKeys: async (job) => {
       dropKeysNow(job);
     },
+    eventBytes: async (job, type) =>
+      (db.prepare("SELECT COALESCE(SUM(LENGTH(CAST(data AS BLOB))), 0) AS n FROM job_events WHERE job = ? AND type = ?").get(job, type) as Row).n as number,
+    pruneEvents: async (endedBefore) =>
+      db.prepare(`DELETE FROM job_events WHERE job IN (SELECT id FROM jobs WHERE state IN (${terminalList}) AND updated_at < ?)`).run(endedBefore).changes,
     events: async (job, opts = {}) =>
       (db.prepare("SELECT * FROM job_events WHERE job = ? AND id > ? ORDER BY id").all(job, opts.afterId ?? 0) as Row[]).map((r) => ({
         id: r.id as number,

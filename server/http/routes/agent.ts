@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
-import { UserError } from "../../errors.ts";
+import { TooLargeError, UserError } from "../../errors.ts";
 import { AGENT_BASE, JOB_ENDED_STATUS, type JobEnded, agentEventSchema, helloSchema, jobEndedSchema } from "../../plan/agent-api.ts";
 import { isActive } from "../../jobs/job-state.ts";
 import { requesterAddress } from "../../jobs/boot-service.ts";
@@ -45,6 +45,7 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
         return await handler(job, req, reply);
       } catch (err) {
         if (!(err instanceof UserError)) throw err;
+        if (err instanceof TooLargeError) return reply.code(413).send({ error: "too-large", message: err.message });
         const now = (await ctx.store.jobs.get(job.id)) ?? job;
         if (!isActive(now.state)) {
           req.log.info({ state: now.state, url: req.url }, "agent call on an ended job: told to stop");
@@ -108,12 +109,13 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
       }),
     );
 
-    app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: 16 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+    // One upload is capped here (413 beyond it), all of a job's together by the job service.
+    app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: ctx.config.jobs.agentLogMaxBytes }, (_req, body, done) => done(null, body));
     app.post(
       `${AGENT_BASE}/:job/log`,
-      { schema: { summary: "Agent: its whole log (text/plain), at the end", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema } } },
+      { schema: { summary: "Agent: its whole log (text/plain), at the end; 413 beyond jobs.agentLogMaxBytes, or jobs.agentLogJobMaxBytes for all of a job's", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema, 413: errorSchema } } },
       forJob(async (job, req) => {
-        await ctx.store.jobs.addEvent(job.id, "agent-log", { text: String(req.body ?? "") });
+        await ctx.jobs.agentLog(job.id, String(req.body ?? ""));
         return { state: job.state };
       }),
     );
