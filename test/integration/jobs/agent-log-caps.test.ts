@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
-import { seedHost } from "../../helpers/server.ts";
+import { bootToken, seedHost } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 describe("agent log caps", () => {
@@ -22,8 +22,7 @@ describe("agent log caps", () => {
     const mac = "52:54:00:16:02:01";
     await seedHost(server, "logcap", mac);
     const job = await server.ctx.jobs.arm({ mac, actor: "test" });
-    const boot = (await server.app.inject({ method: "GET", url: `/boot/ipxe?mac=${mac}` })).body;
-    const token = /lifeboat\.token=(\S+)/.exec(boot)![1]!;
+    const token = await bootToken(server, job);
     const log = (bytes: number) =>
       server.app.inject({ method: "POST", url: `/api/v1/agent/jobs/${job.id}/log`, headers: { authorization: `Bearer ${token}`, "content-type": "text/plain" }, payload: "l".repeat(bytes) });
     const stored = async () => (await server.ctx.store.jobs.events(job.id)).filter((e) => e.type === "agent-log").length;
