@@ -2,6 +2,7 @@ import type { Registry } from "prom-client";
 import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
 import type { JobService } from "./jobs/jobs.ts";
+import type { BootService } from "./jobs/boot-service.ts";
 import type { Store } from "./store/types.ts";
 
 /** What every service and route module of a running server gets: built once in `serve`. */
@@ -13,6 +14,8 @@ export interface ServerContext {
   metrics: Registry;
   version: string;
   jobs: JobService;
+  /** What a booting machine gets; told by DHCP what it answered (jobs/boot-service.ts). */
+  boot: BootService;
 }
 
 /** A long-running part of `lifeboat serve` (HTTP, TFTP, DHCP, schedulers). */

@@ -24,6 +24,14 @@ export class NotFoundError extends UserError {
   }
 }
 
+/** Input larger than a configured cap (HTTP 413). Nothing was stored. */
+export class TooLargeError extends UserError {
+  constructor(message: string) {
+    super(message, 2);
+    this.name = "TooLargeError";
+  }
+}
+
 /** A change that lost a race: the thing changed under it (HTTP 409). Nothing was applied. */
 export class ConflictError extends UserError {
   constructor(message: string) {

@@ -12,8 +12,10 @@ import type { Logger } from "./log.ts";
 import { counter } from "./metrics.ts";
 import { createPlanner } from "./jobs/job-plan.ts";
 import { type Planner, JobService } from "./jobs/jobs.ts";
+import { BootService } from "./jobs/boot-service.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
 import { securePrivateDir } from "./private-file.ts";
+import { retentionService } from "./jobs/retention.ts";
 import { openStore } from "./store/sqlite.ts";
 import { version } from "./version.ts";
 
@@ -54,8 +56,11 @@ export function netbootServices(ctx: ServerContext, httpPort: () => number): Ser
   if (cfg.tftp.enabled) out.push(tftpService(ctx));
   if (cfg.dhcp.mode !== "off") {
     if (!cfg.listen.interface)
-      ctx.log.warn({ svc: "dhcp" }, `dhcp.mode is ${cfg.dhcp.mode} but listen.interface is not set: DHCP not started (set --interface)`);
-    else out.push(new DhcpService(ctx, { httpPort }));
+      ctx.log.warn(
+        { svc: "dhcp" },
+        `dhcp.mode is ${cfg.dhcp.mode} but listen.interface is not set: DHCP not started (set --interface); no machine gets a boot token without Lifeboat's DHCP answer`,
+      );
+    else out.push(new DhcpService(ctx, { httpPort, witness: ctx.boot }));
   }
   return out;
 }
@@ -112,11 +117,14 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     expireHours: config.jobs.expireHours,
     heartbeatTimeoutSeconds: config.jobs.heartbeatTimeoutSeconds,
     stalledFailHours: config.jobs.stalledFailHours,
+    agentLogJobMaxBytes: config.jobs.agentLogJobMaxBytes,
     log: log.child({ svc: "jobs" }),
     planner: opts.planner ?? createPlanner(store),
   });
+  const boot = new BootService(store, jobs, { dhcpMode: config.dhcp.mode, log: log.child({ svc: "boot" }) });
   const ctx: ServerContext = {
     jobs,
+    boot,
     config,
     store,
     log,
@@ -129,6 +137,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     jobTicker(jobs, log),
     httpService(app, config),
     catalogRefreshService(ctx),
+    retentionService(ctx),
     ...netbootServices(ctx, () => (app.server.address() as AddressInfo).port),
   ];
   const started: Service[] = [];

@@ -29,7 +29,8 @@ command -v debootstrap >/dev/null || die "debootstrap not found: install it (scr
 
 ROOT=$OUT/root.tmp
 # A build killed half-way leaves its chroot mounts: they go first, and rm never leaves ROOT's filesystem.
-findmnt -rn -o TARGET | grep "^$ROOT/" | sort -r | xargs -r -n1 umount -l
+# (grep finds none on a clean machine: its exit 1 must not end the build under pipefail.)
+findmnt -rn -o TARGET | { grep "^$ROOT/" || true; } | sort -r | xargs -r -n1 umount -l
 rm -rf --one-file-system "$ROOT" "$OUT/rootfs.tar" "$OUT/info"
 mkdir -p "$ROOT"
 cleanup() { for m in dev/pts dev proc sys; do umount "$ROOT/$m" 2>/dev/null || true; done; }

@@ -4,13 +4,13 @@
  * `amadmin CONFIG find` as a cross-check. Records are `CatalogDump`s keyed by
  * (host, disk, datestamp, level).
  */
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { AmandaSetup } from "./conf.ts";
 import { parseTapelist } from "./conf.ts";
 import { type DumpHeader, compressionOf, parseHeader } from "./header.ts";
 import { emptyFacts, type LogFacts, parseTraceLog, type TapedFact } from "./logs.ts";
-import { type MediaScan, type ScannedHolding, type ScannedPart, type VtapeSlot, listVtapeSlots, problemText, readHeader, scanMedia } from "./media.ts";
+import { type MediaScan, SCAN_CONCURRENCY, type ScannedHolding, type ScannedPart, type VtapeSlot, listVtapeSlots, mapLimit, problemText, readHeader, scanMedia } from "./media.ts";
 import { type CatalogDump, type DumpPart, dumpId, dumpKey, dumpName, programOf } from "./model.ts";
 import { sanitiseFilename } from "./quote.ts";
 
@@ -113,19 +113,26 @@ export function catalogFromScan(amanda: string, scan: MediaScan): CatalogResult 
       sources: ["scan"],
     });
   }
+  const ids = new Set(dumps.map((d) => d.id));
   for (const hd of scan.holding) {
     const rec = holdingRecord(amanda, hd, "scan");
-    if (!dumps.some((d) => d.id === rec.id)) dumps.push(rec);
+    if (!ids.has(rec.id)) dumps.push(rec);
   }
   return { dumps: sortDumps(dumps), warnings };
 }
 
+/** Lets the event loop answer what waits (DHCP, TFTP, HTTP) between two pieces of synchronous work. */
+export const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
+
+/** True when `path` exists (a directory, file or anything else). */
+const exists = (path: string) => stat(path).then(() => true, () => false);
+
 /** Reads every trace log `log.<datestamp>.<seq>` in the log dir (not `oldlog/`: those volumes were reused). */
-export function readLogFacts(logdir: string): LogFacts {
+export async function readLogFacts(logdir: string): Promise<LogFacts> {
   const facts = emptyFacts();
   let names: string[];
   try {
-    names = readdirSync(logdir);
+    names = await readdir(logdir);
   } catch (err) {
     facts.skipped.push(`${logdir}: cannot list the log dir (${(err as NodeJS.ErrnoException).code})`);
     return facts;
@@ -135,16 +142,16 @@ export function readLogFacts(logdir: string): LogFacts {
     const [, db, sb] = /^log\.(\d+)\.(\d+)$/.exec(b)!;
     return pad14(da!).localeCompare(pad14(db!)) || Number(sa) - Number(sb);
   });
-  for (const n of logs) parseTraceLog(readFileSync(join(logdir, n), "utf8"), join(logdir, n), facts);
+  for (const n of logs) parseTraceLog(await readFile(join(logdir, n), "utf8"), join(logdir, n), facts);
   return facts;
 }
 
 /** The dump's FILE header saved in the index (`<indexdir>/<host>/<disk>/<ds>_<lv>.header`), if any. */
-function indexHeader(setup: AmandaSetup, d: { host: string; disk: string; datestamp: string; level: number }): DumpHeader | null {
+async function indexHeader(setup: AmandaSetup, d: { host: string; disk: string; datestamp: string; level: number }): Promise<DumpHeader | null> {
   if (!setup.indexdir) return null;
   const f = join(setup.indexdir, sanitiseFilename(d.host), sanitiseFilename(d.disk), `${d.datestamp}_${d.level}.header`);
   try {
-    const h = parseHeader(readFileSync(f), f, { allowShort: true });
+    const h = parseHeader(await readFile(f), f, { allowShort: true });
     return h.type === "FILE" || h.type === "SPLIT_FILE" ? h : null;
   } catch {
     return null;
@@ -156,22 +163,22 @@ function indexHeader(setup: AmandaSetup, d: { host: string; disk: string; datest
  * dirs (logs do not say where those are). Media headers fill in compression and program
  * when the index has no header.
  */
-export function catalogFromLogs(setup: AmandaSetup, onProgress?: (msg: string) => void): CatalogResult {
+export async function catalogFromLogs(setup: AmandaSetup, onProgress?: (msg: string) => void): Promise<CatalogResult> {
   const warnings: string[] = [];
-  const facts = readLogFacts(setup.logdir);
+  const facts = await readLogFacts(setup.logdir);
   warnings.push(...facts.skipped);
   onProgress?.(`read trace logs in ${setup.logdir}: ${facts.taped.size} taped dumps, ${facts.dumper.size} dumper results`);
   let tapelist: Map<string, string> | null = null;
   try {
-    tapelist = new Map(parseTapelist(readFileSync(setup.tapelist, "utf8")).map((e) => [e.label, e.datestamp]));
+    tapelist = new Map(parseTapelist(await readFile(setup.tapelist, "utf8")).map((e) => [e.label, e.datestamp]));
   } catch (err) {
     warnings.push(`${setup.tapelist}: cannot read the tapelist (${(err as NodeJS.ErrnoException).code}); trusting the logs alone`);
   }
   const problems: MediaScan["problems"] = [];
-  const slots = setup.vtapeRoot ? listVtapeSlotsSafe(setup.vtapeRoot, problems) : [];
+  const slots = setup.vtapeRoot ? await listVtapeSlotsSafe(setup.vtapeRoot, problems) : [];
   warnings.push(...problems.map(problemText));
   const byLabel = new Map(slots.filter((s) => s.label).map((s) => [s.label!, s]));
-  const dumps: CatalogDump[] = [];
+  const taped: TapedFact[] = [];
   for (const t of facts.taped.values()) {
     if (t.status === "incomplete" && t.parts.length === 0) continue;
     // A label gone from the tapelist, relabelled (datestamp 0) or written by a later run (the
@@ -181,34 +188,37 @@ export function catalogFromLogs(setup: AmandaSetup, onProgress?: (msg: string) =
       return ds === undefined || ds === "0" || (p.volumeDatestamp !== null && ds !== p.volumeDatestamp);
     };
     if (tapelist && t.parts.some(reused)) continue;
-    dumps.push(tapedRecord(setup, t, byLabel, facts));
+    taped.push(t);
   }
-  const holding = scanMedia(setup.holdingDirs.filter((d) => existsSync(d)));
+  const dumps = await mapLimit(taped, SCAN_CONCURRENCY, (t) => tapedRecord(setup, t, byLabel, facts));
+  const ids = new Set(dumps.map((d) => d.id));
+  const holdingExists = await Promise.all(setup.holdingDirs.map(exists));
+  const holding = await scanMedia(setup.holdingDirs.filter((_, i) => holdingExists[i]));
   warnings.push(...holding.problems.map(problemText));
   for (const hd of holding.holding) {
     const rec = holdingRecord(setup.name, hd, "log");
     const df = facts.dumper.get(dumpKey(rec));
     if (df) rec.crc = { native: df.nativeCrc ?? rec.crc.native, client: df.clientCrc ?? rec.crc.client, server: rec.crc.server ?? df.chunkerCrc };
     // Taped and still on holding (flush pending delete): the tape copy is the catalogued one.
-    if (!dumps.some((d) => d.id === rec.id)) dumps.push(rec);
+    if (!ids.has(rec.id)) dumps.push(rec);
   }
   return { dumps: sortDumps(dumps), warnings };
 }
 
-function listVtapeSlotsSafe(root: string, problems: MediaScan["problems"]) {
-  if (!existsSync(root)) {
+async function listVtapeSlotsSafe(root: string, problems: MediaScan["problems"]) {
+  if (!(await exists(root))) {
     problems.push({ path: root, message: "vtape root does not exist" });
     return [];
   }
   return listVtapeSlots(root, problems);
 }
 
-function tapedRecord(
+async function tapedRecord(
   setup: AmandaSetup,
   t: TapedFact,
   byLabel: Map<string, VtapeSlot>,
   facts: LogFacts,
-): CatalogDump {
+): Promise<CatalogDump> {
   const df = facts.dumper.get(dumpKey(t));
   const parts: DumpPart[] = [...t.parts]
     .sort((a, b) => a.partNo - b.partNo)
@@ -238,10 +248,10 @@ function tapedRecord(
     else if (noFile) problem = `part ${noFile.partNo} of ${dumpName(t)} (file ${noFile.fileNo} of ${noFile.label}) is missing`;
   }
   // Program and compression are not in the logs: the index keeps the header, else the first part's header.
-  let h = indexHeader(setup, t);
+  let h = await indexHeader(setup, t);
   if (!h && first.path) {
     try {
-      const mh = readHeader(first.path);
+      const mh = await readHeader(first.path);
       if (mh.type === "SPLIT_FILE" || mh.type === "FILE") h = mh;
     } catch {
       /* reported when streamed */
@@ -290,12 +300,15 @@ function tapedRecord(
  * The full catalog of a config: logs first; dumps only the media know (logs lost or
  * trimmed) are added from a scan of the vtapes; disagreements become warnings.
  */
-export function buildCatalog(setup: AmandaSetup, onProgress?: (msg: string) => void): CatalogResult {
-  const fromLogs = catalogFromLogs(setup, onProgress);
+export async function buildCatalog(setup: AmandaSetup, onProgress?: (msg: string) => void): Promise<CatalogResult> {
+  const fromLogs = await catalogFromLogs(setup, onProgress);
   const warnings = [...fromLogs.warnings];
   const byId = new Map(fromLogs.dumps.map((d) => [d.id, d]));
-  if (setup.vtapeRoot && existsSync(setup.vtapeRoot)) {
-    const scan = catalogFromScan(setup.name, scanMedia([setup.vtapeRoot], onProgress));
+  if (setup.vtapeRoot && (await exists(setup.vtapeRoot))) {
+    const media = await scanMedia([setup.vtapeRoot], onProgress);
+    await yieldToLoop(); // the sums over thousands of parts run in a turn of their own
+    const scan = catalogFromScan(setup.name, media);
+    await yieldToLoop();
     for (const w of scan.warnings) if (!warnings.includes(w)) warnings.push(w);
     for (const s of scan.dumps) {
       const l = byId.get(s.id);

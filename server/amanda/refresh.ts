@@ -12,7 +12,7 @@ import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Store } from "../store/types.ts";
 import { amadminFind, type FindRow } from "./amadmin.ts";
-import { buildCatalog, type CatalogResult } from "./catalog.ts";
+import { buildCatalog, type CatalogResult, yieldToLoop } from "./catalog.ts";
 import { type AmandaSetup, readAmandaConfig } from "./conf.ts";
 import { type CatalogDump, dumpKey, dumpName } from "./model.ts";
 
@@ -53,7 +53,7 @@ export function crossCheck(dumps: CatalogDump[], rows: FindRow[], name: string):
 }
 
 export async function readCatalog(setup: AmandaSetup, opts: { onProgress?: (m: string) => void; amadmin?: boolean } = {}): Promise<CatalogResult> {
-  const result = buildCatalog(setup, opts.onProgress);
+  const result = await buildCatalog(setup, opts.onProgress);
   if (opts.amadmin !== false && amadminReads(setup)) {
     try {
       opts.onProgress?.(`cross-checking with amadmin ${setup.name} find`);
@@ -72,16 +72,41 @@ export interface RefreshSummary {
   error: string | null;
 }
 
-/** Refreshes the named config (or all); a config that fails keeps its old copy and reports the error. */
+/**
+ * The refresh running against each store: one at a time. A caller that comes while one runs
+ * shares it when it covers what was asked (all configs, or the same one), else waits for it
+ * to end and then runs its own; so the hourly schedule, `POST /api/v1/catalog/refresh` and
+ * `lifeboat catalog refresh` (through the API when a server runs) never scan twice at once.
+ */
+const running = new WeakMap<Store, { names: string[]; done: Promise<RefreshSummary[]> }>();
+
+/** Refreshes the named config (or all), or shares the refresh under way; a config that fails keeps its old copy and reports the error. */
 export async function refreshCatalogs(
   configs: AmandaConfig[],
   store: Store,
   opts: { only?: string; log?: Logger; onProgress?: (m: string) => void } = {},
 ): Promise<RefreshSummary[]> {
+  const names = configs.filter((c) => !opts.only || c.name === opts.only).map((c) => c.name);
+  for (let cur = running.get(store); cur; cur = running.get(store)) {
+    const under = cur.names;
+    if (names.every((n) => under.includes(n))) return (await cur.done).filter((r) => names.includes(r.amanda));
+    await cur.done;
+  }
+  const entry = { names, done: refreshNow(configs, store, opts) };
+  running.set(store, entry);
+  try {
+    return await entry.done;
+  } finally {
+    running.delete(store);
+  }
+}
+
+async function refreshNow(configs: AmandaConfig[], store: Store, opts: { only?: string; log?: Logger; onProgress?: (m: string) => void }): Promise<RefreshSummary[]> {
   const out: RefreshSummary[] = [];
   for (const a of configs.filter((c) => !opts.only || c.name === opts.only)) {
     try {
       const r = await readCatalog(setupOf(a), { onProgress: opts.onProgress });
+      await yieldToLoop();
       await store.catalog.replace(a.name, r.dumps, r.warnings);
       out.push({ amanda: a.name, dumps: r.dumps.length, warnings: r.warnings, error: null });
       opts.log?.info({ amanda: a.name, dumps: r.dumps.length, warnings: r.warnings.length }, "catalog refreshed");

@@ -12,7 +12,7 @@ import { execa } from "execa";
 import { UserError } from "../errors.ts";
 import { Crc32c } from "./crc32c.ts";
 import { type Crc, HEADER_SIZE } from "./header.ts";
-import { expectPiece, readHeader } from "./media.ts";
+import { expectPiece, readHeaderSync } from "./media.ts";
 import { type CatalogDump, dumpName } from "./model.ts";
 
 /** A stream that cannot be served; `status` is the HTTP status that says why. */
@@ -67,7 +67,7 @@ function openPieces(dump: CatalogDump): Piece[] {
     let size: number;
     try {
       size = statSync(p.path).size - HEADER_SIZE;
-      expectPiece(p.path, { ...dump, ...(dump.location.kind === "holding" ? {} : { partNo: p.partNo }) }, readHeader(p.path));
+      expectPiece(p.path, { ...dump, ...(dump.location.kind === "holding" ? {} : { partNo: p.partNo }) }, readHeaderSync(p.path));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       throw new DumpStreamError(

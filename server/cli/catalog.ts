@@ -124,7 +124,7 @@ export function registerCatalog(program: Command): Command {
       all.push(...(s.vtapeRoot ? [s.vtapeRoot] : []), ...s.holdingDirs);
     }
     if (all.length === 0) throw new UserError("catalog scan: give at least one directory (or --amanda-dir DIR)", 2);
-    const r = catalogFromScan(name, scanMedia(all, progress));
+    const r = catalogFromScan(name, await scanMedia(all, progress));
     for (const w of r.warnings) say(`warning: ${w}`);
     const dumps = r.dumps.map(dumpSummary);
     output(ctx, dumps, () => table(dumps.map(row), listColumns));

@@ -87,7 +87,10 @@ export class ApiClient {
   ) {}
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await this.raw(method, path, body);
+    return this.decode<T>(method, path, await this.raw(method, path, body));
+  }
+
+  private async decode<T>(method: string, path: string, res: Response): Promise<T> {
     const text = await res.text();
     const data: unknown = text ? JSON.parse(text) : undefined;
     if (!res.ok) {

@@ -1,6 +1,9 @@
 import type { Command } from "commander";
 import { UserError } from "../errors.ts";
-import { bootScriptPreview } from "../http/routes/boot.ts";
+import { hostname } from "node:os";
+import { interfaceInfo } from "../dhcp/server.ts";
+import { bootBaseUrl } from "../jobs/boot-scripts.ts";
+import { previewBoot } from "../jobs/boot-service.ts";
 import { normalizeMac } from "../mac.ts";
 import { type HostBody, hostView } from "../http/api-schemas.ts";
 import { cliContext, output, table, withGlobals, withServer } from "./common.ts";
@@ -88,7 +91,10 @@ export function registerHosts(program: Command): Command {
     { json: true },
   ).action(async (mac: string, o: { uuid?: string }, c: Command) => {
     const ctx = cliContext(c);
-    const view = await bootScriptPreview(ctx.config, ctx.store(), normalizeMac(mac), o.uuid);
+    const { listen, http } = ctx.config;
+    // Where a booting machine would reach the server this config describes.
+    const host = listen.interface ? interfaceInfo(listen.interface).ip : listen.address === "0.0.0.0" ? hostname() : listen.address;
+    const view = await previewBoot(ctx.store(), normalizeMac(mac), o.uuid, bootBaseUrl(http.publicUrl, `${host}:${http.port}`));
     output(ctx, view, () => view.script.trimEnd());
   });
   registerHostLayoutCommands(hosts);

@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { UserError } from "../errors.ts";
 import type { ArmBody, CloneWindowBody, MapBody } from "../http/api-schemas.ts";
-import { normalizeMac } from "../mac.ts";
+import { normalizeMac, normalizeMacPrefix } from "../mac.ts";
+import type { CloneWindow } from "../jobs/jobs.ts";
 import type { JobView } from "../jobs/job-views.ts";
 import type { JobEvent } from "../store/types.ts";
 import { describeMapping } from "../plan/disks.ts";
@@ -42,6 +43,13 @@ export function macRange(spec: string): string[] {
   return out;
 }
 
+type WindowView = CloneWindow & { open: true };
+
+/** Which machines the clone window takes, in words. */
+function windowWho(w: CloneWindow): string {
+  return w.only.length ? `an unknown machine under ${w.only.join(", ")}` : "any unknown machine";
+}
+
 function jobRow(j: JobView) {
   return {
     id: j.id,
@@ -65,6 +73,7 @@ function showJob(j: JobView): string {
     `bytes:     ${j.bytesDone} of ${j.bytesTotal}`,
     `armed by:  ${j.armedBy} at ${j.createdAt}${j.state === "armed" ? `, expires ${j.expiresAt}` : ""}`,
   ];
+  if (j.trustHttpBoot) lines.push("boot:      token to whoever asks for this MAC's script (--trust-http-boot)");
   if (j.hostname) lines.push(`hostname:  ${j.hostname}`);
   if (j.mapping) lines.push(`mapping:   ${describeMapping(j.mapping)}`);
   const choices = [j.options.newUuids && "new UUIDs", j.options.grow && `${j.options.grow} grows`].filter(Boolean);
@@ -100,27 +109,35 @@ export function registerJobs(program: Command): Command {
           .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
           .option("--at <datestamp>", "restore point, an Amanda datestamp YYYYMMDD[hhmmss]")
           .option("--expires <hours>", "hours until an unused job expires (default from config, 24)")
-          .option("--any-unknown <minutes>", "clones: any unknown machine that network-boots in the next MINUTES becomes a clone (off unless given)"),
-      ).addHelpText(
-        "after",
-        "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm 52:54:00:12:34:56 --grow /dev/sda2   # a bigger disk: /dev/sda2 takes the rest\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}' --new-uuids\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f\n  lifeboat jobs arm --clone web --any-unknown 30   # then power on the new machines",
+          .option("--any-unknown <minutes>", "clones: any unknown machine that network-boots in the next MINUTES becomes a clone (off unless given)")
+          .option("--only <macs>", "with --any-unknown: only these MACs or MAC prefixes (vendor OUI 00:25:90, a rack's 52:54:00:00:01), comma-separated")
+          .option(
+            "--trust-http-boot",
+            "give the boot token to whoever asks for this MAC's boot script, without an answer from Lifeboat's DHCP (needed with dhcp.mode off; see the README's safety section)",
+          )
+          .addHelpText(
+            "after",
+            "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm 52:54:00:12:34:56 --grow /dev/sda2   # a bigger disk: /dev/sda2 takes the rest\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}' --new-uuids\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f\n  lifeboat jobs arm --clone web --any-unknown 30   # then power on the new machines\n  lifeboat jobs arm --clone web --any-unknown 30 --only 00:25:90,52:54:00:00:01",
+          ),
       ),
       { json: true },
     ),
-  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; newUuids?: boolean; grow?: string }, c: Command) => {
+  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; only?: string; trustHttpBoot?: boolean; newUuids?: boolean; grow?: string }, c: Command) => {
     const ctx = cliContext(c);
     if (o.anyUnknown !== undefined) {
       // The window's clones take their plan choices from the profile (profiles set --new-uuids).
       if (planChoices(o)) throw new UserError("--any-unknown takes the profile's --new-uuids/--grow: set them with lifeboat profiles set", 2);
       const profile = typeof o.clone === "string" ? o.clone : o.profile;
       const minutes = Number(o.anyUnknown);
-      if (!profile || mac || o.macs || o.range) throw new UserError("--any-unknown goes with --clone PROFILE alone (no MACs)", 2);
+      if (!profile || mac || o.macs || o.range || o.trustHttpBoot) throw new UserError("--any-unknown goes with --clone PROFILE alone (no MACs, no --trust-http-boot)", 2);
       if (!(minutes > 0)) throw new UserError(`--any-unknown: expected minutes > 0, got ${JSON.stringify(o.anyUnknown)}`, 2);
-      const body: CloneWindowBody = { profile, minutes, hostnamePattern: o.hostnamePattern };
-      const w = await ctx.api.request<{ profile: string; until: string }>("PUT", "/api/v1/clone-window", body);
-      output(ctx, w, () => `clone window open until ${w.until}: any unknown machine that network-boots becomes a clone of ${w.profile}\nclose it early with: lifeboat jobs window --close`);
+      const only = o.only?.split(",").map((p) => p.trim()).filter(Boolean).map(normalizeMacPrefix);
+      const body: CloneWindowBody = { profile, minutes, hostnamePattern: o.hostnamePattern, only };
+      const w = await ctx.api.request<WindowView>("PUT", "/api/v1/clone-window", body);
+      output(ctx, w, () => `clone window open until ${w.until}: ${windowWho(w)} that network-boots becomes a clone of ${w.profile}\nclose it early with: lifeboat jobs window --close`);
       return;
     }
+    if (o.only !== undefined) throw new UserError("--only goes with --any-unknown", 2);
     const many = [...(o.macs ? macsFromFile(o.macs) : []), ...(o.range ? macRange(o.range) : [])];
     if (mac && many.length) throw new UserError("give a MAC, or --macs/--range, not both", 2);
     if (!mac && !many.length) throw new UserError("which machine? give a MAC, or --macs FILE / --range FIRST-LAST", 2);
@@ -135,6 +152,7 @@ export function registerJobs(program: Command): Command {
       expiresHours,
       hostnamePattern: o.hostnamePattern,
       options: planChoices(o),
+      trustHttpBoot: o.trustHttpBoot,
     });
   });
 
@@ -148,8 +166,8 @@ export function registerJobs(program: Command): Command {
     ),
   ).action(async (o: { close?: boolean }, c: Command) => {
     const ctx = cliContext(c);
-    const w = await ctx.api.request<{ open: boolean; profile?: string; until?: string; armed?: number }>(o.close ? "DELETE" : "GET", "/api/v1/clone-window");
-    output(ctx, w, () => (w.open ? `open until ${w.until}: unknown machines become clones of ${w.profile} (${w.armed} so far)` : "closed"));
+    const w = await ctx.api.request<WindowView | { open: false }>(o.close ? "DELETE" : "GET", "/api/v1/clone-window");
+    output(ctx, w, () => (w.open ? `open until ${w.until}: ${windowWho(w)} becomes a clone of ${w.profile} (${w.armed} so far)` : "closed"));
   });
 
   withServer(

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { STORE_LIMITS } from "../jobs/retention.ts";
 import { DEFAULT_LIMITS } from "../tftp/transfer.ts";
 
 const ipv4 = z.union([z.literal(""), z.ipv4()]);
@@ -67,6 +68,14 @@ export const configSchema = z.strictObject({
       expireHours: z.number().positive().default(24),
       heartbeatTimeoutSeconds: z.number().int().positive().default(60),
       stalledFailHours: z.number().positive().default(12),
+      agentLogMaxBytes: z.number().int().min(1024).default(STORE_LIMITS.agentLogMaxBytes),
+      agentLogJobMaxBytes: z.number().int().min(1024).default(STORE_LIMITS.agentLogJobMaxBytes),
+    })
+    .prefault({}),
+  retention: z
+    .strictObject({
+      layoutVersions: z.number().int().min(1).default(STORE_LIMITS.layoutVersions),
+      endedJobDays: z.number().min(0).default(STORE_LIMITS.endedJobDays),
     })
     .prefault({}),
   adminTokenFile: z.string().default(""),

@@ -17,8 +17,10 @@ import { Counter, type Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
 import { UserError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { type DhcpPacket, decode, encode, macOf, messageType, messageTypeName } from "./codec.ts";
-import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer } from "./decision.ts";
+import { type DhcpPacket, MessageType, decode, encode, macOf, messageType, messageTypeName } from "./codec.ts";
+import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, requestedAddress } from "./decision.ts";
+import { bootBaseUrl } from "../jobs/boot-scripts.ts";
+import type { DhcpWitness } from "../jobs/boot-service.ts";
 import { LeasePool } from "./pool.ts";
 import { counter } from "../metrics.ts";
 
@@ -76,8 +78,16 @@ export function replyDestination(to: Destination | "source", rinfo: Pick<RemoteI
 export interface DhcpServiceOptions {
   /** The HTTP port booting machines use (resolved after the HTTP service started). */
   httpPort: () => number;
+  /** Told which MACs this server answered and at which address: a boot token goes only to them (jobs/boot-policy.ts). */
+  witness: DhcpWitness;
   /** Ports to listen on; tests may move them. */
   ports?: { dhcp: number; pxe: number };
+}
+
+/** The client's address as a reply shows it: the lease (full mode), else the one it already has (ciaddr); null in a proxy OFFER. */
+function clientAddress(reply: DhcpPacket, req: DhcpPacket): string | null {
+  if (reply.yiaddr !== "0.0.0.0") return reply.yiaddr;
+  return req.ciaddr !== "0.0.0.0" ? req.ciaddr : null;
 }
 
 export class DhcpService implements Service {
@@ -104,7 +114,7 @@ export class DhcpService implements Service {
     const root = cfg.tftp.root;
     this.env = {
       serverIp,
-      httpBase: cfg.http.publicUrl.replace(/\/+$/, "") || `http://${serverIp}:${this.opts.httpPort()}`,
+      httpBase: bootBaseUrl(cfg.http.publicUrl, `${serverIp}:${this.opts.httpPort()}`),
       hasLoader: (name) => existsSync(join(root, name)),
     };
     this.pool =
@@ -207,6 +217,7 @@ export class DhcpService implements Service {
     }
     try {
       const answer = await this.decide(req, port);
+      this.witness(req, answer);
       const log = this.log.child({ mac: macOf(req), type: messageTypeName(messageType(req)), port });
       if (!answer.send) {
         this.metrics.drops.inc({ reason: answer.notable ? "no-boot" : "ignored" });
@@ -225,6 +236,18 @@ export class DhcpService implements Service {
       this.log.warn({ err, port }, "request failed");
       return undefined;
     }
+  }
+
+  /**
+   * Tells the boot service what this exchange shows: a boot answer of ours (with the client's
+   * address when the reply carries it), or, in proxy mode, a REQUEST to the LAN's server that
+   * names the address the client takes after our address-less OFFER.
+   */
+  private witness(req: DhcpPacket, answer: Answer): void {
+    const mac = macOf(req);
+    if (answer.send && answer.choice?.boot) return this.opts.witness.dhcpAnswered(mac, clientAddress(answer.packet, req));
+    const address = messageType(req) === MessageType.REQUEST ? requestedAddress(req) : undefined;
+    if (!answer.send && address) this.opts.witness.dhcpRequested(mac, address);
   }
 
   private async decide(req: DhcpPacket, port: 67 | 4011): Promise<Answer> {

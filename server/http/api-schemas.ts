@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { PARTITION } from "../layout/layout-validate.ts";
-import { isMac, normalizeMac } from "../mac.ts";
+import { isMac, normalizeMac, normalizeMacPrefix } from "../mac.ts";
 import type { HostRecord, PlanChoices } from "../store/types.ts";
 
 /**
@@ -33,6 +33,11 @@ export const armBodySchema = z
     /** Clones: `{n}` is the clone's number from 1, `{mac}` its MAC without colons. */
     hostnamePattern: z.string().optional(),
     options: planChoicesSchema.optional(),
+    /**
+     * The machine may get its boot token without an answer from Lifeboat's DHCP (dhcp.mode off,
+     * a relay, a typed URL): then whoever asks for its MAC's boot script gets one. See the README.
+     */
+    trustHttpBoot: z.boolean().optional(),
   })
   .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" });
 export type ArmBody = z.input<typeof armBodySchema>;
@@ -83,9 +88,21 @@ export type AssignBody = z.input<typeof assignBodySchema>;
 export const mapBodySchema = z.object({ mapping: z.record(z.string(), z.string()) });
 export type MapBody = z.input<typeof mapBodySchema>;
 
+/** A MAC or the first bytes of one (vendor OUI, a rack's range), in one spelling. */
+const macPrefix = z.string().refine((v) => {
+  try {
+    normalizeMacPrefix(v);
+    return true;
+  } catch {
+    return false;
+  }
+}, { message: "expected a MAC or whole bytes of one, e.g. 00:25:90 or 52:54:00:00:01" }).transform(normalizeMacPrefix);
+
 export const cloneWindowBodySchema = z.object({
   profile: z.string().min(1),
   minutes: z.number().positive().max(24 * 60),
   hostnamePattern: z.string().optional(),
+  /** Only these MACs or MAC prefixes become clones; absent or empty: any unknown MAC. */
+  only: z.array(macPrefix).max(1024).optional(),
 });
 export type CloneWindowBody = z.input<typeof cloneWindowBodySchema>;

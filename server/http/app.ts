@@ -9,7 +9,7 @@ import Fastify, {
 } from "fastify";
 import { ZodError } from "zod";
 import type { ServerContext } from "../context.ts";
-import { ConflictError, NotFoundError, UserError } from "../errors.ts";
+import { ConflictError, NotFoundError, TooLargeError, UserError } from "../errors.ts";
 import { bearer } from "./auth.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { apiRoutes } from "./routes/api.ts";
@@ -57,6 +57,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof NotFoundError) return reply.code(404).send({ error: "not-found", message: err.message });
     if (err instanceof ConflictError) return reply.code(409).send({ error: "conflict", message: err.message });
+    if (err instanceof TooLargeError) return reply.code(413).send({ error: "too-large", message: err.message });
     if (err instanceof UserError) return reply.code(400).send({ error: "bad-request", message: err.message });
     if (err instanceof ZodError) {
       const i = err.issues[0]!;

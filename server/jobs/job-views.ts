@@ -20,6 +20,8 @@ export function jobView(j: JobRecord) {
     at: j.at,
     error: j.error,
     armedBy: j.armedBy,
+    /** Its boot token may go to a requester Lifeboat's DHCP did not answer (the admin's say-so). */
+    trustHttpBoot: j.trustHttpBoot,
     createdAt: j.createdAt,
     updatedAt: j.updatedAt,
     expiresAt: j.expiresAt,
@@ -53,6 +55,7 @@ export const jobViewSchema = {
     at: { type: ["string", "null"] },
     error: { type: ["string", "null"] },
     armedBy: { type: "string" },
+    trustHttpBoot: { type: "boolean" },
     createdAt: { type: "string" },
     updatedAt: { type: "string" },
     expiresAt: { type: "string" },

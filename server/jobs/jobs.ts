@@ -7,6 +7,8 @@ import type { JobEvent, JobKind, JobRecord, PlanChoices, ProfileRecord, Store } 
 import type { AgentEvent, Hello } from "../plan/agent-api.ts";
 import { type JobInput, type Transition, STREAMING_STATES, TICKED_STATES, isActive, isMappable, planRefusal, transition } from "./job-state.ts";
 import { type StoredMapping, resolveMapping } from "../plan/disks.ts";
+import { keyRefusal, missingKey } from "./job-keys.ts";
+import { STORE_LIMITS, agentLogRefusal } from "./retention.ts";
 
 /** What the planner returns for a job: the rendered plan, or why there is none yet. */
 export type PlanResult =
@@ -30,6 +32,12 @@ export interface ArmRequest {
   hostname?: string;
   /** Plan choices overriding the profile's. */
   options?: PlanChoices;
+  /**
+   * The admin's say-so that this job's machine may get its boot token without an answer from
+   * Lifeboat's DHCP (dhcp.mode off, a DHCP relay, a URL typed into the firmware): whoever asks
+   * for its MAC's boot script gets a fresh token (jobs/boot-policy.ts; the README says the trade).
+   */
+  trustHttpBoot?: boolean;
   actor: string;
 }
 
@@ -44,8 +52,26 @@ export interface CloneWindow {
   until: string;
   hostnamePattern: string | null;
   openedBy: string;
+  /** Only MACs under these prefixes (vendor OUI, a rack's range) or these whole MACs; empty: any MAC. */
+  only: string[];
   /** Clones armed through the window so far (the next one is number armed + 1). */
   armed: number;
+}
+
+export interface CloneWindowRequest {
+  profile: string;
+  minutes: number;
+  hostnamePattern?: string;
+  /** MACs or MAC prefixes, normalised (server/mac.ts normalizeMacPrefix). */
+  only?: string[];
+}
+
+/** What vouched for a boot token's requester, for its job event and the audit log (jobs/boot-service.ts). */
+export interface BootGrant {
+  requester: string;
+  mac: string;
+  via: string;
+  basis: string;
 }
 
 const CLONE_WINDOW_KEY = "clone-window";
@@ -64,7 +90,7 @@ export class JobService {
 
   constructor(
     private readonly store: Store,
-    private readonly opts: { expireHours: number; heartbeatTimeoutSeconds: number; stalledFailHours: number; log: Logger; planner: Planner },
+    private readonly opts: { expireHours: number; heartbeatTimeoutSeconds: number; stalledFailHours: number; log: Logger; planner: Planner; agentLogJobMaxBytes?: number },
   ) {
     this.changes.setMaxListeners(0);
   }
@@ -73,7 +99,12 @@ export class JobService {
     const { draft, profile, layoutVersion } = await this.draft(req);
     const job = await this.store.jobs.create(draft);
     const ev = await this.store.jobs.addEvent(job.id, "armed", { by: req.actor, profile: profile.name, kind: job.kind, layoutVersion, at: job.at, options: job.options });
-    await this.store.audit.append({ actor: req.actor, action: "job.arm", target: `job:${job.id}`, detail: { mac: req.mac, profile: profile.name, kind: job.kind } });
+    await this.store.audit.append({
+      actor: req.actor,
+      action: "job.arm",
+      target: `job:${job.id}`,
+      detail: { mac: req.mac, profile: profile.name, kind: job.kind, ...(job.trustHttpBoot ? { trustHttpBoot: true } : {}) },
+    });
     this.opts.log.info({ job: job.id, mac: job.mac, profile: profile.name, kind: job.kind }, "job armed");
     this.changes.emit("job", job, ev);
     return job;
@@ -116,6 +147,8 @@ export class JobService {
       bytesDone: 0,
       bytesTotal: 0,
       tokenHash: null,
+      planTokenHash: null,
+      trustHttpBoot: req.trustHttpBoot ?? false,
       hostname: req.hostname ?? (kind === "recover" ? host.name : null),
       at: req.at ?? profile.at,
       hello: null,
@@ -195,19 +228,21 @@ export class JobService {
     return script.includes(`/api/v1/dumps/${encodeURIComponent(dumpId)}/stream`);
   }
 
-  async openCloneWindow(profileName: string, minutes: number, hostnamePattern: string | undefined, actor: string): Promise<CloneWindow> {
-    const profile = await this.store.profiles.get(profileName);
-    if (!profile) throw new NotFoundError(`no profile named ${profileName}`);
+  async openCloneWindow(req: CloneWindowRequest, actor: string): Promise<CloneWindow> {
+    const profile = await this.store.profiles.get(req.profile);
+    if (!profile) throw new NotFoundError(`no profile named ${req.profile}`);
     const w: CloneWindow = {
       profile: profile.name,
-      until: new Date(Date.now() + minutes * 60_000).toISOString(),
-      hostnamePattern: hostnamePattern ?? profile.options.hostnamePattern ?? null,
+      until: new Date(Date.now() + req.minutes * 60_000).toISOString(),
+      hostnamePattern: req.hostnamePattern ?? profile.options.hostnamePattern ?? null,
       openedBy: actor,
+      only: req.only ?? [],
       armed: 0,
     };
     await this.store.settings.set(CLONE_WINDOW_KEY, JSON.stringify(w));
-    await this.store.audit.append({ actor, action: "clone-window.open", target: `profile:${profile.name}`, detail: { until: w.until } });
-    this.opts.log.warn({ profile: profile.name, until: w.until }, "clone window open: any unknown machine that network-boots becomes a clone");
+    await this.store.audit.append({ actor, action: "clone-window.open", target: `profile:${profile.name}`, detail: { until: w.until, only: w.only } });
+    const who = w.only.length ? `an unknown machine under ${w.only.join(", ")}` : "any unknown machine";
+    this.opts.log.warn({ profile: profile.name, until: w.until, only: w.only }, `clone window open: ${who} that network-boots becomes a clone`);
     return w;
   }
 
@@ -219,19 +254,26 @@ export class JobService {
   /** The open clone window, or undefined (never opened, closed, or past its time). */
   async cloneWindow(): Promise<CloneWindow | undefined> {
     const w = JSON.parse((await this.store.settings.get(CLONE_WINDOW_KEY)) ?? "null") as CloneWindow | null;
-    return w && Date.parse(w.until) > Date.now() ? w : undefined;
+    // A window stored before `only` existed has no limits.
+    return w && Date.parse(w.until) > Date.now() ? { ...w, only: w.only ?? [] } : undefined;
   }
 
   /**
-   * A machine booted with no active job: while a clone window is open and the machine is
-   * unknown — no host owns its MAC, no profile is assigned to it, and it never had a job
-   * (so a finished clone that reboots goes to its own disk) — it is armed as the next clone.
+   * Does Lifeboat know this machine: a host owns its MAC, a profile is assigned to it, or it had
+   * a job (so a finished clone that reboots goes to its own disk)? A known machine never becomes a clone.
+   */
+  async isKnownMachine(mac: string): Promise<boolean> {
+    if ((await this.store.hosts.byMac(mac)) || (await this.store.assignments.get(mac))) return true;
+    return (await this.store.jobs.list({ mac, limit: 1 })).length > 0;
+  }
+
+  /**
+   * Arms an unknown machine as the next clone of the open window (the boot policy decided it
+   * may: jobs/boot-policy.ts); undefined when the window closed meanwhile.
    */
   async armFromCloneWindow(mac: string): Promise<JobRecord | undefined> {
     const w = await this.cloneWindow();
     if (!w) return undefined;
-    if ((await this.store.hosts.byMac(mac)) || (await this.store.assignments.get(mac))) return undefined;
-    if ((await this.store.jobs.list({ mac, limit: 1 })).length) return undefined;
     const n = w.armed + 1;
     await this.store.settings.set(CLONE_WINDOW_KEY, JSON.stringify({ ...w, armed: n }));
     return this.arm({
@@ -275,13 +317,54 @@ export class JobService {
     return next;
   }
 
-  /** A fresh boot token for the job's next boot (the plaintext goes on the kernel command line only). */
-  async issueBootToken(id: string): Promise<string> {
+  /**
+   * A fresh boot token for the job's machine, which booted now (the plaintext goes on the kernel
+   * command line only; the previous token stops working). Only the boot service calls this, once
+   * the boot policy said who may have it; recorded with the requester in the job and the audit log.
+   */
+  async issueBootToken(id: string, grant: BootGrant): Promise<string> {
     const token = newToken();
     const job = await this.store.jobs.update(id, { tokenHash: hashToken(token) });
-    const ev = await this.store.jobs.addEvent(id, "boot", { state: job.state });
+    const ev = await this.store.jobs.addEvent(id, "boot", { state: job.state, ...grant });
+    await this.store.audit.append({ actor: `boot:${grant.requester}`, action: "job.boot-token", target: `job:${id}`, detail: grant });
     this.changes.emit("job", job, ev);
     return token;
+  }
+
+  /** A boot the policy refused a token: in the job's history and the audit log, with the requester. */
+  async bootRefused(id: string, refusal: { requester: string; mac: string; reason: string }): Promise<void> {
+    const ev = await this.store.jobs.addEvent(id, "boot-refused", refusal);
+    await this.store.audit.append({ actor: `boot:${refusal.requester}`, action: "job.boot-refused", target: `job:${id}`, detail: refusal });
+    this.changes.emit("job", await this.get(id), ev);
+  }
+
+  /**
+   * A LUKS passphrase for the agent: only to the boot the plan was served to, each key once
+   * (jobs/job-keys.ts). undefined: never supplied; a ConflictError says why not otherwise.
+   * Every hand-out and refusal is in the job's history and the audit log.
+   */
+  async serveKey(id: string, uuid: string, tokenHash: string, requester: string): Promise<string | undefined> {
+    const job = await this.get(id);
+    const record = async (type: "key-served" | "key-refused", data: Record<string, unknown>) => {
+      const ev = await this.store.jobs.addEvent(id, type, { uuid, requester, ...data });
+      await this.store.audit.append({ actor: `agent:${requester}`, action: `job.${type}`, target: `job:${id}`, detail: { uuid, ...data } });
+      this.changes.emit("job", job, ev);
+    };
+    const refused = keyRefusal(job, tokenHash);
+    if (refused) {
+      await record("key-refused", { reason: refused });
+      throw new ConflictError(refused);
+    }
+    const secret = await this.store.jobs.takeKey(id, uuid);
+    if (secret !== undefined) {
+      await record("key-served", {});
+      return secret;
+    }
+    const servedBefore = (await this.store.jobs.events(id)).some((e) => e.type === "key-served" && (e.data as { uuid?: string }).uuid === uuid);
+    const missing = missingKey(job, uuid, servedBefore);
+    await record("key-refused", { reason: missing.message });
+    if (missing.served) throw new ConflictError(missing.message);
+    return undefined;
   }
 
   async hello(id: string, hello: Hello): Promise<JobRecord> {
@@ -290,6 +373,15 @@ export class JobService {
 
   async heartbeat(id: string): Promise<JobRecord> {
     return this.apply(id, { kind: "heartbeat" });
+  }
+
+  /** Stores the agent's whole log (it posts it at the end); refused (TooLargeError) past the job's cap on agent logs. */
+  async agentLog(id: string, text: string): Promise<void> {
+    const cap = this.opts.agentLogJobMaxBytes ?? STORE_LIMITS.agentLogJobMaxBytes;
+    const data = { text };
+    const refusal = agentLogRefusal(id, await this.store.jobs.eventBytes(id, "agent-log"), Buffer.byteLength(JSON.stringify(data)), cap);
+    if (refusal) throw refusal;
+    await this.store.jobs.addEvent(id, "agent-log", data);
   }
 
   async agentEvent(id: string, event: AgentEvent): Promise<JobRecord> {
@@ -306,8 +398,9 @@ export class JobService {
    * Builds the plan for a booted job; refusals leave the job in `planning` with the reason. The
    * plan is served only if the job is still in the state it was built for: a job cancelled (or
    * changed by another call) while the planner ran gets a ConflictError and no plan.
+   * `tokenHash`: the boot token that asked; a served plan records it (LUKS keys go to that boot only).
    */
-  async plan(id: string): Promise<PlanResult> {
+  async plan(id: string, tokenHash: string): Promise<PlanResult> {
     const job = await this.get(id);
     const notNow = planRefusal(job);
     if (notNow) throw new UserError(notNow, 2);
@@ -316,7 +409,7 @@ export class JobService {
     if (!profile) return { ok: false, reason: `job ${id}: profile ${job.profile} no longer exists` };
     const result = await this.opts.planner(job, profile);
     const input: JobInput = result.ok
-      ? { kind: "plan-served", steps: result.steps, bytesTotal: result.bytesTotal, plan: { script: result.script, detail: result.detail } }
+      ? { kind: "plan-served", steps: result.steps, bytesTotal: result.bytesTotal, plan: { script: result.script, detail: result.detail }, servedTo: tokenHash }
       : { kind: "plan-refused", reason: result.reason };
     const r = transition(job, input, new Date());
     if (!r.ok) throw new UserError(r.error, 2);

@@ -12,6 +12,9 @@ import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type 
 export { CAPTURE_LIMITS, type Capture, captureSchema, captureSizeProblem, captureTextProblem, parseCapture } from "./capture-schema.ts";
 export { dlesFromGnutarLists, extFromDumpe2fs, mdFromDetail, parseBlkidExport, parseFstab, parseOsRelease, xfsFromInfo } from "./capture-tools.ts";
 
+/** capture.sh, beside its parser: served at GET /capture.sh and printed by `lifeboat capture script`. */
+export const captureScriptPath = new URL("./capture.sh", import.meta.url);
+
 function flatten<T extends { children?: T[] }>(nodes: T[]): T[] {
   return nodes.flatMap((n) => [n, ...flatten(n.children ?? [])]);
 }

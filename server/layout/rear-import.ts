@@ -27,6 +27,23 @@ const unescape = (s: string) => {
   }
 };
 
+/**
+ * The positional fields each keyword needs (the keyword counted), with the form named in the
+ * one-line error a shorter line gets. Keywords not listed are skipped or check their own.
+ */
+const NEEDS: Record<string, [number, string]> = {
+  disk: [3, "disk DEV SIZE LABEL"],
+  raid: [2, "raid DEV key=value..."],
+  crypt: [3, "crypt /dev/mapper/NAME DEV key=value..."],
+  lvmdev: [3, "lvmdev /dev/VG PVDEV [UUID]"],
+  lvmgrp: [3, "lvmgrp /dev/VG EXTENTSIZE_KIB [EXTENTS]"],
+  lvmvol: [4, "lvmvol /dev/VG NAME SIZE[b] [LAYOUT]"],
+  fs: [4, "fs DEV MOUNTPOINT TYPE key=value..."],
+  swap: [2, "swap DEV key=value..."],
+  btrfsmountedsubvol: [3, "btrfsmountedsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"],
+  btrfsnormalsubvol: [2, "btrfsnormalsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"],
+};
+
 export function layoutFromRear(text: string, hostname: string, capturedAt = new Date().toISOString()): DiskLayout {
   const disks: Disk[] = [];
   const md: MdArray[] = [];
@@ -43,10 +60,11 @@ export function layoutFromRear(text: string, hostname: string, capturedAt = new 
     if (!line || line.startsWith("#")) return;
     const w = line.split(/\s+/);
     const where = `disklayout.conf line ${i + 1}`;
+    const needs = Object.hasOwn(NEEDS, w[0]!) ? NEEDS[w[0]!] : undefined;
+    if (needs && w.length < needs[0]) return void problems.push(`${where}: expected "${needs[1]}"`);
     switch (w[0]) {
       case "disk": {
-        const [, path, size, label] = w;
-        if (!path || !size) return void problems.push(`${where}: expected "disk DEV SIZE LABEL"`);
+        const [, path, size, label] = w as [string, string, string, string?];
         disks.push({
           name: path.replace(/^\/dev\//, ""),
           path,

@@ -154,8 +154,17 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    // Boot tokens only to the machine Lifeboat's DHCP answered unless the admin trusts HTTP boot
+    // for the job; LUKS keys only to the boot the plan was served to (issue 15 item 1).
+    id: "0402-job-boot-trust",
+    sql: `
+      ALTER TABLE jobs ADD COLUMN trust_http_boot INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN plan_token_hash TEXT;
+    `,
+  },
+  {
     // The plan choices (new UUIDs, which partition grows) a job was armed with.
-    id: "0402-job-options",
+    id: "0403-job-options",
     sql: `ALTER TABLE jobs ADD COLUMN options TEXT NOT NULL DEFAULT '{}';`,
   },
 ];

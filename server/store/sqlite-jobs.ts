@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
-import { ACTIVE_STATES } from "../jobs/job-state.ts";
+import { ACTIVE_STATES, TERMINAL_STATES } from "../jobs/job-state.ts";
 import { SecretBox } from "./secret-box.ts";
 import {
   type AssignmentRepo,
@@ -73,6 +73,8 @@ const COLUMNS: Record<string, string> = {
   bytesDone: "bytes_done",
   bytesTotal: "bytes_total",
   tokenHash: "token_hash",
+  planTokenHash: "plan_token_hash",
+  trustHttpBoot: "trust_http_boot",
   hostname: "hostname",
   at: "at",
   hello: "hello",
@@ -98,6 +100,8 @@ function jobFrom(r: Row): JobRecord {
     bytesDone: r.bytes_done as number,
     bytesTotal: r.bytes_total as number,
     tokenHash: (r.token_hash as string | null) ?? null,
+    planTokenHash: (r.plan_token_hash as string | null) ?? null,
+    trustHttpBoot: r.trust_http_boot === 1,
     hostname: (r.hostname as string | null) ?? null,
     at: (r.at as string | null) ?? null,
     hello: JSON.parse(r.hello as string),
@@ -114,6 +118,7 @@ function jobFrom(r: Row): JobRecord {
 }
 
 function column(field: string, value: unknown): unknown {
+  if (typeof value === "boolean") return value ? 1 : 0; // SQLite has no booleans
   return field in JSON_FIELDS ? JSON.stringify(value ?? null) : value;
 }
 
@@ -138,6 +143,7 @@ export function sealPlaintextKeys(db: Database.Database, box: SecretBox): number
 
 export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
   const activeList = ACTIVE_STATES.map((s) => `'${s}'`).join(", ");
+  const terminalList = TERMINAL_STATES.map((s) => `'${s}'`).join(", ");
   const getNow = (id: string) => {
     const r = db.prepare("SELECT * FROM jobs WHERE id = ?").get(id) as Row | undefined;
     return r ? jobFrom(r) : undefined;
@@ -213,14 +219,24 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
         box.seal(secret, keyContext(job, uuid)),
       );
     },
-    getKey: async (job, uuid) => {
-      const r = db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined;
-      return r ? box.open(r.secret as string, keyContext(job, uuid)) : undefined;
-    },
+    // Opened and deleted in one transaction: a key is handed out at most once, and one that
+    // does not open (altered, another key file) stays for the admin to see rather than vanishing.
+    takeKey: async (job, uuid) =>
+      db.transaction(() => {
+        const r = db.prepare("SELECT secret FROM job_keys WHERE job = ? AND uuid = ?").get(job, uuid) as Row | undefined;
+        if (!r) return undefined;
+        const secret = box.open(r.secret as string, keyContext(job, uuid));
+        db.prepare("DELETE FROM job_keys WHERE job = ? AND uuid = ?").run(job, uuid);
+        return secret;
+      })(),
     keyIds: async (job) => (db.prepare("SELECT uuid FROM job_keys WHERE job = ? ORDER BY uuid").all(job) as Row[]).map((r) => r.uuid as string),
     dropKeys: async (job) => {
       dropKeysNow(job);
     },
+    eventBytes: async (job, type) =>
+      (db.prepare("SELECT COALESCE(SUM(LENGTH(CAST(data AS BLOB))), 0) AS n FROM job_events WHERE job = ? AND type = ?").get(job, type) as Row).n as number,
+    pruneEvents: async (endedBefore) =>
+      db.prepare(`DELETE FROM job_events WHERE job IN (SELECT id FROM jobs WHERE state IN (${terminalList}) AND updated_at < ?)`).run(endedBefore).changes,
     events: async (job, opts = {}) =>
       (db.prepare("SELECT * FROM job_events WHERE job = ? AND id > ? ORDER BY id").all(job, opts.afterId ?? 0) as Row[]).map((r) => ({
         id: r.id as number,

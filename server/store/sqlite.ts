@@ -179,6 +179,14 @@ export class SqliteStore implements Store {
       (
         this.db.prepare("SELECT version, captured_at FROM layouts WHERE host = ? ORDER BY version").all(host) as Row[]
       ).map((r) => ({ host, version: r.version as number, capturedAt: r.captured_at as string })),
+    // The newest versions are the highest numbers (a host's next version is its highest + 1).
+    prune: async (keep: number): Promise<number> =>
+      this.db
+        .prepare(
+          `DELETE FROM layouts WHERE version <= (SELECT MAX(version) FROM layouts AS l WHERE l.host = layouts.host) - ?
+             AND NOT EXISTS (SELECT 1 FROM profiles AS p WHERE p.host = layouts.host AND p.layout_version = layouts.version)`,
+        )
+        .run(keep).changes,
   };
 
   readonly audit = {

@@ -40,6 +40,8 @@ export interface LayoutRepo {
   add(host: string, document: unknown, capturedAt?: string): Promise<LayoutRecord>;
   get(host: string, version?: number): Promise<LayoutRecord | undefined>;
   versions(host: string): Promise<Array<Omit<LayoutRecord, "document">>>;
+  /** Deletes all but the newest `keep` versions of each host, never a version a profile pins; returns how many went. */
+  prune(keep: number): Promise<number>;
 }
 
 export interface AuditEntry {
@@ -124,6 +126,10 @@ export interface JobRecord {
   bytesTotal: number;
   /** Hash of the current boot token (a new one is issued each time the machine boots). */
   tokenHash: string | null;
+  /** Hash of the token the plan was served to: LUKS keys go to that boot only (jobs/job-keys.ts). */
+  planTokenHash: string | null;
+  /** The admin's say-so: a boot token may go to a request Lifeboat's DHCP did not answer (jobs/boot-policy.ts). */
+  trustHttpBoot: boolean;
   /** For clones: the identity this machine gets. */
   hostname: string | null;
   /** Restore point (Amanda datestamp) for this job; null: the profile's, else the newest. */
@@ -185,9 +191,14 @@ export interface JobRepo {
   ): Promise<{ job: JobRecord; events: JobEvent[] } | undefined>;
   addEvent(job: string, type: string, data: unknown): Promise<JobEvent>;
   events(job: string, opts?: { afterId?: number }): Promise<JobEvent[]>;
+  /** Bytes stored in a job's events of one type (its agent logs: "agent-log"). */
+  eventBytes(job: string, type: string): Promise<number>;
+  /** Deletes the events (agent logs included) of jobs that ended (a terminal state) before `endedBefore` (ISO time); returns how many. */
+  pruneEvents(endedBefore: string): Promise<number>;
   /** LUKS passphrases the admin supplied for this job, by container UUID; dropped when the job ends. */
   setKey(job: string, uuid: string, secret: string): Promise<void>;
-  getKey(job: string, uuid: string): Promise<string | undefined>;
+  /** Hands a key out once: it is deleted as it is read. */
+  takeKey(job: string, uuid: string): Promise<string | undefined>;
   keyIds(job: string): Promise<string[]>;
   dropKeys(job: string): Promise<void>;
 }

@@ -1,13 +1,18 @@
 import { loadConfig } from "../../server/config/load.ts";
 import { createLogger } from "../../server/log.ts";
 import type { Planner } from "../../server/jobs/jobs.ts";
+import type { JobRecord } from "../../server/store/types.ts";
 import { type RunningServer, startServer } from "../../server/serve.ts";
 import { tempDir } from "./tmp.ts";
 
-/** A real server in-process on 127.0.0.1 with an ephemeral HTTP port, no TFTP or DHCP. */
+/**
+ * A real server in-process on 127.0.0.1 with an ephemeral HTTP port, no TFTP and no DHCP
+ * socket: dhcp.mode is proxy but no interface is set, so DHCP never starts, and a test says
+ * what it "answered" with dhcpAnswered().
+ */
 export async function testServer(opts: { dataDir?: string; planner?: Planner; logLevel?: string } = {}): Promise<RunningServer> {
   const dataDir = opts.dataDir ?? tempDir();
-  const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "off" } });
+  const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "proxy" } });
   return startServer(config, createLogger(opts.logLevel ?? "silent", { pretty: false }), { planner: opts.planner });
 }
 
@@ -16,4 +21,21 @@ export async function seedHost(server: RunningServer, name: string, mac: string,
   const { store } = server.ctx;
   await store.hosts.add({ name, tokenHash: "x", smbiosUuid: null, macs: [mac], amandaConfig: null, dleMap: {} });
   await store.layouts.add(name, layout);
+}
+
+/**
+ * Lifeboat's DHCP answered this MAC's network boot, at `address` (app.inject and fetch come from
+ * 127.0.0.1): what the DHCP server tells the boot service, so the next boot script request from
+ * that address gets a token (server/jobs/boot-policy.ts).
+ */
+export function dhcpAnswered(server: RunningServer, mac: string, address = "127.0.0.1"): void {
+  server.ctx.boot.dhcpAnswered(mac, address);
+}
+
+/**
+ * A boot token for a job straight from the job service, for tests whose subject is the agent
+ * and not who gets a token (that is test/integration/jobs/boot-tokens.test.ts).
+ */
+export function bootToken(server: RunningServer, job: Pick<JobRecord, "id" | "mac">): Promise<string> {
+  return server.ctx.jobs.issueBootToken(job.id, { requester: "127.0.0.1", mac: job.mac, via: "test", basis: "test" });
 }

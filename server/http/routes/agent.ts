@@ -1,8 +1,9 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
-import { UserError } from "../../errors.ts";
+import { TooLargeError, UserError } from "../../errors.ts";
 import { AGENT_BASE, JOB_ENDED_STATUS, type JobEnded, agentEventSchema, helloSchema, jobEndedSchema } from "../../plan/agent-api.ts";
 import { isActive } from "../../jobs/job-state.ts";
+import { requesterAddress } from "../../jobs/boot-service.ts";
 import type { JobRecord } from "../../store/types.ts";
 import { hashToken, tokensEqual } from "../../tokens.ts";
 import { bearer } from "../auth.ts";
@@ -44,6 +45,7 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
         return await handler(job, req, reply);
       } catch (err) {
         if (!(err instanceof UserError)) throw err;
+        if (err instanceof TooLargeError) return reply.code(413).send({ error: "too-large", message: err.message });
         const now = (await ctx.store.jobs.get(job.id)) ?? job;
         if (!isActive(now.state)) {
           req.log.info({ state: now.state, url: req.url }, "agent call on an ended job: told to stop");
@@ -68,8 +70,8 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
     app.get(
       `${AGENT_BASE}/:job/plan`,
       { schema: { summary: "Agent: the plan as a POSIX sh script, or 409 with why not yet", tags: ["agent"], security, params, response: { 200: { type: "string" }, ...refusals } } },
-      forJob(async (job, _req, reply) => {
-        const plan = await ctx.jobs.plan(job.id);
+      forJob(async (job, req, reply) => {
+        const plan = await ctx.jobs.plan(job.id, hashToken(bearer(req)!));
         if (!plan.ok) return reply.code(409).send({ error: "plan-refused", message: plan.reason });
         return reply.type("text/x-shellscript").send(plan.script);
       }),
@@ -89,22 +91,31 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
 
     app.get(
       `${AGENT_BASE}/:job/keys/:uuid`,
-      { schema: { summary: "Agent: the LUKS passphrase the admin supplied for a container", tags: ["agent"], security, params: { type: "object", required: ["job", "uuid"], properties: { job: { type: "string" }, uuid: { type: "string" } } }, response: { 200: { type: "string" }, 401: errorSchema, 404: errorSchema } } },
+      {
+        schema: {
+          summary: "Agent: the LUKS passphrase the admin supplied for a container; once, and only to the boot its plan was served to (409 otherwise)",
+          tags: ["agent"],
+          security,
+          params: { type: "object", required: ["job", "uuid"], properties: { job: { type: "string" }, uuid: { type: "string" } } },
+          response: { 200: { type: "string" }, 404: errorSchema, ...refusals },
+        },
+      },
       forJob(async (job, req, reply) => {
         const uuid = req.params.uuid ?? "";
-        const secret = await ctx.store.jobs.getKey(job.id, uuid);
+        const secret = await ctx.jobs.serveKey(job.id, uuid, hashToken(bearer(req)!), requesterAddress(req.ip));
         if (secret === undefined) return reply.code(404).send({ error: "not-found", message: `no key for LUKS ${uuid} in job ${job.id}` });
-        req.log.info({ uuid }, "LUKS key fetched");
+        req.log.info({ uuid }, "LUKS key served");
         return reply.type("text/plain").send(secret);
       }),
     );
 
-    app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: 16 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+    // One upload is capped here (413 beyond it), all of a job's together by the job service.
+    app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: ctx.config.jobs.agentLogMaxBytes }, (_req, body, done) => done(null, body));
     app.post(
       `${AGENT_BASE}/:job/log`,
-      { schema: { summary: "Agent: its whole log (text/plain), at the end", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema } } },
+      { schema: { summary: "Agent: its whole log (text/plain), at the end; 413 beyond jobs.agentLogMaxBytes, or jobs.agentLogJobMaxBytes for all of a job's", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema, 413: errorSchema } } },
       forJob(async (job, req) => {
-        await ctx.store.jobs.addEvent(job.id, "agent-log", { text: String(req.body ?? "") });
+        await ctx.jobs.agentLog(job.id, String(req.body ?? ""));
         return { state: job.state };
       }),
     );

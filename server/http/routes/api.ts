@@ -117,6 +117,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
               expiresHours: body.expiresHours,
               hostname: body.kind === "clone" && pattern ? cloneHostname(pattern, i + 1, m) : undefined,
               options: body.options,
+              trustHttpBoot: body.trustHttpBoot,
               actor: actor(req),
             }),
           );
@@ -218,13 +219,13 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       return live((j) => j.id === req.params.id)(req, reply);
     });
 
-    // The clone window: any unknown machine that network-boots while it is open becomes a clone.
+    // The clone window: any unknown machine (under its MAC limits, if given) that network-boots while it is open becomes a clone.
     app.put(
       "/api/v1/clone-window",
       { schema: { summary: "Open the clone window: unknown machines that network-boot in the next N minutes become clones of a profile", tags: ["jobs"], security, body: jsonSchema(cloneWindowBodySchema), response: { 200: anyObject, ...errors } } },
       async (req) => {
         const body = cloneWindowBodySchema.parse(req.body);
-        return ctx.jobs.openCloneWindow(body.profile, body.minutes, body.hostnamePattern, actor(req));
+        return ctx.jobs.openCloneWindow(body, actor(req));
       },
     );
     app.get("/api/v1/clone-window", { schema: { summary: "The open clone window, or {open: false}", tags: ["jobs"], security, response: { 200: anyObject, ...errors } } }, async () => {

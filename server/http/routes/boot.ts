@@ -1,105 +1,16 @@
 /**
- * Which iPXE script a machine gets: the rescue kernel when it has an active job, `exit`
- * otherwise. Rendering is pure (used by GET /boot/ipxe and `lifeboat hosts boot-script`);
- * the lookup reads the store. Templates live in pxe/. The routes serve the scripts, the
- * rescue kernel and initramfs and the boot loaders (for UEFI HTTP boot) with Range and HEAD.
+ * The boot routes: the entry script, the per-machine script (what it holds is the boot
+ * service's answer: server/jobs/boot-service.ts), and the rescue kernel, initramfs and the boot
+ * loaders (for UEFI HTTP boot) with Range and HEAD.
  */
-import { createReadStream, readFileSync, realpathSync, statSync } from "node:fs";
-import { hostname } from "node:os";
-import { dirname, join, sep } from "node:path";
-import { fileURLToPath } from "node:url";
+import { createReadStream, realpathSync, statSync } from "node:fs";
+import { join, sep } from "node:path";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
-import type { Config } from "../../config/schema.ts";
-import { recognisedUuid } from "../../dhcp/firmware.ts";
-import { interfaceInfo } from "../../dhcp/server.ts";
 import { isMac, normalizeMac } from "../../mac.ts";
 import { normaliseName } from "../../tftp/files.ts";
-import { renderKernelArgs } from "../../plan/cmdline.ts";
-import { isBootable } from "../../jobs/job-state.ts";
-import type { JobRecord, Store } from "../../store/types.ts";
-
-const pxeDir = join(dirname(fileURLToPath(import.meta.url)), "../../../pxe");
-const templates = new Map<string, string>();
-
-function template(name: "boot" | "rescue" | "exit"): string {
-  let t = templates.get(name);
-  if (t === undefined) {
-    t = readFileSync(join(pxeDir, `${name}.ipxe`), "utf8");
-    templates.set(name, t);
-  }
-  return t;
-}
-
-function fill(t: string, vars: Record<string, string>): string {
-  return t.replace(/\{\{(\w+)\}\}/g, (_m, k: string) => {
-    const v = vars[k];
-    if (v === undefined) throw new Error(`pxe template: no value for {{${k}}}`);
-    return v;
-  });
-}
-
-/** Serial and screen: the rescue system is also helped remotely over a serial console. */
-export const RESCUE_CONSOLE = "console=tty0 console=ttyS0,115200n8";
-
-/** The entry script every iPXE fetches first (GET /boot.ipxe). */
-export function entryScript(base: string): string {
-  return fill(template("boot"), { base });
-}
-
-/** The per-machine script: rescue kernel for a job, `exit` for anyone else. Pure. */
-export function machineScript(o: { base: string; mac: string; job?: Pick<JobRecord, "id">; token?: string }): string {
-  if (!o.job) return fill(template("exit"), { mac: o.mac });
-  const args = renderKernelArgs({ server: o.base, job: o.job.id, token: o.token ?? "", mac: o.mac });
-  return fill(template("rescue"), { base: o.base, mac: o.mac, job: o.job.id, args, console: RESCUE_CONSOLE });
-}
-
-/**
- * The job a booting machine gets the rescue system for, if any: its active job, unless that job's
- * plan already ran to its end (isBootable: a lost "done" must not restore the machine twice).
- */
-export async function jobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
-  const found = await activeJobForMachine(store, mac, uuid);
-  return found && isBootable(found.job) ? found : undefined;
-}
-
-/**
- * The active job for a booting machine: by its MAC, else through the host it belongs to
- * (by this MAC or by SMBIOS UUID) and that host's other MACs, so a multi-NIC server or a
- * docked laptop booting from another NIC is still found.
- */
-async function activeJobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
-  const direct = await store.jobs.activeForMac(mac);
-  if (direct) return { job: direct, via: "mac" };
-  const hosts = [];
-  const byMac = await store.hosts.byMac(mac);
-  if (byMac) hosts.push(byMac);
-  const wanted = recognisedUuid(uuid);
-  if (wanted.length) hosts.push(...(await store.hosts.list()).filter((h) => h.smbiosUuid && wanted.includes(h.smbiosUuid.toLowerCase())));
-  for (const h of hosts) {
-    for (const m of h.macs) {
-      const job = await store.jobs.activeForMac(m);
-      if (job) return { job, via: `host ${h.name}` };
-    }
-  }
-  return undefined;
-}
-
-/** Stands in for the per-boot token in previews: the real one is issued when the machine asks. */
-export const PREVIEW_TOKEN = "TOKEN-ISSUED-AT-BOOT";
-
-/** What a MAC would get, without issuing a token (for `lifeboat hosts boot-script`). */
-export async function bootScriptPreview(config: Config, store: Store, mac: string, uuid?: string) {
-  const found = await jobForMachine(store, mac, uuid);
-  const host = config.listen.interface ? interfaceInfo(config.listen.interface).ip : config.listen.address === "0.0.0.0" ? hostname() : config.listen.address;
-  const base = config.http.publicUrl.replace(/\/+$/, "") || `http://${host}:${config.http.port}`;
-  return {
-    mac,
-    job: found?.job.id ?? null,
-    via: found?.via ?? null,
-    script: machineScript({ base, mac, job: found?.job, token: found ? PREVIEW_TOKEN : undefined }),
-  };
-}
+import { bootBaseUrl, entryScript } from "../../jobs/boot-scripts.ts";
+import { requesterAddress } from "../../jobs/boot-service.ts";
 
 /** `bytes=a-b` / `bytes=a-` / `bytes=-n` → [start, end] inclusive; undefined: not satisfiable. One range only. */
 export function parseRange(header: string, size: number): [number, number] | undefined {
@@ -151,18 +62,11 @@ const scriptSchema = (summary: string, querystring?: object) => ({
 });
 
 /** The base URL a booting machine uses for us: the configured public URL, else the Host it connected to. */
-function baseUrl(ctx: ServerContext, req: FastifyRequest): string {
-  return ctx.config.http.publicUrl.replace(/\/+$/, "") || `${req.protocol}://${req.host}`;
-}
+const baseUrl = (ctx: ServerContext, req: FastifyRequest) => bootBaseUrl(ctx.config.http.publicUrl, req.host, req.protocol);
 
 export function bootRoutes(ctx: ServerContext): FastifyPluginAsync {
   return async (app) => {
-    const log = ctx.log.child({ svc: "boot" });
     const image = (name: string) => join(ctx.config.dataDir, "image", name);
-    const fromCloneWindow = async (mac: string) => {
-      const job = await ctx.jobs.armFromCloneWindow(mac);
-      return job && { job, via: "clone window" };
-    };
 
     app.get("/boot.ipxe", { schema: scriptSchema("iPXE entry script: chains to the per-machine script") }, async (req, reply) =>
       reply.type("text/plain").send(entryScript(baseUrl(ctx, req))),
@@ -171,31 +75,27 @@ export function bootRoutes(ctx: ServerContext): FastifyPluginAsync {
     app.get<{ Querystring: { mac: string; uuid?: string; arch?: string; platform?: string } }>(
       "/boot/ipxe",
       {
-        schema: scriptSchema("Per-machine iPXE script: the rescue system for a machine with an active job, `exit` otherwise", {
-          type: "object",
-          required: ["mac"],
-          properties: {
-            mac: { type: "string", description: "iPXE ${netX/mac}" },
-            uuid: { type: "string", description: "iPXE ${uuid} (SMBIOS byte order)" },
-            arch: { type: "string", description: "iPXE ${buildarch}" },
-            platform: { type: "string", description: "iPXE ${platform}" },
+        schema: scriptSchema(
+          "Per-machine iPXE script: the rescue system with a boot token for a machine with an active job, once per answer of Lifeboat's DHCP to the address it answered (server/jobs/boot-policy.ts); `exit` otherwise",
+          {
+            type: "object",
+            required: ["mac"],
+            properties: {
+              mac: { type: "string", description: "iPXE ${netX/mac}" },
+              uuid: { type: "string", description: "iPXE ${uuid} (SMBIOS byte order)" },
+              arch: { type: "string", description: "iPXE ${buildarch}" },
+              platform: { type: "string", description: "iPXE ${platform}" },
+            },
           },
-        }),
+        ),
       },
       async (req, reply) => {
         const q = req.query;
         if (!isMac(q.mac)) return reply.code(400).type("text/plain").send(`mac: not a MAC address: ${JSON.stringify(q.mac)}`);
         const mac = normalizeMac(q.mac);
-        const base = baseUrl(ctx, req);
-        const found = (await jobForMachine(ctx.store, mac, q.uuid)) ?? (await fromCloneWindow(mac));
-        if (!found) {
-          log.info({ mac, uuid: q.uuid, ip: req.ip }, "no active job: exit to local boot");
-          return reply.type("text/plain").send(machineScript({ base, mac }));
-        }
-        // A fresh token each boot: the previous boot's token stops working.
-        const token = await ctx.jobs.issueBootToken(found.job.id);
-        log.info({ mac, uuid: q.uuid, arch: q.arch, platform: q.platform, job: found.job.id, via: found.via, ip: req.ip }, "rescue system for an active job");
-        return reply.type("text/plain").send(machineScript({ base, mac, job: found.job, token }));
+        req.log.info({ mac, uuid: q.uuid, arch: q.arch, platform: q.platform }, "boot script asked for");
+        const { script } = await ctx.boot.boot({ mac, uuid: q.uuid, requester: requesterAddress(req.ip), base: baseUrl(ctx, req) });
+        return reply.type("text/plain").send(script);
       },
     );
 

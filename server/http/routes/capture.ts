@@ -2,15 +2,13 @@ import { readFileSync } from "node:fs";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError } from "../../errors.ts";
-import { CAPTURE_LIMITS, captureTextProblem, layoutFromCapture, parseCapture } from "../../layout/layout-capture.ts";
+import { CAPTURE_LIMITS, captureScriptPath, captureTextProblem, layoutFromCapture, parseCapture } from "../../layout/layout-capture.ts";
 import { type DiskLayout, parseLayout } from "../../layout/layout.ts";
 import { layoutProblem } from "../../layout/layout-validate.ts";
 import { hashToken, tokensEqual } from "../../tokens.ts";
 import { bearer, requireAdmin } from "../auth.ts";
 import { errorSchema } from "../schema.ts";
 import { counter } from "../../metrics.ts";
-
-export const captureScriptPath = new URL("../../layout/capture.sh", import.meta.url);
 
 const nameParams = { type: "object", required: ["name"], properties: { name: { type: "string" } } } as const;
 const anyObject = { type: "object", additionalProperties: true } as const;

@@ -123,8 +123,31 @@ function fillTable(tableId, rows, emptyId) {
   $(tableId).hidden = rows.length === 0;
 }
 
+/**
+ * The clone window, while open, as a banner with its limits: until it closes, unknown machines
+ * that network-boot are wiped into clones, which nobody should have to remember.
+ */
+function showCloneWindow(w) {
+  const banner = $("clone-window");
+  banner.hidden = !w.open;
+  if (!w.open) return;
+  banner.dataset.until = w.until;
+  const who = w.only.length ? `an unknown machine under ${w.only.join(", ")}` : "any unknown machine";
+  banner.replaceChildren(
+    "Clone window open until ",
+    el("time", { datetime: w.until }, new Date(w.until).toLocaleString()),
+    `: ${who} that network-boots becomes a clone of ${w.profile} (${w.armed} so far). Close it with `,
+    code("lifeboat jobs window --close"),
+    ".",
+  );
+}
+
+async function loadCloneWindow() {
+  showCloneWindow(await api("GET", "/api/v1/clone-window"));
+}
+
 async function loadLists() {
-  const [hosts, profiles, assignments] = await Promise.all([api("GET", "/api/v1/hosts"), api("GET", "/api/v1/profiles"), api("GET", "/api/v1/assignments")]);
+  const [hosts, profiles, assignments] = await Promise.all([api("GET", "/api/v1/hosts"), api("GET", "/api/v1/profiles"), api("GET", "/api/v1/assignments"), loadCloneWindow()]);
   fillTable(
     "hosts",
     hosts.map((h) =>
@@ -317,6 +340,8 @@ function onLiveMessage(block) {
   if (type !== "job" || !data.length) return;
   const { job, event } = JSON.parse(data.join("\n"));
   upsertJob(job);
+  // A clone the window armed: its count on the banner moves on.
+  if (job.armedBy === "clone-window" && event?.type === "armed") loadCloneWindow().catch(showError("arm-error"));
   if (detail?.id !== job.id || !event) return;
   // Byte counts come as a transient event (id 0, not in the history); the rest is fetched from it.
   if (event.type === "stream") showStream(event.data);
@@ -440,7 +465,14 @@ function eventText(ev) {
     case "armed":
       return `by ${d.by}: ${d.kind} with profile ${d.profile}, layout version ${d.layoutVersion}, restore point ${d.at ?? "newest"}`;
     case "boot":
-      return "network boot: the rescue system was sent with a fresh boot token";
+      // Boots recorded before the boot policy named no requester.
+      return `network boot: the rescue system was sent${d.requester ? ` to ${d.requester} (${d.basis})` : ""} with a fresh boot token`;
+    case "boot-refused":
+      return `network boot from ${d.requester}: no token: ${d.reason}`;
+    case "key-served":
+      return `LUKS key ${d.uuid} served to ${d.requester}`;
+    case "key-refused":
+      return `LUKS key ${d.uuid} refused to ${d.requester}: ${d.reason}`;
     case "booted":
       return "the agent reported its disks";
     case "plan":
@@ -561,6 +593,8 @@ fetch("/healthz")
 // Relative times ("3 min ago") move on by themselves.
 setInterval(() => {
   for (const t of document.querySelectorAll("time.ago")) if (t.dateTime) t.textContent = ago(t.dateTime);
+  const banner = $("clone-window");
+  if (!banner.hidden && Date.parse(banner.dataset.until) <= Date.now()) banner.hidden = true;
 }, 30_000);
 
 if (token) openWithToken();

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -147,7 +147,7 @@ describe("admin page in headless Chromium", () => {
   it("shows the job's progress live as the agent reports it, without a reload", async () => {
     const before = navigations;
     await page.evaluate(() => ((globalThis as unknown as { marker: number }).marker = 42));
-    const token = await server.ctx.jobs.issueBootToken(jobId);
+    const token = await bootToken(server, { id: jobId, mac: "52:54:00:aa:00:01" });
     const base = `/api/v1/agent/jobs/${jobId}`;
     const agent = async (path: string, body?: unknown) => {
       const r = await inject(body === undefined && path === "plan" ? "GET" : "POST", `${base}/${path}`, body, token);
@@ -213,7 +213,7 @@ describe("admin page in headless Chromium", () => {
 
   it("shows a failed job's error", async () => {
     const [failing] = (await inject("POST", "/api/v1/jobs", { mac: "52:54:00:aa:00:01" })).json() as JobView[];
-    const token = await server.ctx.jobs.issueBootToken(failing!.id);
+    const token = await bootToken(server, failing!);
     const base = `/api/v1/agent/jobs/${failing!.id}`;
     expect((await inject("POST", `${base}/hello`, { disks: [] }, token)).statusCode).toBe(200);
     expect((await inject("POST", `${base}/events`, { type: "failed", step: 2, error: "step 2: mkfs.ext4 /dev/vda2 exited 1" }, token)).statusCode).toBe(200);
@@ -261,5 +261,22 @@ describe("admin page in headless Chromium", () => {
     expect(await row(id).locator("button", { hasText: "Cancel" }).count()).toBe(0);
     await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
     await shot("overview.png");
+  });
+
+  it("shows a banner with its limits while the clone window is open, its count following live", async () => {
+    expect(await page.locator("#clone-window").isVisible()).toBe(false);
+    expect((await inject("PUT", "/api/v1/clone-window", { profile: "web-clone", minutes: 10, only: ["52:54:00:cd"] })).statusCode).toBe(200);
+    await page.click("#reload");
+    await waitText(
+      page.locator("#clone-window"),
+      /^Clone window open until .+: an unknown machine under 52:54:00:cd that network-boots becomes a clone of web-clone \(0 so far\)\. Close it with lifeboat jobs window --close\.$/,
+    );
+    await shot("clone-window.png");
+    dhcpAnswered(server, "52:54:00:cd:00:01");
+    expect((await server.app.inject({ url: "/boot/ipxe?mac=52:54:00:cd:00:01" })).body).toContain("/boot/vmlinuz");
+    await waitText(page.locator("#clone-window"), /\(1 so far\)/);
+    await inject("DELETE", "/api/v1/clone-window");
+    await page.click("#reload");
+    await page.locator("#clone-window").waitFor({ state: "hidden" });
   });
 });

@@ -62,7 +62,7 @@ describeNeeding(unavailable, "Amanda reader on a real Amanda 3.5", () => {
   });
   afterAll(() => lab?.release());
 
-  it("catalogs every dump of every run: vtape parts, holding chunks, compression, and no warnings from logs, media or amadmin find", () => {
+  it("catalogs every dump of every run: vtape parts, holding chunks, compression, and no warnings from logs, media or amadmin find", async () => {
     expect(dumps).toHaveLength(lab.runs.length * lab.dles.length);
     for (const dle of lab.dles)
       for (const run of lab.runs) {
@@ -158,7 +158,7 @@ describeNeeding(unavailable, "Amanda reader on a real Amanda 3.5", () => {
     const { readAmandaConfig } = await import("../../../server/amanda/conf.ts");
     // The same config read as if its volumes were real tapes: no vtape root, so no file paths.
     const setup = { ...readAmandaConfig(`/etc/amanda/${lab.config}`), vtapeRoot: null };
-    const onTape = catalogFromLogs(setup).dumps.filter((d) => d.location.kind === "tape");
+    const onTape = (await catalogFromLogs(setup)).dumps.filter((d) => d.location.kind === "tape");
     expect(onTape).toHaveLength(4);
     const d = onTape.find((x) => x.disk === "Lab Docs $HOME" && x.level === 1)!;
     for (const decompress of [false, true]) {

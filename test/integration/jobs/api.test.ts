@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 // The planner is the plan builder's job (tested on its own); here a planner that returns a
@@ -66,23 +66,23 @@ describe("admin and agent API", () => {
 
   it("drives a job through the agent routes with its boot token only", async () => {
     const [job] = (await inject("POST", "/api/v1/jobs", { mac: "52:54:00:aa:00:01" })).json() as JobView[];
-    const token = await server.ctx.jobs.issueBootToken(job!.id);
+    const token = await bootToken(server, job!);
     const agent = { authorization: `Bearer ${token}` };
     const base = `/api/v1/agent/jobs/${job!.id}`;
     expect((await inject("POST", `${base}/heartbeat`, undefined, { authorization: `Bearer ${server.ctx.adminToken}` })).statusCode).toBe(401);
     const disks = [{ name: "vda", path: "/dev/vda", sizeBytes: 1 << 30, serial: "S1" }];
     expect((await inject("POST", `${base}/hello`, { disks, hardware: { macs: [] } }, agent)).json()).toEqual({ state: "booted" });
-    // A LUKS passphrase the admin supplies goes to this job's agent only, and is audited without the secret.
+    // A LUKS passphrase the admin supplies goes to this job's agent only, after its plan, and is audited without the secret.
     expect((await inject("PUT", `/api/v1/jobs/${job!.id}/keys/luks-1`, { passphrase: "s3cret pass" })).statusCode).toBe(200);
-    const key = await inject("GET", `${base}/keys/luks-1`, undefined, agent);
-    expect([key.statusCode, key.body]).toEqual([200, "s3cret pass"]);
-    expect((await inject("GET", `${base}/keys/luks-2`, undefined, agent)).statusCode).toBe(404);
-    expect((await inject("GET", `${base}/keys/luks-1`, undefined, auth())).statusCode).toBe(401);
-    expect(JSON.stringify((await inject("GET", `/api/v1/audit?target=job:${job!.id}`)).json())).not.toContain("s3cret");
     const plan = await inject("GET", `${base}/plan`, undefined, agent);
     expect(plan.statusCode).toBe(200);
     expect(plan.headers["content-type"]).toMatch(/text\/x-shellscript/);
     expect(plan.body).toContain("plan_begin");
+    expect((await inject("GET", `${base}/keys/luks-1`, undefined, auth())).statusCode).toBe(401);
+    const key = await inject("GET", `${base}/keys/luks-1`, undefined, agent);
+    expect([key.statusCode, key.body]).toEqual([200, "s3cret pass"]);
+    expect((await inject("GET", `${base}/keys/luks-2`, undefined, agent)).statusCode).toBe(404);
+    expect(JSON.stringify((await inject("GET", `/api/v1/audit?target=job:${job!.id}`)).json())).not.toContain("s3cret");
     // The job's token streams the dumps its plan restores (404: this test catalog is empty), and no others.
     expect((await inject("GET", "/api/v1/dumps/d-1/stream", undefined, agent)).statusCode).toBe(404);
     expect((await inject("GET", "/api/v1/dumps/d-2/stream", undefined, agent)).statusCode).toBe(401);
@@ -103,7 +103,7 @@ describe("admin and agent API", () => {
     expect((await inject("GET", "/api/v1/dumps/d-1/stream", undefined, agent)).statusCode).toBe(401);
     const events = (await inject("GET", `/api/v1/jobs/${job!.id}/events`)).json() as Array<{ type: string }>;
     expect(await server.ctx.store.jobs.keyIds(job!.id)).toEqual([]); // dropped when the job ended
-    expect(events.map((e) => e.type)).toEqual(["armed", "boot", "booted", "key", "plan", "step-start", "step-end", "step-start", "step-end", "step-start", "step-end", "stream-done", "done"]);
+    expect(events.map((e) => e.type)).toEqual(["armed", "boot", "booted", "key", "plan", "key-served", "key-refused", "step-start", "step-end", "step-start", "step-end", "step-start", "step-end", "stream-done", "done"]);
   });
 
   it("a profile with post-restore hooks is refused in one line (they are never run), nothing stored", async () => {
@@ -128,7 +128,11 @@ describe("admin and agent API", () => {
   it("the clone window arms unknown machines that network-boot while it is open, and no others", async () => {
     await seedHost(server, "gold", "52:54:00:f0:00:00");
     await inject("PUT", "/api/v1/profiles/gold-clone", { host: "gold", options: { hostnamePattern: "node-{n}" } });
-    const bootScript = async (mac: string) => (await inject("GET", `/boot/ipxe?mac=${mac}`, undefined, {})).body;
+    // A network boot: Lifeboat's DHCP answers the machine, then its iPXE asks for the script.
+    const bootScript = async (mac: string) => {
+      dhcpAnswered(server, mac);
+      return (await inject("GET", `/boot/ipxe?mac=${mac}`, undefined, {})).body;
+    };
     // Closed (the default): an unknown machine is sent to its own disk.
     expect((await inject("GET", "/api/v1/clone-window")).json()).toEqual({ open: false });
     expect(await bootScript("52:54:00:f0:00:01")).toMatch(/^exit$/m);

@@ -9,7 +9,7 @@ import type { RunningServer } from "../../../server/serve.ts";
 import { execa } from "execa";
 import { hashToken } from "../../../server/tokens.ts";
 import { lifeboat, lifeboatBin } from "../../helpers/cli.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 // Stand-in planner (the plan builder has its own tests): a two-step script.
@@ -68,8 +68,22 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
     expect((JSON.parse(r.stdout) as JobView[]).map((j) => j.mac)).toEqual(["52:54:00:ee:02:00", "52:54:00:ee:02:01", "52:54:00:ee:02:02", "52:54:00:ee:02:03"]);
     const win = await cli("jobs", "arm", "--clone", "web", "--any-unknown", "10", "--json");
     expect(JSON.parse(win.stdout)).toMatchObject({ profile: "web", armed: 0 });
-    expect((await cli("jobs", "window")).stdout).toMatch(/^open until .*: unknown machines become clones of web \(0 so far\)$/);
+    expect((await cli("jobs", "window")).stdout).toMatch(/^open until .*: any unknown machine becomes a clone of web \(0 so far\)$/);
     expect((await cli("jobs", "window", "--close")).stdout.trim()).toBe("closed");
+    // Limited to a vendor OUI and one machine: only those become clones.
+    const only = await cli("jobs", "arm", "--clone", "web", "--any-unknown", "10", "--only", "00-25-90, 52:54:00:EE:09:01", "--json");
+    expect(JSON.parse(only.stdout)).toMatchObject({ profile: "web", only: ["00:25:90", "52:54:00:ee:09:01"] });
+    expect((await cli("jobs", "window")).stdout).toMatch(/^open until .*: an unknown machine under 00:25:90, 52:54:00:ee:09:01 becomes a clone of web \(0 so far\)$/);
+    dhcpAnswered(server, "52:54:00:ee:09:02");
+    expect((await server.app.inject({ url: "/boot/ipxe?mac=52:54:00:ee:09:02" })).body).toMatch(/^exit$/m);
+    dhcpAnswered(server, "52:54:00:ee:09:01");
+    expect((await server.app.inject({ url: "/boot/ipxe?mac=52:54:00:ee:09:01" })).body).toContain("/boot/vmlinuz");
+    expect((await cli("jobs", "window", "--close")).stdout.trim()).toBe("closed");
+    const stray = await cli("jobs", "arm", "52:54:00:ee:09:03", "--only", "00:25:90");
+    expect([stray.exitCode, stray.stderr.trim()]).toEqual([2, "lifeboat: --only goes with --any-unknown"]);
+    const badPrefix = await cli("jobs", "arm", "--clone", "web", "--any-unknown", "10", "--only", "00:25:9");
+    expect(badPrefix.exitCode).toBe(2);
+    expect(badPrefix.stderr).toContain('not a MAC or MAC prefix: "00:25:9"');
     const bad = await cli("jobs", "arm", "--clone", "web", "--macs", join(dataDir, "nope.txt"));
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr.trim()).toBe(`lifeboat: ${join(dataDir, "nope.txt")}: cannot read (ENOENT)`);
@@ -87,7 +101,7 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
         if (seen.includes(" armed")) resolve();
       });
     });
-    const token = await server.ctx.jobs.issueBootToken(job!.id);
+    const token = await bootToken(server, job!);
     const call = (path: string, body?: unknown) =>
       fetch(`${server.httpUrl}/api/v1/agent/jobs/${job!.id}/${path}`, {
         method: path === "plan" ? "GET" : "POST",

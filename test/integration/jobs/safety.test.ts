@@ -10,7 +10,7 @@ import { type Planner, JobService } from "../../../server/jobs/jobs.ts";
 import { createLogger } from "../../../server/log.ts";
 import type { AgentEvent } from "../../../server/plan/agent-api.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
 
 const SCRIPT = "plan_begin 1 web1 3\nwipe_disk /dev/vda 5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B\nplan_done\n";
 const STEPS = ["plan_begin", "wipe_disk", "plan_done"];
@@ -42,7 +42,11 @@ describe("a job runs its plan once, and stops when told", () => {
     const mac = `52:54:00:5a:00:${n.toString(16).padStart(2, "0")}`;
     await seedHost(server, `safe${n}`, mac);
     const armed = await server.ctx.jobs.arm({ mac, actor: "test" });
-    const boot = async () => (await inject("GET", `/boot/ipxe?mac=${mac}`, {})).body;
+    // A network boot: Lifeboat's DHCP answers the machine, then its iPXE asks for the script.
+    const boot = async () => {
+      dhcpAnswered(server, mac);
+      return (await inject("GET", `/boot/ipxe?mac=${mac}`, {})).body;
+    };
     const token = /lifeboat\.token=(\S+)/.exec(await boot())![1]!;
     const agent = { authorization: `Bearer ${token}` };
     const base = `/api/v1/agent/jobs/${armed.id}`;
@@ -147,7 +151,7 @@ describe("a job runs its plan once, and stops when told", () => {
     let release: () => void = () => {};
     hold = new Promise((r) => (release = r));
     const asked = new Promise<void>((r) => (planning = r));
-    const served = server.ctx.jobs.plan(j.id);
+    const served = server.ctx.jobs.plan(j.id, "stand-in token hash");
     await asked;
     await server.ctx.jobs.cancel(j.id, "test");
     release();

@@ -1,8 +1,9 @@
 /**
  * The boot HTTP routes on a real server (in-process, ephemeral port): entry script, the
  * per-machine script (rescue kernel with a fresh token for an active job, found by MAC,
- * by the host's other MACs or by SMBIOS UUID; `exit` for anyone else), and the kernel,
- * initramfs and boot loaders with Content-Length, Range and HEAD.
+ * by the host's other MACs or by SMBIOS UUID, once per answer of Lifeboat's DHCP; `exit` for
+ * anyone else), and the kernel, initramfs and boot loaders with Content-Length, Range and HEAD.
+ * DHCP is proxy but not started (no interface): the test says what it answered.
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -27,13 +28,18 @@ beforeAll(async () => {
   mkdirSync(join(dataDir, "image"), { recursive: true });
   writeFileSync(join(dataDir, "image", "vmlinuz"), kernel);
   writeFileSync(join(dataDir, "image", "initramfs"), "initramfs bytes");
-  const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "off" } });
+  const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "proxy" } });
   srv = await startServer(config, createLogger("silent", { pretty: false }));
   jobId = (await armForTest(srv.ctx.store, { host: "web1", macs: ["52:54:00:07:00:01", "52:54:00:07:00:02"], uuid: "00112233-4455-6677-8899-aabbccddeeff" })).id;
 });
 afterAll(() => srv.stop(100));
 
 const get = (path: string, init?: RequestInit) => fetch(`${srv.httpUrl}${path}`, init);
+/** A network boot of `mac`: Lifeboat's DHCP answers it (fetch comes from 127.0.0.1), then its iPXE asks for the script. */
+const boot = async (mac: string, query = "") => {
+  srv.ctx.boot.dhcpAnswered(mac, "127.0.0.1");
+  return (await get(`/boot/ipxe?mac=${mac}${query}`)).text();
+};
 
 describe("boot scripts", () => {
   it("GET /boot.ipxe chains to the per-machine script with iPXE's variables", async () => {
@@ -44,8 +50,8 @@ describe("boot scripts", () => {
     expect(text).toContain(`chain --autofree ${srv.httpUrl}/boot/ipxe?mac=\${netX/mac}&uuid=\${uuid}&arch=\${buildarch}&platform=\${platform}`);
   });
 
-  it("an armed MAC gets the rescue kernel, with a fresh token that the agent API accepts, on every request", async () => {
-    const text = await (await get("/boot/ipxe?mac=52-54-00-07-00-01&arch=x86_64&platform=efi")).text();
+  it("an armed MAC gets the rescue kernel with a fresh token the agent API accepts, once per boot", async () => {
+    const text = await boot("52:54:00:07:00:01", "&arch=x86_64&platform=efi");
     expect(text).toMatch(new RegExp(`^kernel ${srv.httpUrl}/boot/vmlinuz initrd=initramfs .*lifeboat\\.job=${jobId}`, "m"));
     expect(text).toContain(`initrd ${srv.httpUrl}/boot/initramfs`);
     const args = parseKernelArgs(/^kernel (.*)$/m.exec(text)![1]!);
@@ -55,19 +61,21 @@ describe("boot scripts", () => {
     expect((await srv.ctx.store.jobs.events(jobId)).some((e) => e.type === "boot")).toBe(true);
     const log = await get(`${AGENT_BASE}/${jobId}/log`, { method: "POST", headers: { authorization: `Bearer ${args.token}`, "content-type": "text/plain" }, body: "hi" });
     expect(log.status).toBe(200);
-    const again = parseKernelArgs(/^kernel (.*)$/m.exec(await (await get("/boot/ipxe?mac=52:54:00:07:00:01")).text())![1]!);
+    // The same boot asking again gets no second token.
+    expect(await (await get("/boot/ipxe?mac=52-54-00-07-00-01")).text()).toMatch(/^exit$/m);
+    const again = parseKernelArgs(/^kernel (.*)$/m.exec(await boot("52:54:00:07:00:01"))![1]!);
     expect(again.token).not.toBe(args.token);
   });
 
   it("the host's other NIC and its SMBIOS UUID (as iPXE sends it, SMBIOS byte order) find the job too", async () => {
-    expect(await (await get("/boot/ipxe?mac=52:54:00:07:00:02")).text()).toContain(`lifeboat.job=${jobId}`);
-    const viaUuid = await (await get("/boot/ipxe?mac=52:54:00:07:00:99&uuid=33221100-5544-7766-8899-aabbccddeeff")).text();
+    expect(await boot("52:54:00:07:00:02")).toContain(`lifeboat.job=${jobId}`);
+    const viaUuid = await boot("52:54:00:07:00:99", "&uuid=33221100-5544-7766-8899-aabbccddeeff");
     expect(viaUuid).toContain(`lifeboat.job=${jobId}`);
     expect(viaUuid).toContain("lifeboat.mac=52:54:00:07:00:99");
   });
 
   it("an unarmed MAC gets exit; a bad MAC is a 400", async () => {
-    const text = await (await get("/boot/ipxe?mac=52:54:00:07:00:77&uuid=00000000-0000-0000-0000-000000000000")).text();
+    const text = await boot("52:54:00:07:00:77", "&uuid=00000000-0000-0000-0000-000000000000");
     expect(text).toMatch(/^exit$/m);
     expect(text).not.toContain("kernel");
     expect((await get("/boot/ipxe?mac=zz")).status).toBe(400);

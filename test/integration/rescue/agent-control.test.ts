@@ -15,7 +15,7 @@ import { renderKernelArgs } from "../../../server/plan/cmdline.ts";
 import { CONTRACT_VERSION, type Step, renderPlan, step } from "../../../server/plan/steps.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import type { JobEvent, JobRecord } from "../../../server/store/types.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { AGENT_DIR } from "../../unit/rescue/agent-sh.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
@@ -77,7 +77,7 @@ describe.skipIf(why !== null)("the rescue agent stops when Lifeboat says so, and
   async function runAgent(name: string, mac: string, steps: Step[], url = server.httpUrl) {
     await seedHost(server, name, mac);
     const job = await server.ctx.jobs.arm({ mac, actor: "test" });
-    const token = await server.ctx.jobs.issueBootToken(job.id);
+    const token = await bootToken(server, job);
     plans.set(job.id, steps);
     const run = join(dir, `${name}-run`);
     const target = join(dir, `${name}-target`);

@@ -18,7 +18,7 @@ import { createLogger } from "../../../server/log.ts";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { AGENT_DIR } from "../../unit/rescue/agent-sh.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
@@ -66,7 +66,7 @@ describeNeeding(why, "rescue agent on the host against a real Lifeboat server", 
   async function runAgent(name: string, mac: string, planFor: (disk: string, part: string) => Step[], srv = server) {
     await seedHost(srv, name, mac);
     const job = await srv.ctx.jobs.arm({ mac, actor: "test" });
-    token = await srv.ctx.jobs.issueBootToken(job.id);
+    token = await bootToken(srv, job);
     const disk = await makeLoop(dir, name, 256 * MiB);
     plans.set(job.id, planFor(disk, `${disk}p1`));
     const run = join(dir, `${name}-run`);

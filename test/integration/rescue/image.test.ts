@@ -36,7 +36,7 @@ import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helper
 import { bootDisk, firmwareArgs, freshOvmfVars, qemuAccel } from "../../helpers/qemu.ts";
 import { installCapture, readCapture, SAMPLE_BOOTED, sampleOs, sampleOsUnavailable } from "../../helpers/sample-os.ts";
 import { lifeboat } from "../../helpers/cli.ts";
-import { seedHost } from "../../helpers/server.ts";
+import { bootToken, seedHost } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { type LabDump, labChain, sharedLab } from "./lab-dumps.ts";
 import { LAB_LUKS, mdLvmPlan, restorePlan, uefiSystemPlan } from "./plans.ts";
@@ -191,7 +191,7 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     const job = await server.ctx.jobs.arm({ mac: o.mac, actor: "test" });
     // The admin supplies the LUKS passphrase for the job; the agent fetches it with its token.
     await server.ctx.jobs.setKey(job.id, LAB_LUKS.uuid, LAB_LUKS.passphrase, "test");
-    const token = await server.ctx.jobs.issueBootToken(job.id);
+    const token = await bootToken(server, job);
     o.standin.token = token;
     plans.set(job.id, o.plan(`http://10.0.2.2:${o.standin.port}`));
     const disks = o.serials.map((s) => join(dir, `${o.name}-${s}.img`));

@@ -36,16 +36,16 @@ function lab() {
 const comparable = (ds: CatalogDump[]) => ds.map((d) => ({ ...d, sources: [] }));
 
 describe("catalog sources", () => {
-  it("reads the config dir: logdir, tapelist, chg-disk root from a changer block, holding dirs", () => {
+  it("reads the config dir: logdir, tapelist, chg-disk root from a changer block, holding dirs", async () => {
     const l = lab();
     expect(l.setup).toMatchObject({ name: "synth", logdir: l.logdir, vtapeRoot: l.vtapes, holdingDirs: [l.holding], tapelist: join(l.configDir, "tapelist") });
     expect(() => readAmandaConfig(join(l.root, "nope"))).toThrow(/nope: not an Amanda config directory \(ENOENT\); expected a directory with amanda.conf/);
   });
 
-  it("the catalog from a media scan alone equals the one from logs and tapelist", () => {
+  it("the catalog from a media scan alone equals the one from logs and tapelist", async () => {
     const l = lab();
-    const fromLogs = catalogFromLogs(l.setup);
-    const fromScan = catalogFromScan("synth", scanMedia([l.vtapes, l.holding]));
+    const fromLogs = (await catalogFromLogs(l.setup));
+    const fromScan = catalogFromScan("synth", (await scanMedia([l.vtapes, l.holding])));
     expect(fromLogs.warnings).toEqual([]);
     expect(fromScan.warnings).toEqual([]);
     expect(fromLogs.dumps).toHaveLength(5);
@@ -60,12 +60,12 @@ describe("catalog sources", () => {
     expect(hold.location.parts).toHaveLength(3);
   });
 
-  it("scanning the parent directory finds the same; garbage files and truncated headers are warnings naming the file", () => {
+  it("scanning the parent directory finds the same; garbage files and truncated headers are warnings naming the file", async () => {
     const l = lab();
     writeFileSync(join(l.vtapes, "slot2", "00009.garbage"), "this is not an Amanda file\n");
     const bad = join(l.vtapes, "slot1", "00007.localhost.truncated.0");
     writeFileSync(bad, readFileSync(join(l.vtapes, "slot1", "00001.localhost.Lab Docs $HOME.0")).subarray(0, 1000));
-    const s = catalogFromScan("synth", scanMedia([l.root]));
+    const s = catalogFromScan("synth", (await scanMedia([l.root])));
     expect(s.dumps).toHaveLength(5);
     expect(s.warnings).toEqual([
       `${bad}: bad Amanda header at byte 1000: truncated: 1000 bytes, expected 32768`,
@@ -73,46 +73,46 @@ describe("catalog sources", () => {
     ]);
   });
 
-  it("a missing last part, a missing middle part, a missing tape and a broken holding chain are problems naming them", () => {
+  it("a missing last part, a missing middle part, a missing tape and a broken holding chain are problems naming them", async () => {
     const l = lab();
     rmSync(join(l.vtapes, "slot1", "00006.localhost._srv_plain.0")); // last part of plain L0
     rmSync(join(l.vtapes, "slot2"), { recursive: true }); // tape LAB-02 gone
     rmSync(join(l.holding, "20261124020617", "localhost._srv_plain.2.1"));
-    const logs = catalogFromLogs(l.setup).dumps;
+    const logs = (await catalogFromLogs(l.setup)).dumps;
     const p = (disk: string, level: number) => logs.find((d) => d.disk === disk && d.level === level)!.problem;
     expect(p("/srv/plain", 0)).toBe('part 5 of localhost:"/srv/plain" L0 20261124020601 (file 6 of LAB-01) is missing');
     expect(p("/srv/plain", 1)).toBe(`tape LAB-02 (part 1 of localhost:"/srv/plain" L1 20261124020609) is not in any slot of ${l.vtapes}`);
     expect(p("/srv/plain", 2)).toMatch(/^holding chunk localhost._srv_plain.2.1 is missing \(named in .*localhost._srv_plain.2\)$/);
-    const scan = catalogFromScan("synth", scanMedia([l.vtapes])).dumps;
+    const scan = catalogFromScan("synth", (await scanMedia([l.vtapes]))).dumps;
     expect(scan.find((d) => d.disk === "/srv/plain")!.problem).toBe(
       'localhost:"/srv/plain" L0 20261124020601: the scanned parts hold 16384 of 20000 bytes: part 5 is missing or a part is truncated',
     );
     rmSync(join(l.vtapes, "slot1", "00003.localhost._srv_plain.0"));
-    expect(catalogFromScan("synth", scanMedia([l.vtapes])).dumps.find((d) => d.disk === "/srv/plain")!.problem).toBe(
+    expect(catalogFromScan("synth", (await scanMedia([l.vtapes]))).dumps.find((d) => d.disk === "/srv/plain")!.problem).toBe(
       'part 2 of localhost:"/srv/plain" L0 20261124020601 is missing from the scanned volumes',
     );
   });
 
-  it("buildCatalog adds dumps only the media know (logs lost) and warns when logs and media disagree", () => {
+  it("buildCatalog adds dumps only the media know (logs lost) and warns when logs and media disagree", async () => {
     const l = lab();
     rmSync(join(l.logdir, "log.20261124020609.0"));
-    const c = buildCatalog(l.setup);
+    const c = (await buildCatalog(l.setup));
     expect(c.dumps).toHaveLength(5);
     expect(c.dumps.find((d) => d.disk === "//fs/share/")!.sources).toEqual(["scan"]);
     expect(c.dumps.find((d) => d.disk === "Lab Docs $HOME")!.sources).toEqual(["log", "scan"]);
     appendFileSync(join(l.logdir, "log.20261124020601.0"), "garbage\n");
-    expect(buildCatalog(l.setup).warnings).toEqual([]);
+    expect((await buildCatalog(l.setup)).warnings).toEqual([]);
   });
 
-  it("a label no longer in the tapelist (reused) drops its dumps; a truncated part file shows in its size", () => {
+  it("a label no longer in the tapelist (reused) drops its dumps; a truncated part file shows in its size", async () => {
     const l = lab();
     writeFileSync(join(l.configDir, "tapelist"), "20261124020601 LAB-01 reuse\n");
-    expect(catalogFromLogs(l.setup).dumps.map((d) => d.location.label)).toEqual(["LAB-01", "HOLDING", "LAB-01"]);
+    expect((await catalogFromLogs(l.setup)).dumps.map((d) => d.location.label)).toEqual(["LAB-01", "HOLDING", "LAB-01"]);
     // LAB-01 rewritten by a later run: the old log's dumps on it are gone too
     writeFileSync(join(l.configDir, "tapelist"), "20261125020601 LAB-01 reuse\n20261124020609 LAB-02 reuse\n");
-    expect(catalogFromLogs(l.setup).dumps.map((d) => d.location.label)).toEqual(["LAB-02", "HOLDING", "LAB-02"]);
+    expect((await catalogFromLogs(l.setup)).dumps.map((d) => d.location.label)).toEqual(["LAB-02", "HOLDING", "LAB-02"]);
     truncateSync(join(l.vtapes, "slot1", "00002.localhost._srv_plain.0"), 32768 + 100);
-    expect(catalogFromScan("synth", scanMedia([l.vtapes])).dumps.find((d) => d.disk === "/srv/plain")!.problem).toMatch(/hold 16004 of 20000 bytes: part 6 is missing or a part is truncated/);
+    expect(catalogFromScan("synth", (await scanMedia([l.vtapes]))).dumps.find((d) => d.disk === "/srv/plain")!.problem).toMatch(/hold 16004 of 20000 bytes: part 6 is missing or a part is truncated/);
   });
 });
 
@@ -151,8 +151,8 @@ describe("Amanda 2.x media", () => {
     );
     writeFileSync(join(root, "amanda.conf"), `logdir "${root}/log"\ntapelist "tapelist"\ntpchanger "chg-disk:${root}/vtapes"\n`);
     const setup = readAmandaConfig(root, { name: "old" });
-    const logs = catalogFromLogs(setup);
-    const scan = catalogFromScan("old", scanMedia([join(root, "vtapes")]));
+    const logs = (await catalogFromLogs(setup));
+    const scan = catalogFromScan("old", (await scanMedia([join(root, "vtapes")])));
     expect(scan.warnings).toEqual([]);
     expect(logs.dumps.map((d) => [d.disk, d.level, d.datestamp, d.program, d.location.label, d.location.fileNo, d.problem])).toEqual([
       ["/boot", 0, "20060123", "/bin/tar", "DAILY-07", 1, null],

@@ -20,7 +20,7 @@ async function serve(opts: Parameters<typeof catalogRoutes>[1] = {}) {
   const data = bytes(200000, 3);
   const l = writeSynthLab(tempDir("lifeboat-amanda-routes-"), [{ label: "T-01", slot: 1, datestamp: "20261124020601", dumps: [{ host: "h", disk: "/d", datestamp: "20261124020601", level: 0, data }] }], [], { partSize: 65536 });
   const store = new SqliteStore(":memory:");
-  const dumps = catalogFromLogs(readAmandaConfig(l.configDir)).dumps;
+  const dumps = (await catalogFromLogs(readAmandaConfig(l.configDir))).dumps;
   await store.catalog.replace("synth", dumps, []);
   // The route group alone: the jobs service is not needed by it.
   const ctx = { config: loadConfig({ overrides: { dataDir: tempDir() } }), store, log: createLogger("silent", { pretty: false }), adminToken: "admin-token", metrics: new Registry(), version: "test" } as unknown as ServerContext;

@@ -29,19 +29,19 @@ const dumps: Record<string, SynthDump> = {
   hold: { host: "h", disk: "/split", datestamp: "20261124020609", level: 1, data: bytes(70000, 8) },
 };
 
-function setup() {
+async function setup() {
   const l = writeSynthLab(tempDir("lifeboat-amanda-stream-"), [{ label: "T-01", slot: 1, datestamp: "20261124020601", dumps: [dumps.split!, dumps.gz!] }], [dumps.hold!], {
     partSize: 65536,
     chunkSize: 32768,
   });
-  const cat = catalogFromLogs(readAmandaConfig(l.configDir)).dumps;
+  const cat = (await catalogFromLogs(readAmandaConfig(l.configDir))).dumps;
   const get = (disk: string, level: number) => cat.find((d) => d.disk === disk && d.level === level)!;
   return { l, get };
 }
 
 describe("dump streams", () => {
   it("joins split parts and holding chunks, strips headers, decompresses on request, with lengths known", async () => {
-    const { get } = setup();
+    const { get } = await setup();
     for (const [d, want] of [
       [get("/split", 0), dumps.split!.data],
       [get("Docs $HOME", 0), dumps.gz!.data],
@@ -61,7 +61,7 @@ describe("dump streams", () => {
   });
 
   it("decompresses with the custom compressor the header names (run with -d, as Amanda does)", async () => {
-    const { get } = setup();
+    const { get } = await setup();
     const gz = get("Docs $HOME", 0);
     const custom: CatalogDump = { ...gz, compression: "custom", compressProgram: "/bin/gzip" };
     const r = await collect(openDumpStream(custom, { decompress: true }).stream);
@@ -73,8 +73,8 @@ describe("dump streams", () => {
     expect(() => openDumpStream({ ...custom, compressProgram: null }, { decompress: true })).toThrow(/custom compression without a program in the header; use the raw stream/);
   });
 
-  it("a header naming a program outside the allowlist (/tmp/evil, sh -c …) is refused in one line and nothing runs, on disk or through amfetchdump", () => {
-    const { get } = setup();
+  it("a header naming a program outside the allowlist (/tmp/evil, sh -c …) is refused in one line and nothing runs, on disk or through amfetchdump", async () => {
+    const { get } = await setup();
     const dir = tempDir("lifeboat-evil-");
     const marker = join(dir, "ran");
     const evil = join(dir, "evil");
@@ -104,7 +104,7 @@ describe("dump streams", () => {
   });
 
   it("serves byte ranges across part boundaries", async () => {
-    const { get } = setup();
+    const { get } = await setup();
     const d = get("/split", 0);
     for (const [start, end] of [[0, 9], [65530, 65545], [131072, 299999], [299999, 299999], [100, undefined]] as const) {
       const s = openDumpStream(d, { start, end });
@@ -118,7 +118,7 @@ describe("dump streams", () => {
   });
 
   it("a flipped byte fails the stream loudly on Amanda's CRC, and the last chunk is never delivered", async () => {
-    const { l, get } = setup();
+    const { l, get } = await setup();
     const part = join(l.vtapes, "slot1", "00003.h._split.0");
     const fd = openSync(part, "r+");
     writeSync(fd, Buffer.from([0x55]), 0, 1, 32768 + 1000);
@@ -132,14 +132,14 @@ describe("dump streams", () => {
     const buf = readFileSync(gzPart);
     const hdr = buildHeader(dumpHeaderText("SPLIT_FILE", { ...dumps.gz!, native: Buffer.from("other") }, { part: "1/-1" }));
     writeFileSync(gzPart, Buffer.concat([hdr, buf.subarray(32768)]));
-    const cat = catalogFromLogs(readAmandaConfig(l.configDir)).dumps;
+    const cat = (await catalogFromLogs(readAmandaConfig(l.configDir))).dumps;
     const fromMedia: CatalogDump = { ...cat.find((d) => d.disk === "Docs $HOME")!, crc: { native: { crc: "00000000", size: native.length }, client: null, server: null } };
     const r2 = await collect(openDumpStream(fromMedia, { decompress: true }).stream);
     expect(r2.error?.message).toMatch(/CRC mismatch on h:"Docs \$HOME" L0 20261124020601 decompressed/);
   });
 
-  it("refuses before the first byte: missing part, truncated part, header of another dump, encrypted dump", () => {
-    const { l, get } = setup();
+  it("refuses before the first byte: missing part, truncated part, header of another dump, encrypted dump", async () => {
+    const { l, get } = await setup();
     const d = get("/split", 0);
     expect(() => openDumpStream({ ...d, encrypted: true })).toThrow('h:"/split" L0 20261124020601 is encrypted; Lifeboat does not decrypt Amanda dumps');
     const original = readFileSync(join(l.vtapes, "slot1", "00002.h._split.0"));
@@ -156,7 +156,7 @@ describe("dump streams", () => {
   it("respects backpressure: a paused reader keeps at most a few buffers in memory", async () => {
     const big: SynthDump = { host: "h", disk: "/big", datestamp: "20261124020601", level: 0, data: Buffer.alloc(48 << 20, 7) };
     const l = writeSynthLab(tempDir("lifeboat-amanda-bp-"), [{ label: "T-01", slot: 1, datestamp: "20261124020601", dumps: [big] }], [], { partSize: 16 << 20 });
-    const d = catalogFromLogs(readAmandaConfig(l.configDir)).dumps[0]!;
+    const d = (await catalogFromLogs(readAmandaConfig(l.configDir))).dumps[0]!;
     const s = openDumpStream(d, { readBufferBytes: 1 << 20 });
     const it = s.stream[Symbol.asyncIterator]();
     await it.next();

@@ -1,9 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { MessageType, Opt, clientArch, ipBytes, optIp, optString, subOptions } from "../../../server/dhcp/codec.ts";
 import { type DhcpEnv, fullAnswer, proxyAnswer } from "../../../server/dhcp/decision.ts";
-import {
-  BOOT_LOADERS, canonicalSmbiosUuid, canonicalUuidFromText, chooseBoot, identify, recognisedUuid,
-} from "../../../server/dhcp/firmware.ts";
+import { BOOT_LOADERS, chooseBoot, identify } from "../../../server/dhcp/firmware.ts";
+import { canonicalSmbiosUuid, canonicalUuidFromText, recognisedUuid } from "../../../server/smbios-uuid.ts";
 import { arch, fixture, pxeDiscover, request } from "./packets.ts";
 
 const env: DhcpEnv = { serverIp: "10.231.7.1", httpBase: "http://10.231.7.1:8080", hasLoader: (n) => !n.startsWith("arm64/") };

@@ -1,38 +1,10 @@
 import type { Socket } from "node:dgram";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MessageType, Opt, decode, encode } from "../../../server/dhcp/codec.ts";
-import { fixture, fixtureBytes, pxeDiscover } from "./packets.ts";
+import { decode, encode } from "../../../server/dhcp/codec.ts";
+import { dhcpHostile as hostile, dhcpSource as source } from "../../helpers/fuzz-targets.ts";
+import { fixtureBytes, pxeDiscover, pxeRequest } from "./packets.ts";
 import { DgramDouble, dhcpService as service, drops, rinfo } from "./service.ts";
-
-/** OVMF's follow-up on 4011: answered back to its source address and port. */
-const pxeRequest = (() => {
-  const p = fixture("uefi-pxe-discover");
-  p.options.set(Opt.MESSAGE_TYPE, Buffer.from([MessageType.REQUEST]));
-  p.ciaddr = "10.231.7.9";
-  return encode(p);
-})();
-const seeds = [fixtureBytes("bios-ipxe-rom-discover"), fixtureBytes("uefi-pxe-discover"), fixtureBytes("uefi-httpboot-discover"), pxeRequest];
-
-/** Real packets as sent, with bytes flipped, cut short or stretched, plus headers with random option soup and plain noise. */
-const hostile = fc.oneof(
-  fc.constantFrom(...seeds),
-  fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a)),
-  fc
-    .tuple(fc.constantFrom(...seeds), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 12 }), fc.nat({ max: 700 }))
-    .map(([seed, flips, len]) => {
-      const b = Buffer.from(seed);
-      for (const [at, v] of flips) b[240 + (at % Math.max(1, b.length - 240))] = v;
-      return len < b.length ? b.subarray(0, len) : Buffer.concat([b, Buffer.alloc(len - b.length, 0xff)]);
-    }),
-  fc.tuple(fc.constantFrom(...seeds), fc.uint8Array({ maxLength: 400 })).map(([seed, tail]) => Buffer.concat([seed.subarray(0, 240), Buffer.from(tail)])),
-);
-
-/** Sources as Linux delivers them to a socket: port 0 included, any address (spoofed, broadcast, 0.0.0.0). */
-const source = fc.record({
-  address: fc.oneof(fc.constantFrom("0.0.0.0", "255.255.255.255", "10.231.7.1", "10.231.7.9", "127.0.0.1"), fc.ipV4()),
-  port: fc.oneof(fc.constantFrom(0, 67, 68, 69, 4011, 65535), fc.integer({ min: 0, max: 65535 })),
-});
 
 /** Runs `fn` and returns every uncaught exception and unhandled rejection seen meanwhile (and for `settleMs` after). */
 async function escapes(fn: () => Promise<void>, settleMs: number): Promise<unknown[]> {

@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type DhcpPacket, MessageType, Opt, decode } from "../../../server/dhcp/codec.ts";
+import { type DhcpPacket, MessageType, Opt, decode, encode } from "../../../server/dhcp/codec.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -34,3 +34,11 @@ export function request(type: number, opts: Record<number, Buffer | string | und
 export const arch = (n: number) => Buffer.from([n >> 8, n & 255]);
 export const pxeDiscover = (a: number, extra: Record<number, Buffer | string | undefined> = {}) =>
   request(MessageType.DISCOVER, { [Opt.CLIENT_ARCH]: arch(a), [Opt.VENDOR_CLASS]: `PXEClient:Arch:${String(a).padStart(5, "0")}:UNDI:003000`, ...extra });
+
+/** OVMF's follow-up on 4011 (its PXE DISCOVER as a REQUEST from 10.231.7.9): answered back to its source address and port. */
+export const pxeRequest = (() => {
+  const p = fixture("uefi-pxe-discover");
+  p.options.set(Opt.MESSAGE_TYPE, Buffer.from([MessageType.REQUEST]));
+  p.ciaddr = "10.231.7.9";
+  return encode(p);
+})();

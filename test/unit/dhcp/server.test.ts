@@ -1,7 +1,7 @@
 /** The DHCP service's send path on a socket double: the proxy OFFER hold and its bounds. */
 import type { Socket } from "node:dgram";
 import { describe, expect, it } from "vitest";
-import { MessageType, encode } from "../../../server/dhcp/codec.ts";
+import { MessageType, Opt, encode, ipBytes } from "../../../server/dhcp/codec.ts";
 import { pxeDiscover, request } from "./packets.ts";
 import { DgramDouble, dhcpService, drops, rinfo } from "./service.ts";
 
@@ -49,5 +49,30 @@ describe("proxy OFFER hold (dhcp.proxyOfferDelayMs)", () => {
     await svc.stop();
     await sleep(1100);
     expect(sock.sent).toEqual([]);
+  });
+});
+
+describe("what the DHCP service tells the boot service (a boot token goes only to the address it answered)", () => {
+  const mac = "52:54:00:07:00:42";
+  const sock = () => new DgramDouble() as unknown as Socket;
+
+  it("proxy: the OFFER has no address; the REQUEST to the LAN's server names it; a 4011 follow-up carries it as ciaddr", async () => {
+    const { svc, witness } = dhcpService("proxy");
+    await svc.receive(sock(), 67, encode(pxeDiscover(7)), rinfo("0.0.0.0", 68));
+    const toLan = request(MessageType.REQUEST, { [Opt.REQUESTED_IP]: ipBytes("10.231.7.160"), [Opt.SERVER_ID]: ipBytes("10.231.7.254"), [Opt.VENDOR_CLASS]: "PXEClient:Arch:00007:UNDI:003000" });
+    await svc.receive(sock(), 67, encode(toLan), rinfo("0.0.0.0", 68));
+    await svc.receive(sock(), 4011, encode(request(MessageType.REQUEST, { 60: "PXEClient", 93: Buffer.from([0, 7]) }, { ciaddr: "10.231.7.160" })), rinfo("10.231.7.160", 4011));
+    expect(witness.told).toEqual([
+      ["answered", mac, null],
+      ["requested", mac, "10.231.7.160"],
+      ["answered", mac, "10.231.7.160"],
+    ]);
+  });
+
+  it("full: the lease in the answer; a client that is not network-booting is not a boot answer", async () => {
+    const { svc, witness } = dhcpService("full");
+    await svc.receive(sock(), 67, encode(pxeDiscover(7)), rinfo("0.0.0.0", 68));
+    await svc.receive(sock(), 67, encode(request(MessageType.DISCOVER, { 60: "udhcp 1.36.1" })), rinfo("0.0.0.0", 68));
+    expect(witness.told).toEqual([["answered", mac, "10.231.7.42"]]);
   });
 });

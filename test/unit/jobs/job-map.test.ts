@@ -42,7 +42,7 @@ describe("jobs map: the target's identity, and a new look when the disks change"
       sdb: { name: null, serial: "NEW-B", wwn: null, byId: [], sizeBytes: null, seen: null },
     });
     await jobs.hello(job.id, hello([big(), small()].map((t, i) => ({ ...t, name: `vd${"ab"[i]}`, path: `/dev/vd${"ab"[i]}` }))));
-    const r = await jobs.plan(job.id);
+    const r = await jobs.plan(job.id, "h");
     expect(r.ok, r.ok ? "" : r.reason).toBe(true);
     // By serial, whatever the kernel called them on this boot.
     expect((r.ok ? r.detail : null) as { mapping: Array<{ captured: string; targetPath: string }> }).toMatchObject({
@@ -56,7 +56,7 @@ describe("jobs map: the target's identity, and a new look when the disks change"
   it("a mapping made against one boot's disks is refused at a boot whose disks differ, until mapped again", async () => {
     const { store, jobs, job } = await setup();
     await jobs.hello(job.id, hello([small(), big()]));
-    expect(await jobs.plan(job.id)).toMatchObject({ ok: false, reason: expect.stringMatching(/serial QM00005 is QEMU's default ATA serial, which identifies no disk/) });
+    expect(await jobs.plan(job.id, "h")).toMatchObject({ ok: false, reason: expect.stringMatching(/serial QM00005 is QEMU's default ATA serial, which identifies no disk/) });
     const mapped = await jobs.map(job.id, { sda: "vda", sdb: "vdb" }, "admin");
     expect(mapped.mapping!.sda).toMatchObject({ name: "vda", serial: "NEW-A", sizeBytes: 1 * GiB, seen: expect.stringMatching(/^[0-9a-f]{16}$/) });
     const audit = await store.audit.list({ target: `job:${job.id}` });
@@ -64,14 +64,14 @@ describe("jobs map: the target's identity, and a new look when the disks change"
 
     // The machine boots again with a USB stick plugged in: not the disks the admin looked at.
     await jobs.hello(job.id, hello([small(), big(), newDisk("sdc", 16 * GiB, { bus: "usb", removable: true })]));
-    const stale = await jobs.plan(job.id);
+    const stale = await jobs.plan(job.id, "h");
     expect(stale).toEqual({
       ok: false,
       reason: "mapping sda=vda (serial NEW-A): the machine reports other disks than when this mapping was made (now: vda, vdb, sdc (removable/USB)): look at them again and map again",
     });
     expect((await jobs.get(job.id)).error).toBe(stale.ok ? null : stale.reason);
     await jobs.map(job.id, { sda: "vda", sdb: "vdb" }, "admin");
-    const again = await jobs.plan(job.id);
+    const again = await jobs.plan(job.id, "h");
     expect(again.ok, again.ok ? "" : again.reason).toBe(true);
     expect(again.ok && again.script).not.toContain("/dev/sdc");
   });
@@ -80,6 +80,6 @@ describe("jobs map: the target's identity, and a new look when the disks change"
     const { store, jobs, job } = await setup();
     await jobs.hello(job.id, hello([small(), big()]));
     await store.jobs.update(job.id, { mapping: { sda: "vda", sdb: "vdb" } as never });
-    expect(await jobs.plan(job.id)).toEqual({ ok: false, reason: `job ${job.id}: its disk mapping names disks by kernel name (saved by an older Lifeboat); map them again` });
+    expect(await jobs.plan(job.id, "h")).toEqual({ ok: false, reason: `job ${job.id}: its disk mapping names disks by kernel name (saved by an older Lifeboat); map them again` });
   });
 });

@@ -1,38 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { type JobInput, isBootable, transition } from "../../../server/jobs/job-state.ts";
-import type { JobRecord } from "../../../server/store/types.ts";
 
-const t0 = new Date("2026-11-30T10:00:00Z");
-function job(patch: Partial<JobRecord> = {}): JobRecord {
-  return {
-    id: "job-1",
-    mac: "52:54:00:00:00:01",
-    kind: "recover",
-    profile: "web1",
-    state: "armed",
-    step: 0,
-    steps: 0,
-    bytesDone: 0,
-    bytesTotal: 0,
-    tokenHash: "h",
-    hostname: "web1",
-    at: null,
-    hello: null,
-    mapping: null,
-    options: {},
-    plan: null,
-    error: null,
-    armedBy: "test",
-    createdAt: t0.toISOString(),
-    updatedAt: t0.toISOString(),
-    expiresAt: new Date(t0.getTime() + 24 * 3600_000).toISOString(),
-    lastHeartbeatAt: null,
-    ...patch,
-  };
-}
+import type { JobRecord } from "../../../server/store/types.ts";
+import { job, t0 } from "./job-fixture.ts";
+
 const later = (ms: number) => new Date(t0.getTime() + ms);
 const hello: Extract<JobInput, { kind: "hello" }> = { kind: "hello", hello: { disks: [], hardware: { macs: [] } } };
-const served = (steps: number, bytesTotal = 0): JobInput => ({ kind: "plan-served", steps, bytesTotal, plan: { script: "plan_begin 1 web1 3", detail: null } });
+const served = (steps: number, bytesTotal = 0): JobInput => ({ kind: "plan-served", steps, bytesTotal, plan: { script: "plan_begin 1 web1 3", detail: null }, servedTo: "h" });
 const tick = (heartbeatTimeoutMs: number, stalledFailMs = 3600_000): JobInput => ({ kind: "tick", heartbeatTimeoutMs, stalledFailMs });
 const stepEnd = (step: number, of: number, name: string, exitStatus = 0): JobInput => ({
   kind: "agent",
@@ -53,7 +27,8 @@ describe("job state machine", () => {
     let j = apply(job(), hello);
     expect(j.state).toBe("booted");
     j = apply(j, served(3, 1000));
-    expect([j.state, j.steps, j.bytesTotal]).toEqual(["running", 3, 1000]);
+    // The boot token that fetched the plan is the one that may fetch the LUKS keys.
+    expect([j.state, j.steps, j.bytesTotal, j.planTokenHash]).toEqual(["running", 3, 1000, "h"]);
     j = apply(
       j,
       { kind: "agent", event: { type: "step-start", step: 1, of: 3, name: "check_disk" }, doneBytes: 0 },

@@ -175,6 +175,21 @@ describe("ReaR disklayout.conf import", () => {
   it("a broken line names its line number", () => {
     expect(() => layoutFromRear("disk /dev/sda 100 gpt\npart /dev/sdz 1 2 x none /dev/sdz1\n", "h")).toThrow(/line 2/);
   });
+
+  it.each([
+    ["lvmvol /dev/vg lv", 'disklayout.conf line 2: expected "lvmvol /dev/VG NAME SIZE[b] [LAYOUT]"'],
+    ["crypt", 'disklayout.conf line 2: expected "crypt /dev/mapper/NAME DEV key=value..."'],
+    ["lvmdev", 'disklayout.conf line 2: expected "lvmdev /dev/VG PVDEV [UUID]"'],
+    ["lvmdev /dev/vg", 'disklayout.conf line 2: expected "lvmdev /dev/VG PVDEV [UUID]"'],
+    ["lvmgrp", 'disklayout.conf line 2: expected "lvmgrp /dev/VG EXTENTSIZE_KIB [EXTENTS]"'],
+    ["raid", 'disklayout.conf line 2: expected "raid DEV key=value..."'],
+    ["fs /dev/sda1 /", 'disklayout.conf line 2: expected "fs DEV MOUNTPOINT TYPE key=value..."'],
+    ["swap", 'disklayout.conf line 2: expected "swap DEV key=value..."'],
+    ["btrfsmountedsubvol /dev/sda1", 'disklayout.conf line 2: expected "btrfsmountedsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"'],
+    ["btrfsnormalsubvol", 'disklayout.conf line 2: expected "btrfsnormalsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"'],
+  ])("a short line %j is a one-line error naming its line (lvmvol, crypt, lvmdev were raw TypeErrors)", (line, message) => {
+    expect(() => layoutFromRear(`disk /dev/sda 100 gpt\n${line}\n`, "h")).toThrow(new Error(message));
+  });
 });
 
 describe("layout diff", () => {

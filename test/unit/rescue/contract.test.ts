@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BASE, JOB_ENDED_STATUS, jobEndedSchema } from "../../../server/plan/agent-api.ts";
 import { STEP_FUNCTIONS, type StepName, stepArity } from "../../../server/plan/steps.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { AGENT_DIR, agentSh } from "./agent-sh.ts";
 
@@ -73,7 +73,7 @@ describe("the job-ended answer: both sides of server/plan/agent-api.ts", () => {
   it("a cancelled job answers every agent call with it and a valid body; the agent's sh reads it as 'ended: cancelled', distinct from a refusal", async () => {
     await seedHost(server, "contract1", "52:54:00:c0:00:01");
     const job = await server.ctx.jobs.arm({ mac: "52:54:00:c0:00:01", actor: "test" });
-    const token = await server.ctx.jobs.issueBootToken(job.id);
+    const token = await bootToken(server, job);
     const step = '{"type":"step-start","step":1,"of":3,"name":"plan_begin"}';
     expect(await postTry(job.id, token, "hello", '{"disks":[],"hardware":{"macs":[]}}')).toMatchObject({ out: "rc=0 ended=" });
     expect(await postTry(job.id, token, "events", step)).toMatchObject({ out: "rc=0 ended=" });

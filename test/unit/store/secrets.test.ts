@@ -32,7 +32,6 @@ describe("secrets at rest", () => {
     const store = new SqliteStore(file);
     addJob(store.db, "j1", "52:54:00:16:00:01");
     await store.jobs.setKey("j1", UUID, PASS);
-    expect(await store.jobs.getKey("j1", UUID)).toBe(PASS);
     const sealed = rawSecret(store, "j1");
     expect(SecretBox.isSealed(sealed)).toBe(true);
     expect(onDisk(file).includes(PASS)).toBe(false);
@@ -41,7 +40,7 @@ describe("secrets at rest", () => {
     expect(onDisk(file).includes(PASS)).toBe(false);
 
     await store.jobs.dropKeys("j1");
-    expect(await store.jobs.getKey("j1", UUID)).toBeUndefined();
+    expect(await store.jobs.takeKey("j1", UUID)).toBeUndefined();
     store.db.pragma("wal_checkpoint(TRUNCATE)");
     // secure_delete: the dropped row's bytes are overwritten, not left in a free block.
     expect(onDisk(file).includes(sealed)).toBe(false);
@@ -58,7 +57,7 @@ describe("secrets at rest", () => {
     for (const f of [file, `${file}-wal`, `${file}-shm`, join(dir, "store-key")]) expect([f, statSync(f).mode & 0o777]).toEqual([f, 0o600]);
     await store.close();
     const again = new SqliteStore(file);
-    expect(await again.jobs.getKey("j1", UUID)).toBe(PASS);
+    expect(await again.jobs.takeKey("j1", UUID)).toBe(PASS);
     await again.close();
   });
 
@@ -73,16 +72,17 @@ describe("secrets at rest", () => {
     const raw = Buffer.from(sealed.slice(sealed.indexOf(":") + 1), "base64");
     raw[raw.length - 1]! ^= 1;
     store.db.prepare("UPDATE job_keys SET secret = ? WHERE job = 'j1'").run(`${sealed.slice(0, sealed.indexOf(":") + 1)}${raw.toString("base64")}`);
-    await expect(store.jobs.getKey("j1", UUID)).rejects.toThrow(`the stored secret for job j1 LUKS container ${UUID} does not open: altered, or sealed under another key file`);
+    await expect(store.jobs.takeKey("j1", UUID)).rejects.toThrow(`the stored secret for job j1 LUKS container ${UUID} does not open: altered, or sealed under another key file`);
     store.db.prepare("INSERT INTO job_keys (job, uuid, secret) VALUES ('j2', ?, ?)").run(UUID, sealed);
-    await expect(store.jobs.getKey("j2", UUID)).rejects.toThrow(/job j2 LUKS container .* does not open/);
+    await expect(store.jobs.takeKey("j2", UUID)).rejects.toThrow(/job j2 LUKS container .* does not open/);
     store.db.prepare("UPDATE job_keys SET secret = ? WHERE job = 'j1'").run(sealed);
-    expect(await store.jobs.getKey("j1", UUID)).toBe(PASS);
+    expect(await store.jobs.takeKey("j1", UUID)).toBe(PASS);
+    await store.jobs.setKey("j1", UUID, PASS);
     await store.close();
 
     writeFileSync(join(dir, "other-key"), `${"ab".repeat(32)}\n`);
     const wrongKey = new SqliteStore(file, { keyFile: join(dir, "other-key") });
-    await expect(wrongKey.jobs.getKey("j1", UUID)).rejects.toThrow(/does not open: altered, or sealed under another key file/);
+    await expect(wrongKey.jobs.takeKey("j1", UUID)).rejects.toThrow(/does not open: altered, or sealed under another key file/);
     await wrongKey.close();
   });
 
@@ -105,7 +105,7 @@ describe("secrets at rest", () => {
 
     const store = new SqliteStore(file);
     expect(SecretBox.isSealed(rawSecret(store, "j1"))).toBe(true);
-    expect(await store.jobs.getKey("j1", UUID)).toBe(PASS);
+    expect(await store.jobs.takeKey("j1", UUID)).toBe(PASS);
     expect(onDisk(file).includes(PASS)).toBe(false);
     await store.close();
     expect(onDisk(file).includes(PASS)).toBe(false);

@@ -1,30 +1,15 @@
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import fc from "fast-check";
 import { Registry } from "prom-client";
 import { describe, expect, it, vi } from "vitest";
 import { createLogger } from "../../../server/log.ts";
-import { Op, ackPacket, decodeTftp, errorPacket, requestPacket, toNetascii } from "../../../server/tftp/packets.ts";
+import { Op, ackPacket, decodeTftp, toNetascii } from "../../../server/tftp/packets.ts";
 import { TftpServer } from "../../../server/tftp/server.ts";
 import { type Action, DEFAULT_LIMITS, ReadTransfer, negotiate } from "../../../server/tftp/transfer.ts";
 import { tempDir } from "../../helpers/tmp.ts";
-import { type Peer, UdpNet } from "../../helpers/udp-double.ts";
+import { TFTP_LISTEN, tftpHostile, tftpPayload, tftpSource, writeTftpRoot } from "../../helpers/fuzz-targets.ts";
+import { UdpNet } from "../../helpers/udp-double.ts";
 
 const opcode = (b: Buffer) => (b.length >= 2 ? b.readUInt16BE(0) : -1);
-
-const requestLike = fc
-  .tuple(fc.string({ maxLength: 40 }), fc.dictionary(fc.constantFrom("blksize", "BLKSIZE", "tsize", "timeout", "windowsize", "x"), fc.string({ maxLength: 12 })))
-  .map(([name, opts]) => requestPacket("RRQ", name || "f", opts));
-
-const hostile = fc.oneof(
-  fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
-  fc.tuple(requestLike, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([b, at, v]) => {
-    const c = Buffer.from(b);
-    c[at % c.length] = v;
-    return c;
-  }),
-  fc.tuple(fc.integer({ min: 0, max: 7 }), fc.uint8Array({ maxLength: 30 })).map(([op, rest]) => Buffer.concat([Buffer.from([0, op]), Buffer.from(rest)])),
-);
 
 /** Block numbers of the DATA packets among a transfer's actions. */
 const dataBlocks = (acts: Action[]) =>
@@ -35,13 +20,13 @@ const dataBlocks = (acts: Action[]) =>
 
 describe("TFTP decoder and transfer under hostile input", () => {
   it("decodeTftp never throws (100k inputs)", () => {
-    fc.assert(fc.property(hostile, (b) => void decodeTftp(b)), { numRuns: 100_000 });
+    fc.assert(fc.property(tftpHostile, (b) => void decodeTftp(b)), { numRuns: 100_000 });
   });
 
   it("negotiation and a running transfer take any packet without throwing, and a valid ACK still advances (20k)", () => {
     let advanced = 0;
     fc.assert(
-      fc.property(hostile, fc.array(hostile, { maxLength: 5 }), (req, junk) => {
+      fc.property(tftpHostile, fc.array(tftpHostile, { maxLength: 5 }), (req, junk) => {
         const d = decodeTftp(req);
         const opts = d.ok && d.packet.op === "RRQ" ? d.packet.options : {};
         const n = negotiate(opts, 5000, DEFAULT_LIMITS);
@@ -100,35 +85,13 @@ describe("TFTP decoder and transfer under hostile input", () => {
  */
 describe("TFTP server receive paths under hostile input (dgram double)", () => {
   const root = tempDir("lbtf-fuzz-");
-  writeFileSync(join(root, "small"), Buffer.alloc(700, 7));
-  writeFileSync(join(root, "text"), "a\r\nb\n");
-  const LISTEN: Peer = { address: "10.231.40.1", port: 69 };
-  const CLIENT: Peer = { address: "10.231.40.9", port: 40009 };
+  writeTftpRoot(root);
+  const LISTEN = TFTP_LISTEN;
   const log = createLogger("silent", { pretty: false });
   const limits = { maxTransfers: 4, maxTransfersPerClient: 2 };
 
-  const source = fc.oneof(
-    fc.constantFrom<Peer>(
-      CLIENT,
-      { ...CLIENT, port: 0 },
-      { address: "0.0.0.0", port: 68 },
-      { address: "255.255.255.255", port: 1 },
-      { address: "10.231.40.255", port: 4000 },
-      { address: "224.0.0.1", port: 69 },
-      LISTEN,
-      { ...LISTEN, port: 0 },
-    ),
-    fc.record({ address: fc.ipV4(), port: fc.integer({ min: 0, max: 65535 }) }),
-  );
-  const payload = fc.oneof(
-    hostile,
-    fc.tuple(fc.constantFrom("small", "text", "nope", "../x"), fc.constantFrom("octet", "netascii", "mail"), fc.dictionary(fc.constantFrom("blksize", "tsize", "timeout", "windowsize"), fc.constantFrom("0", "8", "255", "512", "65464", "x"))).map(([n, m, o]) => requestPacket("RRQ", n, o, m)),
-    fc.integer({ min: 0, max: 3 }).map((b) => ackPacket(b)),
-    fc.constant(errorPacket(0, "x")),
-    fc.constant(requestPacket("WRQ", "x")),
-  );
   const event = fc.oneof(
-    fc.record({ from: source, packet: payload, to: fc.option(fc.nat(), { nil: undefined }) }),
+    fc.record({ from: tftpSource, packet: tftpPayload, to: fc.option(fc.nat(), { nil: undefined }) }),
     fc.record({ tick: fc.integer({ min: 0, max: 3000 }) }),
   );
 

@@ -1,0 +1,86 @@
+/**
+ * Which machine boots what, as a pure decision (pixiecore's Booter is the model): the boot
+ * service gathers the facts (the machine's active job, the clone window, what Lifeboat's DHCP
+ * answered) and asks `bootFor`; the DHCP server, GET /boot/ipxe and `hosts boot-script` all
+ * go through that service.
+ *
+ * A boot token goes only to the requester that Lifeboat's own DHCP (proxy or full) just
+ * answered for that MAC, once per DHCP answer: a MAC is no secret (ARP, labels, switch tables),
+ * but being the address our DHCP answered a moment ago is harder to fake. With dhcp.mode off
+ * there is no answer to check: only a job the admin armed with trustHttpBoot gets a token then.
+ */
+import type { DhcpMode } from "../config/schema.ts";
+import { macUnderPrefix } from "../mac.ts";
+import type { JobRecord } from "../store/types.ts";
+import type { CloneWindow } from "./jobs.ts";
+
+/** How long after Lifeboat's DHCP answered a MAC its iPXE may ask for the boot script (a boot takes seconds). */
+export const DHCP_ANSWER_WINDOW_MS = 120_000;
+
+/** Lifeboat's DHCP answered this MAC's network boot at `at` (ms); `address`: the client's, null until seen. */
+export interface DhcpAnswer {
+  at: number;
+  address: string | null;
+}
+
+export interface BootState {
+  mac: string;
+  /** The address the script request came from. */
+  requester: string;
+  now: number;
+  dhcpMode: DhcpMode;
+  /** The machine's active job that may still boot (by its MAC, its host's other MACs or its SMBIOS UUID). */
+  found?: { job: JobRecord; via: string };
+  /** The latest DHCP answer for this MAC not yet used for a token. */
+  answer?: DhcpAnswer;
+  /** The open clone window, if any. */
+  cloneWindow?: CloneWindow;
+  /** Does Lifeboat know this machine already (a host's MAC, an assignment, a past job)? A known machine never becomes a clone. */
+  knownMachine: boolean;
+}
+
+/** What vouches for the requester: Lifeboat's DHCP answer, or the admin's say-so for the job (trustHttpBoot). */
+export type BootBasis = "dhcp-answer" | "trusted-http-boot";
+
+export type BootDecision =
+  /** The rescue system with a fresh token; `usesAnswer`: the DHCP answer is spent (one token per boot). */
+  | { kind: "rescue"; job: JobRecord; via: string; basis: BootBasis; usesAnswer: boolean }
+  /** Arm the next clone from the open window, then the rescue system as for "rescue". */
+  | { kind: "clone"; window: CloneWindow; basis: BootBasis; usesAnswer: true }
+  /** `exit` to the local disk. `refused`: a job or the clone window was at stake (audited); else nothing to do. */
+  | { kind: "local"; reason: string; refused: boolean; job?: JobRecord };
+
+type Vouch = { ok: true; basis: BootBasis; usesAnswer: boolean } | { ok: false; reason: string };
+
+/** Does Lifeboat's DHCP answer vouch for this requester? */
+function dhcpVouch(s: BootState): Vouch {
+  const a = s.answer;
+  const secs = (ms: number) => `${Math.round(ms / 1000)} s`;
+  if (s.dhcpMode === "off") return { ok: false, reason: "dhcp.mode is off: no DHCP answer of Lifeboat's vouches for the requester" };
+  if (!a) return { ok: false, reason: `Lifeboat's DHCP has not answered ${s.mac} since its last token (one token per boot, to the address Lifeboat's DHCP answered)` };
+  if (s.now - a.at > DHCP_ANSWER_WINDOW_MS)
+    return { ok: false, reason: `Lifeboat's DHCP answered ${s.mac} ${secs(s.now - a.at)} ago, longer than the ${secs(DHCP_ANSWER_WINDOW_MS)} a boot may take` };
+  if (a.address === null) return { ok: false, reason: `Lifeboat's DHCP answered ${s.mac} but never saw the address it took (no REQUEST or ACK with it)` };
+  if (a.address !== s.requester) return { ok: false, reason: `Lifeboat's DHCP answered ${s.mac} at ${a.address}, not ${s.requester}` };
+  return { ok: true, basis: "dhcp-answer", usesAnswer: true };
+}
+
+/** The decision for one request for a machine's boot script. Pure. */
+export function bootFor(s: BootState): BootDecision {
+  const vouch = dhcpVouch(s);
+  if (s.found) {
+    const { job, via } = s.found;
+    if (vouch.ok) return { kind: "rescue", job, via, basis: vouch.basis, usesAnswer: vouch.usesAnswer };
+    // The admin said this job's machine may boot without Lifeboat's DHCP (dhcp.mode off, a relay, a typed URL).
+    if (job.trustHttpBoot) return { kind: "rescue", job, via, basis: "trusted-http-boot", usesAnswer: false };
+    const hint = s.dhcpMode === "off" ? " (the job was not armed with --trust-http-boot)" : "";
+    return { kind: "local", reason: `no token for job ${job.id}: ${vouch.reason}${hint}`, refused: true, job };
+  }
+  const w = s.cloneWindow;
+  if (!w) return { kind: "local", reason: "no active job", refused: false };
+  if (s.knownMachine) return { kind: "local", reason: "no active job; a known machine never becomes a clone", refused: false };
+  if (w.only.length && !macUnderPrefix(s.mac, w.only))
+    return { kind: "local", reason: `no active job; outside the clone window's limits (${w.only.join(", ")})`, refused: false };
+  if (!vouch.ok) return { kind: "local", reason: `clone window: no clone armed: ${vouch.reason}`, refused: true };
+  return { kind: "clone", window: w, basis: vouch.basis, usesAnswer: true };
+}

@@ -1,0 +1,155 @@
+/**
+ * The boot service: the one place asked what a booting machine gets. The DHCP server tells it
+ * what it answered (`dhcpAnswered`, `dhcpRequested`); GET /boot/ipxe asks `boot` (which issues
+ * the token the policy allows); `lifeboat hosts boot-script` asks `previewBoot` (which issues
+ * nothing). The decision itself is pure (boot-policy.ts); this gathers its facts and carries it
+ * out: arms a clone, issues the token, records refusals in the job and the audit log.
+ *
+ * DHCP answers are kept in memory only: they matter for the two minutes a boot takes, and a
+ * restarted server has not answered anyone (the machine boots again).
+ */
+import type { DhcpMode } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+import { recognisedUuid } from "../smbios-uuid.ts";
+import type { JobRecord, Store } from "../store/types.ts";
+import { type BootDecision, type DhcpAnswer, DHCP_ANSWER_WINDOW_MS, bootFor } from "./boot-policy.ts";
+import { PREVIEW_TOKEN, machineScript } from "./boot-scripts.ts";
+import { isBootable } from "./job-state.ts";
+import type { JobService } from "./jobs.ts";
+
+/** What the DHCP server tells the boot service (server/dhcp/server.ts). */
+export interface DhcpWitness {
+  /** Lifeboat's DHCP pointed this MAC at its boot file; `address`: the client's, if the packet shows it. */
+  dhcpAnswered(mac: string, address: string | null): void;
+  /** A REQUEST from this MAC names the address it takes (the LAN server's offer, in proxy mode). */
+  dhcpRequested(mac: string, address: string): void;
+}
+
+/** The address of a request as the policy compares it: an IPv4-mapped IPv6 one as plain IPv4. */
+export function requesterAddress(ip: string): string {
+  return ip.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, "$1");
+}
+
+/** The active job for a booting machine that may still boot, if any (see activeJobForMachine). */
+export async function jobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
+  const found = await activeJobForMachine(store, mac, uuid);
+  return found && isBootable(found.job) ? found : undefined;
+}
+
+/**
+ * The active job for a booting machine: by its MAC, else through the host it belongs to
+ * (by this MAC or by SMBIOS UUID) and that host's other MACs, so a multi-NIC server or a
+ * docked laptop booting from another NIC is still found.
+ */
+async function activeJobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
+  const direct = await store.jobs.activeForMac(mac);
+  if (direct) return { job: direct, via: "mac" };
+  const hosts = [];
+  const byMac = await store.hosts.byMac(mac);
+  if (byMac) hosts.push(byMac);
+  const wanted = recognisedUuid(uuid);
+  if (wanted.length) hosts.push(...(await store.hosts.list()).filter((h) => h.smbiosUuid && wanted.includes(h.smbiosUuid.toLowerCase())));
+  for (const h of hosts) {
+    for (const m of h.macs) {
+      const job = await store.jobs.activeForMac(m);
+      if (job) return { job, via: `host ${h.name}` };
+    }
+  }
+  return undefined;
+}
+
+export interface BootRequest {
+  mac: string;
+  uuid?: string;
+  /** The address the request came from. */
+  requester: string;
+  /** The base URL the machine reached us at (boot-scripts.ts bootBaseUrl). */
+  base: string;
+}
+
+export class BootService implements DhcpWitness {
+  /** Lifeboat's latest DHCP answer per MAC that no token has used yet. */
+  private readonly answers = new Map<string, DhcpAnswer>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly jobs: JobService,
+    private readonly opts: { dhcpMode: DhcpMode; log: Logger; now?: () => number },
+  ) {}
+
+  private now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  dhcpAnswered(mac: string, address: string | null): void {
+    this.prune();
+    // A later exchange of the same boot (iPXE's own DHCP after the ROM's) keeps the address already seen.
+    const seen = this.answers.get(mac)?.address ?? null;
+    this.answers.set(mac, { at: this.now(), address: address ?? seen });
+  }
+
+  dhcpRequested(mac: string, address: string): void {
+    const a = this.answers.get(mac);
+    if (a && this.now() - a.at <= DHCP_ANSWER_WINDOW_MS) a.address = address;
+  }
+
+  /** Answers older than the window vouch for nobody: dropped so the map stays small. */
+  private prune(): void {
+    const oldest = this.now() - DHCP_ANSWER_WINDOW_MS;
+    for (const [mac, a] of this.answers) if (a.at < oldest) this.answers.delete(mac);
+  }
+
+  /** The facts the policy decides on, read from the store and the answers. */
+  private async decide(mac: string, uuid: string | undefined, requester: string): Promise<BootDecision> {
+    const found = await jobForMachine(this.store, mac, uuid);
+    const cloneWindow = found ? undefined : await this.jobs.cloneWindow();
+    return bootFor({
+      mac,
+      requester,
+      now: this.now(),
+      dhcpMode: this.opts.dhcpMode,
+      found,
+      answer: this.answers.get(mac),
+      cloneWindow,
+      knownMachine: cloneWindow ? await this.jobs.isKnownMachine(mac) : true,
+    });
+  }
+
+  /** A machine's iPXE asks for its script: the rescue system with a fresh token if the policy allows, else `exit`. */
+  async boot(r: BootRequest): Promise<{ script: string; decision: BootDecision }> {
+    const log = this.opts.log.child({ mac: r.mac, uuid: r.uuid, requester: r.requester });
+    const decision = await this.decide(r.mac, r.uuid, r.requester);
+    if (decision.kind === "local") {
+      if (decision.refused) {
+        log.warn({ job: decision.job?.id }, `boot refused: ${decision.reason}`);
+        const refusal = { requester: r.requester, mac: r.mac, reason: decision.reason };
+        if (decision.job) await this.jobs.bootRefused(decision.job.id, refusal);
+        else await this.store.audit.append({ actor: `boot:${r.requester}`, action: "clone-window.boot-refused", target: `mac:${r.mac}`, detail: refusal });
+      } else log.info(`exit to local boot: ${decision.reason}`);
+      return { script: machineScript({ base: r.base, mac: r.mac }), decision };
+    }
+    const job = decision.kind === "rescue" ? decision.job : await this.jobs.armFromCloneWindow(r.mac);
+    if (!job) {
+      log.info("exit to local boot: the clone window closed meanwhile");
+      return { script: machineScript({ base: r.base, mac: r.mac }), decision };
+    }
+    // One token per DHCP answer: a second request of the same boot, from anyone, gets none.
+    if (decision.usesAnswer) this.answers.delete(r.mac);
+    const via = decision.kind === "rescue" ? decision.via : "clone window";
+    const token = await this.jobs.issueBootToken(job.id, { requester: r.requester, mac: r.mac, via, basis: decision.basis });
+    log.info({ job: job.id, via, basis: decision.basis }, "rescue system for an active job");
+    return { script: machineScript({ base: r.base, mac: r.mac, job, token }), decision };
+  }
+
+}
+
+/** What a MAC would get now, issuing nothing (`lifeboat hosts boot-script`, on the store alone); the token is a placeholder. */
+export async function previewBoot(store: Store, mac: string, uuid: string | undefined, base: string) {
+  const found = await jobForMachine(store, mac, uuid);
+  return {
+    mac,
+    job: found?.job.id ?? null,
+    via: found?.via ?? null,
+    script: machineScript({ base, mac, job: found?.job, token: found ? PREVIEW_TOKEN : undefined }),
+  };
+}

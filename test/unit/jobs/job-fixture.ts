@@ -1,0 +1,33 @@
+import type { JobRecord } from "../../../server/store/types.ts";
+
+/** A job record for the pure job tests (state machine, boot policy), armed at t0 unless patched. */
+export const t0 = new Date("2026-11-30T10:00:00Z");
+export function job(patch: Partial<JobRecord> = {}): JobRecord {
+  return {
+    id: "job-1",
+    mac: "52:54:00:00:00:01",
+    kind: "recover",
+    profile: "web1",
+    state: "armed",
+    step: 0,
+    steps: 0,
+    bytesDone: 0,
+    bytesTotal: 0,
+    tokenHash: "h",
+    planTokenHash: null,
+    trustHttpBoot: false,
+    hostname: "web1",
+    at: null,
+    hello: null,
+    mapping: null,
+    options: {},
+    plan: null,
+    error: null,
+    armedBy: "test",
+    createdAt: t0.toISOString(),
+    updatedAt: t0.toISOString(),
+    expiresAt: new Date(t0.getTime() + 24 * 3600_000).toISOString(),
+    lastHeartbeatAt: null,
+    ...patch,
+  };
+}
