@@ -174,10 +174,13 @@ describe.skipIf(skipHere)("real DHCP clients against lifeboat serve (namespace L
       const bound = await until("udhcpc bound", () => hook.events().find((e) => e.startsWith("bound ")), 15_000);
       const ip = bound.split(" ")[1]!;
       expect(bound).toBe(`bound ${ip} ${SRV}`);
+      // The server logs an answer once it is sent: the client may run its hook before the line arrives.
+      await until("ack logged", () => dhcpLines(srv, MAC.b).length >= 2, 5000, srv.log);
       expect(dhcpLines(srv, MAC.b)).toEqual(["offer undionly.kpxe", "ack undionly.kpxe"]);
       process.kill(p.pid!, "SIGUSR1"); // renew: a unicast REQUEST from its address
       await until("udhcpc renew", () => hook.events().find((e) => e.startsWith("renew ")), 10_000);
       expect(hook.events().find((e) => e.startsWith("renew "))).toBe(`renew ${ip} ${SRV}`);
+      await until("renew ack logged", () => dhcpLines(srv, MAC.b).length >= 3, 5000, srv.log);
       expect(dhcpLines(srv, MAC.b)).toEqual(["offer undionly.kpxe", "ack undionly.kpxe", "ack undionly.kpxe"]);
       process.kill(p.pid!, "SIGUSR2"); // release
       await until("lease released", () => dhcpLines(srv, MAC.b).includes(`ignored: released ${ip}`), 5000, srv.log);
