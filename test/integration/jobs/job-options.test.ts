@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
 import { fixtureLayout, newDisk } from "../../unit/recovery/fixtures.ts";
 
 const GiB = 1024 ** 3;
@@ -43,7 +43,7 @@ describe("plan choices from profiles and jobs reach the served plan", () => {
     const armed = await inject("POST", "/api/v1/jobs", { mac, profile, ...(options ? { options } : {}) });
     expect(armed.statusCode, armed.body).toBe(200);
     const [job] = armed.json<JobView[]>();
-    const token = /lifeboat\.token=(\S+)/.exec((await inject("GET", `/boot/ipxe?mac=${mac}`, undefined, {})).body)![1]!;
+    const token = await bootToken(server, { id: job!.id, mac });
     const agent = { authorization: `Bearer ${token}` };
     const base = `/api/v1/agent/jobs/${job!.id}`;
     expect((await inject("POST", `${base}/hello`, { disks: [bigger], hardware: { macs: [mac] } }, agent)).statusCode).toBe(200);
