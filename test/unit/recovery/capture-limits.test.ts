@@ -9,11 +9,16 @@ import { hugeCapture } from "./huge-capture.ts";
 describe("capture parsing at scale", () => {
   it("a 20,000-node capture becomes a layout in under 1 s (indexed, not a scan per node)", () => {
     const capture = captureSchema.parse(hugeCapture(20_000));
-    // CPU time, not wall time: a worker beside this one on a busy machine must not fail it.
-    const started = process.cpuUsage();
-    const layout = layoutFromCapture(capture);
-    const used = process.cpuUsage(started);
-    const ms = (used.user + used.system) / 1000;
+    // CPU time, not wall time, and the best of three: the process's CPU time counts its GC
+    // threads too, which a busy machine beside it slows; a scan per node costs seconds every time.
+    let ms = Infinity;
+    let layout = layoutFromCapture(capture);
+    for (let i = 0; i < 3; i++) {
+      const started = process.cpuUsage();
+      layout = layoutFromCapture(capture);
+      const used = process.cpuUsage(started);
+      ms = Math.min(ms, (used.user + used.system) / 1000);
+    }
     expect(layout.filesystems).toHaveLength(20_000);
     expect(layout.mounts).toHaveLength(20_000);
     expect(layout.mounts[0]).toMatchObject({ dev: "/dev/sda1", mountpoint: "/" });
