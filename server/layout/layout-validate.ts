@@ -1,5 +1,5 @@
 import { EXT_FEATURES_IF_PRESENT, EXT_FEATURES_PINNED, XFS_META } from "./capture-tools.ts";
-import { type DiskLayout, partitionPath } from "./layout.ts";
+import { type Disk, type DiskLayout, partitionPath } from "./layout.ts";
 
 /**
  * What a layout may hold before Lifeboat stores it or plans from it. Every string that can
@@ -156,12 +156,21 @@ function badString(v: unknown, where: string, textKeys: Set<string>): string | n
   return null;
 }
 
-/**
- * The first thing wrong with a layout, as one line naming where it is ("mounts.1.mountpoint:
- * …"), or null when the layout is one Lifeboat may store and plan from.
- */
-export function layoutProblem(l: DiskLayout): string | null {
-  const p = (where: string, what: string) => `${where}: ${what}`;
+const at = (where: string, what: string) => `${where}: ${what}`;
+const deviceProblem = (where: string, value: string) => (isDevicePath(value) ? null : at(where, `${show(value)} is not a device path of a kind Lifeboat recreates`));
+/** At most 256 characters, no control characters (labels, partition names and attributes). */
+const shortTextProblem = (where: string, value: string | null) =>
+  value !== null && (value.length > 256 || CONTROL.test(value)) ? at(where, `${show(value)}: at most 256 characters, no control characters`) : null;
+/** The first problem `check` finds in a list, or null. */
+function firstProblem<T>(items: readonly T[], check: (item: T, index: number) => string | null): string | null {
+  for (const [index, item] of items.entries()) {
+    const problem = check(item, index);
+    if (problem) return problem;
+  }
+  return null;
+}
+
+function countProblem(l: DiskLayout): string | null {
   const counts: Array<[string, number, number]> = [
     ["disks", l.disks.length, LAYOUT_LIMITS.disks],
     ["md", l.md.length, LAYOUT_LIMITS.md],
@@ -176,120 +185,154 @@ export function layoutProblem(l: DiskLayout): string | null {
     ["system.nics", l.system.nics.length, LAYOUT_LIMITS.nics],
     ["system.packages.list", l.system.packages?.list.length ?? 0, LAYOUT_LIMITS.packages],
   ];
-  for (const [where, n, max] of counts) if (n > max) return p(where, `${n} entries, at most ${max}`);
-  const s = badString(l, "", new Set(["files.fstab", "files.crypttab", "boot.efiEntries"]));
-  if (s) return s;
-  if (CONTROL.test(l.hostname) || !l.hostname) return p("hostname", `${show(l.hostname)} is not a host name`);
-  const dev = (where: string, v: string) => (isDevicePath(v) ? null : p(where, `${show(v)} is not a device path of a kind Lifeboat recreates`));
-
-  for (const [i, d] of l.disks.entries()) {
-    const w = `disks.${i}`;
-    if (!WHOLE_DISK.test(d.path)) return p(`${w}.path`, `${show(d.path)} is not a whole disk of a kind capture.sh reports (sdX, vdX, hdX, xvdX, nvmeXnY, mmcblkX, loopX)`);
-    if (d.name !== d.path.slice(5)) return p(`${w}.name`, `${show(d.name)} is not the name of ${d.path}`);
-    if (!SECTOR_SIZES.includes(d.logicalSectorSize)) return p(`${w}.logicalSectorSize`, `${d.logicalSectorSize} is not a sector size (${SECTOR_SIZES.join(", ")})`);
-    if (!powersOf2(512, 65536).includes(d.physicalSectorSize)) return p(`${w}.physicalSectorSize`, `${d.physicalSectorSize} is not a sector size`);
-    if (d.byId.length > LAYOUT_LIMITS.byId) return p(`${w}.byId`, `${d.byId.length} links, at most ${LAYOUT_LIMITS.byId}`);
-    for (const [k, link] of d.byId.entries())
-      if (!/^\/dev\/disk\/by-id\/[^/]+$/.test(link) || CONTROL.test(link) || link.endsWith("/..") || link.endsWith("/."))
-        return p(`${w}.byId.${k}`, `${show(link)} is not a /dev/disk/by-id link`);
-    const t = d.table;
-    if (!t) continue;
-    if (!SECTOR_SIZES.includes(t.sectorSize)) return p(`${w}.table.sectorSize`, `${t.sectorSize} is not a sector size`);
-    const idOk = t.label === "gpt" ? t.id === "" || GUID.test(t.id) : /^(?:0x[0-9A-Fa-f]{1,8})?$/.test(t.id);
-    if (!idOk) return p(`${w}.table.id`, `${show(t.id)} is not a ${t.label === "gpt" ? "GPT disk GUID" : "MBR disk identifier (0x…)"}`);
-    if (t.partitions.length > LAYOUT_LIMITS.partitions) return p(`${w}.table.partitions`, `${t.partitions.length} entries, at most ${LAYOUT_LIMITS.partitions}`);
-    const sectors = Math.floor(d.sizeBytes / t.sectorSize);
-    for (const [k, part] of t.partitions.entries()) {
-      const pw = `${w}.table.partitions.${k}`;
-      if (part.number > 256) return p(`${pw}.number`, `${part.number} is above 256`);
-      if (part.path !== partitionPath(d.path, part.number)) return p(`${pw}.path`, `${show(part.path)} is not partition ${part.number} of ${d.path}`);
-      if (part.start + part.size > sectors) return p(pw, `sectors ${part.start}+${part.size} end past the disk's ${sectors} sectors`);
-      if (!(GUID.test(part.type) || (t.label === "dos" && /^[0-9A-Fa-f]{1,2}$/.test(part.type)))) return p(`${pw}.type`, `${show(part.type)} is not a partition type`);
-      if (part.uuid !== null && !GUID.test(part.uuid)) return p(`${pw}.uuid`, `${show(part.uuid)} is not a partition GUID`);
-      for (const key of ["name", "attrs"] as const) {
-        const v = part[key];
-        if (v !== null && (v.length > 256 || CONTROL.test(v))) return p(`${pw}.${key}`, `${show(v)}: at most 256 characters, no control characters`);
-      }
-    }
-  }
-  const diskPaths = new Set(l.disks.map((d) => d.path));
-  if (diskPaths.size < l.disks.length) return p("disks", "a disk is listed twice");
-
-  for (const [i, a] of l.md.entries()) {
-    const w = `md.${i}`;
-    if (!MD.test(a.path)) return p(`${w}.path`, `${show(a.path)} is not an MD array (/dev/mdN or /dev/md/NAME)`);
-    if (a.name !== null && !/^[A-Za-z0-9_.:+-]{0,64}$/.test(a.name)) return p(`${w}.name`, `${show(a.name)} is not an array name`);
-    if (!MD_WORD.test(a.level)) return p(`${w}.level`, `${show(a.level)} is not a RAID level`);
-    if (!MD_WORD.test(a.metadata)) return p(`${w}.metadata`, `${show(a.metadata)} is not a superblock version`);
-    if (!MD_UUID.test(a.uuid)) return p(`${w}.uuid`, `${show(a.uuid)} is not an MD UUID (xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx)`);
-    if (a.members.length > LAYOUT_LIMITS.members) return p(`${w}.members`, `${a.members.length} entries, at most ${LAYOUT_LIMITS.members}`);
-    for (const [k, m] of a.members.entries()) {
-      const r = dev(`${w}.members.${k}`, m);
-      if (r) return r;
-    }
-  }
-  for (const [i, v] of l.lvm.vgs.entries()) {
-    if (!isVgName(v.name)) return p(`lvm.vgs.${i}.name`, `${show(v.name)} is not a volume group name`);
-    if (!LVM_UUID.test(v.uuid)) return p(`lvm.vgs.${i}.uuid`, `${show(v.uuid)} is not an LVM UUID`);
-    if (!powersOf2(1024, 2 ** 34).includes(v.extentBytes)) return p(`lvm.vgs.${i}.extentBytes`, `${v.extentBytes} is not a power of 2 from 1 KiB to 16 GiB`);
-  }
-  const vgNames = new Set(l.lvm.vgs.map((v) => v.name));
-  for (const [i, pv] of l.lvm.pvs.entries()) {
-    const r = dev(`lvm.pvs.${i}.path`, pv.path);
-    if (r) return r;
-    if (!LVM_UUID.test(pv.uuid)) return p(`lvm.pvs.${i}.uuid`, `${show(pv.uuid)} is not an LVM UUID`);
-    if (!vgNames.has(pv.vg)) return p(`lvm.pvs.${i}.vg`, `${show(pv.vg)} is not a volume group of the layout`);
-  }
-  for (const [i, lv] of l.lvm.lvs.entries()) {
-    const w = `lvm.lvs.${i}`;
-    if (!vgNames.has(lv.vg)) return p(`${w}.vg`, `${show(lv.vg)} is not a volume group of the layout`);
-    if (!isLvmName(lv.name)) return p(`${w}.name`, `${show(lv.name)} is not a logical volume name`);
-    if (lv.path !== `/dev/${lv.vg}/${lv.name}`) return p(`${w}.path`, `${show(lv.path)} is not /dev/${lv.vg}/${lv.name}`);
-    if (!LVM_UUID.test(lv.uuid)) return p(`${w}.uuid`, `${show(lv.uuid)} is not an LVM UUID`);
-    if (!WORD.test(lv.segtype)) return p(`${w}.segtype`, `${show(lv.segtype)} is not a segment type`);
-  }
-  for (const [i, c] of l.luks.entries()) {
-    const r = dev(`luks.${i}.path`, c.path);
-    if (r) return r;
-    if (!DM_NAME.test(c.name)) return p(`luks.${i}.name`, `${show(c.name)} is not a device-mapper name`);
-    if (!FS_UUID.test(c.uuid)) return p(`luks.${i}.uuid`, `${show(c.uuid)} is not a LUKS UUID`);
-  }
-  for (const [i, f] of l.filesystems.entries()) {
-    const w = `filesystems.${i}`;
-    const r = dev(`${w}.dev`, f.dev);
-    if (r) return r;
-    if (!FS_TYPE.test(f.type)) return p(`${w}.type`, `${show(f.type)} is not a filesystem type`);
-    if (f.uuid !== null && !FS_UUID.test(f.uuid)) return p(`${w}.uuid`, `${show(f.uuid)} is not a filesystem UUID`);
-    if (f.label !== null && (f.label.length > 256 || CONTROL.test(f.label))) return p(`${w}.label`, `${show(f.label)}: at most 256 characters, no control characters`);
-    const m = mkfsProblem(f.type, f.mkfsOptions);
-    if (m) return p(`${w}.mkfsOptions`, m);
-    if (f.subvolumes.length > LAYOUT_LIMITS.subvolumes) return p(`${w}.subvolumes`, `${f.subvolumes.length} entries, at most ${LAYOUT_LIMITS.subvolumes}`);
-    for (const [k, sv] of f.subvolumes.entries())
-      if (!isNormalRelative(sv)) return p(`${w}.subvolumes.${k}`, `${show(sv)} is not a relative path in normal form (no "..", "." or "//")`);
-  }
-  for (const [i, sw] of l.swap.entries()) {
-    const r = dev(`swap.${i}.dev`, sw.dev);
-    if (r) return r;
-    if (sw.uuid !== null && !FS_UUID.test(sw.uuid)) return p(`swap.${i}.uuid`, `${show(sw.uuid)} is not a swap UUID`);
-    if (sw.label !== null && (sw.label.length > 256 || CONTROL.test(sw.label))) return p(`swap.${i}.label`, `${show(sw.label)}: at most 256 characters, no control characters`);
-  }
-  for (const [i, m] of l.mounts.entries()) {
-    const w = `mounts.${i}`;
-    const r = dev(`${w}.dev`, m.dev);
-    if (r) return r;
-    if (!isNormalMountpoint(m.mountpoint)) return p(`${w}.mountpoint`, `${show(m.mountpoint)} is not an absolute path in normal form (no "..", "." or "//")`);
-    if (!FS_TYPE.test(m.fstype)) return p(`${w}.fstype`, `${show(m.fstype)} is not a filesystem type`);
-    const opts = m.options === "" ? [] : m.options.split(",");
-    // subvol= alone is the top level (findmnt shows subvol=/ for it).
-    for (const o of opts)
-      if (!(o.startsWith("subvol=") && (o === "subvol=" || isNormalRelative(o.slice(7)))))
-        return p(`${w}.options`, `${show(o)}: a layout's mount options may only be subvol=PATH (a relative path in normal form)`);
-  }
-  const b = l.boot;
-  if (b.disk !== null && !diskPaths.has(b.disk)) return p("boot.disk", `${show(b.disk)} is not a disk of the layout`);
-  if (b.efiDir !== null && !isNormalMountpoint(b.efiDir)) return p("boot.efiDir", `${show(b.efiDir)} is not an absolute path in normal form`);
-  if (b.bootloaderId !== null && !EFI_DIR_NAME.test(b.bootloaderId)) return p("boot.bootloaderId", `${show(b.bootloaderId)} is not an EFI directory name`);
-  for (const [dle, mp] of Object.entries(l.dles))
-    if (!isNormalMountpoint(mp)) return p(`dles.${dle}`, `${show(mp)} is not an absolute path in normal form (no "..", "." or "//")`);
+  for (const [where, n, max] of counts) if (n > max) return at(where, `${n} entries, at most ${max}`);
   return null;
+}
+
+function diskProblem(disk: Disk, index: number): string | null {
+  const where = `disks.${index}`;
+  if (!WHOLE_DISK.test(disk.path)) return at(`${where}.path`, `${show(disk.path)} is not a whole disk of a kind capture.sh reports (sdX, vdX, hdX, xvdX, nvmeXnY, mmcblkX, loopX)`);
+  if (disk.name !== disk.path.slice(5)) return at(`${where}.name`, `${show(disk.name)} is not the name of ${disk.path}`);
+  if (!SECTOR_SIZES.includes(disk.logicalSectorSize)) return at(`${where}.logicalSectorSize`, `${disk.logicalSectorSize} is not a sector size (${SECTOR_SIZES.join(", ")})`);
+  if (!powersOf2(512, 65536).includes(disk.physicalSectorSize)) return at(`${where}.physicalSectorSize`, `${disk.physicalSectorSize} is not a sector size`);
+  if (disk.byId.length > LAYOUT_LIMITS.byId) return at(`${where}.byId`, `${disk.byId.length} links, at most ${LAYOUT_LIMITS.byId}`);
+  const byId = firstProblem(disk.byId, (link, k) =>
+    !/^\/dev\/disk\/by-id\/[^/]+$/.test(link) || CONTROL.test(link) || link.endsWith("/..") || link.endsWith("/.") ? at(`${where}.byId.${k}`, `${show(link)} is not a /dev/disk/by-id link`) : null,
+  );
+  return byId ?? tableProblem(disk, where);
+}
+
+function tableProblem(disk: Disk, where: string): string | null {
+  const table = disk.table;
+  if (!table) return null;
+  if (!SECTOR_SIZES.includes(table.sectorSize)) return at(`${where}.table.sectorSize`, `${table.sectorSize} is not a sector size`);
+  const idOk = table.label === "gpt" ? table.id === "" || GUID.test(table.id) : /^(?:0x[0-9A-Fa-f]{1,8})?$/.test(table.id);
+  if (!idOk) return at(`${where}.table.id`, `${show(table.id)} is not a ${table.label === "gpt" ? "GPT disk GUID" : "MBR disk identifier (0x…)"}`);
+  if (table.partitions.length > LAYOUT_LIMITS.partitions) return at(`${where}.table.partitions`, `${table.partitions.length} entries, at most ${LAYOUT_LIMITS.partitions}`);
+  const sectors = Math.floor(disk.sizeBytes / table.sectorSize);
+  return firstProblem(table.partitions, (part, k) => {
+    const pw = `${where}.table.partitions.${k}`;
+    if (part.number > 256) return at(`${pw}.number`, `${part.number} is above 256`);
+    if (part.path !== partitionPath(disk.path, part.number)) return at(`${pw}.path`, `${show(part.path)} is not partition ${part.number} of ${disk.path}`);
+    if (part.start + part.size > sectors) return at(pw, `sectors ${part.start}+${part.size} end past the disk's ${sectors} sectors`);
+    if (!(GUID.test(part.type) || (table.label === "dos" && /^[0-9A-Fa-f]{1,2}$/.test(part.type)))) return at(`${pw}.type`, `${show(part.type)} is not a partition type`);
+    if (part.uuid !== null && !GUID.test(part.uuid)) return at(`${pw}.uuid`, `${show(part.uuid)} is not a partition GUID`);
+    return shortTextProblem(`${pw}.name`, part.name) ?? shortTextProblem(`${pw}.attrs`, part.attrs);
+  });
+}
+
+function mdProblem(array: DiskLayout["md"][number], index: number): string | null {
+  const where = `md.${index}`;
+  if (!MD.test(array.path)) return at(`${where}.path`, `${show(array.path)} is not an MD array (/dev/mdN or /dev/md/NAME)`);
+  if (array.name !== null && !/^[A-Za-z0-9_.:+-]{0,64}$/.test(array.name)) return at(`${where}.name`, `${show(array.name)} is not an array name`);
+  if (!MD_WORD.test(array.level)) return at(`${where}.level`, `${show(array.level)} is not a RAID level`);
+  if (!MD_WORD.test(array.metadata)) return at(`${where}.metadata`, `${show(array.metadata)} is not a superblock version`);
+  if (!MD_UUID.test(array.uuid)) return at(`${where}.uuid`, `${show(array.uuid)} is not an MD UUID (xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx)`);
+  if (array.members.length > LAYOUT_LIMITS.members) return at(`${where}.members`, `${array.members.length} entries, at most ${LAYOUT_LIMITS.members}`);
+  return firstProblem(array.members, (member, k) => deviceProblem(`${where}.members.${k}`, member));
+}
+
+function lvmProblem(lvm: DiskLayout["lvm"]): string | null {
+  const vgNames = new Set(lvm.vgs.map((v) => v.name));
+  const notVg = (where: string, vg: string) => (vgNames.has(vg) ? null : at(where, `${show(vg)} is not a volume group of the layout`));
+  return (
+    firstProblem(lvm.vgs, (vg, i) => {
+      if (!isVgName(vg.name)) return at(`lvm.vgs.${i}.name`, `${show(vg.name)} is not a volume group name`);
+      if (!LVM_UUID.test(vg.uuid)) return at(`lvm.vgs.${i}.uuid`, `${show(vg.uuid)} is not an LVM UUID`);
+      return powersOf2(1024, 2 ** 34).includes(vg.extentBytes) ? null : at(`lvm.vgs.${i}.extentBytes`, `${vg.extentBytes} is not a power of 2 from 1 KiB to 16 GiB`);
+    }) ??
+    firstProblem(lvm.pvs, (pv, i) => {
+      const device = deviceProblem(`lvm.pvs.${i}.path`, pv.path);
+      if (device) return device;
+      if (!LVM_UUID.test(pv.uuid)) return at(`lvm.pvs.${i}.uuid`, `${show(pv.uuid)} is not an LVM UUID`);
+      return notVg(`lvm.pvs.${i}.vg`, pv.vg);
+    }) ??
+    firstProblem(lvm.lvs, (lv, i) => {
+      const where = `lvm.lvs.${i}`;
+      const vg = notVg(`${where}.vg`, lv.vg);
+      if (vg) return vg;
+      if (!isLvmName(lv.name)) return at(`${where}.name`, `${show(lv.name)} is not a logical volume name`);
+      if (lv.path !== `/dev/${lv.vg}/${lv.name}`) return at(`${where}.path`, `${show(lv.path)} is not /dev/${lv.vg}/${lv.name}`);
+      if (!LVM_UUID.test(lv.uuid)) return at(`${where}.uuid`, `${show(lv.uuid)} is not an LVM UUID`);
+      return WORD.test(lv.segtype) ? null : at(`${where}.segtype`, `${show(lv.segtype)} is not a segment type`);
+    })
+  );
+}
+
+function luksProblem(mapping: DiskLayout["luks"][number], index: number): string | null {
+  const device = deviceProblem(`luks.${index}.path`, mapping.path);
+  if (device) return device;
+  if (!DM_NAME.test(mapping.name)) return at(`luks.${index}.name`, `${show(mapping.name)} is not a device-mapper name`);
+  return FS_UUID.test(mapping.uuid) ? null : at(`luks.${index}.uuid`, `${show(mapping.uuid)} is not a LUKS UUID`);
+}
+
+function filesystemProblem(fs: DiskLayout["filesystems"][number], index: number): string | null {
+  const where = `filesystems.${index}`;
+  const device = deviceProblem(`${where}.dev`, fs.dev);
+  if (device) return device;
+  if (!FS_TYPE.test(fs.type)) return at(`${where}.type`, `${show(fs.type)} is not a filesystem type`);
+  if (fs.uuid !== null && !FS_UUID.test(fs.uuid)) return at(`${where}.uuid`, `${show(fs.uuid)} is not a filesystem UUID`);
+  const label = shortTextProblem(`${where}.label`, fs.label);
+  if (label) return label;
+  const mkfs = mkfsProblem(fs.type, fs.mkfsOptions);
+  if (mkfs) return at(`${where}.mkfsOptions`, mkfs);
+  if (fs.subvolumes.length > LAYOUT_LIMITS.subvolumes) return at(`${where}.subvolumes`, `${fs.subvolumes.length} entries, at most ${LAYOUT_LIMITS.subvolumes}`);
+  return firstProblem(fs.subvolumes, (subvolume, k) =>
+    isNormalRelative(subvolume) ? null : at(`${where}.subvolumes.${k}`, `${show(subvolume)} is not a relative path in normal form (no "..", "." or "//")`),
+  );
+}
+
+function swapProblem(swap: DiskLayout["swap"][number], index: number): string | null {
+  const device = deviceProblem(`swap.${index}.dev`, swap.dev);
+  if (device) return device;
+  if (swap.uuid !== null && !FS_UUID.test(swap.uuid)) return at(`swap.${index}.uuid`, `${show(swap.uuid)} is not a swap UUID`);
+  return shortTextProblem(`swap.${index}.label`, swap.label);
+}
+
+function mountProblem(mount: DiskLayout["mounts"][number], index: number): string | null {
+  const where = `mounts.${index}`;
+  const device = deviceProblem(`${where}.dev`, mount.dev);
+  if (device) return device;
+  if (!isNormalMountpoint(mount.mountpoint)) return at(`${where}.mountpoint`, `${show(mount.mountpoint)} is not an absolute path in normal form (no "..", "." or "//")`);
+  if (!FS_TYPE.test(mount.fstype)) return at(`${where}.fstype`, `${show(mount.fstype)} is not a filesystem type`);
+  const options = mount.options === "" ? [] : mount.options.split(",");
+  // subvol= alone is the top level (findmnt shows subvol=/ for it).
+  return firstProblem(options, (option) =>
+    option.startsWith("subvol=") && (option === "subvol=" || isNormalRelative(option.slice(7)))
+      ? null
+      : at(`${where}.options`, `${show(option)}: a layout's mount options may only be subvol=PATH (a relative path in normal form)`),
+  );
+}
+
+function bootProblem(l: DiskLayout): string | null {
+  const boot = l.boot;
+  if (boot.disk !== null && !l.disks.some((d) => d.path === boot.disk)) return at("boot.disk", `${show(boot.disk)} is not a disk of the layout`);
+  if (boot.efiDir !== null && !isNormalMountpoint(boot.efiDir)) return at("boot.efiDir", `${show(boot.efiDir)} is not an absolute path in normal form`);
+  if (boot.bootloaderId !== null && !EFI_DIR_NAME.test(boot.bootloaderId)) return at("boot.bootloaderId", `${show(boot.bootloaderId)} is not an EFI directory name`);
+  return firstProblem(Object.entries(l.dles), ([dle, mountpoint]) =>
+    isNormalMountpoint(mountpoint) ? null : at(`dles.${dle}`, `${show(mountpoint)} is not an absolute path in normal form (no "..", "." or "//")`),
+  );
+}
+
+/**
+ * The first thing wrong with a layout, as one line naming where it is ("mounts.1.mountpoint:
+ * …"), or null when the layout is one Lifeboat may store and plan from. The sections are
+ * checked in the document's order.
+ */
+export function layoutProblem(l: DiskLayout): string | null {
+  const checks: Array<() => string | null> = [
+    () => countProblem(l),
+    () => badString(l, "", new Set(["files.fstab", "files.crypttab", "boot.efiEntries"])),
+    () => (CONTROL.test(l.hostname) || !l.hostname ? at("hostname", `${show(l.hostname)} is not a host name`) : null),
+    () => firstProblem(l.disks, diskProblem),
+    () => (new Set(l.disks.map((d) => d.path)).size < l.disks.length ? at("disks", "a disk is listed twice") : null),
+    () => firstProblem(l.md, mdProblem),
+    () => lvmProblem(l.lvm),
+    () => firstProblem(l.luks, luksProblem),
+    () => firstProblem(l.filesystems, filesystemProblem),
+    () => firstProblem(l.swap, swapProblem),
+    () => firstProblem(l.mounts, mountProblem),
+    () => bootProblem(l),
+  ];
+  return firstProblem(checks, (check) => check());
 }
