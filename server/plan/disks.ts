@@ -206,6 +206,87 @@ function describeDisk(d: Disk): string {
   return `${d.name} (${id ? `${id}, ` : ""}${fmtBytes(d.sizeBytes)})`;
 }
 
+/** What one captured disk's match is judged against: the targets and their identities. */
+interface MatchContext {
+  layout: DiskLayout;
+  targets: TargetDisk[];
+  fingerprint: string;
+  eligible: (target: TargetDisk) => boolean;
+  capturedPeers: Ids[];
+  targetStrong: Array<ReturnType<typeof strongIds>>;
+}
+type Matched = { target: TargetDisk; matchedBy: DiskMatch["matchedBy"] } | { problem: string };
+
+/** The target the admin's mapping names for a captured disk. */
+function matchByMapping(disk: Disk, want: string | DiskIdentity, context: MatchContext): Matched {
+  const label = `mapping ${disk.name}=${show(want)}`;
+  const { targets } = context;
+  let target: TargetDisk;
+  if (typeof want === "string") {
+    const found = targetsNamed(want, targets);
+    if (found.length !== 1)
+      return {
+        problem: found.length
+          ? `${label}: ${found.map((x) => x.name).join(" and ")} all match; name one by kernel name, serial: or wwn:`
+          : `${label}: no target disk is ${want} (targets: ${targets.map((x) => x.name).join(", ") || "none"})`,
+      };
+    target = found[0]!;
+  } else {
+    const resolved = targetOfIdentity(want, targets, context.fingerprint);
+    if ("problem" in resolved) return { problem: `${label}: ${resolved.problem}` };
+    target = resolved.target;
+  }
+  if (!context.eligible(target))
+    return { problem: `${label}: ${target.name} is a removable or USB disk, which plans leave alone unless removable disks are included (--include-removable)` };
+  return { target, matchedBy: "mapping" };
+}
+
+/** The one eligible target sharing a strong identifier with a captured disk. */
+function matchByIdentity(disk: Disk, context: MatchContext): Matched {
+  const { layout, targets, eligible, capturedPeers, targetStrong } = context;
+  const ids = strongIds(capturedPeers[layout.disks.indexOf(disk)]!, capturedPeers);
+  const found = targets.flatMap((x, i) => (eligible(x) ? shared(ids, targetStrong[i]!).map((by) => [x, by] as const) : []));
+  const candidates = [...new Set(found.map(([x]) => x))];
+  if (candidates.length > 1)
+    return { problem: `captured disk ${disk.name}: ambiguous, ${candidates.map((x) => x.name).join(" and ")} all match: give an explicit mapping ${disk.name}=TARGET` };
+  if (candidates.length === 0) return { problem: noIdentityMatch(disk, ids, context) };
+  const target = candidates[0]!;
+  const matchedBy = found[0]![1];
+  const differs = disagreement(disk, targetIds(target));
+  if (differs)
+    return {
+      problem: `captured disk ${describeDisk(disk)}: ${target.name} has its ${matchedBy === "wwn" ? "WWN" : matchedBy} but another ${differs}: not the same disk; if it is the one, give an explicit mapping ${disk.name}=${target.name}`,
+    };
+  return { target, matchedBy };
+}
+
+/** Why no target matched: names what would have matched but may not (a weak or shared identifier on either side). */
+function noIdentityMatch(disk: Disk, ids: ReturnType<typeof strongIds>, context: MatchContext): string {
+  const { targets, eligible, targetStrong } = context;
+  const raw = targets.filter(
+    (x) => eligible(x) && ((disk.serial && x.serial === disk.serial) || (disk.wwn && x.wwn === disk.wwn) || disk.byId.some((l) => x.byId.map(byIdName).includes(byIdName(l)))),
+  );
+  const targetWeak = raw.flatMap((x) => targetStrong[targets.indexOf(x)]!.weak.map((w) => `on ${x.name} ${w}`));
+  const explicit = `give an explicit mapping ${disk.name}=TARGET`;
+  if (raw.length > 1) return `captured disk ${disk.name}: ambiguous, ${raw.map((x) => x.name).join(" and ")} all match (${(ids.weak.length ? ids.weak : targetWeak).join("; ")}): ${explicit}`;
+  if (ids.weak.length && !ids.serial && !ids.wwn && !ids.byId.length) return `captured disk ${describeDisk(disk)}: ${ids.weak.join("; ")}, which identifies no disk: ${explicit}`;
+  if (!disk.serial && !disk.wwn && !disk.byId.length) return `captured disk ${describeDisk(disk)} has no serial, WWN or by-id to match: ${explicit}`;
+  if (raw.length === 1) return `captured disk ${describeDisk(disk)}: ${raw[0]!.name} matches only by an identifier that identifies no disk (${targetWeak.join("; ")}): ${explicit}`;
+  return `captured disk ${describeDisk(disk)}: no target disk has its serial/WWN/by-id (new hardware?): ${explicit}`;
+}
+
+/** A problem for each target disk two captured disks were matched to. */
+function sharedTargets(matches: DiskMatch[]): string[] {
+  const problems: string[] = [];
+  const seen = new Map<string, string>();
+  for (const m of matches) {
+    const prev = seen.get(m.targetPath);
+    if (prev) problems.push(`target disk ${m.target} is matched by both ${prev} and ${m.captured}: fix the mapping`);
+    seen.set(m.targetPath, m.captured);
+  }
+  return problems;
+}
+
 /**
  * Matches the captured disks that must be recreated (`disks`) to target disks, by identity
  * or the admin's mapping (a string is resolved against `targets` now, as `hosts plan` does;
@@ -224,92 +305,36 @@ export function matchDisks(
   for (const key of Object.keys(mapping))
     if (!layout.disks.some((d) => d.name === key || d.path === key))
       problems.push(`mapping ${key}=${show(mapping[key] ?? null)}: the layout has no disk ${key} (it has ${layout.disks.map((d) => d.name).join(", ") || "none"})`);
-  const eligible = (t: TargetDisk) => includeRemovable || !removableOrUsb(t.removable, t.bus);
-  const fingerprint = disksFingerprint(targets);
   const capturedPeers = layout.disks.map(capturedIds);
   const targetPeers = targets.map(targetIds);
-  const targetStrong = targetPeers.map((x) => strongIds(x, targetPeers));
-  for (const d of disks) {
-    const want = mappingOf(mapping, d);
-    let t: TargetDisk;
-    let matchedBy: DiskMatch["matchedBy"];
-    if (want !== undefined && want !== null) {
-      matchedBy = "mapping";
-      const label = `mapping ${d.name}=${show(want)}`;
-      if (typeof want === "string") {
-        const found = targetsNamed(want, targets);
-        if (found.length !== 1) {
-          problems.push(
-            found.length
-              ? `${label}: ${found.map((x) => x.name).join(" and ")} all match; name one by kernel name, serial: or wwn:`
-              : `${label}: no target disk is ${want} (targets: ${targets.map((x) => x.name).join(", ") || "none"})`,
-          );
-          continue;
-        }
-        t = found[0]!;
-      } else {
-        const r = targetOfIdentity(want, targets, fingerprint);
-        if ("problem" in r) {
-          problems.push(`${label}: ${r.problem}`);
-          continue;
-        }
-        t = r.target;
-      }
-      if (!eligible(t)) {
-        problems.push(`${label}: ${t.name} is a removable or USB disk, which plans leave alone unless removable disks are included (--include-removable)`);
-        continue;
-      }
-    } else {
-      const ids = strongIds(capturedPeers[layout.disks.indexOf(d)]!, capturedPeers);
-      const found = targets.flatMap((x, i) => (eligible(x) ? shared(ids, targetStrong[i]!).map((by) => [x, by] as const) : []));
-      const names = [...new Set(found.map(([x]) => x))];
-      if (names.length > 1) {
-        problems.push(`captured disk ${d.name}: ambiguous, ${names.map((x) => x.name).join(" and ")} all match: give an explicit mapping ${d.name}=TARGET`);
-        continue;
-      }
-      if (names.length === 0) {
-        // Name what would have matched but may not: a weak or shared identifier on either side.
-        const raw = targets.filter((x) => eligible(x) && ((d.serial && x.serial === d.serial) || (d.wwn && x.wwn === d.wwn) || d.byId.some((l) => x.byId.map(byIdName).includes(byIdName(l)))));
-        const targetWeak = raw.flatMap((x) => targetStrong[targets.indexOf(x)]!.weak.map((w) => `on ${x.name} ${w}`));
-        problems.push(
-          raw.length > 1
-            ? `captured disk ${d.name}: ambiguous, ${raw.map((x) => x.name).join(" and ")} all match (${(ids.weak.length ? ids.weak : targetWeak).join("; ")}): give an explicit mapping ${d.name}=TARGET`
-            : ids.weak.length && !ids.serial && !ids.wwn && !ids.byId.length
-              ? `captured disk ${describeDisk(d)}: ${ids.weak.join("; ")}, which identifies no disk: give an explicit mapping ${d.name}=TARGET`
-              : !d.serial && !d.wwn && !d.byId.length
-                ? `captured disk ${describeDisk(d)} has no serial, WWN or by-id to match: give an explicit mapping ${d.name}=TARGET`
-                : raw.length === 1
-                  ? `captured disk ${describeDisk(d)}: ${raw[0]!.name} matches only by an identifier that identifies no disk (${targetWeak.join("; ")}): give an explicit mapping ${d.name}=TARGET`
-                  : `captured disk ${describeDisk(d)}: no target disk has its serial/WWN/by-id (new hardware?): give an explicit mapping ${d.name}=TARGET`,
-        );
-        continue;
-      }
-      t = names[0]!;
-      matchedBy = found[0]![1];
-      const differs = disagreement(d, targetIds(t));
-      if (differs) {
-        problems.push(`captured disk ${describeDisk(d)}: ${t.name} has its ${matchedBy === "wwn" ? "WWN" : matchedBy} but another ${differs}: not the same disk; if it is the one, give an explicit mapping ${d.name}=${t.name}`);
-        continue;
-      }
+  const context: MatchContext = {
+    layout,
+    targets,
+    fingerprint: disksFingerprint(targets),
+    eligible: (t) => includeRemovable || !removableOrUsb(t.removable, t.bus),
+    capturedPeers,
+    targetStrong: targetPeers.map((x) => strongIds(x, targetPeers)),
+  };
+  for (const disk of disks) {
+    const want = mappingOf(mapping, disk);
+    const matched = want !== undefined && want !== null ? matchByMapping(disk, want, context) : matchByIdentity(disk, context);
+    if ("problem" in matched) {
+      problems.push(matched.problem);
+      continue;
     }
+    const { target, matchedBy } = matched;
     matches.push({
-      captured: d.name,
-      capturedPath: d.path,
-      capturedSizeBytes: d.sizeBytes,
-      target: t.name,
-      targetPath: t.path,
-      targetSizeBytes: t.sizeBytes,
+      captured: disk.name,
+      capturedPath: disk.path,
+      capturedSizeBytes: disk.sizeBytes,
+      target: target.name,
+      targetPath: target.path,
+      targetSizeBytes: target.sizeBytes,
       matchedBy,
-      signatures: t.signatures,
+      signatures: target.signatures,
     });
   }
-  const seen = new Map<string, string>();
-  for (const m of matches) {
-    const prev = seen.get(m.targetPath);
-    if (prev) problems.push(`target disk ${m.target} is matched by both ${prev} and ${m.captured}: fix the mapping`);
-    seen.set(m.targetPath, m.captured);
-  }
-  return { matches, problems };
+  return { matches, problems: [...problems, ...sharedTargets(matches)] };
 }
 
 /** The mapping's entry for a captured disk (by name or path); undefined: none given, null: left out. */
