@@ -1,13 +1,14 @@
 import type { FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
 import { counter } from "../metrics.ts";
+import { AGENT_BASE, DUMPS_BASE } from "../plan/agent-api.ts";
 
 /** Which part of Lifeboat a URL belongs to, for the byte counters. */
 export function routeGroup(url: string): "boot" | "dumps" | "agent" | "api" | "web" | "other" {
   const path = url.split("?")[0]!;
   if (path === "/boot.ipxe" || path.startsWith("/boot/")) return "boot";
-  if (path.startsWith("/api/v1/dumps/")) return "dumps";
-  if (path.startsWith("/api/v1/agent/")) return "agent";
+  if (path.startsWith(`${DUMPS_BASE}/`)) return "dumps";
+  if (path.startsWith(`${AGENT_BASE}/`)) return "agent";
   if (path.startsWith("/api/")) return "api";
   if (path === "/" || path.startsWith("/web/")) return "web";
   return "other";

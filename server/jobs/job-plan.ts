@@ -1,8 +1,8 @@
 import { ChainError, selectChain } from "../amanda/chain.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import type { JobRecord, ProfileRecord, Store } from "../store/types.ts";
-import type { Hello, TargetDisk } from "../plan/agent-api.ts";
-import type { Planner, PlanResult } from "./jobs.ts";
+import type { TargetDisk } from "../plan/agent-api.ts";
+import type { JobPlanResult, Planner } from "./jobs.ts";
 import { type DiskLayout, parseLayout } from "../layout/layout.ts";
 import { type RestoreChain, buildPlan } from "../plan/plan.ts";
 import { storedMappingSchema } from "../plan/disks.ts";
@@ -61,7 +61,7 @@ export function capturedAsTargets(layout: DiskLayout): TargetDisk[] {
  * the catalog's chains + the profile's and job's options → the plan builder.
  */
 export function createPlanner(store: Store): Planner {
-  return async (job: JobRecord, profile: ProfileRecord): Promise<PlanResult> => {
+  return async (job: JobRecord, profile: ProfileRecord): Promise<JobPlanResult> => {
     const host = await store.hosts.get(profile.host);
     if (!host) return { ok: false, reason: `profile ${profile.name}: no host named ${profile.host}` };
     const rec = await store.layouts.get(host.name, profile.layoutVersion ?? undefined);
@@ -76,7 +76,7 @@ export function createPlanner(store: Store): Planner {
     } catch (err) {
       return { ok: false, reason: (err as Error).message };
     }
-    const hello = job.hello as Hello | null;
+    const hello = job.hello;
     // Mappings are stored as identities; a kernel name saved by an older Lifeboat is not trusted.
     const mapping = storedMappingSchema.safeParse({ ...(profile.options.mapping ?? {}), ...(job.mapping ?? {}) });
     if (!mapping.success) return { ok: false, reason: `job ${job.id}: its disk mapping names disks by kernel name (saved by an older Lifeboat); map them again` };
@@ -104,6 +104,7 @@ export function createPlanner(store: Store): Planner {
       script: r.script,
       steps: r.steps.length,
       bytesTotal,
+      dumps: r.dumps,
       detail: { mapping: r.mapping, notes: hello ? r.notes : ["dry run against the captured disks: the machine has not booted yet", ...r.notes], layoutVersion: rec.version },
     };
   };

@@ -1,5 +1,6 @@
 import type { AgentEvent, Hello } from "../plan/agent-api.ts";
 import type { StepName } from "../plan/steps.ts";
+import type { ServedPlan } from "../plan/plan.ts";
 import type { JobRecord, JobState } from "../store/types.ts";
 
 /**
@@ -20,7 +21,7 @@ import type { JobRecord, JobState } from "../store/types.ts";
 export type JobInput =
   | { kind: "hello"; hello: Hello }
   /** `servedTo`: the hash of the boot token that fetched it (LUKS keys go to that boot only). */
-  | { kind: "plan-served"; steps: number; bytesTotal: number; plan: { script: string; detail: unknown }; servedTo: string }
+  | { kind: "plan-served"; plan: ServedPlan; servedTo: string }
   | { kind: "plan-refused"; reason: string }
   /** `doneBytes`: bytes of the streams already finished (streams run one after another). */
   | { kind: "agent"; event: AgentEvent; doneBytes: number }
@@ -130,8 +131,8 @@ export function transition(job: JobRecord, input: JobInput, now: Date): Transiti
       const refused = planRefusal(job);
       if (refused) return no(refused);
       return ok(
-        { ...alive, state: "running", step: 0, steps: input.steps, bytesTotal: input.bytesTotal, bytesDone: 0, error: null, plan: input.plan, planTokenHash: input.servedTo },
-        { type: "plan", data: { steps: input.steps, bytesTotal: input.bytesTotal } },
+        { ...alive, state: "running", step: 0, steps: input.plan.steps, bytesTotal: input.plan.bytesTotal, bytesDone: 0, error: null, plan: input.plan, planTokenHash: input.servedTo },
+        { type: "plan", data: { steps: input.plan.steps, bytesTotal: input.plan.bytesTotal } },
       );
     }
     case "plan-refused": {

@@ -3,7 +3,7 @@ import { isActive } from "./job-state.ts";
 
 /** A job as the API, CLI and page show it: no token hash, no plan script (that has its own route). */
 export function jobView(j: JobRecord) {
-  const hello = j.hello as { disks?: unknown[]; ssh?: string; hardware?: { ip?: string } } | null;
+  const hello = j.hello;
   return {
     id: j.id,
     mac: j.mac,
@@ -30,7 +30,7 @@ export function jobView(j: JobRecord) {
     /** Plan choices given at arming (over the profile's). */
     options: j.options,
     disks: hello?.disks ?? null,
-    ip: hello?.hardware?.ip ?? null,
+    ip: hello?.hardware.ip ?? null,
     ssh: hello?.ssh ?? null,
   };
 }

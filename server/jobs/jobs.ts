@@ -5,21 +5,25 @@ import { hashToken, newToken } from "../tokens.ts";
 import type { Logger } from "../log.ts";
 import type { JobEvent, JobKind, JobRecord, PlanChoices, ProfileRecord, Store } from "../store/types.ts";
 import type { AgentEvent, Hello } from "../plan/agent-api.ts";
+import type { ServedPlan } from "../plan/plan.ts";
 import { type JobInput, type Transition, STREAMING_STATES, TICKED_STATES, isActive, isMappable, planRefusal, transition } from "./job-state.ts";
 import { type StoredMapping, resolveMapping } from "../plan/disks.ts";
 import { keyRefusal, missingKey } from "./job-keys.ts";
 import { STORE_LIMITS, agentLogRefusal } from "./retention.ts";
 
-/** What the planner returns for a job: the rendered plan, or why there is none yet. */
-export type PlanResult =
-  | { ok: true; script: string; steps: number; bytesTotal: number; detail: unknown }
-  | { ok: false; reason: string };
+/** What the planner returns for a job: the plan it would serve, or why there is none yet. */
+export type JobPlanResult = ({ ok: true } & ServedPlan) | { ok: false; reason: string };
 
 /**
  * Builds a job's plan from its profile, the host's layout, the disks the agent saw
  * (job.hello; null before boot: a dry run against the captured disks) and the catalog.
  */
-export type Planner = (job: JobRecord, profile: ProfileRecord) => Promise<PlanResult>;
+export type Planner = (job: JobRecord, profile: ProfileRecord) => Promise<JobPlanResult>;
+
+/** The plan a job keeps, without the planner's verdict. */
+function servedPlan({ script, steps, bytesTotal, dumps, detail }: ServedPlan): ServedPlan {
+  return { script, steps, bytesTotal, dumps, detail };
+}
 
 export interface ArmRequest {
   mac: string;
@@ -115,7 +119,7 @@ export class JobService {
    * job that is never stored (no agent has reported disks: a dry run against the captured
    * ones). Refuses like `arm` would (unknown profile, no layout).
    */
-  async preview(req: ArmRequest): Promise<PlanResult> {
+  async preview(req: ArmRequest): Promise<JobPlanResult> {
     const { draft, profile } = await this.draft(req);
     const now = new Date().toISOString();
     return this.opts.planner({ ...draft, createdAt: now, updatedAt: now }, profile);
@@ -224,8 +228,7 @@ export class JobService {
     if (!token) return false;
     const hash = hashToken(token);
     const job = (await this.store.jobs.list({ state: [...STREAMING_STATES] })).find((j) => j.tokenHash === hash);
-    const script = (job?.plan as { script?: string } | null)?.script ?? "";
-    return script.includes(`/api/v1/dumps/${encodeURIComponent(dumpId)}/stream`);
+    return job?.plan?.dumps.includes(dumpId) ?? false;
   }
 
   async openCloneWindow(req: CloneWindowRequest, actor: string): Promise<CloneWindow> {
@@ -307,7 +310,7 @@ export class JobService {
     if (!isMappable(job)) throw new UserError(`job ${id} is ${job.state}: the mapping can only change before the plan runs`, 2);
     let mapping: StoredMapping;
     try {
-      mapping = resolveMapping(pairs, (job.hello as Hello | null)?.disks ?? null);
+      mapping = resolveMapping(pairs, job.hello?.disks ?? null);
     } catch (err) {
       throw new UserError(`job ${id}: mapping ${(err as Error).message}`, 2);
     }
@@ -400,7 +403,7 @@ export class JobService {
    * changed by another call) while the planner ran gets a ConflictError and no plan.
    * `tokenHash`: the boot token that asked; a served plan records it (LUKS keys go to that boot only).
    */
-  async plan(id: string, tokenHash: string): Promise<PlanResult> {
+  async plan(id: string, tokenHash: string): Promise<JobPlanResult> {
     const job = await this.get(id);
     const notNow = planRefusal(job);
     if (notNow) throw new UserError(notNow, 2);
@@ -409,7 +412,7 @@ export class JobService {
     if (!profile) return { ok: false, reason: `job ${id}: profile ${job.profile} no longer exists` };
     const result = await this.opts.planner(job, profile);
     const input: JobInput = result.ok
-      ? { kind: "plan-served", steps: result.steps, bytesTotal: result.bytesTotal, plan: { script: result.script, detail: result.detail }, servedTo: tokenHash }
+      ? { kind: "plan-served", plan: servedPlan(result), servedTo: tokenHash }
       : { kind: "plan-refused", reason: result.reason };
     const r = transition(job, input, new Date());
     if (!r.ok) throw new UserError(r.error, 2);
@@ -424,7 +427,7 @@ export class JobService {
    * The plan the job would get, with no state change: against the disks its agent reported,
    * or before it booted, against the captured disks (same hardware assumed; the planner says so).
    */
-  async dryRun(id: string): Promise<PlanResult> {
+  async dryRun(id: string): Promise<JobPlanResult> {
     const job = await this.get(id);
     const profile = await this.store.profiles.get(job.profile);
     if (!profile) return { ok: false, reason: `job ${id}: profile ${job.profile} no longer exists` };

@@ -9,6 +9,10 @@ import { z } from "zod";
  */
 export const AGENT_BASE = "/api/v1/agent/jobs";
 
+/** Where dumps are served; a plan's restore_dump steps stream from dumpStreamPath (its one spelling). */
+export const DUMPS_BASE = "/api/v1/dumps";
+export const dumpStreamPath = (dumpId: string) => `${DUMPS_BASE}/${encodeURIComponent(dumpId)}/stream`;
+
 /**
  * The answer to any agent call once the job has ended on the server: the admin cancelled it, it
  * failed (or was given up after stalling), it expired, or it is done and the call was not the

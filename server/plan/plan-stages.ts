@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { fmtBytes } from "../layout/layout-text.ts";
 import type { Disk, DiskLayout, Luks, Lvm, MdArray } from "../layout/layout.ts";
 import { isNormalMountpoint } from "../layout/layout-validate.ts";
-import type { TargetDisk } from "./agent-api.ts";
+import { type TargetDisk, dumpStreamPath } from "./agent-api.ts";
 import type { DiskMatch } from "./disks.ts";
 import type { PlanOptions, RestoreChain } from "./plan.ts";
 import { FS_MIN_BYTES, HEADROOM, LUKS2_HEADER, LVM_METADATA, Minimums, fitSizes, planPartitions, roundDown, sfdiskScript } from "./plan-sizes.ts";
@@ -35,6 +35,8 @@ export interface PlanState {
   changedUuids: Array<[string, string]>;
   /** Mount points the plan mounts. */
   mounted: Set<string>;
+  /** The dump ids the restore steps stream, in order. */
+  dumps: string[];
 }
 
 export type PlanStage = (state: PlanState) => void;
@@ -55,6 +57,7 @@ export function planState(captured: DiskLayout, layout: DiskLayout, targets: Tar
     problems: [],
     changedUuids: [],
     mounted: new Set(),
+    dumps: [],
   };
 }
 
@@ -254,7 +257,8 @@ export const restores: PlanStage = (state) => {
     const covered = [...state.mounted].some((mp) => mp === "/" || chain.mountpoint === mp || chain.mountpoint.startsWith(`${mp}/`));
     if (!covered) return void state.problems.push(`DLE ${chain.dle}: mount point ${chain.mountpoint} is on no filesystem the plan mounts`);
     if (chain.dumps.length === 0 || chain.dumps[0]!.level !== 0) return void state.problems.push(`DLE ${chain.dle}: the restore chain must start with a level 0 dump`);
-    for (const dump of chain.dumps)
+    for (const dump of chain.dumps) {
+      state.dumps.push(dump.id);
       state.steps.push(
         step("restore_dump", {
           mountpoint: chain.mountpoint,
@@ -262,9 +266,10 @@ export const restores: PlanStage = (state) => {
           level: dump.level,
           compression: dump.compression,
           size_bytes: dump.sizeBytes ?? "",
-          url: `/api/v1/dumps/${encodeURIComponent(dump.id)}/stream`,
+          url: dumpStreamPath(dump.id),
         }),
       );
+    }
   }
 };
 

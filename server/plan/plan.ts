@@ -63,9 +63,23 @@ export interface PlanInput {
   options?: PlanOptions;
 }
 
+/** What the builder returns: the steps and their script with the dump ids they stream, or why not. */
 export type PlanResult =
-  | { ok: true; steps: Step[]; script: string; mapping: DiskMatch[]; notes: string[] }
+  | { ok: true; steps: Step[]; script: string; dumps: string[]; mapping: DiskMatch[]; notes: string[] }
   | { ok: false; reason: string; reasons: string[]; mapping: DiskMatch[] };
+
+/**
+ * A plan as a job keeps it once served to its agent (JobRecord.plan), and as the job planner
+ * returns it: the script, its step count and bytes, the dump ids the job's boot token may
+ * stream (those and no others), and what the admin's views show of how it was made.
+ */
+export interface ServedPlan {
+  script: string;
+  steps: number;
+  bytesTotal: number;
+  dumps: string[];
+  detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number };
+}
 
 /** Disks the plan must recreate: those holding a table or any storage object. */
 function usedDisks(layout: DiskLayout): Disk[] {
@@ -156,7 +170,7 @@ export function buildPlan(input: PlanInput): PlanResult {
   }
   const steps: Step[] = [...state.steps, step("unmount_all", {}), step("plan_done", {})];
   steps.unshift(step("plan_begin", { contract: CONTRACT_VERSION, host: layout.hostname, steps: steps.length + 1 }));
-  return { ok: true, steps, script: renderPlan(steps), mapping: matches, notes: state.notes };
+  return { ok: true, steps, script: renderPlan(steps), dumps: state.dumps, mapping: matches, notes: state.notes };
 }
 
 /** The dry run a person reads before arming: the mapping, what each disk holds now, the script. */

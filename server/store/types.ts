@@ -5,7 +5,9 @@
  */
 
 import type { CatalogDump } from "../amanda/model.ts";
+import type { Hello } from "../plan/agent-api.ts";
 import type { StoredMapping } from "../plan/disks.ts";
+import type { ServedPlan } from "../plan/plan.ts";
 
 export interface HostRecord {
   name: string;
@@ -134,13 +136,14 @@ export interface JobRecord {
   hostname: string | null;
   /** Restore point (Amanda datestamp) for this job; null: the profile's, else the newest. */
   at: string | null;
-  /** What the agent reported (disks, hardware), the admin's mapping, the plan it got. */
-  hello: unknown;
+  /** What the agent reported (disks, hardware); null before it booted. */
+  hello: Hello | null;
   /** The admin's disk mapping: each target as the identity it had when mapped (plan/disks.ts). */
   mapping: StoredMapping | null;
   /** The plan choices given when it was armed, over the profile's. */
   options: PlanChoices;
-  plan: unknown;
+  /** The plan served to its agent; null before. */
+  plan: ServedPlan | null;
   error: string | null;
   armedBy: string;
   createdAt: string;

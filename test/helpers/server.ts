@@ -1,6 +1,6 @@
 import { loadConfig } from "../../server/config/load.ts";
 import { createLogger } from "../../server/log.ts";
-import type { Planner } from "../../server/jobs/jobs.ts";
+import type { JobPlanResult, Planner } from "../../server/jobs/jobs.ts";
 import type { JobRecord } from "../../server/store/types.ts";
 import { type RunningServer, startServer } from "../../server/serve.ts";
 import { tempDir } from "./tmp.ts";
@@ -14,6 +14,11 @@ export async function testServer(opts: { dataDir?: string; planner?: Planner; lo
   const dataDir = opts.dataDir ?? tempDir();
   const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "proxy" } });
   return startServer(config, createLogger(opts.logLevel ?? "silent", { pretty: false }), { planner: opts.planner });
+}
+
+/** A plan for tests whose planner stands in for the plan builder: its script, step count, bytes and the dumps it may stream. */
+export function standInPlan(script: string, steps: number, more: { bytesTotal?: number; dumps?: string[] } = {}): JobPlanResult {
+  return { ok: true, script, steps, bytesTotal: more.bytesTotal ?? 0, dumps: more.dumps ?? [], detail: { mapping: [], notes: [], layoutVersion: 1 } };
 }
 
 /** Registers a host with one MAC and one captured layout, straight in the store. */

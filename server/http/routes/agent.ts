@@ -61,8 +61,9 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
       `${AGENT_BASE}/:job/hello`,
       { schema: { summary: "Agent: the disks and hardware it sees", tags: ["agent"], security, params, body: jsonSchema(helloSchema), response: { 200: okReply, ...refusals } } },
       forJob(async (job, req) => {
-        const next = await ctx.jobs.hello(job.id, helloSchema.parse(req.body));
-        req.log.info({ disks: (next.hello as { disks: unknown[] }).disks.length }, "agent hello");
+        const hello = helloSchema.parse(req.body);
+        const next = await ctx.jobs.hello(job.id, hello);
+        req.log.info({ disks: hello.disks.length }, "agent hello");
         return { state: next.state };
       }),
     );

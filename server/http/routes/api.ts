@@ -179,7 +179,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       { schema: { summary: "The job's plan script: the one served to the agent, or a dry run against the disks it reported", tags: ["jobs"], security, params: idParams, response: { 200: { type: "string" }, ...errors } } },
       async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
         const job = await ctx.jobs.get(req.params.id);
-        const served = (job.plan as { script?: string } | null)?.script;
+        const served = job.plan?.script;
         if (served) return reply.type("text/x-shellscript").send(served);
         const dry = await ctx.jobs.dryRun(job.id);
         if (!dry.ok) return reply.code(409).send({ error: "plan-refused", message: dry.reason });

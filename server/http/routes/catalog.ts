@@ -9,6 +9,7 @@ import type { AmandaConfig } from "../../config/schema.ts";
 import { CUSTOM_DECOMPRESSORS, DumpStreamError, openDumpStream } from "../../amanda/stream.ts";
 import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/dump-views.ts";
 import type { ServerContext } from "../../context.ts";
+import { DUMPS_BASE } from "../../plan/agent-api.ts";
 import { NotFoundError, errorMessage } from "../../errors.ts";
 import { tokensEqual } from "../../tokens.ts";
 import { bearer, requireAdmin } from "../auth.ts";
@@ -127,7 +128,7 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
     );
 
     app.get(
-      "/api/v1/dumps/:id",
+      `${DUMPS_BASE}/:id`,
       {
         preHandler: admin,
         schema: { summary: "One dump's full catalog record", tags: ["catalog"], security, params: idParams, response: { 200: { type: "object", additionalProperties: true }, ...errors } },
@@ -149,7 +150,7 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
 
     app.route({
       method: ["GET", "HEAD"],
-      url: "/api/v1/dumps/:id/stream",
+      url: `${DUMPS_BASE}/:id/stream`,
       preHandler: streamAuth,
       schema: {
         summary: "The data of one dump: as stored (default) or decompressed (?decompress=1); Range and HEAD on raw streams",

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { bootToken, dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, dhcpAnswered, seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -27,7 +27,7 @@ const planner: Planner = async (job, profile) => {
     "plan_done",
     "",
   ].join("\n");
-  return { ok: true, script, steps: 3, bytesTotal: 4 * MIB, detail: {} };
+  return standInPlan(script, 3, { bytesTotal: 4 * MIB });
 };
 
 /** Waits until the locator's text matches; fails with the last text seen. */

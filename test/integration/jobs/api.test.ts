@@ -2,14 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { bootToken, dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, dhcpAnswered, seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 // The planner is the plan builder's job (tested on its own); here a planner that returns a
 // fixed three-step script stands in so the job flow can be driven end to end over HTTP.
 const planner: Planner = async (job) =>
   job.hello
-    ? { ok: true, script: "plan_begin 1 web1 3\nrestore_dump / gtar 0 none 1000 /api/v1/dumps/d-1/stream\nplan_done\n", steps: 3, bytesTotal: 1000, detail: {} }
+    ? // d-3 is in the script's text (a comment) but not among the plan's dumps: its token may not stream it.
+      standInPlan("plan_begin 1 web1 3\n# not d-3: /api/v1/dumps/d-3/stream\nrestore_dump / gtar 0 none 1000 /api/v1/dumps/d-1/stream\nplan_done\n", 3, { bytesTotal: 1000, dumps: ["d-1"] })
     : { ok: false, reason: "no disks reported" };
 
 describe("admin and agent API", () => {
@@ -83,9 +84,11 @@ describe("admin and agent API", () => {
     expect([key.statusCode, key.body]).toEqual([200, "s3cret pass"]);
     expect((await inject("GET", `${base}/keys/luks-2`, undefined, agent)).statusCode).toBe(404);
     expect(JSON.stringify((await inject("GET", `/api/v1/audit?target=job:${job!.id}`)).json())).not.toContain("s3cret");
-    // The job's token streams the dumps its plan restores (404: this test catalog is empty), and no others.
+    // The job's token streams the dumps its plan restores (404: this test catalog is empty), and no others,
+    // not even one whose stream path the script's text happens to hold.
     expect((await inject("GET", "/api/v1/dumps/d-1/stream", undefined, agent)).statusCode).toBe(404);
     expect((await inject("GET", "/api/v1/dumps/d-2/stream", undefined, agent)).statusCode).toBe(401);
+    expect((await inject("GET", "/api/v1/dumps/d-3/stream", undefined, agent)).statusCode).toBe(401);
     const badEvent = await inject("POST", `${base}/events`, { type: "step-start", step: 0 }, agent);
     expect(badEvent.statusCode).toBe(400);
     for (const step of [1, 2, 3]) {

@@ -12,10 +12,10 @@ import type { Planner } from "../../../server/jobs/jobs.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import { createLogger } from "../../../server/log.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
-import { dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
+import { dhcpAnswered, seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
-const planner: Planner = async () => ({ ok: true, script: "plan_begin 1 web1 2\ncreate_luks /dev/vda2 u1 c1 luks-1\nplan_done\n", steps: 3, bytesTotal: 0, detail: {} });
+const planner: Planner = async () => standInPlan("plan_begin 1 web1 2\ncreate_luks /dev/vda2 u1 c1 luks-1\nplan_done\n", 3);
 const STRANGER = "10.0.0.66";
 
 /** Requests to one server, with the admin token unless told otherwise, from 127.0.0.1 unless `from`. */

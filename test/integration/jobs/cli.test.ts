@@ -9,11 +9,11 @@ import type { RunningServer } from "../../../server/serve.ts";
 import { execa } from "execa";
 import { hashToken } from "../../../server/tokens.ts";
 import { lifeboat, lifeboatBin } from "../../helpers/cli.ts";
-import { bootToken, dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, dhcpAnswered, seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 // Stand-in planner (the plan builder has its own tests): a two-step script.
-const planner: Planner = async (job) => ({ ok: true, script: `plan_begin 1 ${job.profile} 2\nplan_done\n`, steps: 2, bytesTotal: 10, detail: {} });
+const planner: Planner = async (job) => standInPlan(`plan_begin 1 ${job.profile} 2\nplan_done\n`, 2, { bytesTotal: 10 });
 
 // Each CLI call is a real process (tsx start-up included): allow for a loaded machine.
 describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {

@@ -10,7 +10,7 @@ import { type Planner, JobService } from "../../../server/jobs/jobs.ts";
 import { createLogger } from "../../../server/log.ts";
 import type { AgentEvent } from "../../../server/plan/agent-api.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { dhcpAnswered, seedHost, testServer } from "../../helpers/server.ts";
+import { dhcpAnswered, seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 
 const SCRIPT = "plan_begin 1 web1 3\nwipe_disk /dev/vda 5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4B\nplan_done\n";
 const STEPS = ["plan_begin", "wipe_disk", "plan_done"];
@@ -24,7 +24,7 @@ describe("a job runs its plan once, and stops when told", () => {
   const planner: Planner = async () => {
     planning();
     await hold;
-    return { ok: true, script: SCRIPT, steps: STEPS.length, bytesTotal: 0, detail: {} };
+    return standInPlan(SCRIPT, STEPS.length);
   };
   const admin = () => ({ authorization: `Bearer ${server.ctx.adminToken}` });
   const inject = (method: string, url: string, headers: Record<string, string>, payload?: unknown) =>

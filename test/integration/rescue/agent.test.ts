@@ -18,7 +18,7 @@ import { createLogger } from "../../../server/log.ts";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
-import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
+import { bootToken, seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { AGENT_DIR } from "../../unit/rescue/agent-sh.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
@@ -42,7 +42,8 @@ describeNeeding(why, "rescue agent on the host against a real Lifeboat server", 
   const progress: Array<{ dumpId: string; bytes: number }> = [];
   const planner: Planner = async (job) => {
     const steps = plans.get(job.id)!;
-    return { ok: true, script: renderPlan(steps), steps: steps.length, bytesTotal: 0, detail: null };
+    // The steps stream from a stand-in, not from Lifeboat: no dump is the plan's to authorise.
+    return standInPlan(renderPlan(steps), steps.length);
   };
 
   beforeAll(async () => {

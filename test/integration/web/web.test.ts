@@ -3,14 +3,14 @@ import { routeGroup } from "../../../server/http/response-bytes.ts";
 import type { Planner } from "../../../server/jobs/jobs.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
-import { seedHost, testServer } from "../../helpers/server.ts";
+import { seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 
 // The plan builder is tested on its own; this stand-in names the job it planned (so the
 // preview can be checked against the request) and refuses hosts called "nofit".
 const planner: Planner = async (job, profile) =>
   profile.host === "nofit"
     ? { ok: false, reason: "disk vda: 2 GiB of partitions do not fit on 1 GiB" }
-    : { ok: true, script: `# ${job.kind} ${job.mac} as ${job.hostname} from ${profile.name} at ${job.at ?? "newest"}, ${job.hello ? "agent" : "captured"} disks\n`, steps: 1, bytesTotal: 1, detail: {} };
+    : standInPlan(`# ${job.kind} ${job.mac} as ${job.hostname} from ${profile.name} at ${job.at ?? "newest"}, ${job.hello ? "agent" : "captured"} disks\n`, 1, { bytesTotal: 1 });
 
 describe("web page routes, plan preview and metrics", () => {
   let server: RunningServer;

@@ -1,3 +1,4 @@
+import type { ServedPlan } from "../../../server/plan/plan.ts";
 import type { JobRecord } from "../../../server/store/types.ts";
 
 /** A job record for the pure job tests (state machine, boot policy), armed at t0 unless patched. */
@@ -31,3 +32,6 @@ export function job(patch: Partial<JobRecord> = {}): JobRecord {
     ...patch,
   };
 }
+
+/** A served plan of `steps` calls for the pure job tests. */
+export const plan = (steps: number, bytesTotal = 0): ServedPlan => ({ script: "plan_begin 1 web1 3", steps, bytesTotal, dumps: [], detail: { mapping: [], notes: [], layoutVersion: 1 } });

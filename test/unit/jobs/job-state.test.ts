@@ -2,11 +2,11 @@ import { describe, expect, it } from "vitest";
 import { type JobInput, isBootable, transition } from "../../../server/jobs/job-state.ts";
 
 import type { JobRecord } from "../../../server/store/types.ts";
-import { job, t0 } from "./job-fixture.ts";
+import { job, plan, t0 } from "./job-fixture.ts";
 
 const later = (ms: number) => new Date(t0.getTime() + ms);
 const hello: Extract<JobInput, { kind: "hello" }> = { kind: "hello", hello: { disks: [], hardware: { macs: [] } } };
-const served = (steps: number, bytesTotal = 0): JobInput => ({ kind: "plan-served", steps, bytesTotal, plan: { script: "plan_begin 1 web1 3", detail: null }, servedTo: "h" });
+const served = (steps: number, bytesTotal = 0): JobInput => ({ kind: "plan-served", plan: plan(steps, bytesTotal), servedTo: "h" });
 const tick = (heartbeatTimeoutMs: number, stalledFailMs = 3600_000): JobInput => ({ kind: "tick", heartbeatTimeoutMs, stalledFailMs });
 const stepEnd = (step: number, of: number, name: string, exitStatus = 0): JobInput => ({
   kind: "agent",
@@ -110,7 +110,7 @@ describe("job state machine", () => {
   });
 
   it("the end of plan_done is the end of the job, even when the agent's own done is lost", () => {
-    const last = job({ state: "running", step: 5, steps: 5, plan: {} });
+    const last = job({ state: "running", step: 5, steps: 5, plan: plan(5) });
     const r = transition(last, stepEnd(5, 5, "plan_done"), later(1000));
     expect(r.ok && r.t.patch.state).toBe("done");
     expect(r.ok && r.t.events.map((e) => e.type)).toEqual(["step-end", "done"]);
@@ -122,7 +122,7 @@ describe("job state machine", () => {
   });
 
   it("a job whose plan reached its last call is never booted or planned again; silent, it is done", () => {
-    const last = job({ state: "running", step: 5, steps: 5, plan: {}, lastHeartbeatAt: t0.toISOString() });
+    const last = job({ state: "running", step: 5, steps: 5, plan: plan(5), lastHeartbeatAt: t0.toISOString() });
     expect(isBootable(last)).toBe(false);
     expect(isBootable({ ...last, state: "stalled" })).toBe(false);
     expect(isBootable({ ...last, step: 4 })).toBe(true);
@@ -134,7 +134,7 @@ describe("job state machine", () => {
   });
 
   it("a stalled job ends as failed, with the reason, after the stall limit", () => {
-    const stalled = job({ state: "stalled", step: 2, steps: 5, plan: {}, lastHeartbeatAt: t0.toISOString() });
+    const stalled = job({ state: "stalled", step: 2, steps: 5, plan: plan(5), lastHeartbeatAt: t0.toISOString() });
     const before = transition(stalled, tick(60_000, 3600_000), later(3599_000));
     expect(before.ok && before.t.patch).toEqual({});
     const after = transition(stalled, tick(60_000, 3600_000), later(3601_000));

@@ -43,6 +43,26 @@ describe("store migrations", () => {
     await store.close();
   });
 
+  it("plans served before ServedPlan.dumps get the dump ids their script streams, their steps and bytes", async () => {
+    const file = join(tempDir(), "plans.db");
+    const old = new Database(file);
+    migrate(old, migrations.filter((m) => m.id < "0404"));
+    old.prepare("INSERT INTO profiles (name, host, created_at) VALUES ('p', 'web1', '2026-01-01T00:00:00Z')").run();
+    const script = "plan_begin 1 web1 4\nrestore_dump / gtar 0 none 10 /api/v1/dumps/0123456789abcdef/stream\nrestore_dump / gtar 1 none '' /api/v1/dumps/fedcba9876543210/stream\nplan_done\n";
+    const insert = old.prepare(
+      "INSERT INTO jobs (id, mac, kind, profile, state, steps, bytes_total, plan, armed_by, created_at, updated_at, expires_at) VALUES (?, '52:54:00:00:00:01', 'recover', 'p', ?, ?, ?, ?, 'admin', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '2099-01-01T00:00:00Z')",
+    );
+    insert.run("j1", "running", 4, 10, JSON.stringify({ script, detail: null }));
+    insert.run("j2", "done", 2, 0, JSON.stringify({ script: "plan_begin 1 web1 2\nplan_done\n", detail: null }));
+    insert.run("j3", "expired", 0, 0, "null");
+    old.close();
+    const store = new SqliteStore(file);
+    expect((await store.jobs.get("j1"))?.plan).toEqual({ script, steps: 4, bytesTotal: 10, dumps: ["0123456789abcdef", "fedcba9876543210"], detail: null });
+    expect((await store.jobs.get("j2"))?.plan?.dumps).toEqual([]);
+    expect((await store.jobs.get("j3"))?.plan).toBeNull();
+    await store.close();
+  });
+
   it("a failing migration is rolled back whole and names itself", () => {
     const db = new Database(":memory:");
     const bad = { id: "0002-bad", sql: "CREATE TABLE half (x INTEGER); CREATE TABLE half (y INTEGER);" };
