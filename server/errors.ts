@@ -32,7 +32,7 @@ export class TooLargeError extends UserError {
   }
 }
 
-/** A change that lost a race: the thing changed under it (HTTP 409). Nothing was applied. */
+/** A request the thing's state does not allow now, or a change that lost a race (HTTP 409). Nothing was applied. */
 export class ConflictError extends UserError {
   constructor(message: string) {
     super(message, 1);

@@ -7,10 +7,8 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from "fastify";
-import { ZodError } from "zod";
 import type { ServerContext } from "../context.ts";
-import { ConflictError, NotFoundError, TooLargeError, UserError } from "../errors.ts";
-import { bearer } from "./auth.ts";
+import { answerErrors } from "./errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { bootRoutes } from "./routes/boot.ts";
@@ -54,24 +52,10 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(rateLimit, { max: 1200, timeWindow: "1 minute" });
   countResponseBytes(app, ctx.metrics);
   registerJobMetrics(ctx.metrics, ctx.store);
-  app.setErrorHandler((err, req, reply) => {
-    if (err instanceof NotFoundError) return reply.code(404).send({ error: "not-found", message: err.message });
-    if (err instanceof ConflictError) return reply.code(409).send({ error: "conflict", message: err.message });
-    if (err instanceof TooLargeError) return reply.code(413).send({ error: "too-large", message: err.message });
-    if (err instanceof UserError) return reply.code(400).send({ error: "bad-request", message: err.message });
-    if (err instanceof ZodError) {
-      const i = err.issues[0]!;
-      return reply.code(400).send({ error: "bad-request", message: `${i.path.join(".") || "body"}: ${i.message}` });
-    }
-    const e = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
-    if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE")
-      return reply.code(413).send({ error: "too-large", message: `request body larger than ${req.routeOptions.bodyLimit} bytes` });
-    if (e.validation || (e.statusCode && e.statusCode < 500))
-      return reply.code(e.statusCode ?? 400).send({ error: "bad-request", message: e.message });
-    req.log.error({ err }, "request failed");
-    return reply.code(500).send({ error: "internal", message: "internal error (see the server log)" });
-  });
+  answerErrors(app);
   await app.register(swagger, {
+    // Shared schemas (the error body) appear in the document under their $id.
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === "string" ? json.$id : `def-${i}`) },
     openapi: {
       info: { title: "Lifeboat API", version: "1" },
       components: {
@@ -85,7 +69,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(hostRoutes(ctx));
   await app.register(webRoutes(ctx));
   await app.register(bootRoutes(ctx));
-  await app.register(catalogRoutes(ctx, { authorizeStream: (req) => ctx.jobs.mayStream(bearer(req), req.params.id) }));
+  await app.register(catalogRoutes(ctx, { authorizeStream: (token, dumpId) => ctx.jobs.mayStream(token, dumpId) }));
   await app.register(captureRoutes(ctx));
   app.get("/api/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;

@@ -9,10 +9,3 @@ export function jsonSchema(schema: z.ZodType): Record<string, unknown> {
   const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io: "input", target: "draft-7" }) as Record<string, unknown>;
   return rest;
 }
-
-/** The error body every route answers with on 4xx/5xx. */
-export const errorSchema = {
-  type: "object",
-  required: ["error", "message"],
-  properties: { error: { type: "string" }, message: { type: "string" } },
-} as const;

@@ -194,7 +194,7 @@ export class JobService {
     for (let attempt = 1; ; attempt++) {
       const job = await this.get(id);
       const r = transition(job, input, new Date());
-      if (!r.ok) throw new UserError(r.error, 2);
+      if (!r.ok) throw new ConflictError(r.error);
       if (Object.keys(r.t.patch).length === 0 && r.t.events.length === 0) return job;
       const next = await this.commit(job, r.t, transient);
       if (next) return next;
@@ -291,7 +291,7 @@ export class JobService {
   /** A LUKS passphrase for container UUID, used by create_luks; kept only while the job is active. */
   async setKey(id: string, uuid: string, secret: string, actor: string): Promise<void> {
     const job = await this.get(id);
-    if (!isActive(job.state)) throw new UserError(`job ${id} is ${job.state}: keys go to active jobs only`, 2);
+    if (!isActive(job.state)) throw new ConflictError(`job ${id} is ${job.state}: keys go to active jobs only`);
     if (!secret) throw new UserError("empty passphrase", 2);
     await this.store.jobs.setKey(id, uuid, secret);
     const ev = await this.store.jobs.addEvent(id, "key", { uuid, by: actor });
@@ -307,7 +307,7 @@ export class JobService {
    */
   async map(id: string, pairs: Record<string, string>, actor: string): Promise<JobRecord> {
     const job = await this.get(id);
-    if (!isMappable(job)) throw new UserError(`job ${id} is ${job.state}: the mapping can only change before the plan runs`, 2);
+    if (!isMappable(job)) throw new ConflictError(`job ${id} is ${job.state}: the mapping can only change before the plan runs`);
     let mapping: StoredMapping;
     try {
       mapping = resolveMapping(pairs, job.hello?.disks ?? null);
@@ -406,7 +406,7 @@ export class JobService {
   async plan(id: string, tokenHash: string): Promise<JobPlanResult> {
     const job = await this.get(id);
     const notNow = planRefusal(job);
-    if (notNow) throw new UserError(notNow, 2);
+    if (notNow) throw new ConflictError(notNow);
     if (!job.hello) return { ok: false, reason: `job ${id}: the agent has not reported its disks yet` };
     const profile = await this.store.profiles.get(job.profile);
     if (!profile) return { ok: false, reason: `job ${id}: profile ${job.profile} no longer exists` };
@@ -415,7 +415,7 @@ export class JobService {
       ? { kind: "plan-served", plan: servedPlan(result), servedTo: tokenHash }
       : { kind: "plan-refused", reason: result.reason };
     const r = transition(job, input, new Date());
-    if (!r.ok) throw new UserError(r.error, 2);
+    if (!r.ok) throw new ConflictError(r.error);
     if (!(await this.commit(job, r.t))) {
       const now = await this.get(id);
       throw new ConflictError(`job ${id} became ${now.state} while its plan was being built: no plan served`);

@@ -1,13 +1,14 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
-import { TooLargeError, UserError } from "../../errors.ts";
+import { ConflictError, NotFoundError } from "../../errors.ts";
 import { AGENT_BASE, JOB_ENDED_STATUS, type JobEnded, agentEventSchema, helloSchema, jobEndedSchema } from "../../plan/agent-api.ts";
 import { isActive } from "../../jobs/job-state.ts";
 import { requesterAddress } from "../../jobs/boot-service.ts";
 import type { JobRecord } from "../../store/types.ts";
 import { hashToken, tokensEqual } from "../../tokens.ts";
-import { bearer } from "../auth.ts";
-import { errorSchema, jsonSchema } from "../schema.ts";
+import { bearer, requireToken } from "../auth.ts";
+import { HttpError, errorResponses } from "../errors.ts";
+import { jsonSchema } from "../schema.ts";
 
 type JobRequest = FastifyRequest<{ Params: { job: string; uuid?: string } }>;
 
@@ -15,7 +16,7 @@ const params = { type: "object", required: ["job"], properties: { job: { type: "
 const okReply = { type: "object", properties: { state: { type: "string" } } } as const;
 const security = [{ bearer: [] }];
 /** The refusals every state-changing agent route may answer (410: the job ended, stop). */
-const refusals = { 401: errorSchema, 409: errorSchema, [JOB_ENDED_STATUS]: jsonSchema(jobEndedSchema) };
+const refusals = { ...errorResponses(401, 409), [JOB_ENDED_STATUS]: jsonSchema(jobEndedSchema) };
 
 /**
  * The rescue agent's routes (contract: server/plan/agent-api.ts). Each needs the job's
@@ -24,39 +25,37 @@ const refusals = { 401: errorSchema, 409: errorSchema, [JOB_ENDED_STATUS]: jsonS
  * JOB_ENDED_STATUS answer that tells it to stop (server/plan/agent-api.ts).
  */
 export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
-  const authorize = async (req: JobRequest, reply: FastifyReply): Promise<JobRecord | undefined> => {
-    const job = await ctx.store.jobs.get(req.params.job);
-    const token = bearer(req);
-    if (!job || !token || !job.tokenHash || !tokensEqual(hashToken(token), job.tokenHash)) {
-      req.log.warn({ job: req.params.job, ip: req.ip }, "agent call with a wrong or missing job token");
-      void reply.code(401).send({ error: "unauthorized", message: "job token required" });
-      return undefined;
-    }
-    req.log = req.log.child({ job: job.id, mac: job.mac });
-    return job;
-  };
-  /** Runs a handler for an authorized job; a refused transition is a 409, or JOB_ENDED_STATUS once the job ended. */
+  // The job each authorised request acts on, as the token check found it.
+  const jobOf = new WeakMap<FastifyRequest, JobRecord>();
+  const jobToken = requireToken<JobRequest>(ctx, {
+    job: async (req, token) => {
+      const job = await ctx.store.jobs.get(req.params.job);
+      if (!job?.tokenHash || !tokensEqual(hashToken(token), job.tokenHash)) return false;
+      jobOf.set(req, job);
+      return true;
+    },
+    message: "job token required",
+  });
+  /** Runs a handler for an authorised job; a refused transition is a 409, or JOB_ENDED_STATUS once the job ended. */
   const forJob =
     (handler: (job: JobRecord, req: JobRequest, reply: FastifyReply) => Promise<unknown>) =>
     async (req: JobRequest, reply: FastifyReply) => {
-      const job = await authorize(req, reply);
-      if (!job) return reply;
+      const job = jobOf.get(req)!;
+      req.log = req.log.child({ job: job.id, mac: job.mac });
       try {
         return await handler(job, req, reply);
       } catch (err) {
-        if (!(err instanceof UserError)) throw err;
-        if (err instanceof TooLargeError) return reply.code(413).send({ error: "too-large", message: err.message });
+        if (!(err instanceof ConflictError)) throw err;
         const now = (await ctx.store.jobs.get(job.id)) ?? job;
-        if (!isActive(now.state)) {
-          req.log.info({ state: now.state, url: req.url }, "agent call on an ended job: told to stop");
-          const body: JobEnded = { error: "job-ended", state: now.state as JobEnded["state"], message: `job ${job.id} is ${now.state}: stop, write nothing more` };
-          return reply.code(JOB_ENDED_STATUS).send(body);
-        }
-        return reply.code(409).send({ error: "conflict", message: err.message });
+        if (isActive(now.state)) throw err;
+        req.log.info({ state: now.state, url: req.url }, "agent call on an ended job: told to stop");
+        const ended: Omit<JobEnded, "error" | "message"> = { state: now.state as JobEnded["state"] };
+        throw new HttpError(JOB_ENDED_STATUS, "job-ended", `job ${job.id} is ${now.state}: stop, write nothing more`, ended);
       }
     };
 
   return async (app) => {
+    app.addHook("preHandler", jobToken);
     app.post(
       `${AGENT_BASE}/:job/hello`,
       { schema: { summary: "Agent: the disks and hardware it sees", tags: ["agent"], security, params, body: jsonSchema(helloSchema), response: { 200: okReply, ...refusals } } },
@@ -73,7 +72,7 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
       { schema: { summary: "Agent: the plan as a POSIX sh script, or 409 with why not yet", tags: ["agent"], security, params, response: { 200: { type: "string" }, ...refusals } } },
       forJob(async (job, req, reply) => {
         const plan = await ctx.jobs.plan(job.id, hashToken(bearer(req)!));
-        if (!plan.ok) return reply.code(409).send({ error: "plan-refused", message: plan.reason });
+        if (!plan.ok) throw new HttpError(409, "plan-refused", plan.reason);
         return reply.type("text/x-shellscript").send(plan.script);
       }),
     );
@@ -98,13 +97,13 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
           tags: ["agent"],
           security,
           params: { type: "object", required: ["job", "uuid"], properties: { job: { type: "string" }, uuid: { type: "string" } } },
-          response: { 200: { type: "string" }, 404: errorSchema, ...refusals },
+          response: { 200: { type: "string" }, ...errorResponses(404), ...refusals },
         },
       },
       forJob(async (job, req, reply) => {
         const uuid = req.params.uuid ?? "";
         const secret = await ctx.jobs.serveKey(job.id, uuid, hashToken(bearer(req)!), requesterAddress(req.ip));
-        if (secret === undefined) return reply.code(404).send({ error: "not-found", message: `no key for LUKS ${uuid} in job ${job.id}` });
+        if (secret === undefined) throw new NotFoundError(`no key for LUKS ${uuid} in job ${job.id}`);
         req.log.info({ uuid }, "LUKS key served");
         return reply.type("text/plain").send(secret);
       }),
@@ -114,7 +113,7 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
     app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: ctx.config.jobs.agentLogMaxBytes }, (_req, body, done) => done(null, body));
     app.post(
       `${AGENT_BASE}/:job/log`,
-      { schema: { summary: "Agent: its whole log (text/plain), at the end; 413 beyond jobs.agentLogMaxBytes, or jobs.agentLogJobMaxBytes for all of a job's", tags: ["agent"], security, params, response: { 200: okReply, 401: errorSchema, 413: errorSchema } } },
+      { schema: { summary: "Agent: its whole log (text/plain), at the end; 413 beyond jobs.agentLogMaxBytes, or jobs.agentLogJobMaxBytes for all of a job's", tags: ["agent"], security, params, response: { 200: okReply, ...errorResponses(401, 413) } } },
       forJob(async (job, req) => {
         await ctx.jobs.agentLog(job.id, String(req.body ?? ""));
         return { state: job.state };

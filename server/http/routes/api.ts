@@ -15,12 +15,13 @@ import {
   profileBodySchema,
 } from "../api-schemas.ts";
 import { requireAdmin } from "../auth.ts";
-import { errorSchema, jsonSchema } from "../schema.ts";
+import { HttpError, errorResponses } from "../errors.ts";
+import { jsonSchema } from "../schema.ts";
 
 const security = [{ bearer: [] }];
 const nameParams = { type: "object", required: ["name"], properties: { name: { type: "string" } } } as const;
 const idParams = { type: "object", required: ["id"], properties: { id: { type: "string" } } } as const;
-const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema };
+const errors = errorResponses(400, 401, 404, 409);
 const anyObject = { type: "object", additionalProperties: true } as const;
 
 /**
@@ -29,7 +30,7 @@ const anyObject = { type: "object", additionalProperties: true } as const;
  * Authorization header only (a token in a URL ends up in logs).
  */
 export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
-  const admin = requireAdmin(ctx.adminToken);
+  const admin = requireAdmin(ctx);
   const actor = (req: FastifyRequest) => `api:${req.ip}`;
   const clonePattern = async (body: ReturnType<typeof armBodySchema.parse>) =>
     body.hostnamePattern ?? (body.profile ? (await ctx.store.profiles.get(body.profile))?.options.hostnamePattern : undefined);
@@ -142,7 +143,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         const pattern = await clonePattern(body);
         const hostname = body.kind === "clone" && pattern ? cloneHostname(pattern, 1, m) : undefined;
         const plan = await ctx.jobs.preview({ mac: m, kind: body.kind, profile: body.profile, at: body.at, hostname, options: body.options, actor: actor(req) });
-        if (!plan.ok) return reply.code(409).send({ error: "plan-refused", message: plan.reason });
+        if (!plan.ok) throw new HttpError(409, "plan-refused", plan.reason);
         return reply.type("text/x-shellscript").send(plan.script);
       },
     );
@@ -182,7 +183,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         const served = job.plan?.script;
         if (served) return reply.type("text/x-shellscript").send(served);
         const dry = await ctx.jobs.dryRun(job.id);
-        if (!dry.ok) return reply.code(409).send({ error: "plan-refused", message: dry.reason });
+        if (!dry.ok) throw new HttpError(409, "plan-refused", dry.reason);
         return reply.type("text/x-shellscript").send(dry.script);
       },
     );

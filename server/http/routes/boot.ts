@@ -7,6 +7,7 @@ import { createReadStream, realpathSync, statSync } from "node:fs";
 import { join, sep } from "node:path";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
+import { NotFoundError, UserError } from "../../errors.ts";
 import { isMac, normalizeMac } from "../../mac.ts";
 import { normaliseName } from "../../tftp/files.ts";
 import { bootBaseUrl, entryScript } from "../../jobs/boot-scripts.ts";
@@ -38,7 +39,7 @@ async function sendFile(req: FastifyRequest, reply: FastifyReply, path: string, 
     if (!st.isFile()) throw new Error("not a file");
     size = st.size;
   } catch {
-    return reply.code(404).type("text/plain").send(`${what} is not there (${path}); build it first`);
+    throw new NotFoundError(`${what} is not there (${path}); build it first`);
   }
   reply.header("accept-ranges", "bytes").type("application/octet-stream");
   let start = 0;
@@ -91,7 +92,7 @@ export function bootRoutes(ctx: ServerContext): FastifyPluginAsync {
       },
       async (req, reply) => {
         const q = req.query;
-        if (!isMac(q.mac)) return reply.code(400).type("text/plain").send(`mac: not a MAC address: ${JSON.stringify(q.mac)}`);
+        if (!isMac(q.mac)) throw new UserError(`mac: not a MAC address: ${JSON.stringify(q.mac)}`);
         const mac = normalizeMac(q.mac);
         req.log.info({ mac, uuid: q.uuid, arch: q.arch, platform: q.platform }, "boot script asked for");
         const { script } = await ctx.boot.boot({ mac, uuid: q.uuid, requester: requesterAddress(req.ip), base: baseUrl(ctx, req) });
@@ -121,9 +122,9 @@ export function bootRoutes(ctx: ServerContext): FastifyPluginAsync {
         try {
           path = realpathSync(join(root, name ?? ""));
         } catch {
-          return reply.code(404).type("text/plain").send("no such boot loader");
+          throw new NotFoundError("no such boot loader");
         }
-        if (!name || !path.startsWith(realpathSync(root) + sep)) return reply.code(404).type("text/plain").send("no such boot loader");
+        if (!name || !path.startsWith(realpathSync(root) + sep)) throw new NotFoundError("no such boot loader");
         return sendFile(req, reply, path, `boot loader ${name}`);
       },
     });

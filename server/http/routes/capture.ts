@@ -1,13 +1,12 @@
 import { readFileSync } from "node:fs";
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
-import { NotFoundError } from "../../errors.ts";
+import { NotFoundError, UserError } from "../../errors.ts";
 import { CAPTURE_LIMITS, captureScriptPath, captureTextProblem, layoutFromCapture, parseCapture } from "../../layout/layout-capture.ts";
 import { type DiskLayout, parseLayout } from "../../layout/layout.ts";
 import { layoutProblem } from "../../layout/layout-validate.ts";
-import { hashToken, tokensEqual } from "../../tokens.ts";
-import { bearer, requireAdmin } from "../auth.ts";
-import { errorSchema } from "../schema.ts";
+import { requireAdmin, requireToken } from "../auth.ts";
+import { errorResponses } from "../errors.ts";
 import { counter } from "../../metrics.ts";
 
 const nameParams = { type: "object", required: ["name"], properties: { name: { type: "string" } } } as const;
@@ -17,6 +16,7 @@ const stored = {
   required: ["host", "version", "capturedAt"],
   properties: { host: { type: "string" }, version: { type: "integer" }, capturedAt: { type: "string" } },
 } as const;
+type UploadRequest = FastifyRequest<{ Params: { name: string }; Body: { format: string } }>;
 
 /**
  * Host capture: GET /capture.sh (the script, no auth: it holds no secret), the upload
@@ -24,8 +24,20 @@ const stored = {
  * token; both validated) and the stored versions (admin).
  */
 export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
-  const admin = requireAdmin(ctx.adminToken);
+  const admin = requireAdmin(ctx);
   const uploads = counter(ctx.metrics, "lifeboat_capture_uploads_total", "Layout uploads by result (stored, unauthorized, invalid)", ["result"]);
+  // A capture is raw tool output that Lifeboat parses itself: the host's own token. A
+  // layout document says directly what to write: only the admin may hand one in.
+  const isDocument = (req: UploadRequest) => req.body.format === "lifeboat-layout/1";
+  const uploadToken = requireToken<UploadRequest>(ctx, {
+    admin: isDocument,
+    host: (req) => !isDocument(req),
+    message: (req) =>
+      isDocument(req)
+        ? `host ${req.params.name}: a lifeboat-layout/1 document needs the admin token (hosts upload captures: lifeboat-capture/1)`
+        : `host ${req.params.name}: capture token required (lifeboat hosts token NAME)`,
+    refused: () => uploads.inc({ result: "unauthorized" }),
+  });
   const script = readFileSync(captureScriptPath, "utf8");
 
   return async (app) => {
@@ -51,6 +63,7 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
       {
         // A real machine's capture is well under 1 MiB; the JSON is parsed before the handler runs.
         bodyLimit: CAPTURE_LIMITS.bytes,
+        preHandler: uploadToken,
         schema: {
           summary: "Upload a capture (from capture.sh) or a layout document; stored as a new version",
           description:
@@ -60,26 +73,14 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
           security: [{ bearer: [] }],
           params: nameParams,
           body: { type: "object", required: ["format"], properties: { format: { enum: ["lifeboat-capture/1", "lifeboat-layout/1"] } } },
-          response: { 200: stored, 400: errorSchema, 401: errorSchema, 404: errorSchema, 413: errorSchema },
+          response: { 200: stored, ...errorResponses(400, 401, 404, 413) },
         },
       },
-      async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply) => {
+      async (req: UploadRequest) => {
         const host = await ctx.store.hosts.get(req.params.name);
-        const token = bearer(req);
-        const body = req.body as { format: string };
-        // A capture is raw tool output that Lifeboat parses itself: the host's own token. A
-        // layout document says directly what to write: only the admin may hand one in.
-        const raw = body.format === "lifeboat-layout/1";
-        const allowed = raw ? !!token && tokensEqual(token, ctx.adminToken) : !!host && !!token && tokensEqual(hashToken(token), host.tokenHash);
-        if (!allowed) {
-          uploads.inc({ result: "unauthorized" });
-          req.log.warn({ host: req.params.name, ip: req.ip, format: body.format }, !host ? "layout upload for an unknown host" : token ? "layout upload with a wrong token" : "layout upload without a token");
-          const message = raw
-            ? `host ${req.params.name}: a lifeboat-layout/1 document needs the admin token (hosts upload captures: lifeboat-capture/1)`
-            : `host ${req.params.name}: capture token required (lifeboat hosts token NAME)`;
-          return reply.code(401).send({ error: "unauthorized", message });
-        }
-        if (!host) return reply.code(404).send({ error: "not-found", message: `no host named ${req.params.name}` });
+        const body = req.body;
+        const raw = isDocument(req);
+        if (!host) throw new NotFoundError(`no host named ${req.params.name}`);
         let layout: DiskLayout;
         try {
           // The admin's DLE map (hosts record) wins over what the host said.
@@ -90,7 +91,7 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
         } catch (err) {
           uploads.inc({ result: "invalid" });
           req.log.warn({ host: host.name, ip: req.ip, err: (err as Error).message }, "layout upload refused");
-          return reply.code(400).send({ error: "bad-request", message: (err as Error).message });
+          throw new UserError((err as Error).message);
         }
         const rec = await ctx.store.layouts.add(host.name, layout);
         if (raw) await ctx.store.audit.append({ actor: `api:${req.ip}`, action: "host.layout", target: `host:${host.name}`, detail: { version: rec.version, source: layout.source } });
@@ -110,7 +111,7 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
           security: [{ bearer: [] }],
           params: nameParams,
           querystring: { type: "object", properties: { version: { type: "integer", minimum: 1 } } },
-          response: { 200: { ...stored, properties: { ...stored.properties, layout: anyObject } }, 401: errorSchema, 404: errorSchema },
+          response: { 200: { ...stored, properties: { ...stored.properties, layout: anyObject } }, ...errorResponses(401, 404) },
         },
       },
       async (req: FastifyRequest<{ Params: { name: string }; Querystring: { version?: number } }>) => {
@@ -129,7 +130,7 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
           tags: ["capture"],
           security: [{ bearer: [] }],
           params: nameParams,
-          response: { 200: { type: "array", items: stored }, 401: errorSchema },
+          response: { 200: { type: "array", items: stored }, ...errorResponses(401) },
         },
       },
       async (req: FastifyRequest<{ Params: { name: string } }>) =>

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { Transform } from "node:stream";
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { ChainError, selectChain } from "../../amanda/chain.ts";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import { selectChain } from "../../amanda/chain.ts";
 import { dumpName } from "../../amanda/model.ts";
 import { refreshCatalogs, setupOf } from "../../amanda/refresh.ts";
 import { counter } from "../../metrics.ts";
@@ -11,9 +11,8 @@ import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/dump-vie
 import type { ServerContext } from "../../context.ts";
 import { DUMPS_BASE } from "../../plan/agent-api.ts";
 import { NotFoundError, errorMessage } from "../../errors.ts";
-import { tokensEqual } from "../../tokens.ts";
-import { bearer, requireAdmin } from "../auth.ts";
-import { errorSchema } from "../schema.ts";
+import { requireAdmin, requireToken } from "../auth.ts";
+import { errorResponses } from "../errors.ts";
 import { parseRange } from "./boot.ts";
 
 export interface CatalogRouteOptions {
@@ -21,11 +20,11 @@ export interface CatalogRouteOptions {
    * Who may stream a dump besides the admin: the jobs code passes a check of the job
    * token of a job that needs this dump. Default: admin token only.
    */
-  authorizeStream?: (req: FastifyRequest<{ Params: { id: string } }>) => Promise<boolean>;
+  authorizeStream?: (token: string, dumpId: string) => Promise<boolean>;
 }
 
 const security = [{ bearer: [] }];
-const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema, 409: errorSchema, 422: errorSchema };
+const errors = errorResponses(400, 401, 404, 409, 422);
 const idParams = { type: "object", required: ["id"], properties: { id: { type: "string" } } } as const;
 
 function dumpuserOf(a: AmandaConfig): string {
@@ -43,7 +42,7 @@ function dumpuserOf(a: AmandaConfig): string {
  * logged and recorded in the audit log).
  */
 export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): FastifyPluginAsync {
-  const admin = requireAdmin(ctx.adminToken);
+  const admin = requireAdmin(ctx);
   const streamBytes = counter(ctx.metrics, "lifeboat_dump_stream_bytes_total", "Bytes of dump data sent");
   const streams = counter(ctx.metrics, "lifeboat_dump_streams_total", "Dump streams by result", ["result"]);
 
@@ -87,14 +86,10 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
           },
         },
       },
-      async (req: FastifyRequest<{ Querystring: { host: string; disk: string; at?: string } }>, reply) => {
+      async (req: FastifyRequest<{ Querystring: { host: string; disk: string; at?: string } }>) => {
         const { host, disk, at } = req.query;
-        try {
-          return chainView(selectChain(await ctx.store.catalog.list({ host, disk }), host, disk, at));
-        } catch (err) {
-          if (err instanceof ChainError) return reply.code(422).send({ error: "no-chain", message: err.message });
-          throw err;
-        }
+        // A missing or broken chain is a ChainError: 422 (http/errors.ts).
+        return chainView(selectChain(await ctx.store.catalog.list({ host, disk }), host, disk, at));
       },
     );
 
@@ -140,13 +135,11 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
       },
     );
 
-    const streamAuth = async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
-      const t = bearer(req);
-      if (t && tokensEqual(t, ctx.adminToken)) return;
-      if (opts.authorizeStream && (await opts.authorizeStream(req))) return;
-      req.log.warn({ url: req.url, ip: req.ip }, "dump stream without an admin or job token");
-      return reply.code(401).send({ error: "unauthorized", message: "admin or job bearer token required" });
-    };
+    const streamAuth = requireToken<FastifyRequest<{ Params: { id: string } }>>(ctx, {
+      admin: true,
+      job: async (req, token) => (opts.authorizeStream ? opts.authorizeStream(token, req.params.id) : false),
+      message: "admin or job bearer token required",
+    });
 
     app.route({
       method: ["GET", "HEAD"],
@@ -164,7 +157,7 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
       },
       handler: async (req: FastifyRequest<{ Params: { id: string }; Querystring: { decompress?: string } }>, reply) => {
         const d = await ctx.store.catalog.get(req.params.id);
-        if (!d) return reply.code(404).send({ error: "not-found", message: `no dump ${req.params.id} in the catalog` });
+        if (!d) throw new NotFoundError(`no dump ${req.params.id} in the catalog`);
         const decompress = req.query.decompress === "1" || req.query.decompress === "true";
         const amanda = ctx.config.amanda.find((a) => a.name === d.amanda);
         const log = req.log.child({ dump: d.id, name: dumpName(d) });
@@ -173,7 +166,8 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
         const refuse = (err: DumpStreamError) => {
           log.warn({ err: err.message }, "dump stream refused");
           streams.inc({ result: "refused" });
-          return reply.code(err.status).send({ error: "unavailable", message: err.message });
+          // Answered by the error handler: err.status, "unavailable".
+          return reply.send(err);
         };
         let range: [number, number] | undefined;
         if (rangeable && req.headers.range !== undefined) {

@@ -4,11 +4,12 @@ import { NotFoundError } from "../../errors.ts";
 import { hashToken, newToken } from "../../tokens.ts";
 import { hostBodySchema, hostView } from "../api-schemas.ts";
 import { requireAdmin } from "../auth.ts";
-import { errorSchema, jsonSchema } from "../schema.ts";
+import { errorResponses } from "../errors.ts";
+import { jsonSchema } from "../schema.ts";
 
 const security = [{ bearer: [] }];
 const nameParams = { type: "object", required: ["name"], properties: { name: { type: "string" } } } as const;
-const errors = { 400: errorSchema, 401: errorSchema, 404: errorSchema };
+const errors = errorResponses(400, 401, 404);
 const host = {
   type: "object",
   required: ["name", "macs", "smbiosUuid", "amandaConfig", "dleMap", "createdAt"],
@@ -28,7 +29,7 @@ const withToken = { ...host, required: [...host.required, "token"], properties: 
  * Layouts are uploaded in routes/capture.ts. A capture token is shown once, in the answer.
  */
 export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
-  const admin = requireAdmin(ctx.adminToken);
+  const admin = requireAdmin(ctx);
   const actor = (req: FastifyRequest) => `api:${req.ip}`;
 
   return async (app) => {

@@ -56,7 +56,8 @@ describe("admin and agent API", () => {
     expect(audit.map((a) => a.action)).toEqual(["job.arm"]);
     const cancelled = (await inject("POST", `/api/v1/jobs/${job!.id}/cancel`)).json() as JobView;
     expect(cancelled.state).toBe("cancelled");
-    expect((await inject("POST", `/api/v1/jobs/${job!.id}/cancel`)).statusCode).toBe(400);
+    // Cancelling an ended job is a state conflict: 409 (issue 17 item 4; it was 400).
+    expect((await inject("POST", `/api/v1/jobs/${job!.id}/cancel`)).statusCode).toBe(409);
   });
 
   it("an unknown MAC without an assignment is refused with what to do", async () => {
@@ -176,5 +177,14 @@ describe("admin and agent API", () => {
     const doc = (await inject("GET", "/api/v1/openapi.json")).json() as { paths: Record<string, unknown> };
     for (const p of ["/api/v1/jobs", "/api/v1/jobs/{id}/cancel", "/api/v1/profiles/{name}", "/api/v1/agent/jobs/{job}/hello", "/api/v1/agent/jobs/{job}/events"])
       expect(Object.keys(doc.paths)).toContain(p);
+  });
+
+  it("documents one error body, shared by every route's refusals", async () => {
+    type Doc = { components: { schemas: Record<string, unknown> }; paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: unknown }> }> }>> };
+    const doc = (await inject("GET", "/api/v1/openapi.json")).json() as Doc;
+    expect(doc.components.schemas["lifeboat-error"]).toEqual({ type: "object", required: ["error", "message"], properties: { error: { type: "string" }, message: { type: "string" } } });
+    const ref = { $ref: "#/components/schemas/lifeboat-error" };
+    for (const [path, method, status] of [["/api/v1/jobs/{id}/cancel", "post", "409"], ["/api/v1/catalog/chain", "get", "422"], ["/api/v1/agent/jobs/{job}/plan", "get", "401"], ["/api/v1/hosts/{name}/layout", "put", "400"]] as const)
+      expect(doc.paths[path]![method]!.responses[status]!.content["application/json"]!.schema, `${method} ${path} ${status}`).toEqual(ref);
   });
 });

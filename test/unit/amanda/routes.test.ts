@@ -7,6 +7,7 @@ import { catalogFromLogs } from "../../../server/amanda/catalog.ts";
 import { readAmandaConfig } from "../../../server/amanda/conf.ts";
 import { loadConfig } from "../../../server/config/load.ts";
 import type { ServerContext } from "../../../server/context.ts";
+import { answerErrors } from "../../../server/http/errors.ts";
 import { catalogRoutes } from "../../../server/http/routes/catalog.ts";
 import { createLogger } from "../../../server/log.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
@@ -25,6 +26,7 @@ async function serve(opts: Parameters<typeof catalogRoutes>[1] = {}) {
   // The route group alone: the jobs service is not needed by it.
   const ctx = { config: loadConfig({ overrides: { dataDir: tempDir() } }), store, log: createLogger("silent", { pretty: false }), adminToken: "admin-token", metrics: new Registry(), version: "test" } as unknown as ServerContext;
   app = Fastify();
+  answerErrors(app);
   await app.register(catalogRoutes(ctx, opts));
   const url = await app.listen({ host: "127.0.0.1", port: 0 });
   return { url, data, id: dumps[0]!.id, l, store };
@@ -32,7 +34,7 @@ async function serve(opts: Parameters<typeof catalogRoutes>[1] = {}) {
 
 describe("dump stream route", () => {
   it("admin token, or whatever authorizeStream accepts (a job token); 401 otherwise", async () => {
-    const { url, id, data } = await serve({ authorizeStream: async (req) => req.headers.authorization === "Bearer job-token-for-" + req.params.id });
+    const { url, id, data } = await serve({ authorizeStream: async (token, dumpId) => token === `job-token-for-${dumpId}` });
     expect((await fetch(`${url}/api/v1/dumps/${id}/stream`)).status).toBe(401);
     expect((await fetch(`${url}/api/v1/dumps/${id}/stream`, { headers: { authorization: "Bearer other" } })).status).toBe(401);
     const r = await fetch(`${url}/api/v1/dumps/${id}/stream`, { headers: { authorization: `Bearer job-token-for-${id}` } });

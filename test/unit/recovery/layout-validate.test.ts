@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServerContext } from "../../../server/context.ts";
+import { answerErrors } from "../../../server/http/errors.ts";
 import { captureRoutes } from "../../../server/http/routes/capture.ts";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
 import { LAYOUT_LIMITS, layoutProblem } from "../../../server/layout/layout-validate.ts";
@@ -124,6 +125,7 @@ describe("PUT /api/v1/hosts/:name/layout validates and needs the right token", (
     await store.hosts.add({ name: "web1", tokenHash: hashToken(HOST_TOKEN), smbiosUuid: null, macs: [], amandaConfig: null, dleMap: {} });
     const ctx = { store, log: createLogger("silent", { pretty: false }), adminToken: ADMIN, metrics: new Registry() } as unknown as ServerContext;
     app = Fastify();
+    answerErrors(app);
     await app.register(captureRoutes(ctx));
   });
   afterAll(async () => app.close());
