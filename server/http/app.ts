@@ -12,13 +12,17 @@ import { answerErrors } from "./errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { bootRoutes } from "./routes/boot.ts";
-import { catalogRoutes } from "./routes/catalog.ts";
-import { captureRoutes } from "./routes/capture.ts";
+import { catalogRoutes, dumpRoutes } from "./routes/catalog.ts";
+import { captureRoutes, captureScriptRoutes } from "./routes/capture.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { webRoutes } from "./routes/web.ts";
 import { registerJobMetrics } from "../jobs/job-metrics.ts";
 import { countResponseBytes } from "./response-bytes.ts";
+import { AGENT_BASE, DUMPS_BASE } from "../plan/agent-api.ts";
+
+/** Where the admin API lives. */
+export const API_BASE = "/api/v1";
 
 /** One line per request, at debug: a busy boot server would drown its info log otherwise. */
 class RequestsAtDebug extends LogController {
@@ -63,14 +67,17 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
       },
     },
   });
+  // Each group is a plugin under its prefix; health, the page, boot files and capture.sh sit at the root (firmware and hosts ask for fixed paths).
   await app.register(healthRoutes(ctx));
-  await app.register(agentRoutes(ctx));
-  await app.register(apiRoutes(ctx));
-  await app.register(hostRoutes(ctx));
   await app.register(webRoutes(ctx));
   await app.register(bootRoutes(ctx));
-  await app.register(catalogRoutes(ctx, { authorizeStream: (token, dumpId) => ctx.jobs.mayStream(token, dumpId) }));
-  await app.register(captureRoutes(ctx));
-  app.get("/api/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  await app.register(captureScriptRoutes());
+  await app.register(agentRoutes(ctx), { prefix: AGENT_BASE });
+  await app.register(apiRoutes(ctx), { prefix: API_BASE });
+  await app.register(hostRoutes(ctx), { prefix: `${API_BASE}/hosts` });
+  await app.register(captureRoutes(ctx), { prefix: `${API_BASE}/hosts` });
+  await app.register(catalogRoutes(ctx), { prefix: `${API_BASE}/catalog` });
+  await app.register(dumpRoutes(ctx, { authorizeStream: (token, dumpId) => ctx.jobs.mayStream(token, dumpId) }), { prefix: DUMPS_BASE });
+  app.get(`${API_BASE}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

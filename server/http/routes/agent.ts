@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { ConflictError, NotFoundError } from "../../errors.ts";
-import { AGENT_BASE, JOB_ENDED_STATUS, type JobEnded, agentEventSchema, helloSchema, jobEndedSchema } from "../../plan/agent-api.ts";
+import { JOB_ENDED_STATUS, type JobEnded, agentEventSchema, helloSchema, jobEndedSchema } from "../../plan/agent-api.ts";
 import { isActive } from "../../jobs/job-state.ts";
 import { requesterAddress } from "../../jobs/boot-service.ts";
 import type { JobRecord } from "../../store/types.ts";
@@ -19,7 +19,7 @@ const security = [{ bearer: [] }];
 const refusals = { ...errorResponses(401, 409), [JOB_ENDED_STATUS]: jsonSchema(jobEndedSchema) };
 
 /**
- * The rescue agent's routes (contract: server/plan/agent-api.ts). Each needs the job's
+ * The rescue agent's routes under AGENT_BASE (contract: server/plan/agent-api.ts). Each needs the job's
  * current boot token; a token sees its own job only. A transition the job's state does not
  * allow is a 409 with the reason, unless the job has ended: then the agent gets the distinct
  * JOB_ENDED_STATUS answer that tells it to stop (server/plan/agent-api.ts).
@@ -57,7 +57,7 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
   return async (app) => {
     app.addHook("preHandler", jobToken);
     app.post(
-      `${AGENT_BASE}/:job/hello`,
+      `/:job/hello`,
       { schema: { summary: "Agent: the disks and hardware it sees", tags: ["agent"], security, params, body: jsonSchema(helloSchema), response: { 200: okReply, ...refusals } } },
       forJob(async (job, req) => {
         const hello = helloSchema.parse(req.body);
@@ -68,7 +68,7 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
 
     app.get(
-      `${AGENT_BASE}/:job/plan`,
+      `/:job/plan`,
       { schema: { summary: "Agent: the plan as a POSIX sh script, or 409 with why not yet", tags: ["agent"], security, params, response: { 200: { type: "string" }, ...refusals } } },
       forJob(async (job, req, reply) => {
         const plan = await ctx.jobs.plan(job.id, hashToken(bearer(req)!));
@@ -78,19 +78,19 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
 
     app.post(
-      `${AGENT_BASE}/:job/events`,
+      `/:job/events`,
       { schema: { summary: "Agent: one progress event", tags: ["agent"], security, params, body: jsonSchema(agentEventSchema), response: { 200: okReply, ...refusals } } },
       forJob(async (job, req) => ({ state: (await ctx.jobs.agentEvent(job.id, agentEventSchema.parse(req.body))).state })),
     );
 
     app.post(
-      `${AGENT_BASE}/:job/heartbeat`,
+      `/:job/heartbeat`,
       { schema: { summary: "Agent: still alive", tags: ["agent"], security, params, response: { 200: okReply, ...refusals } } },
       forJob(async (job) => ({ state: (await ctx.jobs.heartbeat(job.id)).state })),
     );
 
     app.get(
-      `${AGENT_BASE}/:job/keys/:uuid`,
+      `/:job/keys/:uuid`,
       {
         schema: {
           summary: "Agent: the LUKS passphrase the admin supplied for a container; once, and only to the boot its plan was served to (409 otherwise)",
@@ -112,7 +112,7 @@ export function agentRoutes(ctx: ServerContext): FastifyPluginAsync {
     // One upload is capped here (413 beyond it), all of a job's together by the job service.
     app.addContentTypeParser("text/plain", { parseAs: "string", bodyLimit: ctx.config.jobs.agentLogMaxBytes }, (_req, body, done) => done(null, body));
     app.post(
-      `${AGENT_BASE}/:job/log`,
+      `/:job/log`,
       { schema: { summary: "Agent: its whole log (text/plain), at the end; 413 beyond jobs.agentLogMaxBytes, or jobs.agentLogJobMaxBytes for all of a job's", tags: ["agent"], security, params, response: { 200: okReply, ...errorResponses(401, 413) } } },
       forJob(async (job, req) => {
         await ctx.jobs.agentLog(job.id, String(req.body ?? ""));

@@ -39,14 +39,14 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
     app.addHook("preHandler", admin);
 
     // Profiles.
-    app.get("/api/v1/profiles", { schema: { summary: "List profiles", tags: ["profiles"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => ctx.store.profiles.list());
-    app.get("/api/v1/profiles/:name", { schema: { summary: "One profile", tags: ["profiles"], security, params: nameParams, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
+    app.get("/profiles", { schema: { summary: "List profiles", tags: ["profiles"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => ctx.store.profiles.list());
+    app.get("/profiles/:name", { schema: { summary: "One profile", tags: ["profiles"], security, params: nameParams, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
       const p = await ctx.store.profiles.get(req.params.name);
       if (!p) throw new NotFoundError(`no profile named ${req.params.name}`);
       return p;
     });
     app.put(
-      "/api/v1/profiles/:name",
+      "/profiles/:name",
       { schema: { summary: "Create or change a profile", tags: ["profiles"], security, params: nameParams, body: jsonSchema(profileBodySchema), response: { 200: anyObject, ...errors } } },
       async (req: FastifyRequest<{ Params: { name: string } }>) => {
         const body = profileBodySchema.parse(req.body);
@@ -62,21 +62,21 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         return p;
       },
     );
-    app.delete("/api/v1/profiles/:name", { schema: { summary: "Remove a profile", tags: ["profiles"], security, params: nameParams, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
+    app.delete("/profiles/:name", { schema: { summary: "Remove a profile", tags: ["profiles"], security, params: nameParams, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
       if (!(await ctx.store.profiles.remove(req.params.name))) throw new NotFoundError(`no profile named ${req.params.name}`);
       await ctx.store.audit.append({ actor: actor(req), action: "profile.rm", target: `profile:${req.params.name}`, detail: null });
       return { removed: req.params.name };
     });
 
     // Assignments: MAC → profile.
-    app.get("/api/v1/assignments", { schema: { summary: "List MAC → profile assignments", tags: ["profiles"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => ctx.store.assignments.list());
-    app.post("/api/v1/assignments", { schema: { summary: "Assign a profile to a MAC", tags: ["profiles"], security, body: jsonSchema(assignBodySchema), response: { 200: anyObject, ...errors } } }, async (req) => {
+    app.get("/assignments", { schema: { summary: "List MAC → profile assignments", tags: ["profiles"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => ctx.store.assignments.list());
+    app.post("/assignments", { schema: { summary: "Assign a profile to a MAC", tags: ["profiles"], security, body: jsonSchema(assignBodySchema), response: { 200: anyObject, ...errors } } }, async (req) => {
       const body = assignBodySchema.parse(req.body);
       await ctx.store.assignments.set(body.mac, body.profile);
       await ctx.store.audit.append({ actor: actor(req), action: "assign", target: `mac:${body.mac}`, detail: { profile: body.profile } });
       return body;
     });
-    app.delete("/api/v1/assignments/:mac", { schema: { summary: "Remove a MAC's assignment", tags: ["profiles"], security, params: { type: "object", properties: { mac: { type: "string" } } }, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { mac: string } }>) => {
+    app.delete("/assignments/:mac", { schema: { summary: "Remove a MAC's assignment", tags: ["profiles"], security, params: { type: "object", properties: { mac: { type: "string" } } }, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { mac: string } }>) => {
       const m = normalizeMac(req.params.mac);
       if (!(await ctx.store.assignments.remove(m))) throw new NotFoundError(`${m} has no assignment`);
       await ctx.store.audit.append({ actor: actor(req), action: "unassign", target: `mac:${m}`, detail: null });
@@ -85,7 +85,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
 
     // Jobs.
     app.get(
-      "/api/v1/jobs",
+      "/jobs",
       { schema: { summary: "List jobs (newest first)", tags: ["jobs"], security, querystring: { type: "object", properties: { state: { type: "string" }, mac: { type: "string" }, active: { type: "boolean" } } }, response: { 200: { type: "array", items: jobViewSchema }, ...errors } } },
       async (req: FastifyRequest<{ Querystring: { state?: string; mac?: string; active?: boolean } }>) => {
         const q = req.query;
@@ -94,7 +94,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       },
     );
     app.post(
-      "/api/v1/jobs",
+      "/jobs",
       { schema: { summary: "Arm a recovery or clone job for one MAC, or clones for many", tags: ["jobs"], security, body: jsonSchema(armBodySchema), response: { 200: { type: "array", items: jobViewSchema }, ...errors } } },
       async (req) => {
         const body = armBodySchema.parse(req.body);
@@ -127,7 +127,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       },
     );
     app.post(
-      "/api/v1/plan-preview",
+      "/plan-preview",
       {
         schema: {
           summary: "The plan a job would get, before arming it (same body as arming; for many MACs, the first one's plan)",
@@ -147,19 +147,19 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         return reply.type("text/x-shellscript").send(plan.script);
       },
     );
-    app.get("/api/v1/jobs/:id", { schema: { summary: "One job", tags: ["jobs"], security, params: idParams, response: { 200: jobViewSchema, ...errors } } }, async (req: FastifyRequest<{ Params: { id: string } }>) =>
+    app.get("/jobs/:id", { schema: { summary: "One job", tags: ["jobs"], security, params: idParams, response: { 200: jobViewSchema, ...errors } } }, async (req: FastifyRequest<{ Params: { id: string } }>) =>
       jobView(await ctx.jobs.get(req.params.id)),
     );
-    app.post("/api/v1/jobs/:id/cancel", { schema: { summary: "Cancel an active job", tags: ["jobs"], security, params: idParams, response: { 200: jobViewSchema, ...errors } } }, async (req: FastifyRequest<{ Params: { id: string } }>) =>
+    app.post("/jobs/:id/cancel", { schema: { summary: "Cancel an active job", tags: ["jobs"], security, params: idParams, response: { 200: jobViewSchema, ...errors } } }, async (req: FastifyRequest<{ Params: { id: string } }>) =>
       jobView(await ctx.jobs.cancel(req.params.id, actor(req))),
     );
     app.post(
-      "/api/v1/jobs/:id/map",
+      "/jobs/:id/map",
       { schema: { summary: "Approve an explicit disk mapping (captured disk → target disk)", tags: ["jobs"], security, params: idParams, body: jsonSchema(mapBodySchema), response: { 200: jobViewSchema, ...errors } } },
       async (req: FastifyRequest<{ Params: { id: string } }>) => jobView(await ctx.jobs.map(req.params.id, mapBodySchema.parse(req.body).mapping, actor(req))),
     );
     app.put(
-      "/api/v1/jobs/:id/keys/:uuid",
+      "/jobs/:id/keys/:uuid",
       {
         schema: {
           summary: "Supply the LUKS passphrase for a captured container (needed before a plan with LUKS)",
@@ -176,7 +176,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       },
     );
     app.get(
-      "/api/v1/jobs/:id/plan",
+      "/jobs/:id/plan",
       { schema: { summary: "The job's plan script: the one served to the agent, or a dry run against the disks it reported", tags: ["jobs"], security, params: idParams, response: { 200: { type: "string" }, ...errors } } },
       async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
         const job = await ctx.jobs.get(req.params.id);
@@ -188,7 +188,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       },
     );
     app.get(
-      "/api/v1/jobs/:id/events",
+      "/jobs/:id/events",
       { schema: { summary: "The job's history", tags: ["jobs"], security, params: idParams, querystring: { type: "object", properties: { after: { type: "integer" } } }, response: { 200: { type: "array", items: anyObject }, ...errors } } },
       async (req: FastifyRequest<{ Params: { id: string }; Querystring: { after?: number } }>) => {
         await ctx.jobs.get(req.params.id);
@@ -214,32 +214,32 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       });
     };
     const liveSchema = (summary: string, params?: object) => ({ schema: { summary, tags: ["jobs"], security, ...(params ? { params } : {}) } });
-    app.get("/api/v1/live", liveSchema("Server-sent events: every job change"), live(() => true));
-    app.get("/api/v1/jobs/:id/live", liveSchema("Server-sent events: one job's changes", idParams), async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    app.get("/live", liveSchema("Server-sent events: every job change"), live(() => true));
+    app.get("/jobs/:id/live", liveSchema("Server-sent events: one job's changes", idParams), async (req: FastifyRequest<{ Params: { id: string } }>, reply) => {
       await ctx.jobs.get(req.params.id);
       return live((j) => j.id === req.params.id)(req, reply);
     });
 
     // The clone window: any unknown machine (under its MAC limits, if given) that network-boots while it is open becomes a clone.
     app.put(
-      "/api/v1/clone-window",
+      "/clone-window",
       { schema: { summary: "Open the clone window: unknown machines that network-boot in the next N minutes become clones of a profile", tags: ["jobs"], security, body: jsonSchema(cloneWindowBodySchema), response: { 200: anyObject, ...errors } } },
       async (req) => {
         const body = cloneWindowBodySchema.parse(req.body);
         return ctx.jobs.openCloneWindow(body, actor(req));
       },
     );
-    app.get("/api/v1/clone-window", { schema: { summary: "The open clone window, or {open: false}", tags: ["jobs"], security, response: { 200: anyObject, ...errors } } }, async () => {
+    app.get("/clone-window", { schema: { summary: "The open clone window, or {open: false}", tags: ["jobs"], security, response: { 200: anyObject, ...errors } } }, async () => {
       const w = await ctx.jobs.cloneWindow();
       return w ? { open: true, ...w } : { open: false };
     });
-    app.delete("/api/v1/clone-window", { schema: { summary: "Close the clone window", tags: ["jobs"], security, response: { 200: anyObject, ...errors } } }, async (req) => {
+    app.delete("/clone-window", { schema: { summary: "Close the clone window", tags: ["jobs"], security, response: { 200: anyObject, ...errors } } }, async (req) => {
       await ctx.jobs.closeCloneWindow(actor(req));
       return { open: false };
     });
 
     app.get(
-      "/api/v1/audit",
+      "/audit",
       { schema: { summary: "The audit log, newest first", tags: ["audit"], security, querystring: { type: "object", properties: { target: { type: "string" }, limit: { type: "integer" } } }, response: { 200: { type: "array", items: anyObject }, ...errors } } },
       async (req: FastifyRequest<{ Querystring: { target?: string; limit?: number } }>) => ctx.store.audit.list(req.query),
     );

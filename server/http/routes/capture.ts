@@ -18,10 +18,21 @@ const stored = {
 } as const;
 type UploadRequest = FastifyRequest<{ Params: { name: string }; Body: { format: string } }>;
 
+/** GET /capture.sh: the script hosts run (no auth: it holds no secret). */
+export function captureScriptRoutes(): FastifyPluginAsync {
+  const script = readFileSync(captureScriptPath, "utf8");
+  return async (app) => {
+    app.get(
+      "/capture.sh",
+      { schema: { summary: "The capture script (POSIX sh) hosts run from cron", tags: ["capture"], response: { 200: { type: "string" } } } },
+      async (_req, reply) => reply.type("text/x-shellscript; charset=utf-8").send(script),
+    );
+  };
+}
+
 /**
- * Host capture: GET /capture.sh (the script, no auth: it holds no secret), the upload
- * (PUT: a capture with the host's own capture token, a layout document with the admin
- * token; both validated) and the stored versions (admin).
+ * Host layouts, under /api/v1/hosts: the upload (PUT: a capture with the host's own capture
+ * token, a layout document with the admin token; both validated) and the stored versions (admin).
  */
 export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
   const admin = requireAdmin(ctx);
@@ -38,7 +49,6 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
         : `host ${req.params.name}: capture token required (lifeboat hosts token NAME)`,
     refused: () => uploads.inc({ result: "unauthorized" }),
   });
-  const script = readFileSync(captureScriptPath, "utf8");
 
   return async (app) => {
     // Uploads are counted before they are parsed (JSON.parse costs per object, on the one event loop).
@@ -52,14 +62,8 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
       return parseJson(req, body.toString("utf8"), done);
     });
 
-    app.get(
-      "/capture.sh",
-      { schema: { summary: "The capture script (POSIX sh) hosts run from cron", tags: ["capture"], response: { 200: { type: "string" } } } },
-      async (_req, reply) => reply.type("text/x-shellscript; charset=utf-8").send(script),
-    );
-
     app.put(
-      "/api/v1/hosts/:name/layout",
+      "/:name/layout",
       {
         // A real machine's capture is well under 1 MiB; the JSON is parsed before the handler runs.
         bodyLimit: CAPTURE_LIMITS.bytes,
@@ -102,7 +106,7 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
 
     app.get(
-      "/api/v1/hosts/:name/layout",
+      "/:name/layout",
       {
         preHandler: admin,
         schema: {
@@ -122,7 +126,7 @@ export function captureRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
 
     app.get(
-      "/api/v1/hosts/:name/layouts",
+      "/:name/layouts",
       {
         preHandler: admin,
         schema: {

@@ -9,7 +9,6 @@ import type { AmandaConfig } from "../../config/schema.ts";
 import { CUSTOM_DECOMPRESSORS, DumpStreamError, openDumpStream } from "../../amanda/stream.ts";
 import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/dump-views.ts";
 import type { ServerContext } from "../../context.ts";
-import { DUMPS_BASE } from "../../plan/agent-api.ts";
 import { NotFoundError, errorMessage } from "../../errors.ts";
 import { requireAdmin, requireToken } from "../auth.ts";
 import { errorResponses } from "../errors.ts";
@@ -36,19 +35,13 @@ function dumpuserOf(a: AmandaConfig): string {
 }
 
 
-/**
- * The catalog API: listings, restore chains, refresh, and the dump streams the rescue
- * agent restores from (raw or decompressed, Range, HEAD, sha256 of what was sent
- * logged and recorded in the audit log).
- */
-export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): FastifyPluginAsync {
+/** The catalog API, under /api/v1/catalog: listings, restore chains, refresh (admin). */
+export function catalogRoutes(ctx: ServerContext): FastifyPluginAsync {
   const admin = requireAdmin(ctx);
-  const streamBytes = counter(ctx.metrics, "lifeboat_dump_stream_bytes_total", "Bytes of dump data sent");
-  const streams = counter(ctx.metrics, "lifeboat_dump_streams_total", "Dump streams by result", ["result"]);
 
   return async (app) => {
     app.get(
-      "/api/v1/catalog/dumps",
+      "/dumps",
       {
         preHandler: admin,
         schema: {
@@ -64,7 +57,7 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
     );
 
     app.get(
-      "/api/v1/catalog/chain",
+      "/chain",
       {
         preHandler: admin,
         schema: {
@@ -94,7 +87,7 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
     );
 
     app.post(
-      "/api/v1/catalog/refresh",
+      "/refresh",
       {
         preHandler: admin,
         schema: {
@@ -122,8 +115,22 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
       },
     );
 
+  };
+}
+
+/**
+ * The dumps, under DUMPS_BASE: one dump's record (admin) and the stream the rescue agent
+ * restores from (raw or decompressed, Range, HEAD, sha256 of what was sent logged and
+ * recorded in the audit log).
+ */
+export function dumpRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): FastifyPluginAsync {
+  const admin = requireAdmin(ctx);
+  const streamBytes = counter(ctx.metrics, "lifeboat_dump_stream_bytes_total", "Bytes of dump data sent");
+  const streams = counter(ctx.metrics, "lifeboat_dump_streams_total", "Dump streams by result", ["result"]);
+
+  return async (app) => {
     app.get(
-      `${DUMPS_BASE}/:id`,
+      "/:id",
       {
         preHandler: admin,
         schema: { summary: "One dump's full catalog record", tags: ["catalog"], security, params: idParams, response: { 200: { type: "object", additionalProperties: true }, ...errors } },
@@ -143,7 +150,7 @@ export function catalogRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}
 
     app.route({
       method: ["GET", "HEAD"],
-      url: `${DUMPS_BASE}/:id/stream`,
+      url: "/:id/stream",
       preHandler: streamAuth,
       schema: {
         summary: "The data of one dump: as stored (default) or decompressed (?decompress=1); Range and HEAD on raw streams",

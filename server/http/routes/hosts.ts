@@ -36,7 +36,7 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
     app.addHook("preHandler", admin);
 
     app.get(
-      "/api/v1/hosts",
+      "",
       {
         schema: {
           summary: "List hosts with their MACs and last capture",
@@ -55,7 +55,7 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
 
     app.post(
-      "/api/v1/hosts",
+      "",
       { schema: { summary: "Register a host; the answer holds its capture token (shown once)", tags: ["hosts"], security, body: jsonSchema(hostBodySchema), response: { 200: withToken, ...errors } } },
       async (req) => {
         const body = hostBodySchema.parse(req.body);
@@ -67,7 +67,7 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
 
     app.delete(
-      "/api/v1/hosts/:name",
+      "/:name",
       { schema: { summary: "Remove a host and its layouts", tags: ["hosts"], security, params: nameParams, response: { 200: { type: "object", required: ["removed"], properties: { removed: { type: "string" } } }, ...errors } } },
       async (req: FastifyRequest<{ Params: { name: string } }>) => {
         if (!(await ctx.store.hosts.remove(req.params.name))) throw new NotFoundError(`no host named ${req.params.name}`);
@@ -77,7 +77,7 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
 
     app.post(
-      "/api/v1/hosts/:name/token",
+      "/:name/token",
       {
         schema: {
           summary: "Issue a new capture token for a host (the old one stops working); shown once",

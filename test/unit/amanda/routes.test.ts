@@ -8,7 +8,9 @@ import { readAmandaConfig } from "../../../server/amanda/conf.ts";
 import { loadConfig } from "../../../server/config/load.ts";
 import type { ServerContext } from "../../../server/context.ts";
 import { answerErrors } from "../../../server/http/errors.ts";
-import { catalogRoutes } from "../../../server/http/routes/catalog.ts";
+import { API_BASE } from "../../../server/http/app.ts";
+import { catalogRoutes, dumpRoutes } from "../../../server/http/routes/catalog.ts";
+import { DUMPS_BASE } from "../../../server/plan/agent-api.ts";
 import { createLogger } from "../../../server/log.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
 import { tempDir } from "../../helpers/tmp.ts";
@@ -17,7 +19,7 @@ import { bytes, writeSynthLab } from "./synthetic.ts";
 let app: FastifyInstance | undefined;
 afterEach(async () => app?.close());
 
-async function serve(opts: Parameters<typeof catalogRoutes>[1] = {}) {
+async function serve(opts: Parameters<typeof dumpRoutes>[1] = {}) {
   const data = bytes(200000, 3);
   const l = writeSynthLab(tempDir("lifeboat-amanda-routes-"), [{ label: "T-01", slot: 1, datestamp: "20261124020601", dumps: [{ host: "h", disk: "/d", datestamp: "20261124020601", level: 0, data }] }], [], { partSize: 65536 });
   const store = new SqliteStore(":memory:");
@@ -27,7 +29,8 @@ async function serve(opts: Parameters<typeof catalogRoutes>[1] = {}) {
   const ctx = { config: loadConfig({ overrides: { dataDir: tempDir() } }), store, log: createLogger("silent", { pretty: false }), adminToken: "admin-token", metrics: new Registry(), version: "test" } as unknown as ServerContext;
   app = Fastify();
   answerErrors(app);
-  await app.register(catalogRoutes(ctx, opts));
+  await app.register(catalogRoutes(ctx), { prefix: `${API_BASE}/catalog` });
+  await app.register(dumpRoutes(ctx, opts), { prefix: DUMPS_BASE });
   const url = await app.listen({ host: "127.0.0.1", port: 0 });
   return { url, data, id: dumps[0]!.id, l, store };
 }

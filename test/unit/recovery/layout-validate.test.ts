@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ServerContext } from "../../../server/context.ts";
+import { API_BASE } from "../../../server/http/app.ts";
 import { answerErrors } from "../../../server/http/errors.ts";
 import { captureRoutes } from "../../../server/http/routes/capture.ts";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
@@ -126,7 +127,7 @@ describe("PUT /api/v1/hosts/:name/layout validates and needs the right token", (
     const ctx = { store, log: createLogger("silent", { pretty: false }), adminToken: ADMIN, metrics: new Registry() } as unknown as ServerContext;
     app = Fastify();
     answerErrors(app);
-    await app.register(captureRoutes(ctx));
+    await app.register(captureRoutes(ctx), { prefix: `${API_BASE}/hosts` });
   });
   afterAll(async () => app.close());
   const put = (body: unknown, token?: string, host = "web1") =>
