@@ -23,6 +23,30 @@ const nameParams = { type: "object", required: ["name"], properties: { name: { t
 const idParams = { type: "object", required: ["id"], properties: { id: { type: "string" } } } as const;
 const errors = errorResponses(400, 401, 404, 409);
 const anyObject = { type: "object", additionalProperties: true } as const;
+const str = { type: "string" } as const;
+const nullableStr = { type: ["string", "null"] } as const;
+/** Response shapes the OpenAPI document shows (additional fields pass: the store may grow). */
+const profile = {
+  type: "object",
+  additionalProperties: true,
+  required: ["name", "host", "layoutVersion", "at", "options", "createdAt"],
+  properties: { name: str, host: str, layoutVersion: { type: ["integer", "null"] }, at: nullableStr, options: anyObject, createdAt: str },
+} as const;
+const assignment = { type: "object", additionalProperties: true, required: ["mac", "profile"], properties: { mac: str, profile: str, createdAt: str } } as const;
+const removed = { type: "object", required: ["removed"], properties: { removed: str } } as const;
+const auditEntry = {
+  type: "object",
+  additionalProperties: true,
+  required: ["id", "at", "actor", "action", "target"],
+  properties: { id: { type: "integer" }, at: str, actor: str, action: str, target: str, detail: {} },
+} as const;
+const jobEvent = { type: "object", additionalProperties: true, required: ["id", "job", "at", "type"], properties: { id: { type: "integer" }, job: str, at: str, type: str, data: {} } } as const;
+/** The clone window (PUT answers it; GET and DELETE add `open`, alone when it is closed). */
+const cloneWindow = {
+  type: "object",
+  additionalProperties: true,
+  properties: { open: { type: "boolean" }, profile: str, until: str, hostnamePattern: nullableStr, openedBy: str, only: { type: "array", items: str }, armed: { type: "integer" } },
+} as const;
 
 /**
  * The admin API: profiles, assignments, jobs (arm, cancel, map, plan, events,
@@ -39,15 +63,15 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
     app.addHook("preHandler", admin);
 
     // Profiles.
-    app.get("/profiles", { schema: { summary: "List profiles", tags: ["profiles"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => ctx.store.profiles.list());
-    app.get("/profiles/:name", { schema: { summary: "One profile", tags: ["profiles"], security, params: nameParams, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
+    app.get("/profiles", { schema: { summary: "List profiles", tags: ["profiles"], security, response: { 200: { type: "array", items: profile }, ...errors } } }, async () => ctx.store.profiles.list());
+    app.get("/profiles/:name", { schema: { summary: "One profile", tags: ["profiles"], security, params: nameParams, response: { 200: profile, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
       const p = await ctx.store.profiles.get(req.params.name);
       if (!p) throw new NotFoundError(`no profile named ${req.params.name}`);
       return p;
     });
     app.put(
       "/profiles/:name",
-      { schema: { summary: "Create or change a profile", tags: ["profiles"], security, params: nameParams, body: jsonSchema(profileBodySchema), response: { 200: anyObject, ...errors } } },
+      { schema: { summary: "Create or change a profile", tags: ["profiles"], security, params: nameParams, body: jsonSchema(profileBodySchema), response: { 200: profile, ...errors } } },
       async (req: FastifyRequest<{ Params: { name: string } }>) => {
         const body = profileBodySchema.parse(req.body);
         if (!(await ctx.store.hosts.get(body.host))) throw new NotFoundError(`no host named ${body.host}`);
@@ -62,21 +86,21 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         return p;
       },
     );
-    app.delete("/profiles/:name", { schema: { summary: "Remove a profile", tags: ["profiles"], security, params: nameParams, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
+    app.delete("/profiles/:name", { schema: { summary: "Remove a profile", tags: ["profiles"], security, params: nameParams, response: { 200: removed, ...errors } } }, async (req: FastifyRequest<{ Params: { name: string } }>) => {
       if (!(await ctx.store.profiles.remove(req.params.name))) throw new NotFoundError(`no profile named ${req.params.name}`);
       await ctx.store.audit.append({ actor: actor(req), action: "profile.rm", target: `profile:${req.params.name}`, detail: null });
       return { removed: req.params.name };
     });
 
     // Assignments: MAC → profile.
-    app.get("/assignments", { schema: { summary: "List MAC → profile assignments", tags: ["profiles"], security, response: { 200: { type: "array", items: anyObject }, ...errors } } }, async () => ctx.store.assignments.list());
-    app.post("/assignments", { schema: { summary: "Assign a profile to a MAC", tags: ["profiles"], security, body: jsonSchema(assignBodySchema), response: { 200: anyObject, ...errors } } }, async (req) => {
+    app.get("/assignments", { schema: { summary: "List MAC → profile assignments", tags: ["profiles"], security, response: { 200: { type: "array", items: assignment }, ...errors } } }, async () => ctx.store.assignments.list());
+    app.post("/assignments", { schema: { summary: "Assign a profile to a MAC", tags: ["profiles"], security, body: jsonSchema(assignBodySchema), response: { 200: assignment, ...errors } } }, async (req) => {
       const body = assignBodySchema.parse(req.body);
       await ctx.store.assignments.set(body.mac, body.profile);
       await ctx.store.audit.append({ actor: actor(req), action: "assign", target: `mac:${body.mac}`, detail: { profile: body.profile } });
       return body;
     });
-    app.delete("/assignments/:mac", { schema: { summary: "Remove a MAC's assignment", tags: ["profiles"], security, params: { type: "object", properties: { mac: { type: "string" } } }, response: { 200: anyObject, ...errors } } }, async (req: FastifyRequest<{ Params: { mac: string } }>) => {
+    app.delete("/assignments/:mac", { schema: { summary: "Remove a MAC's assignment", tags: ["profiles"], security, params: { type: "object", properties: { mac: { type: "string" } } }, response: { 200: removed, ...errors } } }, async (req: FastifyRequest<{ Params: { mac: string } }>) => {
       const m = normalizeMac(req.params.mac);
       if (!(await ctx.store.assignments.remove(m))) throw new NotFoundError(`${m} has no assignment`);
       await ctx.store.audit.append({ actor: actor(req), action: "unassign", target: `mac:${m}`, detail: null });
@@ -189,7 +213,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
     app.get(
       "/jobs/:id/events",
-      { schema: { summary: "The job's history", tags: ["jobs"], security, params: idParams, querystring: { type: "object", properties: { after: { type: "integer" } } }, response: { 200: { type: "array", items: anyObject }, ...errors } } },
+      { schema: { summary: "The job's history", tags: ["jobs"], security, params: idParams, querystring: { type: "object", properties: { after: { type: "integer" } } }, response: { 200: { type: "array", items: jobEvent }, ...errors } } },
       async (req: FastifyRequest<{ Params: { id: string }; Querystring: { after?: number } }>) => {
         await ctx.jobs.get(req.params.id);
         return ctx.jobs.events(req.params.id, req.query.after);
@@ -223,24 +247,24 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
     // The clone window: any unknown machine (under its MAC limits, if given) that network-boots while it is open becomes a clone.
     app.put(
       "/clone-window",
-      { schema: { summary: "Open the clone window: unknown machines that network-boot in the next N minutes become clones of a profile", tags: ["jobs"], security, body: jsonSchema(cloneWindowBodySchema), response: { 200: anyObject, ...errors } } },
+      { schema: { summary: "Open the clone window: unknown machines that network-boot in the next N minutes become clones of a profile", tags: ["jobs"], security, body: jsonSchema(cloneWindowBodySchema), response: { 200: cloneWindow, ...errors } } },
       async (req) => {
         const body = cloneWindowBodySchema.parse(req.body);
         return ctx.jobs.openCloneWindow(body, actor(req));
       },
     );
-    app.get("/clone-window", { schema: { summary: "The open clone window, or {open: false}", tags: ["jobs"], security, response: { 200: anyObject, ...errors } } }, async () => {
+    app.get("/clone-window", { schema: { summary: "The open clone window, or {open: false}", tags: ["jobs"], security, response: { 200: cloneWindow, ...errors } } }, async () => {
       const w = await ctx.jobs.cloneWindow();
       return w ? { open: true, ...w } : { open: false };
     });
-    app.delete("/clone-window", { schema: { summary: "Close the clone window", tags: ["jobs"], security, response: { 200: anyObject, ...errors } } }, async (req) => {
+    app.delete("/clone-window", { schema: { summary: "Close the clone window", tags: ["jobs"], security, response: { 200: cloneWindow, ...errors } } }, async (req) => {
       await ctx.jobs.closeCloneWindow(actor(req));
       return { open: false };
     });
 
     app.get(
       "/audit",
-      { schema: { summary: "The audit log, newest first", tags: ["audit"], security, querystring: { type: "object", properties: { target: { type: "string" }, limit: { type: "integer" } } }, response: { 200: { type: "array", items: anyObject }, ...errors } } },
+      { schema: { summary: "The audit log, newest first", tags: ["audit"], security, querystring: { type: "object", properties: { target: { type: "string" }, limit: { type: "integer" } } }, response: { 200: { type: "array", items: auditEntry }, ...errors } } },
       async (req: FastifyRequest<{ Querystring: { target?: string; limit?: number } }>) => ctx.store.audit.list(req.query),
     );
   };

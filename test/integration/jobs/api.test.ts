@@ -186,5 +186,9 @@ describe("admin and agent API", () => {
     const ref = { $ref: "#/components/schemas/lifeboat-error" };
     for (const [path, method, status] of [["/api/v1/jobs/{id}/cancel", "post", "409"], ["/api/v1/catalog/chain", "get", "422"], ["/api/v1/agent/jobs/{job}/plan", "get", "401"], ["/api/v1/hosts/{name}/layout", "put", "400"]] as const)
       expect(doc.paths[path]![method]!.responses[status]!.content["application/json"]!.schema, `${method} ${path} ${status}`).toEqual(ref);
+    // Answers whose shape is known say it (a profile, an audit entry), rather than "any object".
+    const answer = (path: string) => doc.paths[path]!.get!.responses["200"]!.content["application/json"]!.schema as { items: { required: string[] } };
+    expect(answer("/api/v1/profiles").items.required).toEqual(["name", "host", "layoutVersion", "at", "options", "createdAt"]);
+    expect(answer("/api/v1/audit").items.required).toEqual(["id", "at", "actor", "action", "target"]);
   });
 });
