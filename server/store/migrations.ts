@@ -170,15 +170,16 @@ export const migrations: Migration[] = [
   {
     // A served plan names the dumps its token may stream (ServedPlan.dumps) and carries its step
     // count and bytes. Plans served before: their dumps read once from the stream paths their
-    // script holds ("/api/v1/dumps/<hex id>/stream", as they were rendered then).
+    // script holds (PREFIX<hex id>/stream, as they were rendered then; frozen here, not DUMPS_BASE).
     id: "0404-served-plan-dumps",
     sql: `
-      WITH RECURSIVE scan(job, rest, dump) AS (
+      WITH RECURSIVE marker(prefix) AS (SELECT '/api/v1/dumps/'),
+      scan(job, rest, dump) AS (
         SELECT id, json_extract(plan, '$.script'), NULL FROM jobs WHERE json_type(plan) = 'object' AND json_type(plan, '$.dumps') IS NULL
         UNION ALL
-        SELECT job, substr(rest, instr(rest, '/api/v1/dumps/') + 14),
-          substr(rest, instr(rest, '/api/v1/dumps/') + 14, instr(substr(rest, instr(rest, '/api/v1/dumps/') + 14), '/stream') - 1)
-        FROM scan WHERE instr(rest, '/api/v1/dumps/') > 0
+        SELECT job, substr(rest, instr(rest, prefix) + length(prefix)),
+          substr(rest, instr(rest, prefix) + length(prefix), instr(substr(rest, instr(rest, prefix) + length(prefix)), '/stream') - 1)
+        FROM scan, marker WHERE instr(rest, prefix) > 0
       )
       UPDATE jobs SET plan = json_set(plan, '$.steps', steps, '$.bytesTotal', bytes_total,
         '$.dumps', json((SELECT json_group_array(dump) FROM scan WHERE scan.job = jobs.id AND dump IS NOT NULL)))
