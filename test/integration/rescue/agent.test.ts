@@ -23,7 +23,7 @@ import { tempDir } from "../../helpers/tmp.ts";
 import { AGENT_DIR } from "../../unit/rescue/agent-sh.ts";
 import { cleanupLoopsAfterAll, loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
 import { type LabDump, labChain, sharedLab } from "./lab-dumps.ts";
-import { restorePlan } from "./plans.ts";
+import { dumpsOf, restorePlan } from "./plans.ts";
 import { type StreamStandIn, sha256, streamStandIn } from "./stream-standin.ts";
 import { describeNeeding } from "../../helpers/needs.ts";
 
@@ -42,8 +42,8 @@ describeNeeding(why, "rescue agent on the host against a real Lifeboat server", 
   const progress: Array<{ dumpId: string; bytes: number }> = [];
   const planner: Planner = async (job) => {
     const steps = plans.get(job.id)!;
-    // The steps stream from a stand-in, not from Lifeboat: no dump is the plan's to authorise.
-    return standInPlan(renderPlan(steps), steps.length);
+    // The job's token may stream the dumps its steps name (web4 streams them from Lifeboat's own route).
+    return standInPlan(renderPlan(steps), steps.length, { dumps: dumpsOf(steps) });
   };
 
   beforeAll(async () => {

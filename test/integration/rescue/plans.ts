@@ -51,6 +51,11 @@ export function restoreSteps(chain: LabDump[], streamUrl: string, mountpoint = "
   );
 }
 
+/** The dump ids a plan's restore_dump steps stream (what the plan builder returns as `dumps`), read back from their URLs. */
+export function dumpsOf(steps: Step[]): string[] {
+  return steps.filter((s) => s.fn === "restore_dump").map((s) => /\/dumps\/([^/]+)\/stream$/.exec(s.args.at(-1) ?? "")?.[1] ?? "");
+}
+
 /** The LUKS container of the storage-stack plan; its passphrase is supplied to the job, never put in the plan. */
 export const LAB_LUKS = { uuid: "3f2e1d0c-b9a8-4765-8432-10fedcba9876", name: "cryptlab", passphrase: "lab passphrase, not in the plan" };
 
