@@ -1,11 +1,12 @@
 /**
- * `amadmin CONFIG find`, the third catalog source, run through execa when Amanda is
- * installed; its parser is pure. Server commands refuse root, so as root they run as
- * the config's dump user (runuser).
+ * `amadmin CONFIG find`, the third catalog source, run as the config's dump user when Amanda
+ * is installed (run-dumpuser.ts: runuser as root, else the dump-user helper); its parser is pure.
  */
-import { execa } from "execa";
+import { text } from "node:stream/consumers";
 import { UserError } from "../errors.ts";
+import { type DumpUserAccess, amadminFindArgv } from "./dumpuser.ts";
 import { splitQuoted } from "./quote.ts";
+import { runAsDumpUser } from "./run-dumpuser.ts";
 
 export interface FindRow {
   datestamp: string;
@@ -55,14 +56,11 @@ export function parseAmadminFind(text: string): FindRow[] {
   return rows;
 }
 
-/** Runs `amadmin NAME find` (as the dump user when root). Throws a UserError with Amanda's stderr on failure. */
-export async function amadminFind(name: string, dumpuser: string): Promise<FindRow[]> {
-  const argv = ["amadmin", name, "find"];
-  const cmd = process.getuid?.() === 0 ? ["runuser", "-u", dumpuser, "--", ...argv] : argv;
-  const r = await execa(cmd[0]!, cmd.slice(1), { reject: false, stdin: "ignore" });
-  if (r.failed) {
-    const why = (r as { code?: string }).code === "ENOENT" ? `${cmd[0]} not found on PATH (is amanda-server installed?)` : r.stderr.trim().split("\n").slice(-3).join(" / ");
-    throw new UserError(`amadmin ${name} find failed: ${why}`);
+/** Runs `amadmin NAME find` as the dump user. Throws a one-line UserError (Amanda's stderr, or why it could not run) on failure. */
+export async function amadminFind(name: string, access: DumpUserAccess): Promise<FindRow[]> {
+  try {
+    return parseAmadminFind(await text(runAsDumpUser(amadminFindArgv(name), access)));
+  } catch (err) {
+    throw new UserError(`amadmin ${name} find: ${(err as Error).message}`);
   }
-  return parseAmadminFind(r.stdout);
 }

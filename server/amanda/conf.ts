@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
+import { DEFAULT_HELPER_SOCKET } from "./dumpuser.ts";
 import { splitQuoted } from "./quote.ts";
 
 export interface AmandaSetup {
@@ -18,6 +19,8 @@ export interface AmandaSetup {
   vtapeRoot: string | null;
   holdingDirs: string[];
   dumpuser: string;
+  /** The dump-user helper's socket, for amadmin and amfetchdump when Lifeboat is not root (dumpuser.ts). */
+  helperSocket: string;
 }
 
 interface ConfTokens {
@@ -75,7 +78,7 @@ function stripComment(line: string): string {
 /** Reads amanda.conf in `configDir`. `name` defaults to the directory's name. */
 export function readAmandaConfig(
   configDir: string,
-  opts: { name?: string; vtapeRoot?: string; holdingDirs?: string[] } = {},
+  opts: { name?: string; vtapeRoot?: string; holdingDirs?: string[]; helperSocket?: string } = {},
 ): AmandaSetup {
   const file = join(configDir, "amanda.conf");
   let text: string;
@@ -121,6 +124,7 @@ export function readAmandaConfig(
     vtapeRoot,
     holdingDirs,
     dumpuser: one("dumpuser") ?? "backup",
+    helperSocket: opts.helperSocket ?? DEFAULT_HELPER_SOCKET,
   };
 }
 

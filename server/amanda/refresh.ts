@@ -17,7 +17,7 @@ import { type AmandaSetup, readAmandaConfig } from "./conf.ts";
 import { type CatalogDump, dumpKey, dumpName } from "./model.ts";
 
 export function setupOf(a: AmandaConfig): AmandaSetup {
-  return readAmandaConfig(a.configDir, { name: a.name, vtapeRoot: a.vtapeRoot, holdingDirs: a.holdingDirs });
+  return readAmandaConfig(a.configDir, { name: a.name, vtapeRoot: a.vtapeRoot, holdingDirs: a.holdingDirs, helperSocket: a.helperSocket });
 }
 
 /** True when `amadmin NAME` would read this very config directory (Amanda only looks in /etc/amanda/NAME). */
@@ -57,7 +57,7 @@ export async function readCatalog(setup: AmandaSetup, opts: { onProgress?: (m: s
   if (opts.amadmin !== false && amadminReads(setup)) {
     try {
       opts.onProgress?.(`cross-checking with amadmin ${setup.name} find`);
-      result.warnings.push(...crossCheck(result.dumps, await amadminFind(setup.name, setup.dumpuser), setup.name));
+      result.warnings.push(...crossCheck(result.dumps, await amadminFind(setup.name, setup), setup.name));
     } catch (err) {
       result.warnings.push(errorMessage(err));
     }

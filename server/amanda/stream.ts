@@ -12,8 +12,10 @@ import { execa } from "execa";
 import { UserError } from "../errors.ts";
 import { Crc32c } from "./crc32c.ts";
 import { type Crc, HEADER_SIZE } from "./header.ts";
+import { DEFAULT_HELPER_SOCKET, type DumpUserAccess, amfetchdumpArgv } from "./dumpuser.ts";
 import { expectPiece, readHeaderSync } from "./media.ts";
 import { type CatalogDump, dumpName } from "./model.ts";
+import { runAsDumpUser } from "./run-dumpuser.ts";
 
 /** A stream that cannot be served; `status` is the HTTP status that says why. */
 export class DumpStreamError extends UserError {
@@ -33,8 +35,8 @@ export interface StreamOptions {
   start?: number;
   /** Last byte, inclusive (Range). */
   end?: number;
-  /** For the amfetchdump fallback: the dump user (commands refuse root). */
-  dumpuser?: string;
+  /** For the amfetchdump fallback: who may run it (the config's dump user, the helper's socket). */
+  dumpUser?: DumpUserAccess;
   readBufferBytes?: number;
 }
 
@@ -208,10 +210,12 @@ export function openDumpStream(dump: CatalogDump, opts: StreamOptions = {}): Dum
 /** Physical tapes and anything not on disk: `amfetchdump -p` does the reading; its stderr goes in the error. */
 function viaAmfetchdump(dump: CatalogDump, opts: StreamOptions, ranged: boolean): DumpStream {
   if (ranged) throw new DumpStreamError(`${dumpName(dump)} is read through amfetchdump; byte ranges are not supported`, 416);
-  const argv = ["amfetchdump", "-a", "-p", ...(opts.decompress ? [] : ["-l"]), "--exact-match", dump.amanda, dump.host, dump.disk, dump.datestamp, String(dump.level)];
-  const cmd = process.getuid?.() === 0 ? ["runuser", "-u", opts.dumpuser ?? "backup", "--", ...argv] : argv;
-  const proc = execa(cmd[0]!, cmd.slice(1), { stdin: "ignore", stderr: "pipe" });
-  const raw = proc.readable();
+  let raw: Readable;
+  try {
+    raw = runAsDumpUser(amfetchdumpArgv(dump, !opts.decompress), opts.dumpUser ?? { dumpuser: "backup", helperSocket: DEFAULT_HELPER_SOCKET });
+  } catch (err) {
+    throw new DumpStreamError(`${dumpName(dump)}: ${(err as Error).message}`, 503);
+  }
   const want = opts.decompress ? dump.crc.native : storedCrc(dump);
   const stream = want ? Readable.from(checkCrc(raw, want, `${dumpName(dump)} from amfetchdump`), { objectMode: false }) : raw;
   return { stream, length: want?.size ?? null, totalSize: want?.size ?? null, seekable: false, via: "amfetchdump" };

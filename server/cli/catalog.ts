@@ -142,12 +142,12 @@ export function registerCatalog(program: Command): Command {
     if (process.stdout.isTTY) throw new UserError("catalog cat writes binary dump data: redirect stdout to a file or a pipe", 2);
     const d = (await dumpsFor(ctx, o)).find((x) => x.id === id);
     if (!d) throw new UserError(`no dump ${id} in the catalog (see \`lifeboat catalog list\`)`, 2);
-    let dumpuser: string | undefined;
+    let dumpUser: AmandaSetup | undefined;
     if (d.location.kind === "tape") {
       const a = ctx.config.amanda.find((x) => x.name === d.amanda);
-      dumpuser = o.amandaDir ? setupFromDir(o.amandaDir).dumpuser : a ? setupOf(a).dumpuser : undefined;
+      dumpUser = o.amandaDir ? setupFromDir(o.amandaDir) : a ? setupOf(a) : undefined;
     }
-    const s = openDumpStream(d, { decompress: o.decompress === true, dumpuser });
+    const s = openDumpStream(d, { decompress: o.decompress === true, dumpUser });
     let sent = 0;
     const tick = process.stderr.isTTY ? setInterval(() => progress(`${d.id}: ${(sent / 1048576).toFixed(0)} MiB${s.length ? ` of ${(s.length / 1048576).toFixed(0)} MiB` : ""}`), 2000) : undefined;
     s.stream.on("data", (b: Buffer) => (sent += b.length));

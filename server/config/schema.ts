@@ -9,6 +9,8 @@ export const amandaConfigSchema = z.strictObject({
   configDir: z.string().min(1),
   vtapeRoot: z.string().optional(),
   holdingDirs: z.array(z.string()).default([]),
+  // Unset: DEFAULT_HELPER_SOCKET (filled in by readAmandaConfig); "": no dump-user helper.
+  helperSocket: z.string().optional(),
 });
 
 export const staticLeaseSchema = z.strictObject({

@@ -5,7 +5,9 @@ import { byMountOrder, GPT_TYPES, lvMapperPath, parseLayout } from "./layout.ts"
  * Imports a ReaR `disklayout.conf` (/var/lib/rear/layout/disklayout.conf) as a layout.
  * ReaR records no disk serials, partition GUIDs or ext features, so an imported layout
  * always needs an explicit disk mapping and keeps partition sizes (used bytes unknown).
- * Lines ReaR commented out (excluded components) stay out.
+ * Lines ReaR commented out (excluded components) stay out. What Lifeboat cannot recreate
+ * (REFUSED below) and unknown keywords are refused with the line number, never dropped: a
+ * layout that imports is one the plan can rebuild whole.
  */
 
 /** `key=value` words after the positional fields. */
@@ -34,6 +36,7 @@ const unescape = (s: string) => {
 const NEEDS: Record<string, [number, string]> = {
   disk: [3, "disk DEV SIZE LABEL"],
   raid: [2, "raid DEV key=value..."],
+  raidarray: [2, "raidarray DEV key=value..."],
   crypt: [3, "crypt /dev/mapper/NAME DEV key=value..."],
   lvmdev: [3, "lvmdev /dev/VG PVDEV [UUID]"],
   lvmgrp: [3, "lvmgrp /dev/VG EXTENTSIZE_KIB [EXTENTS]"],
@@ -43,6 +46,34 @@ const NEEDS: Record<string, [number, string]> = {
   btrfsmountedsubvol: [3, "btrfsmountedsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"],
   btrfsnormalsubvol: [2, "btrfsnormalsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"],
 };
+
+/** Keywords ReaR writes that Lifeboat does not recreate, and why (the import refuses them by line). */
+const REFUSED: Record<string, string> = {
+  multipath: "multipath disks are not imported yet (their identity is the multipath WWID)",
+  raiddisk: "raiddisk lines are not read yet",
+  opaldisk: "self-encrypting (OPAL) disks are not set up by Lifeboat",
+  btrfsnocopyonwrite: "btrfs no-copy-on-write attributes are not set by the plan yet",
+  drbd: "DRBD devices are not recreated by Lifeboat",
+  logicaldrive: "HP SmartArray logical drives are not recreated by Lifeboat",
+  smartarray: "HP SmartArray controllers are not set up by Lifeboat",
+  dasd_format: "s390 DASDs are not set up by Lifeboat",
+  dasd: "s390 DASDs are not set up by Lifeboat",
+  zfs: "ZFS is not recreated by Lifeboat",
+};
+
+/** GPT partition types for parted flags beyond Linux's own (parted's gpt.c). */
+const GPT_FLAG_TYPES: Record<string, string> = {
+  prep: "9E1A2D38-C612-4316-AA26-8B49521E5A8B",
+  msftdata: "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+  msftres: "E3C9E316-0B5C-4DB8-817D-F92DF00215AE",
+  diag: "DE94BBA4-06D1-4D40-A16A-BFD50179D6AC",
+};
+/** MBR types for parted msdos flags (parted's dos.c): PReP boot 0x41, FAT32 with LBA 0x0C. */
+const MSDOS_FLAG_TYPES: Record<string, string> = { prep: "41", lba: "C" };
+/** Flags whose MBR type depends on what parted saw before (hidden, diag): refused rather than guessed. */
+const MSDOS_GUESSES = ["hidden", "diag"];
+/** LV layouts the plan creates; ReaR writes thin, striped, raid and mirror ones as their layout word. */
+const LV_LAYOUTS = new Set(["linear"]);
 
 /** What the lines read so far hold; `assemble` turns it into a layout. */
 interface RearState {
@@ -55,10 +86,12 @@ interface RearState {
   mounts: Mount[];
   /** btrfs subvolume paths per device. */
   subvols: Map<string, string[]>;
+  /** Devices each line uses, checked once every line is read: each must be made by some line. */
+  uses: Array<{ where: string; dev: string; what: string }>;
 }
 
 /** A line's reader: its words (keyword first); returns a problem for a line it cannot use. */
-type LineReader = (words: string[], state: RearState) => string | undefined;
+type LineReader = (words: string[], state: RearState, where: string) => string | undefined;
 
 const devName = (path: string) => path.replace(/^\/dev\//, "");
 
@@ -88,29 +121,40 @@ function partitionType(gpt: boolean, flags: string[], nameOrType: string | undef
     if (flags.includes("bios_grub")) return GPT_TYPES.biosBoot;
     if (flags.includes("lvm")) return GPT_TYPES.lvm;
     if (flags.includes("raid")) return GPT_TYPES.raid;
-    return flags.includes("swap") ? GPT_TYPES.swap : GPT_TYPES.linux;
+    if (flags.includes("swap")) return GPT_TYPES.swap;
+    return flagType(flags, GPT_FLAG_TYPES) ?? GPT_TYPES.linux;
   }
   if (nameOrType === "extended") return "5";
   if (flags.includes("esp")) return "EF";
   if (flags.includes("lvm")) return "8E";
   if (flags.includes("raid")) return "FD";
-  return flags.includes("swap") ? "82" : "83";
+  if (flags.includes("swap")) return "82";
+  return flagType(flags, MSDOS_FLAG_TYPES) ?? "83";
 }
+
+/** The type the first flag found in `table` stands for. */
+const flagType = (flags: string[], table: Record<string, string>) => flags.map((f) => (Object.hasOwn(table, f) ? table[f] : undefined)).find(Boolean);
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function readPartition(words: string[], state: RearState): string | undefined {
   // part DISK SIZE START NAME|TYPE FLAGS PARTDEV
-  const [, diskPath, size, start, nameOrType, flagsWord, partDev] = words;
+  const [, diskPath, size, start, nameOrType, flagsWord, partDev, partUuid] = words;
+  if (state.md.some((m) => m.path === diskPath)) return `partitions on the MD array ${diskPath} are not recreated by Lifeboat yet`;
   const disk = state.disks.find((d) => d.path === diskPath);
   if (!disk?.table || !size || !start || !partDev) return "partition of an unknown disk or missing fields";
   const flags = (flagsWord ?? "none").split(",");
   const gpt = disk.table.label === "gpt";
+  const guess = gpt ? undefined : flags.find((f) => MSDOS_GUESSES.includes(f));
+  if (guess) return `the msdos flag "${guess}" does not say the partition's type; give the layout with its type (capture.sh)`;
   const partition: Partition = {
     number: Number(/(\d+)$/.exec(partDev)?.[1]),
     path: partDev,
     start: Math.round(Number(start) / 512),
     size: Math.round(Number(size) / 512),
     type: partitionType(gpt, flags, nameOrType),
-    uuid: null,
+    // ReaR master adds the partition's UUID as an 8th field.
+    uuid: partUuid && UUID.test(partUuid) ? partUuid.toUpperCase() : null,
     name: gpt && nameOrType && nameOrType !== "rear-noname" ? unescape(nameOrType) : null,
     attrs: gpt && flags.includes("legacy_boot") ? "LegacyBIOSBootable" : null,
     bootable: !gpt && flags.includes("boot"),
@@ -119,8 +163,11 @@ function readPartition(words: string[], state: RearState): string | undefined {
   return undefined;
 }
 
-function readRaid(words: string[], state: RearState): undefined {
+function readRaid(words: string[], state: RearState, where: string): string | undefined {
   const options = kv(words.slice(2));
+  if (options.level === "container" || options.container)
+    return `${words[1]} is ${options.level === "container" ? "a firmware RAID container" : `an array inside the container ${options.container}`} (${options.metadata ?? "imsm/ddf"} metadata): Lifeboat recreates Linux MD arrays only`;
+  for (const dev of (options.devices ?? "").split(",").filter(Boolean)) state.uses.push({ where, dev, what: `member of ${words[1]}` });
   state.md.push({
     path: words[1]!,
     name: options.name ?? null,
@@ -133,13 +180,15 @@ function readRaid(words: string[], state: RearState): undefined {
   return undefined;
 }
 
-function readCrypt(words: string[], state: RearState): undefined {
+function readCrypt(words: string[], state: RearState, where: string): undefined {
   const options = kv(words.slice(3));
+  state.uses.push({ where, dev: words[2]!, what: `the LUKS device ${words[1]}` });
   state.luks.push({ path: words[2]!, uuid: options.uuid ?? "", name: words[1]!.replace(/^\/dev\/mapper\//, "") });
   return undefined;
 }
 
-function readLvmDevice(words: string[], state: RearState): undefined {
+function readLvmDevice(words: string[], state: RearState, where: string): undefined {
+  state.uses.push({ where, dev: words[2]!, what: `a PV of ${devName(words[1]!)}` });
   state.lvm.pvs.push({ path: words[2]!, uuid: words[3] ?? "", vg: devName(words[1]!), sizeBytes: 0 });
   return undefined;
 }
@@ -151,19 +200,25 @@ function readLvmGroup(words: string[], state: RearState): undefined {
   return undefined;
 }
 
-function readLvmVolume(words: string[], state: RearState): undefined {
-  // lvmvol /dev/VG NAME SIZE[b] LAYOUT (old ReaR: size in extents without "b")
+function readLvmVolume(words: string[], state: RearState): string | undefined {
+  // lvmvol /dev/VG NAME SIZEb LAYOUT [key:value...]; old ReaR: lvmvol /dev/VG NAME EXTENTS SECTORS.
   const vg = devName(words[1]!);
   const extentBytes = state.lvm.vgs.find((v) => v.name === vg)?.extentBytes ?? 4 * 1024 * 1024;
-  const size = words[3]!;
-  const sizeBytes = size.endsWith("b") ? Number(size.slice(0, -1)) : Number(size) * extentBytes;
-  state.lvm.lvs.push({ vg, name: words[2]!, uuid: "", sizeBytes, path: `/dev/${vg}/${words[2]}`, segtype: words[4] ?? "linear" });
+  const [, , name, size, layoutWord] = words as [string, string, string, string, string?];
+  const old = !size.endsWith("b") && (layoutWord === undefined || /^\d+$/.test(layoutWord));
+  const sizeBytes = old ? (layoutWord ? Number(layoutWord) * 512 : Number(size) * extentBytes) : Number(size.slice(0, -1));
+  const layout = old ? "linear" : (layoutWord ?? "linear");
+  const extra = words.slice(5).filter((x) => /^(thinpool|stripes|mirrors|origin):/.test(x) && !/^(stripes:1|mirrors:0)$/.test(x));
+  if (!LV_LAYOUTS.has(layout) || extra.length) return `the LV ${vg}/${name} is ${[layout, ...extra].join(" ")}: Lifeboat creates linear LVs only`;
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) return `bad LV size "${size}"`;
+  state.lvm.lvs.push({ vg, name, uuid: "", sizeBytes, path: `/dev/${vg}/${name}`, segtype: "linear" });
   return undefined;
 }
 
-function readFilesystem(words: string[], state: RearState): undefined {
+function readFilesystem(words: string[], state: RearState, where: string): undefined {
   // fs DEV MOUNTPOINT TYPE key=value...
   const [, dev, mountpoint, type] = words as [string, string, string, string];
+  state.uses.push({ where, dev, what: `the ${type} filesystem on ${mountpoint}` });
   const options = kv(words.slice(4));
   const mkfsOptions: string[] = [];
   if (/^ext[234]$/.test(type)) {
@@ -175,7 +230,8 @@ function readFilesystem(words: string[], state: RearState): undefined {
   return undefined;
 }
 
-function readSwap(words: string[], state: RearState): undefined {
+function readSwap(words: string[], state: RearState, where: string): undefined {
+  state.uses.push({ where, dev: words[1]!, what: "swap" });
   const options = kv(words.slice(2));
   state.swap.push({ dev: words[1]!, uuid: options.uuid || null, label: options.label || null, sizeBytes: 0 });
   return undefined;
@@ -185,9 +241,10 @@ function addSubvolume(state: RearState, dev: string, path: string): void {
   state.subvols.set(dev, [...(state.subvols.get(dev) ?? []), path]);
 }
 
-function readMountedSubvolume(words: string[], state: RearState): undefined {
+function readMountedSubvolume(words: string[], state: RearState): string | undefined {
   // btrfsmountedsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH
   const [, dev, mountpoint, , path] = words as [string, string, string, string?, string?];
+  if (!state.filesystems.some((f) => f.dev === dev && f.type === "btrfs")) return `${mountpoint} mounts a subvolume of ${dev}, which no "fs ... btrfs" line before it makes`;
   if (!path || path === "/") return undefined;
   addSubvolume(state, dev, path);
   const root = state.mounts.find((m) => m.mountpoint === "/");
@@ -202,11 +259,21 @@ function readNormalSubvolume(words: string[], state: RearState): undefined {
   return undefined;
 }
 
-/** One reader per keyword; other keywords (opaldisk, multipath, btrfsdefaultsubvol…) are not needed to recreate. */
+function readDefaultSubvolume(words: string[]): string | undefined {
+  // btrfsdefaultsubvol DEV MOUNTPOINT ID PATH: only the top level (id 5, "/") is what mkfs.btrfs leaves as the default.
+  const [, dev, , id, path] = words;
+  if (id !== "5" && path !== "/" && path !== undefined)
+    return `the default subvolume of ${dev} is ${path} (id ${id}); the plan does not set a default subvolume yet, so the restored system would boot the wrong tree`;
+  return undefined;
+}
+
+/** One reader per keyword read; with REFUSED, the keywords known: anything else is refused as unknown. */
 const READERS: Record<string, LineReader> = {
   disk: readDisk,
   part: readPartition,
   raid: readRaid,
+  // ReaR 2.7 and later write "raidarray"; the options are those of "raid".
+  raidarray: readRaid,
   crypt: readCrypt,
   lvmdev: readLvmDevice,
   lvmgrp: readLvmGroup,
@@ -215,11 +282,12 @@ const READERS: Record<string, LineReader> = {
   swap: readSwap,
   btrfsmountedsubvol: readMountedSubvolume,
   btrfsnormalsubvol: readNormalSubvolume,
+  btrfsdefaultsubvol: readDefaultSubvolume,
 };
 
 /** Reads every line; the first problem found is thrown, in one line. */
 function readLines(text: string): RearState {
-  const state: RearState = { disks: [], md: [], lvm: { pvs: [], vgs: [], lvs: [] }, luks: [], filesystems: [], swap: [], mounts: [], subvols: new Map() };
+  const state: RearState = { disks: [], md: [], lvm: { pvs: [], vgs: [], lvs: [] }, luks: [], filesystems: [], swap: [], mounts: [], subvols: new Map(), uses: [] };
   const problems: string[] = [];
   text.split("\n").forEach((raw, index) => {
     const line = raw.trim();
@@ -227,13 +295,30 @@ function readLines(text: string): RearState {
     const words = line.split(/\s+/);
     const keyword = words[0]!;
     const where = `disklayout.conf line ${index + 1}`;
+    if (/^[\w-]+=/.test(keyword)) return void problems.push(`${where}: "${keyword.slice(0, 60)}" alone on a line: the end of a wrapped line? (each entry is one line)`);
+    if (Object.hasOwn(REFUSED, keyword)) return void problems.push(`${where}: ${keyword}: ${REFUSED[keyword]}`);
+    if (!Object.hasOwn(READERS, keyword)) return void problems.push(`${where}: unknown keyword "${keyword.slice(0, 40)}"`);
     const needs = Object.hasOwn(NEEDS, keyword) ? NEEDS[keyword] : undefined;
     if (needs && words.length < needs[0]) return void problems.push(`${where}: expected "${needs[1]}"`);
-    const problem = Object.hasOwn(READERS, keyword) ? READERS[keyword]!(words, state) : undefined;
+    const problem = READERS[keyword]!(words, state, where);
     if (problem) problems.push(`${where}: ${problem}`);
   });
+  if (!problems.length && state.disks.length === 0) problems.push("disklayout.conf: no disk line: not a ReaR disk layout (or every disk is excluded)");
+  problems.push(...unmadeDevices(state));
   if (problems.length) throw new Error(problems[0]);
   return state;
+}
+
+/** What each line uses must be made by some line (a disk, partition, MD array, LUKS mapping or LV). */
+function unmadeDevices(state: RearState): string[] {
+  const made = new Set<string>([
+    ...state.disks.map((d) => d.path),
+    ...state.disks.flatMap((d) => d.table?.partitions.map((p) => p.path) ?? []),
+    ...state.md.map((m) => m.path),
+    ...state.luks.map((l) => `/dev/mapper/${l.name}`),
+    ...state.lvm.lvs.flatMap((l) => [l.path, lvMapperPath(l.vg, l.name)]),
+  ]);
+  return state.uses.filter((u) => !made.has(u.dev)).map((u) => `${u.where}: ${u.dev} (${u.what}) is made by no line of the file`);
 }
 
 /** ReaR names LVs /dev/mapper/VG-LV, layouts /dev/VG/LV; sizes ReaR does not state are the device's. */

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { fmtBytes } from "../layout/layout-text.ts";
 import type { Disk, DiskLayout, Luks, Lvm, MdArray } from "../layout/layout.ts";
+import { lvMapperPath } from "../layout/layout.ts";
 import { isNormalMountpoint } from "../layout/layout-validate.ts";
 import { type TargetDisk, dumpStreamPath } from "./agent-api.ts";
 import type { DiskMatch } from "./disks.ts";
@@ -291,14 +292,28 @@ export const identity: PlanStage = (state) => {
 
 const firmwareOf = (state: PlanState) => state.options.firmware ?? state.layout.boot.firmware;
 
+/**
+ * The captured disk under a device: a partition's disk, or through an MD array's first member,
+ * an opened LUKS mapping's device, an LV's first PV (GRUB 2 reads LVM and LUKS itself, so / on
+ * an LV with no /boot of its own boots from the disk under the VG).
+ */
+function diskUnder(layout: DiskLayout, dev: string, seen = new Set<string>()): string | undefined {
+  if (seen.has(dev)) return undefined;
+  seen.add(dev);
+  const disk = layout.disks.find((d) => d.path === dev || d.table?.partitions.some((p) => p.path === dev));
+  if (disk) return disk.path;
+  const md = layout.md.find((a) => a.path === dev);
+  if (md) return md.members.map((m) => diskUnder(layout, m, seen)).find(Boolean);
+  const luks = layout.luks.find((l) => `/dev/mapper/${l.name}` === dev);
+  if (luks) return diskUnder(layout, luks.path, seen);
+  const lv = layout.lvm.lvs.find((l) => l.path === dev || lvMapperPath(l.vg, l.name) === dev);
+  if (lv) return layout.lvm.pvs.filter((pv) => pv.vg === lv.vg).map((pv) => diskUnder(layout, pv.path, seen)).find(Boolean);
+  return undefined;
+}
+
 /** The captured disk whose recreation holds the boot loader: the captured boot disk, else the disk under `bootSource`. */
 function bootDiskOf(layout: DiskLayout, firmware: "bios" | "uefi", bootSource: string): string | undefined {
-  const diskHolding = (partition: string) => layout.disks.find((d) => d.table?.partitions.some((p) => p.path === partition))?.path;
-  return (
-    (firmware === "bios" && layout.boot.firmware === "bios" ? layout.boot.disk : null) ??
-    diskHolding(bootSource) ??
-    layout.md.find((a) => a.path === bootSource)?.members.map(diskHolding)[0]
-  );
+  return (firmware === "bios" && layout.boot.firmware === "bios" ? layout.boot.disk : null) ?? diskUnder(layout, bootSource);
 }
 
 /** The boot loader, from the restored root onto the disk that held it (or the ESP's disk). */

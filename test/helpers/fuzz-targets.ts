@@ -319,7 +319,7 @@ const amadminWords = ["2024-01-15", "10:30:00", "web1", "/home", "\"/a b\"", "0"
 // ---------------------------------------------------------------------------------- layouts
 
 const rearFixture = readFileSync(fileURLToPath(new URL("../fixtures/rear/lvm-xfs.disklayout.conf", import.meta.url)), "utf8").split("\n");
-const rearWords = ["disk", "part", "raid", "crypt", "lvmdev", "lvmgrp", "lvmvol", "fs", "swap", "btrfsmountedsubvol", "btrfsnormalsubvol", "/dev/sda", "/dev/sda1", "/dev/vg", "/dev/mapper/vg-root", "/dev/md0", "lv", "root", "/", "/boot", "ext4", "xfs", "btrfs", "gpt", "msdos", "1048576", "4096", "10b", "x", "none", "boot,esp", "lvm", "uuid=1234", "label=a%20b", "level=raid1", "devices=/dev/sda1,/dev/sdb1", "size=1024", "%ZZ", "linear", "#"];
+const rearWords = ["disk", "part", "raid", "raidarray", "multipath", "btrfsdefaultsubvol", "level=container", "thin,pool", "prep", "crypt", "lvmdev", "lvmgrp", "lvmvol", "fs", "swap", "btrfsmountedsubvol", "btrfsnormalsubvol", "/dev/sda", "/dev/sda1", "/dev/vg", "/dev/mapper/vg-root", "/dev/md0", "lv", "root", "/", "/boot", "ext4", "xfs", "btrfs", "gpt", "msdos", "1048576", "4096", "10b", "x", "none", "boot,esp", "lvm", "uuid=1234", "label=a%20b", "level=raid1", "devices=/dev/sda1,/dev/sdb1", "size=1024", "%ZZ", "linear", "#"];
 
 /** ReaR's disklayout.conf: the fixture's lines shuffled, cut and mixed with word soup. */
 const rearInput = fc.oneof(

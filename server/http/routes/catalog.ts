@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { Transform } from "node:stream";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { selectChain } from "../../amanda/chain.ts";
+import { DEFAULT_HELPER_SOCKET, type DumpUserAccess } from "../../amanda/dumpuser.ts";
 import { dumpName } from "../../amanda/model.ts";
 import { refreshCatalogs, setupOf } from "../../amanda/refresh.ts";
 import { counter } from "../../metrics.ts";
@@ -26,11 +27,11 @@ const security = [{ bearer: [] }];
 const errors = errorResponses(400, 401, 404, 409, 422);
 const idParams = { type: "object", required: ["id"], properties: { id: { type: "string" } } } as const;
 
-function dumpuserOf(a: AmandaConfig): string {
+function dumpUserOf(a: AmandaConfig): DumpUserAccess {
   try {
-    return setupOf(a).dumpuser;
+    return setupOf(a);
   } catch {
-    return "backup";
+    return { dumpuser: "backup", helperSocket: a.helperSocket ?? DEFAULT_HELPER_SOCKET };
   }
 }
 
@@ -201,7 +202,7 @@ export function dumpRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): 
         }
         let s;
         try {
-          s = openDumpStream(d, { decompress, start: range?.[0], end: range?.[1], dumpuser: d.location.kind === "tape" && amanda ? dumpuserOf(amanda) : undefined });
+          s = openDumpStream(d, { decompress, start: range?.[0], end: range?.[1], dumpUser: d.location.kind === "tape" && amanda ? dumpUserOf(amanda) : undefined });
         } catch (err) {
           if (err instanceof DumpStreamError) return refuse(err);
           throw err;

@@ -192,6 +192,78 @@ describe("ReaR disklayout.conf import", () => {
   });
 });
 
+describe("ReaR files as written in the field (issue 26)", () => {
+  const two = "disk /dev/sda 10737418240 gpt\ndisk /dev/sdb 10737418240 gpt\n";
+  const raidParts = "part /dev/sda 10736369664 1048576 rear-noname raid /dev/sda1\npart /dev/sdb 10736369664 1048576 rear-noname raid /dev/sdb1\n";
+  const err = (text: string) => {
+    try {
+      layoutFromRear(text, "h");
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return "imported";
+  };
+
+  it("raidarray (ReaR 2.7+) is read like raid: the array, its members, the filesystem on it", () => {
+    const l = layoutFromRear(
+      `${two}${raidParts}raidarray /dev/md0 metadata=1.2 level=raid1 raid-devices=2 uuid=8d05eb84:2de831d1:dfed54b2:ad592118 name=any:root devices=/dev/sda1,/dev/sdb1\nfs /dev/md0 / ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n`,
+      "h",
+    );
+    expect(l.md.map((m) => [m.path, m.level, m.metadata, m.uuid, m.members])).toEqual([["/dev/md0", "raid1", "1.2", "8d05eb84:2de831d1:dfed54b2:ad592118", ["/dev/sda1", "/dev/sdb1"]]]);
+    expect(l.filesystems.map((f) => f.dev)).toEqual(["/dev/md0"]);
+  });
+
+  it.each([
+    ["an IMSM container", `${two}raidarray /dev/md127 metadata=imsm level=container raid-devices=2 uuid=4d5cf215:80024c95:e19fdff4:2fba35a8 devices=/dev/sda,/dev/sdb\n`, "disklayout.conf line 3: /dev/md127 is a firmware RAID container (imsm metadata): Lifeboat recreates Linux MD arrays only"],
+    ["an array in a container", `${two}raidarray /dev/md126 level=raid1 raid-devices=2 container=/dev/md127 devices=/dev/sda,/dev/sdb\n`, "disklayout.conf line 3: /dev/md126 is an array inside the container /dev/md127 (imsm/ddf metadata): Lifeboat recreates Linux MD arrays only"],
+    ["partitions on an MD array", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\ndisk /dev/md127 10737418240 gpt\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 5: partitions on the MD array /dev/md127 are not recreated by Lifeboat yet"],
+    ["a multipath disk", "multipath /dev/mapper/mpatha 10737418240 gpt /dev/sda,/dev/sdb\n", "disklayout.conf line 1: multipath: multipath disks are not imported yet (their identity is the multipath WWID)"],
+    ["a snapper default subvolume", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=1 label=\nbtrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\n", "disklayout.conf line 4: the default subvolume of /dev/sda1 is @/.snapshots/1/snapshot (id 268); the plan does not set a default subvolume yet, so the restored system would boot the wrong tree"],
+    ["NOCOW", "disk /dev/sda 10737418240 gpt\nbtrfsnocopyonwrite @/var/lib/mysql\n", "disklayout.conf line 2: btrfsnocopyonwrite: btrfs no-copy-on-write attributes are not set by the plan yet"],
+    ["a thin pool", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg pool 5368709120b thin,pool chunksize:65536\n", "disklayout.conf line 2: the LV vg/pool is thin,pool: Lifeboat creates linear LVs only"],
+    ["a thin LV", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg data 5368709120b thin,sparse thinpool:pool\n", "disklayout.conf line 2: the LV vg/data is thin,sparse thinpool:pool: Lifeboat creates linear LVs only"],
+    ["a striped LV", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg data 5368709120b striped stripes:2 stripesize:65536\n", "disklayout.conf line 2: the LV vg/data is striped stripes:2: Lifeboat creates linear LVs only"],
+    ["an unknown keyword", "disk /dev/sda 10737418240 gpt\nfrobnicate /dev/sda\n", 'disklayout.conf line 2: unknown keyword "frobnicate"'],
+    ["a comments-only file", "# Disk layout dated 20240115103000\n# disk /dev/sda 10737418240 gpt\n", "disklayout.conf: no disk line: not a ReaR disk layout (or every disk is excluded)"],
+    ["a wrapped paste", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / ext4\nuuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n", 'disklayout.conf line 4: "uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a" alone on a line: the end of a wrapped line? (each entry is one line)'],
+    ["a PV on an undeclared partition", "disk /dev/sda 10737418240 gpt\nlvmdev /dev/vg /dev/sda3 uuid 1000\n", "disklayout.conf line 2: /dev/sda3 (a PV of vg) is made by no line of the file"],
+    ["a filesystem on an undeclared device", "disk /dev/sda 10737418240 gpt\nfs /dev/sdc1 /data xfs uuid=1 label=\n", "disklayout.conf line 2: /dev/sdc1 (the xfs filesystem on /data) is made by no line of the file"],
+    ["a subvolume mount with no filesystem", "disk /dev/sda 10737418240 gpt\nbtrfsmountedsubvol /dev/sda1 /home rw @/home\n", 'disklayout.conf line 2: /home mounts a subvolume of /dev/sda1, which no "fs ... btrfs" line before it makes'],
+    ["the msdos flag hidden", "disk /dev/sda 10737418240 msdos\npart /dev/sda 1048576 1048576 primary hidden /dev/sda1\n", 'disklayout.conf line 2: the msdos flag "hidden" does not say the partition\'s type; give the layout with its type (capture.sh)'],
+  ])("refuses %s with its line and why", (_what, text, message) => {
+    expect(err(text)).toBe(message);
+  });
+
+  it("btrfsdefaultsubvol of the top level is what mkfs leaves: imported", () => {
+    const text = "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=1 label=\nbtrfsdefaultsubvol /dev/sda1 / 5 /\n";
+    expect(layoutFromRear(text, "h").filesystems.map((f) => f.type)).toEqual(["btrfs"]);
+  });
+
+  it("old lvmvol VG LV EXTENTS SECTORS: the size from the sectors, a linear LV (the sectors were read as its segment type)", () => {
+    const text = "disk /dev/sda 10737418240 msdos\npart /dev/sda 10736369664 1048576 primary lvm /dev/sda1\nlvmdev /dev/vg /dev/sda1 uuid 20969472\nlvmgrp /dev/vg 4096 2559\nlvmvol /dev/vg root 1280 10485760\nlvmvol /dev/vg swap 256\n";
+    expect(layoutFromRear(text, "h").lvm.lvs.map((l) => [l.path, l.sizeBytes, l.segtype])).toEqual([
+      ["/dev/vg/root", 10485760 * 512, "linear"],
+      ["/dev/vg/swap", 256 * 4 * 1024 * 1024, "linear"],
+    ]);
+  });
+
+  it("partition types: msdos prep and lba, GPT prep/msftdata/msftres/diag; ReaR master's 8th field is the partition UUID", () => {
+    const msdos = layoutFromRear("disk /dev/sda 10737418240 msdos\npart /dev/sda 8388608 1048576 primary boot,prep /dev/sda1\npart /dev/sda 104857600 9437184 primary lba /dev/sda2\n", "h");
+    expect(msdos.disks[0]!.table!.partitions.map((p) => [p.type, p.bootable])).toEqual([["41", true], ["C", false]]);
+    const gpt = layoutFromRear(
+      "disk /dev/sda 10737418240 gpt\n" +
+        ["prep", "msftdata", "msftres", "diag"].map((f, i) => `part /dev/sda 1048576 ${(i + 1) * 1048576} rear-noname ${f} /dev/sda${i + 1}${i === 1 ? " 5d4c3b2a-1f0e-4d9c-8b7a-695847362514" : ""}`).join("\n"),
+      "h",
+    );
+    expect(gpt.disks[0]!.table!.partitions.map((p) => [p.type, p.uuid])).toEqual([
+      ["9E1A2D38-C612-4316-AA26-8B49521E5A8B", null],
+      ["EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", "5D4C3B2A-1F0E-4D9C-8B7A-695847362514"],
+      ["E3C9E316-0B5C-4DB8-817D-F92DF00215AE", null],
+      ["DE94BBA4-06D1-4D40-A16A-BFD50179D6AC", null],
+    ]);
+  });
+});
+
 describe("layout diff", () => {
   it("names what changed, follows elements by identity, summarises packages", () => {
     const a = fixtureLayout("gpt-uefi");

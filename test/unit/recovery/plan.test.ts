@@ -398,6 +398,19 @@ describe("keys, clones, chains, boot", () => {
     expect(refusal(r)).toMatch(/uefi boot: the layout has no mounted EFI system partition/);
   });
 
+  it("boot loader with / on LVM and no /boot: the disk under the VG, through LUKS too (GRUB reads both)", async () => {
+    const crypt = fixtureLayout("luks-lvm");
+    const noBoot = { ...crypt, mounts: crypt.mounts.filter((m) => m.mountpoint !== "/boot") };
+    expect(args(ok(planFor(noBoot, { options: { firmware: "bios" } })).steps, "install_bootloader")).toEqual([["bios", "grub", "/dev/nvme0n1", "", ""]]);
+    const { layoutFromRear } = await import("../../../server/layout/rear-import.ts");
+    const { readFileSync } = await import("node:fs");
+    const text = readFileSync(new URL("../../fixtures/rear/lvm-xfs.disklayout.conf", import.meta.url), "utf8").replace(/^fs \/dev\/sda2 \/boot .*$/m, "");
+    const rear = layoutFromRear(text, "oldbox", "2024-01-15T10:30:00Z");
+    expect(rear.mounts.map((m) => m.mountpoint)).toEqual(["/"]);
+    const r = ok(buildPlan({ layout: rear, targets: [newDisk("sda", 20 * GiB)], options: { mapping: { sda: "sda" } } }));
+    expect(args(r.steps, "install_bootloader")).toEqual([["bios", "grub", "/dev/sda", "", ""]]);
+  });
+
   it("a ReaR import plans only with an explicit mapping (ReaR records no serials)", async () => {
     const { layoutFromRear } = await import("../../../server/layout/rear-import.ts");
     const { readFileSync } = await import("node:fs");
