@@ -1,7 +1,7 @@
 import type { Registry } from "prom-client";
 import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
-import type { JobService } from "./jobs/jobs.ts";
+import type { JobService } from "./jobs/job-service.ts";
 import type { BootService } from "./jobs/boot-service.ts";
 import type { Store } from "./store/types.ts";
 

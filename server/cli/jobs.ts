@@ -3,7 +3,7 @@ import { type Command, Option } from "commander";
 import { UserError } from "../errors.ts";
 import type { ArmBody, CloneWindowBody, MapBody } from "../http/api-schemas.ts";
 import { normalizeMac, normalizeMacPrefix } from "../mac.ts";
-import type { CloneWindow } from "../jobs/jobs.ts";
+import type { CloneWindow } from "../jobs/job-service.ts";
 import type { JobView } from "../jobs/job-views.ts";
 import type { JobEvent } from "../store/types.ts";
 import { describeMapping } from "../plan/disks.ts";

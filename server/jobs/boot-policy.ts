@@ -12,7 +12,7 @@
 import type { DhcpMode } from "../config/schema.ts";
 import { macUnderPrefix } from "../mac.ts";
 import type { JobRecord } from "../store/types.ts";
-import type { CloneWindow } from "./jobs.ts";
+import type { CloneWindow } from "./job-service.ts";
 
 /** How long after Lifeboat's DHCP answered a MAC its iPXE may ask for the boot script (a boot takes seconds). */
 export const DHCP_ANSWER_WINDOW_MS = 120_000;

@@ -15,7 +15,7 @@ import type { JobRecord, Store } from "../store/types.ts";
 import { type BootDecision, type DhcpAnswer, DHCP_ANSWER_WINDOW_MS, bootFor } from "./boot-policy.ts";
 import { PREVIEW_TOKEN, machineScript } from "./boot-scripts.ts";
 import { isBootable } from "./job-state.ts";
-import type { JobService } from "./jobs.ts";
+import type { JobService } from "./job-service.ts";
 
 /** What the DHCP server tells the boot service (server/dhcp/server.ts). */
 export interface DhcpWitness {

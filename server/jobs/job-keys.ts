@@ -3,7 +3,7 @@
  *
  * Only the boot the plan was served to (the same token), only while the plan runs, and each
  * key once: the store deletes it as it hands it out. Keys go with the job when it ends
- * (JobService.commit drops them for every state that is not active), and a stalled job's
+ * (JobLifecycle.commit drops them for every state that is not active), and a stalled job's
  * with it when the stall limit (jobs.stalledFailHours) fails it.
  */
 import type { JobRecord } from "../store/types.ts";

@@ -2,10 +2,18 @@ import { ChainError, selectChain } from "../amanda/chain.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import type { JobRecord, ProfileRecord, Store } from "../store/types.ts";
 import type { TargetDisk } from "../plan/agent-api.ts";
-import type { JobPlanResult, Planner } from "./jobs.ts";
 import { type DiskLayout, parseLayout } from "../layout/layout.ts";
-import { type RestoreChain, buildPlan } from "../plan/plan.ts";
+import { type RestoreChain, type ServedPlan, buildPlan } from "../plan/plan.ts";
 import { storedMappingSchema } from "../plan/disks.ts";
+
+/** What the planner returns for a job: the plan it would serve, or why there is none yet. */
+export type JobPlanResult = ({ ok: true } & ServedPlan) | { ok: false; reason: string };
+
+/**
+ * Builds a job's plan from its profile, the host's layout, the disks the agent saw
+ * (job.hello; null before boot: a dry run against the captured disks) and the catalog.
+ */
+export type Planner = (job: JobRecord, profile: ProfileRecord) => Promise<JobPlanResult>;
 
 /** The stream's compression as the rescue side must undo it, or why it cannot (selectChain already refused encrypted dumps). */
 function streamCompression(d: CatalogDump): string {

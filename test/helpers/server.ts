@@ -1,6 +1,6 @@
 import { loadConfig } from "../../server/config/load.ts";
 import { createLogger } from "../../server/log.ts";
-import type { JobPlanResult, Planner } from "../../server/jobs/jobs.ts";
+import type { JobPlanResult, Planner } from "../../server/jobs/job-plan.ts";
 import type { JobRecord } from "../../server/store/types.ts";
 import { type RunningServer, startServer } from "../../server/serve.ts";
 import { tempDir } from "./tmp.ts";

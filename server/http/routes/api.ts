@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError, UserError } from "../../errors.ts";
 import { normalizeMac } from "../../mac.ts";
-import { cloneHostname } from "../../jobs/jobs.ts";
+import { cloneHostname } from "../../jobs/job-service.ts";
 import { jobView, jobViewSchema } from "../../jobs/job-views.ts";
 import { ACTIVE_STATES } from "../../jobs/job-state.ts";
 import type { JobRecord, JobState } from "../../store/types.ts";

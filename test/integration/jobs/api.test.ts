@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobView } from "../../../server/jobs/job-views.ts";
-import type { Planner } from "../../../server/jobs/jobs.ts";
+import type { Planner } from "../../../server/jobs/job-plan.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { bootToken, dhcpAnswered, seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../../server/config/load.ts";
-import type { Planner } from "../../../server/jobs/jobs.ts";
+import type { Planner } from "../../../server/jobs/job-plan.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import { createLogger } from "../../../server/log.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";

@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConflictError } from "../../../server/errors.ts";
-import { type Planner, JobService } from "../../../server/jobs/jobs.ts";
+import type { Planner } from "../../../server/jobs/job-plan.ts";
+import { JobService } from "../../../server/jobs/job-service.ts";
 import { createLogger } from "../../../server/log.ts";
 import type { AgentEvent } from "../../../server/plan/agent-api.ts";
 import type { RunningServer } from "../../../server/serve.ts";

@@ -1,6 +1,6 @@
 /** A machine with an armed job, made the way the admin would (host, layout, profile, JobService.arm), straight on the store. */
 import { createLogger } from "../../../server/log.ts";
-import { JobService } from "../../../server/jobs/jobs.ts";
+import { JobService } from "../../../server/jobs/job-service.ts";
 import type { JobRecord, Store } from "../../../server/store/types.ts";
 
 export async function armForTest(store: Store, o: { host: string; macs: string[]; uuid?: string; jobMac?: string }): Promise<JobRecord> {

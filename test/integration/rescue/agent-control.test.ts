@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Planner } from "../../../server/jobs/jobs.ts";
+import type { Planner } from "../../../server/jobs/job-plan.ts";
 import { renderKernelArgs } from "../../../server/plan/cmdline.ts";
 import { CONTRACT_VERSION, type Step, renderPlan, step } from "../../../server/plan/steps.ts";
 import type { RunningServer } from "../../../server/serve.ts";

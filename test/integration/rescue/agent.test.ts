@@ -15,7 +15,7 @@ import { type Step, renderPlan } from "../../../server/plan/steps.ts";
 import { refreshCatalogs } from "../../../server/amanda/refresh.ts";
 import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
-import type { Planner } from "../../../server/jobs/jobs.ts";
+import type { Planner } from "../../../server/jobs/job-plan.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
 import { bootToken, seedHost, standInPlan, testServer } from "../../helpers/server.ts";

@@ -25,7 +25,7 @@ import { imagePath, REQUIRED_NIC_DRIVERS, REQUIRED_STACK_MODULES, REQUIRED_STORA
 import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
 import { renderKernelArgs } from "../../../server/plan/cmdline.ts";
-import type { Planner } from "../../../server/jobs/jobs.ts";
+import type { Planner } from "../../../server/jobs/job-plan.ts";
 import { targetDiskSchema } from "../../../server/plan/agent-api.ts";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
 import { layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { routeGroup } from "../../../server/http/response-bytes.ts";
-import type { Planner } from "../../../server/jobs/jobs.ts";
+import type { Planner } from "../../../server/jobs/job-plan.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { seedHost, standInPlan, testServer } from "../../helpers/server.ts";

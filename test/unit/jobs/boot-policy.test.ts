@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type BootState, DHCP_ANSWER_WINDOW_MS, bootFor } from "../../../server/jobs/boot-policy.ts";
-import type { CloneWindow } from "../../../server/jobs/jobs.ts";
+import type { CloneWindow } from "../../../server/jobs/job-service.ts";
 import { job, t0 } from "./job-fixture.ts";
 
 const now = t0.getTime();

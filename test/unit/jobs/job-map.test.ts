@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createPlanner } from "../../../server/jobs/job-plan.ts";
-import { JobService } from "../../../server/jobs/jobs.ts";
+import { JobService } from "../../../server/jobs/job-service.ts";
 import { createLogger } from "../../../server/log.ts";
 import type { Hello } from "../../../server/plan/agent-api.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
