@@ -1,6 +1,12 @@
 import { z } from "zod";
 import { STORE_LIMITS } from "../jobs/retention.ts";
-import { DEFAULT_LIMITS } from "../tftp/transfer.ts";
+
+/** The defaults of the `tftp` limit keys; a TftpServer built without them uses them too (tftp/transfer.ts DEFAULT_LIMITS). */
+export const TFTP_DEFAULTS = {
+  maxTimeoutSeconds: 10,
+  maxTransfers: 128,
+  maxTransfersPerClient: 8,
+};
 
 const ipv4 = z.union([z.literal(""), z.ipv4()]);
 
@@ -38,9 +44,9 @@ export const configSchema = z.strictObject({
       enabled: z.boolean().default(true),
       port: z.number().int().min(0).max(65535).default(69),
       root: z.string().default(""),
-      maxTimeoutSeconds: z.number().int().min(1).max(255).default(DEFAULT_LIMITS.maxTimeoutSeconds),
-      maxTransfers: z.number().int().min(1).default(DEFAULT_LIMITS.maxTransfers),
-      maxTransfersPerClient: z.number().int().min(1).default(DEFAULT_LIMITS.maxTransfersPerClient),
+      maxTimeoutSeconds: z.number().int().min(1).max(255).default(TFTP_DEFAULTS.maxTimeoutSeconds),
+      maxTransfers: z.number().int().min(1).default(TFTP_DEFAULTS.maxTransfers),
+      maxTransfersPerClient: z.number().int().min(1).default(TFTP_DEFAULTS.maxTransfersPerClient),
     })
     .prefault({}),
   dhcp: z

@@ -7,6 +7,7 @@
  * the timer does. With windowsize (RFC 7440) an ACK for a block inside the window means the
  * client lost what followed: the next window starts right after it.
  */
+import { TFTP_DEFAULTS } from "../config/schema.ts";
 import { Op, decodeTftp, oackPacket } from "./packets.ts";
 
 export const MAX_BLKSIZE = 65464;
@@ -31,14 +32,12 @@ export interface TransferLimits {
   maxTransfersPerClient: number;
 }
 
-/** The defaults of the `tftp` config keys (server/config/schema.ts) and of a TftpServer built without them. */
+/** The limits of a TftpServer built without them; those that are config keys take the config's defaults. */
 export const DEFAULT_LIMITS: TransferLimits = {
   maxBlksize: MAX_BLKSIZE,
   timeoutMs: 1000,
-  maxTimeoutSeconds: 10,
   retries: 5,
-  maxTransfers: 128,
-  maxTransfersPerClient: 8,
+  ...TFTP_DEFAULTS,
 };
 
 export type TransferEnd = "done" | "aborted" | "timeout" | "error";
