@@ -66,6 +66,15 @@ interface Peer {
   port: number;
 }
 
+/**
+ * dgram resolves the address of every send through dns.lookup, which answers an IP literal on
+ * the next tick: a deferred call per DATA packet. Every address we send to is a literal (the
+ * client's source address), so it is answered on the spot.
+ */
+function literalLookup(address: string, _family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
+  cb(null, address, 4);
+}
+
 /** A source no TFTP client can have: sending to port 0 throws, 0/8 reaches this host, 224/3 many or none. */
 export function badSource(p: Peer): boolean {
   const first = Number(p.address.split(".")[0]);
@@ -99,7 +108,7 @@ export class TftpServer {
   constructor(private readonly o: TftpServerOptions) {
     this.metrics = tftpMetrics(o.metrics);
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
-    this.newSocket = o.createSocket ?? (() => createSocket("udp4"));
+    this.newSocket = o.createSocket ?? (() => createSocket({ type: "udp4", lookup: literalLookup }));
   }
 
   /** Listens; resolves to the bound port. */
