@@ -91,7 +91,7 @@ for s in lifeboat:$LB_PORT tftp-hpa:$HPA_PORT dnsmasq:69; do
   c0=$(cpu_s "$name"); t0=$(date +%s.%N)
   fails=0
   cpids=()
-  for i in $(seq 100); do curl -s -o "$work/c$i" --tftp-blksize 1468 "tftp://127.0.0.1:$port/small.bin" & cpids+=($!); done
+  for i in $(seq 100); do curl -s --max-time 120 -o "$work/c$i" --tftp-blksize 1468 "tftp://127.0.0.1:$port/small.bin" & cpids+=($!); done
   for j in "${cpids[@]}"; do wait "$j" || fails=$((fails + 1)); done
   t1=$(date +%s.%N); c1=$(cpu_s "$name")
   bad=0; for i in $(seq 100); do [ "$(sha256sum < "$work/c$i" | cut -d' ' -f1)" = "$want_small" ] || bad=$((bad + 1)); done

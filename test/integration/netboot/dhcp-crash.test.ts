@@ -40,7 +40,9 @@ describeNeeding(skip, "DHCP full mode killed mid-flood", () => {
     const r = await client;
     expect(r.stderr).toBe("");
     const acks = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { mac: string; ip: string });
-    expect(acks.length).toBeGreaterThan(200); // the kill came in the middle of the flood, not before it
+    // The kill came in the middle of the flood (handshakes were completing), not before it; the
+    // flood goes on for 2 s after it.
+    expect(acks.length).toBeGreaterThan(20);
     const store = new SqliteStore(join(dir, "lifeboat.db"));
     try {
       const leases = new Map((await store.leases.list()).map((l) => [l.ip, l]));
