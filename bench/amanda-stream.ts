@@ -23,9 +23,20 @@ const CONF = `lifeboat-bench-${SIZE_MIB}`;
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const MiB = 1 << 20;
 
-function vmHwmKiB(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+function vmKiB(pid: number, field: "VmHWM" | "VmRSS"): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(m?.[1] ?? 0);
+}
+
+/** Runs fn while sampling the process's RSS every 50 ms; resolves to [seconds, peak RSS KiB]. */
+async function timedRss(pid: number, fn: () => Promise<unknown>): Promise<[number, number]> {
+  let peak = vmKiB(pid, "VmRSS");
+  const tick = setInterval(() => (peak = Math.max(peak, vmKiB(pid, "VmRSS"))), 50);
+  try {
+    return [await timed(fn), peak];
+  } finally {
+    clearInterval(tick);
+  }
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -93,8 +104,9 @@ async function main() {
     const am1 = Math.min(...amTimes);
     const http1 = Math.min(...httpTimes);
     const catConc = await timed(() => Promise.all(Array.from({ length: 20 }, cat)));
-    const concTime = await timed(() => Promise.all(Array.from({ length: 20 }, curl)));
-    const hwm = vmHwmKiB(server.pid!);
+    const idle = vmKiB(server.pid!, "VmRSS");
+    const [concTime, concPeak] = await timedRss(server.pid!, () => Promise.all(Array.from({ length: 20 }, curl)));
+    const hwm = vmKiB(server.pid!, "VmHWM");
     const rate = (bytes: number, s: number) => `${(bytes / MiB / s).toFixed(0)} MiB/s`;
     console.log(`cat PARTS > /dev/null (best of 3):        ${cat1.toFixed(2)} s  ${rate(size, cat1)}`);
     console.log(`amfetchdump -p > /dev/null (best of 3):   ${am1.toFixed(2)} s  ${rate(size, am1)}`);
@@ -104,7 +116,9 @@ async function main() {
     console.log(`ratio 1 stream vs amfetchdump -p:         ${(am1 / http1).toFixed(2)}x throughput`);
     console.log(`ratio 1 stream vs cat:                    ${(cat1 / http1).toFixed(2)}x throughput`);
     console.log(`ratio 20 streams vs 20 cats:              ${(catConc / concTime).toFixed(2)}x aggregate throughput`);
-    console.log(`server peak RSS (VmHWM):                  ${(hwm / 1024).toFixed(0)} MiB`);
+    console.log(`server RSS before the 20 streams:         ${(idle / 1024).toFixed(0)} MiB (an idle server under tsx)`);
+    console.log(`server peak RSS during the 20 streams:    ${(concPeak / 1024).toFixed(0)} MiB (+${((concPeak - idle) / 1024).toFixed(0)} MiB for 20 streams)`);
+    console.log(`server peak RSS since start (VmHWM):      ${(hwm / 1024).toFixed(0)} MiB`);
     // Numbers from a busy machine mean little: say how busy it was.
     console.log(`machine: ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(1)).join(" ")} at the end`);
   } finally {

@@ -57,9 +57,11 @@ export interface DumpStream {
 
 /**
  * Read size of the file-backed path: large enough that per-read costs vanish, small enough
- * that 20 streams (each with one chunk read ahead and one in the socket) stay far below 100 MiB.
+ * that 20 streams (each with its chunks read ahead and one in the socket) stay far below 100 MiB.
  */
 const READ_CHUNK_BYTES = 256 << 10;
+/** Chunks read ahead of the consumer: the next reads run on the thread pool while the socket takes the last ones. */
+const READ_AHEAD_CHUNKS = 4;
 
 interface Piece {
   path: string;
@@ -97,7 +99,7 @@ function openPieces(dump: CatalogDump): Piece[] {
 /**
  * The raw bytes of a file-backed dump (pieces joined, headers skipped), one chunk per
  * fs.read into a fresh buffer, read only when the consumer asks (backpressure: at most one
- * chunk read ahead). With `want`, Amanda's CRC-32C runs over every chunk and the last
+ * READ_AHEAD_CHUNKS chunks read ahead). With `want`, Amanda's CRC-32C runs over every chunk and the last
  * chunk is pushed only once the whole dump matched: a mismatch truncates the stream.
  * No async generators or per-chunk promises on this path: it has to keep up with amfetchdump.
  */
@@ -117,7 +119,7 @@ class PieceReader extends Readable {
     private readonly want: { crc: Crc; what: string } | null,
     private readonly chunkBytes: number,
   ) {
-    super({ highWaterMark: chunkBytes });
+    super({ highWaterMark: READ_AHEAD_CHUNKS * chunkBytes });
     this.pos = start;
     this.crc = want ? new Crc32c() : null;
     let at = 0;
