@@ -258,7 +258,6 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     const [armed] = JSON.parse(await cli("jobs", "arm", o.mac, "--json")) as JobView[];
     const job = armed!;
     n.say(`armed: job ${job.id} for ${HOST} (${o.mac}); its next network boot runs the rescue image`);
-    const watch = o.narrator.watch === "inherit" ? cliInherit(lan, dataDir, server, ["jobs", "watch", job.id]) : cli("jobs", "watch", job.id);
     const rescue = machine(true, 2);
     const seen = await waitFor(async () => {
       const v = JSON.parse(await cli("jobs", "show", job.id, "--json")) as JobView;
@@ -276,7 +275,10 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     await cli("jobs", "map", job.id, "vda=vda");
     const plan = await cli("jobs", "plan", job.id);
     const count = (fn: string) => plan.split("\n").filter((l) => l.startsWith(`${fn} `)).length;
-    n.say(`the admin maps captured vda to the machine's vda; plan: recreate /dev/vda (GPT, ${count("create_partition")} partitions), ${count("mkfs")} filesystems, restore ${new Set(plan.split("\n").filter((l) => l.startsWith("restore_dump ")).map((l) => l.split(" ")[1])).size} chains (${count("restore_dump")} dumps), ${count("install_bootloader") ? "install the boot loader" : "no boot loader"}`);
+    const table = layout.disks[0]?.table;
+    n.say(`the admin maps captured vda to the machine's vda; plan: recreate /dev/vda (${table?.label?.toUpperCase()}, ${table?.partitions.length} partitions), ${count("make_fs")} filesystems, restore ${new Set(plan.split("\n").filter((l) => l.startsWith("restore_dump ")).map((l) => l.split(" ")[1])).size} chains (${count("restore_dump")} dumps), ${count("install_bootloader") ? "install the boot loader" : "no boot loader"}`);
+    // Followed from here (the agent asks for its plan again every 15 s): the bars are the restore's.
+    const watch = o.narrator.watch === "inherit" ? cliInherit(theLan, dataDir, server, ["jobs", "watch", job.id]) : cli("jobs", "watch", job.id);
     const watched = await watch;
     await Promise.race([rescue.proc, sleep(120_000)]);
     await rescue.kill();
@@ -391,16 +393,16 @@ async function cliInherit(lan: Lan, dataDir: string, server: string, args: strin
 /** SSH from the server's namespace with the admin key; host keys are learned once (trust) and then required. */
 function guestSsh(lan: Lan, key: string, knownHosts: string) {
   const base = (strict: boolean) => ["ssh", "-i", key, "-o", `UserKnownHostsFile=${knownHosts}`, "-o", `StrictHostKeyChecking=${strict ? "yes" : "no"}`, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "HostKeyAlgorithms=ssh-ed25519"];
+  /** The ed25519 host key IP presents (ssh-keyscan), waiting for sshd to answer. */
+  const scan = (ip: string) =>
+    waitFor(async () => {
+      const s = await lan.exec("srv", ["ssh-keyscan", "-T", "5", "-t", "ed25519", ip], { reject: false });
+      return s.stdout.trim() || undefined;
+    }, 300_000, `sshd on ${ip}`);
   return {
-    /** Learns the host key of IP (ssh-keyscan), waiting for sshd to answer. */
-    trust: async (ip: string) => {
-      const r = await waitFor(async () => {
-        const s = await lan.exec("srv", ["ssh-keyscan", "-T", "5", "-t", "ed25519", ip], { reject: false });
-        return s.stdout.trim() ? s.stdout : undefined;
-      }, 300_000, `sshd on ${ip}`);
-      writeFileSync(knownHosts, r);
-    },
-    hostKey: () => readFileSync(knownHosts, "utf8").trim().split(/\s+/).slice(1).join(" "),
+    /** Learns the host key of IP: from now on, ssh to it requires that key. */
+    trust: async (ip: string) => writeFileSync(knownHosts, `${await scan(ip)}\n`),
+    hostKey: async (ip: string) => (await scan(ip)).split(/\s+/).slice(1).join(" "),
     run: async (ip: string, command: string, input?: string, strict = true) => {
       const r = await lan.exec("srv", [...base(strict), `root@${ip}`, command], { reject: false, timeout: 600_000, ...(input === undefined ? {} : { input }) });
       if (r.exitCode !== 0) throw new Error(`ssh root@${ip} ${command.slice(0, 80)}: exit ${r.exitCode}: ${r.stderr}`);
@@ -419,7 +421,7 @@ async function identity(ssh: ReturnType<typeof guestSsh>, ip: string, firmware: 
     hostname: lines[0]!,
     machineId: lines[1]!,
     uuids: Object.fromEntries(mounts.map((m, i) => [m, lines[2 + i]!])),
-    hostKey: ssh.hostKey(),
+    hostKey: await ssh.hostKey(ip),
     level1: lines[2 + mounts.length] ?? "",
   };
 }

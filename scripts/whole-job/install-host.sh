@@ -12,7 +12,7 @@
 #     Amanda server "lifeboat" allowed in /etc/amandahosts
 #   - GRUB: UEFI at the removable-media path (no NVRAM entry: the machine has none yet), BIOS
 #     in the MBR; `sample.stay` on the kernel command line, so the system stays up.
-# Needs root, sfdisk, mkfs.ext4, mkfs.vfat, losetup. Prints the partition UUIDs as KEY=VALUE.
+# Needs root, sfdisk, mkfs.ext4, mkfs.vfat, mtools, losetup. Prints the partition UUIDs as KEY=VALUE.
 set -euo pipefail
 DISK=$1 TAR=$2 FIRMWARE=$3 NAME=$4 MAC=$5 ADDR=$6 SERVER_IP=$7 PUBKEY=$8
 log() { printf '[install %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -46,7 +46,6 @@ if [ "$FIRMWARE" = uefi ]; then
   ESP_UUID=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F)
   mkfs.vfat -i "$ESP_UUID" -n EFI "${LOOP}p1" >/dev/null
   ESP_UUID="${ESP_UUID:0:4}-${ESP_UUID:4:4}"
-  mount "${LOOP}p1" "$MNT/boot/efi"
 fi
 log "unpacking the system"
 tar --numeric-owner --xattrs --xattrs-include='*' -C "$MNT" -xf "$TAR"
@@ -70,6 +69,10 @@ chmod 0600 "$MNT/etc/amandahosts"
 mkdir -p "$MNT/var/lib/amanda/gnutar-lists"
 chroot "$MNT" chown backup:backup /etc/amandahosts /var/lib/amanda/gnutar-lists
 grep -q '^amanda ' "$MNT/etc/inetd.conf" || { log "no amanda line in the system's /etc/inetd.conf"; exit 1; }
+# The sample system is debootstrap's minbase, without netbase: inetd finds neither the
+# protocol nor the service of that line. What netbase would put there for them:
+[ -s "$MNT/etc/protocols" ] || printf 'ip\t0\tIP\ntcp\t6\tTCP\nudp\t17\tUDP\n' >"$MNT/etc/protocols"
+grep -qs '^amanda[[:space:]]' "$MNT/etc/services" || printf 'amanda\t\t10080/tcp\namanda\t\t10080/udp\n' >>"$MNT/etc/services"
 # A user with some data of his own on /home.
 chroot "$MNT" useradd -m -u 1000 -s /bin/bash alice
 mkdir -p "$MNT/home/alice/projects"
@@ -82,11 +85,22 @@ chroot "$MNT" ssh-keygen -A -q
 chroot "$MNT" systemctl -q enable systemd-networkd.service
 log "installing GRUB ($FIRMWARE)"
 if [ "$FIRMWARE" = uefi ]; then
-  chroot "$MNT" grub-install --target=x86_64-efi --efi-directory=/boot/efi --removable --no-nvram >/dev/null 2>&1
+  # What grub-install --removable makes, without mounting the ESP (this host's kernel may have
+  # no vfat): GRUB's modules under /boot/grub, and an EFI image at the removable-media path of
+  # the ESP (written with mtools) that finds / by its UUID and reads /boot/grub/grub.cfg there.
+  mkdir -p "$MNT/boot/grub/x86_64-efi"
+  cp "$MNT"/usr/lib/grub/x86_64-efi/*.mod "$MNT"/usr/lib/grub/x86_64-efi/*.lst "$MNT/boot/grub/x86_64-efi/"
+  printf 'search --no-floppy --fs-uuid --set=root %s\nset prefix=($root)/boot/grub\n' "$ROOT_UUID" >"$MNT/tmp/early.cfg"
+  chroot "$MNT" grub-mkimage -O x86_64-efi -o /tmp/BOOTX64.EFI -p /boot/grub -c /tmp/early.cfg part_gpt ext2 fat search search_fs_uuid normal configfile linux echo
+  mmd -i "${LOOP}p1" ::/EFI ::/EFI/BOOT
+  mcopy -i "${LOOP}p1" "$MNT/tmp/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+  rm -f "$MNT/tmp/BOOTX64.EFI" "$MNT/tmp/early.cfg"
 else
   chroot "$MNT" grub-install --target=i386-pc "$LOOP" >/dev/null 2>&1
 fi
 chroot "$MNT" grub-mkconfig -o /boot/grub/grub.cfg >/dev/null 2>&1
+# Without udev there is no /dev/disk/by-uuid, so grub-mkconfig named the loop device: the UUID instead.
+sed -i "s|root=${LOOP}p2 |root=UUID=$ROOT_UUID |" "$MNT/boot/grub/grub.cfg"
 grep -q "root=UUID=$ROOT_UUID" "$MNT/boot/grub/grub.cfg" || { log "grub.cfg does not boot UUID=$ROOT_UUID"; exit 1; }
 echo "ROOT_UUID=$ROOT_UUID"
 echo "HOME_UUID=$HOME_UUID"
