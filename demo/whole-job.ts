@@ -99,6 +99,8 @@ export interface Story {
   events: JobEvent[];
   /** Disk of web1 after the disaster: no partition table left (sfdisk sees none). */
   destroyedTable: string;
+  /** UEFI: the label of the firmware boot entry the restored system came up through. */
+  efiEntry: string | null;
   /** `lifeboat hosts boot-script MAC` after the recovery. */
   bootScriptAfter: string;
   /** The plan as `jobs plan` printed it. */
@@ -287,9 +289,20 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     if (done.state !== "done") throw new Error(`job ${job.id} ended ${done.state}: ${done.error ?? ""}\n${watched}`);
 
     // --- it comes back as itself --------------------------------------------------------------
-    n.stage(`${HOST} powered on again (network boot first): Lifeboat sends it to its disk`);
-    const after3 = machine(true, 3);
+    // BIOS: network boot first, and Lifeboat's boot script (`exit`) hands it to its disk. UEFI:
+    // OVMF, given back control by iPXE's `exit`, opens its setup page instead of trying the disk
+    // (seen here with the NVRAM entry the recovery wrote), so the disk goes first there and the
+    // boot script is checked on its own.
+    const netFirst = o.firmware === "bios";
+    n.stage(`${HOST} powered on again (${netFirst ? "network boot first: Lifeboat sends it to its disk" : "its disk first, through the NVRAM entry the recovery wrote"})`);
+    const after3 = machine(netFirst, 3);
     await waitBooted(after3, n, "booting web1 from its restored disk", 900_000);
+    // Under UEFI: the firmware's boot entry it came through (the one grub-install wrote: "debian").
+    let efiEntry: string | null = null;
+    if (o.firmware === "uefi") {
+      await after3.waitSerial(/LIFEBOAT-SAMPLE efi-entry=\S+/, 120_000);
+      efiEntry = /LIFEBOAT-SAMPLE efi-entry=(\S+)/.exec(after3.serial())![1]!;
+    }
     const after = await identity(ssh, hostIp, o.firmware, true);
     const recoverSeconds = (Date.now() - armedAt) / 1000 - measureSeconds;
     const same = before.hostname === after.hostname && before.machineId === after.machineId && JSON.stringify(before.uuids) === JSON.stringify(after.uuids) && before.hostKey === after.hostKey;
@@ -318,6 +331,7 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       events,
       destroyedTable,
       bootScriptAfter,
+      efiEntry,
       plan,
       dumps,
       layout,

@@ -63,7 +63,8 @@ describeNeeding(skip, "the whole job: a real Debian host backed up by Amanda die
       expect(s.after).toEqual({ ...s.before, level1: s.level1Written });
       expect(s.before.level1).toBe("");
       expect(Object.keys(s.after.uuids)).toEqual(["/", "/home", "/boot/efi"]);
-      // Its next network boot goes to local disk.
+      // Through the NVRAM entry the recovery's grub-install wrote; its next network boot goes to local disk.
+      expect(s.efiEntry).toBe("debian");
       expect(s.bootScriptAfter).toMatch(/^exit/m);
       const f = s.figures;
       console.log(
