@@ -28,7 +28,7 @@ import { lifeboatBin } from "../test/helpers/cli.ts";
 import { type Lan, createLan } from "../test/helpers/netns.ts";
 import { type Vm, bootVm, freshOvmfVars } from "../test/helpers/qemu.ts";
 import { SAMPLE_BOOTED, sampleOs } from "../test/helpers/sample-os.ts";
-import { type NsServer, serveInNs } from "../test/integration/netboot/lifeboat-ns.ts";
+import { type NsServer, fullLanConfig, serveInNs } from "../test/integration/netboot/lifeboat-ns.ts";
 
 const CACHE = process.env.LIFEBOAT_WHOLE_JOB_CACHE ?? "/var/cache/lifeboat/whole-job";
 const INSTALL = fileURLToPath(new URL("../scripts/whole-job/install-host.sh", import.meta.url));
@@ -173,13 +173,7 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       lan,
       "srv",
       dataDir,
-      {
-        listen: { interface: "eth0" },
-        http: { port: 8080 },
-        dhcp: { mode: "full", pool: { start: `${o.subnet}.100`, end: `${o.subnet}.150`, router: "", leaseSeconds: 600 } },
-        amanda: [{ name: conf, configDir: amanda.configDir, vtapeRoot: amanda.vtapes, holdingDirs: [amanda.holding] }],
-        catalog: { refreshMinutes: 0 },
-      },
+      fullLanConfig(o.subnet, [{ name: conf, configDir: amanda.configDir, vtapeRoot: amanda.vtapes, holdingDirs: [amanda.holding] }]),
       ["http", "tftp", "dhcp"],
     );
     const theSrv = srv;

@@ -16,8 +16,9 @@
 # on (the installer writes them; a restore brings them back).
 #
 # Kernel modules no server needs (sound, GPU, media, wireless, infiniband, staging, IIO) are
-# removed so the tree is ~430 MiB, not ~830. Takes about 3½ minutes, most of it debootstrap
-# unpacking and configuring, and its initramfs build; the packages stay in OUT/debs, so a
+# removed so the tree is ~530 MiB (amanda-client and Perl included), not ~930. Takes about
+# 3½ minutes on an idle machine, most of it debootstrap unpacking and configuring, and its
+# initramfs build; the packages stay in OUT/debs, so a
 # rebuild downloads only what changed.
 # Needs root and debootstrap. Called by test/helpers/sample-os.ts, which caches OUT.
 set -euo pipefail
