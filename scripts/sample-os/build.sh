@@ -2,8 +2,10 @@
 # build.sh OUT — a small real Debian 12 system to protect, restore and boot in tests and the
 # demo: debootstrap --variant=minbase of bookworm with Debian's kernel, initramfs-tools, GRUB
 # for BIOS (i386-pc) and UEFI (x86_64-efi), systemd, e2fsprogs and fdisk (capture.sh runs
-# there). Written as OUT/rootfs.tar (numeric owners, xattrs) plus OUT/info (kernel version,
-# package count, size, build date).
+# there), and what a protected server of the whole-job story runs: Debian's amanda-client
+# (amandad under inetd, auth bsdtcp; dma is the mail transport its bsd-mailx needs, with no
+# daemon), openssh-server and curl (`lifeboat capture install`). Written as OUT/rootfs.tar
+# (numeric owners, xattrs) plus OUT/info (kernel version, package count, size, build date).
 #
 # The machine prints one line on its serial console when it has booted —
 #   LIFEBOAT-SAMPLE booted host=… root=<UUID of /> kernel=… boot=<bios|uefi>
@@ -14,8 +16,9 @@
 # on (the installer writes them; a restore brings them back).
 #
 # Kernel modules no server needs (sound, GPU, media, wireless, infiniband, staging, IIO) are
-# removed so the tree is ~430 MiB, not ~830. Takes about 3½ minutes, most of it debootstrap
-# unpacking and configuring, and its initramfs build; the packages stay in OUT/debs, so a
+# removed so the tree is ~530 MiB (amanda-client and Perl included), not ~930. Takes about
+# 3½ minutes on an idle machine, most of it debootstrap unpacking and configuring, and its
+# initramfs build; the packages stay in OUT/debs, so a
 # rebuild downloads only what changed.
 # Needs root and debootstrap. Called by test/helpers/sample-os.ts, which caches OUT.
 set -euo pipefail
@@ -39,7 +42,7 @@ trap cleanup EXIT
 log "debootstrap bookworm from $MIRROR (about 3 minutes)"
 mkdir -p "$OUT/debs"   # debootstrap keeps the packages here: a rebuild downloads only what changed
 debootstrap --variant=minbase --cache-dir="$OUT/debs" \
-  --include=linux-image-amd64,initramfs-tools,fdisk,grub-pc-bin,grub-efi-amd64-bin,grub2-common,efibootmgr,systemd-sysv,udev,e2fsprogs,kmod \
+  --include=linux-image-amd64,initramfs-tools,fdisk,grub-pc-bin,grub-efi-amd64-bin,grub2-common,efibootmgr,systemd-sysv,udev,e2fsprogs,kmod,amanda-client,dma,openssh-server,curl,dosfstools \
   bookworm "$ROOT" "$MIRROR" >"$OUT/debootstrap.log" 2>&1 || die "debootstrap failed: see $OUT/debootstrap.log"
 
 KVER=$(ls "$ROOT/lib/modules")
@@ -98,8 +101,11 @@ ExecStart=/usr/local/sbin/sample-report
 WantedBy=multi-user.target
 EOF
 ln -sf /etc/systemd/system/sample-report.service "$ROOT/etc/systemd/system/multi-user.target.wants/sample-report.service"
-# Nothing waits for a network or a time sync that the test machine has no use for.
+# Nothing waits for a network or a time sync that the test machine has no use for (an
+# installer that gives the machine a network enables systemd-networkd itself). The SSH host
+# keys debootstrap made would be every install's: an installer makes the machine's own.
 rm -f "$ROOT"/etc/systemd/system/*.wants/systemd-timesyncd.service "$ROOT"/etc/systemd/system/*.wants/systemd-networkd*.service
+rm -f "$ROOT"/etc/ssh/ssh_host_*
 printf '# <file system> <mount point> <type> <options> <dump> <pass>\n' >"$ROOT/etc/fstab"
 
 # The initramfs debootstrap made stays: MODULES=most takes storage, NIC and filesystem

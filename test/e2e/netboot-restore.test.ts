@@ -21,7 +21,7 @@ import { type Lan, createLan, netnsUnavailable } from "../helpers/netns.ts";
 import { type Vm, bootVm, qemuUnavailable } from "../helpers/qemu.ts";
 import { startRouter } from "../helpers/router.ts";
 import { tempDir } from "../helpers/tmp.ts";
-import { type NsServer, serveInNs } from "../integration/netboot/lifeboat-ns.ts";
+import { type NsServer, fullLanConfig, serveInNs } from "../integration/netboot/lifeboat-ns.ts";
 import { rescan } from "../integration/recovery/loopdev.ts";
 import { describeNeeding } from "../helpers/needs.ts";
 
@@ -110,13 +110,7 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
       lan,
       "srv",
       dataDir,
-      {
-        listen: { interface: "eth0" },
-        http: { port: 8080 },
-        dhcp: { mode: "full", pool: { start: `${SUBNET}.100`, end: `${SUBNET}.150`, router: "", leaseSeconds: 600 } },
-        amanda: [{ name: lab.config, configDir: lab.configDir, vtapeRoot: lab.vtapes, holdingDirs: [lab.holding] }],
-        catalog: { refreshMinutes: 0 },
-      },
+      fullLanConfig(SUBNET, [{ name: lab.config, configDir: lab.configDir, vtapeRoot: lab.vtapes, holdingDirs: [lab.holding] }]),
       ["http", "tftp", "dhcp"],
     );
     // The host as Amanda knows it (its dumps are of "localhost"), its two DLEs and where they go.

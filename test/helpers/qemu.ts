@@ -151,6 +151,10 @@ export interface VmOptions {
   /** NIC model; default virtio-net-pci. */
   nic?: string;
   extraArgs?: string[];
+  /** UEFI: this variable store (the machine's NVRAM, kept across its boots) instead of a fresh one. */
+  ovmfVars?: string;
+  /** false: the NIC is not a boot device (a machine that boots its disk first); default true. */
+  netBoot?: boolean;
 }
 
 export interface Vm {
@@ -204,12 +208,12 @@ function vmHandle(proc: ResultPromise, serialLog: string): Vm {
  */
 export function bootVm(o: VmOptions): Vm {
   const nic = o.nic ?? "virtio-net-pci";
-  const device = `${nic}${o.firmware === "uefi" ? ",romfile=" : ""},netdev=n0,mac=${o.mac},bootindex=1`;
+  const device = `${nic}${o.firmware === "uefi" ? ",romfile=" : ""},netdev=n0,mac=${o.mac}${o.netBoot === false ? "" : ",bootindex=1"}`;
   writeFileSync(o.serialLog, "");
   const proc = o.lan.spawn(
     "lan",
     [
-      "qemu-system-x86_64", ...qemuAccel(), "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""))),
+      "qemu-system-x86_64", ...qemuAccel(), "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""))),
       "-nographic", "-vga", "none", "-no-reboot",
       "-netdev", `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, "-device", device,
       ...(o.extraArgs ?? []),

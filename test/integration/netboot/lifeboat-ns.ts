@@ -15,6 +15,21 @@ export interface NsServer {
   stop(): Promise<void>;
 }
 
+/**
+ * The serve config of a namespace LAN SUBNET (three octets) where Lifeboat is the only DHCP
+ * server (full mode, pool .100-.150, no router) on eth0, HTTP on 8080, reading AMANDA
+ * configs, with no automatic catalog refresh (the tests refresh through the CLI).
+ */
+export function fullLanConfig(subnet: string, amanda: Array<{ name: string; configDir: string; vtapeRoot: string; holdingDirs: string[] }>): Record<string, unknown> {
+  return {
+    listen: { interface: "eth0" },
+    http: { port: 8080 },
+    dhcp: { mode: "full", pool: { start: `${subnet}.100`, end: `${subnet}.150`, router: "", leaseSeconds: 600 } },
+    amanda,
+    catalog: { refreshMinutes: 0 },
+  };
+}
+
 /** Starts `lifeboat serve --config <dataDir>/lifeboat.yaml` in `member`; resolves once every expected service logged its line. */
 export async function serveInNs(lan: Lan, member: string, dataDir: string, config: Record<string, unknown>, services: string[]): Promise<NsServer> {
   mkdirSync(dataDir, { recursive: true });

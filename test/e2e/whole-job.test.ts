@@ -1,0 +1,84 @@
+/**
+ * The whole job for a real host (issue 18 §1), the same story `bash scripts/demo` tells
+ * (demo/whole-job.ts), under UEFI (OVMF): a Debian 12 server backed up over the network by
+ * a real Amanda (two DLEs, level 0 to vtape, level 1 on the holding disk), its layout
+ * uploaded by capture.sh from its cron line, its disk destroyed; armed with the CLI, it
+ * network-boots Lifeboat's rescue image, is restored, and boots on its own from its disk as
+ * itself. Prints the figures: time to recover, bytes, the guest's restore rate and `dd` of
+ * the same bytes from the same server in the same guest onto the same disk.
+ */
+import { expect, it } from "vitest";
+import { type Story, runWholeJob } from "../../demo/whole-job.ts";
+import { amandaLabUnavailable } from "../helpers/amanda-lab.ts";
+import { describeNeeding } from "../helpers/needs.ts";
+import { netnsUnavailable } from "../helpers/netns.ts";
+import { qemuUnavailable } from "../helpers/qemu.ts";
+import { sampleOsUnavailable } from "../helpers/sample-os.ts";
+import { tempDir } from "../helpers/tmp.ts";
+
+const skip = qemuUnavailable() ?? (await netnsUnavailable()) ?? amandaLabUnavailable() ?? sampleOsUnavailable() ?? undefined;
+const MiB = 1024 * 1024;
+
+describeNeeding(skip, "the whole job: a real Debian host backed up by Amanda dies and comes back as itself (UEFI)", () => {
+  const work = tempDir("lbwj-");
+  const lines: string[] = [];
+
+  it("backs up, captures, is destroyed, armed, restored over the network, and boots on its own as itself", async () => {
+    let story: Story | undefined;
+    try {
+      story = await runWholeJob({
+        firmware: "uefi",
+        workDir: work,
+        prefix: "lbwj",
+        subnet: "10.231.60",
+        mac: "52:54:00:3c:00:0a",
+        narrator: {
+          stage: (t) => lines.push(`== ${t}`),
+          say: (l) => lines.push(l),
+          progress: () => undefined,
+          detail: () => undefined,
+          watch: "capture",
+        },
+      });
+      const s = story;
+      // 1. Amanda backed it up over the network: two DLEs, a level 0 on vtape and a level 1 on the holding disk.
+      expect(s.dumps.map((d) => [d.disk, d.level, d.location.kind]).sort()).toEqual([
+        ["/", 0, "vtape"],
+        ["/", 1, "holding"],
+        ["/home", 0, "vtape"],
+        ["/home", 1, "holding"],
+      ]);
+      // 2. capture.sh uploaded the real layout: one GPT disk, ESP + / + /home.
+      expect(s.layout.disks.map((d) => [d.path, d.table?.label, d.table?.partitions.length])).toEqual([["/dev/vda", "gpt", 3]]);
+      // 3. The disk was destroyed: no partition table left.
+      expect(s.destroyedTable).toMatch(/does not contain a recognized partition table/);
+      // 4. The plan recreated the disk and restored both chains; the job is done with every byte.
+      expect(s.plan).toMatch(/^restore_dump \/ gtar 0 /m);
+      expect(s.plan).toMatch(/^restore_dump \/home gtar 1 /m);
+      expect(s.plan).toMatch(/^install_bootloader /m);
+      expect(s.job.state).toBe("done");
+      expect(s.job.bytesDone).toBe(s.job.bytesTotal);
+      expect(s.figures.bytesRestored).toBe(s.dumps.reduce((a, d) => a + d.sizeBytes, 0));
+      // 5. It booted on its own from its disk as itself, reached over the LAN with its old host key.
+      expect(s.after).toEqual({ ...s.before, level1: s.level1Written });
+      expect(s.before.level1).toBe("");
+      expect(Object.keys(s.after.uuids)).toEqual(["/", "/home", "/boot/efi"]);
+      // Through the NVRAM entry the recovery's grub-install wrote; its next network boot goes to local disk.
+      expect(s.efiEntry).toBe("debian");
+      expect(s.bootScriptAfter).toMatch(/^exit/m);
+      const f = s.figures;
+      console.log(
+        [
+          `whole job (UEFI, ${process.env.LIFEBOAT_ACCEL ?? "TCG"}): time to recover ${f.recoverSeconds.toFixed(0)} s (arm → restored system answers; ${f.measureSeconds.toFixed(0)} s of side measurement taken out)`,
+          `  restored ${(f.bytesRestored / MiB).toFixed(0)} MiB in ${f.restoreSeconds.toFixed(1)} s: ${f.restoreMiBs.toFixed(1)} MiB/s (curl → sha256 → tar)`,
+          `  same guest, same server, same disk, ${(f.fetch.bytes / MiB).toFixed(0)} MiB: curl → /dev/null ${f.fetch.nullMiBs.toFixed(1)} MiB/s, curl | sha256sum ${f.fetch.sha256MiBs.toFixed(1)} MiB/s, curl | dd ${f.fetch.ddMiBs.toFixed(1)} MiB/s`,
+          `  restore/dd = ${f.ratio.toFixed(2)}×`,
+        ].join("\n"),
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- story ---\n${lines.join("\n")}`, { cause: err });
+    } finally {
+      await story?.cleanup();
+    }
+  }, 3_600_000);
+});
