@@ -55,7 +55,6 @@ export class SqliteStore implements Store {
   readonly assignments: AssignmentRepo;
   readonly jobs: JobRepo;
   readonly leases: LeaseRepo;
-  private readonly flushLeases: () => void;
   readonly catalog: CatalogRepo;
 
   constructor(file: string, opts: { keyFile?: string } = {}) {
@@ -80,9 +79,7 @@ export class SqliteStore implements Store {
     this.profiles = sqliteProfiles(this.db);
     this.assignments = sqliteAssignments(this.db);
     this.jobs = sqliteJobs(this.db, box);
-    const leases = sqliteLeases(this.db);
-    this.leases = leases;
-    this.flushLeases = leases.flush;
+    this.leases = sqliteLeases(this.db);
     this.catalog = sqliteCatalog(this.db);
   }
 
@@ -91,7 +88,6 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.flushLeases();
     this.db.close();
   }
 
