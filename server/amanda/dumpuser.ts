@@ -21,6 +21,11 @@ export interface DumpUserAccess {
   helperSocket: string;
 }
 
+/** Debian's dump user and the default helper socket: what is used when a config's amanda.conf cannot say. */
+export function defaultDumpUserAccess(helperSocket: string = DEFAULT_HELPER_SOCKET): DumpUserAccess {
+  return { dumpuser: "backup", helperSocket };
+}
+
 /** How one run is reached: runuser (as root), directly (already the dump user), or the helper. */
 export type RunVia = { kind: "runuser"; user: string } | { kind: "direct" } | { kind: "helper"; socket: string };
 

@@ -12,7 +12,7 @@ import { execa } from "execa";
 import { UserError } from "../errors.ts";
 import { Crc32c } from "./crc32c.ts";
 import { type Crc, HEADER_SIZE } from "./header.ts";
-import { DEFAULT_HELPER_SOCKET, type DumpUserAccess, amfetchdumpArgv } from "./dumpuser.ts";
+import { type DumpUserAccess, amfetchdumpArgv, defaultDumpUserAccess } from "./dumpuser.ts";
 import { expectPiece, readHeaderSync } from "./media.ts";
 import { type CatalogDump, dumpName } from "./model.ts";
 import { runAsDumpUser } from "./run-dumpuser.ts";
@@ -212,7 +212,7 @@ function viaAmfetchdump(dump: CatalogDump, opts: StreamOptions, ranged: boolean)
   if (ranged) throw new DumpStreamError(`${dumpName(dump)} is read through amfetchdump; byte ranges are not supported`, 416);
   let raw: Readable;
   try {
-    raw = runAsDumpUser(amfetchdumpArgv(dump, !opts.decompress), opts.dumpUser ?? { dumpuser: "backup", helperSocket: DEFAULT_HELPER_SOCKET });
+    raw = runAsDumpUser(amfetchdumpArgv(dump, !opts.decompress), opts.dumpUser ?? defaultDumpUserAccess());
   } catch (err) {
     throw new DumpStreamError(`${dumpName(dump)}: ${(err as Error).message}`, 503);
   }

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Transform } from "node:stream";
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { selectChain } from "../../amanda/chain.ts";
-import { DEFAULT_HELPER_SOCKET, type DumpUserAccess } from "../../amanda/dumpuser.ts";
+import { type DumpUserAccess, defaultDumpUserAccess } from "../../amanda/dumpuser.ts";
 import { dumpName } from "../../amanda/model.ts";
 import { refreshCatalogs, setupOf } from "../../amanda/refresh.ts";
 import { counter } from "../../metrics.ts";
@@ -31,10 +31,9 @@ function dumpUserOf(a: AmandaConfig): DumpUserAccess {
   try {
     return setupOf(a);
   } catch {
-    return { dumpuser: "backup", helperSocket: a.helperSocket ?? DEFAULT_HELPER_SOCKET };
+    return defaultDumpUserAccess(a.helperSocket);
   }
 }
-
 
 /** The catalog API, under /api/v1/catalog: listings, restore chains, refresh (admin). */
 export function catalogRoutes(ctx: ServerContext): FastifyPluginAsync {
