@@ -10,35 +10,20 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { type DemoOptions, USAGE, figuresTable, parseDemoArgs } from "./report.ts";
 import { type Narrator, type Story, runWholeJob } from "./whole-job.ts";
 
-const USAGE = `usage: bash scripts/demo [--firmware uefi|bios] [--keep [--port N]] [--verbose]
-  Runs Lifeboat's whole job on a private LAN (network namespaces; nothing on this host's own
-  network): a Debian 12 server backed up by Amanda dies, network-boots Lifeboat and comes back
-  as itself. Needs root, QEMU and the packages of scripts/apt-packages.txt (scripts/bootstrap).
-  --firmware  the machine's firmware: uefi (OVMF, default) or bios (SeaBIOS)
-  --keep      afterwards, keep the server and forward its admin page to http://127.0.0.1:PORT/ until Ctrl-C
-  --port      the forwarded port (default 8088)
-  --verbose   show the build and boot log lines as well`;
-
-function parse() {
-  try {
-    const { values } = parseArgs({
-      options: { firmware: { type: "string", default: "uefi" }, keep: { type: "boolean", default: false }, port: { type: "string", default: "8088" }, verbose: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false } },
-    });
-    if (values.help) {
-      console.log(USAGE);
-      process.exit(0);
-    }
-    if (values.firmware !== "uefi" && values.firmware !== "bios") throw new Error(`--firmware: uefi or bios, not ${values.firmware}`);
-    const port = Number(values.port);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--port: a TCP port, not ${values.port}`);
-    return { firmware: values.firmware as "uefi" | "bios", keep: values.keep, port, verbose: values.verbose };
-  } catch (err) {
-    console.error(`demo: ${(err as Error).message}\n${USAGE}`);
+function parse(): DemoOptions {
+  const parsed = parseDemoArgs(process.argv.slice(2));
+  if ("help" in parsed) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  if ("error" in parsed) {
+    console.error(`demo: ${parsed.error}\n${USAGE}`);
     process.exit(2);
   }
+  return parsed.options;
 }
 
 const tty = process.stdout.isTTY;
@@ -89,23 +74,6 @@ function bar(f: number): string {
   return `[${"#".repeat(k)}${"-".repeat(w - k)}]`;
 }
 
-const MiB = 1024 * 1024;
-
-function table(s: Story): string {
-  const f = s.figures;
-  const rows: Array<[string, string, string]> = [
-    ["time to recover (arm → web1 answers from its restored disk)", `${f.recoverSeconds.toFixed(0)} s`, `side measurement of ${f.measureSeconds.toFixed(0)} s taken out`],
-    ["bytes restored (2 chains: / and /home, level 0 + level 1)", `${(f.bytesRestored / MiB).toFixed(0)} MiB`, `Amanda wrote ${(f.backupBytes / MiB).toFixed(0)} MiB in ${f.backupSeconds.toFixed(0)} s`],
-    ["guest restore rate (curl → sha256 → tar onto ext4)", `${f.restoreMiBs.toFixed(1)} MiB/s`, `${f.restoreSeconds.toFixed(0)} s in restore_dump`],
-    ["dd of the same bytes, same server, same guest and disk", `${f.fetch.ddMiBs.toFixed(1)} MiB/s`, `restore/dd = ${f.ratio.toFixed(2)}×`],
-    ["  the stream alone (curl → /dev/null)", `${f.fetch.nullMiBs.toFixed(1)} MiB/s`, `restore/curl = ${(f.restoreMiBs / f.fetch.nullMiBs).toFixed(2)}×`],
-    ["  the stream through sha256sum", `${f.fetch.sha256MiBs.toFixed(1)} MiB/s`, `restore/sha = ${(f.restoreMiBs / f.fetch.sha256MiBs).toFixed(2)}×`],
-  ];
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max(...rows.map((r) => r[1].length));
-  return rows.map((r) => `  ${r[0].padEnd(w0)}  ${r[1].padStart(w1)}   ${r[2]}`).join("\n");
-}
-
 /**
  * Forwards 127.0.0.1:PORT on this host to HOST:TARGET inside the namespace NS: the listening
  * socket is made here and handed over IPC to a node process started inside the namespace,
@@ -151,7 +119,9 @@ async function main() {
     rmSync(work, { recursive: true, force: true });
     process.exit(code);
   };
-  process.on("SIGINT", () => void finish(130));
+  // Ctrl-C is how a kept demo is meant to end (exit 0); before that, it interrupts the run (130).
+  let kept = false;
+  process.on("SIGINT", () => void finish(kept ? 0 : 130));
   process.on("SIGTERM", () => void finish(143));
   try {
     story = await runWholeJob({ firmware: o.firmware, workDir: work, prefix: "lbdemo", subnet: "10.231.61", mac: "52:54:00:3d:00:0a", narrator: n });
@@ -162,7 +132,7 @@ async function main() {
     return;
   }
   endLine();
-  console.log(`\n[${clock()}] == recovered. The figures (QEMU under ${process.env.LIFEBOAT_ACCEL ?? "TCG"} on this machine):\n${table(story)}`);
+  console.log(`\n[${clock()}] == recovered. The figures (QEMU under ${process.env.LIFEBOAT_ACCEL ?? "TCG"} on this machine):\n${figuresTable(story.figures)}`);
   console.log(`
 On a real LAN it is one service: \`lifeboat serve\` with your Amanda config and your network in its
 config (README, "Running it on a real LAN"), hosts added with \`lifeboat hosts add\`, capture.sh
@@ -171,6 +141,7 @@ This demo is a self-contained rehearsal of that on a private LAN; it is not the 
   if (!o.keep) return finish(0);
   const fwd = await forward(story.lan.ns("srv"), o.port, "10.231.61.1", 8080);
   process.on("exit", () => fwd.kill());
+  kept = true;
   console.log(`\nkept: the admin page is at http://127.0.0.1:${o.port}/ (admin token: ${story.adminTokenFile}); Ctrl-C removes everything.`);
 }
 
