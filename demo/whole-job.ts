@@ -103,6 +103,8 @@ export interface Story {
   efiEntry: string | null;
   /** `lifeboat hosts boot-script MAC` after the recovery. */
   bootScriptAfter: string;
+  /** The last boot's console showed Lifeboat's boot script sending the machine to its disk. */
+  sentToDisk: boolean;
   /** The plan as `jobs plan` printed it. */
   plan: string;
   /** The dumps Amanda made (catalog list --json). */
@@ -283,13 +285,10 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     if (done.state !== "done") throw new Error(`job ${job.id} ended ${done.state}: ${done.error ?? ""}\n${watched}`);
 
     // --- it comes back as itself --------------------------------------------------------------
-    // BIOS: network boot first, and Lifeboat's boot script (`exit`) hands it to its disk. UEFI:
-    // OVMF, given back control by iPXE's `exit`, opens its setup page instead of trying the disk
-    // (seen here with the NVRAM entry the recovery wrote), so the disk goes first there and the
-    // boot script is checked on its own.
-    const netFirst = o.firmware === "bios";
-    n.stage(`${HOST} powered on again (${netFirst ? "network boot first: Lifeboat sends it to its disk" : "its disk first, through the NVRAM entry the recovery wrote"})`);
-    const after3 = machine(netFirst, 3);
+    // Network boot first, as the machine was left: Lifeboat's boot script (exit.ipxe) hands it to
+    // the firmware's next boot option, its disk (under UEFI through the NVRAM entry the recovery wrote).
+    n.stage(`${HOST} powered on again (network boot first: Lifeboat sends it to its disk)`);
+    const after3 = machine(true, 3);
     await waitBooted(after3, n, "booting web1 from its restored disk", 900_000);
     // Under UEFI: the firmware's boot entry it came through (the one grub-install wrote: "debian").
     let efiEntry: string | null = null;
@@ -302,6 +301,7 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     const same = before.hostname === after.hostname && before.machineId === after.machineId && JSON.stringify(before.uuids) === JSON.stringify(after.uuids) && before.hostKey === after.hostKey;
     n.say(`${HOST} booted from its restored disk ${same ? "as itself" : "NOT as itself"} (hostname ${after.hostname}, machine-id ${after.machineId.slice(0, 8)}…, same UUIDs ${Object.keys(after.uuids).join(" ")}, same SSH host key), level-1 change ${after.level1 === level1Written ? "present" : "MISSING"}`);
     const bootScriptAfter = await cli("hosts", "boot-script", o.mac);
+    const sentToDisk = after3.serial().includes(`no recovery job for ${o.mac}, booting from local disk`);
 
     const restoreSteps = stepSeconds(events, "restore_dump");
     const bytesRestored = events.filter((e) => e.type === "stream-done").reduce((a, e) => a + (e.data as { bytes: number }).bytes, 0);
@@ -325,6 +325,7 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       events,
       destroyedTable,
       bootScriptAfter,
+      sentToDisk,
       efiEntry,
       plan,
       dumps,

@@ -63,9 +63,11 @@ describeNeeding(skip, "the whole job: a real Debian host backed up by Amanda die
       expect(s.after).toEqual({ ...s.before, level1: s.level1Written });
       expect(s.before.level1).toBe("");
       expect(Object.keys(s.after.uuids)).toEqual(["/", "/home", "/boot/efi"]);
-      // Through the NVRAM entry the recovery's grub-install wrote; its next network boot goes to local disk.
+      // Powered on with network boot first: Lifeboat's boot script sent it on to the firmware's next
+      // option, the NVRAM entry the recovery's grub-install wrote.
+      expect(s.bootScriptAfter).toMatch(/^exit 1$/m);
+      expect(s.sentToDisk).toBe(true);
       expect(s.efiEntry).toBe("debian");
-      expect(s.bootScriptAfter).toMatch(/^exit/m);
       const f = s.figures;
       console.log(
         [

@@ -62,7 +62,7 @@ describe("boot scripts", () => {
     const log = await get(`${AGENT_BASE}/${jobId}/log`, { method: "POST", headers: { authorization: `Bearer ${args.token}`, "content-type": "text/plain" }, body: "hi" });
     expect(log.status).toBe(200);
     // The same boot asking again gets no second token.
-    expect(await (await get("/boot/ipxe?mac=52-54-00-07-00-01")).text()).toMatch(/^exit$/m);
+    expect(await (await get("/boot/ipxe?mac=52-54-00-07-00-01")).text()).toMatch(/^exit 1$/m);
     const again = parseKernelArgs(/^kernel (.*)$/m.exec(await boot("52:54:00:07:00:01"))![1]!);
     expect(again.token).not.toBe(args.token);
   });
@@ -76,7 +76,7 @@ describe("boot scripts", () => {
 
   it("an unarmed MAC gets exit; a bad MAC is a 400", async () => {
     const text = await boot("52:54:00:07:00:77", "&uuid=00000000-0000-0000-0000-000000000000");
-    expect(text).toMatch(/^exit$/m);
+    expect(text).toMatch(/^exit 1$/m);
     expect(text).not.toContain("kernel");
     expect((await get("/boot/ipxe?mac=zz")).status).toBe(400);
     expect((await get("/boot/ipxe")).status).toBe(400);
@@ -91,7 +91,7 @@ describe("boot scripts", () => {
     expect((await srv.ctx.store.jobs.get(jobId))!.tokenHash).toBe(before);
     const other = await lifeboat(["hosts", "boot-script", "52:54:00:07:00:77", "--data-dir", dataDir, "--json"]);
     expect(JSON.parse(other.stdout)).toMatchObject({ mac: "52:54:00:07:00:77", job: null });
-    expect(JSON.parse(other.stdout).script).toMatch(/^exit$/m);
+    expect(JSON.parse(other.stdout).script).toMatch(/^exit 1$/m);
     const bad = await lifeboat(["hosts", "boot-script", "nope", "--data-dir", dataDir]);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toContain("not a MAC address");

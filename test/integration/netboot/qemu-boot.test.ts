@@ -5,7 +5,8 @@
  *
  *   BIOS (SeaBIOS + the NIC's iPXE ROM) and UEFI (OVMF's own PXE, NIC ROM off → TFTP
  *   snponly.efi → iPXE), each in proxy mode (dnsmasq hands out addresses) and full mode;
- *   plus an unarmed MAC (booted beside the BIOS full-mode one), which must get `exit` and no kernel.
+ *   plus an unarmed MAC beside each full-mode one, which must get `exit` and no kernel, and under
+ *   UEFI must see the firmware go on to its next boot option.
  *
  * A "router" namespace sends IPv6 router advertisements (dnsmasq, RA only): without one,
  * iPXE waits ~13 s for IPv6 autoconfiguration on every DHCP (see pxe/README.md).
@@ -34,6 +35,8 @@ const initramfs = join(work, "initramfs");
 interface Machine {
   mac: string;
   armed: boolean;
+  /** For an unarmed machine: what its console must show after iPXE gave it back to the firmware. */
+  thenFirmware?: RegExp;
 }
 
 /** One Lifeboat + router, the machines booted side by side (one tap each); armed ones must report, others must see `exit`. */
@@ -68,6 +71,7 @@ async function bootOnce(name: string, o: { firmware: "bios" | "uefi"; mode: "pro
         if (m.armed) await vm.waitSerial(/NETBOOT-TEST: REPORT SENT/, BOOT_TIMEOUT);
         // iPXE gives the machine back to the firmware after the `exit` script: wait for that too, so the console after it is seen.
         else await vm.waitSerial(new RegExp(`no recovery job for ${m.mac}, booting from local disk[\\s\\S]*No more network devices`), BOOT_TIMEOUT);
+        if (!m.armed && m.thenFirmware) await vm.waitSerial(m.thenFirmware, 60_000).catch((err: Error) => { throw new Error(`${err.message}\n--- console tail ---\n${vm.serial().slice(-3000)}`); });
         const t = (Date.now() - started) / 1000;
         await vm.kill();
         return t;
@@ -145,10 +149,16 @@ describeNeeding(skip, "QEMU machines network-boot from Lifeboat", () => {
     console.log(`uefi-proxy booted in ${r.seconds[0]!.toFixed(1)} s`);
   }, BOOT_TIMEOUT + 60_000);
 
-  it("UEFI (OVMF PXE → TFTP snponly.efi → iPXE), full mode", async () => {
-    const r = await bootOnce("uefi-full", { firmware: "uefi", mode: "full", machines: [{ mac: "52:54:00:07:00:14", armed: true }] });
+  // pxe/exit.ipxe leaves with a failure status so that OVMF goes on to its next boot option (here
+  // PXE over IPv6; on a machine with a disk, the disk). With `exit` (status 0), OVMF stopped at
+  // its boot menu instead (UEFI 3.1.1): no "failed to start" line, no next option.
+  const UEFI_NEXT_OPTION = /BdsDxe: failed to start Boot\d+ "UEFI PXEv4 \(MAC:525400070016\)"[\s\S]*Start PXE over IPv6/;
+
+  it("UEFI (OVMF PXE → TFTP snponly.efi → iPXE), full mode; an unarmed machine beside it gets exit and goes on to its next boot option", async () => {
+    const r = await bootOnce("uefi-full", { firmware: "uefi", mode: "full", machines: [{ mac: "52:54:00:07:00:14", armed: true }, { mac: "52:54:00:07:00:16", armed: false, thenFirmware: UEFI_NEXT_OPTION }] });
     reported(r.events.get("52:54:00:07:00:14")!, "52:54:00:07:00:14");
     expect(dhcpKinds(r.srv)).toEqual(expect.arrayContaining(["ack snponly.efi", "ack http://10.231.7.1:8080/boot.ipxe"]));
-    console.log(`uefi-full booted in ${r.seconds[0]!.toFixed(1)} s`);
+    expect(r.serials[1]).not.toMatch(/NETBOOT-TEST|could not be fetched/);
+    console.log(`uefi-full booted in ${r.seconds[0]!.toFixed(1)} s; the unarmed machine reached its next boot option after ${r.seconds[1]!.toFixed(1)} s`);
   }, BOOT_TIMEOUT + 60_000);
 });
