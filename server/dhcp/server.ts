@@ -12,6 +12,7 @@ import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { networkInterfaces } from "node:os";
+import { type EventLoopUtilization, performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { Counter, type Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
@@ -22,6 +23,7 @@ import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, r
 import { bootBaseUrl } from "../jobs/boot-scripts.ts";
 import type { DhcpWitness } from "../jobs/boot-service.ts";
 import { LeasePool } from "./pool.ts";
+import { SHED_SAMPLE_MS, nextShedding } from "./shed.ts";
 import { counter } from "../metrics.ts";
 
 const SOL_SOCKET = 1;
@@ -99,6 +101,11 @@ export class DhcpService implements Service {
   private env: DhcpEnv | undefined;
   /** Proxy OFFERs waiting out the hold, by client MAC and xid. */
   private readonly held = new Map<string, NodeJS.Timeout>();
+  /** Overload shedding (shed.ts): the last utilization sample, when it was taken, datagrams since. */
+  private elu: EventLoopUtilization = performance.eventLoopUtilization();
+  private eluAt = performance.now();
+  private packetsSinceSample = 0;
+  private shedding = false;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -178,6 +185,22 @@ export class DhcpService implements Service {
     }
   }
 
+  /** Whether new DISCOVERs are shed now; samples the loop's utilization every SHED_SAMPLE_MS. */
+  private overloaded(): boolean {
+    this.packetsSinceSample++;
+    const now = performance.now();
+    if (now - this.eluAt >= SHED_SAMPLE_MS) {
+      const cur = performance.eventLoopUtilization();
+      const was = this.shedding;
+      this.shedding = nextShedding(this.shedding, performance.eventLoopUtilization(cur, this.elu).utilization, this.packetsSinceSample);
+      if (this.shedding !== was) this.log.warn(this.shedding ? "overloaded: shedding new DISCOVERs, finishing started handshakes" : "load back to normal: answering DISCOVERs again");
+      this.elu = cur;
+      this.eluAt = now;
+      this.packetsSinceSample = 0;
+    }
+    return this.shedding;
+  }
+
   private drop(reason: string, detail: Record<string, unknown>): void {
     this.metrics.drops.inc({ reason });
     this.log.debug(detail, `dropped: ${reason}`);
@@ -215,21 +238,29 @@ export class DhcpService implements Service {
       this.metrics.drops.inc({ reason: "not-a-request" });
       return undefined;
     }
+    const type = messageType(req);
+    // Full mode only: there a DISCOVER costs a store write; a proxy OFFER costs a timer (MAX_HELD bounds those).
+    if (this.pool && type === MessageType.DISCOVER && this.overloaded()) {
+      this.metrics.drops.inc({ reason: "overload" });
+      return undefined;
+    }
     try {
       const answer = await this.decide(req, port);
       this.witness(req, answer);
-      const log = this.log.child({ mac: macOf(req), type: messageTypeName(messageType(req)), port });
+      // The fields every line of this exchange carries, built only for a line that is written (no child logger per packet).
+      const who = () => ({ mac: macOf(req), type: messageTypeName(type), port });
       if (!answer.send) {
         this.metrics.drops.inc({ reason: answer.notable ? "no-boot" : "ignored" });
-        if (answer.notable) log.info({ arch: answer.machine?.arch, vendorClass: answer.machine?.vendorClass }, `no answer: ${answer.reason}`);
-        else log.debug(`ignored: ${answer.reason}`);
+        if (answer.notable) this.log.info({ ...who(), arch: answer.machine?.arch, vendorClass: answer.machine?.vendorClass }, `no answer: ${answer.reason}`);
+        else if (this.log.isLevelEnabled("debug")) this.log.debug(who(), `ignored: ${answer.reason}`);
         return undefined;
       }
       const bytes = encode(answer.packet);
-      log.info(
-        { kind: answer.kind, yiaddr: answer.packet.yiaddr, file: answer.packet.file || undefined, arch: answer.machine.arch },
-        `${answer.kind}${answer.packet.file ? ` ${answer.packet.file}` : ""}`,
-      );
+      if (this.log.isLevelEnabled("info"))
+        this.log.info(
+          { ...who(), kind: answer.kind, yiaddr: answer.packet.yiaddr, file: answer.packet.file || undefined, arch: answer.machine.arch },
+          `${answer.kind}${answer.packet.file ? ` ${answer.packet.file}` : ""}`,
+        );
       return { bytes, to: answer.to, kind: answer.kind, mac: macOf(req), xid: req.xid };
     } catch (err) {
       this.metrics.drops.inc({ reason: "error" });

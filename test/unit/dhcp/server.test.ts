@@ -52,6 +52,39 @@ describe("proxy OFFER hold (dhcp.proxyOfferDelayMs)", () => {
   });
 });
 
+describe("overload (full mode): shed new DISCOVERs, finish started handshakes", () => {
+  const busy = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+  };
+  const chaddr = (n: number) => Buffer.from([0x52, 0x54, 0x00, 0x64, 0, n, ...Array<number>(10).fill(0)]);
+  const discover = (n: number) => encode(request(MessageType.DISCOVER, {}, { chaddr: chaddr(n), xid: n }));
+  const answers = async (metrics: import("prom-client").Registry) =>
+    Object.fromEntries((await metrics.getSingleMetric("lifeboat_dhcp_answers_total")!.get()).values.map((v) => [v.labels.kind, v.value]));
+
+  it("a saturated loop with a DISCOVER flood sheds the next DISCOVERs (counted, unanswered), still ACKs a REQUEST, and answers again once idle", async () => {
+    const { svc, metrics } = dhcpService("full");
+    const sock = new DgramDouble() as unknown as Socket;
+    busy(30);
+    for (let n = 1; n <= 25; n++) await svc.receive(sock, 67, discover(n), rinfo("0.0.0.0", 68));
+    busy(30);
+    await svc.receive(sock, 67, discover(100), rinfo("0.0.0.0", 68));
+    await svc.receive(sock, 67, discover(101), rinfo("0.0.0.0", 68));
+    // client 1 was offered an address before the flood: its REQUEST completes the handshake
+    const offered = "10.231.7.100";
+    const req = encode(request(MessageType.REQUEST, { [Opt.SERVER_ID]: ipBytes("10.231.7.1"), [Opt.REQUESTED_IP]: ipBytes(offered) }, { chaddr: chaddr(1), xid: 1 }));
+    await svc.receive(sock, 67, req, rinfo("0.0.0.0", 68));
+    await sleep(20);
+    expect((await drops(metrics)).overload).toBe(2);
+    expect(await answers(metrics)).toEqual({ offer: 25, ack: 1 });
+    await sleep(50); // idle: the next sample ends the shedding
+    await svc.receive(sock, 67, discover(102), rinfo("0.0.0.0", 68));
+    await sleep(20);
+    expect((await drops(metrics)).overload).toBe(2);
+    expect((await answers(metrics)).offer).toBe(26);
+  });
+});
+
 describe("what the DHCP service tells the boot service (a boot token goes only to the address it answered)", () => {
   const mac = "52:54:00:07:00:42";
   const sock = () => new DgramDouble() as unknown as Socket;
