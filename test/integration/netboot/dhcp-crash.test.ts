@@ -13,7 +13,7 @@ import { tempDir } from "../../helpers/tmp.ts";
 import { serveInNs } from "./lifeboat-ns.ts";
 
 const skip = await netnsUnavailable();
-const flood = fileURLToPath(new URL("./dhcp-flood.ts", import.meta.url));
+const relayClients = fileURLToPath(new URL("./dhcp-relay-clients.ts", import.meta.url));
 let lan: Lan;
 
 describeNeeding(skip, "DHCP full mode killed mid-flood", () => {
@@ -33,7 +33,7 @@ describeNeeding(skip, "DHCP full mode killed mid-flood", () => {
       tftp: { enabled: false },
       dhcp: { mode: "full", pool: { start: "10.231.65.10", end: "10.231.65.250", leaseSeconds: 3600 } },
     }, ["dhcp"]);
-    const client = lan.exec("cli", [process.execPath, "--import", "tsx", flood, lan.ip("cli"), lan.ip("srv"), "200", "4000"], { timeout: 30_000 });
+    const client = lan.exec("cli", [process.execPath, "--import", "tsx", relayClients, lan.ip("cli"), lan.ip("srv"), "200", "4000"], { timeout: 30_000 });
     await new Promise((r) => setTimeout(r, 2000));
     s.proc.kill("SIGKILL");
     await Promise.race([s.proc, new Promise((r) => setTimeout(r, 5000))]);

@@ -1,46 +1,59 @@
 /**
- * A DHCP relay flooding a full-mode server, run inside a namespace: from <relay>:67 (giaddr =
- * <relay>) it takes <clients> machines through DISCOVER/OFFER/REQUEST/ACK over and over for
- * <ms>, all at once, and prints every ACK as a JSON line {mac, ip} the moment it arrives.
- *   node --import tsx dhcp-flood.ts <relay> <server> <clients> <ms>
+ * Hostile-load helper for dhcp-interop.test.ts, run inside a namespace; prints one JSON line.
+ *   node --import tsx dhcp-flood.ts blast <server ip> <ms>   64 KB datagrams of one option repeated (e0 01 41…)
+ *                                                            to <ip>:67 and :4011, one every 5 ms, for <ms>
+ *                                                            (each one cost the old decoder ~258 ms)
+ *   node --import tsx dhcp-flood.ts probe <url> <ms>         GET <url> every 10 ms for <ms>: median, 95th percentile
+ *                                                            and slowest answer
+ * Two processes, so the prober's own loop is never busy sending. Other arguments: usage, exit 2 (never a
+ * run without end: test/unit/helpers/dhcp-load.test.ts).
  */
 import { createSocket } from "node:dgram";
-import { type DhcpPacket, MessageType, Opt, decode, encode, ipBytes, macOf, messageType } from "../../../server/dhcp/codec.ts";
+import { get } from "node:http";
+import { MessageType, encode } from "../../../server/dhcp/codec.ts";
+import { request } from "../../unit/dhcp/packets.ts";
 
-const [relay, server, count, ms] = process.argv.slice(2) as [string, string, string, string];
-const clients = Number(count);
-const chaddr = (n: number) => Buffer.from([0x52, 0x54, 0x00, 0x65, n >> 8, n & 255, ...Array<number>(10).fill(0)]);
-const packet = (n: number, type: number, opts: Array<[number, Buffer]> = []): Buffer => {
-  const p: DhcpPacket = {
-    op: 1, htype: 1, hlen: 6, hops: 1, xid: n, secs: 0, flags: 0,
-    ciaddr: "0.0.0.0", yiaddr: "0.0.0.0", siaddr: "0.0.0.0", giaddr: relay,
-    chaddr: chaddr(n), sname: "", file: "", options: new Map([[Opt.MESSAGE_TYPE, Buffer.from([type])], ...opts]),
-  };
-  return encode(p);
-};
-const sock = createSocket({ type: "udp4" });
-const send = (b: Buffer) => sock.send(b, 67, server);
-const until = Date.now() + Number(ms);
-sock.on("message", (msg) => {
-  const d = decode(msg);
-  if (!d.ok || d.packet.op !== 2) return;
-  const p = d.packet;
-  const type = messageType(p);
-  if (type === MessageType.OFFER) send(packet(p.xid, MessageType.REQUEST, [[Opt.SERVER_ID, ipBytes(server)], [Opt.REQUESTED_IP, ipBytes(p.yiaddr)]]));
-  else if (type === MessageType.ACK) {
-    process.stdout.write(`${JSON.stringify({ mac: macOf(p), ip: p.yiaddr })}\n`);
-    if (Date.now() < until) send(packet(p.xid, MessageType.DISCOVER));
+const [mode, target, msArg] = process.argv.slice(2);
+if ((mode !== "blast" && mode !== "probe") || !target || !(Number(msArg) > 0)) {
+  process.stderr.write("usage: dhcp-flood.ts blast <server ip> <ms> | probe <url> <ms>\n");
+  process.exit(2);
+}
+const until = Date.now() + Number(msArg);
+
+async function blast(ip: string): Promise<void> {
+  const head = encode(request(MessageType.DISCOVER)).subarray(0, 240);
+  const datagram = Buffer.concat([head, Buffer.alloc(65_507 - 240, Buffer.from([0xe0, 1, 0x41]))]);
+  const sock = createSocket("udp4");
+  let sent = 0;
+  while (Date.now() < until) {
+    await new Promise<void>((resolve, reject) => sock.send(datagram, sent % 2 ? 4011 : 67, ip, (err) => (err ? reject(err) : resolve())));
+    sent++;
+    await new Promise((r) => setTimeout(r, 5));
   }
-});
-// A machine whose packets were lost starts over every 200 ms (a server under load sheds DISCOVERs).
-const tick = setInterval(() => {
-  if (Date.now() >= until) {
-    clearInterval(tick);
-    setTimeout(() => sock.close(), 500);
-    return;
+  sock.close();
+  process.stdout.write(`${JSON.stringify({ sent })}\n`);
+}
+
+async function probe(url: string): Promise<void> {
+  const times: number[] = [];
+  let failures = 0;
+  while (Date.now() < until) {
+    const t = performance.now();
+    const ok = await new Promise<boolean>((resolve) => {
+      const req = get(url, (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode === 200));
+      });
+      req.on("error", () => resolve(false));
+      req.setTimeout(2000, () => req.destroy());
+    });
+    if (ok) times.push(performance.now() - t);
+    else failures++;
+    await new Promise((r) => setTimeout(r, 10));
   }
-  for (let n = 1; n <= clients; n++) send(packet(n, MessageType.DISCOVER));
-}, 200);
-sock.bind(67, relay, () => {
-  for (let n = 1; n <= clients; n++) send(packet(n, MessageType.DISCOVER));
-});
+  times.sort((a, b) => a - b);
+  const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
+  process.stdout.write(`${JSON.stringify({ probes: times.length, failures, medianMs: at(0.5), p95Ms: at(0.95), maxMs: times.at(-1) })}\n`);
+}
+
+await (mode === "blast" ? blast(target) : probe(target));
