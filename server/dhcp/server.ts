@@ -12,7 +12,6 @@ import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { networkInterfaces } from "node:os";
-import { type EventLoopUtilization, performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { Counter, type Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
@@ -23,7 +22,7 @@ import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, r
 import { bootBaseUrl } from "../jobs/boot-scripts.ts";
 import type { DhcpWitness } from "../jobs/boot-service.ts";
 import { LeasePool } from "./pool.ts";
-import { SHED_SAMPLE_MS, nextShedding } from "./shed.ts";
+import { type LoopMeter, Shedder } from "./shed.ts";
 import { counter } from "../metrics.ts";
 
 const SOL_SOCKET = 1;
@@ -84,6 +83,8 @@ export interface DhcpServiceOptions {
   witness: DhcpWitness;
   /** Ports to listen on; tests may move them. */
   ports?: { dhcp: number; pxe: number };
+  /** The loop's clock and load that overload shedding samples (shed.ts); tests give a fake one. */
+  loop?: LoopMeter;
 }
 
 /** The client's address as a reply shows it: the lease (full mode), else the one it already has (ciaddr); null in a proxy OFFER. */
@@ -101,11 +102,8 @@ export class DhcpService implements Service {
   private env: DhcpEnv | undefined;
   /** Proxy OFFERs waiting out the hold, by client MAC and xid. */
   private readonly held = new Map<string, NodeJS.Timeout>();
-  /** Overload shedding (shed.ts): the last utilization sample, when it was taken, datagrams since. */
-  private elu: EventLoopUtilization = performance.eventLoopUtilization();
-  private eluAt = performance.now();
-  private packetsSinceSample = 0;
-  private shedding = false;
+  /** Overload shedding of new DISCOVERs (full mode). */
+  private readonly shedder: Shedder;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -113,6 +111,7 @@ export class DhcpService implements Service {
   ) {
     this.log = ctx.log.child({ svc: "dhcp" });
     this.metrics = dhcpMetrics(ctx.metrics);
+    this.shedder = new Shedder(opts.loop);
   }
 
   /** Sets the server address the answers use (start() does this from the interface; tests call it directly). */
@@ -185,20 +184,12 @@ export class DhcpService implements Service {
     }
   }
 
-  /** Whether new DISCOVERs are shed now; samples the loop's utilization every SHED_SAMPLE_MS. */
+  /** Whether a new DISCOVER is shed (shed.ts); a change of state is logged. */
   private overloaded(): boolean {
-    this.packetsSinceSample++;
-    const now = performance.now();
-    if (now - this.eluAt >= SHED_SAMPLE_MS) {
-      const cur = performance.eventLoopUtilization();
-      const was = this.shedding;
-      this.shedding = nextShedding(this.shedding, performance.eventLoopUtilization(cur, this.elu).utilization, this.packetsSinceSample);
-      if (this.shedding !== was) this.log.warn(this.shedding ? "overloaded: shedding new DISCOVERs, finishing started handshakes" : "load back to normal: answering DISCOVERs again");
-      this.elu = cur;
-      this.eluAt = now;
-      this.packetsSinceSample = 0;
-    }
-    return this.shedding;
+    const was = this.shedder.shedding;
+    const shed = this.shedder.discover();
+    if (shed !== was) this.log.warn(shed ? "overloaded: shedding new DISCOVERs, finishing started handshakes" : "load back to normal: answering DISCOVERs again");
+    return shed;
   }
 
   private drop(reason: string, detail: Record<string, unknown>): void {

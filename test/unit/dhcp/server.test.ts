@@ -53,21 +53,33 @@ describe("proxy OFFER hold (dhcp.proxyOfferDelayMs)", () => {
 });
 
 describe("overload (full mode): shed new DISCOVERs, finish started handshakes", () => {
-  const busy = (ms: number) => {
-    const until = performance.now() + ms;
-    while (performance.now() < until);
-  };
+  /** The loop as the shedder sees it: the test moves the clock and says how much of the time was busy. */
+  class FakeLoop {
+    private t = 0;
+    private busy = 0;
+    now = () => this.t;
+    load = () => ({ active: this.busy, idle: this.t - this.busy });
+    pass(ms: number, utilization: number): void {
+      this.t += ms;
+      this.busy += ms * utilization;
+    }
+  }
   const chaddr = (n: number) => Buffer.from([0x52, 0x54, 0x00, 0x64, 0, n, ...Array<number>(10).fill(0)]);
   const discover = (n: number) => encode(request(MessageType.DISCOVER, {}, { chaddr: chaddr(n), xid: n }));
   const answers = async (metrics: import("prom-client").Registry) =>
     Object.fromEntries((await metrics.getSingleMetric("lifeboat_dhcp_answers_total")!.get()).values.map((v) => [v.labels.kind, v.value]));
 
   it("a saturated loop with a DISCOVER flood sheds the next DISCOVERs (counted, unanswered), still ACKs a REQUEST, and answers again once idle", async () => {
-    const { svc, metrics } = dhcpService("full");
+    const loop = new FakeLoop();
+    const { svc, metrics } = dhcpService("full", 0, loop);
     const sock = new DgramDouble() as unknown as Socket;
-    busy(30);
-    for (let n = 1; n <= 25; n++) await svc.receive(sock, 67, discover(n), rinfo("0.0.0.0", 68));
-    busy(30);
+    // 25 DISCOVERs in 17.5 ms of a loop 95 % busy: answered while that sample is open
+    for (let n = 1; n <= 25; n++) {
+      await svc.receive(sock, 67, discover(n), rinfo("0.0.0.0", 68));
+      loop.pass(0.7, 0.95);
+    }
+    // the next DISCOVERs close the sample (26 datagrams in 20.5 ms, 95 % busy): shed
+    loop.pass(3, 0.95);
     await svc.receive(sock, 67, discover(100), rinfo("0.0.0.0", 68));
     await svc.receive(sock, 67, discover(101), rinfo("0.0.0.0", 68));
     // client 1 was offered an address before the flood: its REQUEST completes the handshake
@@ -77,11 +89,29 @@ describe("overload (full mode): shed new DISCOVERs, finish started handshakes", 
     await sleep(20);
     expect((await drops(metrics)).overload).toBe(2);
     expect(await answers(metrics)).toEqual({ offer: 25, ack: 1 });
-    await sleep(50); // idle: the next sample ends the shedding
+    // still 80 % busy (above the stop mark): still shedding
+    loop.pass(25, 0.8);
     await svc.receive(sock, 67, discover(102), rinfo("0.0.0.0", 68));
+    expect((await drops(metrics)).overload).toBe(3);
+    // idle: the next sample ends the shedding
+    loop.pass(25, 0.1);
+    await svc.receive(sock, 67, discover(103), rinfo("0.0.0.0", 68));
     await sleep(20);
-    expect((await drops(metrics)).overload).toBe(2);
+    expect((await drops(metrics)).overload).toBe(3);
     expect((await answers(metrics)).offer).toBe(26);
+  });
+
+  it("a loop busy with something else while a few machines boot sheds nothing", async () => {
+    const loop = new FakeLoop();
+    const { svc, metrics } = dhcpService("full", 0, loop);
+    const sock = new DgramDouble() as unknown as Socket;
+    for (let n = 1; n <= 10; n++) {
+      loop.pass(25, 1);
+      await svc.receive(sock, 67, discover(n), rinfo("0.0.0.0", 68));
+    }
+    await sleep(20);
+    expect((await drops(metrics)).overload).toBeUndefined();
+    expect((await answers(metrics)).offer).toBe(10);
   });
 });
 
