@@ -22,7 +22,7 @@ import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, r
 import { bootBaseUrl } from "../jobs/boot-scripts.ts";
 import type { DhcpWitness } from "../jobs/boot-service.ts";
 import { LeasePool } from "./pool.ts";
-import { type LoopMeter, Shedder } from "./shed.ts";
+import { type LoopTurns, Shedder } from "./shed.ts";
 import { counter } from "../metrics.ts";
 
 const SOL_SOCKET = 1;
@@ -83,8 +83,8 @@ export interface DhcpServiceOptions {
   witness: DhcpWitness;
   /** Ports to listen on; tests may move them. */
   ports?: { dhcp: number; pxe: number };
-  /** The loop's clock and load that overload shedding samples (shed.ts); tests give a fake one. */
-  loop?: LoopMeter;
+  /** The loop's turns, in which overload shedding counts datagrams (shed.ts); tests drive their own. */
+  loop?: LoopTurns;
 }
 
 /** The client's address as a reply shows it: the lease (full mode), else the one it already has (ciaddr); null in a proxy OFFER. */
@@ -104,6 +104,7 @@ export class DhcpService implements Service {
   private readonly held = new Map<string, NodeJS.Timeout>();
   /** Overload shedding of new DISCOVERs (full mode). */
   private readonly shedder: Shedder;
+  private shedLogged = false;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -160,6 +161,7 @@ export class DhcpService implements Service {
    */
   async receive(sock: Socket, port: 67 | 4011, msg: Buffer, rinfo: RemoteInfo): Promise<void> {
     try {
+      this.shedder.datagram();
       if (rinfo.port === 0) return this.drop("source-port-0", { port, from: rinfo.address });
       const out = await this.handle(msg, port);
       if (!out) return;
@@ -184,11 +186,13 @@ export class DhcpService implements Service {
     }
   }
 
-  /** Whether a new DISCOVER is shed (shed.ts); a change of state is logged. */
+  /** Whether a new DISCOVER is shed now (shed.ts); a change of state is logged. */
   private overloaded(): boolean {
-    const was = this.shedder.shedding;
-    const shed = this.shedder.discover();
-    if (shed !== was) this.log.warn(shed ? "overloaded: shedding new DISCOVERs, finishing started handshakes" : "load back to normal: answering DISCOVERs again");
+    const shed = this.shedder.shedding;
+    if (shed !== this.shedLogged) {
+      this.shedLogged = shed;
+      this.log.warn(shed ? "overloaded: shedding new DISCOVERs, finishing started handshakes" : "load back to normal: answering DISCOVERs again");
+    }
     return shed;
   }
 

@@ -1,65 +1,63 @@
 /**
- * Overload shedding for full-mode DHCP. When the event loop is saturated, the kernel's
- * receive queue overflows and drops datagrams at random: REQUESTs of handshakes already
- * half done are lost as often as new DISCOVERs, every OFFER sent for them was wasted work,
- * and completed handshakes per second collapse as the offered rate grows. Shedding new
- * DISCOVERs early (a decode and a counter, no store, no reply) while busy keeps the loop for
- * the REQUESTs that finish handshakes; a client whose DISCOVER was shed retries it (RFC 2131
- * 4.1: 4 s, then 8 s...). `nextShedding` is the decision; `Shedder` samples the loop through
- * a `LoopMeter` (performance's by default, a fake one in tests).
+ * Overload shedding for full-mode DHCP. When the server falls behind, the kernel's receive
+ * queue overflows and drops datagrams at random: REQUESTs of handshakes already half done are
+ * lost as often as new DISCOVERs, every OFFER sent for them was wasted work, and completed
+ * handshakes per second collapse as the offered rate grows. Shedding new DISCOVERs early (a
+ * decode and a counter, no store, no reply) while behind keeps the loop for the REQUESTs that
+ * finish handshakes; a client whose DISCOVER was shed retries it (RFC 2131 4.1: 4 s, then 8 s...).
+ *
+ * "Behind" is read from the socket itself, not from the loop's utilization (which a busy but
+ * keeping-up loop, or one kept spinning by the lease group commits' setImmediate, reads as
+ * saturated: sampled by utilization, shedding started at a 2000/s offer and halved what was
+ * completed at every rate). libuv reads at most SHED_BATCH datagrams per wake-up of a socket;
+ * a turn of the loop that handled a full batch left more waiting in the queue. `nextShedding`
+ * is the decision; `Shedder` counts the datagrams of each turn through a `LoopTurns` (setImmediate
+ * by default, a hand-driven one in tests).
  */
-import { performance } from "node:perf_hooks";
 
-/** Event-loop utilization (0..1) at which new DISCOVERs start being shed. */
-export const SHED_START = 0.9;
-/** ...and below which shedding stops (hysteresis: no flapping around one value). */
-export const SHED_STOP = 0.75;
-/** How often the utilization is sampled. */
-export const SHED_SAMPLE_MS = 20;
+/** Datagrams libuv reads from a socket per wake-up (uv__udp_recvmsg): a turn with this many found a queue. */
+export const SHED_BATCH = 32;
+/** A turn with fewer datagrams than this found the queue drained: shedding stops (hysteresis). */
+export const SHED_STOP = 8;
+
+/** The next shedding state from the datagrams the turn that just ended handled. */
+export function nextShedding(shedding: boolean, datagrams: number): boolean {
+  return shedding ? datagrams >= SHED_STOP : datagrams >= SHED_BATCH;
+}
+
+/** Runs a function once the current turn of the loop has handled its I/O. */
+export interface LoopTurns {
+  afterTurn(fn: () => void): void;
+}
+
+export const processTurns: LoopTurns = { afterTurn: (fn) => void setImmediate(fn) };
+
 /**
- * Datagrams a sample must have seen before shedding starts (1000/s): a loop busy with
- * something else (start-up, a catalog refresh) while a handful of machines boot sheds nothing.
+ * The shedding state of one service: counts the datagrams of each turn, decides at its end.
+ * While shedding, every turn is watched, those with no datagram too: a turn that found the
+ * queue empty ends it (no stale state after a flood stops).
  */
-export const SHED_MIN_PACKETS = 20;
-
-/** The next shedding state from the loop's utilization and the datagrams received over the last sample. */
-export function nextShedding(shedding: boolean, utilization: number, packets: number): boolean {
-  if (shedding) return utilization >= SHED_STOP;
-  return utilization >= SHED_START && packets >= SHED_MIN_PACKETS;
-}
-
-/** A clock in ms and the loop's cumulative busy and idle ms (performance.eventLoopUtilization()'s active and idle). */
-export interface LoopMeter {
-  now(): number;
-  load(): { active: number; idle: number };
-}
-
-export const processLoop: LoopMeter = { now: () => performance.now(), load: () => performance.eventLoopUtilization() };
-
-/** The shedding state of one service: counts new DISCOVERs, samples the loop every SHED_SAMPLE_MS. */
 export class Shedder {
-  private last: { active: number; idle: number };
-  private at: number;
-  private packets = 0;
+  private inTurn = 0;
+  private armed = false;
   shedding = false;
 
-  constructor(private readonly meter: LoopMeter = processLoop) {
-    this.last = meter.load();
-    this.at = meter.now();
+  constructor(private readonly turns: LoopTurns = processTurns) {}
+
+  /** A datagram arrived (any kind, well-formed or not): counted in this turn. */
+  datagram(): void {
+    this.inTurn++;
+    this.arm();
   }
 
-  /** A new DISCOVER arrived: whether to shed it. */
-  discover(): boolean {
-    this.packets++;
-    const now = this.meter.now();
-    if (now - this.at < SHED_SAMPLE_MS) return this.shedding;
-    const cur = this.meter.load();
-    const active = cur.active - this.last.active;
-    const total = active + cur.idle - this.last.idle;
-    this.shedding = nextShedding(this.shedding, total > 0 ? active / total : 0, this.packets);
-    this.last = cur;
-    this.at = now;
-    this.packets = 0;
-    return this.shedding;
+  private arm(): void {
+    if (this.armed) return;
+    this.armed = true;
+    this.turns.afterTurn(() => {
+      this.armed = false;
+      this.shedding = nextShedding(this.shedding, this.inTurn);
+      this.inTurn = 0;
+      if (this.shedding) this.arm();
+    });
   }
 }

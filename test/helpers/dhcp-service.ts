@@ -10,7 +10,7 @@ import { Registry } from "prom-client";
 import { loadConfig } from "../../server/config/load.ts";
 import type { ServerContext } from "../../server/context.ts";
 import { DhcpService } from "../../server/dhcp/server.ts";
-import type { LoopMeter } from "../../server/dhcp/shed.ts";
+import type { LoopTurns } from "../../server/dhcp/shed.ts";
 import type { DhcpWitness } from "../../server/jobs/boot-service.ts";
 import { createLogger } from "../../server/log.ts";
 import { SqliteStore } from "../../server/store/sqlite.ts";
@@ -56,7 +56,7 @@ export class WitnessDouble implements DhcpWitness {
   }
 }
 
-export function makeDhcpService(mode: "proxy" | "full", proxyOfferDelayMs: number, dataDir: string, loop?: LoopMeter): { svc: DhcpService; metrics: Registry; witness: WitnessDouble } {
+export function makeDhcpService(mode: "proxy" | "full", proxyOfferDelayMs: number, dataDir: string, loop?: LoopTurns): { svc: DhcpService; metrics: Registry; witness: WitnessDouble } {
   const base = loadConfig({ overrides: { dataDir } });
   const config = {
     ...base,
