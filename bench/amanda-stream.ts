@@ -1,14 +1,17 @@
 /**
  * Dump streaming over HTTP against the reference tool, side by side:
- *   1. `cat PARTS > /dev/null` of a ≥ 1 GiB dump's vtape files (page cache warm)
- *   2. one HTTP stream of the same dump from `lifeboat serve` (curl -o /dev/null)
- *   3. 20 concurrent HTTP streams of it
+ *   1. `cat PARTS > /dev/null` of a ≥ 1 GiB dump's vtape files (page cache warm: the disk's limit)
+ *   2. `amfetchdump -p` of the same dump to /dev/null (Amanda's own reader: the reference)
+ *   3. one HTTP stream of the same dump from `lifeboat serve` (curl -o /dev/null), alternating with 2
+ *   4. 20 concurrent HTTP streams of it, beside 20 concurrent cats (the disk's limit; 20
+ *      amfetchdumps cannot run at once: chg-disk reserves the slot for one of them)
  * and prints the ratios and the server's peak RSS (VmHWM). Run as root:
  *   npx tsx bench/amanda-stream.ts [SIZE_MIB=1100]
+ * LIFEBOAT_CPU_PROF=DIR profiles the server (`node --cpu-prof`).
  * The Amanda config with the big dump (one amdump, ~1 min) is cached under
  * /var/cache/lifeboat/amanda-bench/v1 and reused.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,9 +23,20 @@ const CONF = `lifeboat-bench-${SIZE_MIB}`;
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const MiB = 1 << 20;
 
-function vmHwmKiB(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+function vmKiB(pid: number, field: "VmHWM" | "VmRSS"): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(m?.[1] ?? 0);
+}
+
+/** Runs fn while sampling the process's RSS every 50 ms; resolves to [seconds, peak RSS KiB]. */
+async function timedRss(pid: number, fn: () => Promise<unknown>): Promise<[number, number]> {
+  let peak = vmKiB(pid, "VmRSS");
+  const tick = setInterval(() => (peak = Math.max(peak, vmKiB(pid, "VmRSS"))), 50);
+  try {
+    return [await timed(fn), peak];
+  } finally {
+    clearInterval(tick);
+  }
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -39,12 +53,18 @@ async function main() {
     await execa(join(repo, "scripts/amanda-lab/build-big.sh"), [ROOT, CONF, String(SIZE_MIB)], { stdio: "inherit" });
     writeFileSync(join(ROOT, "READY"), "");
   }
+  // amfetchdump finds its config only under /etc/amanda: linked while the bench runs.
+  const link = join("/etc/amanda", CONF);
+  rmSync(link, { force: true });
+  symlinkSync(join(ROOT, "config"), link);
   const work = mkdtempSync(join(tmpdir(), "lifeboat-bench-"));
   writeFileSync(
     join(work, "lifeboat.yaml"),
     `amanda:\n  - name: ${CONF}\n    configDir: ${ROOT}/config\ncatalog:\n  refreshMinutes: 0\nlog:\n  level: warn\n`,
   );
-  const server = execa(join(repo, "bin/lifeboat.js"), ["serve", "--config", join(work, "lifeboat.yaml"), "--data-dir", join(work, "data"), "--listen", "127.0.0.1", "--http-port", "0", "--no-tftp", "--dhcp", "off", "--log-level", "info"], { stdin: "ignore", reject: false });
+  // LIFEBOAT_CPU_PROF=DIR: the server runs under `node --cpu-prof` (the profile lands in DIR).
+  const prof = process.env.LIFEBOAT_CPU_PROF ? ["--cpu-prof", "--cpu-prof-dir", process.env.LIFEBOAT_CPU_PROF] : [];
+  const server = execa(process.execPath, [...prof, join(repo, "bin/lifeboat.js"), "serve", "--config", join(work, "lifeboat.yaml"), "--data-dir", join(work, "data"), "--listen", "127.0.0.1", "--http-port", "0", "--no-tftp", "--dhcp", "off", "--log-level", "info"], { stdin: "ignore", reject: false });
   try {
     const url = await new Promise<string>((resolve, reject) => {
       let buf = "";
@@ -59,36 +79,53 @@ async function main() {
     const auth = { authorization: `Bearer ${token}` };
     await fetch(`${url}/api/v1/catalog/refresh`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: "{}" });
     const dumps = (await (await fetch(`${url}/api/v1/catalog/dumps`, { headers: auth })).json()) as Array<{ id: string; sizeBytes: number; location: { parts: Array<{ path: string }> } }>;
-    const d = dumps.sort((a, b) => b.sizeBytes - a.sizeBytes)[0];
+    const d = (dumps as Array<(typeof dumps)[number] & { amanda: string; host: string; disk: string; datestamp: string; level: number }>).sort((a, b) => b.sizeBytes - a.sizeBytes)[0];
     if (!d) throw new Error("no dump in the bench catalog");
     const parts = d.location.parts.map((p) => p.path);
     const size = d.sizeBytes;
     const streamUrl = `${url}/api/v1/dumps/${d.id}/stream`;
     const curl = () => execa("curl", ["-sf", "-o", "/dev/null", "-H", `authorization: Bearer ${token}`, streamUrl]);
+    // -l: as stored (the raw stream is what the HTTP route sends by default); -p: to stdout.
+    const amfetch = () =>
+      execa("sh", ["-c", 'exec runuser -u backup -- amfetchdump -a -p -l --exact-match "$@" < /dev/null > /dev/null', "sh", d.amanda, d.host, d.disk, d.datestamp, String(d.level)]);
     console.log(`dump ${d.id}: ${(size / MiB).toFixed(0)} MiB in ${parts.length} vtape parts; server pid ${server.pid}`);
 
-    await execa("sh", ["-c", 'cat "$@" > /dev/null', "sh", ...parts]); // warm the page cache
+    const cat = () => execa("sh", ["-c", 'cat "$@" > /dev/null', "sh", ...parts]);
+    await cat(); // warm the page cache
     const catTimes: number[] = [];
-    for (let i = 0; i < 3; i++) catTimes.push(await timed(() => execa("sh", ["-c", 'cat "$@" > /dev/null', "sh", ...parts])));
+    for (let i = 0; i < 3; i++) catTimes.push(await timed(cat));
+    const amTimes: number[] = [];
     const httpTimes: number[] = [];
-    for (let i = 0; i < 3; i++) httpTimes.push(await timed(curl));
+    for (let i = 0; i < 3; i++) {
+      amTimes.push(await timed(amfetch));
+      httpTimes.push(await timed(curl));
+    }
     const cat1 = Math.min(...catTimes);
+    const am1 = Math.min(...amTimes);
     const http1 = Math.min(...httpTimes);
-    const concTime = await timed(() => Promise.all(Array.from({ length: 20 }, curl)));
-    const hwm = vmHwmKiB(server.pid!);
+    const catConc = await timed(() => Promise.all(Array.from({ length: 20 }, cat)));
+    const idle = vmKiB(server.pid!, "VmRSS");
+    const [concTime, concPeak] = await timedRss(server.pid!, () => Promise.all(Array.from({ length: 20 }, curl)));
+    const hwm = vmKiB(server.pid!, "VmHWM");
     const rate = (bytes: number, s: number) => `${(bytes / MiB / s).toFixed(0)} MiB/s`;
-    console.log(`cat FILE > /dev/null (best of 3):   ${cat1.toFixed(2)} s  ${rate(size, cat1)}`);
-    console.log(`1 HTTP stream (curl, best of 3):   ${http1.toFixed(2)} s  ${rate(size, http1)}  (CRC-32C checked, sha256 computed)`);
-    console.log(`20 concurrent HTTP streams:        ${concTime.toFixed(2)} s  ${rate(20 * size, concTime)} aggregate, ${rate(size, concTime)} per stream`);
-    console.log(`ratio 1 stream / cat:              ${(http1 / cat1).toFixed(2)}x the time (${((cat1 / http1) * 100).toFixed(0)}% of cat's throughput)`);
-    console.log(`ratio 20 streams / (20 x cat):     ${(concTime / (20 * cat1)).toFixed(2)}x the time (aggregate ${((20 * cat1 / concTime) * 100).toFixed(0)}% of cat's throughput)`);
-    console.log(`server peak RSS (VmHWM):           ${(hwm / 1024).toFixed(0)} MiB`);
+    console.log(`cat PARTS > /dev/null (best of 3):        ${cat1.toFixed(2)} s  ${rate(size, cat1)}`);
+    console.log(`amfetchdump -p > /dev/null (best of 3):   ${am1.toFixed(2)} s  ${rate(size, am1)}`);
+    console.log(`1 HTTP stream (curl, best of 3):          ${http1.toFixed(2)} s  ${rate(size, http1)}  (CRC-32C checked)`);
+    console.log(`20 concurrent cat PARTS > /dev/null:      ${catConc.toFixed(2)} s  ${rate(20 * size, catConc)} aggregate`);
+    console.log(`20 concurrent HTTP streams:               ${concTime.toFixed(2)} s  ${rate(20 * size, concTime)} aggregate, ${rate(size, concTime)} per stream`);
+    console.log(`ratio 1 stream vs amfetchdump -p:         ${(am1 / http1).toFixed(2)}x throughput`);
+    console.log(`ratio 1 stream vs cat:                    ${(cat1 / http1).toFixed(2)}x throughput`);
+    console.log(`ratio 20 streams vs 20 cats:              ${(catConc / concTime).toFixed(2)}x aggregate throughput`);
+    console.log(`server RSS before the 20 streams:         ${(idle / 1024).toFixed(0)} MiB (an idle server under tsx)`);
+    console.log(`server peak RSS during the 20 streams:    ${(concPeak / 1024).toFixed(0)} MiB (+${((concPeak - idle) / 1024).toFixed(0)} MiB for 20 streams)`);
+    console.log(`server peak RSS since start (VmHWM):      ${(hwm / 1024).toFixed(0)} MiB`);
     // Numbers from a busy machine mean little: say how busy it was.
     console.log(`machine: ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(1)).join(" ")} at the end`);
   } finally {
     server.kill("SIGTERM");
     await server;
     rmSync(work, { recursive: true, force: true });
+    rmSync(link, { force: true });
   }
 }
 

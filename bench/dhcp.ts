@@ -1,73 +1,88 @@
 /**
- * DHCP handshake rate: Lifeboat (`lifeboat serve`, full mode) against dnsmasq, each serving
- * the same pool in a private namespace LAN (10.231.7.0/24); a client namespace runs N
- * machines one after another through DISCOVER/OFFER/REQUEST/ACK. Several rounds, servers
- * alternating, fresh leases each round; prints handshakes/s and the ratio. Needs root.
- *   sudo npx tsx bench/dhcp.ts [machines=200] [rounds=3]
+ * DHCP handshake rate under a fixed offered load: Lifeboat (`lifeboat serve`, full mode)
+ * against dnsmasq, each serving the same pool in a private namespace LAN (10.231.64.0/24),
+ * driven by ISC `perfdhcp` (Debian kea-admin) from another namespace acting as a relay
+ * (giaddr = its address) at offered rates of 2000, 5000, 10000 DORA/s and as fast as it can.
+ * Server and perfdhcp are pinned to one core each (taskset). Prints completed DORA/s per
+ * rate and the ratio; "no collapse" means Lifeboat's rate at the highest offers stays near
+ * its peak. Needs root.
+ *   sudo npx tsx bench/dhcp.ts [seconds=8] [clients=200]
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createLan, netnsUnavailable } from "../test/helpers/netns.ts";
 import { serveInNs } from "../test/integration/netboot/lifeboat-ns.ts";
 
-const machines = Number(process.argv[2] ?? 200);
-const rounds = Number(process.argv[3] ?? 3);
+const seconds = Number(process.argv[2] ?? 8);
+const clients = Number(process.argv[3] ?? 200);
+const RATES = [2000, 5000, 10000, 0] as const; // 0: as fast as perfdhcp can
 const why = await netnsUnavailable();
 if (why) {
   console.error(`bench/dhcp: ${why}`);
   process.exit(1);
 }
-const client = fileURLToPath(new URL("./dhcp-client.ts", import.meta.url));
 const work = mkdtempSync(join(tmpdir(), "lifeboat-bench-dhcp-"));
-const lan = await createLan({ prefix: "lbt7-bench", subnet: "10.231.7", members: { srv: 1, cli: 9 } });
-await lan.exec("cli", ["ip", "route", "add", "255.255.255.255/32", "dev", "eth0"]);
-const results: Record<string, number[]> = { lifeboat: [], dnsmasq: [] };
+const lan = await createLan({ prefix: "lbp-dhcp", subnet: "10.231.64", members: { srv: 1, cli: 2 } });
+const SRV = lan.ip("srv");
+const CLI = lan.ip("cli");
+type Row = { rate: number; dora: number; sent: number; drops: string };
+const results: Record<string, Row[]> = { lifeboat: [], dnsmasq: [] };
 
-async function runClient(prefixByte: number): Promise<{ ok: number; ms: number }> {
-  const r = await lan.exec("cli", [process.execPath, "--import", "tsx", client, String(machines), String(prefixByte)], { timeout: 600_000 });
-  if (r.exitCode !== 0) throw new Error(`client: ${r.stderr}`);
-  return JSON.parse(r.stdout) as { ok: number; ms: number };
+/** One perfdhcp run; its "Rate:" line is completed DORA/s. */
+async function perf(rate: number): Promise<Row> {
+  const args = ["taskset", "-c", "1", "perfdhcp", "-4", "-g", "single", "-l", CLI, ...(rate ? ["-r", String(rate)] : []), "-p", String(seconds), "-R", String(clients), "-d", "2", SRV];
+  const r = await lan.exec("cli", args, { timeout: (seconds + 30) * 1000, reject: false });
+  const m = /Rate:\s+([\d.]+)\s+4-way exchanges\/second/.exec(r.stdout);
+  if (!m) throw new Error(`perfdhcp printed no rate (exit ${r.exitCode}): ${r.stderr}\n${r.stdout}`);
+  const sent = [...r.stdout.matchAll(/sent packets:\s+(\d+)/g)].map((x) => x[1]).join("/");
+  const drops = [...r.stdout.matchAll(/drops:\s+(\d+)/g)].map((x) => x[1]).join("/");
+  return { rate, dora: Number(m[1]), sent: Number(sent.split("/")[0] ?? 0), drops: `${drops} (DO/RA) of ${sent}` };
 }
 
 try {
-  for (let round = 1; round <= rounds; round++) {
-    for (const name of ["lifeboat", "dnsmasq"] as const) {
-      const dir = join(work, `${name}-${round}`);
-      let stop: () => Promise<void>;
-      if (name === "lifeboat") {
-        // Log level info, the default: one line per answer, as in production.
-        const s = await serveInNs(lan, "srv", dir, {
-          log: { level: "info" },
-          listen: { interface: "eth0" },
-          http: { port: 8080 },
-          tftp: { enabled: false },
-          dhcp: { mode: "full", pool: { start: "10.231.7.10", end: "10.231.7.250", leaseSeconds: 3600 } },
-        }, ["dhcp"]);
-        stop = s.stop;
-      } else {
-        writeFileSync(join(work, "dnsmasq.conf"), ["port=0", "pid-file=", "interface=eth0", "bind-interfaces", "no-ping", "dhcp-authoritative",
-          `dhcp-leasefile=${join(work, `dnsmasq-${round}.leases`)}`, "dhcp-range=10.231.7.10,10.231.7.250,255.255.255.0,1h", "log-facility=/dev/null", ""].join("\n"));
-        const p = lan.spawn("srv", ["dnsmasq", "-k", `--conf-file=${join(work, "dnsmasq.conf")}`]);
-        await new Promise((r) => setTimeout(r, 500));
-        stop = async () => {
-          p.kill();
-          await Promise.race([p, new Promise((r) => setTimeout(r, 2000))]);
-        };
+  for (const name of ["lifeboat", "dnsmasq"] as const) {
+    const dir = join(work, name);
+    let stop: () => Promise<void>;
+    if (name === "lifeboat") {
+      // Log level info, the default: one line per answer, as in production (and serveInNs waits for the start lines).
+      const s = await serveInNs(lan, "srv", dir, {
+        log: { level: "info" },
+        listen: { interface: "eth0" },
+        http: { port: 8080 },
+        tftp: { enabled: false },
+        dhcp: { mode: "full", pool: { start: "10.231.64.10", end: "10.231.64.250", leaseSeconds: 3600 } },
+      }, ["dhcp"]);
+      await lan.exec("srv", ["taskset", "-a", "-p", "-c", "0", String(s.proc.pid)]);
+      stop = s.stop;
+    } else {
+      writeFileSync(join(work, "dnsmasq.conf"), ["port=0", "pid-file=", "interface=eth0", "bind-interfaces", "no-ping", "quiet-dhcp", "dhcp-authoritative",
+        `dhcp-leasefile=${join(work, "dnsmasq.leases")}`, "dhcp-range=10.231.64.10,10.231.64.250,255.255.255.0,1h", "log-facility=/dev/null", ""].join("\n"));
+      const p = lan.spawn("srv", ["taskset", "-c", "0", "dnsmasq", "-k", `--conf-file=${join(work, "dnsmasq.conf")}`]);
+      await new Promise((r) => setTimeout(r, 500));
+      stop = async () => {
+        p.kill();
+        await Promise.race([p, new Promise((r) => setTimeout(r, 2000))]);
+      };
+    }
+    try {
+      for (const rate of RATES) {
+        const row = await perf(rate);
+        results[name]!.push(row);
+        console.log(`${name.padEnd(8)} offered ${rate ? String(rate).padStart(5) : "  max"}/s: ${row.dora.toFixed(0).padStart(6)} DORA/s completed, drops ${row.drops}`);
       }
-      const r = await runClient(round);
+    } finally {
       await stop();
-      if (r.ok !== machines) console.warn(`  ${name} round ${round}: only ${r.ok}/${machines} handshakes completed`);
-      const rate = (r.ok / r.ms) * 1000;
-      results[name]!.push(rate);
-      console.log(`round ${round} ${name.padEnd(8)} ${r.ok} handshakes in ${(r.ms / 1000).toFixed(2)} s = ${rate.toFixed(0)}/s`);
     }
   }
-  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-  const lb = mean(results.lifeboat!);
-  const dm = mean(results.dnsmasq!);
-  console.log(`mean: lifeboat ${lb.toFixed(0)}/s, dnsmasq ${dm.toFixed(0)}/s; ratio lifeboat/dnsmasq ${(lb / dm).toFixed(2)}x rate`);
+  console.log(`\noffered   dnsmasq  lifeboat  ratio`);
+  RATES.forEach((rate, i) => {
+    const d = results.dnsmasq![i]!.dora;
+    const l = results.lifeboat![i]!.dora;
+    console.log(`${(rate ? String(rate) : "max").padStart(7)}  ${d.toFixed(0).padStart(7)}  ${l.toFixed(0).padStart(8)}  ${(l / d).toFixed(2)}x`);
+  });
+  const lb = results.lifeboat!.map((r) => r.dora);
+  console.log(`lifeboat: peak ${Math.max(...lb).toFixed(0)}/s, at the highest offer ${lb.at(-1)!.toFixed(0)}/s (${((lb.at(-1)! / Math.max(...lb)) * 100).toFixed(0)}% of peak)`);
 } finally {
   await lan.down();
   rmSync(work, { recursive: true, force: true });

@@ -5,7 +5,7 @@
  * and the last chunk is held back until the check passed, so a mismatch truncates the
  * stream instead of delivering a quietly wrong one. Memory: one read buffer per stream.
  */
-import { createReadStream, statSync } from "node:fs";
+import { close, open, read, statSync } from "node:fs";
 import { type Duplex, Readable, pipeline } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { execa } from "execa";
@@ -49,7 +49,21 @@ export interface DumpStream {
   /** Range requests are possible (raw, file-backed). */
   seekable: boolean;
   via: "files" | "amfetchdump";
+  /**
+   * Amanda's CRC-32C and size this stream is checked against (null: not checked, e.g. a
+   * byte range). A stream that ends without an error matched it; the audit log records it
+   * as the stream's checksum (no second hash of the same bytes per stream).
+   */
+  checked: Crc | null;
 }
+
+/**
+ * Read size of the file-backed path: large enough that per-read costs vanish, small enough
+ * that 20 streams (each with its chunks read ahead and one in the socket) stay far below 100 MiB.
+ */
+const READ_CHUNK_BYTES = 256 << 10;
+/** Chunks read ahead of the consumer: the next reads run on the thread pool while the socket takes the last ones. */
+const READ_AHEAD_CHUNKS = 4;
 
 interface Piece {
   path: string;
@@ -84,25 +98,80 @@ function openPieces(dump: CatalogDump): Piece[] {
   });
 }
 
-async function* readPieces(pieces: Piece[], start: number, end: number, bufBytes: number): AsyncGenerator<Buffer> {
-  let pos = 0;
-  for (const p of pieces) {
-    const pEnd = pos + p.size; // exclusive
-    if (pEnd > start && pos <= end) {
-      const from = Math.max(start, pos) - pos;
-      const to = Math.min(end + 1, pEnd) - pos - 1; // inclusive, within the piece
-      if (to >= from) {
-        const rs = createReadStream(p.path, { start: HEADER_SIZE + from, end: HEADER_SIZE + to, highWaterMark: bufBytes });
-        let got = 0;
-        for await (const chunk of rs) {
-          got += (chunk as Buffer).length;
-          yield chunk as Buffer;
+/**
+ * The raw bytes of a file-backed dump (pieces joined, headers skipped), one chunk per
+ * fs.read into a fresh buffer, read only when the consumer asks (backpressure: at most one
+ * READ_AHEAD_CHUNKS chunks read ahead). With `want`, Amanda's CRC-32C runs over every chunk and the last
+ * chunk is pushed only once the whole dump matched: a mismatch truncates the stream.
+ * No async generators or per-chunk promises on this path: it has to keep up with amfetchdump.
+ */
+class PieceReader extends Readable {
+  private piece = 0;
+  /** Offset in the concatenated data of the next byte to read. */
+  private pos: number;
+  private fd: number | null = null;
+  private readonly crc: Crc32c | null;
+  /** Start offset of each piece in the concatenated data. */
+  private readonly starts: number[];
+
+  constructor(
+    private readonly pieces: Piece[],
+    start: number,
+    private readonly end: number,
+    private readonly want: { crc: Crc; what: string } | null,
+    private readonly chunkBytes: number,
+  ) {
+    super({ highWaterMark: READ_AHEAD_CHUNKS * chunkBytes });
+    this.pos = start;
+    this.crc = want ? new Crc32c() : null;
+    let at = 0;
+    this.starts = pieces.map((p) => ((at += p.size), at - p.size));
+    while (this.piece < pieces.length && this.starts[this.piece]! + pieces[this.piece]!.size <= start) this.piece++;
+  }
+
+  override _read(): void {
+    if (this.pos > this.end) return void this.push(null);
+    const p = this.pieces[this.piece]!;
+    const inPiece = this.pos - this.starts[this.piece]!;
+    const len = Math.min(this.chunkBytes, p.size - inPiece, this.end + 1 - this.pos);
+    const go = (fd: number) => {
+      const buf = Buffer.allocUnsafeSlow(len);
+      read(fd, buf, 0, len, HEADER_SIZE + inPiece, (err, got) => {
+        if (this.destroyed) return;
+        if (err) return this.destroy(err);
+        if (got !== len) return this.destroy(new Error(`${p.path}: short read (${got} of ${len} bytes at ${inPiece}); file changed while streaming?`));
+        this.pos += len;
+        if (inPiece + len === p.size) this.nextPiece();
+        if (this.crc) {
+          this.crc.update(buf);
+          if (this.pos > this.end) {
+            const { crc, what } = this.want!;
+            if (this.crc.hex() !== crc.crc || this.crc.bytes !== crc.size)
+              return this.destroy(new Error(`CRC mismatch on ${what}: read ${this.crc.hex()}:${this.crc.bytes}, Amanda recorded ${crc.crc}:${crc.size}`));
+          }
         }
-        if (got !== to - from + 1) throw new Error(`${p.path}: short read (${got} of ${to - from + 1} bytes); file changed while streaming?`);
-      }
-    }
-    pos = pEnd;
-    if (pos > end) break;
+        this.push(buf);
+      });
+    };
+    if (this.fd !== null) return go(this.fd);
+    open(p.path, "r", (err, fd) => {
+      if (this.destroyed) return void (err ? undefined : close(fd, () => {}));
+      if (err) return this.destroy(err);
+      this.fd = fd;
+      go(fd);
+    });
+  }
+
+  private nextPiece(): void {
+    if (this.fd !== null) close(this.fd, () => {});
+    this.fd = null;
+    this.piece++;
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    if (this.fd !== null) close(this.fd, () => {});
+    this.fd = null;
+    cb(err);
   }
 }
 
@@ -193,18 +262,16 @@ export function openDumpStream(dump: CatalogDump, opts: StreamOptions = {}): Dum
   const start = opts.start ?? 0;
   const end = Math.min(opts.end ?? total - 1, total - 1);
   if (start > 0 && start >= total) throw new DumpStreamError(`range starts at ${start}, the dump has ${total} bytes`, 416);
-  let src: AsyncIterable<Buffer> = readPieces(pieces, start, end, opts.readBufferBytes ?? 1 << 20);
-  if (!ranged && stored) src = checkCrc(src, stored, `${dumpName(dump)} as stored`);
-  if (!wantDecompress) {
-    return { stream: Readable.from(src, { objectMode: false }), length: end - start + 1, totalSize: total, seekable: true, via: "files" };
-  }
+  const checked = !ranged && stored ? { crc: stored, what: `${dumpName(dump)} as stored` } : null;
+  const src = new PieceReader(pieces, start, end, checked, opts.readBufferBytes ?? READ_CHUNK_BYTES);
+  if (!wantDecompress) return { stream: src, length: end - start + 1, totalSize: total, seekable: true, via: "files", checked: checked?.crc ?? null };
   const native = dump.crc.native;
   const dec = decompressor(dump);
   // pipeline, not pipe: a CRC error upstream must destroy the decompressed stream too.
-  pipeline(Readable.from(src, { objectMode: false }), dec, () => {});
+  pipeline(src, dec, () => {});
   const out = native ? Readable.from(checkCrc(dec, native, `${dumpName(dump)} decompressed`), { objectMode: false }) : dec;
   const decTotal = native?.size ?? null;
-  return { stream: out as Readable, length: decTotal, totalSize: decTotal, seekable: false, via: "files" };
+  return { stream: out as Readable, length: decTotal, totalSize: decTotal, seekable: false, via: "files", checked: native };
 }
 
 /** Physical tapes and anything not on disk: `amfetchdump -p` does the reading; its stderr goes in the error. */
@@ -218,5 +285,5 @@ function viaAmfetchdump(dump: CatalogDump, opts: StreamOptions, ranged: boolean)
   }
   const want = opts.decompress ? dump.crc.native : storedCrc(dump);
   const stream = want ? Readable.from(checkCrc(raw, want, `${dumpName(dump)} from amfetchdump`), { objectMode: false }) : raw;
-  return { stream, length: want?.size ?? null, totalSize: want?.size ?? null, seekable: false, via: "amfetchdump" };
+  return { stream, length: want?.size ?? null, totalSize: want?.size ?? null, seekable: false, via: "amfetchdump", checked: want };
 }

@@ -22,6 +22,7 @@ import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, r
 import { bootBaseUrl } from "../jobs/boot-scripts.ts";
 import type { DhcpWitness } from "../jobs/boot-service.ts";
 import { LeasePool } from "./pool.ts";
+import { type LoopTurns, Shedder } from "./shed.ts";
 import { counter } from "../metrics.ts";
 
 const SOL_SOCKET = 1;
@@ -82,6 +83,8 @@ export interface DhcpServiceOptions {
   witness: DhcpWitness;
   /** Ports to listen on; tests may move them. */
   ports?: { dhcp: number; pxe: number };
+  /** The loop's turns, in which overload shedding counts datagrams (shed.ts); tests drive their own. */
+  loop?: LoopTurns;
 }
 
 /** The client's address as a reply shows it: the lease (full mode), else the one it already has (ciaddr); null in a proxy OFFER. */
@@ -99,6 +102,9 @@ export class DhcpService implements Service {
   private env: DhcpEnv | undefined;
   /** Proxy OFFERs waiting out the hold, by client MAC and xid. */
   private readonly held = new Map<string, NodeJS.Timeout>();
+  /** Overload shedding of new DISCOVERs (full mode). */
+  private readonly shedder: Shedder;
+  private shedLogged = false;
 
   constructor(
     private readonly ctx: ServerContext,
@@ -106,6 +112,7 @@ export class DhcpService implements Service {
   ) {
     this.log = ctx.log.child({ svc: "dhcp" });
     this.metrics = dhcpMetrics(ctx.metrics);
+    this.shedder = new Shedder(opts.loop);
   }
 
   /** Sets the server address the answers use (start() does this from the interface; tests call it directly). */
@@ -154,6 +161,7 @@ export class DhcpService implements Service {
    */
   async receive(sock: Socket, port: 67 | 4011, msg: Buffer, rinfo: RemoteInfo): Promise<void> {
     try {
+      this.shedder.datagram();
       if (rinfo.port === 0) return this.drop("source-port-0", { port, from: rinfo.address });
       const out = await this.handle(msg, port);
       if (!out) return;
@@ -176,6 +184,16 @@ export class DhcpService implements Service {
       this.metrics.drops.inc({ reason: "error" });
       this.log.error({ err, port, from: `${rinfo.address}:${rinfo.port}` }, "unexpected error handling a datagram");
     }
+  }
+
+  /** Whether a new DISCOVER is shed now (shed.ts); a change of state is logged. */
+  private overloaded(): boolean {
+    const shed = this.shedder.shedding;
+    if (shed !== this.shedLogged) {
+      this.shedLogged = shed;
+      this.log.warn(shed ? "overloaded: shedding new DISCOVERs, finishing started handshakes" : "load back to normal: answering DISCOVERs again");
+    }
+    return shed;
   }
 
   private drop(reason: string, detail: Record<string, unknown>): void {
@@ -215,21 +233,29 @@ export class DhcpService implements Service {
       this.metrics.drops.inc({ reason: "not-a-request" });
       return undefined;
     }
+    const type = messageType(req);
+    // Full mode only: there a DISCOVER costs a store write; a proxy OFFER costs a timer (MAX_HELD bounds those).
+    if (this.pool && type === MessageType.DISCOVER && this.overloaded()) {
+      this.metrics.drops.inc({ reason: "overload" });
+      return undefined;
+    }
     try {
       const answer = await this.decide(req, port);
       this.witness(req, answer);
-      const log = this.log.child({ mac: macOf(req), type: messageTypeName(messageType(req)), port });
+      // The fields every line of this exchange carries, built only for a line that is written (no child logger per packet).
+      const who = () => ({ mac: macOf(req), type: messageTypeName(type), port });
       if (!answer.send) {
         this.metrics.drops.inc({ reason: answer.notable ? "no-boot" : "ignored" });
-        if (answer.notable) log.info({ arch: answer.machine?.arch, vendorClass: answer.machine?.vendorClass }, `no answer: ${answer.reason}`);
-        else log.debug(`ignored: ${answer.reason}`);
+        if (answer.notable) this.log.info({ ...who(), arch: answer.machine?.arch, vendorClass: answer.machine?.vendorClass }, `no answer: ${answer.reason}`);
+        else if (this.log.isLevelEnabled("debug")) this.log.debug(who(), `ignored: ${answer.reason}`);
         return undefined;
       }
       const bytes = encode(answer.packet);
-      log.info(
-        { kind: answer.kind, yiaddr: answer.packet.yiaddr, file: answer.packet.file || undefined, arch: answer.machine.arch },
-        `${answer.kind}${answer.packet.file ? ` ${answer.packet.file}` : ""}`,
-      );
+      if (this.log.isLevelEnabled("info"))
+        this.log.info(
+          { ...who(), kind: answer.kind, yiaddr: answer.packet.yiaddr, file: answer.packet.file || undefined, arch: answer.machine.arch },
+          `${answer.kind}${answer.packet.file ? ` ${answer.packet.file}` : ""}`,
+        );
       return { bytes, to: answer.to, kind: answer.kind, mac: macOf(req), xid: req.xid };
     } catch (err) {
       this.metrics.drops.inc({ reason: "error" });

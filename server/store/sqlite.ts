@@ -55,6 +55,7 @@ export class SqliteStore implements Store {
   readonly assignments: AssignmentRepo;
   readonly jobs: JobRepo;
   readonly leases: LeaseRepo;
+  private readonly flushLeases: () => void;
   readonly catalog: CatalogRepo;
 
   constructor(file: string, opts: { keyFile?: string } = {}) {
@@ -79,7 +80,9 @@ export class SqliteStore implements Store {
     this.profiles = sqliteProfiles(this.db);
     this.assignments = sqliteAssignments(this.db);
     this.jobs = sqliteJobs(this.db, box);
-    this.leases = sqliteLeases(this.db);
+    const leases = sqliteLeases(this.db);
+    this.leases = leases;
+    this.flushLeases = leases.flush;
     this.catalog = sqliteCatalog(this.db);
   }
 
@@ -88,6 +91,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.flushLeases();
     this.db.close();
   }
 

@@ -52,6 +52,25 @@ export function netasciiSource(src: Readable): Readable {
   }
 }
 
+/** Bytes read from the file at once: blocks are served from this buffer, not one pread per 512-byte block. */
+const READ_AHEAD_BYTES = 64 * 1024;
+
+/** readInto over a file read READ_AHEAD_BYTES at a time (sequential transfers, and a resent window is still in the buffer). */
+function readAhead(fd: number, size: number): Readable["readInto"] {
+  let buf: Buffer | undefined;
+  let from = 0;
+  let to = 0; // buf holds the file's bytes [from, to)
+  return (into, at, offset, length) => {
+    if (length > READ_AHEAD_BYTES) return readSync(fd, into, at, length, offset);
+    if (offset < from || offset + length > to) {
+      buf ??= Buffer.allocUnsafe(READ_AHEAD_BYTES);
+      from = offset;
+      to = offset + readSync(fd, buf, 0, Math.min(READ_AHEAD_BYTES, size - offset), offset);
+    }
+    return buf!.copy(into, at, offset - from, Math.min(offset + length, to) - from);
+  };
+}
+
 const denied = (what: string): Source => ({ ok: false, code: ErrorCode.ACCESS_VIOLATION, message: `Access violation: ${what}` });
 
 export function openSource(root: string, raw: string, client: { address: string }, generate?: Generator): Source {
@@ -80,10 +99,5 @@ export function openSource(root: string, raw: string, client: { address: string 
     closeSync(fd);
     return denied("not a regular file");
   }
-  return {
-    ok: true,
-    size: st.size,
-    readInto: (into, at, offset, length) => readSync(fd, into, at, length, offset),
-    close: () => closeSync(fd),
-  };
+  return { ok: true, size: st.size, readInto: readAhead(fd, st.size), close: () => closeSync(fd) };
 }

@@ -66,6 +66,15 @@ interface Peer {
   port: number;
 }
 
+/**
+ * dgram resolves the address of every send through dns.lookup, which answers an IP literal on
+ * the next tick: a deferred call per DATA packet. Every address we send to is a literal (the
+ * client's source address), so it is answered on the spot.
+ */
+function literalLookup(address: string, _family: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
+  cb(null, address, 4);
+}
+
 /** A source no TFTP client can have: sending to port 0 throws, 0/8 reaches this host, 224/3 many or none. */
 export function badSource(p: Peer): boolean {
   const first = Number(p.address.split(".")[0]);
@@ -99,7 +108,7 @@ export class TftpServer {
   constructor(private readonly o: TftpServerOptions) {
     this.metrics = tftpMetrics(o.metrics);
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
-    this.newSocket = o.createSocket ?? (() => createSocket("udp4"));
+    this.newSocket = o.createSocket ?? (() => createSocket({ type: "udp4", lookup: literalLookup }));
   }
 
   /** Listens; resolves to the bound port. */
@@ -145,27 +154,30 @@ export class TftpServer {
 
   /**
    * Sends without ever throwing: dgram throws synchronously for some failures and reports
-   * others to the callback. Counted, logged at debug only: a flood of requests from an address
-   * that cannot be sent to must not become a flood of log lines (a transfer that never gets
-   * through ends with its own warning).
+   * others to the callback (`sendResult`). Counted, logged at debug only: a flood of requests
+   * from an address that cannot be sent to must not become a flood of log lines (a transfer
+   * that never gets through ends with its own warning).
    */
-  private send(sock: UdpSocket, packet: Buffer, to: Peer, log: Logger): void {
-    const failed = (err: unknown) => {
+  private send(sock: UdpSocket, packet: Buffer, to: Peer, done: (err: Error | null) => void): void {
+    try {
+      sock.send(packet, to.port, to.address, done);
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+
+  /** The callback of every send to `to`: one per transfer, not one closure per packet. */
+  private sendResult(to: Peer, log: Logger): (err: Error | null) => void {
+    return (err) => {
+      if (!err) return;
       this.metrics.drops.inc({ reason: "send-failed" });
       log.debug({ err, to: `${to.address}:${to.port}` }, "send failed");
     };
-    try {
-      sock.send(packet, to.port, to.address, (err) => {
-        if (err) failed(err);
-      });
-    } catch (err) {
-      failed(err);
-    }
   }
 
   private refuse(to: Peer, code: number, message: string, reason: DropReason): void {
     this.metrics.drops.inc({ reason });
-    if (this.sock) this.send(this.sock, errorPacket(code, message), to, this.o.log);
+    if (this.sock) this.send(this.sock, errorPacket(code, message), to, this.sendResult(to, this.o.log));
   }
 
   private request(msg: Buffer, rinfo: RemoteInfo): void {
@@ -207,7 +219,18 @@ export class TftpServer {
   /** Drives one transfer on its own socket (its TID) until it ends. */
   private run(t: ReadTransfer, client: Peer, log: Logger, closeSource: () => void, size: number): void {
     const sock = this.newSocket();
+    const sent = this.sendResult(client, log);
+    // One retransmission timer per transfer, not one per window: an ACK only moves the
+    // deadline, and the timer, when it fires early, sleeps on until it. (The timeout is fixed
+    // per transfer, so a new deadline is never earlier than the armed one.)
     let timer: NodeJS.Timeout | undefined;
+    let deadline = 0;
+    // Payload bytes not yet added to the counter: prom-client's inc per window is a hot-path cost.
+    let unreported = 0;
+    const report = () => {
+      if (unreported) this.metrics.bytes.inc(unreported);
+      unreported = 0;
+    };
     const started = Date.now();
     let closed = false;
     const handle: Transfer = {
@@ -215,6 +238,7 @@ export class TftpServer {
         if (closed) return;
         closed = true;
         clearTimeout(timer);
+        report();
         this.active.delete(handle);
         const left = (this.perClient.get(client.address) ?? 1) - 1;
         if (left > 0) this.perClient.set(client.address, left);
@@ -250,18 +274,22 @@ export class TftpServer {
           fail(err, "transfer failed");
         }
       };
+    const onTimer = guarded(() => {
+      const left = deadline - Date.now();
+      if (left > 0) timer = setTimeout(onTimer, left);
+      else {
+        timer = undefined;
+        apply(t.onTimeout());
+      }
+    });
     const apply = (actions: Action[]) => {
-      let bytes = 0;
       for (const a of actions) {
         if (a.type === "send") {
-          bytes += a.payload;
-          this.send(sock, a.packet, client, log);
+          unreported += a.payload;
+          this.send(sock, a.packet, client, sent);
         } else if (a.type === "timer") {
-          clearTimeout(timer);
-          timer = setTimeout(
-            guarded(() => apply(t.onTimeout())),
-            a.ms,
-          );
+          deadline = Date.now() + a.ms;
+          timer ??= setTimeout(onTimer, a.ms);
         } else if (a.type === "drop") {
           this.drop(a.reason, client, a.detail, log);
         } else {
@@ -275,7 +303,7 @@ export class TftpServer {
           setImmediate(handle.close);
         }
       }
-      if (bytes) this.metrics.bytes.inc(bytes);
+      if (unreported >= 1 << 20) report();
     };
     sock.on("error", (err) => fail(err, "transfer socket error"));
     sock.on(

@@ -146,20 +146,25 @@ export class ReadTransfer {
    */
   onPacket(buf: Buffer): Action[] {
     if (this.finished) return [];
+    // The hot path (one per window): an ACK read in place, without the general decoder's objects.
+    if (buf.length >= 4 && buf.readUInt16BE(0) === Op.ACK) return this.onAck(buf.readUInt16BE(2));
     const d = decodeTftp(buf);
     if (!d.ok) return [{ type: "drop", reason: "malformed", detail: d.error }];
     const p = d.packet;
     if (p.op === "ERROR") return this.end("aborted", `client error ${p.code}: ${p.message}`);
-    if (p.op !== "ACK") return [{ type: "drop", reason: "unexpected-opcode", detail: p.op }];
+    return [{ type: "drop", reason: "unexpected-opcode", detail: p.op }];
+  }
+
+  private onAck(block: number): Action[] {
     if (this.oackPending) {
-      if (p.block !== 0) return [];
+      if (block !== 0) return [];
       this.oackPending = false;
       this.tries = 0;
       return this.sendWindow();
     }
     // Map the 16-bit block number into the outstanding window (block numbers roll over at 65536).
     const span = this.sentUpTo - this.acked;
-    const delta = (p.block - (this.acked & 0xffff) + 0x10000) & 0xffff;
+    const delta = (block - (this.acked & 0xffff) + 0x10000) & 0xffff;
     if (delta === 0 || delta > span) return []; // duplicate or stale ACK: wait for more or for the timer
     this.acked += delta;
     this.tries = 0;

@@ -10,6 +10,7 @@ import { Registry } from "prom-client";
 import { loadConfig } from "../../server/config/load.ts";
 import type { ServerContext } from "../../server/context.ts";
 import { DhcpService } from "../../server/dhcp/server.ts";
+import type { LoopTurns } from "../../server/dhcp/shed.ts";
 import type { DhcpWitness } from "../../server/jobs/boot-service.ts";
 import { createLogger } from "../../server/log.ts";
 import { SqliteStore } from "../../server/store/sqlite.ts";
@@ -55,7 +56,7 @@ export class WitnessDouble implements DhcpWitness {
   }
 }
 
-export function makeDhcpService(mode: "proxy" | "full", proxyOfferDelayMs: number, dataDir: string): { svc: DhcpService; metrics: Registry; witness: WitnessDouble } {
+export function makeDhcpService(mode: "proxy" | "full", proxyOfferDelayMs: number, dataDir: string, loop?: LoopTurns): { svc: DhcpService; metrics: Registry; witness: WitnessDouble } {
   const base = loadConfig({ overrides: { dataDir } });
   const config = {
     ...base,
@@ -71,7 +72,7 @@ export function makeDhcpService(mode: "proxy" | "full", proxyOfferDelayMs: numbe
   mkdirSync(config.tftp.root, { recursive: true });
   writeFileSync(`${config.tftp.root}/snponly.efi`, "stand-in loader");
   const witness = new WitnessDouble();
-  const svc = new DhcpService(ctx, { httpPort: () => 8080, witness });
+  const svc = new DhcpService(ctx, { httpPort: () => 8080, witness, ...(loop ? { loop } : {}) });
   svc.configure("10.231.7.1");
   return { svc, metrics: ctx.metrics, witness };
 }

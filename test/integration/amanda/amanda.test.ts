@@ -11,6 +11,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAmadminFind } from "../../../server/amanda/amadmin.ts";
 import { selectChain } from "../../../server/amanda/chain.ts";
+import { crc32c } from "../../../server/amanda/crc32c.ts";
 import { openDumpStream } from "../../../server/amanda/stream.ts";
 import type { DumpSummary } from "../../../server/amanda/dump-views.ts";
 import { loadConfig } from "../../../server/config/load.ts";
@@ -267,7 +268,7 @@ describeNeeding(unavailable, "Amanda reader on a real Amanda 3.5", () => {
       expect((await fetch(`${server.httpUrl}/api/v1/catalog/dumps`)).status).toBe(401);
     });
 
-    it("streams raw and decompressed dumps with Content-Length, Range (206) and HEAD; sha256 recorded in the audit log", async () => {
+    it("streams raw and decompressed dumps with Content-Length, Range (206) and HEAD; the checked CRC-32C recorded in the audit log", async () => {
       const d = dumps.find((x) => x.disk === lab.dles[0]!.disk && x.level === 0)!;
       const raw = readFileSync(join(work, `${d.id}.raw`));
       const full = await get(`/api/v1/dumps/${d.id}/stream`);
@@ -287,7 +288,7 @@ describeNeeding(unavailable, "Amanda reader on a real Amanda 3.5", () => {
       expect(sha(Buffer.from(await dec.arrayBuffer()))).toBe(sha(readFileSync(join(work, `${gz.id}.native`))));
       await new Promise((r) => setTimeout(r, 100));
       const audit = await server.ctx.store.audit.list({ target: `dump:${d.id}` });
-      expect(audit.some((a) => a.action === "dump.stream" && (a.detail as { sha256: string }).sha256 === sha(raw))).toBe(true);
+      expect(audit.some((a) => a.action === "dump.stream" && (a.detail as { crc32c: string }).crc32c === `${crc32c(raw)}:${raw.length}`)).toBe(true);
       expect((await fetch(`${server.httpUrl}/api/v1/dumps/${d.id}/stream`)).status).toBe(401);
     });
 

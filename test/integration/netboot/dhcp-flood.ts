@@ -5,7 +5,8 @@
  *                                                            (each one cost the old decoder ~258 ms)
  *   node --import tsx dhcp-flood.ts probe <url> <ms>         GET <url> every 10 ms for <ms>: median, 95th percentile
  *                                                            and slowest answer
- * Two processes, so the prober's own loop is never busy sending.
+ * Two processes, so the prober's own loop is never busy sending. Other arguments: usage, exit 2 (never a
+ * run without end: test/unit/helpers/dhcp-load.test.ts).
  */
 import { createSocket } from "node:dgram";
 import { get } from "node:http";
@@ -13,6 +14,10 @@ import { MessageType, encode } from "../../../server/dhcp/codec.ts";
 import { request } from "../../unit/dhcp/packets.ts";
 
 const [mode, target, msArg] = process.argv.slice(2);
+if ((mode !== "blast" && mode !== "probe") || !target || !(Number(msArg) > 0)) {
+  process.stderr.write("usage: dhcp-flood.ts blast <server ip> <ms> | probe <url> <ms>\n");
+  process.exit(2);
+}
 const until = Date.now() + Number(msArg);
 
 async function blast(ip: string): Promise<void> {
@@ -51,4 +56,4 @@ async function probe(url: string): Promise<void> {
   process.stdout.write(`${JSON.stringify({ probes: times.length, failures, medianMs: at(0.5), p95Ms: at(0.95), maxMs: times.at(-1) })}\n`);
 }
 
-await (mode === "blast" ? blast(target!) : probe(target!));
+await (mode === "blast" ? blast(target) : probe(target));

@@ -157,6 +157,9 @@ describe.skipIf(skipHere)("real DHCP clients against lifeboat serve (namespace L
         expect(c.events().slice(before)).not.toContain(`REBOOT ${other} ${SRV}`);
         expect(c.events().slice(before).find((e) => e.startsWith("BOUND "))).toBe(`BOUND ${ip} ${SRV}`);
         expect((await leases(dataDir)).filter((l) => l.mac === MAC.a)).toEqual([expect.objectContaining({ ip, state: "bound" })]);
+        // dhclient runs the BOUND hook before it appends the lease to its file, and `dhclient -r` releases the file's last
+        // lease: wait for the append, or on a busy machine it releases the address it was NAKed for.
+        await until("the new lease in the lease file", () => read(c.lf).lastIndexOf(`fixed-address ${ip};`) > read(c.lf).lastIndexOf(`fixed-address ${other};`), 5000);
 
         // dhclient -r: RELEASE; the address is free again.
         expect((await c.release()).exitCode).toBe(0);

@@ -5,6 +5,7 @@ import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { catalogFromLogs } from "../../../server/amanda/catalog.ts";
 import { readAmandaConfig } from "../../../server/amanda/conf.ts";
+import { crc32c } from "../../../server/amanda/crc32c.ts";
 import { loadConfig } from "../../../server/config/load.ts";
 import type { ServerContext } from "../../../server/context.ts";
 import { answerErrors } from "../../../server/http/errors.ts";
@@ -74,5 +75,15 @@ describe("dump stream route", () => {
     const gone = await fetch(`${url}/api/v1/dumps/${id}/stream`, { headers: h });
     expect(gone.status).toBe(409);
     expect(((await gone.json()) as { message: string }).message).toMatch(/^h:"\/d" L0 20261124020601: part 3 is missing: .*00003.h._d.0$/);
+  });
+
+  it("records the Amanda CRC-32C a full stream was checked against (no per-stream hash); a range records none", async () => {
+    const { url, id, data, store } = await serve();
+    const h = { authorization: "Bearer admin-token" };
+    expect(Buffer.from(await (await fetch(`${url}/api/v1/dumps/${id}/stream`, { headers: h })).arrayBuffer()).equals(data)).toBe(true);
+    expect(Buffer.from(await (await fetch(`${url}/api/v1/dumps/${id}/stream`, { headers: { ...h, range: "bytes=10-20" } })).arrayBuffer()).equals(data.subarray(10, 21))).toBe(true);
+    await new Promise((res) => setTimeout(res, 50));
+    const details = (await store.audit.list({ target: `dump:${id}` })).map((a) => a.detail as { crc32c: string | null; bytes: number; sha256?: string });
+    expect(details.map((d) => [d.crc32c, d.bytes, d.sha256]).sort()).toEqual([[`${crc32c(data)}:200000`, 200000, undefined], [null, 11, undefined]].sort());
   });
 });

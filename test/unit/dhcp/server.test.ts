@@ -52,6 +52,71 @@ describe("proxy OFFER hold (dhcp.proxyOfferDelayMs)", () => {
   });
 });
 
+describe("overload (full mode): shed new DISCOVERs, finish started handshakes", () => {
+  /** The loop's turns, ended by the test: what the shedder counted in a turn is decided when it ends. */
+  class Turns {
+    private ends: Array<() => void> = [];
+    afterTurn = (fn: () => void) => void this.ends.push(fn);
+    end(): void {
+      for (const fn of this.ends.splice(0)) fn();
+    }
+  }
+  const chaddr = (n: number) => Buffer.from([0x52, 0x54, 0x00, 0x64, 0, n, ...Array<number>(10).fill(0)]);
+  const discover = (n: number) => encode(request(MessageType.DISCOVER, {}, { chaddr: chaddr(n), xid: n }));
+  const answers = async (metrics: import("prom-client").Registry) =>
+    Object.fromEntries((await metrics.getSingleMetric("lifeboat_dhcp_answers_total")!.get()).values.map((v) => [v.labels.kind, v.value]));
+
+  it("after a turn that read a full batch (a queue behind it), new DISCOVERs are shed (counted, unanswered), a REQUEST is still ACKed; a drained turn ends it", async () => {
+    const turns = new Turns();
+    const { svc, metrics } = dhcpService("full", 0, turns);
+    const sock = new DgramDouble() as unknown as Socket;
+    const rx = (b: Buffer) => svc.receive(sock, 67, b, rinfo("0.0.0.0", 68));
+    // one turn of 31 DISCOVERs: no full batch, all answered, no shedding after it
+    for (let n = 1; n <= 31; n++) await rx(discover(n));
+    turns.end();
+    await rx(discover(40));
+    turns.end();
+    expect((await drops(metrics)).overload).toBeUndefined();
+    // a turn of 32 datagrams, 2 of them malformed (they count: the queue is the queue)
+    for (let n = 41; n <= 70; n++) await rx(discover(n));
+    await rx(Buffer.alloc(10));
+    await rx(Buffer.alloc(10));
+    turns.end();
+    await sleep(20);
+    expect(await answers(metrics)).toEqual({ offer: 62 });
+    // behind: new DISCOVERs are shed; client 1's REQUEST (offered before) completes its handshake
+    await rx(discover(100));
+    await rx(discover(101));
+    const req = encode(request(MessageType.REQUEST, { [Opt.SERVER_ID]: ipBytes("10.231.7.1"), [Opt.REQUESTED_IP]: ipBytes("10.231.7.100") }, { chaddr: chaddr(1), xid: 1 }));
+    await rx(req);
+    for (let n = 102; n <= 106; n++) await rx(discover(n));
+    turns.end(); // 8 datagrams: still behind
+    await rx(discover(107));
+    turns.end(); // 1 datagram: drained
+    turns.end(); // (an idle turn changes nothing)
+    await sleep(20);
+    expect((await drops(metrics)).overload).toBe(8);
+    expect(await answers(metrics)).toEqual({ offer: 62, ack: 1 });
+    await rx(discover(108));
+    await sleep(20);
+    expect((await drops(metrics)).overload).toBe(8);
+    expect((await answers(metrics)).offer).toBe(63);
+  });
+
+  it("a flood that stops leaves no shedding behind: the next turn without datagrams ends it", async () => {
+    const turns = new Turns();
+    const { svc, metrics } = dhcpService("full", 0, turns);
+    const sock = new DgramDouble() as unknown as Socket;
+    for (let n = 1; n <= 40; n++) await svc.receive(sock, 67, discover(n), rinfo("0.0.0.0", 68));
+    turns.end();
+    turns.end(); // nothing came in this turn: the queue is empty
+    await svc.receive(sock, 67, discover(41), rinfo("0.0.0.0", 68));
+    await sleep(20);
+    expect((await drops(metrics)).overload).toBeUndefined();
+    expect((await answers(metrics)).offer).toBe(41);
+  });
+});
+
 describe("what the DHCP service tells the boot service (a boot token goes only to the address it answered)", () => {
   const mac = "52:54:00:07:00:42";
   const sock = () => new DgramDouble() as unknown as Socket;

@@ -5,6 +5,7 @@
 import type { Registry } from "prom-client";
 import { afterEach } from "vitest";
 import type { DhcpService } from "../../../server/dhcp/server.ts";
+import type { LoopTurns } from "../../../server/dhcp/shed.ts";
 import { makeDhcpService } from "../../helpers/dhcp-service.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
@@ -16,8 +17,8 @@ afterEach(async () => {
 });
 
 /** A DhcpService answering as 10.231.7.1; full mode has pool .100-.199 and a static lease for 52:54:00:07:00:42 (packets.ts's MAC). */
-export function dhcpService(mode: "proxy" | "full", proxyOfferDelayMs = 0): ReturnType<typeof makeDhcpService> {
-  const made = makeDhcpService(mode, proxyOfferDelayMs, tempDir());
+export function dhcpService(mode: "proxy" | "full", proxyOfferDelayMs = 0, loop?: LoopTurns): ReturnType<typeof makeDhcpService> {
+  const made = makeDhcpService(mode, proxyOfferDelayMs, tempDir(), loop);
   services.push(made.svc);
   return made;
 }
