@@ -1,5 +1,6 @@
 import type { Disk, DiskLayout, Filesystem, Luks, Lvm, MdArray, Mount, Partition, Swap } from "./layout.ts";
 import { byMountOrder, GPT_TYPES, lvMapperPath, parseLayout } from "./layout.ts";
+import { luksFormatProblem } from "./layout-validate.ts";
 
 /**
  * Imports a ReaR `disklayout.conf` (/var/lib/rear/layout/disklayout.conf) as a layout.
@@ -180,10 +181,27 @@ function readRaid(words: string[], state: RearState, where: string): string | un
   return undefined;
 }
 
-function readCrypt(words: string[], state: RearState, where: string): undefined {
+/** The crypt line's key for each LUKS format field of the layout. */
+const CRYPT_KEYS = { type: "type", cipher: "cipher", keySizeBits: "key_size", hash: "hash" } as const;
+
+function readCrypt(words: string[], state: RearState, where: string): string | undefined {
+  // crypt /dev/mapper/NAME DEV type=luks1|luks2 cipher=ALGO-MODE key_size=BITS hash=HASH uuid=UUID [keyfile=…]
+  // ReaR before 2.6 wrote LUKS1 only, as cipher=ALGO mode=MODE hash=HASH uuid=UUID.
   const options = kv(words.slice(3));
+  const name = words[1]!.replace(/^\/dev\/mapper\//, "");
+  const given = (key: string) => (options[key] ? options[key] : null);
+  const keySize = given("key_size");
+  if (keySize !== null && !/^\d{1,6}$/.test(keySize)) return `crypt ${name}: key_size=${keySize.slice(0, 40)} is not a key size in bits`;
+  const format = {
+    type: (given("type") ?? (given("mode") ? "luks1" : null)) as Luks["type"],
+    cipher: given("mode") && given("cipher") ? `${options.cipher}-${options.mode}` : given("cipher"),
+    keySizeBits: keySize === null ? null : Number(keySize),
+    hash: given("hash"),
+  };
+  const problem = luksFormatProblem(format);
+  if (problem) return `crypt ${name}: ${CRYPT_KEYS[problem[0]]}=: ${problem[1]}`;
   state.uses.push({ where, dev: words[2]!, what: `the LUKS device ${words[1]}` });
-  state.luks.push({ path: words[2]!, uuid: options.uuid ?? "", name: words[1]!.replace(/^\/dev\/mapper\//, "") });
+  state.luks.push({ path: words[2]!, uuid: options.uuid ?? "", name, ...format });
   return undefined;
 }
 

@@ -155,7 +155,18 @@ function createLuks(state: PlanState, pending: Pending, container: Luks): boolea
     state.problems.push(`LUKS container ${container.uuid} on ${container.path} (${container.name}): no key supplied for this job (the plan never holds keys; add one to the job)`);
     return false;
   }
-  state.steps.push(step("create_luks", { dev: state.device.get(container.path)!, uuid: newId(state, container.uuid, "lower"), name: container.name, key_id: container.uuid }));
+  state.steps.push(
+    step("create_luks", {
+      dev: state.device.get(container.path)!,
+      uuid: newId(state, container.uuid, "lower"),
+      name: container.name,
+      key_id: container.uuid,
+      type: container.type ?? "",
+      cipher: container.cipher ?? "",
+      key_size: container.keySizeBits ?? "",
+      hash: container.hash ?? "",
+    }),
+  );
   const mapped = `/dev/mapper/${container.name}`;
   state.device.set(mapped, mapped);
   state.sizeOf.set(mapped, (state.sizeOf.get(state.device.get(container.path)!) ?? 0) - LUKS2_HEADER);
