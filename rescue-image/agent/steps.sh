@@ -8,7 +8,7 @@
 # (lb_target_dir). guard_NAME is what the runner checks before skipping a call that already
 # finished in this boot.
 
-LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol mount_fs restore_dump fix_fstab set_identity install_bootloader regen_initramfs unmount_all plan_done"
+LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol set_default_subvol set_nocow mount_fs restore_dump fix_fstab set_identity install_bootloader regen_initramfs unmount_all plan_done"
 LB_CONTRACT_VERSION=2
 
 lb_never() { return 1; }
@@ -264,6 +264,40 @@ guard_create_subvol() {
   umount "$_top"
   return "$_rc"
 }
+
+# lb_on_subvol rw|ro DEV PATH CMD...: runs CMD... TOP/PATH with the top level of the btrfs on DEV
+# mounted at TOP (LB_RUN/btrfs-top), PATH checked first; unmounts it again.
+lb_on_subvol() {
+  if ! lb_normal_path "/$3" || [ -z "$3" ]; then
+    echo "refused: subvolume '$3' is not a relative path in normal form (no '..', '.' or '//'); nothing written" >&2
+    return 1
+  fi
+  _top="$LB_RUN/btrfs-top" _sub=$3
+  mkdir -p "$_top"
+  mount -t btrfs -o "subvolid=5,$1" "$2" "$_top" || return 1
+  shift 3
+  "$@" "$_top/$_sub"
+  _rc=$?
+  umount "$_top"
+  return "$_rc"
+}
+
+set_default_subvol() {
+  lb_args set_default_subvol 2 2 $# || return 2
+  lb_gate "$1" || return 1
+  lb_on_subvol rw "$1" "$2" btrfs subvolume set-default
+}
+# get-default answers "ID 268 gen 9 top level 257 path @/.snapshots/1/snapshot".
+lb_is_default() { btrfs subvolume get-default "$_top" 2>/dev/null | grep -q " path ${1#"$_top"/}\$"; }
+guard_set_default_subvol() { lb_on_subvol ro "$1" "$2" lb_is_default 2>/dev/null; }
+
+set_nocow() {
+  lb_args set_nocow 2 2 $# || return 2
+  lb_gate "$1" || return 1
+  lb_on_subvol rw "$1" "$2" chattr +C
+}
+lb_is_nocow() { lsattr -d "$1" 2>/dev/null | cut -d' ' -f1 | grep -q C; }
+guard_set_nocow() { lb_on_subvol ro "$1" "$2" lb_is_nocow 2>/dev/null; }
 
 mount_fs() {
   lb_args mount_fs 4 4 $# || return 2

@@ -182,7 +182,7 @@ function storageFromProbes(view: CaptureView, live: FindmntNode[]): { luks: Luks
     } else if (probe.id.USAGE === "filesystem" && type) {
       const facts = mkfsFacts(probe, type, liveBySource.get(path), size);
       const subvolumes = type === "btrfs" ? subvolumePaths(btrfsBySource.get(path)) : [];
-      out.filesystems.push({ dev: path, type, uuid: uuid ?? null, label: label ?? null, sizeBytes: facts.sizeBytes, usedBytes: facts.usedBytes, mkfsOptions: facts.options, subvolumes });
+      out.filesystems.push({ dev: path, type, uuid: uuid ?? null, label: label ?? null, sizeBytes: facts.sizeBytes, usedBytes: facts.usedBytes, mkfsOptions: facts.options, subvolumes, defaultSubvolume: null, nocow: [] });
     } else continue;
     described.add(path);
   }

@@ -311,9 +311,15 @@ function filesystemProblem(fs: DiskLayout["filesystems"][number], index: number)
   const mkfs = mkfsProblem(fs.type, fs.mkfsOptions);
   if (mkfs) return at(`${where}.mkfsOptions`, mkfs);
   if (fs.subvolumes.length > LAYOUT_LIMITS.subvolumes) return at(`${where}.subvolumes`, `${fs.subvolumes.length} entries, at most ${LAYOUT_LIMITS.subvolumes}`);
-  return firstProblem(fs.subvolumes, (subvolume, k) =>
+  const subvolumes = firstProblem(fs.subvolumes, (subvolume, k) =>
     isNormalRelative(subvolume) ? null : at(`${where}.subvolumes.${k}`, `${show(subvolume)} is not a relative path in normal form (no "..", "." or "//")`),
   );
+  if (subvolumes) return subvolumes;
+  // The default subvolume and the NOCOW ones are subvolumes the plan creates, so their paths were checked above.
+  const notSubvolume = (key: string, path: string) => (fs.subvolumes.includes(path) ? null : at(`${where}.${key}`, `${show(path)} is not one of the filesystem's subvolumes`));
+  if (fs.defaultSubvolume !== null && fs.type !== "btrfs") return at(`${where}.defaultSubvolume`, `only btrfs has a default subvolume, not ${fs.type}`);
+  if (fs.nocow.length > LAYOUT_LIMITS.subvolumes) return at(`${where}.nocow`, `${fs.nocow.length} entries, at most ${LAYOUT_LIMITS.subvolumes}`);
+  return (fs.defaultSubvolume === null ? null : notSubvolume("defaultSubvolume", fs.defaultSubvolume)) ?? firstProblem(fs.nocow, (path, k) => notSubvolume(`nocow.${k}`, path));
 }
 
 function swapProblem(swap: DiskLayout["swap"][number], index: number): string | null {

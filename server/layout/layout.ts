@@ -110,6 +110,10 @@ export const filesystemSchema = z.object({
   mkfsOptions: z.array(z.string()),
   /** btrfs subvolume paths below the top level, parents first. */
   subvolumes: z.array(z.string()),
+  /** btrfs: the default subvolume (btrfs subvolume set-default), one of `subvolumes`; null: the top level. */
+  defaultSubvolume: nullableString.default(null),
+  /** btrfs: subvolumes made no-copy-on-write (chattr +C), each one of `subvolumes`. */
+  nocow: z.array(z.string()).default([]),
 });
 export type Filesystem = z.infer<typeof filesystemSchema>;
 

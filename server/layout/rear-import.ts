@@ -46,6 +46,8 @@ const NEEDS: Record<string, [number, string]> = {
   swap: [2, "swap DEV key=value..."],
   btrfsmountedsubvol: [3, "btrfsmountedsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"],
   btrfsnormalsubvol: [2, "btrfsnormalsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"],
+  btrfsdefaultsubvol: [3, "btrfsdefaultsubvol DEV MOUNTPOINT ID SUBVOLPATH"],
+  btrfsnocopyonwrite: [2, "btrfsnocopyonwrite SUBVOLPATH"],
 };
 
 /** Keywords ReaR writes that Lifeboat does not recreate, and why (the import refuses them by line). */
@@ -53,7 +55,6 @@ const REFUSED: Record<string, string> = {
   multipath: "multipath disks are not imported yet (their identity is the multipath WWID)",
   raiddisk: "raiddisk lines are not read yet",
   opaldisk: "self-encrypting (OPAL) disks are not set up by Lifeboat",
-  btrfsnocopyonwrite: "btrfs no-copy-on-write attributes are not set by the plan yet",
   drbd: "DRBD devices are not recreated by Lifeboat",
   logicaldrive: "HP SmartArray logical drives are not recreated by Lifeboat",
   smartarray: "HP SmartArray controllers are not set up by Lifeboat",
@@ -87,6 +88,10 @@ interface RearState {
   mounts: Mount[];
   /** btrfs subvolume paths per device. */
   subvols: Map<string, string[]>;
+  /** btrfs default subvolume per device (btrfsdefaultsubvol other than the top level). */
+  defaults: Map<string, string>;
+  /** btrfsnocopyonwrite paths, with their line: each is matched to its filesystem once every line is read. */
+  nocow: Array<{ where: string; path: string }>;
   /** Devices each line uses, checked once every line is read: each must be made by some line. */
   uses: Array<{ where: string; dev: string; what: string }>;
 }
@@ -243,7 +248,7 @@ function readFilesystem(words: string[], state: RearState, where: string): undef
     if (options.blocksize) mkfsOptions.push("-b", options.blocksize);
     if (options.bytes_per_inode) mkfsOptions.push("-i", options.bytes_per_inode);
   }
-  state.filesystems.push({ dev, type, uuid: options.uuid || null, label: options.label ? unescape(options.label) : null, sizeBytes: 0, usedBytes: null, mkfsOptions, subvolumes: [] });
+  state.filesystems.push({ dev, type, uuid: options.uuid || null, label: options.label ? unescape(options.label) : null, sizeBytes: 0, usedBytes: null, mkfsOptions, subvolumes: [], defaultSubvolume: null, nocow: [] });
   state.mounts.push({ dev, mountpoint, fstype: type, options: "" });
   return undefined;
 }
@@ -277,12 +282,32 @@ function readNormalSubvolume(words: string[], state: RearState): undefined {
   return undefined;
 }
 
-function readDefaultSubvolume(words: string[]): string | undefined {
-  // btrfsdefaultsubvol DEV MOUNTPOINT ID PATH: only the top level (id 5, "/") is what mkfs.btrfs leaves as the default.
-  const [, dev, , id, path] = words;
-  if (id !== "5" && path !== "/" && path !== undefined)
-    return `the default subvolume of ${dev} is ${path} (id ${id}); the plan does not set a default subvolume yet, so the restored system would boot the wrong tree`;
+function readDefaultSubvolume(words: string[], state: RearState): string | undefined {
+  // btrfsdefaultsubvol DEV MOUNTPOINT ID PATH: the top level (id 5, "/") is what mkfs.btrfs leaves as the default;
+  // any other (snapper's @/.snapshots/1/snapshot) is set by the plan, or the restored system boots the wrong tree.
+  const [, dev, , id, path] = words as [string, string, string, string, string?];
+  if (id === "5" || path === "/" || path === undefined) return undefined;
+  if (!state.filesystems.some((f) => f.dev === dev && f.type === "btrfs")) return `the default subvolume ${path} is on ${dev}, which no "fs ... btrfs" line before it makes`;
+  addSubvolume(state, dev, path.replace(/^\/+/, ""));
+  state.defaults.set(dev, path.replace(/^\/+/, ""));
   return undefined;
+}
+
+function readNocow(words: string[], state: RearState, where: string): undefined {
+  // btrfsnocopyonwrite SUBVOLPATH: names no device; matched to the btrfs filesystem holding that subvolume at the end.
+  state.nocow.push({ where, path: words[1]!.replace(/^\/+/, "") });
+  return undefined;
+}
+
+/** Each btrfsnocopyonwrite path on the one btrfs filesystem that has that subvolume. */
+function placeNocow(state: RearState): string[] {
+  return state.nocow.flatMap(({ where, path }) => {
+    const on = [...state.subvols].filter(([, paths]) => paths.includes(path)).map(([dev]) => dev);
+    if (on.length !== 1) return [`${where}: btrfsnocopyonwrite ${path}: ${on.length ? `subvolumes of that path are on ${on.join(" and ")}` : "no btrfs filesystem of the file has that subvolume"}`];
+    const fs = state.filesystems.find((f) => f.dev === on[0] && f.type === "btrfs")!;
+    if (!fs.nocow.includes(path)) fs.nocow.push(path);
+    return [];
+  });
 }
 
 /** One reader per keyword read; with REFUSED, the keywords known: anything else is refused as unknown. */
@@ -301,11 +326,12 @@ const READERS: Record<string, LineReader> = {
   btrfsmountedsubvol: readMountedSubvolume,
   btrfsnormalsubvol: readNormalSubvolume,
   btrfsdefaultsubvol: readDefaultSubvolume,
+  btrfsnocopyonwrite: readNocow,
 };
 
 /** Reads every line; the first problem found is thrown, in one line. */
 function readLines(text: string): RearState {
-  const state: RearState = { disks: [], md: [], lvm: { pvs: [], vgs: [], lvs: [] }, luks: [], filesystems: [], swap: [], mounts: [], subvols: new Map(), uses: [] };
+  const state: RearState = { disks: [], md: [], lvm: { pvs: [], vgs: [], lvs: [] }, luks: [], filesystems: [], swap: [], mounts: [], subvols: new Map(), defaults: new Map(), nocow: [], uses: [] };
   const problems: string[] = [];
   text.split("\n").forEach((raw, index) => {
     const line = raw.trim();
@@ -322,7 +348,7 @@ function readLines(text: string): RearState {
     if (problem) problems.push(`${where}: ${problem}`);
   });
   if (!problems.length && state.disks.length === 0) problems.push("disklayout.conf: no disk line: not a ReaR disk layout (or every disk is excluded)");
-  problems.push(...unmadeDevices(state));
+  problems.push(...unmadeDevices(state), ...placeNocow(state));
   if (problems.length) throw new Error(problems[0]);
   return state;
 }
@@ -347,6 +373,7 @@ function canonicalise(state: RearState): void {
   for (const f of filesystems) {
     f.dev = canonical(f.dev);
     f.subvolumes = [...new Set(state.subvols.get(f.dev) ?? [])].sort();
+    f.defaultSubvolume = state.defaults.get(f.dev) ?? null;
   }
   for (const s of swap) s.dev = canonical(s.dev);
   for (const m of mounts) m.dev = canonical(m.dev);

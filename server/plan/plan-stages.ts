@@ -237,6 +237,8 @@ export const filesystems: PlanStage = (state) => {
       return void state.problems.push(`filesystem ${fs.type} on ${fs.dev} → ${target}: ${fmtBytes(size)} is below mkfs.${fs.type}'s minimum ${fmtBytes(floor)}`);
     state.steps.push(step("make_fs", { fstype: fs.type, dev: target, uuid: newId(state, fs.uuid, fs.type === "vfat" ? "vfat" : "lower"), label: fs.label ?? "" }, fs.mkfsOptions));
     for (const subvolume of fs.subvolumes) state.steps.push(step("create_subvol", { dev: target, path: subvolume }));
+    for (const subvolume of fs.nocow) state.steps.push(step("set_nocow", { dev: target, path: subvolume }));
+    if (fs.defaultSubvolume) state.steps.push(step("set_default_subvol", { dev: target, path: fs.defaultSubvolume }));
   }
   for (const swap of state.layout.swap) {
     const target = state.device.get(swap.dev);

@@ -151,6 +151,16 @@ export const STEP_FUNCTIONS = {
     args: [a("dev", "btrfs device"), a("path", "subvolume path relative to the top level, e.g. @home")],
     guard: "the subvolume exists",
   },
+  set_default_subvol: {
+    doc: "Makes PATH the default subvolume of the btrfs filesystem on DEV (btrfs subvolume set-default), what a mount without subvol= opens (snapper's root).",
+    args: [a("dev", "btrfs device"), a("path", "subvolume path relative to the top level, created before")],
+    guard: "`btrfs subvolume get-default` names PATH",
+  },
+  set_nocow: {
+    doc: "Marks the btrfs subvolume PATH no-copy-on-write (chattr +C on its still empty top directory; files made in it inherit it).",
+    args: [a("dev", "btrfs device"), a("path", "subvolume path relative to the top level, created before")],
+    guard: "`lsattr -d` shows C on it",
+  },
   mount_fs: {
     doc: "Mounts DEV at MOUNTPOINT below the target root (creating the directory). Plans mount parents first.",
     args: [

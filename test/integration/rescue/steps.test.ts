@@ -343,6 +343,39 @@ describeNeeding(why, "rescue agent step functions on loop devices", () => {
     expect(dump).toMatch(new RegExp(`^UUID:\\s+${uuid}$`, "m"));
   }, 120_000);
 
+  it("a snapper btrfs layout from ReaR: the plan's steps make the subvolumes, mark NOCOW and set the default subvolume; guards hold", async () => {
+    arm();
+    const size = 400 * MiB;
+    const d = await makeLoop(dir, "snapper", size);
+    const layout = layoutFromRear(
+      `disk /dev/sda ${size} gpt\npart /dev/sda ${390 * MiB} 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=4a1c2d3e-5f60-4718-92a3-b4c5d6e7f809 label=\n` +
+        "btrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\nbtrfsnormalsubvol /dev/sda1 / 256 @\nbtrfsnormalsubvol /dev/sda1 / 257 @/.snapshots\n" +
+        "btrfsnormalsubvol /dev/sda1 / 259 @/var/lib/mariadb\nbtrfsnocopyonwrite @/var/lib/mariadb\n",
+      "suse1",
+    );
+    const name = d.slice(5);
+    const plan = buildPlan({ layout, targets: [targetDiskSchema.parse({ name, path: d, sizeBytes: size })], options: { mapping: { sda: name }, bootloader: "none" } });
+    if (!plan.ok) throw new Error(plan.reason);
+    const steps = plan.steps.slice(1, plan.steps.findIndex((x) => x.fn === "set_default_subvol") + 1);
+    for (const call of steps) {
+      const r = await step(`${call.fn} "$@"`, [...call.args]);
+      expect(r.exitCode, `${call.fn}: ${r.stderr}`).toBe(0);
+    }
+    for (const call of steps.filter((x) => x.fn === "set_nocow" || x.fn === "set_default_subvol")) expect((await step(`guard_${call.fn} "$@"`, [...call.args])).exitCode, call.fn).toBe(0);
+    expect((await step(`guard_set_default_subvol "$1" @`, [`${d}p1`])).exitCode).toBe(1);
+    // What the restored system sees: a mount without subvol= opens the default; the NOCOW subvolume has C.
+    const top = join(dir, "snapper-top");
+    mkdirSync(top);
+    await execa("mount", ["-t", "btrfs", "-o", "subvolid=5", `${d}p1`, top]);
+    try {
+      expect((await execa("btrfs", ["subvolume", "get-default", top])).stdout).toMatch(/ path @\/\.snapshots\/1\/snapshot$/);
+      expect((await execa("lsattr", ["-d", join(top, "@/var/lib/mariadb")])).stdout.split(" ")[0]).toContain("C");
+      expect((await execa("lsattr", ["-d", join(top, "@")])).stdout.split(" ")[0]).not.toContain("C");
+    } finally {
+      await execa("umount", [top]);
+    }
+  });
+
   it("a failing mkfs returns non-zero with the tool's own message", async () => {
     arm();
     const d = await makeLoop(dir, "mkfs-fail", 64 * MiB);

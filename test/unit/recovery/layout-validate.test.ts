@@ -92,7 +92,7 @@ describe("layoutProblem: what a layout may hold", () => {
     const l = structuredClone(fixtureLayout("gpt-uefi"));
     l.mounts[0]!.options = "subvol=";
     l.boot.bootloaderId = "ASUS Tools";
-    l.filesystems.push({ dev: "/dev/md127p1", type: "ntfs", uuid: "1A2B3C4D5E6F7081", label: "Data", sizeBytes: 1 << 30, usedBytes: null, mkfsOptions: [], subvolumes: [] });
+    l.filesystems.push({ dev: "/dev/md127p1", type: "ntfs", uuid: "1A2B3C4D5E6F7081", label: "Data", sizeBytes: 1 << 30, usedBytes: null, mkfsOptions: [], subvolumes: [], defaultSubvolume: null, nocow: [] });
     expect(layoutProblem(l)).toBeNull();
   });
 

@@ -222,8 +222,8 @@ describe("ReaR files as written in the field (issue 26)", () => {
     ["an array in a container", `${two}raidarray /dev/md126 level=raid1 raid-devices=2 container=/dev/md127 devices=/dev/sda,/dev/sdb\n`, "disklayout.conf line 3: /dev/md126 is an array inside the container /dev/md127 (imsm/ddf metadata): Lifeboat recreates Linux MD arrays only"],
     ["partitions on an MD array", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\ndisk /dev/md127 10737418240 gpt\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 5: partitions on the MD array /dev/md127 are not recreated by Lifeboat yet"],
     ["a multipath disk", "multipath /dev/mapper/mpatha 10737418240 gpt /dev/sda,/dev/sdb\n", "disklayout.conf line 1: multipath: multipath disks are not imported yet (their identity is the multipath WWID)"],
-    ["a snapper default subvolume", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=1 label=\nbtrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\n", "disklayout.conf line 4: the default subvolume of /dev/sda1 is @/.snapshots/1/snapshot (id 268); the plan does not set a default subvolume yet, so the restored system would boot the wrong tree"],
-    ["NOCOW", "disk /dev/sda 10737418240 gpt\nbtrfsnocopyonwrite @/var/lib/mysql\n", "disklayout.conf line 2: btrfsnocopyonwrite: btrfs no-copy-on-write attributes are not set by the plan yet"],
+    ["a default subvolume on no btrfs", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nbtrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\n", 'disklayout.conf line 3: the default subvolume @/.snapshots/1/snapshot is on /dev/sda1, which no "fs ... btrfs" line before it makes'],
+    ["NOCOW on a subvolume no line makes", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=1 label=\nbtrfsnocopyonwrite @/var/lib/mysql\n", "disklayout.conf line 4: btrfsnocopyonwrite @/var/lib/mysql: no btrfs filesystem of the file has that subvolume"],
     ["a thin pool", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg pool 5368709120b thin,pool chunksize:65536\n", "disklayout.conf line 2: the LV vg/pool is thin,pool: Lifeboat creates linear LVs only"],
     ["a thin LV", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg data 5368709120b thin,sparse thinpool:pool\n", "disklayout.conf line 2: the LV vg/data is thin,sparse thinpool:pool: Lifeboat creates linear LVs only"],
     ["a striped LV", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg data 5368709120b striped stripes:2 stripesize:65536\n", "disklayout.conf line 2: the LV vg/data is striped stripes:2: Lifeboat creates linear LVs only"],
@@ -261,6 +261,16 @@ describe("ReaR files as written in the field (issue 26)", () => {
     ["a hash that is a path", "type=luks1 hash=../../x uuid=1", /^disklayout\.conf line 3: crypt cr_boot: hash=: "\.\.\/\.\.\/x" is not a hash Lifeboat formats LUKS with/],
   ])("refuses %s in a crypt line, with its line", (_what, options, message) => {
     expect(err(luksBoot(options))).toMatch(message);
+  });
+
+  it("SUSE with snapper: the default subvolume and NOCOW subvolumes are kept on their filesystem", () => {
+    const text =
+      "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=4a1c2d3e-5f60-4718-92a3-b4c5d6e7f809 label=\n" +
+      "btrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\n" +
+      "btrfsnormalsubvol /dev/sda1 / 256 @\nbtrfsnormalsubvol /dev/sda1 / 257 @/.snapshots\nbtrfsnormalsubvol /dev/sda1 / 259 @/var/lib/mariadb\n" +
+      "btrfsmountedsubvol /dev/sda1 /var/lib/mariadb rw,relatime @/var/lib/mariadb\nbtrfsnocopyonwrite @/var/lib/mariadb\n";
+    const [fs] = layoutFromRear(text, "h").filesystems;
+    expect([fs!.subvolumes, fs!.defaultSubvolume, fs!.nocow]).toEqual([["@", "@/.snapshots", "@/.snapshots/1/snapshot", "@/var/lib/mariadb"], "@/.snapshots/1/snapshot", ["@/var/lib/mariadb"]]);
   });
 
   it("btrfsdefaultsubvol of the top level is what mkfs leaves: imported", () => {

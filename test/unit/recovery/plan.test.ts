@@ -349,6 +349,17 @@ describe("keys, clones, chains, boot", () => {
     expect(args(r2.steps, "create_luks")).toEqual([["/dev/nvme0n1p3", l.luks[0]!.uuid, l.luks[0]!.name, l.luks[0]!.uuid, "luks2", "", "", ""]]);
   });
 
+  it("btrfs: subvolumes created, then NOCOW ones marked and the default subvolume set (snapper's root boots the right tree)", () => {
+    const l = fixtureLayout("btrfs-subvols");
+    const fs = l.filesystems.find((f) => f.type === "btrfs")!;
+    Object.assign(fs, { defaultSubvolume: "@", nocow: ["@home"] });
+    const r = ok(buildPlan({ layout: l, targets: sameMachine(l) }));
+    const btrfs = r.steps.filter((s) => ["create_subvol", "set_nocow", "set_default_subvol"].includes(s.fn)).map((s) => [s.fn, s.args[1]]);
+    expect(btrfs).toEqual([["create_subvol", "@"], ["create_subvol", "@home"], ["set_nocow", "@home"], ["set_default_subvol", "@"]]);
+    Object.assign(fs, { defaultSubvolume: "@/.snapshots/1/snapshot" });
+    expect(refusal(buildPlan({ layout: l, targets: sameMachine(l) }))).toMatch(/filesystems\.\d+\.defaultSubvolume: "@\/\.snapshots\/1\/snapshot" is not one of the filesystem's subvolumes/);
+  });
+
   it("a LUKS1 container (GRUB's /boot) is formatted LUKS1 again, with its cipher, key size and hash", () => {
     const l = fixtureLayout("luks-lvm");
     Object.assign(l.luks[0]!, { type: "luks1", cipher: "aes-cbc-essiv:sha256", keySizeBits: 256, hash: "sha1" });
