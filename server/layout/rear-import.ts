@@ -302,32 +302,47 @@ function readNocow(words: string[], state: RearState, where: string): undefined 
 /** Each btrfsnocopyonwrite path on the one btrfs filesystem that has that subvolume. */
 function placeNocow(state: RearState): string[] {
   return state.nocow.flatMap(({ where, path }) => {
-    const on = [...state.subvols].filter(([, paths]) => paths.includes(path)).map(([dev]) => dev);
-    if (on.length !== 1) return [`${where}: btrfsnocopyonwrite ${path}: ${on.length ? `subvolumes of that path are on ${on.join(" and ")}` : "no btrfs filesystem of the file has that subvolume"}`];
-    const fs = state.filesystems.find((f) => f.dev === on[0] && f.type === "btrfs")!;
+    const on = state.filesystems.filter((f) => f.type === "btrfs" && state.subvols.get(f.dev)?.includes(path));
+    if (on.length !== 1) return [`${where}: btrfsnocopyonwrite ${path}: ${on.length ? `subvolumes of that path are on ${on.map((f) => f.dev).join(" and ")}` : "no btrfs filesystem of the file has that subvolume"}`];
+    const fs = on[0]!;
     if (!fs.nocow.includes(path)) fs.nocow.push(path);
     return [];
   });
 }
 
-/** One reader per keyword read; with REFUSED, the keywords known: anything else is refused as unknown. */
-const READERS: Record<string, LineReader> = {
-  disk: readDisk,
-  part: readPartition,
-  raid: readRaid,
+/**
+ * One reader per keyword read, with what it becomes (in the README's list, made from this and
+ * REFUSED by rearKeywordsMarkdown); with REFUSED, the keywords known: anything else is refused as unknown.
+ */
+const READERS: Record<string, [LineReader, string]> = {
+  disk: [readDisk, "a disk and its partition table (gpt, msdos); no serial: an import always needs a disk mapping"],
+  part: [readPartition, "a partition; parted flags become types (msdos prep/lba, GPT prep/msftdata/msftres/diag), the 8th field (ReaR master) is its UUID; refused: the msdos flags hidden and diag (their type depends on the old one), partitions on an MD array"],
+  raid: [readRaid, "an MD array; refused: firmware RAID containers (IMSM/DDF) and arrays in them"],
   // ReaR 2.7 and later write "raidarray"; the options are those of "raid".
-  raidarray: readRaid,
-  crypt: readCrypt,
-  lvmdev: readLvmDevice,
-  lvmgrp: readLvmGroup,
-  lvmvol: readLvmVolume,
-  fs: readFilesystem,
-  swap: readSwap,
-  btrfsmountedsubvol: readMountedSubvolume,
-  btrfsnormalsubvol: readNormalSubvolume,
-  btrfsdefaultsubvol: readDefaultSubvolume,
-  btrfsnocopyonwrite: readNocow,
+  raidarray: [readRaid, "as raid (ReaR 2.7 and later)"],
+  crypt: [readCrypt, "a LUKS container: UUID, version, cipher, key size and hash (the old cipher= mode= form as LUKS1), each from an allowlist"],
+  lvmdev: [readLvmDevice, "an LVM PV"],
+  lvmgrp: [readLvmGroup, "an LVM VG and its extent size"],
+  lvmvol: [readLvmVolume, "a linear LV (the SIZEb LAYOUT and the old EXTENTS SECTORS forms); refused: thin, striped, raid and mirror LVs"],
+  fs: [readFilesystem, "a filesystem (UUID, label, ext block size and bytes per inode) and its mount"],
+  swap: [readSwap, "swap (UUID, label)"],
+  btrfsmountedsubvol: [readMountedSubvolume, "a btrfs subvolume and its mount (subvol=)"],
+  btrfsnormalsubvol: [readNormalSubvolume, "a btrfs subvolume"],
+  btrfsdefaultsubvol: [readDefaultSubvolume, "the default subvolume, set by the plan (snapper's root)"],
+  btrfsnocopyonwrite: [readNocow, "a no-copy-on-write subvolume, marked chattr +C by the plan"],
 };
+
+/** The README's list of ReaR keywords: one line per keyword read (what it becomes) and per keyword refused (why). */
+export function rearKeywordsMarkdown(): string {
+  const rows = [
+    ...Object.entries(READERS).map(([keyword, [, note]]) => `- \`${keyword}\`: read: ${note}.`),
+    ...Object.entries(REFUSED).map(([keyword, why]) => `- \`${keyword}\`: refused: ${why}.`),
+  ];
+  return rows.join("\n");
+}
+
+/** Every keyword the import knows, read or refused (the fuzz targets' words). */
+export const REAR_KEYWORDS: readonly string[] = [...Object.keys(READERS), ...Object.keys(REFUSED)];
 
 /** Reads every line; the first problem found is thrown, in one line. */
 function readLines(text: string): RearState {
@@ -344,7 +359,7 @@ function readLines(text: string): RearState {
     if (!Object.hasOwn(READERS, keyword)) return void problems.push(`${where}: unknown keyword "${keyword.slice(0, 40)}"`);
     const needs = Object.hasOwn(NEEDS, keyword) ? NEEDS[keyword] : undefined;
     if (needs && words.length < needs[0]) return void problems.push(`${where}: expected "${needs[1]}"`);
-    const problem = READERS[keyword]!(words, state, where);
+    const problem = READERS[keyword]![0](words, state, where);
     if (problem) problems.push(`${where}: ${problem}`);
   });
   if (!problems.length && state.disks.length === 0) problems.push("disklayout.conf: no disk line: not a ReaR disk layout (or every disk is excluded)");
