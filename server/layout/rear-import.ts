@@ -101,8 +101,13 @@ type LineReader = (words: string[], state: RearState, where: string) => string |
 
 const devName = (path: string) => path.replace(/^\/dev\//, "");
 
-function readDisk(words: string[], state: RearState): undefined {
+/** Why a partition table on an MD array (IMSM volumes, arrays of whole disks) is refused: the plan partitions disks only. */
+const mdTable = (array: string) =>
+  `${array} is an MD array with a partition table of its own: the plan creates arrays on partitions or disks, then filesystems, LVM or LUKS on them, but does not partition an array (create it, then partition it) yet`;
+
+function readDisk(words: string[], state: RearState): string | undefined {
   const [, path, size, label] = words as [string, string, string, string?];
+  if (state.md.some((m) => m.path === path)) return mdTable(path);
   state.disks.push({
     name: devName(path),
     path,
@@ -146,7 +151,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 function readPartition(words: string[], state: RearState): string | undefined {
   // part DISK SIZE START NAME|TYPE FLAGS PARTDEV
   const [, diskPath, size, start, nameOrType, flagsWord, partDev, partUuid] = words;
-  if (state.md.some((m) => m.path === diskPath)) return `partitions on the MD array ${diskPath} are not recreated by Lifeboat yet`;
+  if (state.md.some((m) => m.path === diskPath)) return mdTable(diskPath);
   const disk = state.disks.find((d) => d.path === diskPath);
   if (!disk?.table || !size || !start || !partDev) return "partition of an unknown disk or missing fields";
   const flags = (flagsWord ?? "none").split(",");
@@ -315,8 +320,8 @@ function placeNocow(state: RearState): string[] {
  * REFUSED by rearKeywordsMarkdown); with REFUSED, the keywords known: anything else is refused as unknown.
  */
 const READERS: Record<string, [LineReader, string]> = {
-  disk: [readDisk, "a disk and its partition table (gpt, msdos); no serial: an import always needs a disk mapping"],
-  part: [readPartition, "a partition; parted flags become types (msdos prep/lba, GPT prep/msftdata/msftres/diag), the 8th field (ReaR master) is its UUID; refused: the msdos flags hidden and diag (their type depends on the old one), partitions on an MD array"],
+  disk: [readDisk, "a disk and its partition table (gpt, msdos); no serial: an import always needs a disk mapping; refused: a table on an MD array"],
+  part: [readPartition, "a partition; parted flags become types (msdos prep/lba, GPT prep/msftdata/msftres/diag), the 8th field (ReaR master) is its UUID; refused: the msdos flags hidden and diag (their type depends on the old one), partitions on an MD array (the plan does not partition arrays yet)"],
   raid: [readRaid, "an MD array; refused: firmware RAID containers (IMSM/DDF) and arrays in them"],
   // ReaR 2.7 and later write "raidarray"; the options are those of "raid".
   raidarray: [readRaid, "as raid (ReaR 2.7 and later)"],
