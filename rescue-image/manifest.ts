@@ -74,6 +74,9 @@ export const RESCUE_TOOLS: readonly RescueTool[] = [
   { name: "fatlabel", path: "sbin/fatlabel", versionArgs: ["--version"] },
   { name: "mkfs.btrfs", path: "sbin/mkfs.btrfs", versionArgs: ["--version"] },
   { name: "btrfs", path: "bin/btrfs", versionArgs: ["--version"] },
+  // set_nocow (chattr +C on a btrfs subvolume) and its guard.
+  { name: "chattr", path: "usr/bin/chattr", versionArgs: ["-V"] },
+  { name: "lsattr", path: "usr/bin/lsattr", versionArgs: ["-V"] },
   {
     name: "lvm",
     path: "sbin/lvm",

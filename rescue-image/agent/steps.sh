@@ -8,8 +8,8 @@
 # (lb_target_dir). guard_NAME is what the runner checks before skipping a call that already
 # finished in this boot.
 
-LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol mount_fs restore_dump fix_fstab set_identity install_bootloader regen_initramfs unmount_all plan_done"
-LB_CONTRACT_VERSION=1
+LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol set_default_subvol set_nocow mount_fs restore_dump fix_fstab set_identity install_bootloader regen_initramfs unmount_all plan_done"
+LB_CONTRACT_VERSION=2
 
 lb_never() { return 1; }
 
@@ -129,21 +129,36 @@ create_md() {
 guard_create_md() { [ -b "$1" ] && mdadm --detail "$1" 2>/dev/null | grep -qi "UUID : $5"; }
 
 create_luks() {
-  lb_args create_luks 4 4 $# || return 2
-  lb_gate "$1" || return 1
-  _key="$LB_RUN/luks-$4.key"
+  lb_args create_luks 8 8 $# || return 2
+  _dev=$1 _uuid=$2 _name=$3 _kid=$4 _type=$5 _cipher=$6 _ksize=$7 _hash=$8
+  lb_gate "$_dev" || return 1
+  # The plan checked them against its allowlist (layout-validate.ts LUKS_FORMAT); here only
+  # their shape, so no argument can be taken for an option or another device.
+  case $_type in "" | luks1 | luks2) ;; *) echo "refused: '$_type' is not luks1 or luks2; nothing written" >&2; return 1 ;; esac
+  case $_cipher$_hash in *[!a-z0-9:-]*) echo "refused: cipher '$_cipher' or hash '$_hash' is not a word of a-z, 0-9, ':' and '-'; nothing written" >&2; return 1 ;; esac
+  case $_cipher$_hash in -*) echo "refused: cipher '$_cipher' or hash '$_hash' starts with '-'; nothing written" >&2; return 1 ;; esac
+  case $_ksize in *[!0-9]*) echo "refused: key size '$_ksize' is not a number of bits; nothing written" >&2; return 1 ;; esac
+  set -- --batch-mode --uuid="$_uuid"
+  [ -n "$_type" ] && set -- "$@" --type "$_type"
+  [ -n "$_cipher" ] && set -- "$@" --cipher "$_cipher"
+  [ -n "$_ksize" ] && set -- "$@" --key-size "$_ksize"
+  [ -n "$_hash" ] && set -- "$@" --hash "$_hash"
+  _key="$LB_RUN/luks-$_kid.key"
   # The passphrase never travels in the plan: the agent fetches it for this job only.
-  lb_curl -f --max-time 30 -o "$_key" "$LB_SERVER$LB_AGENT_BASE/$LB_JOB/keys/$4" || {
-    echo "create_luks: cannot fetch key $4 for this job" >&2
+  lb_curl -f --max-time 30 -o "$_key" "$LB_SERVER$LB_AGENT_BASE/$LB_JOB/keys/$_kid" || {
+    echo "create_luks: cannot fetch key $_kid for this job" >&2
     return 1
   }
-  cryptsetup luksFormat --batch-mode --uuid="$2" --key-file="$_key" "$1" &&
-    cryptsetup open --key-file="$_key" "$1" "$3"
+  cryptsetup luksFormat "$@" --key-file="$_key" "$_dev" &&
+    cryptsetup open --key-file="$_key" "$_dev" "$_name"
   _rc=$?
   rm -f "$_key"
   return "$_rc"
 }
-guard_create_luks() { [ "$(cryptsetup luksUUID "$1" 2>/dev/null)" = "$2" ] && [ -b "/dev/mapper/$3" ]; }
+guard_create_luks() {
+  [ "$(cryptsetup luksUUID "$1" 2>/dev/null)" = "$2" ] && [ -b "/dev/mapper/$3" ] &&
+    { [ -z "$5" ] || cryptsetup luksDump "$1" 2>/dev/null | grep -Eq "^Version:[[:space:]]+${5#luks}\$"; }
+}
 
 create_pv() {
   lb_args create_pv 2 2 $# || return 2
@@ -249,6 +264,40 @@ guard_create_subvol() {
   umount "$_top"
   return "$_rc"
 }
+
+# lb_on_subvol rw|ro DEV PATH CMD...: runs CMD... TOP/PATH with the top level of the btrfs on DEV
+# mounted at TOP (LB_RUN/btrfs-top), PATH checked first; unmounts it again.
+lb_on_subvol() {
+  if ! lb_normal_path "/$3" || [ -z "$3" ]; then
+    echo "refused: subvolume '$3' is not a relative path in normal form (no '..', '.' or '//'); nothing written" >&2
+    return 1
+  fi
+  _top="$LB_RUN/btrfs-top" _sub=$3
+  mkdir -p "$_top"
+  mount -t btrfs -o "subvolid=5,$1" "$2" "$_top" || return 1
+  shift 3
+  "$@" "$_top/$_sub"
+  _rc=$?
+  umount "$_top"
+  return "$_rc"
+}
+
+set_default_subvol() {
+  lb_args set_default_subvol 2 2 $# || return 2
+  lb_gate "$1" || return 1
+  lb_on_subvol rw "$1" "$2" btrfs subvolume set-default
+}
+# get-default answers "ID 268 gen 9 top level 257 path @/.snapshots/1/snapshot".
+lb_is_default() { btrfs subvolume get-default "$_top" 2>/dev/null | grep -q " path ${1#"$_top"/}\$"; }
+guard_set_default_subvol() { lb_on_subvol ro "$1" "$2" lb_is_default 2>/dev/null; }
+
+set_nocow() {
+  lb_args set_nocow 2 2 $# || return 2
+  lb_gate "$1" || return 1
+  lb_on_subvol rw "$1" "$2" chattr +C
+}
+lb_is_nocow() { lsattr -d "$1" 2>/dev/null | cut -d' ' -f1 | grep -q C; }
+guard_set_nocow() { lb_on_subvol ro "$1" "$2" lb_is_nocow 2>/dev/null; }
 
 mount_fs() {
   lb_args mount_fs 4 4 $# || return 2

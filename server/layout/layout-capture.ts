@@ -174,13 +174,15 @@ function storageFromProbes(view: CaptureView, live: FindmntNode[]): { luks: Luks
     if (type === "crypto_LUKS" && uuid) {
       const opened = node.children?.find((c) => c.type === "crypt");
       const name = opened ? devicePath(opened).replace(/^\/dev\/mapper\//, "") : (crypttabName(crypttab, uuid, path) ?? `luks-${uuid}`);
-      out.luks.push({ path, uuid, name });
+      // blkid -p says the header's version (VERSION=1|2); the rest of how it was made is left to cryptsetup's defaults.
+      const type = probe.id.VERSION === "1" ? "luks1" : probe.id.VERSION === "2" ? "luks2" : null;
+      out.luks.push({ path, uuid, name, type, cipher: null, keySizeBits: null, hash: null });
     } else if (type === "swap") {
       out.swap.push({ dev: path, uuid: uuid ?? null, label: label ?? null, sizeBytes: size });
     } else if (probe.id.USAGE === "filesystem" && type) {
       const facts = mkfsFacts(probe, type, liveBySource.get(path), size);
       const subvolumes = type === "btrfs" ? subvolumePaths(btrfsBySource.get(path)) : [];
-      out.filesystems.push({ dev: path, type, uuid: uuid ?? null, label: label ?? null, sizeBytes: facts.sizeBytes, usedBytes: facts.usedBytes, mkfsOptions: facts.options, subvolumes });
+      out.filesystems.push({ dev: path, type, uuid: uuid ?? null, label: label ?? null, sizeBytes: facts.sizeBytes, usedBytes: facts.usedBytes, mkfsOptions: facts.options, subvolumes, defaultSubvolume: null, nocow: [] });
     } else continue;
     described.add(path);
   }

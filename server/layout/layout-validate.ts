@@ -1,5 +1,5 @@
 import { EXT_FEATURES_IF_PRESENT, EXT_FEATURES_PINNED, XFS_META } from "./capture-tools.ts";
-import { type Disk, type DiskLayout, partitionPath } from "./layout.ts";
+import { type Disk, type DiskLayout, type Luks, partitionPath } from "./layout.ts";
 
 /**
  * What a layout may hold before Lifeboat stores it or plans from it. Every string that can
@@ -259,11 +259,45 @@ function lvmProblem(lvm: DiskLayout["lvm"]): string | null {
   );
 }
 
+/**
+ * What a LUKS header may be formatted with (cryptsetup luksFormat --type, --cipher ALGO-MODE,
+ * --key-size, --hash): the ciphers, modes and hashes of dm-crypt and cryptsetup that a
+ * captured or ReaR-described header holds. Nothing else reaches the agent's luksFormat;
+ * a combination cryptsetup itself refuses (a key size the mode cannot take) fails that step.
+ */
+export const LUKS_FORMAT = {
+  types: ["luks1", "luks2"],
+  algorithms: ["aes", "serpent", "twofish", "camellia", "cast5", "cast6", "sm4"],
+  modes: ["xts-plain64", "xts-plain", "xts-essiv:sha256", "cbc-essiv:sha256", "cbc-plain64", "cbc-plain", "cbc-benbi", "ecb"],
+  keySizesBits: [128, 192, 256, 384, 512],
+  hashes: ["sha1", "sha224", "sha256", "sha384", "sha512", "sha3-256", "sha3-384", "sha3-512", "ripemd160", "whirlpool", "sm3", "blake2b-512", "blake2s-256", "stribog512"],
+} as const;
+
+const oneOf = (list: readonly (string | number)[]) => list.join(", ");
+
+/** The first LUKS format parameter outside LUKS_FORMAT, as [its key, one line], or null. */
+export function luksFormatProblem(l: Pick<Luks, "type" | "cipher" | "keySizeBits" | "hash">): [keyof typeof l, string] | null {
+  const f = LUKS_FORMAT;
+  if (l.type !== null && !(f.types as readonly string[]).includes(l.type)) return ["type", `${show(l.type)} is not a LUKS version (${oneOf(f.types)})`];
+  if (l.cipher !== null) {
+    const dash = l.cipher.indexOf("-");
+    const [algorithm, mode] = [l.cipher.slice(0, dash), l.cipher.slice(dash + 1)];
+    if (dash < 0 || !(f.algorithms as readonly string[]).includes(algorithm) || !(f.modes as readonly string[]).includes(mode))
+      return ["cipher", `${show(l.cipher)} is not a cipher Lifeboat formats LUKS with (ALGORITHM-MODE; ${oneOf(f.algorithms)}; ${oneOf(f.modes)})`];
+  }
+  if (l.keySizeBits !== null && !(f.keySizesBits as readonly number[]).includes(l.keySizeBits))
+    return ["keySizeBits", `${show(l.keySizeBits)} is not a LUKS key size in bits (${oneOf(f.keySizesBits)})`];
+  if (l.hash !== null && !(f.hashes as readonly string[]).includes(l.hash)) return ["hash", `${show(l.hash)} is not a hash Lifeboat formats LUKS with (${oneOf(f.hashes)})`];
+  return null;
+}
+
 function luksProblem(mapping: DiskLayout["luks"][number], index: number): string | null {
   const device = deviceProblem(`luks.${index}.path`, mapping.path);
   if (device) return device;
   if (!DM_NAME.test(mapping.name)) return at(`luks.${index}.name`, `${show(mapping.name)} is not a device-mapper name`);
-  return FS_UUID.test(mapping.uuid) ? null : at(`luks.${index}.uuid`, `${show(mapping.uuid)} is not a LUKS UUID`);
+  if (!FS_UUID.test(mapping.uuid)) return at(`luks.${index}.uuid`, `${show(mapping.uuid)} is not a LUKS UUID`);
+  const format = luksFormatProblem(mapping);
+  return format ? at(`luks.${index}.${format[0]}`, format[1]) : null;
 }
 
 function filesystemProblem(fs: DiskLayout["filesystems"][number], index: number): string | null {
@@ -277,9 +311,15 @@ function filesystemProblem(fs: DiskLayout["filesystems"][number], index: number)
   const mkfs = mkfsProblem(fs.type, fs.mkfsOptions);
   if (mkfs) return at(`${where}.mkfsOptions`, mkfs);
   if (fs.subvolumes.length > LAYOUT_LIMITS.subvolumes) return at(`${where}.subvolumes`, `${fs.subvolumes.length} entries, at most ${LAYOUT_LIMITS.subvolumes}`);
-  return firstProblem(fs.subvolumes, (subvolume, k) =>
+  const subvolumes = firstProblem(fs.subvolumes, (subvolume, k) =>
     isNormalRelative(subvolume) ? null : at(`${where}.subvolumes.${k}`, `${show(subvolume)} is not a relative path in normal form (no "..", "." or "//")`),
   );
+  if (subvolumes) return subvolumes;
+  // The default subvolume and the NOCOW ones are subvolumes the plan creates, so their paths were checked above.
+  const notSubvolume = (key: string, path: string) => (fs.subvolumes.includes(path) ? null : at(`${where}.${key}`, `${show(path)} is not one of the filesystem's subvolumes`));
+  if (fs.defaultSubvolume !== null && fs.type !== "btrfs") return at(`${where}.defaultSubvolume`, `only btrfs has a default subvolume, not ${fs.type}`);
+  if (fs.nocow.length > LAYOUT_LIMITS.subvolumes) return at(`${where}.nocow`, `${fs.nocow.length} entries, at most ${LAYOUT_LIMITS.subvolumes}`);
+  return (fs.defaultSubvolume === null ? null : notSubvolume("defaultSubvolume", fs.defaultSubvolume)) ?? firstProblem(fs.nocow, (path, k) => notSubvolume(`nocow.${k}`, path));
 }
 
 function swapProblem(swap: DiskLayout["swap"][number], index: number): string | null {

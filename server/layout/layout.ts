@@ -84,6 +84,17 @@ export const luksSchema = z.object({
   uuid: z.string(),
   /** dm name; the opened device is /dev/mapper/NAME. */
   name: z.string(),
+  /**
+   * How the header was made, where known (null: cryptsetup's defaults). GRUB unlocks a LUKS1
+   * /boot only, so a LUKS1 container is formatted LUKS1 again. Checked by layout-validate.ts.
+   */
+  type: z.enum(["luks1", "luks2"]).nullable().default(null),
+  /** cryptsetup --cipher, e.g. aes-xts-plain64. */
+  cipher: nullableString.default(null),
+  /** cryptsetup --key-size, in bits. */
+  keySizeBits: z.number().int().positive().nullable().default(null),
+  /** cryptsetup --hash, e.g. sha256. */
+  hash: nullableString.default(null),
 });
 export type Luks = z.infer<typeof luksSchema>;
 
@@ -99,6 +110,10 @@ export const filesystemSchema = z.object({
   mkfsOptions: z.array(z.string()),
   /** btrfs subvolume paths below the top level, parents first. */
   subvolumes: z.array(z.string()),
+  /** btrfs: the default subvolume (btrfs subvolume set-default), one of `subvolumes`; null: the top level. */
+  defaultSubvolume: nullableString.default(null),
+  /** btrfs: subvolumes made no-copy-on-write (chattr +C), each one of `subvolumes`. */
+  nocow: z.array(z.string()).default([]),
 });
 export type Filesystem = z.infer<typeof filesystemSchema>;
 

@@ -1,5 +1,6 @@
 import type { Disk, DiskLayout, Filesystem, Luks, Lvm, MdArray, Mount, Partition, Swap } from "./layout.ts";
 import { byMountOrder, GPT_TYPES, lvMapperPath, parseLayout } from "./layout.ts";
+import { luksFormatProblem } from "./layout-validate.ts";
 
 /**
  * Imports a ReaR `disklayout.conf` (/var/lib/rear/layout/disklayout.conf) as a layout.
@@ -45,6 +46,8 @@ const NEEDS: Record<string, [number, string]> = {
   swap: [2, "swap DEV key=value..."],
   btrfsmountedsubvol: [3, "btrfsmountedsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"],
   btrfsnormalsubvol: [2, "btrfsnormalsubvol DEV MOUNTPOINT OPTIONS SUBVOLPATH"],
+  btrfsdefaultsubvol: [3, "btrfsdefaultsubvol DEV MOUNTPOINT ID SUBVOLPATH"],
+  btrfsnocopyonwrite: [2, "btrfsnocopyonwrite SUBVOLPATH"],
 };
 
 /** Keywords ReaR writes that Lifeboat does not recreate, and why (the import refuses them by line). */
@@ -52,7 +55,6 @@ const REFUSED: Record<string, string> = {
   multipath: "multipath disks are not imported yet (their identity is the multipath WWID)",
   raiddisk: "raiddisk lines are not read yet",
   opaldisk: "self-encrypting (OPAL) disks are not set up by Lifeboat",
-  btrfsnocopyonwrite: "btrfs no-copy-on-write attributes are not set by the plan yet",
   drbd: "DRBD devices are not recreated by Lifeboat",
   logicaldrive: "HP SmartArray logical drives are not recreated by Lifeboat",
   smartarray: "HP SmartArray controllers are not set up by Lifeboat",
@@ -86,6 +88,10 @@ interface RearState {
   mounts: Mount[];
   /** btrfs subvolume paths per device. */
   subvols: Map<string, string[]>;
+  /** btrfs default subvolume per device (btrfsdefaultsubvol other than the top level). */
+  defaults: Map<string, string>;
+  /** btrfsnocopyonwrite paths, with their line: each is matched to its filesystem once every line is read. */
+  nocow: Array<{ where: string; path: string }>;
   /** Devices each line uses, checked once every line is read: each must be made by some line. */
   uses: Array<{ where: string; dev: string; what: string }>;
 }
@@ -95,8 +101,13 @@ type LineReader = (words: string[], state: RearState, where: string) => string |
 
 const devName = (path: string) => path.replace(/^\/dev\//, "");
 
-function readDisk(words: string[], state: RearState): undefined {
+/** Why a partition table on an MD array (IMSM volumes, arrays of whole disks) is refused: the plan partitions disks only. */
+const mdTable = (array: string) =>
+  `${array} is an MD array with a partition table of its own: the plan creates arrays on partitions or disks, then filesystems, LVM or LUKS on them, but does not partition an array (create it, then partition it) yet`;
+
+function readDisk(words: string[], state: RearState): string | undefined {
   const [, path, size, label] = words as [string, string, string, string?];
+  if (state.md.some((m) => m.path === path)) return mdTable(path);
   state.disks.push({
     name: devName(path),
     path,
@@ -140,7 +151,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 function readPartition(words: string[], state: RearState): string | undefined {
   // part DISK SIZE START NAME|TYPE FLAGS PARTDEV
   const [, diskPath, size, start, nameOrType, flagsWord, partDev, partUuid] = words;
-  if (state.md.some((m) => m.path === diskPath)) return `partitions on the MD array ${diskPath} are not recreated by Lifeboat yet`;
+  if (state.md.some((m) => m.path === diskPath)) return mdTable(diskPath);
   const disk = state.disks.find((d) => d.path === diskPath);
   if (!disk?.table || !size || !start || !partDev) return "partition of an unknown disk or missing fields";
   const flags = (flagsWord ?? "none").split(",");
@@ -180,10 +191,27 @@ function readRaid(words: string[], state: RearState, where: string): string | un
   return undefined;
 }
 
-function readCrypt(words: string[], state: RearState, where: string): undefined {
+/** The crypt line's key for each LUKS format field of the layout. */
+const CRYPT_KEYS = { type: "type", cipher: "cipher", keySizeBits: "key_size", hash: "hash" } as const;
+
+function readCrypt(words: string[], state: RearState, where: string): string | undefined {
+  // crypt /dev/mapper/NAME DEV type=luks1|luks2 cipher=ALGO-MODE key_size=BITS hash=HASH uuid=UUID [keyfile=…]
+  // ReaR before 2.6 wrote LUKS1 only, as cipher=ALGO mode=MODE hash=HASH uuid=UUID.
   const options = kv(words.slice(3));
+  const name = words[1]!.replace(/^\/dev\/mapper\//, "");
+  const given = (key: string) => (options[key] ? options[key] : null);
+  const keySize = given("key_size");
+  if (keySize !== null && !/^\d{1,6}$/.test(keySize)) return `crypt ${name}: key_size=${keySize.slice(0, 40)} is not a key size in bits`;
+  const format = {
+    type: (given("type") ?? (given("mode") ? "luks1" : null)) as Luks["type"],
+    cipher: given("mode") && given("cipher") ? `${options.cipher}-${options.mode}` : given("cipher"),
+    keySizeBits: keySize === null ? null : Number(keySize),
+    hash: given("hash"),
+  };
+  const problem = luksFormatProblem(format);
+  if (problem) return `crypt ${name}: ${CRYPT_KEYS[problem[0]]}=: ${problem[1]}`;
   state.uses.push({ where, dev: words[2]!, what: `the LUKS device ${words[1]}` });
-  state.luks.push({ path: words[2]!, uuid: options.uuid ?? "", name: words[1]!.replace(/^\/dev\/mapper\//, "") });
+  state.luks.push({ path: words[2]!, uuid: options.uuid ?? "", name, ...format });
   return undefined;
 }
 
@@ -225,7 +253,7 @@ function readFilesystem(words: string[], state: RearState, where: string): undef
     if (options.blocksize) mkfsOptions.push("-b", options.blocksize);
     if (options.bytes_per_inode) mkfsOptions.push("-i", options.bytes_per_inode);
   }
-  state.filesystems.push({ dev, type, uuid: options.uuid || null, label: options.label ? unescape(options.label) : null, sizeBytes: 0, usedBytes: null, mkfsOptions, subvolumes: [] });
+  state.filesystems.push({ dev, type, uuid: options.uuid || null, label: options.label ? unescape(options.label) : null, sizeBytes: 0, usedBytes: null, mkfsOptions, subvolumes: [], defaultSubvolume: null, nocow: [] });
   state.mounts.push({ dev, mountpoint, fstype: type, options: "" });
   return undefined;
 }
@@ -259,35 +287,71 @@ function readNormalSubvolume(words: string[], state: RearState): undefined {
   return undefined;
 }
 
-function readDefaultSubvolume(words: string[]): string | undefined {
-  // btrfsdefaultsubvol DEV MOUNTPOINT ID PATH: only the top level (id 5, "/") is what mkfs.btrfs leaves as the default.
-  const [, dev, , id, path] = words;
-  if (id !== "5" && path !== "/" && path !== undefined)
-    return `the default subvolume of ${dev} is ${path} (id ${id}); the plan does not set a default subvolume yet, so the restored system would boot the wrong tree`;
+function readDefaultSubvolume(words: string[], state: RearState): string | undefined {
+  // btrfsdefaultsubvol DEV MOUNTPOINT ID PATH: the top level (id 5, "/") is what mkfs.btrfs leaves as the default;
+  // any other (snapper's @/.snapshots/1/snapshot) is set by the plan, or the restored system boots the wrong tree.
+  const [, dev, , id, path] = words as [string, string, string, string, string?];
+  if (id === "5" || path === "/" || path === undefined) return undefined;
+  if (!state.filesystems.some((f) => f.dev === dev && f.type === "btrfs")) return `the default subvolume ${path} is on ${dev}, which no "fs ... btrfs" line before it makes`;
+  addSubvolume(state, dev, path.replace(/^\/+/, ""));
+  state.defaults.set(dev, path.replace(/^\/+/, ""));
   return undefined;
 }
 
-/** One reader per keyword read; with REFUSED, the keywords known: anything else is refused as unknown. */
-const READERS: Record<string, LineReader> = {
-  disk: readDisk,
-  part: readPartition,
-  raid: readRaid,
+function readNocow(words: string[], state: RearState, where: string): undefined {
+  // btrfsnocopyonwrite SUBVOLPATH: names no device; matched to the btrfs filesystem holding that subvolume at the end.
+  state.nocow.push({ where, path: words[1]!.replace(/^\/+/, "") });
+  return undefined;
+}
+
+/** Each btrfsnocopyonwrite path on the one btrfs filesystem that has that subvolume. */
+function placeNocow(state: RearState): string[] {
+  return state.nocow.flatMap(({ where, path }) => {
+    const on = state.filesystems.filter((f) => f.type === "btrfs" && state.subvols.get(f.dev)?.includes(path));
+    if (on.length !== 1) return [`${where}: btrfsnocopyonwrite ${path}: ${on.length ? `subvolumes of that path are on ${on.map((f) => f.dev).join(" and ")}` : "no btrfs filesystem of the file has that subvolume"}`];
+    const fs = on[0]!;
+    if (!fs.nocow.includes(path)) fs.nocow.push(path);
+    return [];
+  });
+}
+
+/**
+ * One reader per keyword read, with what it becomes (in the README's list, made from this and
+ * REFUSED by rearKeywordsMarkdown); with REFUSED, the keywords known: anything else is refused as unknown.
+ */
+const READERS: Record<string, [LineReader, string]> = {
+  disk: [readDisk, "a disk and its partition table (gpt, msdos); no serial: an import always needs a disk mapping; refused: a table on an MD array"],
+  part: [readPartition, "a partition; parted flags become types (msdos prep/lba, GPT prep/msftdata/msftres/diag), the 8th field (ReaR master) is its UUID; refused: the msdos flags hidden and diag (their type depends on the old one), partitions on an MD array (the plan does not partition arrays yet)"],
+  raid: [readRaid, "an MD array; refused: firmware RAID containers (IMSM/DDF) and arrays in them"],
   // ReaR 2.7 and later write "raidarray"; the options are those of "raid".
-  raidarray: readRaid,
-  crypt: readCrypt,
-  lvmdev: readLvmDevice,
-  lvmgrp: readLvmGroup,
-  lvmvol: readLvmVolume,
-  fs: readFilesystem,
-  swap: readSwap,
-  btrfsmountedsubvol: readMountedSubvolume,
-  btrfsnormalsubvol: readNormalSubvolume,
-  btrfsdefaultsubvol: readDefaultSubvolume,
+  raidarray: [readRaid, "as raid (ReaR 2.7 and later)"],
+  crypt: [readCrypt, "a LUKS container: UUID, version, cipher, key size and hash (the old cipher= mode= form as LUKS1), each from an allowlist"],
+  lvmdev: [readLvmDevice, "an LVM PV"],
+  lvmgrp: [readLvmGroup, "an LVM VG and its extent size"],
+  lvmvol: [readLvmVolume, "a linear LV (the SIZEb LAYOUT and the old EXTENTS SECTORS forms); refused: thin, striped, raid and mirror LVs"],
+  fs: [readFilesystem, "a filesystem (UUID, label, ext block size and bytes per inode) and its mount"],
+  swap: [readSwap, "swap (UUID, label)"],
+  btrfsmountedsubvol: [readMountedSubvolume, "a btrfs subvolume and its mount (subvol=)"],
+  btrfsnormalsubvol: [readNormalSubvolume, "a btrfs subvolume"],
+  btrfsdefaultsubvol: [readDefaultSubvolume, "the default subvolume, set by the plan (snapper's root)"],
+  btrfsnocopyonwrite: [readNocow, "a no-copy-on-write subvolume, marked chattr +C by the plan"],
 };
+
+/** The README's list of ReaR keywords: one line per keyword read (what it becomes) and per keyword refused (why). */
+export function rearKeywordsMarkdown(): string {
+  const rows = [
+    ...Object.entries(READERS).map(([keyword, [, note]]) => `- \`${keyword}\`: read: ${note}.`),
+    ...Object.entries(REFUSED).map(([keyword, why]) => `- \`${keyword}\`: refused: ${why}.`),
+  ];
+  return rows.join("\n");
+}
+
+/** Every keyword the import knows, read or refused (the fuzz targets' words). */
+export const REAR_KEYWORDS: readonly string[] = [...Object.keys(READERS), ...Object.keys(REFUSED)];
 
 /** Reads every line; the first problem found is thrown, in one line. */
 function readLines(text: string): RearState {
-  const state: RearState = { disks: [], md: [], lvm: { pvs: [], vgs: [], lvs: [] }, luks: [], filesystems: [], swap: [], mounts: [], subvols: new Map(), uses: [] };
+  const state: RearState = { disks: [], md: [], lvm: { pvs: [], vgs: [], lvs: [] }, luks: [], filesystems: [], swap: [], mounts: [], subvols: new Map(), defaults: new Map(), nocow: [], uses: [] };
   const problems: string[] = [];
   text.split("\n").forEach((raw, index) => {
     const line = raw.trim();
@@ -300,11 +364,11 @@ function readLines(text: string): RearState {
     if (!Object.hasOwn(READERS, keyword)) return void problems.push(`${where}: unknown keyword "${keyword.slice(0, 40)}"`);
     const needs = Object.hasOwn(NEEDS, keyword) ? NEEDS[keyword] : undefined;
     if (needs && words.length < needs[0]) return void problems.push(`${where}: expected "${needs[1]}"`);
-    const problem = READERS[keyword]!(words, state, where);
+    const problem = READERS[keyword]![0](words, state, where);
     if (problem) problems.push(`${where}: ${problem}`);
   });
   if (!problems.length && state.disks.length === 0) problems.push("disklayout.conf: no disk line: not a ReaR disk layout (or every disk is excluded)");
-  problems.push(...unmadeDevices(state));
+  problems.push(...unmadeDevices(state), ...placeNocow(state));
   if (problems.length) throw new Error(problems[0]);
   return state;
 }
@@ -329,6 +393,7 @@ function canonicalise(state: RearState): void {
   for (const f of filesystems) {
     f.dev = canonical(f.dev);
     f.subvolumes = [...new Set(state.subvols.get(f.dev) ?? [])].sort();
+    f.defaultSubvolume = state.defaults.get(f.dev) ?? null;
   }
   for (const s of swap) s.dev = canonical(s.dev);
   for (const m of mounts) m.dev = canonical(m.dev);

@@ -155,7 +155,18 @@ function createLuks(state: PlanState, pending: Pending, container: Luks): boolea
     state.problems.push(`LUKS container ${container.uuid} on ${container.path} (${container.name}): no key supplied for this job (the plan never holds keys; add one to the job)`);
     return false;
   }
-  state.steps.push(step("create_luks", { dev: state.device.get(container.path)!, uuid: newId(state, container.uuid, "lower"), name: container.name, key_id: container.uuid }));
+  state.steps.push(
+    step("create_luks", {
+      dev: state.device.get(container.path)!,
+      uuid: newId(state, container.uuid, "lower"),
+      name: container.name,
+      key_id: container.uuid,
+      type: container.type ?? "",
+      cipher: container.cipher ?? "",
+      key_size: container.keySizeBits ?? "",
+      hash: container.hash ?? "",
+    }),
+  );
   const mapped = `/dev/mapper/${container.name}`;
   state.device.set(mapped, mapped);
   state.sizeOf.set(mapped, (state.sizeOf.get(state.device.get(container.path)!) ?? 0) - LUKS2_HEADER);
@@ -226,6 +237,8 @@ export const filesystems: PlanStage = (state) => {
       return void state.problems.push(`filesystem ${fs.type} on ${fs.dev} → ${target}: ${fmtBytes(size)} is below mkfs.${fs.type}'s minimum ${fmtBytes(floor)}`);
     state.steps.push(step("make_fs", { fstype: fs.type, dev: target, uuid: newId(state, fs.uuid, fs.type === "vfat" ? "vfat" : "lower"), label: fs.label ?? "" }, fs.mkfsOptions));
     for (const subvolume of fs.subvolumes) state.steps.push(step("create_subvol", { dev: target, path: subvolume }));
+    for (const subvolume of fs.nocow) state.steps.push(step("set_nocow", { dev: target, path: subvolume }));
+    if (fs.defaultSubvolume) state.steps.push(step("set_default_subvol", { dev: target, path: fs.defaultSubvolume }));
   }
   for (const swap of state.layout.swap) {
     const target = state.device.get(swap.dev);

@@ -41,7 +41,7 @@ export const STEP_FUNCTIONS = {
   plan_begin: {
     doc: "First call of every plan. The agent refuses a contract version it does not implement.",
     args: [
-      a("contract", "contract version, currently \"1\" (CONTRACT_VERSION)"),
+      a("contract", "contract version (CONTRACT_VERSION)"),
       a("host", "captured host name the plan restores (for logs)"),
       a("steps", "number of calls in the plan including plan_begin and plan_done"),
     ],
@@ -95,15 +95,21 @@ export const STEP_FUNCTIONS = {
   },
   create_luks: {
     doc:
-      "Formats DEV as LUKS with the captured header UUID (cryptsetup luksFormat --uuid) and opens it as " +
-      "/dev/mapper/NAME. The passphrase is never in the plan: the agent fetches key KEY_ID from the job.",
+      "Formats DEV as LUKS with the captured header UUID and, where given, the captured version, cipher, " +
+      "key size and hash (cryptsetup luksFormat --uuid --type --cipher --key-size --hash; \"\": cryptsetup's " +
+      "default), then opens it as /dev/mapper/NAME. The passphrase is never in the plan: the agent fetches " +
+      "key KEY_ID from the job.",
     args: [
       a("dev", "device to encrypt"),
       a("uuid", "LUKS header UUID"),
       a("name", "dm name to open it as (from crypttab), giving /dev/mapper/NAME"),
       a("key_id", "id of the admin-supplied key for this job (the captured LUKS UUID)"),
+      a("type", "luks1 or luks2, or \"\""),
+      a("cipher", "ALGORITHM-MODE, e.g. aes-xts-plain64, or \"\""),
+      a("key_size", "key size in bits, or \"\""),
+      a("hash", "hash, e.g. sha256, or \"\""),
     ],
-    guard: "`cryptsetup luksUUID DEV` is UUID (then it is only opened)",
+    guard: "`cryptsetup luksUUID DEV` is UUID and the header is of TYPE where given (then it is only opened)",
   },
   create_pv: {
     doc: "Creates an LVM physical volume with the captured UUID (pvcreate --uuid --norestorefile).",
@@ -144,6 +150,16 @@ export const STEP_FUNCTIONS = {
     doc: "Creates a btrfs subvolume at PATH below the top level (subvolid=5) of the filesystem on DEV.",
     args: [a("dev", "btrfs device"), a("path", "subvolume path relative to the top level, e.g. @home")],
     guard: "the subvolume exists",
+  },
+  set_default_subvol: {
+    doc: "Makes PATH the default subvolume of the btrfs filesystem on DEV (btrfs subvolume set-default), what a mount without subvol= opens (snapper's root).",
+    args: [a("dev", "btrfs device"), a("path", "subvolume path relative to the top level, created before")],
+    guard: "`btrfs subvolume get-default` names PATH",
+  },
+  set_nocow: {
+    doc: "Marks the btrfs subvolume PATH no-copy-on-write (chattr +C on its still empty top directory; files made in it inherit it).",
+    args: [a("dev", "btrfs device"), a("path", "subvolume path relative to the top level, created before")],
+    guard: "`lsattr -d` shows C on it",
   },
   mount_fs: {
     doc: "Mounts DEV at MOUNTPOINT below the target root (creating the directory). Plans mount parents first.",
@@ -213,7 +229,8 @@ export const STEP_FUNCTIONS = {
   },
 } as const satisfies Record<string, StepSpec>;
 
-export const CONTRACT_VERSION = "1";
+/** The step contract's version: plan_begin's first argument, which the agent (LB_CONTRACT_VERSION in steps.sh) must equal. */
+export const CONTRACT_VERSION = "2";
 
 export type StepName = keyof typeof STEP_FUNCTIONS;
 

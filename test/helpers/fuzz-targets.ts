@@ -26,7 +26,7 @@ import { parseTraceLog } from "../../server/amanda/logs.ts";
 import { encode } from "../../server/dhcp/codec.ts";
 import { layoutFromCapture, parseCapture } from "../../server/layout/layout-capture.ts";
 import { layoutProblem } from "../../server/layout/layout-validate.ts";
-import { layoutFromRear } from "../../server/layout/rear-import.ts";
+import { REAR_KEYWORDS, layoutFromRear } from "../../server/layout/rear-import.ts";
 import { createLogger } from "../../server/log.ts";
 import { Op, ackPacket, decodeTftp, errorPacket, requestPacket } from "../../server/tftp/packets.ts";
 import { TftpServer } from "../../server/tftp/server.ts";
@@ -319,7 +319,7 @@ const amadminWords = ["2024-01-15", "10:30:00", "web1", "/home", "\"/a b\"", "0"
 // ---------------------------------------------------------------------------------- layouts
 
 const rearFixture = readFileSync(fileURLToPath(new URL("../fixtures/rear/lvm-xfs.disklayout.conf", import.meta.url)), "utf8").split("\n");
-const rearWords = ["disk", "part", "raid", "raidarray", "multipath", "btrfsdefaultsubvol", "level=container", "thin,pool", "prep", "crypt", "lvmdev", "lvmgrp", "lvmvol", "fs", "swap", "btrfsmountedsubvol", "btrfsnormalsubvol", "/dev/sda", "/dev/sda1", "/dev/vg", "/dev/mapper/vg-root", "/dev/md0", "lv", "root", "/", "/boot", "ext4", "xfs", "btrfs", "gpt", "msdos", "1048576", "4096", "10b", "x", "none", "boot,esp", "lvm", "uuid=1234", "label=a%20b", "level=raid1", "devices=/dev/sda1,/dev/sdb1", "size=1024", "%ZZ", "linear", "#"];
+const rearWords = [...REAR_KEYWORDS, "level=container", "thin,pool", "prep", "type=luks1", "cipher=aes-xts-plain64", "key_size=512", "hash=sha256", "mode=cbc-essiv:sha256", "/dev/sda", "/dev/sda1", "/dev/vg", "/dev/mapper/vg-root", "/dev/md0", "lv", "root", "/", "/boot", "ext4", "xfs", "btrfs", "gpt", "msdos", "1048576", "4096", "10b", "x", "none", "boot,esp", "lvm", "uuid=1234", "label=a%20b", "level=raid1", "devices=/dev/sda1,/dev/sdb1", "size=1024", "%ZZ", "linear", "#"];
 
 /** ReaR's disklayout.conf: the fixture's lines shuffled, cut and mixed with word soup. */
 const rearInput = fc.oneof(

@@ -1,9 +1,11 @@
 /**
  * The agent's step functions, one by one, with the real tools on loop devices (root; CI
  * runs as root): the disk-write gate, partition/mkfs/swap/subvolume/mount/fstab/unmount,
- * their resume guards, and a failing mkfs. MD/LVM/LUKS need dm/md, which this kernel lacks:
- * they run inside the booted rescue image (image.test.ts).
+ * their resume guards, and a failing mkfs. MD/LVM and opening LUKS need dm/md, which this
+ * kernel lacks: they run inside the booted rescue image (image.test.ts). LUKS formatting runs
+ * here (cryptsetup luksFormat needs no device-mapper).
  */
+import { execSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,10 +13,21 @@ import { execa } from "execa";
 import { expect, it } from "vitest";
 import { loopUnavailable, makeLoop } from "../recovery/loopdev.ts";
 import { stepHarness } from "./step-harness.ts";
-import { describeNeeding } from "../../helpers/needs.ts";
+import { describeNeeding, itNeeding } from "../../helpers/needs.ts";
+import { layoutFromRear } from "../../../server/layout/rear-import.ts";
+import { AGENT_BASE, targetDiskSchema } from "../../../server/plan/agent-api.ts";
+import { buildPlan } from "../../../server/plan/plan.ts";
 
 const MiB = 1024 * 1024;
 const why = loopUnavailable();
+/** The real cryptsetup (Debian cryptsetup-bin), or null. */
+const cryptsetup = (() => {
+  try {
+    return execSync("command -v cryptsetup", { encoding: "utf8", shell: "/bin/sh" }).trim() || null;
+  } catch {
+    return null;
+  }
+})();
 
 /** sha256 of a device's first `bytes` (its whole size when it was made). */
 function sha(dev: string, bytes = 64 * MiB): string {
@@ -276,6 +289,91 @@ describeNeeding(why, "rescue agent step functions on loop devices", () => {
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/is not a host name/);
     expect(existsSync(marker)).toBe(false);
+  });
+
+  itNeeding(cryptsetup ? null : "cryptsetup (Debian cryptsetup-bin, in scripts/apt-packages.txt)", "a LUKS1 /boot in a ReaR layout is planned and formatted LUKS1 with its cipher, key size and hash; hostile values are refused before anything is written", async () => {
+    arm();
+    const size = 64 * MiB;
+    const d = await makeLoop(dir, "luks1", size);
+    const uuid = "1b4198c9-d9b0-4c57-b9a3-3433e391e706";
+    const layout = layoutFromRear(
+      `disk /dev/sda ${size} gpt\npart /dev/sda ${60 * MiB} 1048576 rear-noname none /dev/sda1\n` +
+        `crypt /dev/mapper/cr_boot /dev/sda1 type=luks1 cipher=aes-cbc-essiv:sha256 key_size=256 hash=sha1 uuid=${uuid}\n` +
+        "fs /dev/mapper/cr_boot /boot ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n",
+      "luks1box",
+    );
+    const name = d.slice(5);
+    const plan = buildPlan({ layout, targets: [targetDiskSchema.parse({ name, path: d, sizeBytes: size })], options: { mapping: { sda: name }, luksKeys: [uuid], bootloader: "none" } });
+    if (!plan.ok) throw new Error(plan.reason);
+    const upToLuks = plan.steps.slice(1, plan.steps.findIndex((x) => x.fn === "create_luks") + 1);
+    expect(upToLuks.map((x) => x.fn)).toEqual(["check_disk", "wipe_disk", "partition", "create_luks"]);
+    expect(upToLuks.at(-1)!.args).toEqual([`${d}p1`, uuid, "cr_boot", uuid, "luks1", "aes-cbc-essiv:sha256", "256", "sha1"]);
+
+    // The key as the job's key route serves it (a file:// stand-in for the server); opening the
+    // container needs dm-crypt, which this kernel lacks: a cryptsetup on PATH records the open
+    // and hands everything else to the real one.
+    const keys = join(dir, "server", AGENT_BASE, "job-steps", "keys");
+    mkdirSync(keys, { recursive: true });
+    writeFileSync(join(keys, uuid), "boot passphrase");
+    const bin = join(dir, "bin");
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, "cryptsetup"), `#!/bin/sh\nif [ "$1" = open ]; then echo "$@" >'${dir}/opened'; exit 0; fi\nexec '${cryptsetup}' "$@"\n`, { mode: 0o755 });
+    const env = `PATH='${bin}':$PATH LB_SERVER='file://${join(dir, "server")}'; export PATH LB_SERVER;`;
+
+    const luks = upToLuks.at(-1)!.args;
+    for (const call of upToLuks.slice(0, -1)) expect((await step(`${call.fn} "$@"`, [...call.args])).exitCode, call.fn).toBe(0);
+    // A type, cipher, key size or hash that is not a plain word never reaches luksFormat, even if a plan held one.
+    for (const [i, bad] of [[5, "aes-xts-plain64 --header=/dev/sdb"], [7, "--hash=sha1"], [4, "luks9"], [6, "256k"]] as const) {
+      const args = luks.map((a, k) => (k === i ? bad : a));
+      const r = await step(`${env} create_luks "$@"`, [...args]);
+      expect([r.exitCode, r.stderr], bad).toEqual([1, expect.stringMatching(/^refused: .*; nothing written\n$/)]);
+    }
+    expect(await blkid(`${d}p1`, "TYPE")).toBe("");
+
+    const r = await step(`${env} create_luks "$@"`, [...luks]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(readFileSync(join(dir, "opened"), "utf8")).toBe(`open --key-file=${run}/luks-${uuid}.key ${d}p1 cr_boot\n`);
+    expect(existsSync(join(run, `luks-${uuid}.key`))).toBe(false);
+    const dump = (await execa(cryptsetup!, ["luksDump", `${d}p1`])).stdout;
+    expect(dump).toMatch(/^Version:\s+1$/m);
+    expect(dump).toMatch(/^Cipher name:\s+aes$/m);
+    expect(dump).toMatch(/^Cipher mode:\s+cbc-essiv:sha256$/m);
+    expect(dump).toMatch(/^Hash spec:\s+sha1$/m);
+    expect(dump).toMatch(/^MK bits:\s+256$/m);
+    expect(dump).toMatch(new RegExp(`^UUID:\\s+${uuid}$`, "m"));
+  }, 120_000);
+
+  it("a snapper btrfs layout from ReaR: the plan's steps make the subvolumes, mark NOCOW and set the default subvolume; guards hold", async () => {
+    arm();
+    const size = 400 * MiB;
+    const d = await makeLoop(dir, "snapper", size);
+    const layout = layoutFromRear(
+      `disk /dev/sda ${size} gpt\npart /dev/sda ${390 * MiB} 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=4a1c2d3e-5f60-4718-92a3-b4c5d6e7f809 label=\n` +
+        "btrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\nbtrfsnormalsubvol /dev/sda1 / 256 @\nbtrfsnormalsubvol /dev/sda1 / 257 @/.snapshots\n" +
+        "btrfsnormalsubvol /dev/sda1 / 259 @/var/lib/mariadb\nbtrfsnocopyonwrite @/var/lib/mariadb\n",
+      "suse1",
+    );
+    const name = d.slice(5);
+    const plan = buildPlan({ layout, targets: [targetDiskSchema.parse({ name, path: d, sizeBytes: size })], options: { mapping: { sda: name }, bootloader: "none" } });
+    if (!plan.ok) throw new Error(plan.reason);
+    const steps = plan.steps.slice(1, plan.steps.findIndex((x) => x.fn === "set_default_subvol") + 1);
+    for (const call of steps) {
+      const r = await step(`${call.fn} "$@"`, [...call.args]);
+      expect(r.exitCode, `${call.fn}: ${r.stderr}`).toBe(0);
+    }
+    for (const call of steps.filter((x) => x.fn === "set_nocow" || x.fn === "set_default_subvol")) expect((await step(`guard_${call.fn} "$@"`, [...call.args])).exitCode, call.fn).toBe(0);
+    expect((await step(`guard_set_default_subvol "$1" @`, [`${d}p1`])).exitCode).toBe(1);
+    // What the restored system sees: a mount without subvol= opens the default; the NOCOW subvolume has C.
+    const top = join(dir, "snapper-top");
+    mkdirSync(top);
+    await execa("mount", ["-t", "btrfs", "-o", "subvolid=5", `${d}p1`, top]);
+    try {
+      expect((await execa("btrfs", ["subvolume", "get-default", top])).stdout).toMatch(/ path @\/\.snapshots\/1\/snapshot$/);
+      expect((await execa("lsattr", ["-d", join(top, "@/var/lib/mariadb")])).stdout.split(" ")[0]).toContain("C");
+      expect((await execa("lsattr", ["-d", join(top, "@")])).stdout.split(" ")[0]).not.toContain("C");
+    } finally {
+      await execa("umount", [top]);
+    }
   });
 
   it("a failing mkfs returns non-zero with the tool's own message", async () => {

@@ -24,6 +24,9 @@ import { FIXTURES, fixtureLayout } from "./fixtures.ts";
 
 const fixtureDoc = (name: string) => JSON.parse(readFileSync(new URL(`../../fixtures/layouts/${name}.capture.json`, import.meta.url), "utf8")) as Record<string, unknown>;
 
+/** A valid LUKS container on the gpt-uefi fixture's second partition, formatted as a LUKS1 /boot would be. */
+const LUKS = { path: "/dev/sda2", uuid: "2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c", name: "cryptboot", type: "luks1", cipher: "aes-xts-plain64", keySizeBits: 512, hash: "sha256" } as const;
+
 /** [what, change to a valid layout (gpt-uefi unless said), the reason expected]. */
 const HOSTILE: Array<[string, (l: DiskLayout) => void, RegExp]> = [
   ["a second device as an mkfs argument", (l) => void (l.filesystems[1]!.mkfsOptions = ["/dev/sdb"]), /^filesystems\.1\.mkfsOptions: mkfs option "\/dev\/sdb" is not one Lifeboat passes to mkfs\.ext4$/],
@@ -66,7 +69,11 @@ const HOSTILE: Array<[string, (l: DiskLayout) => void, RegExp]> = [
   ["a btrfs subvolume climbing out (create_subvol)", (l) => Object.assign(l.filesystems[1]!, { type: "btrfs", mkfsOptions: [], subvolumes: ["@", "../../etc"] }), /^filesystems\.1\.subvolumes\.1: "\.\.\/\.\.\/etc" is not a relative path in normal form/],
   ["an MD array over a path that is no device", (l) => void l.md.push({ path: "/dev/md0", name: null, level: "raid1", metadata: "1.2", uuid: "", members: ["/dev/sda2", "/tmp/x"], sizeBytes: 0 }), /^md\.0\.members\.1: "\/tmp\/x" is not a device path/],
   ["an MD level mdadm does not have", (l) => void l.md.push({ path: "/dev/md0", name: null, level: "raid1 --force", metadata: "1.2", uuid: "", members: ["/dev/sda2"], sizeBytes: 0 }), /^md\.0\.level: /],
-  ["a LUKS name climbing out of /dev/mapper", (l) => void l.luks.push({ path: "/dev/sda2", uuid: "2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c", name: "../sdb" }), /^luks\.0\.name: "\.\.\/sdb" is not a device-mapper name$/],
+  ["a LUKS name climbing out of /dev/mapper", (l) => void l.luks.push({ ...LUKS, name: "../sdb" }), /^luks\.0\.name: "\.\.\/sdb" is not a device-mapper name$/],
+  ["an option smuggled in a LUKS cipher", (l) => void l.luks.push({ ...LUKS, cipher: "aes-xts-plain64 --header=/dev/sdb" }), /^luks\.0\.cipher: "aes-xts-plain64 --header=\/dev\/sdb" is not a cipher Lifeboat formats LUKS with \(ALGORITHM-MODE; aes, /],
+  ["a LUKS cipher of no mode", (l) => void l.luks.push({ ...LUKS, cipher: "aes" }), /^luks\.0\.cipher: "aes" is not a cipher/],
+  ["a LUKS key size that is no size", (l) => void l.luks.push({ ...LUKS, keySizeBits: 1000 }), /^luks\.0\.keySizeBits: 1000 is not a LUKS key size in bits \(128, 192, 256, 384, 512\)$/],
+  ["a device as the LUKS hash", (l) => void l.luks.push({ ...LUKS, hash: "/dev/sdb" }), /^luks\.0\.hash: "\/dev\/sdb" is not a hash Lifeboat formats LUKS with/],
   ["an LV whose path is not /dev/VG/LV", (l) => {
     l.lvm.vgs.push({ name: "vg0", uuid: "", extentBytes: 4 << 20, sizeBytes: 0 });
     l.lvm.lvs.push({ vg: "vg0", name: "root", uuid: "", sizeBytes: 4 << 20, path: "/dev/sdb", segtype: "linear" });
@@ -85,7 +92,7 @@ describe("layoutProblem: what a layout may hold", () => {
     const l = structuredClone(fixtureLayout("gpt-uefi"));
     l.mounts[0]!.options = "subvol=";
     l.boot.bootloaderId = "ASUS Tools";
-    l.filesystems.push({ dev: "/dev/md127p1", type: "ntfs", uuid: "1A2B3C4D5E6F7081", label: "Data", sizeBytes: 1 << 30, usedBytes: null, mkfsOptions: [], subvolumes: [] });
+    l.filesystems.push({ dev: "/dev/md127p1", type: "ntfs", uuid: "1A2B3C4D5E6F7081", label: "Data", sizeBytes: 1 << 30, usedBytes: null, mkfsOptions: [], subvolumes: [], defaultSubvolume: null, nocow: [] });
     expect(layoutProblem(l)).toBeNull();
   });
 

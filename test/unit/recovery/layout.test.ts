@@ -67,7 +67,11 @@ describe("capture documents → DiskLayout", () => {
 
   it("LUKS + LVM: header UUID and dm name only (never keys), PV on the opened mapping", () => {
     const l = fixtureLayout("luks-lvm");
-    expect(l.luks).toEqual([{ path: "/dev/nvme0n1p3", uuid: "2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c", name: "luks-2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c" }]);
+    const luks = { path: "/dev/nvme0n1p3", uuid: "2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c", name: "luks-2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c" };
+    // blkid -p says the header's version (a LUKS1 header is recreated LUKS1); cryptsetup's defaults for the rest.
+    expect(l.luks).toEqual([{ ...luks, type: "luks2", cipher: null, keySizeBits: null, hash: null }]);
+    const v1 = readFileSync(fileURLToPath(new URL("../../fixtures/layouts/luks-lvm.capture.json", import.meta.url)), "utf8").replace("VERSION=2\\nTYPE=crypto_LUKS", "VERSION=1\\nTYPE=crypto_LUKS");
+    expect(layoutFromCapture(parseCapture(JSON.parse(v1))).luks).toEqual([{ ...luks, type: "luks1", cipher: null, keySizeBits: null, hash: null }]);
     expect(l.lvm.pvs[0]!.path).toBe("/dev/mapper/luks-2c1e4b7a-6d5f-4e3a-9b8c-7d6e5f4a3b2c");
     expect(l.system).toMatchObject({ initramfsTool: "dracut", os: { id: "fedora" } });
     expect(l.mounts.map((m) => m.mountpoint)).toEqual(["/", "/boot", "/home", "/boot/efi"]);
@@ -216,10 +220,11 @@ describe("ReaR files as written in the field (issue 26)", () => {
   it.each([
     ["an IMSM container", `${two}raidarray /dev/md127 metadata=imsm level=container raid-devices=2 uuid=4d5cf215:80024c95:e19fdff4:2fba35a8 devices=/dev/sda,/dev/sdb\n`, "disklayout.conf line 3: /dev/md127 is a firmware RAID container (imsm metadata): Lifeboat recreates Linux MD arrays only"],
     ["an array in a container", `${two}raidarray /dev/md126 level=raid1 raid-devices=2 container=/dev/md127 devices=/dev/sda,/dev/sdb\n`, "disklayout.conf line 3: /dev/md126 is an array inside the container /dev/md127 (imsm/ddf metadata): Lifeboat recreates Linux MD arrays only"],
-    ["partitions on an MD array", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\ndisk /dev/md127 10737418240 gpt\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 5: partitions on the MD array /dev/md127 are not recreated by Lifeboat yet"],
+    ["partitions on an MD array", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\ndisk /dev/md127 10737418240 gpt\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 4: /dev/md127 is an MD array with a partition table of its own: the plan creates arrays on partitions or disks, then filesystems, LVM or LUKS on them, but does not partition an array (create it, then partition it) yet"],
+    ["partitions on an MD array with no disk line for it", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 4: /dev/md127 is an MD array with a partition table of its own: the plan creates arrays on partitions or disks, then filesystems, LVM or LUKS on them, but does not partition an array (create it, then partition it) yet"],
     ["a multipath disk", "multipath /dev/mapper/mpatha 10737418240 gpt /dev/sda,/dev/sdb\n", "disklayout.conf line 1: multipath: multipath disks are not imported yet (their identity is the multipath WWID)"],
-    ["a snapper default subvolume", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=1 label=\nbtrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\n", "disklayout.conf line 4: the default subvolume of /dev/sda1 is @/.snapshots/1/snapshot (id 268); the plan does not set a default subvolume yet, so the restored system would boot the wrong tree"],
-    ["NOCOW", "disk /dev/sda 10737418240 gpt\nbtrfsnocopyonwrite @/var/lib/mysql\n", "disklayout.conf line 2: btrfsnocopyonwrite: btrfs no-copy-on-write attributes are not set by the plan yet"],
+    ["a default subvolume on no btrfs", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nbtrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\n", 'disklayout.conf line 3: the default subvolume @/.snapshots/1/snapshot is on /dev/sda1, which no "fs ... btrfs" line before it makes'],
+    ["NOCOW on a subvolume no line makes", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=1 label=\nbtrfsnocopyonwrite @/var/lib/mysql\n", "disklayout.conf line 4: btrfsnocopyonwrite @/var/lib/mysql: no btrfs filesystem of the file has that subvolume"],
     ["a thin pool", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg pool 5368709120b thin,pool chunksize:65536\n", "disklayout.conf line 2: the LV vg/pool is thin,pool: Lifeboat creates linear LVs only"],
     ["a thin LV", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg data 5368709120b thin,sparse thinpool:pool\n", "disklayout.conf line 2: the LV vg/data is thin,sparse thinpool:pool: Lifeboat creates linear LVs only"],
     ["a striped LV", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg data 5368709120b striped stripes:2 stripesize:65536\n", "disklayout.conf line 2: the LV vg/data is striped stripes:2: Lifeboat creates linear LVs only"],
@@ -232,6 +237,41 @@ describe("ReaR files as written in the field (issue 26)", () => {
     ["the msdos flag hidden", "disk /dev/sda 10737418240 msdos\npart /dev/sda 1048576 1048576 primary hidden /dev/sda1\n", 'disklayout.conf line 2: the msdos flag "hidden" does not say the partition\'s type; give the layout with its type (capture.sh)'],
   ])("refuses %s with its line and why", (_what, text, message) => {
     expect(err(text)).toBe(message);
+  });
+
+  const luksBoot = (options: string) =>
+    `disk /dev/sda 10737418240 gpt\npart /dev/sda 1073741824 1048576 rear-noname none /dev/sda1\ncrypt /dev/mapper/cr_boot /dev/sda1 ${options}\nfs /dev/mapper/cr_boot /boot ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n`;
+  const luksOf = (options: string) => {
+    const [c] = layoutFromRear(luksBoot(options), "h").luks;
+    return [c!.type, c!.cipher, c!.keySizeBits, c!.hash, c!.uuid];
+  };
+
+  it("crypt keeps how the header was made: type, cipher, key size, hash (ReaR 2.6+), and the old cipher= mode= form as LUKS1", () => {
+    expect(luksOf("type=luks1 cipher=aes-xts-plain64 key_size=512 hash=sha256 uuid=1b4198c9-d9b0-4c57-b9a3-3433e391e706 keyfile=/etc/keys/boot.key")).toEqual(["luks1", "aes-xts-plain64", 512, "sha256", "1b4198c9-d9b0-4c57-b9a3-3433e391e706"]);
+    expect(luksOf("type=luks2 cipher=aes-xts-plain64 key_size=256 hash=sha256 uuid=3e874a28-7415-4f8c-9757-b3f28a96c4d2")).toEqual(["luks2", "aes-xts-plain64", 256, "sha256", "3e874a28-7415-4f8c-9757-b3f28a96c4d2"]);
+    expect(luksOf("cipher=aes mode=cbc-essiv:sha256 hash=sha1 uuid=3e874a28-7415-4f8c-9757-b3f28a96c4d2")).toEqual(["luks1", "aes-cbc-essiv:sha256", null, "sha1", "3e874a28-7415-4f8c-9757-b3f28a96c4d2"]);
+    // ReaR writes empty values when luksDump did not say: cryptsetup's defaults then.
+    expect(luksOf("type=luks2 cipher= key_size= hash= uuid=3e874a28-7415-4f8c-9757-b3f28a96c4d2")).toEqual(["luks2", null, null, null, "3e874a28-7415-4f8c-9757-b3f28a96c4d2"]);
+  });
+
+  it.each([
+    ["a LUKS version cryptsetup has not", "type=luks9 uuid=1", 'disklayout.conf line 3: crypt cr_boot: type=: "luks9" is not a LUKS version (luks1, luks2)'],
+    ["an option in the cipher", "type=luks1 cipher=aes-xts-plain64,--header=/dev/sdb uuid=1", /^disklayout\.conf line 3: crypt cr_boot: cipher=: "aes-xts-plain64,--header=\/dev\/sdb" is not a cipher Lifeboat formats LUKS with/],
+    ["a key size that is no number", "type=luks1 key_size=256;reboot uuid=1", "disklayout.conf line 3: crypt cr_boot: key_size=256;reboot is not a key size in bits"],
+    ["a key size LUKS has not", "type=luks1 key_size=1000 uuid=1", "disklayout.conf line 3: crypt cr_boot: key_size=: 1000 is not a LUKS key size in bits (128, 192, 256, 384, 512)"],
+    ["a hash that is a path", "type=luks1 hash=../../x uuid=1", /^disklayout\.conf line 3: crypt cr_boot: hash=: "\.\.\/\.\.\/x" is not a hash Lifeboat formats LUKS with/],
+  ])("refuses %s in a crypt line, with its line", (_what, options, message) => {
+    expect(err(luksBoot(options))).toMatch(message);
+  });
+
+  it("SUSE with snapper: the default subvolume and NOCOW subvolumes are kept on their filesystem", () => {
+    const text =
+      "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=4a1c2d3e-5f60-4718-92a3-b4c5d6e7f809 label=\n" +
+      "btrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\n" +
+      "btrfsnormalsubvol /dev/sda1 / 256 @\nbtrfsnormalsubvol /dev/sda1 / 257 @/.snapshots\nbtrfsnormalsubvol /dev/sda1 / 259 @/var/lib/mariadb\n" +
+      "btrfsmountedsubvol /dev/sda1 /var/lib/mariadb rw,relatime @/var/lib/mariadb\nbtrfsnocopyonwrite @/var/lib/mariadb\n";
+    const [fs] = layoutFromRear(text, "h").filesystems;
+    expect([fs!.subvolumes, fs!.defaultSubvolume, fs!.nocow]).toEqual([["@", "@/.snapshots", "@/.snapshots/1/snapshot", "@/var/lib/mariadb"], "@/.snapshots/1/snapshot", ["@/var/lib/mariadb"]]);
   });
 
   it("btrfsdefaultsubvol of the top level is what mkfs leaves: imported", () => {

@@ -345,7 +345,28 @@ describe("keys, clones, chains, boot", () => {
     const r = buildPlan({ layout: l, targets: sameMachine(l) });
     expect(refusal(r)).toMatch(/LUKS container 2c1e4b7a-.* no key supplied for this job/);
     const r2 = ok(buildPlan({ layout: l, targets: sameMachine(l), options: { luksKeys: [l.luks[0]!.uuid] } }));
-    expect(args(r2.steps, "create_luks")).toEqual([["/dev/nvme0n1p3", l.luks[0]!.uuid, l.luks[0]!.name, l.luks[0]!.uuid]]);
+    // The capture says the header's version (blkid), not its cipher, key size or hash: cryptsetup's defaults.
+    expect(args(r2.steps, "create_luks")).toEqual([["/dev/nvme0n1p3", l.luks[0]!.uuid, l.luks[0]!.name, l.luks[0]!.uuid, "luks2", "", "", ""]]);
+  });
+
+  it("btrfs: subvolumes created, then NOCOW ones marked and the default subvolume set (snapper's root boots the right tree)", () => {
+    const l = fixtureLayout("btrfs-subvols");
+    const fs = l.filesystems.find((f) => f.type === "btrfs")!;
+    Object.assign(fs, { defaultSubvolume: "@", nocow: ["@home"] });
+    const r = ok(buildPlan({ layout: l, targets: sameMachine(l) }));
+    const btrfs = r.steps.filter((s) => ["create_subvol", "set_nocow", "set_default_subvol"].includes(s.fn)).map((s) => [s.fn, s.args[1]]);
+    expect(btrfs).toEqual([["create_subvol", "@"], ["create_subvol", "@home"], ["set_nocow", "@home"], ["set_default_subvol", "@"]]);
+    Object.assign(fs, { defaultSubvolume: "@/.snapshots/1/snapshot" });
+    expect(refusal(buildPlan({ layout: l, targets: sameMachine(l) }))).toMatch(/filesystems\.\d+\.defaultSubvolume: "@\/\.snapshots\/1\/snapshot" is not one of the filesystem's subvolumes/);
+  });
+
+  it("a LUKS1 container (GRUB's /boot) is formatted LUKS1 again, with its cipher, key size and hash", () => {
+    const l = fixtureLayout("luks-lvm");
+    Object.assign(l.luks[0]!, { type: "luks1", cipher: "aes-cbc-essiv:sha256", keySizeBits: 256, hash: "sha1" });
+    const r = ok(buildPlan({ layout: l, targets: sameMachine(l), options: { luksKeys: [l.luks[0]!.uuid] } }));
+    expect(args(r.steps, "create_luks")[0]!.slice(4)).toEqual(["luks1", "aes-cbc-essiv:sha256", "256", "sha1"]);
+    Object.assign(l.luks[0]!, { cipher: "aes-cbc-essiv:sha256 --header /dev/sdb" });
+    expect(refusal(buildPlan({ layout: l, targets: sameMachine(l), options: { luksKeys: [l.luks[0]!.uuid] } }))).toMatch(/luks\.0\.cipher: "aes-cbc-essiv:sha256 --header \/dev\/sdb" is not a cipher/);
   });
 
   it("clones get new UUIDs everywhere, fstab/crypttab fixed for each, and a new initramfs", () => {

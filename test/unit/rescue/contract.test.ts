@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BASE, JOB_ENDED_STATUS, jobEndedSchema } from "../../../server/plan/agent-api.ts";
-import { STEP_FUNCTIONS, type StepName, stepArity } from "../../../server/plan/steps.ts";
+import { CONTRACT_VERSION, STEP_FUNCTIONS, type StepName, stepArity } from "../../../server/plan/steps.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
@@ -41,6 +41,12 @@ describe("step functions: agent side of server/plan/steps.ts", () => {
         expect(r.stderr).toContain(`${fn}: expected ${min}`);
       }
     }
+  });
+
+  it("the agent implements the contract's version, and refuses a plan of another", async () => {
+    expect((await agentSh('printf %s "$LB_CONTRACT_VERSION"')).stdout).toBe(CONTRACT_VERSION);
+    const other = await agentSh(`plan_begin ${Number(CONTRACT_VERSION) - 1} h 2`);
+    expect([other.exitCode, other.stderr.trim()]).toEqual([1, `plan_begin: plan uses step contract ${Number(CONTRACT_VERSION) - 1}, this agent implements ${CONTRACT_VERSION}`]);
   });
 
   it("every step function has a resume guard", async () => {
