@@ -61,7 +61,8 @@ function filesUnder(dir: string): string[] {
     .map((e) => join(e.parentPath, e.name));
 }
 
-async function sha256File(file: string): Promise<string> {
+/** The sha256 of a file, streamed. */
+export async function sha256File(file: string): Promise<string> {
   const h = createHash("sha256");
   for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
   return h.digest("hex");

@@ -3,6 +3,7 @@
  * Encrypting needs only the recipient's public key; decrypting needs its secret key, which
  * gpg-agent unlocks (on a terminal it asks for the passphrase).
  */
+import { closeSync, openSync, readSync } from "node:fs";
 import { execa } from "execa";
 import { BundleError } from "./manifest.ts";
 
@@ -12,6 +13,17 @@ export function bundleKind(head: Buffer): "tar" | "openpgp" | "unknown" {
   if (head.subarray(0, 27).toString("latin1") === "-----BEGIN PGP MESSAGE-----") return "openpgp";
   if (head.length > 0 && (head[0]! & 0x80) !== 0) return "openpgp";
   return "unknown";
+}
+
+/** What a file is, by its first 512 bytes (bundleKind). */
+export function fileKind(file: string): ReturnType<typeof bundleKind> {
+  const fd = openSync(file, "r");
+  try {
+    const b = Buffer.alloc(512);
+    return bundleKind(b.subarray(0, readSync(fd, b, 0, 512, 0)));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function lastLine(stderr: unknown): string {

@@ -7,16 +7,15 @@
  * files and database export, the hosts' facts) under `restored/` for the Amanda server's
  * own recovery.
  */
-import { createHash } from "node:crypto";
-import { closeSync, copyFileSync, cpSync, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { UserError } from "../errors.ts";
 import { makePrivate, securePrivateDir } from "../private-file.ts";
 import { migrations } from "../store/migrations.ts";
 import { openStore } from "../store/sqlite.ts";
-import { renewServerId } from "./export.ts";
-import { bundleKind, decryptTo } from "./gpg.ts";
+import { renewServerId, sha256File } from "./export.ts";
+import { decryptTo, fileKind } from "./gpg.ts";
 import { BUNDLE_FORMAT, BundleError, MANIFEST_NAME, type Manifest, SEAL_NAME, manifestFormat, membersProblem, parseManifest, schemaProblem } from "./manifest.ts";
 import { extractTar, readMember, verifySeal } from "./tar.ts";
 
@@ -31,29 +30,13 @@ export interface ImportResult {
   restored: string;
 }
 
-function head(file: string): Buffer {
-  const fd = openSync(file, "r");
-  try {
-    const b = Buffer.alloc(512);
-    return b.subarray(0, readSync(fd, b, 0, 512, 0));
-  } finally {
-    closeSync(fd);
-  }
-}
-
-async function digest(file: string): Promise<{ size: number; sha256: string }> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return { size: statSync(file).size, sha256: h.digest("hex") };
-}
-
 /**
  * Checks `file` and, only when it is a whole bundle this Lifeboat can read, extracts it into
  * `work`; resolves with its manifest. A BundleError says, in one line, why not.
  */
 export async function openBundle(file: string, work: string): Promise<Manifest> {
   let tarFile = file;
-  const kind = bundleKind(head(file));
+  const kind = fileKind(file);
   if (kind === "unknown") throw new BundleError("not a Lifeboat bundle (neither a tar archive nor OpenPGP-encrypted)");
   if (kind === "openpgp") {
     tarFile = join(work, "bundle.tar");
@@ -75,7 +58,7 @@ export async function openBundle(file: string, work: string): Promise<Manifest> 
     if (e.isDirectory()) continue;
     if (!e.isFile()) throw new BundleError(`member ${path} is not a file`);
     if (path === MANIFEST_NAME || path === SEAL_NAME) continue;
-    found.set(path, await digest(join(into, path)));
+    found.set(path, { size: statSync(join(into, path)).size, sha256: await sha256File(join(into, path)) });
   }
   const mismatch = membersProblem(manifest, found);
   if (mismatch) throw new BundleError(`${mismatch}: damaged`);

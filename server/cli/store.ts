@@ -3,7 +3,8 @@ import type { Command } from "commander";
 import { exportBundle, serverId } from "../bundle/export.ts";
 import { importBundle } from "../bundle/import.ts";
 import { bundleFileName } from "../bundle/manifest.ts";
-import { cliContext, output, withGlobals } from "./common.ts";
+import { bundlesView } from "../bundle/schedule.ts";
+import { cliContext, output, table, withGlobals } from "./common.ts";
 
 export function registerStore(program: Command): Command {
   const store = program
@@ -57,6 +58,29 @@ export function registerStore(program: Command): Command {
         ...m.notes.map((n) => `note (from the export): ${n}`),
       ].join("\n"),
     );
+  });
+
+  withGlobals(
+    store
+      .command("bundles")
+      .description("scheduled recovery bundles: each target's last success and failure, and bundles other servers pushed here")
+      .addHelpText("after", "\nReads the data dir (works with the server stopped). Targets and schedule: `bundle:` in the config.\nExit code 1 when a target's last attempt failed."),
+    { json: true },
+  ).action(async (_o, c: Command) => {
+    const ctx = cliContext(c);
+    const view = await bundlesView(ctx.config, ctx.store());
+    const at = (x: { at: string } | null) => x?.at ?? "never";
+    output(ctx, view, () =>
+      [
+        `every ${view.everyHours} h, keeping ${view.keep} per server; last run ${view.lastRun ?? "never"}`,
+        table(
+          view.targets.map((t) => ({ ...t, state: t.ok === null ? "not yet" : t.ok ? "ok" : "FAILED", lastSuccess: at(t.lastSuccess), lastFailure: t.lastFailure ? `${t.lastFailure.at}: ${t.lastFailure.error}` : "-" })),
+          ["name", "type", "where", "state", "lastSuccess", "lastFailure"],
+        ),
+        ...(view.received.length ? ["received from other servers:", table(view.received, ["file", "bytes", "at"])] : []),
+      ].join("\n"),
+    );
+    if (view.targets.some((t) => t.ok === false)) process.exitCode = 1;
   });
 
   return store;

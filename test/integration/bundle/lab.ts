@@ -62,7 +62,7 @@ export async function populate(server: RunningServer, configFile: string, dataDi
     return r.stdout;
   };
   const added = JSON.parse(await ok(["hosts", "add", "web1", "--mac", WEB1_MAC, "--amanda", "synth", "--dle", "/=/", "--json"])) as { token: string };
-  const capture = readFileSync(join(fixtures, "mbr-ext4.capture.json"), "utf8");
+  const capture = readFileSync(join(fixtures, "btrfs-subvols.capture.json"), "utf8");
   const put = await fetch(`${server.httpUrl}/api/v1/hosts/web1/layout`, {
     method: "PUT",
     headers: { "content-type": "application/json", authorization: `Bearer ${added.token}` },
