@@ -16,6 +16,7 @@ import { BootService } from "./jobs/boot-service.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
 import { securePrivateDir } from "./private-file.ts";
 import { retentionService } from "./jobs/retention.ts";
+import { bundleService } from "./bundle/schedule.ts";
 import { openStore } from "./store/sqlite.ts";
 import { version } from "./version.ts";
 
@@ -138,6 +139,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     httpService(app, config),
     catalogRefreshService(ctx),
     retentionService(ctx),
+    bundleService(ctx),
     ...netbootServices(ctx, () => (app.server.address() as AddressInfo).port),
   ];
   const started: Service[] = [];

@@ -4,7 +4,7 @@
  */
 import { text } from "node:stream/consumers";
 import { UserError } from "../errors.ts";
-import { type DumpUserAccess, amadminFindArgv } from "./dumpuser.ts";
+import { type DumpUserAccess, amadminExportArgv, amadminFindArgv } from "./dumpuser.ts";
 import { splitQuoted } from "./quote.ts";
 import { runAsDumpUser } from "./run-dumpuser.ts";
 
@@ -62,5 +62,14 @@ export async function amadminFind(name: string, access: DumpUserAccess): Promise
     return parseAmadminFind(await text(runAsDumpUser(amadminFindArgv(name), access)));
   } catch (err) {
     throw new UserError(`amadmin ${name} find: ${(err as Error).message}`);
+  }
+}
+
+/** Runs `amadmin NAME export` as the dump user: the config's curinfo database as text. Throws a one-line UserError on failure. */
+export async function amadminExport(name: string, access: DumpUserAccess): Promise<string> {
+  try {
+    return await text(runAsDumpUser(amadminExportArgv(name), access));
+  } catch (err) {
+    throw new UserError(`amadmin ${name} export: ${(err as Error).message}`);
   }
 }

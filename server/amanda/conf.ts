@@ -19,6 +19,12 @@ export interface AmandaSetup {
   vtapeRoot: string | null;
   holdingDirs: string[];
   dumpuser: string;
+  /** The disklist (amanda.conf `diskfile`). */
+  diskfile: string;
+  /** Files amanda.conf includes (`includefile`), in the order read. */
+  includes: string[];
+  /** The changer's state: `changerfile` when set, and chg-disk's `state` file in the vtape root. */
+  changerFiles: string[];
   /** The dump-user helper's socket, for amadmin and amfetchdump when Lifeboat is not root (dumpuser.ts). */
   helperSocket: string;
 }
@@ -93,7 +99,9 @@ export function readAmandaConfig(
     );
   }
   const rel = (p: string) => (isAbsolute(p) ? p : resolve(configDir, p));
+  const includes: string[] = [];
   const conf = parseAmandaConf(text, (f) => {
+    includes.push(rel(f));
     try {
       return readFileSync(rel(f), "utf8");
     } catch {
@@ -102,10 +110,10 @@ export function readAmandaConfig(
   });
   const one = (k: string) => conf.top.get(k)?.[0];
   let vtapeRoot: string | null = opts.vtapeRoot ?? null;
+  let changer = one("tpchanger") ?? one("tapedev") ?? "";
+  const def = conf.blocks.find((b) => b.kind === "changer" && b.name === changer);
+  if (def) changer = def.body.get("tpchanger")?.[0] ?? "";
   if (!vtapeRoot) {
-    let changer = one("tpchanger") ?? one("tapedev") ?? "";
-    const def = conf.blocks.find((b) => b.kind === "changer" && b.name === changer);
-    if (def) changer = def.body.get("tpchanger")?.[0] ?? "";
     const m = /^chg-disk:(.+)$/.exec(changer);
     if (m) vtapeRoot = rel(m[1]!);
   }
@@ -124,6 +132,12 @@ export function readAmandaConfig(
     vtapeRoot,
     holdingDirs,
     dumpuser: one("dumpuser") ?? "backup",
+    diskfile: rel(one("diskfile") ?? "disklist"),
+    includes,
+    changerFiles: [
+      ...[def?.body.get("changerfile")?.[0] ?? one("changerfile")].flatMap((f) => (f ? [rel(f)] : [])),
+      ...(vtapeRoot && /^chg-disk:/.test(changer) ? [join(vtapeRoot, "state")] : []),
+    ],
     helperSocket: opts.helperSocket ?? DEFAULT_HELPER_SOCKET,
   };
 }

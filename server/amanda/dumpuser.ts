@@ -1,8 +1,8 @@
 /**
  * Amanda's own commands run only as the config's dump user (they refuse any other). Lifeboat
- * runs two of them: `amadmin CONFIG find` (the catalog cross-check) and `amfetchdump`
- * (physical tapes, dumps not on disk). This is the one contract for them, pure: the argument
- * shapes Lifeboat builds, the check the dump-user helper applies to what arrives on its socket
+ * runs two of them: `amadmin` (`CONFIG find`, the catalog cross-check; `CONFIG export`, Amanda's
+ * database in a recovery bundle) and `amfetchdump` (physical tapes, dumps not on disk). This
+ * is the one contract for them, pure: the argument shapes Lifeboat builds, the check the dump-user helper applies to what arrives on its socket
  * (the same shapes, nothing else), how each run is reached, and the helper's framing.
  *
  * The helper (config/lifeboat-amanda.socket + lifeboat-amanda@.service, one instance per
@@ -44,6 +44,11 @@ export function amadminFindArgv(config: string): string[] {
   return ["amadmin", config, "find"];
 }
 
+/** `amadmin CONFIG export`: the config's curinfo database as text (what `amadmin import` reads). */
+export function amadminExportArgv(config: string): string[] {
+  return ["amadmin", config, "export"];
+}
+
 /** `amfetchdump -a -p [-l] --exact-match CONFIG HOST DISK DATESTAMP LEVEL`: -l keeps it compressed (raw, as stored). */
 export function amfetchdumpArgv(d: { amanda: string; host: string; disk: string; datestamp: string; level: number }, raw: boolean): string[] {
   return ["amfetchdump", "-a", "-p", ...(raw ? ["-l"] : []), "--exact-match", d.amanda, d.host, d.disk, d.datestamp, String(d.level)];
@@ -61,7 +66,7 @@ function badDisk(disk: string): boolean {
 }
 
 /**
- * Pure: null when argv is one of the two shapes above with well-formed names, else why not
+ * Pure: null when argv is one of the shapes above with well-formed names, else why not
  * (one line). The helper runs nothing else: no other command, option, order or count.
  */
 export function refuseArgv(argv: unknown): string | null {
@@ -69,7 +74,7 @@ export function refuseArgv(argv: unknown): string | null {
   const a = argv as string[];
   const shape = a.map((x) => (x.length > 40 ? `${x.slice(0, 40)}…` : x)).join(" ");
   if (a[0] === "amadmin") {
-    if (a.length !== 3 || a[2] !== "find") return `only "amadmin CONFIG find" is run, not "${shape}"`;
+    if (a.length !== 3 || (a[2] !== "find" && a[2] !== "export")) return `only "amadmin CONFIG find" or "amadmin CONFIG export" is run, not "${shape}"`;
     return CONFIG.test(a[1]!) ? null : `bad Amanda config name ${JSON.stringify(a[1])}`;
   }
   if (a[0] === "amfetchdump") {

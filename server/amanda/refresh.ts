@@ -21,7 +21,7 @@ export function setupOf(a: AmandaConfig): AmandaSetup {
 }
 
 /** True when `amadmin NAME` would read this very config directory (Amanda only looks in /etc/amanda/NAME). */
-function amadminReads(setup: AmandaSetup): boolean {
+export function amadminReads(setup: AmandaSetup): boolean {
   try {
     return realpathSync(join("/etc/amanda", setup.name)) === realpathSync(setup.configDir) && ["/usr/sbin/amadmin", "/usr/bin/amadmin"].some(existsSync);
   } catch {

@@ -9,6 +9,7 @@ import { registerImage } from "./image.ts";
 import { registerJobs } from "./jobs.ts";
 import { registerProfiles } from "./profiles.ts";
 import { registerServe } from "./serve.ts";
+import { registerStore } from "./store.ts";
 
 export function buildProgram(): Command {
   const program = new Command("lifeboat")
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerCatalog(program);
   registerImage(program);
   registerCapture(program);
+  registerStore(program);
   program.addHelpText(
     "after",
     "\nEvery subcommand takes --config FILE and --data-dir DIR; listings take --json.\nRun `lifeboat <command> --help` for details.",

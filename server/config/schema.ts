@@ -25,6 +25,31 @@ export const staticLeaseSchema = z.strictObject({
   hostname: z.string().optional(),
 });
 
+/** Where scheduled bundles go (server/bundle/schedule.ts). sftp and rsync are not written yet: refused here, in one line. */
+export const BUNDLE_TARGET_TYPES = ["directory", "lifeboat"] as const;
+
+export const bundleTargetSchema = z
+  .strictObject({
+    /** The target's label on the page, in /metrics and in `store bundles`. */
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "expected letters, digits, '.', '_' or '-'"),
+    type: z.string().refine((t) => (BUNDLE_TARGET_TYPES as readonly string[]).includes(t), "expected directory or lifeboat (sftp and rsync targets are not supported yet)"),
+    /** directory: an absolute path (a mounted USB disk, an NFS mount). */
+    path: z.string().optional(),
+    /** lifeboat: the other server's base URL, and a file holding its admin token. */
+    url: z.url().optional(),
+    tokenFile: z.string().optional(),
+  })
+  .superRefine((t, ctx) => {
+    const need = (key: "path" | "url" | "tokenFile", ok: boolean, what: string) => {
+      if (!ok) ctx.addIssue({ code: "custom", path: [key], message: `a ${t.type} target needs ${what}` });
+    };
+    if (t.type === "directory") need("path", !!t.path?.startsWith("/"), "an absolute path");
+    if (t.type === "lifeboat") {
+      need("url", !!t.url, "the other server's url");
+      need("tokenFile", !!t.tokenFile, "tokenFile (a file holding the other server's admin token)");
+    }
+  });
+
 export const configSchema = z.strictObject({
   dataDir: z.string().default(""),
   listen: z
@@ -86,6 +111,18 @@ export const configSchema = z.strictObject({
       endedJobDays: z.number().min(0).default(STORE_LIMITS.endedJobDays),
     })
     .prefault({}),
+  bundle: z
+    .strictObject({
+      everyHours: z.number().positive().default(24),
+      keep: z.number().int().min(1).default(7),
+      recipient: z.string().default(""),
+      maxReceiveBytes: z.number().int().min(1024 * 1024).default(4 * 1024 ** 3),
+      targets: z
+        .array(bundleTargetSchema)
+        .refine((ts) => new Set(ts.map((t) => t.name)).size === ts.length, "expected each target to have its own name")
+        .default([]),
+    })
+    .prefault({}),
   adminTokenFile: z.string().default(""),
   adminSshKeys: z.array(z.string()).default([]),
   log: z
@@ -97,6 +134,7 @@ export const configSchema = z.strictObject({
 
 export type RawConfig = z.infer<typeof configSchema>;
 export type AmandaConfig = z.infer<typeof amandaConfigSchema>;
+export type BundleTarget = z.infer<typeof bundleTargetSchema>;
 export type DhcpMode = RawConfig["dhcp"]["mode"];
 
 /** The config after defaults that depend on the machine (data dir, TFTP root, token file) are filled in. */

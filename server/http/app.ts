@@ -12,12 +12,14 @@ import { answerErrors } from "./errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { bootRoutes } from "./routes/boot.ts";
+import { bundleRoutes } from "./routes/bundles.ts";
 import { catalogRoutes, dumpRoutes } from "./routes/catalog.ts";
 import { captureRoutes, captureScriptRoutes } from "./routes/capture.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { webRoutes } from "./routes/web.ts";
 import { registerJobMetrics } from "../jobs/job-metrics.ts";
+import { registerBundleMetrics } from "../bundle/schedule.ts";
 import { countResponseBytes } from "./response-bytes.ts";
 import { AGENT_BASE, DUMPS_BASE } from "../plan/agent-api.ts";
 
@@ -56,6 +58,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(rateLimit, { max: 1200, timeWindow: "1 minute" });
   countResponseBytes(app, ctx.metrics);
   registerJobMetrics(ctx.metrics, ctx.store);
+  registerBundleMetrics(ctx.metrics, ctx.config, ctx.store);
   answerErrors(app);
   await app.register(swagger, {
     // Shared schemas (the error body) appear in the document under their $id.
@@ -77,6 +80,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(hostRoutes(ctx), { prefix: `${API_BASE}/hosts` });
   await app.register(captureRoutes(ctx), { prefix: `${API_BASE}/hosts` });
   await app.register(catalogRoutes(ctx), { prefix: `${API_BASE}/catalog` });
+  await app.register(bundleRoutes(ctx), { prefix: `${API_BASE}/bundles` });
   await app.register(dumpRoutes(ctx, { authorizeStream: (token, dumpId) => ctx.jobs.mayStream(token, dumpId) }), { prefix: DUMPS_BASE });
   app.get(`${API_BASE}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
   return app;

@@ -78,6 +78,12 @@ export interface Store {
   readonly catalog: CatalogRepo;
   /** Versions of the migrations applied, in order. */
   migrations(): Promise<string[]>;
+  /**
+   * A consistent copy of the whole store in `file` (a new file), taken while it is in use,
+   * without sealed secrets: the jobs' LUKS keys are dropped from the copy and their bytes
+   * overwritten (a recovery bundle travels; docs/bundle-format.md, "Secrets").
+   */
+  snapshot(file: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -147,7 +147,25 @@ async function loadCloneWindow() {
 }
 
 async function loadLists() {
-  const [hosts, profiles, assignments] = await Promise.all([api("GET", "/api/v1/hosts"), api("GET", "/api/v1/profiles"), api("GET", "/api/v1/assignments"), loadCloneWindow()]);
+  const [hosts, profiles, assignments, bundles] = await Promise.all([api("GET", "/api/v1/hosts"), api("GET", "/api/v1/profiles"), api("GET", "/api/v1/assignments"), api("GET", "/api/v1/bundles"), loadCloneWindow()]);
+  // Each bundle target's last success and failure: a failure is shown, not left to a log line.
+  $("bundles-schedule").textContent = `Written every ${bundles.everyHours} h, the newest ${bundles.keep} kept per server; last run ${bundles.lastRun ? new Date(bundles.lastRun).toLocaleString() : "never"}.${bundles.received.length ? ` ${bundles.received.length} received from other servers.` : ""}`;
+  fillTable(
+    "bundles",
+    bundles.targets.map((t) =>
+      el(
+        "tr",
+        { "data-target": t.name },
+        el("td", {}, t.name),
+        el("td", {}, t.type),
+        el("td", {}, code(t.where)),
+        el("td", {}, t.ok === null ? el("span", { class: "muted" }, "not yet") : t.ok ? "ok" : el("strong", { class: "error" }, "FAILED")),
+        el("td", {}, t.lastSuccess ? time(t.lastSuccess.at) : el("span", { class: "muted" }, "never")),
+        el("td", {}, t.lastFailure ? [time(t.lastFailure.at), " ", el("span", { class: t.ok ? "muted" : "error" }, t.lastFailure.error)] : ""),
+      ),
+    ),
+    "bundles-empty",
+  );
   fillTable(
     "hosts",
     hosts.map((h) =>

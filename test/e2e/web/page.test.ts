@@ -112,6 +112,17 @@ describe("admin page in headless Chromium", () => {
     expect(await page.evaluate(() => (globalThis as unknown as { pwned?: number }).pwned)).toBeUndefined();
   });
 
+  it("shows each bundle target's last success and failure, a failure in red", async () => {
+    // A target as the config would name it, and the outcome the scheduler records (server/bundle/schedule.ts).
+    server.ctx.config.bundle.targets.push({ name: "usb", type: "directory", path: "/mnt/usb" });
+    const at = new Date().toISOString();
+    await server.ctx.store.settings.set("bundle.status", JSON.stringify({ usb: { lastSuccess: null, lastFailure: { at, error: "ENOTDIR: not a directory, copyfile" } } }));
+    await page.reload();
+    await waitText(page.locator('#bundles tr[data-target="usb"]'), /usb.*directory.*\/mnt\/usb.*FAILED.*never.*ENOTDIR: not a directory/);
+    expect(await page.locator('#bundles tr[data-target="usb"] .error').count()).toBe(2);
+    expect(await page.locator("#bundles-empty").isVisible()).toBe(false);
+  });
+
   it("says in the form why a MAC cannot be armed, and in the confirmation why there is no plan", async () => {
     await page.fill("#arm-mac", "52:54:00:aa:00:99");
     await page.click("#arm-form button[type=submit]");

@@ -175,7 +175,7 @@ describe("admin and agent API", () => {
 
   it("publishes an OpenAPI document covering the admin and agent routes", async () => {
     const doc = (await inject("GET", "/api/v1/openapi.json")).json() as { paths: Record<string, unknown> };
-    for (const p of ["/api/v1/jobs", "/api/v1/jobs/{id}/cancel", "/api/v1/profiles/{name}", "/api/v1/agent/jobs/{job}/hello", "/api/v1/agent/jobs/{job}/events"])
+    for (const p of ["/api/v1/jobs", "/api/v1/jobs/{id}/cancel", "/api/v1/profiles/{name}", "/api/v1/agent/jobs/{job}/hello", "/api/v1/agent/jobs/{job}/events", "/api/v1/bundles/", "/api/v1/bundles/{file}"])
       expect(Object.keys(doc.paths)).toContain(p);
   });
 

@@ -5,13 +5,14 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FrameReader, amadminFindArgv, amfetchdumpArgv, exitFrame, failureLine, frame, refuseArgv, runVia } from "../../../server/amanda/dumpuser.ts";
+import { FrameReader, amadminExportArgv, amadminFindArgv, amfetchdumpArgv, exitFrame, failureLine, frame, refuseArgv, runVia } from "../../../server/amanda/dumpuser.ts";
 
 const dump = { amanda: "DailySet1", host: "web1.example.com", disk: "Lab Docs $HOME", datestamp: "20261124013000", level: 1 };
 
 describe("argv shapes", () => {
   it("accepts every argv Lifeboat builds, with Amanda's real names (spaces, $, quotes in disk names)", () => {
     expect(refuseArgv(amadminFindArgv("DailySet1"))).toBeNull();
+    expect(refuseArgv(amadminExportArgv("DailySet1"))).toBeNull();
     for (const raw of [true, false]) expect(refuseArgv(amfetchdumpArgv(dump, raw))).toBeNull();
     fc.assert(
       fc.property(

@@ -19,6 +19,17 @@ function errorOf(text: string, file = "conf.yaml"): string {
 }
 
 describe("config", () => {
+  it("bundle targets: directory and lifeboat, each with what it needs; sftp and rsync refused in one line", () => {
+    const t = (yaml: string) => errorOf(`bundle:\n  targets:\n    - ${yaml}\n`);
+    expect(t("{name: off, type: sftp, path: /x}")).toBe('conf.yaml: bundle.targets[0].type: expected directory or lifeboat (sftp and rsync targets are not supported yet), got "sftp"');
+    expect(t("{name: off, type: rsync}")).toMatch(/type: expected directory or lifeboat \(sftp and rsync targets are not supported yet\), got "rsync"$/);
+    expect(t("{name: usb, type: directory, path: mnt}")).toBe('conf.yaml: bundle.targets[0].path: a directory target needs an absolute path, got "mnt"');
+    expect(t("{name: b, type: lifeboat, url: http://b:8080}")).toBe("conf.yaml: bundle.targets[0].tokenFile: a lifeboat target needs tokenFile (a file holding the other server's admin token), got nothing");
+    expect(errorOf("bundle:\n  targets:\n    - {name: a, type: directory, path: /a}\n    - {name: a, type: directory, path: /b}\n")).toMatch(/^conf\.yaml: bundle\.targets: expected each target to have its own name/);
+    const ok = parseConfig("bundle:\n  targets:\n    - {name: usb, type: directory, path: /mnt/usb}\n    - {name: b, type: lifeboat, url: http://b:8080, tokenFile: /etc/b}\n", "ok.yaml");
+    expect(ok.bundle).toMatchObject({ everyHours: 24, keep: 7, recipient: "", targets: [{ name: "usb" }, { name: "b" }] });
+  });
+
   it("the embedded default parses, with machine defaults filled in", () => {
     const c = loadConfig({ file: defaultConfigPath, overrides: { dataDir: "/tmp/lb-data" } });
     expect(c.dhcp.mode).toBe("proxy");
