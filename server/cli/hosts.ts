@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { UserError } from "../errors.ts";
 import { hostname } from "node:os";
-import { interfaceInfo } from "../dhcp/server.ts";
+import { interfaceInfo } from "../netif.ts";
 import { bootBaseUrl } from "../jobs/boot-scripts.ts";
 import { previewBoot } from "../jobs/boot-service.ts";
 import { normalizeMac } from "../mac.ts";
