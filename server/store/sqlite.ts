@@ -8,7 +8,8 @@ import { SecretBox, loadSecretKey } from "./secret-box.ts";
 import { sealPlaintextKeys, sqliteAssignments, sqliteJobs, sqliteProfiles } from "./sqlite-jobs.ts";
 import { sqliteCatalog } from "./sqlite-catalog.ts";
 import { sqliteLeases } from "./sqlite-leases.ts";
-import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, ProfileRepo, Store } from "./types.ts";
+import { sqlitePower } from "./sqlite-power.ts";
+import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, Store } from "./types.ts";
 
 type Row = Record<string, unknown>;
 const now = () => new Date().toISOString();
@@ -56,6 +57,7 @@ export class SqliteStore implements Store {
   readonly jobs: JobRepo;
   readonly leases: LeaseRepo;
   readonly catalog: CatalogRepo;
+  readonly power: PowerRepo;
 
   constructor(file: string, opts: { keyFile?: string } = {}) {
     let box = SecretBox.ephemeral();
@@ -81,6 +83,7 @@ export class SqliteStore implements Store {
     this.jobs = sqliteJobs(this.db, box);
     this.leases = sqliteLeases(this.db);
     this.catalog = sqliteCatalog(this.db);
+    this.power = sqlitePower(this.db, box);
   }
 
   async migrations(): Promise<string[]> {
