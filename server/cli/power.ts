@@ -54,7 +54,7 @@ export function powerConfigBody(o: PowerConfigOptions): PowerConfigBody {
     if (o.netBoot && o.netBoot !== "pxe") throw new UserError("--net-boot uefi-http: IPMI has no one-time HTTP boot device; use --redfish", 2);
     return {
       kind: "ipmi",
-      host: o.ipmi,
+      address: o.ipmi,
       user: o.user,
       password,
       ...(o.port ? { port: int(o.port, "--port") } : {}),

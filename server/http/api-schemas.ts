@@ -121,7 +121,8 @@ const hostOrIp = z.string().refine((h) => /^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$/
 export const powerConfigBodySchema = z.discriminatedUnion("kind", [
   z.object({
     kind: z.literal("ipmi"),
-    host: hostOrIp,
+    /** The BMC's host name or IP address. */
+    address: hostOrIp,
     port: z.number().int().min(1).max(65535).default(623),
     user: z.string().min(1),
     password,

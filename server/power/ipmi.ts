@@ -18,7 +18,7 @@ export const IPMI_TIMING: IpmiTiming = { timeoutSeconds: 2, retries: 2 };
 
 /** ipmitool's arguments for one command (pure): no password among them. */
 export function ipmitoolArgs(c: IpmiConfig, command: string[], t: IpmiTiming = IPMI_TIMING): string[] {
-  return ["-I", "lanplus", "-H", c.host, "-p", String(c.port), "-U", c.user, "-E", "-C", String(c.cipherSuite), "-N", String(t.timeoutSeconds), "-R", String(t.retries), "-v", ...command];
+  return ["-I", "lanplus", "-H", c.address, "-p", String(c.port), "-U", c.user, "-E", "-C", String(c.cipherSuite), "-N", String(t.timeoutSeconds), "-R", String(t.retries), "-v", ...command];
 }
 
 /**

@@ -29,7 +29,7 @@ export type Firmware = "bios" | "uefi";
 export type PowerState = "on" | "off" | "unknown";
 
 export type PowerConfig =
-  | { kind: "ipmi"; host: string; port: number; user: string; cipherSuite: number }
+  | { kind: "ipmi"; address: string; port: number; user: string; cipherSuite: number }
   | { kind: "redfish"; url: string; user: string; netBoot: NetBoot }
   | { kind: "wol" };
 
@@ -37,7 +37,7 @@ export type PowerConfig =
 export function powerTarget(c: PowerConfig): string {
   switch (c.kind) {
     case "ipmi":
-      return `IPMI BMC ${c.host}:${c.port}`;
+      return `IPMI BMC ${c.address}:${c.port}`;
     case "redfish":
       return `Redfish service ${c.url}`;
     case "wol":

@@ -11,7 +11,7 @@ import { tempDir } from "../../helpers/tmp.ts";
 
 const BMC = { host: "web1", can: { status: true, off: true, cycle: true, oneTimeBoot: true } };
 const WOL = { host: "web1", can: { status: false, off: false, cycle: false, oneTimeBoot: false } };
-const ipmi = { kind: "ipmi" as const, host: "10.0.0.5", port: 623, user: "admin", cipherSuite: 3 };
+const ipmi = { kind: "ipmi" as const, address: "10.0.0.5", port: 623, user: "admin", cipherSuite: 3 };
 
 describe("what jobs arm --power does (pure)", () => {
   it("a machine that is off: one-time network boot, then on", () => {
@@ -97,7 +97,7 @@ describe("the power config contract: what the CLI builds, the API schema takes",
       expect(JSON.stringify(config)).not.toContain("s3cret");
       expect(password).toBe(o.wol ? null : "s3cret");
     }
-    expect(splitPowerConfig(powerConfigBodySchema.parse(powerConfigBody({ ipmi: "10.0.0.5", user: "admin", passwordFile: pw }))).config).toEqual({ kind: "ipmi", host: "10.0.0.5", port: 623, user: "admin", cipherSuite: 3 });
+    expect(splitPowerConfig(powerConfigBodySchema.parse(powerConfigBody({ ipmi: "10.0.0.5", user: "admin", passwordFile: pw }))).config).toEqual({ kind: "ipmi", address: "10.0.0.5", port: 623, user: "admin", cipherSuite: 3 });
     for (const action of POWER_ACTIONS) expect(powerActionBodySchema.parse({ action })).toEqual({ action });
   });
   it("refuses a wrong mix, a password file others can read, and HTTP boot over IPMI, each in one line", () => {
