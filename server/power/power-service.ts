@@ -48,7 +48,8 @@ export interface ArmPowerResult {
   before: PowerState;
   steps: PowerStep[];
   netBoot: NetBoot;
-  firmware: Firmware;
+  /** How the one-time boot was set; null when none was (Wake-on-LAN). */
+  firmware: Firmware | null;
   /** The steps in words. */
   summary: string;
   notes: string[];
@@ -161,7 +162,8 @@ export class PowerService {
       throw new PowerError(err.failure, `${err.message}; ${job.id} stays armed: power ${host.name} on by hand`);
     };
     if (statusError || !plan?.ok) return armedButFailed("status", statusError!);
-    const firmware = await this.firmwareOf(job);
+    // Only a one-time boot needs the firmware (Wake-on-LAN sets none); UEFI's flag differs from BIOS's.
+    const firmware = plan.steps.includes("set-boot") ? await this.firmwareOf(job) : null;
     const netBoot = netBootOf(config);
     await record({ step: "status", state: before, plan: plan.steps });
     for (const step of plan.steps) {
@@ -180,7 +182,7 @@ export class PowerService {
     };
   }
 
-  private async runStep(driver: PowerDriver, step: PowerStep, netBoot: NetBoot, firmware: Firmware, host: string): Promise<void> {
+  private async runStep(driver: PowerDriver, step: PowerStep, netBoot: NetBoot, firmware: Firmware | null, host: string): Promise<void> {
     switch (step) {
       case "off":
         return driver.off();
@@ -193,7 +195,7 @@ export class PowerService {
         return;
       }
       case "set-boot":
-        return driver.setOneTimeBoot(netBoot, firmware);
+        return driver.setOneTimeBoot(netBoot, firmware!);
       case "on":
       case "wake":
         return driver.on();

@@ -102,7 +102,7 @@ export function planArmPower(o: { host: string; state: PowerState; force: boolea
 }
 
 /** The steps in words, for the plan shown before they run. */
-export function describePowerSteps(steps: PowerStep[], via: NetBoot, firmware: Firmware): string {
+export function describePowerSteps(steps: PowerStep[], via: NetBoot, firmware: Firmware | null): string {
   const words: Record<PowerStep, string> = {
     off: "power off",
     "confirm-off": "confirm it is off",

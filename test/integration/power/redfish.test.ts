@@ -132,6 +132,15 @@ describe("Redfish against a stand-in DMTF mockup served by the test (no Redfish 
     await inject("POST", `/api/v1/jobs/${job!.id}/cancel`);
   });
 
+  it("publishes the power routes, a BMC's failure (502) with the shared error body", async () => {
+    type Doc = { paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: unknown }> }> }>> };
+    const doc = (await inject("GET", "/api/v1/openapi.json")).json() as Doc;
+    const ref = { $ref: "#/components/schemas/lifeboat-error" };
+    expect(doc.paths["/api/v1/hosts/{name}/power-config"]!.put).toBeDefined();
+    expect(doc.paths["/api/v1/hosts/{name}/power"]!.post!.responses["502"]!.content["application/json"]!.schema).toEqual(ref);
+    expect(doc.paths["/api/v1/jobs"]!.post!.responses["502"]!.content["application/json"]!.schema).toEqual(ref);
+  });
+
   it("wrong credentials: one line naming the service", async () => {
     await inject("PUT", "/api/v1/hosts/db1/power-config", { kind: "redfish", url, user: "root", password: "wrong" });
     const r = await inject("POST", "/api/v1/hosts/db1/power", { action: "status" });
