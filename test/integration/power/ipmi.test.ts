@@ -49,7 +49,7 @@ describeNeeding(await ipmiSimUnavailable(), "power through IPMI against OpenIPMI
     await sim?.stop();
   });
 
-  it("status, on, off through the simulator's chassis control", { timeout: 60_000 }, async () => {
+  it("status, on, off, cycle through the simulator's chassis control", { timeout: 60_000 }, async () => {
     expect((await cli("hosts", "power", "web1", "status")).stdout.trim()).toBe(`web1: off (IPMI BMC 127.0.0.1:${sim.port})`);
     const on = await cli("hosts", "power", "web1", "on", "--json");
     expect(JSON.parse(on.stdout)).toEqual({ host: "web1", via: "ipmi", target: `IPMI BMC 127.0.0.1:${sim.port}`, action: "on", state: "on" });
@@ -61,9 +61,15 @@ describeNeeding(await ipmiSimUnavailable(), "power through IPMI against OpenIPMI
     expect(sim.calls().slice(before).filter((c) => c.includes(" set "))).toEqual([]);
     expect((await cli("hosts", "power", "web1", "off")).stdout.trim()).toBe(`web1: off (IPMI BMC 127.0.0.1:${sim.port})`);
     expect(sim.power()).toBe("off");
+    // cycle: the simulator powers off, then on again a second later.
+    const cycleStart = sim.calls().length;
+    expect((await cli("hosts", "power", "web1", "cycle")).exitCode).toBe(0);
+    const until = Date.now() + 10_000;
+    while (sim.power() !== "on" && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+    expect(sim.calls().slice(cycleStart).filter((c) => c.includes(" set "))).toEqual(["0x20 set power 0", "0x20 set power 1"]);
     // Audited, the credentials' use included; the password nowhere.
     const audit = (await server.ctx.store.audit.list({ target: "host:web1" })).map((a) => a.detail as Record<string, unknown>);
-    expect(audit.filter((d) => d.via === "ipmi").map((d) => [d.action, d.state])).toEqual([["off", "off"], ["on", "on"], ["on", "on"], ["status", "off"]]);
+    expect(audit.filter((d) => d.via === "ipmi").map((d) => d.action)).toEqual(["cycle", "off", "on", "on", "status"]);
     expect(JSON.stringify(await server.ctx.store.audit.list())).not.toContain(PASSWORD);
   });
 
