@@ -3,6 +3,7 @@ import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
 import type { JobService } from "./jobs/job-service.ts";
 import type { BootService } from "./jobs/boot-service.ts";
+import type { PowerService } from "./power/power-service.ts";
 import type { Store } from "./store/types.ts";
 
 /** What every service and route module of a running server gets: built once in `serve`. */
@@ -16,6 +17,8 @@ export interface ServerContext {
   jobs: JobService;
   /** What a booting machine gets; told by DHCP what it answered (jobs/boot-service.ts). */
   boot: BootService;
+  /** Power control of hosts through their BMCs or Wake-on-LAN (power/power-service.ts). */
+  power: PowerService;
 }
 
 /** A long-running part of `lifeboat serve` (HTTP, TFTP, DHCP, schedulers). */

@@ -13,6 +13,7 @@ import { counter } from "./metrics.ts";
 import { type Planner, createPlanner } from "./jobs/job-plan.ts";
 import { JobService } from "./jobs/job-service.ts";
 import { BootService } from "./jobs/boot-service.ts";
+import { PowerService } from "./power/power-service.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
 import { securePrivateDir } from "./private-file.ts";
 import { retentionService } from "./jobs/retention.ts";
@@ -123,9 +124,11 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     planner: opts.planner ?? createPlanner(store),
   });
   const boot = new BootService(store, jobs, { dhcpMode: config.dhcp.mode, log: log.child({ svc: "boot" }) });
+  const power = new PowerService(store, jobs, { bootInterface: config.listen.interface, log: log.child({ svc: "power" }) });
   const ctx: ServerContext = {
     jobs,
     boot,
+    power,
     config,
     store,
     log,

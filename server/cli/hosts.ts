@@ -1,13 +1,14 @@
 import type { Command } from "commander";
 import { UserError } from "../errors.ts";
 import { hostname } from "node:os";
-import { interfaceInfo } from "../dhcp/server.ts";
+import { interfaceInfo } from "../netif.ts";
 import { bootBaseUrl } from "../jobs/boot-scripts.ts";
 import { previewBoot } from "../jobs/boot-service.ts";
 import { normalizeMac } from "../mac.ts";
 import { type HostBody, hostView } from "../http/api-schemas.ts";
 import { cliContext, output, table, withGlobals, withServer } from "./common.ts";
 import { registerHostLayoutCommands } from "./hosts-layout.ts";
+import { registerPowerCommands } from "./power.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -98,5 +99,6 @@ export function registerHosts(program: Command): Command {
     output(ctx, view, () => view.script.trimEnd());
   });
   registerHostLayoutCommands(hosts);
+  registerPowerCommands(hosts);
   return hosts;
 }

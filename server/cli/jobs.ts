@@ -5,6 +5,7 @@ import type { ArmBody, CloneWindowBody, MapBody } from "../http/api-schemas.ts";
 import { normalizeMac, normalizeMacPrefix } from "../mac.ts";
 import type { CloneWindow } from "../jobs/job-service.ts";
 import type { JobView } from "../jobs/job-views.ts";
+import type { ArmPowerResult } from "../power/power-service.ts";
 import type { JobEvent } from "../store/types.ts";
 import { describeMapping } from "../plan/disks.ts";
 import { type CliContext, cliContext, output, parseMappingPairs, planChoices, table, withGlobals, withPlanChoices, withServer } from "./common.ts";
@@ -83,6 +84,26 @@ function showJob(j: JobView): string {
   return lines.join("\n");
 }
 
+/**
+ * `jobs arm MAC --power`: the plan first (a refused plan stops here, nothing armed, nothing
+ * powered), then the server arms and powers the machine through its host's power config.
+ */
+async function armAndPower(ctx: CliContext, body: ArmBody): Promise<void> {
+  const plan = await ctx.api.raw("POST", "/api/v1/plan-preview", body);
+  const script = await plan.text();
+  if (!plan.ok) throw new UserError(`${String(body.mac)}: ${(JSON.parse(script) as { message?: string }).message ?? plan.statusText}; nothing armed, nothing powered`);
+  if (!ctx.json) process.stdout.write(`# the plan for ${String(body.mac)}\n${script.trimEnd()}\n\n`);
+  const [job] = await ctx.api.request<Array<JobView & { power: ArmPowerResult }>>("POST", "/api/v1/jobs", body);
+  const p = job!.power;
+  output(ctx, { plan: script, job }, () =>
+    [
+      `${job!.id} armed for ${job!.mac} (${job!.kind}, profile ${job!.profile}), expires ${job!.expiresAt}`,
+      `power: ${p.host} via ${p.target}: was ${p.before}; ${p.summary}`,
+      ...p.notes.map((n) => `note: ${n}`),
+    ].join("\n"),
+  );
+}
+
 async function armJobs(ctx: CliContext, body: ArmBody): Promise<void> {
   const jobs = await ctx.api.request<JobView[]>("POST", "/api/v1/jobs", body);
   output(ctx, jobs, () =>
@@ -111,19 +132,23 @@ export function registerJobs(program: Command): Command {
           .option("--expires <hours>", "hours until an unused job expires (default from config, 24)")
           .option("--any-unknown <minutes>", "clones: any unknown machine that network-boots in the next MINUTES becomes a clone (off unless given)")
           .option("--only <macs>", "with --any-unknown: only these MACs or MAC prefixes (vendor OUI 00:25:90, a rack's 52:54:00:00:01), comma-separated")
+          .option("--power", "then power the machine through its host's power config: a one-time network boot (the flag its firmware needs), confirmed off, then on")
+          .option("--force", "with --power: a machine that is on is powered off and on again (without it, refused)")
           .option(
             "--trust-http-boot",
             "give the boot token to whoever asks for this MAC's boot script, without an answer from Lifeboat's DHCP (needed with dhcp.mode off; see the README's safety section)",
           )
           .addHelpText(
             "after",
-            "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm 52:54:00:12:34:56 --grow /dev/sda2   # a bigger disk: /dev/sda2 takes the rest\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}' --new-uuids\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f\n  lifeboat jobs arm --clone web --any-unknown 30   # then power on the new machines\n  lifeboat jobs arm --clone web --any-unknown 30 --only 00:25:90,52:54:00:00:01",
+            "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm 52:54:00:12:34:56 --grow /dev/sda2   # a bigger disk: /dev/sda2 takes the rest\n  lifeboat jobs arm 52:54:00:12:34:56 --power   # and power it on through its BMC (hosts power-config)\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}' --new-uuids\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f\n  lifeboat jobs arm --clone web --any-unknown 30   # then power on the new machines\n  lifeboat jobs arm --clone web --any-unknown 30 --only 00:25:90,52:54:00:00:01",
           ),
       ),
       { json: true },
     ),
-  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; only?: string; trustHttpBoot?: boolean; newUuids?: boolean; grow?: string }, c: Command) => {
+  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; only?: string; trustHttpBoot?: boolean; newUuids?: boolean; grow?: string; power?: boolean; force?: boolean }, c: Command) => {
     const ctx = cliContext(c);
+    if (o.force && !o.power) throw new UserError("--force goes with --power", 2);
+    if (o.power && (!mac || o.macs || o.range || o.anyUnknown !== undefined)) throw new UserError("--power arms one machine at a time: give one MAC", 2);
     if (o.anyUnknown !== undefined) {
       // The window's clones take their plan choices from the profile (profiles set --new-uuids).
       if (planChoices(o)) throw new UserError("--any-unknown takes the profile's --new-uuids/--grow: set them with lifeboat profiles set", 2);
@@ -144,7 +169,7 @@ export function registerJobs(program: Command): Command {
     const profile = typeof o.clone === "string" ? o.clone : o.profile;
     const expiresHours = o.expires === undefined ? undefined : Number(o.expires);
     if (expiresHours !== undefined && !(expiresHours > 0)) throw new UserError(`--expires: expected hours > 0, got ${JSON.stringify(o.expires)}`, 2);
-    await armJobs(ctx, {
+    await (o.power ? armAndPower : armJobs)(ctx, {
       ...(mac ? { mac } : { macs: many }),
       kind: o.clone ? "clone" : "recover",
       profile,
@@ -153,6 +178,7 @@ export function registerJobs(program: Command): Command {
       hostnamePattern: o.hostnamePattern,
       options: planChoices(o),
       trustHttpBoot: o.trustHttpBoot,
+      ...(o.power ? { power: { force: o.force === true } } : {}),
     });
   });
 

@@ -9,13 +9,10 @@
  * empty one (a PXE ROM waits for proxy offers; pxe/README.md has the measurements).
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
-import { existsSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { networkInterfaces } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Counter, type Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
-import { UserError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { type DhcpPacket, MessageType, decode, encode, macOf, messageType, messageTypeName } from "./codec.ts";
 import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, requestedAddress } from "./decision.ts";
@@ -24,11 +21,8 @@ import type { DhcpWitness } from "../jobs/boot-service.ts";
 import { LeasePool } from "./pool.ts";
 import { type LoopTurns, Shedder } from "./shed.ts";
 import { counter } from "../metrics.ts";
+import { bindToInterface, interfaceInfo } from "../netif.ts";
 
-const SOL_SOCKET = 1;
-const SO_BINDTOIFINDEX = 62;
-const require = createRequire(import.meta.url);
-const { setsockopt } = require("sockopt") as { setsockopt(s: Socket, level: number, name: number, value: number): void };
 
 export interface DhcpMetrics {
   answers: Counter<"kind">;
@@ -43,14 +37,6 @@ export function dhcpMetrics(reg: Registry): DhcpMetrics {
   };
 }
 
-/** The first IPv4 address of `iface`, and its kernel index. */
-export function interfaceInfo(iface: string): { ip: string; index: number } {
-  const addr = networkInterfaces()[iface]?.find((a) => a.family === "IPv4");
-  if (!addr) throw new UserError(`listen.interface ${iface}: no such interface with an IPv4 address (ip -br addr lists them)`, 2);
-  const index = Number(readFileSync(`/sys/class/net/${iface}/ifindex`, "utf8").trim());
-  return { ip: addr.address, index };
-}
-
 /** Binds a UDP socket to 0.0.0.0:port and then to the interface `index`. */
 async function boundSocket(port: number, index: number): Promise<Socket> {
   const sock = createSocket({ type: "udp4", reuseAddr: true });
@@ -61,7 +47,7 @@ async function boundSocket(port: number, index: number): Promise<Socket> {
       resolve();
     });
   });
-  setsockopt(sock, SOL_SOCKET, SO_BINDTOIFINDEX, index);
+  bindToInterface(sock, index);
   sock.setBroadcast(true);
   return sock;
 }

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac, normalizeMacPrefix } from "../mac.ts";
 import type { HostRecord, PlanChoices } from "../store/types.ts";
+import { NET_BOOTS, POWER_ACTIONS, type PowerConfig } from "../power/power.ts";
 
 /**
  * Request bodies of the admin API: the one definition the routes validate with, the
@@ -38,8 +39,14 @@ export const armBodySchema = z
      * a relay, a typed URL): then whoever asks for its MAC's boot script gets one. See the README.
      */
     trustHttpBoot: z.boolean().optional(),
+    /**
+     * Power the machine through its host's power config once armed (jobs arm --power): a
+     * one-time network boot, then on; a machine that is on is refused unless `force`.
+     */
+    power: z.object({ force: z.boolean().default(false) }).optional(),
   })
-  .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" });
+  .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" })
+  .refine((b) => !(b.power && b.macs), { message: "power: one machine at a time (give mac, not macs)" });
 export type ArmBody = z.input<typeof armBodySchema>;
 
 export const profileBodySchema = z.object({
@@ -106,3 +113,39 @@ export const cloneWindowBodySchema = z.object({
   only: z.array(macPrefix).max(1024).optional(),
 });
 export type CloneWindowBody = z.input<typeof cloneWindowBodySchema>;
+
+const password = z.string().min(1, "expected the BMC user's password");
+const hostOrIp = z.string().refine((h) => /^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$/.test(h), "expected a host name or IP address");
+
+/** A host's power config (hosts power-config): the password is sealed in the store and never shown again. */
+export const powerConfigBodySchema = z.discriminatedUnion("kind", [
+  z.object({
+    kind: z.literal("ipmi"),
+    /** The BMC's host name or IP address. */
+    address: hostOrIp,
+    port: z.number().int().min(1).max(65535).default(623),
+    user: z.string().min(1),
+    password,
+    /** RMCP+ cipher suite (ipmitool -C): 3 (SHA1, AES) is what most BMCs take; 17 (SHA256) the newer ones. */
+    cipherSuite: z.number().int().min(0).max(17).default(3),
+  }),
+  z.object({
+    kind: z.literal("redfish"),
+    url: z.string().refine((u) => /^https?:\/\/[^/\s]+\/?$/.test(u), "expected the service root's scheme and host, e.g. https://10.0.0.5"),
+    user: z.string().min(1),
+    password,
+    netBoot: z.enum(NET_BOOTS).default("pxe"),
+  }),
+  z.object({ kind: z.literal("wol") }),
+]);
+export type PowerConfigBody = z.input<typeof powerConfigBodySchema>;
+
+/** The stored config and the password, apart (pure). */
+export function splitPowerConfig(body: z.output<typeof powerConfigBodySchema>): { config: PowerConfig; password: string | null } {
+  if (body.kind === "wol") return { config: body, password: null };
+  const { password: secret, ...config } = body;
+  return { config, password: secret };
+}
+
+export const powerActionBodySchema = z.object({ action: z.enum(POWER_ACTIONS) });
+export type PowerActionBody = z.input<typeof powerActionBodySchema>;

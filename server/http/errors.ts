@@ -3,6 +3,7 @@ import { ZodError } from "zod";
 import { ChainError } from "../amanda/chain.ts";
 import { DumpStreamError } from "../amanda/stream.ts";
 import { ConflictError, NotFoundError, TooLargeError, UserError } from "../errors.ts";
+import { PowerError } from "../power/power.ts";
 
 /**
  * An answer a route gives instead of its result: the status, a short code (`error` in the
@@ -42,6 +43,8 @@ function asHttpError(err: unknown, req: FastifyRequest): HttpError | undefined {
   if (err instanceof ConflictError) return new HttpError(409, "conflict", err.message);
   if (err instanceof TooLargeError) return new HttpError(413, "too-large", err.message);
   if (err instanceof DumpStreamError) return new HttpError(err.status, "unavailable", err.message);
+  // A BMC (or the boot interface) that failed: the peer's fault, not the request's.
+  if (err instanceof PowerError) return new HttpError(502, "power", err.message);
   if (err instanceof ChainError) return new HttpError(422, "no-chain", err.message);
   if (err instanceof UserError) return new HttpError(400, "bad-request", err.message);
   if (err instanceof ZodError) {

@@ -205,6 +205,13 @@ export class JobService extends JobLifecycle {
     });
   }
 
+  /** Something done to the job's machine from outside its plan (a power action): in its history and the audit log. */
+  async recordAction(id: string, type: string, data: Record<string, unknown>, actor: string): Promise<void> {
+    const ev = await this.store.jobs.addEvent(id, type, { by: actor, ...data });
+    await this.store.audit.append({ actor, action: `job.${type}`, target: `job:${id}`, detail: data });
+    this.changes.emit("job", await this.get(id), ev);
+  }
+
   /** A LUKS passphrase for container UUID, used by create_luks; kept only while the job is active. */
   async setKey(id: string, uuid: string, secret: string, actor: string): Promise<void> {
     const job = await this.get(id);

@@ -186,4 +186,17 @@ export const migrations: Migration[] = [
       WHERE json_type(plan) = 'object' AND json_type(plan, '$.dumps') IS NULL;
     `,
   },
+  {
+    // Power control per host (issue 22): the driver's config as JSON, its BMC password sealed
+    // like a LUKS passphrase (store/secret-box.ts), bound to the host's row.
+    id: "0500-host-power",
+    sql: `
+      CREATE TABLE host_power (
+        host TEXT PRIMARY KEY REFERENCES hosts(name) ON DELETE CASCADE,
+        config TEXT NOT NULL,
+        secret TEXT,
+        updated_at TEXT NOT NULL
+      );
+    `,
+  },
 ];

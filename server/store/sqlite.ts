@@ -8,7 +8,8 @@ import { SecretBox, loadSecretKey } from "./secret-box.ts";
 import { sealPlaintextKeys, sqliteAssignments, sqliteJobs, sqliteProfiles } from "./sqlite-jobs.ts";
 import { sqliteCatalog } from "./sqlite-catalog.ts";
 import { sqliteLeases } from "./sqlite-leases.ts";
-import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, ProfileRepo, Store } from "./types.ts";
+import { sqlitePower } from "./sqlite-power.ts";
+import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, Store } from "./types.ts";
 
 type Row = Record<string, unknown>;
 const now = () => new Date().toISOString();
@@ -57,6 +58,7 @@ export class SqliteStore implements Store {
   readonly leases: LeaseRepo;
   private readonly flushLeases: () => void;
   readonly catalog: CatalogRepo;
+  readonly power: PowerRepo;
 
   constructor(file: string, opts: { keyFile?: string } = {}) {
     let box = SecretBox.ephemeral();
@@ -84,6 +86,7 @@ export class SqliteStore implements Store {
     this.leases = leases;
     this.flushLeases = leases.flush;
     this.catalog = sqliteCatalog(this.db);
+    this.power = sqlitePower(this.db, box);
   }
 
   async migrations(): Promise<string[]> {

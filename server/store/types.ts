@@ -8,6 +8,7 @@ import type { CatalogDump } from "../amanda/model.ts";
 import type { Hello } from "../plan/agent-api.ts";
 import type { StoredMapping } from "../plan/disks.ts";
 import type { ServedPlan } from "../plan/plan.ts";
+import type { PowerConfig } from "../power/power.ts";
 
 export interface HostRecord {
   name: string;
@@ -76,6 +77,7 @@ export interface Store {
   readonly jobs: JobRepo;
   readonly leases: LeaseRepo;
   readonly catalog: CatalogRepo;
+  readonly power: PowerRepo;
   /** Versions of the migrations applied, in order. */
   migrations(): Promise<string[]>;
   /**
@@ -252,4 +254,21 @@ export interface CatalogRepo {
   list(filter?: { amanda?: string; host?: string; disk?: string }): Promise<CatalogDump[]>;
   get(id: string): Promise<CatalogDump | undefined>;
   refreshes(): Promise<CatalogRefresh[]>;
+}
+
+/** How Lifeboat powers a host (server/power/power.ts); its BMC password is kept apart, sealed. */
+export interface HostPowerRecord {
+  host: string;
+  config: PowerConfig;
+  /** Whether a BMC password is stored (never the password). */
+  hasSecret: boolean;
+  updatedAt: string;
+}
+
+export interface PowerRepo {
+  get(host: string): Promise<HostPowerRecord | undefined>;
+  /** Sets a host's power config and its password (sealed; null: none). */
+  put(host: string, config: PowerConfig, secret: string | null): Promise<HostPowerRecord>;
+  /** The host's BMC password, opened; undefined when none is stored. */
+  secret(host: string): Promise<string | undefined>;
 }

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError, UserError } from "../../errors.ts";
 import { normalizeMac } from "../../mac.ts";
-import { cloneHostname } from "../../jobs/job-service.ts";
+import { type ArmRequest, cloneHostname } from "../../jobs/job-service.ts";
 import { jobView, jobViewSchema } from "../../jobs/job-views.ts";
 import { ACTIVE_STATES } from "../../jobs/job-state.ts";
 import type { JobRecord, JobState } from "../../store/types.ts";
@@ -119,7 +119,15 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
     app.post(
       "/jobs",
-      { schema: { summary: "Arm a recovery or clone job for one MAC, or clones for many", tags: ["jobs"], security, body: jsonSchema(armBodySchema), response: { 200: { type: "array", items: jobViewSchema }, ...errors } } },
+      {
+        schema: {
+          summary: "Arm a recovery or clone job for one MAC, or clones for many; with power, also power the machine (502: its BMC failed, the job stays armed)",
+          tags: ["jobs"],
+          security,
+          body: jsonSchema(armBodySchema),
+          response: { 200: { type: "array", items: jobViewSchema }, ...errors, ...errorResponses(502) },
+        },
+      },
       async (req) => {
         const body = armBodySchema.parse(req.body);
         const macs = (body.macs ?? [body.mac!]).map(normalizeMac);
@@ -131,22 +139,23 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         }
         if (macs.length > 1 && !body.profile) throw new UserError("arming many MACs needs a profile", 2);
         const pattern = await clonePattern(body);
-        const armed: JobRecord[] = [];
-        for (const [i, m] of macs.entries()) {
-          armed.push(
-            await ctx.jobs.arm({
-              mac: m,
-              kind: body.kind,
-              profile: body.profile,
-              at: body.at,
-              expiresHours: body.expiresHours,
-              hostname: body.kind === "clone" && pattern ? cloneHostname(pattern, i + 1, m) : undefined,
-              options: body.options,
-              trustHttpBoot: body.trustHttpBoot,
-              actor: actor(req),
-            }),
-          );
+        const request = (m: string, i: number): ArmRequest => ({
+          mac: m,
+          kind: body.kind,
+          profile: body.profile,
+          at: body.at,
+          expiresHours: body.expiresHours,
+          hostname: body.kind === "clone" && pattern ? cloneHostname(pattern, i + 1, m) : undefined,
+          options: body.options,
+          trustHttpBoot: body.trustHttpBoot,
+          actor: actor(req),
+        });
+        if (body.power) {
+          const { job, power } = await ctx.power.armWithPower(request(macs[0]!, 0), body.power.force);
+          return [{ ...jobView(job), power }];
         }
+        const armed: JobRecord[] = [];
+        for (const [i, m] of macs.entries()) armed.push(await ctx.jobs.arm(request(m, i)));
         return armed.map(jobView);
       },
     );

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError } from "../../errors.ts";
 import { hashToken, newToken } from "../../tokens.ts";
-import { hostBodySchema, hostView } from "../api-schemas.ts";
+import { hostBodySchema, hostView, powerActionBodySchema, powerConfigBodySchema, splitPowerConfig } from "../api-schemas.ts";
 import { requireAdmin } from "../auth.ts";
 import { errorResponses } from "../errors.ts";
 import { jsonSchema } from "../schema.ts";
@@ -10,6 +10,8 @@ import { jsonSchema } from "../schema.ts";
 const security = [{ bearer: [] }];
 const nameParams = { type: "object", required: ["name"], properties: { name: { type: "string" } } } as const;
 const errors = errorResponses(400, 401, 404);
+/** A BMC that does not answer or refuses: 502, one line naming it. */
+const powerErrors = errorResponses(400, 401, 404, 502);
 const host = {
   type: "object",
   required: ["name", "macs", "smbiosUuid", "amandaConfig", "dleMap", "createdAt"],
@@ -21,6 +23,18 @@ const host = {
     dleMap: { type: "object", additionalProperties: { type: "string" } },
     createdAt: { type: "string" },
   },
+} as const;
+/** A host's power config as shown: the password never, only whether one is stored. */
+const powerConfig = {
+  type: "object",
+  additionalProperties: true,
+  required: ["host", "kind", "target", "hasPassword"],
+  properties: { host: { type: "string" }, kind: { type: "string", enum: ["ipmi", "redfish", "wol"] }, target: { type: "string" }, hasPassword: { type: "boolean" } },
+} as const;
+const powerResult = {
+  type: "object",
+  required: ["host", "via", "target", "action", "state"],
+  properties: { host: { type: "string" }, via: { type: "string" }, target: { type: "string" }, action: { type: "string" }, state: { type: "string", enum: ["on", "off", "unknown"] } },
 } as const;
 const withToken = { ...host, required: [...host.required, "token"], properties: { ...host.properties, token: { type: "string" } } } as const;
 
@@ -95,6 +109,45 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
         await ctx.store.audit.append({ actor: actor(req), action: "host.token", target: `host:${h.name}`, detail: null });
         return { name: h.name, token };
       },
+    );
+
+    app.put(
+      "/:name/power-config",
+      {
+        schema: {
+          summary: "Set how Lifeboat powers a host: IPMI, Redfish (the BMC password is sealed in the store, never shown again) or Wake-on-LAN",
+          tags: ["hosts", "power"],
+          security,
+          params: nameParams,
+          body: jsonSchema(powerConfigBodySchema),
+          response: { 200: powerConfig, ...errors },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { name: string } }>) => {
+        const { config, password } = splitPowerConfig(powerConfigBodySchema.parse(req.body));
+        return ctx.power.configure(req.params.name, config, password, actor(req));
+      },
+    );
+
+    app.get(
+      "/:name/power-config",
+      { schema: { summary: "How Lifeboat powers a host (never the password)", tags: ["hosts", "power"], security, params: nameParams, response: { 200: powerConfig, ...errors } } },
+      async (req: FastifyRequest<{ Params: { name: string } }>) => ctx.power.view(req.params.name),
+    );
+
+    app.post(
+      "/:name/power",
+      {
+        schema: {
+          summary: "Power status, on, off or cycle through the host's power config (audited; on does nothing to a machine that is on)",
+          tags: ["hosts", "power"],
+          security,
+          params: nameParams,
+          body: jsonSchema(powerActionBodySchema),
+          response: { 200: powerResult, ...powerErrors },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { name: string } }>) => ctx.power.act(req.params.name, powerActionBodySchema.parse(req.body).action, actor(req)),
     );
   };
 }

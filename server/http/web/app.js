@@ -177,7 +177,12 @@ async function loadLists() {
         el("td", {}, h.lastCapture ? time(h.lastCapture) : el("span", { class: "muted" }, "never (run capture.sh on it)")),
         el("td", { class: "num" }, h.layouts),
         el("td", {}, h.amandaConfig ?? ""),
-        el("td", {}, h.macs.length ? el("button", { type: "button", class: "quiet", onclick: () => prefillArm(h.macs[0], "") }, "Recover…") : ""),
+        el(
+          "td",
+          {},
+          h.macs.length ? el("button", { type: "button", class: "quiet", onclick: () => prefillArm(h.macs[0], "") }, "Recover…") : "",
+          el("button", { type: "button", class: "quiet", title: "Ask its BMC (hosts power-config)", onclick: (e) => powerAction(h.name, "status", e.target) }, "Power?"),
+        ),
       ),
     ),
     "hosts-empty",
@@ -368,6 +373,21 @@ function onLiveMessage(block) {
 
 // ---------- arm ----------
 
+/** A power action on a host through its power config; the answer (or the one-line error) replaces the button's text. */
+async function powerAction(host, action, button) {
+  button.disabled = true;
+  try {
+    const r = await api("POST", `/api/v1/hosts/${encodeURIComponent(host)}/power`, { action });
+    button.textContent = `power: ${r.state}`;
+    button.title = r.target;
+  } catch (err) {
+    button.textContent = "power: error";
+    button.title = err.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function prefillArm(mac, profile) {
   $("arm-mac").value = mac;
   $("arm-profile").value = profile;
@@ -385,6 +405,7 @@ $("arm-form").addEventListener("submit", async (e) => {
   const body = macs.length > 1 ? { macs, kind: $("arm-kind").value } : { mac: macs[0] ?? "", kind: $("arm-kind").value };
   if ($("arm-profile").value) body.profile = $("arm-profile").value;
   if ($("arm-at").value.trim()) body.at = $("arm-at").value.trim();
+  if ($("arm-power").checked) body.power = { force: $("arm-force").checked };
   let plan = null;
   let refusal = null;
   try {
@@ -399,6 +420,7 @@ $("arm-form").addEventListener("submit", async (e) => {
     ...(body.macs ?? [body.mac]).flatMap((m, i) => (i ? [", ", code(m)] : [code(m)])),
     body.profile ? ` with profile ${body.profile}` : " with its assigned profile (or its host's own)",
     body.at ? `, restore point ${body.at}` : ", newest restore point",
+    body.power ? (body.power.force ? ", then power it through its BMC (off and on again if it is on)" : ", then power it on through its BMC (refused if it is on)") : "",
     body.macs
       ? ". The next time each of these machines boots from the network, it runs this plan (shown for the first; the others differ in their hostname) and its disks are overwritten."
       : ". The next time that machine boots from the network, it runs this plan and its disks are overwritten.",

@@ -1,0 +1,124 @@
+/**
+ * Redfish (DMTF DSP0266) over HTTP(S) with fetch: the first ComputerSystem under
+ * /redfish/v1/Systems, its PowerState, `ComputerSystem.Reset` (POST {ResetType}) and a
+ * one-time boot override (PATCH Boot {BootSourceOverrideTarget: Pxe|UefiHttp,
+ * BootSourceOverrideEnabled: Once, BootSourceOverrideMode: UEFI|Legacy}). Basic auth on
+ * every request (no session left open on the BMC); the password is never logged.
+ */
+import { type Firmware, type NetBoot, type PowerConfig, type PowerDriver, PowerError, type PowerState, powerTarget } from "./power.ts";
+
+export type RedfishConfig = Extract<PowerConfig, { kind: "redfish" }>;
+
+/** The PATCH body of a one-time network boot (pure). */
+export function redfishBootPatch(via: NetBoot, firmware: Firmware) {
+  return {
+    Boot: {
+      BootSourceOverrideTarget: via === "pxe" ? "Pxe" : "UefiHttp",
+      BootSourceOverrideEnabled: "Once",
+      BootSourceOverrideMode: firmware === "uefi" ? "UEFI" : "Legacy",
+    },
+  } as const;
+}
+
+/** Redfish's PowerState in ours (pure): the transitions count as where they go. */
+export function redfishPowerState(s: unknown): PowerState | undefined {
+  if (s === "On" || s === "PoweringOn" || s === "Paused") return "on";
+  if (s === "Off" || s === "PoweringOff") return "off";
+  return undefined;
+}
+
+/** The ResetType for a power cycle: PowerCycle where the system lists it, else ForceRestart (pure). */
+export function cycleResetType(allowed: unknown): string {
+  return Array.isArray(allowed) && allowed.includes("PowerCycle") ? "PowerCycle" : "ForceRestart";
+}
+
+interface SystemResource {
+  PowerState?: string;
+  Actions?: Record<string, { target?: string; "ResetType@Redfish.AllowableValues"?: string[] }>;
+}
+
+export class RedfishDriver implements PowerDriver {
+  readonly kind = "redfish";
+  readonly can = { status: true, off: true, cycle: true, oneTimeBoot: true };
+  private systemPath: string | undefined;
+
+  constructor(
+    private readonly config: RedfishConfig,
+    private readonly password: string,
+    private readonly timeoutMs = 10_000,
+  ) {}
+
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    const who = powerTarget(this.config);
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, this.config.url), {
+        method,
+        headers: {
+          authorization: `Basic ${Buffer.from(`${this.config.user}:${this.password}`).toString("base64")}`,
+          accept: "application/json",
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+      throw new PowerError("unreachable", `${who} does not answer (${cause})`);
+    }
+    const text = await res.text();
+    if (res.status === 401 || res.status === 403) throw new PowerError("auth", `${who} refused user ${this.config.user} or its password (${res.status})`);
+    if (!res.ok) {
+      let msg = res.statusText;
+      try {
+        const e = (JSON.parse(text) as { error?: { message?: string; "@Message.ExtendedInfo"?: Array<{ Message?: string }> } }).error;
+        msg = e?.["@Message.ExtendedInfo"]?.[0]?.Message ?? e?.message ?? msg;
+      } catch {
+        // not JSON: the status line says it
+      }
+      throw new PowerError("refused", `${who}: ${method} ${path}: ${res.status} ${msg}`.replace(/\s+/g, " "));
+    }
+    return text ? (JSON.parse(text) as unknown) : undefined;
+  }
+
+  /** The first system of the service's Systems collection. */
+  private async system(): Promise<string> {
+    if (!this.systemPath) {
+      const col = (await this.request("GET", "/redfish/v1/Systems")) as { Members?: Array<{ "@odata.id"?: string }> };
+      const first = col?.Members?.[0]?.["@odata.id"];
+      if (!first) throw new PowerError("refused", `${powerTarget(this.config)}: /redfish/v1/Systems lists no system`);
+      this.systemPath = first;
+    }
+    return this.systemPath;
+  }
+
+  private async reset(type: (allowed: unknown) => string): Promise<void> {
+    const path = await this.system();
+    const sys = (await this.request("GET", path)) as SystemResource;
+    const action = sys.Actions?.["#ComputerSystem.Reset"];
+    await this.request("POST", action?.target ?? `${path}/Actions/ComputerSystem.Reset`, { ResetType: type(action?.["ResetType@Redfish.AllowableValues"]) });
+  }
+
+  async status(): Promise<PowerState> {
+    const sys = (await this.request("GET", await this.system())) as SystemResource;
+    const state = redfishPowerState(sys.PowerState);
+    if (!state) throw new PowerError("refused", `${powerTarget(this.config)}: unexpected PowerState ${JSON.stringify(sys.PowerState)}`);
+    return state;
+  }
+
+  async on(): Promise<void> {
+    await this.reset(() => "On");
+  }
+
+  async off(): Promise<void> {
+    await this.reset(() => "ForceOff");
+  }
+
+  async cycle(): Promise<void> {
+    await this.reset(cycleResetType);
+  }
+
+  async setOneTimeBoot(via: NetBoot, firmware: Firmware): Promise<void> {
+    await this.request("PATCH", await this.system(), redfishBootPatch(via, firmware));
+  }
+}
