@@ -136,8 +136,8 @@ describeNeeding(unavailable, "the dump-user helper under a real systemd", () => 
     const fetch = ["amfetchdump", "-a", "-p", "-l", "--exact-match", cfg, "localhost"];
     const hostile: Array<[string, RegExp]> = [
       [JSON.stringify(["sh", "-c", "id"]), /only amadmin and amfetchdump are run/],
-      [JSON.stringify(["amadmin", cfg, "delete", "localhost", "/x"]), /only "amadmin CONFIG find" is run/],
-      [JSON.stringify(["amadmin", cfg, "find", "localhost"]), /only "amadmin CONFIG find" is run/],
+      [JSON.stringify(["amadmin", cfg, "delete", "localhost", "/x"]), /only "amadmin CONFIG find" or "amadmin CONFIG export" is run/],
+      [JSON.stringify(["amadmin", cfg, "find", "localhost"]), /only "amadmin CONFIG find" or "amadmin CONFIG export" is run/],
       [JSON.stringify(["amadmin", "../../etc", "find"]), /bad Amanda config name/],
       [JSON.stringify(["amfetchdump", "-o", "tapedev=/dev/zero", "-a", "-p", "--exact-match", cfg, "localhost", "/x", "20260101", "0"]), /only "amfetchdump -a -p \[-l\] --exact-match/],
       [JSON.stringify([...fetch, "-ochanger=x", "20260101", "0"]), /bad disk name/],

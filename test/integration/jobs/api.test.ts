@@ -139,7 +139,7 @@ describe("admin and agent API", () => {
     };
     // Closed (the default): an unknown machine is sent to its own disk.
     expect((await inject("GET", "/api/v1/clone-window")).json()).toEqual({ open: false });
-    expect(await bootScript("52:54:00:f0:00:01")).toMatch(/^exit$/m);
+    expect(await bootScript("52:54:00:f0:00:01")).toMatch(/^exit 1$/m);
     expect((await inject("PUT", "/api/v1/clone-window", { profile: "nope", minutes: 5 })).statusCode).toBe(404);
     expect((await inject("PUT", "/api/v1/clone-window", { profile: "gold-clone", minutes: 5 })).json()).toMatchObject({ profile: "gold-clone", hostnamePattern: "node-{n}", armed: 0 });
     // Open: two unknown machines become clones 1 and 2 and get the rescue system at once.
@@ -149,13 +149,13 @@ describe("admin and agent API", () => {
       expect(job).toMatchObject({ kind: "clone", profile: "gold-clone", hostname: `node-${i + 1}`, armedBy: "clone-window" });
     }
     // A known host's MAC never becomes a clone; a machine that had a job (a finished clone rebooting) neither.
-    expect(await bootScript("52:54:00:f0:00:00")).toMatch(/^exit$/m);
+    expect(await bootScript("52:54:00:f0:00:00")).toMatch(/^exit 1$/m);
     const [first] = (await inject("GET", "/api/v1/jobs?mac=52:54:00:f0:00:01")).json() as JobView[];
     await inject("POST", `/api/v1/jobs/${first!.id}/cancel`);
-    expect(await bootScript("52:54:00:f0:00:01")).toMatch(/^exit$/m);
+    expect(await bootScript("52:54:00:f0:00:01")).toMatch(/^exit 1$/m);
     // Closed again: nothing more is armed.
     expect((await inject("DELETE", "/api/v1/clone-window")).json()).toEqual({ open: false });
-    expect(await bootScript("52:54:00:f0:00:03")).toMatch(/^exit$/m);
+    expect(await bootScript("52:54:00:f0:00:03")).toMatch(/^exit 1$/m);
     expect((await inject("GET", "/api/v1/jobs?mac=52:54:00:f0:00:03")).json()).toEqual([]);
     const audit = (await inject("GET", "/api/v1/audit")).json() as Array<{ action: string }>;
     expect(audit.map((a) => a.action)).toEqual(expect.arrayContaining(["clone-window.open", "clone-window.close"]));

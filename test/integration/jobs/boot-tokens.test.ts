@@ -50,7 +50,7 @@ describe("boot tokens and LUKS keys, with Lifeboat's DHCP (proxy mode)", () => {
     expect(tokenOf(await bootScript("52:54:00:1b:00:01"))).toBeUndefined();
     dhcpAnswered(server, "52:54:00:1b:00:01", "127.0.0.1");
     const stranger = await bootScript("52:54:00:1b:00:01", STRANGER);
-    expect(stranger).toMatch(/^exit$/m);
+    expect(stranger).toMatch(/^exit 1$/m);
     expect(tokenOf(stranger)).toBeUndefined();
     const token = tokenOf(await bootScript("52:54:00:1b:00:01"));
     expect(token).toMatch(/^\S{20,}$/);
@@ -129,7 +129,7 @@ describe("boot tokens and LUKS keys, with Lifeboat's DHCP (proxy mode)", () => {
     const armed = ((await inject("GET", "/api/v1/jobs")).json() as JobView[]).filter((j) => j.kind === "clone").map((j) => j.mac);
     expect(armed.sort()).toEqual(["52:54:00:1c:00:01", "52:54:00:1d:00:07"]);
     // Under the limits but not answered by Lifeboat's DHCP: no clone, and the refusal is audited.
-    expect(await bootScript("52:54:00:1c:00:02", STRANGER)).toMatch(/^exit$/m);
+    expect(await bootScript("52:54:00:1c:00:02", STRANGER)).toMatch(/^exit 1$/m);
     expect((await inject("GET", "/api/v1/jobs?mac=52:54:00:1c:00:02")).json()).toEqual([]);
     expect(await audit("mac:52:54:00:1c:00:02")).toMatchObject([{ action: "clone-window.boot-refused", actor: `boot:${STRANGER}` }]);
     await inject("DELETE", "/api/v1/clone-window");

@@ -75,7 +75,7 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
     expect(JSON.parse(only.stdout)).toMatchObject({ profile: "web", only: ["00:25:90", "52:54:00:ee:09:01"] });
     expect((await cli("jobs", "window")).stdout).toMatch(/^open until .*: an unknown machine under 00:25:90, 52:54:00:ee:09:01 becomes a clone of web \(0 so far\)$/);
     dhcpAnswered(server, "52:54:00:ee:09:02");
-    expect((await server.app.inject({ url: "/boot/ipxe?mac=52:54:00:ee:09:02" })).body).toMatch(/^exit$/m);
+    expect((await server.app.inject({ url: "/boot/ipxe?mac=52:54:00:ee:09:02" })).body).toMatch(/^exit 1$/m);
     dhcpAnswered(server, "52:54:00:ee:09:01");
     expect((await server.app.inject({ url: "/boot/ipxe?mac=52:54:00:ee:09:01" })).body).toContain("/boot/vmlinuz");
     expect((await cli("jobs", "window", "--close")).stdout.trim()).toBe("closed");

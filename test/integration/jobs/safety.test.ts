@@ -76,7 +76,7 @@ describe("a job runs its plan once, and stops when told", () => {
     await server.ctx.jobs.tick();
     expect(await j.state()).toBe("done");
     const script = await j.boot();
-    expect(script).toMatch(/^exit$/m);
+    expect(script).toMatch(/^exit 1$/m);
     expect(script).not.toContain("/boot/vmlinuz");
     // Neither the old token nor a fresh one gets the plan (or a new start) again.
     const plan = await inject("GET", `${j.base}/plan`, j.agent);
@@ -105,7 +105,7 @@ describe("a job runs its plan once, and stops when told", () => {
       type: "done",
       data: { reason: 'the plan ran to plan_done; the agent\'s own "done" was not heard' },
     });
-    expect(await j.boot()).toMatch(/^exit$/m);
+    expect(await j.boot()).toMatch(/^exit 1$/m);
   });
 
   it("a stalled job ends as failed with the reason after the configured time; its machine then boots from disk", async () => {
@@ -120,7 +120,7 @@ describe("a job runs its plan once, and stops when told", () => {
     const failed = await server.ctx.jobs.get(j.id);
     expect(failed.state).toBe("failed");
     expect(failed.error).toMatch(/^stalled: no word from the agent since .*; given up after [\d.]+ h \(jobs.stalledFailHours; the plan is not served again\)$/);
-    expect(await j.boot()).toMatch(/^exit$/m);
+    expect(await j.boot()).toMatch(/^exit 1$/m);
     // An agent that comes back is told the job ended, not "carry on".
     const back = await j.post("heartbeat");
     expect([back.statusCode, back.json().state]).toEqual([410, "failed"]);
