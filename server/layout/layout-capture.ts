@@ -118,6 +118,7 @@ function disksFromLsblk(view: CaptureView): Disk[] {
       byId: links.get(path) ?? [],
       removable: isRemovable(node),
       table: tableFromSfdisk(table),
+      multipath: null,
     };
   });
 }

@@ -4,7 +4,8 @@ import type { DiskLayout } from "./layout.ts";
 export function describeLayout(l: DiskLayout): string {
   const out = [`host ${l.hostname}, captured ${l.capturedAt} (${l.source}), firmware ${l.boot.firmware}`];
   for (const d of l.disks) {
-    const id = [d.model, d.serial && `serial ${d.serial}`, d.wwn && `wwn ${d.wwn}`, d.transport].filter(Boolean).join(", ");
+    const multipath = d.multipath && `multipath${d.multipath.wwid ? ` wwid ${d.multipath.wwid}` : ""} via ${d.multipath.paths.join(",") || "?"}`;
+    const id = [d.model, d.serial && `serial ${d.serial}`, d.wwn && `wwn ${d.wwn}`, d.transport, multipath].filter(Boolean).join(", ");
     out.push(`disk ${d.path}  ${fmtBytes(d.sizeBytes)}${id ? `  ${id}` : ""}  ${d.table ? `${d.table.label} ${d.table.id}` : "no partition table"}`);
     for (const p of d.table?.partitions ?? [])
       out.push(`  ${p.path}  start ${p.start}  ${fmtBytes(p.size * d.table!.sectorSize)}  type ${p.type}${p.name ? `  name ${JSON.stringify(p.name)}` : ""}${p.bootable ? "  boot" : ""}`);

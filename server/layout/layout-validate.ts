@@ -1,5 +1,5 @@
 import { EXT_FEATURES_IF_PRESENT, EXT_FEATURES_PINNED, XFS_META } from "./capture-tools.ts";
-import { type Disk, type DiskLayout, type Luks, partitionPath } from "./layout.ts";
+import { type Disk, type DiskLayout, type Luks, multipathPartitionNumber, partitionPath } from "./layout.ts";
 
 /**
  * What a layout may hold before Lifeboat stores it or plans from it. Every string that can
@@ -24,6 +24,8 @@ export const LAYOUT_LIMITS = {
   subvolumes: 1024,
   mkfsOptions: 32,
   byId: 32,
+  /** Paths of one multipath disk. */
+  paths: 32,
   dles: 1024,
   nics: 256,
   packages: 200_000,
@@ -189,9 +191,22 @@ function countProblem(l: DiskLayout): string | null {
   return null;
 }
 
+/** A multipath WWID as multipathd names maps by it (scsi_id's ID_SERIAL, NVMe's eui./uuid.). */
+const WWID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+function multipathProblem(disk: Disk, where: string): string | null {
+  const mp = disk.multipath!;
+  if (!/^\/dev\/mapper\/[^/]+$/.test(disk.path) || !isDevicePath(disk.path)) return at(`${where}.path`, `${show(disk.path)} is not a multipath device (/dev/mapper/NAME)`);
+  if (mp.wwid !== null && !WWID.test(mp.wwid)) return at(`${where}.multipath.wwid`, `${show(mp.wwid)} is not a multipath WWID`);
+  if (mp.paths.length > LAYOUT_LIMITS.paths) return at(`${where}.multipath.paths`, `${mp.paths.length} entries, at most ${LAYOUT_LIMITS.paths}`);
+  return firstProblem(mp.paths, (path, k) => (WHOLE_DISK.test(path) ? null : at(`${where}.multipath.paths.${k}`, `${show(path)} is not a whole disk of a kind capture.sh reports`)));
+}
+
 function diskProblem(disk: Disk, index: number): string | null {
   const where = `disks.${index}`;
-  if (!WHOLE_DISK.test(disk.path)) return at(`${where}.path`, `${show(disk.path)} is not a whole disk of a kind capture.sh reports (sdX, vdX, hdX, xvdX, nvmeXnY, mmcblkX, loopX)`);
+  const multipath = disk.multipath && multipathProblem(disk, where);
+  if (multipath) return multipath;
+  if (!disk.multipath && !WHOLE_DISK.test(disk.path)) return at(`${where}.path`, `${show(disk.path)} is not a whole disk of a kind capture.sh reports (sdX, vdX, hdX, xvdX, nvmeXnY, mmcblkX, loopX)`);
   if (disk.name !== disk.path.slice(5)) return at(`${where}.name`, `${show(disk.name)} is not the name of ${disk.path}`);
   if (!SECTOR_SIZES.includes(disk.logicalSectorSize)) return at(`${where}.logicalSectorSize`, `${disk.logicalSectorSize} is not a sector size (${SECTOR_SIZES.join(", ")})`);
   if (!powersOf2(512, 65536).includes(disk.physicalSectorSize)) return at(`${where}.physicalSectorSize`, `${disk.physicalSectorSize} is not a sector size`);
@@ -213,7 +228,8 @@ function tableProblem(disk: Disk, where: string): string | null {
   return firstProblem(table.partitions, (part, k) => {
     const pw = `${where}.table.partitions.${k}`;
     if (part.number > 256) return at(`${pw}.number`, `${part.number} is above 256`);
-    if (part.path !== partitionPath(disk.path, part.number)) return at(`${pw}.path`, `${show(part.path)} is not partition ${part.number} of ${disk.path}`);
+    const isPartitionN = disk.multipath ? multipathPartitionNumber(disk.path, part.path) === part.number : part.path === partitionPath(disk.path, part.number);
+    if (!isPartitionN) return at(`${pw}.path`, `${show(part.path)} is not partition ${part.number} of ${disk.path}`);
     if (part.start + part.size > sectors) return at(pw, `sectors ${part.start}+${part.size} end past the disk's ${sectors} sectors`);
     if (!(GUID.test(part.type) || (table.label === "dos" && /^[0-9A-Fa-f]{1,2}$/.test(part.type)))) return at(`${pw}.type`, `${show(part.type)} is not a partition type`);
     if (part.uuid !== null && !GUID.test(part.uuid)) return at(`${pw}.uuid`, `${show(part.uuid)} is not a partition GUID`);

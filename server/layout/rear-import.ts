@@ -1,5 +1,5 @@
 import type { Disk, DiskLayout, Filesystem, Luks, Lvm, MdArray, Mount, Partition, Swap } from "./layout.ts";
-import { byMountOrder, GPT_TYPES, lvMapperPath, parseLayout } from "./layout.ts";
+import { byMountOrder, GPT_TYPES, lvMapperPath, multipathPartitionNumber, parseLayout } from "./layout.ts";
 import { luksFormatProblem } from "./layout-validate.ts";
 
 /**
@@ -32,10 +32,13 @@ const unescape = (s: string) => {
 
 /**
  * The positional fields each keyword needs (the keyword counted), with the form named in the
- * one-line error a shorter line gets. Keywords not listed are skipped or check their own.
+ * one-line error a line with fewer (or more than the third number) gets. Keywords not listed
+ * are skipped or check their own.
  */
-const NEEDS: Record<string, [number, string]> = {
+const NEEDS: Record<string, [number, string, number?]> = {
   disk: [3, "disk DEV SIZE LABEL"],
+  // ReaR 2.1 to 2.5 wrote no LABEL, which decides how the part lines read; before 2.1 no SIZE either.
+  multipath: [5, "multipath /dev/mapper/NAME SIZE LABEL SLAVES (as ReaR 2.6 and later write it)", 5],
   raid: [2, "raid DEV key=value..."],
   raidarray: [2, "raidarray DEV key=value..."],
   crypt: [3, "crypt /dev/mapper/NAME DEV key=value..."],
@@ -52,7 +55,6 @@ const NEEDS: Record<string, [number, string]> = {
 
 /** Keywords ReaR writes that Lifeboat does not recreate, and why (the import refuses them by line). */
 const REFUSED: Record<string, string> = {
-  multipath: "multipath disks are not imported yet (their identity is the multipath WWID)",
   raiddisk: "raiddisk lines are not read yet",
   opaldisk: "self-encrypting (OPAL) disks are not set up by Lifeboat",
   drbd: "DRBD devices are not recreated by Lifeboat",
@@ -108,7 +110,25 @@ const mdTable = (array: string) =>
 function readDisk(words: string[], state: RearState): string | undefined {
   const [, path, size, label] = words as [string, string, string, string?];
   if (state.md.some((m) => m.path === path)) return mdTable(path);
-  state.disks.push({
+  state.disks.push(newDisk(path, size, label, null));
+  return undefined;
+}
+
+/** A multipath map named by its WWID: NAA (3…), EUI-64 (2…) as scsi_id writes them, NVMe's eui.…; anything else is a friendly name or an alias. */
+const WWID_NAME = /^(?:3[0-9a-f]{16}|3[0-9a-f]{32}|2[0-9a-f]{16,32}|eui\.[0-9a-f]{16,32})$/i;
+
+function readMultipath(words: string[], state: RearState): string | undefined {
+  // multipath /dev/mapper/NAME SIZE LABEL SLAVES: one LUN and the paths to it (SLAVES: /dev/sda,/dev/sdb); ReaR writes no disk line for it.
+  const [, path, size, label, slaves] = words as [string, string, string, string, string];
+  const name = /^\/dev\/mapper\/([^/]+)$/.exec(path)?.[1];
+  if (!name) return `${path.slice(0, 80)} is not a multipath device (/dev/mapper/NAME)`;
+  if (!/^\d+$/.test(size)) return `multipath ${path}: "${size.slice(0, 40)}" is not a size in bytes`;
+  state.disks.push(newDisk(path, size, label, { wwid: WWID_NAME.test(name) ? name : null, paths: slaves.split(",").filter(Boolean) }));
+  return undefined;
+}
+
+function newDisk(path: string, size: string, label: string | undefined, multipath: Disk["multipath"]): Disk {
+  return {
     name: devName(path),
     path,
     sizeBytes: Number(size),
@@ -121,8 +141,8 @@ function readDisk(words: string[], state: RearState): string | undefined {
     byId: [],
     removable: false,
     table: label === "gpt" || label === "msdos" ? { label: label === "gpt" ? "gpt" : "dos", id: "", sectorSize: 512, firstLba: null, lastLba: null, partitions: [] } : null,
-  });
-  return undefined;
+    multipath,
+  };
 }
 
 /** The partition type ReaR's parted flags stand for, in GPT GUIDs or DOS ids. */
@@ -158,8 +178,11 @@ function readPartition(words: string[], state: RearState): string | undefined {
   const gpt = disk.table.label === "gpt";
   const guess = gpt ? undefined : flags.find((f) => MSDOS_GUESSES.includes(f));
   if (guess) return `the msdos flag "${guess}" does not say the partition's type; give the layout with its type (capture.sh)`;
+  // A multipath partition's number follows the disk's name (mpatha-part1, 3600…d8p1), which may end in digits itself.
+  const number = disk.multipath ? multipathPartitionNumber(diskPath!, partDev) : Number(/(\d+)$/.exec(partDev)?.[1]);
+  if (number === null) return `${partDev} is not a partition of the multipath disk ${diskPath} (${diskPath}-part1, ${diskPath}p1, ${diskPath}_part1 or ${diskPath}1)`;
   const partition: Partition = {
-    number: Number(/(\d+)$/.exec(partDev)?.[1]),
+    number,
     path: partDev,
     start: Math.round(Number(start) / 512),
     size: Math.round(Number(size) / 512),
@@ -321,6 +344,10 @@ function placeNocow(state: RearState): string[] {
  */
 const READERS: Record<string, [LineReader, string]> = {
   disk: [readDisk, "a disk and its partition table (gpt, msdos); no serial: an import always needs a disk mapping; refused: a table on an MD array"],
+  multipath: [
+    readMultipath,
+    "a multipath disk (ReaR 2.6 and later: NAME SIZE LABEL SLAVES; older lines refused) with its partitions (NAME-part1, NAMEp1, NAME_part1, NAME1), its WWID when the map is named by it; kept in the layout, but a plan refuses it unless it is mapped to none: the rescue image has no multipath tools, and a write through one path leaves the others stale",
+  ],
   part: [readPartition, "a partition; parted flags become types (msdos prep/lba, GPT prep/msftdata/msftres/diag), the 8th field (ReaR master) is its UUID; refused: the msdos flags hidden and diag (their type depends on the old one), partitions on an MD array (the plan does not partition arrays yet)"],
   raid: [readRaid, "an MD array; refused: firmware RAID containers (IMSM/DDF) and arrays in them"],
   // ReaR 2.7 and later write "raidarray"; the options are those of "raid".
@@ -363,11 +390,11 @@ function readLines(text: string): RearState {
     if (Object.hasOwn(REFUSED, keyword)) return void problems.push(`${where}: ${keyword}: ${REFUSED[keyword]}`);
     if (!Object.hasOwn(READERS, keyword)) return void problems.push(`${where}: unknown keyword "${keyword.slice(0, 40)}"`);
     const needs = Object.hasOwn(NEEDS, keyword) ? NEEDS[keyword] : undefined;
-    if (needs && words.length < needs[0]) return void problems.push(`${where}: expected "${needs[1]}"`);
+    if (needs && (words.length < needs[0] || words.length > (needs[2] ?? Infinity))) return void problems.push(`${where}: expected "${needs[1]}"`);
     const problem = READERS[keyword]![0](words, state, where);
     if (problem) problems.push(`${where}: ${problem}`);
   });
-  if (!problems.length && state.disks.length === 0) problems.push("disklayout.conf: no disk line: not a ReaR disk layout (or every disk is excluded)");
+  if (!problems.length && state.disks.length === 0) problems.push("disklayout.conf: no disk or multipath line: not a ReaR disk layout (or every disk is excluded)");
   problems.push(...unmadeDevices(state), ...placeNocow(state));
   if (problems.length) throw new Error(problems[0]);
   return state;

@@ -609,3 +609,41 @@ describe("mappings are kept as the target's identity (issue 15 item 5)", () => {
     expect(() => resolveMapping({ sda: "vdz" }, disks())).toThrow("sda=vdz: the machine reports no disk vdz (it has vda, vdb)");
   });
 });
+
+describe("multipath disks from a ReaR layout (issue 26 item 3)", () => {
+  const local =
+    "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n";
+  const san =
+    "multipath /dev/mapper/3600508b4000156d700012000000b0000 107374182400 gpt /dev/sdy,/dev/sdz\n" +
+    "part /dev/mapper/3600508b4000156d700012000000b0000 107372085248 1048576 rear-noname lvm /dev/mapper/3600508b4000156d700012000000b0000-part1\n" +
+    "lvmdev /dev/vgoracle /dev/mapper/3600508b4000156d700012000000b0000-part1 uuid 209715200\nlvmgrp /dev/vgoracle 4096 25599\nlvmvol /dev/vgoracle lvoracle 107369988096b linear\n" +
+    "fs /dev/mapper/vgoracle-lvoracle /app xfs uuid=4a1c2d3e-5f60-4718-92a3-b4c5d6e7f809 label=\n";
+  const disk = "mapper/3600508b4000156d700012000000b0000";
+  const targets = [newDisk("sda", 20 * GiB), newDisk("sdb", 100 * GiB, { wwn: "0x600508b4000156d700012000000b0000" }), newDisk("sdc", 100 * GiB, { wwn: "0x600508b4000156d700012000000b0000" })];
+  const rear = async (text: string) => (await import("../../../server/layout/rear-import.ts")).layoutFromRear(text, "dbhost", "2024-01-15T10:30:00Z");
+
+  it("a plan that would write a multipath disk is refused in one line naming it, its WWID and paths, and why, before any disk is matched", async () => {
+    const r = buildPlan({ layout: await rear(local + san), targets, options: { mapping: { sda: "sda", [disk]: "sdb" } } });
+    expect(r.ok).toBe(false);
+    expect(r.mapping).toEqual([]);
+    expect(refusal(r)).toBe(
+      `captured disk ${disk} is a multipath disk (WWID 3600508b4000156d700012000000b0000; paths /dev/sdy, /dev/sdz): the rescue image has no multipath tools, and a write through one of its paths would leave the others stale; map it to none (${disk}=none) to restore the rest and recreate it by hand`,
+    );
+  });
+
+  it("mapped to none (by name or path), the rest is restored and the multipath disk, its VG and /app are left alone", async () => {
+    for (const key of [disk, `/dev/${disk}`]) {
+      const r = ok(buildPlan({ layout: await rear(local + san), targets, options: { mapping: { sda: "sda", [key]: "none" } } }));
+      expect(args(r.steps, "check_disk").map((a) => a[0])).toEqual(["/dev/sda"]);
+      expect(fns(r.steps)).not.toContain("create_pv");
+      expect(args(r.steps, "mount_fs").map((a) => a[1])).toEqual(["/"]);
+      expect(r.notes).toContain("left out with it: /app (not mounted, nothing restored into it)");
+    }
+  });
+
+  it("a VG across a local disk and a multipath disk cannot be split: leaving the multipath disk out is refused by name", async () => {
+    const across = `${local.replace("none /dev/sda1\nfs /dev/sda1 / ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n", "lvm /dev/sda1\n")}lvmdev /dev/vgoracle /dev/sda1 uuid2 20969472\n${san}`;
+    const r = buildPlan({ layout: await rear(across), targets, options: { mapping: { sda: "sda", [disk]: "none" } } });
+    expect(refusal(r)).toMatch(/^volume group vgoracle spans \/dev\/sda1, \/dev\/mapper\/3600508b4000156d700012000000b0000-part1: it cannot be recreated from part of them/);
+  });
+});
