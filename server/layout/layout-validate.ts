@@ -217,7 +217,10 @@ function diskProblem(disk: Disk, index: number): string | null {
   return byId ?? tableProblem(disk, where);
 }
 
-function tableProblem(disk: Disk, where: string): string | null {
+/** A partition table's owner: a disk, or an MD array with a table of its own. */
+type TableOwner = Pick<Disk, "path" | "sizeBytes" | "table"> & { multipath?: Disk["multipath"] };
+
+function tableProblem(disk: TableOwner, where: string): string | null {
   const table = disk.table;
   if (!table) return null;
   if (!SECTOR_SIZES.includes(table.sectorSize)) return at(`${where}.table.sectorSize`, `${table.sectorSize} is not a sector size`);
@@ -245,7 +248,12 @@ function mdProblem(array: DiskLayout["md"][number], index: number): string | nul
   if (!MD_WORD.test(array.metadata)) return at(`${where}.metadata`, `${show(array.metadata)} is not a superblock version`);
   if (!MD_UUID.test(array.uuid)) return at(`${where}.uuid`, `${show(array.uuid)} is not an MD UUID (xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx)`);
   if (array.members.length > LAYOUT_LIMITS.members) return at(`${where}.members`, `${array.members.length} entries, at most ${LAYOUT_LIMITS.members}`);
-  return firstProblem(array.members, (member, k) => deviceProblem(`${where}.members.${k}`, member));
+  const members = firstProblem(array.members, (member, k) => deviceProblem(`${where}.members.${k}`, member));
+  if (members || !array.table) return members;
+  // Partitions of an array are /dev/mdNpK (PARTITION); a named array's would have no such name.
+  if (!/^\/dev\/md\d{1,4}$/.test(array.path)) return at(`${where}.table`, `only an array named /dev/mdN may have a partition table, not ${show(array.path)}`);
+  if (array.sizeBytes <= 0) return at(`${where}.sizeBytes`, "an array with a partition table needs its size");
+  return tableProblem(array, where);
 }
 
 function lvmProblem(lvm: DiskLayout["lvm"]): string | null {

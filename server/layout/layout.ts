@@ -83,6 +83,8 @@ export const mdArraySchema = z.object({
   uuid: z.string(),
   members: z.array(z.string()),
   sizeBytes: z.number().int().nonnegative(),
+  /** A partition table on the array itself (arrays of whole disks, partitioned: /dev/md127p1); null: none. */
+  table: partitionTableSchema.nullable().default(null),
 });
 export type MdArray = z.infer<typeof mdArraySchema>;
 

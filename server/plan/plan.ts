@@ -115,7 +115,7 @@ export function leaveOut(layout: DiskLayout, disks: Disk[]): { layout: DiskLayou
   const all = (xs: string[]) => xs.length > 0 && xs.every((x) => gone.has(x));
   for (let before = -1; before !== gone.size; ) {
     before = gone.size;
-    for (const a of layout.md) if (all(a.members)) gone.add(a.path);
+    for (const a of layout.md) if (all(a.members)) for (const dev of [a.path, ...(a.table?.partitions.map((p) => p.path) ?? [])]) gone.add(dev);
     for (const c of layout.luks) if (gone.has(c.path)) gone.add(`/dev/mapper/${c.name}`);
     for (const vg of layout.lvm.vgs) if (all(pvsOf(vg.name))) for (const lv of layout.lvm.lvs.filter((l) => l.vg === vg.name)) gone.add(lv.path);
   }

@@ -63,7 +63,7 @@ describe("capture documents → DiskLayout", () => {
   it("MD RAID1 + LVM: array members, PV on the array, LVs as /dev/VG/LV, filesystems on LVs", () => {
     const l = fixtureLayout("md-raid1-lvm");
     expect(l.md).toEqual([
-      { path: "/dev/md0", name: "fixture:0", level: "raid1", metadata: "1.2", uuid: "3f5c1a2b:9d8e7f60:12345678:abcdef01", members: ["/dev/sda2", "/dev/sdb2"], sizeBytes: 20952064 * 1024 },
+      { path: "/dev/md0", name: "fixture:0", level: "raid1", metadata: "1.2", uuid: "3f5c1a2b:9d8e7f60:12345678:abcdef01", members: ["/dev/sda2", "/dev/sdb2"], sizeBytes: 20952064 * 1024, table: null },
     ]);
     expect(l.lvm.pvs).toEqual([{ path: "/dev/md0", uuid: "Hj3kLm-nOpQ-rStU-vWxY-z012-3456-789abc", vg: "vg0", sizeBytes: 21449670656 }]);
     expect(l.lvm.lvs.map((x) => x.path)).toEqual(["/dev/vg0/root", "/dev/vg0/swap", "/dev/vg0/home"]);
@@ -223,8 +223,10 @@ describe("ReaR files as written in the field (issue 26)", () => {
   it.each([
     ["an IMSM container", `${two}raidarray /dev/md127 metadata=imsm level=container raid-devices=2 uuid=4d5cf215:80024c95:e19fdff4:2fba35a8 devices=/dev/sda,/dev/sdb\n`, "disklayout.conf line 3: /dev/md127 is a firmware RAID container (imsm metadata): Lifeboat recreates Linux MD arrays only"],
     ["an array in a container", `${two}raidarray /dev/md126 level=raid1 raid-devices=2 container=/dev/md127 devices=/dev/sda,/dev/sdb\n`, "disklayout.conf line 3: /dev/md126 is an array inside the container /dev/md127 (imsm/ddf metadata): Lifeboat recreates Linux MD arrays only"],
-    ["partitions on an MD array", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\ndisk /dev/md127 10737418240 gpt\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 4: /dev/md127 is an MD array with a partition table of its own: the plan creates arrays on partitions or disks, then filesystems, LVM or LUKS on them, but does not partition an array (create it, then partition it) yet"],
-    ["partitions on an MD array with no disk line for it", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 4: /dev/md127 is an MD array with a partition table of its own: the plan creates arrays on partitions or disks, then filesystems, LVM or LUKS on them, but does not partition an array (create it, then partition it) yet"],
+    ["partitions on an MD array with no raiddisk line for it", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 4: /dev/md127 is an MD array with partitions, but no raiddisk line before them says its partition table (gpt or msdos)"],
+    ["a raiddisk line before its raidarray line", `${two}raiddisk /dev/md127 10733223936 gpt\n`, "disklayout.conf line 3: /dev/md127 is made by no raidarray line before it"],
+    ["a raiddisk line with a field too many", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\nraiddisk /dev/md127 10733223936 gpt extra\n`, 'disklayout.conf line 4: expected "raiddisk /dev/mdN SIZE [LABEL]"'],
+    ["a raiddisk size that is no number", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\nraiddisk /dev/md127 10G gpt\n`, 'disklayout.conf line 4: raiddisk /dev/md127: "10G" is not a size in bytes'],
     ["a default subvolume on no btrfs", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nbtrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\n", 'disklayout.conf line 3: the default subvolume @/.snapshots/1/snapshot is on /dev/sda1, which no "fs ... btrfs" line before it makes'],
     ["NOCOW on a subvolume no line makes", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=1 label=\nbtrfsnocopyonwrite @/var/lib/mysql\n", "disklayout.conf line 4: btrfsnocopyonwrite @/var/lib/mysql: no btrfs filesystem of the file has that subvolume"],
     ["a thin pool", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg pool 5368709120b thin,pool chunksize:65536\n", "disklayout.conf line 2: the LV vg/pool is thin,pool: Lifeboat creates linear LVs only"],
@@ -303,6 +305,53 @@ describe("ReaR files as written in the field (issue 26)", () => {
       ["E3C9E316-0B5C-4DB8-817D-F92DF00215AE", null],
       ["DE94BBA4-06D1-4D40-A16A-BFD50179D6AC", null],
     ]);
+  });
+});
+
+/** ReaR 2.7 and later on an MD RAID1 of two whole disks, partitioned: an ESP on its first partition, LVM on its second. */
+const MD_WHOLE_DISKS = readFileSync(fileURLToPath(new URL("../../fixtures/rear/md-whole-disks.disklayout.conf", import.meta.url)), "utf8");
+
+describe("ReaR MD arrays of whole disks, partitioned (issue 26 item 2)", () => {
+  it("raiddisk gives the array its size and partition table; its partitions carry the ESP and the PV", () => {
+    const l = layoutFromRear(MD_WHOLE_DISKS, "h");
+    expect(layoutProblem(l)).toBeNull();
+    expect(l.disks.map((d) => [d.path, d.table])).toEqual([["/dev/sda", null], ["/dev/sdb", null]]);
+    const [array] = l.md;
+    expect([array!.path, array!.members, array!.sizeBytes, array!.table?.label]).toEqual(["/dev/md127", ["/dev/sda", "/dev/sdb"], 10733223936, "gpt"]);
+    expect(array!.table!.partitions.map((p) => [p.number, p.path, p.start, p.size, p.type])).toEqual([
+      [1, "/dev/md127p1", 2048, 1048576, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"],
+      [2, "/dev/md127p2", 1050624, 19910656, "E6D6D379-F507-44C2-A23C-238F2A3DF928"],
+    ]);
+    expect(l.lvm.pvs.map((p) => p.path)).toEqual(["/dev/md127p2"]);
+    expect(l.filesystems.map((f) => [f.dev, f.sizeBytes])).toEqual([
+      ["/dev/md127p1", 536870912],
+      ["/dev/system/root", 8589934592],
+    ]);
+  });
+
+  it("an array with a filesystem of its own: raiddisk's loop (or no) label is no table; a disk line for an array reads like raiddisk", () => {
+    const raid = "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname raid /dev/sda1\ndisk /dev/sdb 10737418240 gpt\npart /dev/sdb 10736369664 1048576 rear-noname raid /dev/sdb1\nraidarray /dev/md0 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda1,/dev/sdb1\n";
+    const fs = "fs /dev/md0 / ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n";
+    for (const line of ["raiddisk /dev/md0 10732175360 loop", "raiddisk /dev/md0 10732175360"]) {
+      const l = layoutFromRear(`${raid}${line}\n${fs}`, "h");
+      expect([l.md[0]!.sizeBytes, l.md[0]!.table, l.filesystems[0]!.dev], line).toEqual([10732175360, null, "/dev/md0"]);
+    }
+    const asDisk = layoutFromRear(MD_WHOLE_DISKS.replace("raiddisk /dev/md127", "disk /dev/md127"), "h");
+    expect(asDisk.md[0]!.table!.partitions.map((p) => p.path)).toEqual(["/dev/md127p1", "/dev/md127p2"]);
+    expect(asDisk.disks.map((d) => d.path)).toEqual(["/dev/sda", "/dev/sdb"]);
+  });
+
+  it("the layout check: only a /dev/mdN array with its size may hold a table, and its partitions are /dev/mdNpK", () => {
+    const good = layoutFromRear(MD_WHOLE_DISKS, "h");
+    const broken = (change: (l: DiskLayout) => void) => {
+      const l = structuredClone(good);
+      change(l);
+      return layoutProblem(l);
+    };
+    expect(broken((l) => void (l.md[0]!.path = "/dev/md/root"))).toBe('md.0.table: only an array named /dev/mdN may have a partition table, not "/dev/md/root"');
+    expect(broken((l) => void (l.md[0]!.sizeBytes = 0))).toBe("md.0.sizeBytes: an array with a partition table needs its size");
+    expect(broken((l) => void (l.md[0]!.table!.partitions[1]!.path = "/dev/md1272"))).toBe('md.0.table.partitions.1.path: "/dev/md1272" is not partition 2 of /dev/md127');
+    expect(broken((l) => void (l.md[0]!.table!.partitions[1]!.size = 30000000))).toMatch(/^md\.0\.table\.partitions\.1: sectors 1050624\+30000000 end past the disk's 20963328 sectors$/);
   });
 });
 
