@@ -323,6 +323,7 @@ describe("ReaR MD arrays of whole disks, partitioned (issue 26 item 2)", () => {
       [2, "/dev/md127p2", 1050624, 19910656, "E6D6D379-F507-44C2-A23C-238F2A3DF928"],
     ]);
     expect(l.lvm.pvs.map((p) => p.path)).toEqual(["/dev/md127p2"]);
+    expect(describeLayout(l)).toContain("md /dev/md127 raid1 (/dev/sda, /dev/sdb) uuid 8d05eb84:2de831d1:dfed54b2:ad592118  10.0 GiB (10733223936 bytes)  gpt \n  /dev/md127p1  start 2048");
     expect(l.filesystems.map((f) => [f.dev, f.sizeBytes])).toEqual([
       ["/dev/md127p1", 536870912],
       ["/dev/system/root", 8589934592],
