@@ -342,6 +342,21 @@ describe("ReaR MD arrays of whole disks, partitioned (issue 26 item 2)", () => {
     expect(asDisk.disks.map((d) => d.path)).toEqual(["/dev/sda", "/dev/sdb"]);
   });
 
+  it("a capture keeps an array's own table (capture.sh dumps arrays with sfdisk -J too)", () => {
+    const doc = JSON.parse(readFileSync(fileURLToPath(new URL("../../fixtures/layouts/md-raid1-lvm.capture.json", import.meta.url)), "utf8"));
+    doc.partitionTables.push({
+      disk: "/dev/md0",
+      sfdisk: { partitiontable: { label: "gpt", id: "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A40", device: "/dev/md0", unit: "sectors", sectorsize: 512, partitions: [{ node: "/dev/md0p1", start: 2048, size: 4096, type: "0fc63daf-8483-4772-8e79-3d69d8477de4" }] } },
+    });
+    const [array] = layoutFromCapture(parseCapture(doc)).md;
+    expect([array!.path, array!.table?.label, array!.table?.partitions.map((p) => [p.number, p.path, p.start, p.size, p.type])]).toEqual([
+      "/dev/md0",
+      "gpt",
+      [[1, "/dev/md0p1", 2048, 4096, "0FC63DAF-8483-4772-8E79-3D69D8477DE4"]],
+    ]);
+    expect(fixtureLayout("md-raid1-lvm").md[0]!.table).toBeNull();
+  });
+
   it("the layout check: only a /dev/mdN array with its size may hold a table, and its partitions are /dev/mdNpK", () => {
     const good = layoutFromRear(MD_WHOLE_DISKS, "h");
     const broken = (change: (l: DiskLayout) => void) => {
