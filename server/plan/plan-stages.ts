@@ -161,7 +161,7 @@ function capturedSize(layout: DiskLayout, dev: string): number | null {
 /**
  * What each member gives a partitioned array (mdadm --size, KiB): its table is laid out before
  * the array exists, so the array is made exactly its captured size; each target member must hold
- * that plus the superblock room its captured member had. Null with a problem otherwise.
+ * that plus the superblock room its captured member had; or why not.
  */
 function pinnedMemberKib(state: PlanState, array: MdArray, members: string[]): { kib: number } | { problem: string } {
   const level = /^\d+$/.test(array.level) ? `raid${array.level}` : array.level;
@@ -170,13 +170,15 @@ function pinnedMemberKib(state: PlanState, array: MdArray, members: string[]): {
     return { problem: `MD array ${array.path} (${array.level}, ${members.length} members) has a partition table of its own: its size is set (mdadm --size) before it is partitioned, which mdadm does for raid1, raid4, raid5, raid6 and raid10 only` };
   const perMember = array.sizeBytes / dataMembers;
   if (!Number.isInteger(perMember / 1024)) return { problem: `MD array ${array.path}: its size ${fmtBytes(array.sizeBytes)} is not ${dataMembers} equal whole KiB members' worth` };
+  const larger: string[] = [];
   for (const [i, member] of members.entries()) {
     const room = Math.max(MiB, (capturedSize(state.layout, array.members[i]!) ?? 0) - perMember);
     const has = state.sizeOf.get(member) ?? 0;
     if (has < perMember + room)
       return { problem: `MD array ${array.path} has a partition table, so it is made its captured size (${fmtBytes(perMember)} of each member plus ${fmtBytes(room)} for the superblock): ${member} holds ${fmtBytes(has)}` };
-    if (has > perMember + room) state.notes.push(`MD array ${array.path} keeps its captured size ${fmtBytes(array.sizeBytes)} on the larger ${member} (its partition table is written as captured)`);
+    if (has > perMember + room) larger.push(member);
   }
+  if (larger.length) state.notes.push(`MD array ${array.path} keeps its captured size ${fmtBytes(array.sizeBytes)} on the larger ${larger.join(", ")} (its partition table is written as captured)`);
   return { kib: perMember / 1024 };
 }
 

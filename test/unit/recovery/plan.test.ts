@@ -676,7 +676,7 @@ describe("MD arrays of whole disks, partitioned (issue 26 item 2)", () => {
   it("larger members keep the array at its captured size (noted); smaller ones are refused in one line naming the array and the sizes", async () => {
     const big = ok(buildPlan({ layout: await rear(await text()), targets: targets(20 * GiB), options: { mapping, bootloader: "none" } }));
     expect(args(big.steps, "create_md")[0]![5]).toBe("10481664");
-    expect(big.notes).toContain("MD array /dev/md127 keeps its captured size 10.0 GiB (10733223936 bytes) on the larger /dev/sda (its partition table is written as captured)");
+    expect(big.notes).toContain("MD array /dev/md127 keeps its captured size 10.0 GiB (10733223936 bytes) on the larger /dev/sda, /dev/sdb (its partition table is written as captured)");
     const small = buildPlan({ layout: await rear(await text()), targets: targets(10 * GiB - 2 * 1024 * 1024), options: { mapping, bootloader: "none" } });
     expect(refusal(small)).toBe(
       "MD array /dev/md127 has a partition table, so it is made its captured size (10.0 GiB (10733223936 bytes) of each member plus 4.0 MiB (4194304 bytes) for the superblock): /dev/sda holds 10.0 GiB (10735321088 bytes)",
