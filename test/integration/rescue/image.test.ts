@@ -457,6 +457,7 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     vgs: l.lvm.vgs.map((v) => [v.name, v.extentBytes]),
     lvs: l.lvm.lvs.map((v) => [v.vg, v.name, v.sizeBytes, v.segtype]),
     filesystems: l.filesystems.map((f) => [f.dev, f.type, f.uuid, f.label]),
+    swap: l.swap.map((x) => [x.dev, x.uuid, x.label]),
     mounts: [...l.mounts].sort((a, b) => a.mountpoint.localeCompare(b.mountpoint)),
   });
 
@@ -491,7 +492,7 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     expect(stack(second)).toEqual(stack(first));
   }, 1_500_000);
 
-  it("MD RAID1 of two whole disks, partitioned, from a ReaR layout (issue 26 item 2): planned, the array made its captured size and partitioned, LVM and ext4 on its partitions, restored, captured again: the same array, table and stack", async () => {
+  it("MD RAID1 of two whole disks, partitioned, from a ReaR layout (issue 26 item 2): planned, the array made its captured size and partitioned, swap and LVM with ext4 on its partitions, restored, captured again: the same array, table and stack", async () => {
     const chain = gzChain;
     const MiB = 1024 * 1024;
     // As ReaR 2.7+ writes it on a virtio machine: members without a table, the array 2 MiB short of them.
@@ -501,7 +502,8 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
         "raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 uuid=8d05eb84:2de831d1:dfed54b2:ad592118 name=any:127 devices=/dev/vda,/dev/vdb\n" +
         `raiddisk /dev/md127 ${arrayBytes} gpt\n` +
         `part /dev/md127 ${48 * MiB} ${MiB} rear-noname none /dev/md127p1\npart /dev/md127 ${204 * MiB} ${49 * MiB} rear-noname lvm /dev/md127p2\n` +
-        "fs /dev/md127p1 /boot ext4 uuid=2f3e4d5c-6b7a-4890-a1b2-c3d4e5f60718 label=boot\n" +
+        // Swap on the first: a second mount would sit inside the restored / that the lab's chain replaces.
+        "swap /dev/md127p1 uuid=2f3e4d5c-6b7a-4890-a1b2-c3d4e5f60718 label=swap\n" +
         `lvmdev /dev/system /dev/md127p2 cUVZZK-5Yb1-Kv3V-EF0b-ZZ3Y-4ZxQ-lr7PJm ${(204 * MiB) / 512}\nlvmgrp /dev/system 4096 50 ${200 * MiB}\nlvmvol /dev/system root ${192 * MiB}b linear\n` +
         "fs /dev/mapper/system-root / ext4 uuid=8d1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b label=root\n",
       "mdparts",
