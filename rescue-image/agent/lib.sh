@@ -233,14 +233,15 @@ lb_hello_json() {
 
 # --- the disk-write gate ----------------------------------------------------------------
 
-# lb_whole_disks DEV: the whole disks below DEV (itself, a partition's parent, a dm/md device's slaves).
+# lb_whole_disks DEV: the whole disks below DEV (itself, those below a partition's parent, a
+# dm/md device's slaves): a partition of an MD array leads to the array's member disks.
 lb_whole_disks() {
   _wn=$(lb_devname "$1")
   _sys=/sys/class/block/$_wn
   [ -e "$_sys" ] || { printf '%s\n' "$_wn"; return; }
   if [ -e "$_sys/partition" ]; then
     _parent=$(readlink -f "$_sys/..")
-    printf '%s\n' "${_parent##*/}"
+    lb_whole_disks "/dev/${_parent##*/}"
   elif [ -n "$(ls "$_sys/slaves" 2>/dev/null)" ]; then
     for _s in $(ls "$_sys/slaves"); do lb_whole_disks "/dev/$_s"; done
   else

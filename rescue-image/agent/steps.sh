@@ -9,7 +9,7 @@
 # finished in this boot.
 
 LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol set_default_subvol set_nocow mount_fs restore_dump fix_fstab set_identity install_bootloader regen_initramfs unmount_all plan_done"
-LB_CONTRACT_VERSION=2
+LB_CONTRACT_VERSION=3
 
 lb_never() { return 1; }
 
@@ -117,12 +117,15 @@ partition() {
 guard_partition() { [ "$(sfdisk --dump "$1" 2>/dev/null | lb_sfdisk_norm)" = "$(printf '%s\n' "$2" | lb_sfdisk_norm)" ]; }
 
 create_md() {
-  lb_args create_md 5 - $# || return 2
-  _dev=$1 _name=$2 _level=$3 _meta=$4 _uuid=$5
-  shift 5
+  lb_args create_md 6 - $# || return 2
+  _dev=$1 _name=$2 _level=$3 _meta=$4 _uuid=$5 _kib=$6
+  shift 6
   lb_gate "$@" || return 1
+  case $_kib in *[!0-9]*) echo "refused: size '$_kib' is not a number of KiB; nothing written" >&2; return 1 ;; esac
   _count=$#
   if [ -n "$_name" ]; then set -- --name="$_name" "$@"; fi
+  # A size for an array that is partitioned next: its table was laid out for exactly that size.
+  if [ -n "$_kib" ]; then set -- --size="$_kib" "$@"; fi
   mdadm --create "$_dev" --run --verbose --level="$_level" --metadata="$_meta" --uuid="$_uuid" \
     --raid-devices="$_count" --homehost=any "$@"
 }

@@ -105,6 +105,8 @@ export function mdFromDetail(path: string, s: string): MdArray {
     uuid: f.get("UUID") ?? "",
     members,
     sizeBytes: (num(f.get("Array Size")?.split(/\s+/)[0]) ?? 0) * 1024,
+    // capture.sh's sfdisk -J of the array, added by layout-capture.ts.
+    table: null,
   };
 }
 

@@ -119,6 +119,9 @@ else
 fi
 # shellcheck disable=SC2086
 alldevs=$(lsblk -lnpo NAME $disks 2>/dev/null | awk '!seen[$0]++')
+# MD arrays below them (not their partitions): their details, and a partition table of their own.
+# shellcheck disable=SC2086
+arrays=$(lsblk -lnpo NAME,TYPE $disks 2>/dev/null | awk '($2 ~ /^raid/ || $2 == "linear") && !seen[$1]++ {print $1}' | tr '\n' ' ')
 
 LSBLK_COLS=NAME,KNAME,PATH,TYPE,SIZE,MODEL,SERIAL,WWN,TRAN,LOG-SEC,PHY-SEC,PKNAME,RM,RO,HCTL,FSTYPE,UUID,LABEL,PTTYPE,PTUUID,PARTTYPE,PARTUUID,PARTLABEL,MOUNTPOINT
 lsblk_json() {
@@ -144,7 +147,7 @@ capture() {
 
 	printf ',"partitionTables":['
 	sep=""
-	for d in $disks; do
+	for d in $disks $arrays; do
 		printf '%s{"disk":' "$sep"; jval "$d"
 		printf ',"sfdisk":'; jcmdjson sfdisk -J "$d"
 		printf '}'; sep=,
@@ -163,8 +166,8 @@ capture() {
 		ext2 | ext3 | ext4) printf ',"dumpe2fs":'; jcmdtext dumpe2fs -h "$d" ;;
 		xfs) printf ',"xfsInfo":'; jcmdtext xfs_info "$d" ;;
 		esac
-		case $d in
-		/dev/md*) printf ',"mdadm":'; jcmdtext mdadm --detail "$d" ;;
+		case " $arrays " in
+		*" $d "*) printf ',"mdadm":'; jcmdtext mdadm --detail "$d" ;;
 		esac
 		printf '}'; sep=,
 	done

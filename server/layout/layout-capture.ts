@@ -118,6 +118,7 @@ function disksFromLsblk(view: CaptureView): Disk[] {
       byId: links.get(path) ?? [],
       removable: isRemovable(node),
       table: tableFromSfdisk(table),
+      multipath: null,
     };
   });
 }
@@ -270,6 +271,12 @@ function dlesFrom(capture: Capture, mounts: Mount[], dleHint: Record<string, str
   return dles;
 }
 
+/** `mdadm --detail` per array, with the array's own partition table (an array of whole disks, partitioned). */
+function mdArrays(capture: Capture): DiskLayout["md"] {
+  const tables = new Map(capture.partitionTables.map((t) => [t.disk, t.sfdisk?.partitiontable ?? null]));
+  return capture.probes.filter((p) => p.mdadm).map((p) => ({ ...mdFromDetail(p.dev, p.mdadm!), table: tableFromSfdisk(tables.get(p.dev) ?? null) }));
+}
+
 /** Turns a capture into the typed layout. Pure: everything comes from the document. */
 export function layoutFromCapture(capture: Capture, dleHint: Record<string, string> = {}): DiskLayout {
   // Removable and USB disks (a backup disk, a stick) and all on them are left out unless captured on purpose.
@@ -291,7 +298,7 @@ export function layoutFromCapture(capture: Capture, dleHint: Record<string, stri
       hostname: capture.hostname,
       capturedAt: capture.capturedAt,
       disks,
-      md: capture.probes.filter((p) => p.mdadm).map((p) => mdFromDetail(p.dev, p.mdadm!)),
+      md: mdArrays(capture),
       lvm,
       ...storage,
       mounts,

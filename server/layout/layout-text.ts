@@ -3,13 +3,18 @@ import type { DiskLayout } from "./layout.ts";
 /** A layout as a person reads it: disks, partitions, storage stack, filesystems, boot. */
 export function describeLayout(l: DiskLayout): string {
   const out = [`host ${l.hostname}, captured ${l.capturedAt} (${l.source}), firmware ${l.boot.firmware}`];
+  const partitionLines = (table: NonNullable<DiskLayout["disks"][number]["table"]>) =>
+    table.partitions.map((p) => `  ${p.path}  start ${p.start}  ${fmtBytes(p.size * table.sectorSize)}  type ${p.type}${p.name ? `  name ${JSON.stringify(p.name)}` : ""}${p.bootable ? "  boot" : ""}`);
   for (const d of l.disks) {
-    const id = [d.model, d.serial && `serial ${d.serial}`, d.wwn && `wwn ${d.wwn}`, d.transport].filter(Boolean).join(", ");
+    const multipath = d.multipath && `multipath${d.multipath.wwid ? ` wwid ${d.multipath.wwid}` : ""} via ${d.multipath.paths.join(",") || "?"}`;
+    const id = [d.model, d.serial && `serial ${d.serial}`, d.wwn && `wwn ${d.wwn}`, d.transport, multipath].filter(Boolean).join(", ");
     out.push(`disk ${d.path}  ${fmtBytes(d.sizeBytes)}${id ? `  ${id}` : ""}  ${d.table ? `${d.table.label} ${d.table.id}` : "no partition table"}`);
-    for (const p of d.table?.partitions ?? [])
-      out.push(`  ${p.path}  start ${p.start}  ${fmtBytes(p.size * d.table!.sectorSize)}  type ${p.type}${p.name ? `  name ${JSON.stringify(p.name)}` : ""}${p.bootable ? "  boot" : ""}`);
+    if (d.table) out.push(...partitionLines(d.table));
   }
-  for (const m of l.md) out.push(`md ${m.path} ${m.level} (${m.members.join(", ")}) uuid ${m.uuid}`);
+  for (const m of l.md) {
+    out.push(`md ${m.path} ${m.level} (${m.members.join(", ")}) uuid ${m.uuid}${m.table ? `  ${fmtBytes(m.sizeBytes)}  ${m.table.label} ${m.table.id}` : ""}`);
+    if (m.table) out.push(...partitionLines(m.table));
+  }
   for (const c of l.luks) out.push(`luks ${c.path} → /dev/mapper/${c.name} uuid ${c.uuid}`);
   for (const v of l.lvm.vgs) out.push(`vg ${v.name} on ${l.lvm.pvs.filter((p) => p.vg === v.name).map((p) => p.path).join(", ")}  ${fmtBytes(v.sizeBytes)}`);
   for (const v of l.lvm.lvs) out.push(`  lv ${v.path}  ${fmtBytes(v.sizeBytes)}`);

@@ -1,5 +1,5 @@
 import { EXT_FEATURES_IF_PRESENT, EXT_FEATURES_PINNED, XFS_META } from "./capture-tools.ts";
-import { type Disk, type DiskLayout, type Luks, partitionPath } from "./layout.ts";
+import { type Disk, type DiskLayout, type Luks, multipathPartitionNumber, partitionPath } from "./layout.ts";
 
 /**
  * What a layout may hold before Lifeboat stores it or plans from it. Every string that can
@@ -24,6 +24,8 @@ export const LAYOUT_LIMITS = {
   subvolumes: 1024,
   mkfsOptions: 32,
   byId: 32,
+  /** Paths of one multipath disk. */
+  paths: 32,
   dles: 1024,
   nics: 256,
   packages: 200_000,
@@ -189,9 +191,22 @@ function countProblem(l: DiskLayout): string | null {
   return null;
 }
 
+/** A multipath WWID as multipathd names maps by it (scsi_id's ID_SERIAL, NVMe's eui./uuid.). */
+const WWID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+function multipathProblem(disk: Disk, where: string): string | null {
+  const mp = disk.multipath!;
+  if (!/^\/dev\/mapper\/[^/]+$/.test(disk.path) || !isDevicePath(disk.path)) return at(`${where}.path`, `${show(disk.path)} is not a multipath device (/dev/mapper/NAME)`);
+  if (mp.wwid !== null && !WWID.test(mp.wwid)) return at(`${where}.multipath.wwid`, `${show(mp.wwid)} is not a multipath WWID`);
+  if (mp.paths.length > LAYOUT_LIMITS.paths) return at(`${where}.multipath.paths`, `${mp.paths.length} entries, at most ${LAYOUT_LIMITS.paths}`);
+  return firstProblem(mp.paths, (path, k) => (WHOLE_DISK.test(path) ? null : at(`${where}.multipath.paths.${k}`, `${show(path)} is not a whole disk of a kind capture.sh reports`)));
+}
+
 function diskProblem(disk: Disk, index: number): string | null {
   const where = `disks.${index}`;
-  if (!WHOLE_DISK.test(disk.path)) return at(`${where}.path`, `${show(disk.path)} is not a whole disk of a kind capture.sh reports (sdX, vdX, hdX, xvdX, nvmeXnY, mmcblkX, loopX)`);
+  const multipath = disk.multipath && multipathProblem(disk, where);
+  if (multipath) return multipath;
+  if (!disk.multipath && !WHOLE_DISK.test(disk.path)) return at(`${where}.path`, `${show(disk.path)} is not a whole disk of a kind capture.sh reports (sdX, vdX, hdX, xvdX, nvmeXnY, mmcblkX, loopX)`);
   if (disk.name !== disk.path.slice(5)) return at(`${where}.name`, `${show(disk.name)} is not the name of ${disk.path}`);
   if (!SECTOR_SIZES.includes(disk.logicalSectorSize)) return at(`${where}.logicalSectorSize`, `${disk.logicalSectorSize} is not a sector size (${SECTOR_SIZES.join(", ")})`);
   if (!powersOf2(512, 65536).includes(disk.physicalSectorSize)) return at(`${where}.physicalSectorSize`, `${disk.physicalSectorSize} is not a sector size`);
@@ -202,7 +217,10 @@ function diskProblem(disk: Disk, index: number): string | null {
   return byId ?? tableProblem(disk, where);
 }
 
-function tableProblem(disk: Disk, where: string): string | null {
+/** A partition table's owner: a disk, or an MD array with a table of its own. */
+type TableOwner = Pick<Disk, "path" | "sizeBytes" | "table"> & { multipath?: Disk["multipath"] };
+
+function tableProblem(disk: TableOwner, where: string): string | null {
   const table = disk.table;
   if (!table) return null;
   if (!SECTOR_SIZES.includes(table.sectorSize)) return at(`${where}.table.sectorSize`, `${table.sectorSize} is not a sector size`);
@@ -213,7 +231,8 @@ function tableProblem(disk: Disk, where: string): string | null {
   return firstProblem(table.partitions, (part, k) => {
     const pw = `${where}.table.partitions.${k}`;
     if (part.number > 256) return at(`${pw}.number`, `${part.number} is above 256`);
-    if (part.path !== partitionPath(disk.path, part.number)) return at(`${pw}.path`, `${show(part.path)} is not partition ${part.number} of ${disk.path}`);
+    const isPartitionN = disk.multipath ? multipathPartitionNumber(disk.path, part.path) === part.number : part.path === partitionPath(disk.path, part.number);
+    if (!isPartitionN) return at(`${pw}.path`, `${show(part.path)} is not partition ${part.number} of ${disk.path}`);
     if (part.start + part.size > sectors) return at(pw, `sectors ${part.start}+${part.size} end past the disk's ${sectors} sectors`);
     if (!(GUID.test(part.type) || (table.label === "dos" && /^[0-9A-Fa-f]{1,2}$/.test(part.type)))) return at(`${pw}.type`, `${show(part.type)} is not a partition type`);
     if (part.uuid !== null && !GUID.test(part.uuid)) return at(`${pw}.uuid`, `${show(part.uuid)} is not a partition GUID`);
@@ -229,7 +248,12 @@ function mdProblem(array: DiskLayout["md"][number], index: number): string | nul
   if (!MD_WORD.test(array.metadata)) return at(`${where}.metadata`, `${show(array.metadata)} is not a superblock version`);
   if (!MD_UUID.test(array.uuid)) return at(`${where}.uuid`, `${show(array.uuid)} is not an MD UUID (xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx)`);
   if (array.members.length > LAYOUT_LIMITS.members) return at(`${where}.members`, `${array.members.length} entries, at most ${LAYOUT_LIMITS.members}`);
-  return firstProblem(array.members, (member, k) => deviceProblem(`${where}.members.${k}`, member));
+  const members = firstProblem(array.members, (member, k) => deviceProblem(`${where}.members.${k}`, member));
+  if (members || !array.table) return members;
+  // Partitions of an array are /dev/mdNpK (PARTITION); a named array's would have no such name.
+  if (!/^\/dev\/md\d{1,4}$/.test(array.path)) return at(`${where}.table`, `only an array named /dev/mdN may have a partition table, not ${show(array.path)}`);
+  if (array.sizeBytes <= 0) return at(`${where}.sizeBytes`, "an array with a partition table needs its size");
+  return tableProblem(array, where);
 }
 
 function lvmProblem(lvm: DiskLayout["lvm"]): string | null {

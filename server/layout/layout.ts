@@ -38,6 +38,19 @@ export const partitionTableSchema = z.object({
 });
 export type PartitionTable = z.infer<typeof partitionTableSchema>;
 
+/**
+ * A multipath disk (ReaR's `multipath` line): one LUN that the captured host reached through
+ * several paths, used as the device-mapper device /dev/mapper/NAME. Its identity is the
+ * multipath WWID, known when the map is named by it (user_friendly_names no); a friendly
+ * name (mpatha) or an alias records none.
+ */
+export const multipathSchema = z.object({
+  wwid: nullableString,
+  /** The path devices on the captured host (/dev/sda, /dev/sdb). */
+  paths: z.array(z.string()),
+});
+export type Multipath = z.infer<typeof multipathSchema>;
+
 export const diskSchema = z.object({
   name: z.string(),
   path: z.string(),
@@ -52,6 +65,8 @@ export const diskSchema = z.object({
   table: partitionTableSchema.nullable(),
   /** The kernel's removable flag (sticks, card readers); captured only when asked for. */
   removable: z.boolean().default(false),
+  /** Set for a multipath disk (path /dev/mapper/NAME); null for any other disk. */
+  multipath: multipathSchema.nullable().default(null),
 });
 export type Disk = z.infer<typeof diskSchema>;
 
@@ -68,6 +83,8 @@ export const mdArraySchema = z.object({
   uuid: z.string(),
   members: z.array(z.string()),
   sizeBytes: z.number().int().nonnegative(),
+  /** A partition table on the array itself (arrays of whole disks, partitioned: /dev/md127p1); null: none. */
+  table: partitionTableSchema.nullable().default(null),
 });
 export type MdArray = z.infer<typeof mdArraySchema>;
 
@@ -192,6 +209,16 @@ export function byMountOrder(a: Pick<Mount, "mountpoint">, b: Pick<Mount, "mount
 /** The partition device of a disk: sda → sda1, nvme0n1/loop0/mmcblk0 → …p1. */
 export function partitionPath(diskPath: string, n: number): string {
   return /\d$/.test(diskPath) ? `${diskPath}p${n}` : `${diskPath}${n}`;
+}
+
+/** How kpartx and udev spell the partitions of /dev/mapper/NAME: NAME-part1 (SUSE), NAMEp1, NAME_part1, NAME1. */
+const MULTIPATH_PARTITION = /^(?:-part|_part|p)?([1-9]\d{0,2})$/;
+
+/** The number of a partition of the multipath disk `diskPath` in any of its spellings, or null. */
+export function multipathPartitionNumber(diskPath: string, partPath: string): number | null {
+  if (!partPath.startsWith(diskPath)) return null;
+  const n = MULTIPATH_PARTITION.exec(partPath.slice(diskPath.length));
+  return n ? Number(n[1]) : null;
 }
 
 /** GPT partition type GUIDs by role (as sfdisk writes them). */

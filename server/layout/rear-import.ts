@@ -1,5 +1,5 @@
 import type { Disk, DiskLayout, Filesystem, Luks, Lvm, MdArray, Mount, Partition, Swap } from "./layout.ts";
-import { byMountOrder, GPT_TYPES, lvMapperPath, parseLayout } from "./layout.ts";
+import { byMountOrder, GPT_TYPES, lvMapperPath, multipathPartitionNumber, parseLayout } from "./layout.ts";
 import { luksFormatProblem } from "./layout-validate.ts";
 
 /**
@@ -32,12 +32,16 @@ const unescape = (s: string) => {
 
 /**
  * The positional fields each keyword needs (the keyword counted), with the form named in the
- * one-line error a shorter line gets. Keywords not listed are skipped or check their own.
+ * one-line error a line with fewer (or more than the third number) gets. Keywords not listed
+ * are skipped or check their own.
  */
-const NEEDS: Record<string, [number, string]> = {
+const NEEDS: Record<string, [number, string, number?]> = {
   disk: [3, "disk DEV SIZE LABEL"],
+  // ReaR 2.1 to 2.5 wrote no LABEL, which decides how the part lines read; before 2.1 no SIZE either.
+  multipath: [5, "multipath /dev/mapper/NAME SIZE LABEL SLAVES (as ReaR 2.6 and later write it)", 5],
   raid: [2, "raid DEV key=value..."],
   raidarray: [2, "raidarray DEV key=value..."],
+  raiddisk: [3, "raiddisk /dev/mdN SIZE [LABEL]", 4],
   crypt: [3, "crypt /dev/mapper/NAME DEV key=value..."],
   lvmdev: [3, "lvmdev /dev/VG PVDEV [UUID]"],
   lvmgrp: [3, "lvmgrp /dev/VG EXTENTSIZE_KIB [EXTENTS]"],
@@ -52,8 +56,6 @@ const NEEDS: Record<string, [number, string]> = {
 
 /** Keywords ReaR writes that Lifeboat does not recreate, and why (the import refuses them by line). */
 const REFUSED: Record<string, string> = {
-  multipath: "multipath disks are not imported yet (their identity is the multipath WWID)",
-  raiddisk: "raiddisk lines are not read yet",
   opaldisk: "self-encrypting (OPAL) disks are not set up by Lifeboat",
   drbd: "DRBD devices are not recreated by Lifeboat",
   logicaldrive: "HP SmartArray logical drives are not recreated by Lifeboat",
@@ -101,14 +103,44 @@ type LineReader = (words: string[], state: RearState, where: string) => string |
 
 const devName = (path: string) => path.replace(/^\/dev\//, "");
 
-/** Why a partition table on an MD array (IMSM volumes, arrays of whole disks) is refused: the plan partitions disks only. */
-const mdTable = (array: string) =>
-  `${array} is an MD array with a partition table of its own: the plan creates arrays on partitions or disks, then filesystems, LVM or LUKS on them, but does not partition an array (create it, then partition it) yet`;
+/** A new, empty partition table for ReaR's label word (gpt, msdos); null for any other (loop: a filesystem on the whole device, unknown: nothing). */
+const newTable = (label: string | undefined): Disk["table"] =>
+  label === "gpt" || label === "msdos" ? { label: label === "gpt" ? "gpt" : "dos", id: "", sectorSize: 512, firstLba: null, lastLba: null, partitions: [] } : null;
 
 function readDisk(words: string[], state: RearState): string | undefined {
   const [, path, size, label] = words as [string, string, string, string?];
-  if (state.md.some((m) => m.path === path)) return mdTable(path);
-  state.disks.push({
+  // A disk line for an array says what raiddisk says.
+  if (state.md.some((m) => m.path === path)) return readRaidDisk(words, state);
+  state.disks.push(newDisk(path, size, label, null));
+  return undefined;
+}
+
+function readRaidDisk(words: string[], state: RearState): string | undefined {
+  // raiddisk /dev/mdN SIZE LABEL (ReaR 2.7 and later, after each raidarray line): the array's size and partition table, if any.
+  const [, path, size, label] = words as [string, string, string, string?];
+  const array = state.md.find((m) => m.path === path);
+  if (!array) return `${path} is made by no raidarray line before it`;
+  if (!/^\d+$/.test(size)) return `raiddisk ${path}: "${size.slice(0, 40)}" is not a size in bytes`;
+  array.sizeBytes = Number(size);
+  array.table = newTable(label);
+  return undefined;
+}
+
+/** A multipath map named by its WWID: NAA (3…), EUI-64 (2…) as scsi_id writes them, NVMe's eui.…; anything else is a friendly name or an alias. */
+const WWID_NAME = /^(?:3[0-9a-f]{16}|3[0-9a-f]{32}|2[0-9a-f]{16,32}|eui\.[0-9a-f]{16,32})$/i;
+
+function readMultipath(words: string[], state: RearState): string | undefined {
+  // multipath /dev/mapper/NAME SIZE LABEL SLAVES: one LUN and the paths to it (SLAVES: /dev/sda,/dev/sdb); ReaR writes no disk line for it.
+  const [, path, size, label, slaves] = words as [string, string, string, string, string];
+  const name = /^\/dev\/mapper\/([^/]+)$/.exec(path)?.[1];
+  if (!name) return `${path.slice(0, 80)} is not a multipath device (/dev/mapper/NAME)`;
+  if (!/^\d+$/.test(size)) return `multipath ${path}: "${size.slice(0, 40)}" is not a size in bytes`;
+  state.disks.push(newDisk(path, size, label, { wwid: WWID_NAME.test(name) ? name : null, paths: slaves.split(",").filter(Boolean) }));
+  return undefined;
+}
+
+function newDisk(path: string, size: string, label: string | undefined, multipath: Disk["multipath"]): Disk {
+  return {
     name: devName(path),
     path,
     sizeBytes: Number(size),
@@ -120,9 +152,9 @@ function readDisk(words: string[], state: RearState): string | undefined {
     physicalSectorSize: 512,
     byId: [],
     removable: false,
-    table: label === "gpt" || label === "msdos" ? { label: label === "gpt" ? "gpt" : "dos", id: "", sectorSize: 512, firstLba: null, lastLba: null, partitions: [] } : null,
-  });
-  return undefined;
+    table: newTable(label),
+    multipath,
+  };
 }
 
 /** The partition type ReaR's parted flags stand for, in GPT GUIDs or DOS ids. */
@@ -151,15 +183,19 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 function readPartition(words: string[], state: RearState): string | undefined {
   // part DISK SIZE START NAME|TYPE FLAGS PARTDEV
   const [, diskPath, size, start, nameOrType, flagsWord, partDev, partUuid] = words;
-  if (state.md.some((m) => m.path === diskPath)) return mdTable(diskPath);
-  const disk = state.disks.find((d) => d.path === diskPath);
+  const array = state.md.find((m) => m.path === diskPath);
+  if (array && !array.table) return `${diskPath} is an MD array with partitions, but no raiddisk line before them says its partition table (gpt or msdos)`;
+  const disk = array ?? state.disks.find((d) => d.path === diskPath);
   if (!disk?.table || !size || !start || !partDev) return "partition of an unknown disk or missing fields";
   const flags = (flagsWord ?? "none").split(",");
   const gpt = disk.table.label === "gpt";
   const guess = gpt ? undefined : flags.find((f) => MSDOS_GUESSES.includes(f));
   if (guess) return `the msdos flag "${guess}" does not say the partition's type; give the layout with its type (capture.sh)`;
+  // A multipath partition's number follows the disk's name (mpatha-part1, 3600…d8p1), which may end in digits itself.
+  const number = "multipath" in disk && disk.multipath ? multipathPartitionNumber(diskPath!, partDev) : Number(/(\d+)$/.exec(partDev)?.[1]);
+  if (number === null) return `${partDev} is not a partition of the multipath disk ${diskPath} (${diskPath}-part1, ${diskPath}p1, ${diskPath}_part1 or ${diskPath}1)`;
   const partition: Partition = {
-    number: Number(/(\d+)$/.exec(partDev)?.[1]),
+    number,
     path: partDev,
     start: Math.round(Number(start) / 512),
     size: Math.round(Number(size) / 512),
@@ -187,6 +223,7 @@ function readRaid(words: string[], state: RearState, where: string): string | un
     uuid: options.uuid ?? "",
     members: (options.devices ?? "").split(",").filter(Boolean),
     sizeBytes: Number(options.size ?? 0) * 1024,
+    table: null,
   });
   return undefined;
 }
@@ -320,11 +357,19 @@ function placeNocow(state: RearState): string[] {
  * REFUSED by rearKeywordsMarkdown); with REFUSED, the keywords known: anything else is refused as unknown.
  */
 const READERS: Record<string, [LineReader, string]> = {
-  disk: [readDisk, "a disk and its partition table (gpt, msdos); no serial: an import always needs a disk mapping; refused: a table on an MD array"],
-  part: [readPartition, "a partition; parted flags become types (msdos prep/lba, GPT prep/msftdata/msftres/diag), the 8th field (ReaR master) is its UUID; refused: the msdos flags hidden and diag (their type depends on the old one), partitions on an MD array (the plan does not partition arrays yet)"],
+  disk: [readDisk, "a disk and its partition table (gpt, msdos); no serial: an import always needs a disk mapping; for an MD array, as raiddisk"],
+  multipath: [
+    readMultipath,
+    "a multipath disk (ReaR 2.6 and later: NAME SIZE LABEL SLAVES; older lines refused) with its partitions (NAME-part1, NAMEp1, NAME_part1, NAME1), its WWID when the map is named by it; kept in the layout, but a plan refuses it unless it is mapped to none: the rescue image has no multipath tools, and a write through one path leaves the others stale",
+  ],
+  part: [readPartition, "a partition; parted flags become types (msdos prep/lba, GPT prep/msftdata/msftres/diag), the 8th field (ReaR master) is its UUID; also on an MD array after its raiddisk line; refused: the msdos flags hidden and diag (their type depends on the old one), partitions of an array with no raiddisk line saying its table"],
   raid: [readRaid, "an MD array; refused: firmware RAID containers (IMSM/DDF) and arrays in them"],
   // ReaR 2.7 and later write "raidarray"; the options are those of "raid".
   raidarray: [readRaid, "as raid (ReaR 2.7 and later)"],
+  raiddisk: [
+    readRaidDisk,
+    "the array's size and partition table (gpt, msdos; ReaR 2.7 and later): the plan creates the array at that size (mdadm --size; raid1, raid4, raid5, raid6, raid10), then partitions it; a partitioned raid0 or linear array is refused by the plan",
+  ],
   crypt: [readCrypt, "a LUKS container: UUID, version, cipher, key size and hash (the old cipher= mode= form as LUKS1), each from an allowlist"],
   lvmdev: [readLvmDevice, "an LVM PV"],
   lvmgrp: [readLvmGroup, "an LVM VG and its extent size"],
@@ -363,11 +408,11 @@ function readLines(text: string): RearState {
     if (Object.hasOwn(REFUSED, keyword)) return void problems.push(`${where}: ${keyword}: ${REFUSED[keyword]}`);
     if (!Object.hasOwn(READERS, keyword)) return void problems.push(`${where}: unknown keyword "${keyword.slice(0, 40)}"`);
     const needs = Object.hasOwn(NEEDS, keyword) ? NEEDS[keyword] : undefined;
-    if (needs && words.length < needs[0]) return void problems.push(`${where}: expected "${needs[1]}"`);
+    if (needs && (words.length < needs[0] || words.length > (needs[2] ?? Infinity))) return void problems.push(`${where}: expected "${needs[1]}"`);
     const problem = READERS[keyword]![0](words, state, where);
     if (problem) problems.push(`${where}: ${problem}`);
   });
-  if (!problems.length && state.disks.length === 0) problems.push("disklayout.conf: no disk line: not a ReaR disk layout (or every disk is excluded)");
+  if (!problems.length && state.disks.length === 0) problems.push("disklayout.conf: no disk or multipath line: not a ReaR disk layout (or every disk is excluded)");
   problems.push(...unmadeDevices(state), ...placeNocow(state));
   if (problems.length) throw new Error(problems[0]);
   return state;
@@ -377,7 +422,7 @@ function readLines(text: string): RearState {
 function unmadeDevices(state: RearState): string[] {
   const made = new Set<string>([
     ...state.disks.map((d) => d.path),
-    ...state.disks.flatMap((d) => d.table?.partitions.map((p) => p.path) ?? []),
+    ...[...state.disks, ...state.md].flatMap((d) => d.table?.partitions.map((p) => p.path) ?? []),
     ...state.md.map((m) => m.path),
     ...state.luks.map((l) => `/dev/mapper/${l.name}`),
     ...state.lvm.lvs.flatMap((l) => [l.path, lvMapperPath(l.vg, l.name)]),
@@ -398,9 +443,10 @@ function canonicalise(state: RearState): void {
   for (const s of swap) s.dev = canonical(s.dev);
   for (const m of mounts) m.dev = canonical(m.dev);
   for (const x of luks) x.path = canonical(x.path);
-  for (const d of disks) d.table?.partitions.sort((a, b) => a.number - b.number);
+  const tables = [...disks, ...state.md].flatMap((d) => (d.table ? [d.table] : []));
+  for (const t of tables) t.partitions.sort((a, b) => a.number - b.number);
   mounts.sort(byMountOrder);
-  const sectorsOf = (dev: string) => disks.flatMap((d) => d.table?.partitions ?? []).find((p) => p.path === dev)?.size ?? 0;
+  const sectorsOf = (dev: string) => tables.flatMap((t) => t.partitions).find((p) => p.path === dev)?.size ?? 0;
   const sizeOf = (dev: string) => sectorsOf(dev) * 512 || (lvm.lvs.find((l) => l.path === dev)?.sizeBytes ?? 0);
   for (const f of filesystems) f.sizeBytes = sizeOf(f.dev);
   for (const s of swap) s.sizeBytes = sizeOf(s.dev);

@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { fmtBytes } from "../layout/layout-text.ts";
-import type { Disk, DiskLayout, Luks, Lvm, MdArray } from "../layout/layout.ts";
+import type { Disk, DiskLayout, Luks, Lvm, MdArray, PartitionTable } from "../layout/layout.ts";
 import { lvMapperPath } from "../layout/layout.ts";
 import { isNormalMountpoint } from "../layout/layout-validate.ts";
 import { type TargetDisk, dumpStreamPath } from "./agent-api.ts";
 import type { DiskMatch } from "./disks.ts";
 import type { PlanOptions, RestoreChain } from "./plan.ts";
-import { FS_MIN_BYTES, HEADROOM, LUKS2_HEADER, LVM_METADATA, Minimums, fitSizes, planPartitions, roundDown, sfdiskScript } from "./plan-sizes.ts";
+import { FS_MIN_BYTES, HEADROOM, LUKS2_HEADER, LVM_METADATA, MiB, Minimums, type PlannedPartition, fitSizes, planPartitions, roundDown, sfdiskScript } from "./plan-sizes.ts";
 import { type Step, step } from "./steps.ts";
 
 /**
@@ -106,21 +106,29 @@ export const partitionTables: PlanStage = (state) => {
       state.problems.push(planned.problem);
       continue;
     }
-    const table = disk.table;
-    const labelId = newId(state, table.id, table.label === "gpt" ? "upper" : "lower");
-    const labelIdText = table.label === "dos" && options.newUuids ? `0x${labelId.replace(/-/g, "").slice(0, 8)}` : labelId;
-    const parts = planned.parts.map((p) => ({ ...p, uuid: p.uuid ? newId(state, p.uuid, "upper") : null }));
-    for (const part of parts) {
-      state.device.set(part.path, part.targetPath);
-      state.sizeOf.set(part.targetPath, part.size * table.sectorSize);
-      const old = table.partitions.find((x) => x.number === part.number)!;
-      if (old.size !== part.size) state.notes.push(`${old.path} → ${part.targetPath}: ${fmtBytes(old.size * table.sectorSize)} → ${fmtBytes(part.size * table.sectorSize)}`);
-    }
-    state.steps.push(step("wipe_disk", { dev: target.path, label_id: labelIdText }));
-    tableSteps.push(step("partition", { dev: target.path, sfdisk_script: sfdiskScript(table, labelIdText, parts) }));
+    const written = writeTable(state, disk.table, target.path, planned.parts);
+    state.steps.push(step("wipe_disk", { dev: target.path, label_id: written.labelId }));
+    tableSteps.push(written.partition);
   }
   if (state.problems.length === 0) state.steps.push(...tableSteps);
 };
+
+/**
+ * The partition step that writes `table` on `dev` (a disk, or an MD array once created) with the
+ * planned partitions; their captured paths now lead to the new ones, their new sizes noted.
+ */
+function writeTable(state: PlanState, table: PartitionTable, dev: string, planned: PlannedPartition[]): { labelId: string; partition: Step } {
+  const labelId = newId(state, table.id, table.label === "gpt" ? "upper" : "lower");
+  const labelIdText = table.label === "dos" && state.options.newUuids ? `0x${labelId.replace(/-/g, "").slice(0, 8)}` : labelId;
+  const parts = planned.map((p) => ({ ...p, uuid: p.uuid ? newId(state, p.uuid, "upper") : null }));
+  for (const part of parts) {
+    state.device.set(part.path, part.targetPath);
+    state.sizeOf.set(part.targetPath, part.size * table.sectorSize);
+    const old = table.partitions.find((x) => x.number === part.number)!;
+    if (old.size !== part.size) state.notes.push(`${old.path} → ${part.targetPath}: ${fmtBytes(old.size * table.sectorSize)} → ${fmtBytes(part.size * table.sectorSize)}`);
+  }
+  return { labelId: labelIdText, partition: step("partition", { dev, sfdisk_script: sfdiskScript(table, labelIdText, parts) }) };
+}
 
 type Pv = Lvm["pvs"][number];
 type LvmVg = Lvm["vgs"][number];
@@ -137,14 +145,62 @@ interface Pending {
 
 const done = <T>(list: T[], item: T) => list.splice(list.indexOf(item), 1);
 
+/** How many members' worth of data an array of `n` members holds, per level that takes mdadm --size (raid0 and linear do not). */
+const DATA_MEMBERS: Record<string, (n: number) => number> = { raid1: () => 1, raid4: (n) => n - 1, raid5: (n) => n - 1, raid6: (n) => n - 2, raid10: (n) => n / 2 };
+
+/** The captured size in bytes of a disk or partition of the layout, or null. */
+function capturedSize(layout: DiskLayout, dev: string): number | null {
+  for (const owner of [...layout.disks, ...layout.md]) {
+    if (owner.path === dev) return owner.sizeBytes;
+    const part = owner.table?.partitions.find((p) => p.path === dev);
+    if (part) return part.size * owner.table!.sectorSize;
+  }
+  return null;
+}
+
+/**
+ * What each member gives a partitioned array (mdadm --size, KiB): its table is laid out before
+ * the array exists, so the array is made exactly its captured size; each target member must hold
+ * that plus the superblock room its captured member had; or why not.
+ */
+function pinnedMemberKib(state: PlanState, array: MdArray, members: string[]): { kib: number } | { problem: string } {
+  const level = /^\d+$/.test(array.level) ? `raid${array.level}` : array.level;
+  const dataMembers = Object.hasOwn(DATA_MEMBERS, level) ? DATA_MEMBERS[level]!(members.length) : 0;
+  if (!(dataMembers >= 1))
+    return { problem: `MD array ${array.path} (${array.level}, ${members.length} members) has a partition table of its own: its size is set (mdadm --size) before it is partitioned, which mdadm does for raid1, raid4, raid5, raid6 and raid10 only` };
+  const perMember = array.sizeBytes / dataMembers;
+  if (!Number.isInteger(perMember / 1024)) return { problem: `MD array ${array.path}: its size ${fmtBytes(array.sizeBytes)} is not ${dataMembers} equal whole KiB members' worth` };
+  const larger: string[] = [];
+  for (const [i, member] of members.entries()) {
+    const room = Math.max(MiB, (capturedSize(state.layout, array.members[i]!) ?? 0) - perMember);
+    const has = state.sizeOf.get(member) ?? 0;
+    if (has < perMember + room)
+      return { problem: `MD array ${array.path} has a partition table, so it is made its captured size (${fmtBytes(perMember)} of each member plus ${fmtBytes(room)} for the superblock): ${member} holds ${fmtBytes(has)}` };
+    if (has > perMember + room) larger.push(member);
+  }
+  if (larger.length) state.notes.push(`MD array ${array.path} keeps its captured size ${fmtBytes(array.sizeBytes)} on the larger ${larger.join(", ")} (its partition table is written as captured)`);
+  return { kib: perMember / 1024 };
+}
+
 function createMd(state: PlanState, pending: Pending, array: MdArray): boolean {
   if (!array.members.every((x) => state.device.has(x))) return false;
+  done(pending.md, array);
   const members = array.members.map((x) => state.device.get(x)!);
-  state.steps.push(step("create_md", { dev: array.path, name: array.name ?? "", level: array.level, metadata: array.metadata, uuid: newId(state, array.uuid, "lower") }, members));
+  const pinned = array.table ? pinnedMemberKib(state, array, members) : null;
+  if (pinned && "problem" in pinned) {
+    state.problems.push(pinned.problem);
+    return true;
+  }
+  const uuid = newId(state, array.uuid, "lower");
+  state.steps.push(step("create_md", { dev: array.path, name: array.name ?? "", level: array.level, metadata: array.metadata, uuid, size_kib: pinned?.kib ?? "" }, members));
   state.device.set(array.path, array.path);
   const memberSizes = members.map((x) => state.sizeOf.get(x) ?? 0);
-  state.sizeOf.set(array.path, array.level === "raid0" || array.level === "linear" ? memberSizes.reduce((a, b) => a + b, 0) : Math.min(...memberSizes));
-  done(pending.md, array);
+  state.sizeOf.set(array.path, array.table ? array.sizeBytes : array.level === "raid0" || array.level === "linear" ? memberSizes.reduce((a, b) => a + b, 0) : Math.min(...memberSizes));
+  if (array.table) {
+    // Then its own table, as captured (the array has its captured size): the partitions lead to the same paths.
+    const parts = array.table.partitions.map((p) => ({ ...p, targetPath: p.path }));
+    state.steps.push(writeTable(state, array.table, array.path, parts).partition);
+  }
   return true;
 }
 
@@ -315,7 +371,7 @@ function diskUnder(layout: DiskLayout, dev: string, seen = new Set<string>()): s
   seen.add(dev);
   const disk = layout.disks.find((d) => d.path === dev || d.table?.partitions.some((p) => p.path === dev));
   if (disk) return disk.path;
-  const md = layout.md.find((a) => a.path === dev);
+  const md = layout.md.find((a) => a.path === dev || a.table?.partitions.some((p) => p.path === dev));
   if (md) return md.members.map((m) => diskUnder(layout, m, seen)).find(Boolean);
   const luks = layout.luks.find((l) => `/dev/mapper/${l.name}` === dev);
   if (luks) return diskUnder(layout, luks.path, seen);

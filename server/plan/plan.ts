@@ -94,6 +94,17 @@ function usedDisks(layout: DiskLayout): Disk[] {
 }
 
 /**
+ * Why the plan does not recreate a multipath disk: the rescue image has no multipath tools
+ * (multipathd, kpartx), so the LUN shows as one disk per path sharing its WWN, and a table,
+ * PV or filesystem written through one path leaves the others' view stale (LVM then sees
+ * duplicate PVs). Left out, the plan goes on without it: a SAN LUN keeps its data.
+ */
+function multipathRefusal(d: Disk): string {
+  const seen = [d.multipath?.wwid && `WWID ${d.multipath.wwid}`, d.multipath?.paths.length && `paths ${d.multipath.paths.join(", ")}`].filter(Boolean).join("; ");
+  return `captured disk ${d.name} is a multipath disk${seen ? ` (${seen})` : ""}: the rescue image has no multipath tools, and a write through one of its paths would leave the others stale; map it to none (${d.name}=none) to restore the rest and recreate it by hand`;
+}
+
+/**
  * The layout without the captured disks left out and all that is built on them alone; what
  * is built partly on them (an MD array, a volume group) cannot be recreated: a problem.
  */
@@ -104,7 +115,7 @@ export function leaveOut(layout: DiskLayout, disks: Disk[]): { layout: DiskLayou
   const all = (xs: string[]) => xs.length > 0 && xs.every((x) => gone.has(x));
   for (let before = -1; before !== gone.size; ) {
     before = gone.size;
-    for (const a of layout.md) if (all(a.members)) gone.add(a.path);
+    for (const a of layout.md) if (all(a.members)) for (const dev of [a.path, ...(a.table?.partitions.map((p) => p.path) ?? [])]) gone.add(dev);
     for (const c of layout.luks) if (gone.has(c.path)) gone.add(`/dev/mapper/${c.name}`);
     for (const vg of layout.lvm.vgs) if (all(pvsOf(vg.name))) for (const lv of layout.lvm.lvs.filter((l) => l.vg === vg.name)) gone.add(lv.path);
   }
@@ -158,6 +169,8 @@ export function buildPlan(input: PlanInput): PlanResult {
   const kept = leaveOut(captured, leftOut);
   if (kept.problems.length) return { ok: false, reason: kept.problems[0]!, reasons: kept.problems, mapping: [] };
   const layout = kept.layout;
+  const multipath = usedDisks(layout).filter((d) => d.multipath).map(multipathRefusal);
+  if (multipath.length) return { ok: false, reason: multipath[0]!, reasons: multipath, mapping: [] };
   const { matches, problems } = matchDisks(captured, usedDisks(layout), targets, mapping, options.includeRemovable);
   const refuse = (reasons: string[]): PlanResult => ({ ok: false, reason: reasons[0]!, reasons, mapping: matches });
   if (problems.length) return refuse(problems);

@@ -72,7 +72,7 @@ export const STEP_FUNCTIONS = {
       "Writes a partition table: `printf '%s\\n' \"$SCRIPT\" | sfdisk DEV`, then waits for the partition " +
       "devices (udevadm settle / partx -u).",
     args: [
-      a("dev", "target disk"),
+      a("dev", "target disk, or an MD array create_md made (gated through its members)"),
       a(
         "sfdisk_script",
         "an sfdisk script (sfdisk --dump format: label, label-id, unit: sectors, sector-size, " +
@@ -82,13 +82,14 @@ export const STEP_FUNCTIONS = {
     guard: "`sfdisk --dump DEV` shows the same label-id and the same partition lines",
   },
   create_md: {
-    doc: "Creates an MD array (mdadm --create --run, with --uuid and --name) from the member devices.",
+    doc: "Creates an MD array (mdadm --create --run, with --uuid and --name, and --size when given) from the member devices.",
     args: [
       a("dev", "array device, e.g. /dev/md0"),
       a("name", "array name (mdadm --name), or \"\""),
       a("level", "raid level: raid0, raid1, raid5, raid6, raid10, linear"),
       a("metadata", "superblock version: 1.2, 1.0, 0.90"),
       a("uuid", "array UUID (mdadm --detail form, colons)"),
+      a("size_kib", "KiB each member gives the array (mdadm --size: an array partitioned next is made its captured size), or \"\": all of each member"),
     ],
     rest: a("member", "member device, in array slot order"),
     guard: "DEV exists and `mdadm --detail DEV` shows UUID",
@@ -230,7 +231,7 @@ export const STEP_FUNCTIONS = {
 } as const satisfies Record<string, StepSpec>;
 
 /** The step contract's version: plan_begin's first argument, which the agent (LB_CONTRACT_VERSION in steps.sh) must equal. */
-export const CONTRACT_VERSION = "2";
+export const CONTRACT_VERSION = "3";
 
 export type StepName = keyof typeof STEP_FUNCTIONS;
 

@@ -29,6 +29,7 @@ import type { Planner } from "../../../server/jobs/job-plan.ts";
 import { targetDiskSchema } from "../../../server/plan/agent-api.ts";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
 import { layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
+import { layoutFromRear } from "../../../server/layout/rear-import.ts";
 import { buildPlan } from "../../../server/plan/plan.ts";
 import { renderPlan, type Step } from "../../../server/plan/steps.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
@@ -417,51 +418,56 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
       await standin.stop();
     }
   }, 1_500_000);
-  it("MD RAID1 + LUKS + LVM: captured by capture.sh in the rescue system mid-restore, planned onto two new disks, recreated, captured again: the same stack", async () => {
-    const chain = gzChain;
-    const captureSh = readFileSync(new URL("../../../server/layout/capture.sh", import.meta.url), "utf8");
-    /** Runs PLAN on a machine with two disks; while its restore is held back, captures both disks over SSH. */
-    const runAndCapture = async (name: string, mac: string, serials: string[], plan: (streamUrl: string) => Step[]) => {
-      const standin = await streamStandIn({ dumps: chain });
-      let release = () => {};
-      standin.hold = new Promise<void>((r) => (release = r));
-      const sshPort = await freePort();
-      let captured = "";
-      const captureMidRestore = async () => {
-        try {
-          for (let i = 0; i < 900 && standin.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 1000));
-          const r = await ssh(sshPort, `sh -s -- --stdout --devices "/dev/vda /dev/vdb"`, captureSh);
-          if (r.exitCode !== 0) throw new Error(`capture.sh in the rescue system: exit ${r.exitCode}: ${r.stderr}`);
-          captured = r.stdout;
-        } finally {
-          release();
-        }
-      };
+  const captureSh = readFileSync(new URL("../../../server/layout/capture.sh", import.meta.url), "utf8");
+  /** Runs PLAN on a machine with two disks; while its restore of CHAIN is held back, captures both disks over SSH. */
+  const runAndCapture = async (name: string, mac: string, serials: string[], chain: LabDump[], plan: (streamUrl: string) => Step[]) => {
+    const standin = await streamStandIn({ dumps: chain });
+    let release = () => {};
+    standin.hold = new Promise<void>((r) => (release = r));
+    const sshPort = await freePort();
+    let captured = "";
+    const captureMidRestore = async () => {
       try {
-        const vm = await bootVm({ name, mac, nic: "virtio-net-pci", serials, standin, netdevExtra: `,hostfwd=tcp:127.0.0.1:${sshPort}-:22`, during: captureMidRestore, plan });
-        expect(vm.ends.every((e) => e.exitStatus === 0)).toBe(true);
-        expectStreams(vm.events, chain);
-        const layout = layoutFromCapture(parseCapture(JSON.parse(captured)));
-        // Seen from the rescue system, the restored root is mounted at its target directory.
-        return { ...layout, mounts: layout.mounts.map((m) => ({ ...m, mountpoint: m.mountpoint.replace(/^\/mnt\/target/, "") || "/" })) };
+        for (let i = 0; i < 900 && standin.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 1000));
+        const r = await ssh(sshPort, `sh -s -- --stdout --devices "/dev/vda /dev/vdb"`, captureSh);
+        if (r.exitCode !== 0) throw new Error(`capture.sh in the rescue system: exit ${r.exitCode}: ${r.stderr}`);
+        captured = r.stdout;
       } finally {
         release();
-        await standin.stop();
       }
     };
-    /** What the plan recreates: partitions, MD, LUKS, LVM (VG/LV UUIDs are new by design), filesystems, mounts. */
-    const stack = (l: DiskLayout) => ({
-      partitions: l.disks.map((d) => [d.path, d.table?.label, d.table?.partitions.map((p) => [p.start, p.size, p.type])]),
-      md: l.md.map((m) => [m.path, m.level, m.metadata, m.uuid, m.members]),
-      luks: l.luks,
-      pvs: l.lvm.pvs.map((p) => [p.path, p.uuid, p.vg]),
-      vgs: l.lvm.vgs.map((v) => [v.name, v.extentBytes]),
-      lvs: l.lvm.lvs.map((v) => [v.vg, v.name, v.sizeBytes, v.segtype]),
-      filesystems: l.filesystems.map((f) => [f.dev, f.type, f.uuid, f.label]),
-      mounts: l.mounts,
-    });
+    try {
+      const vm = await bootVm({ name, mac, nic: "virtio-net-pci", serials, standin, netdevExtra: `,hostfwd=tcp:127.0.0.1:${sshPort}-:22`, during: captureMidRestore, plan });
+      expect(vm.ends.every((e) => e.exitStatus === 0)).toBe(true);
+      expectStreams(vm.events, chain);
+      const layout = layoutFromCapture(parseCapture(JSON.parse(captured)));
+      // Seen from the rescue system, the restored root is mounted at its target directory.
+      return { ...layout, mounts: layout.mounts.map((m) => ({ ...m, mountpoint: m.mountpoint.replace(/^\/mnt\/target/, "") || "/" })) };
+    } finally {
+      release();
+      await standin.stop();
+    }
+  };
+  /** What the plan recreates: partitions, MD, LUKS, LVM (VG/LV UUIDs are new by design), filesystems, mounts. */
+  const stack = (l: DiskLayout) => ({
+    partitions: l.disks.map((d) => [d.path, d.table?.label, d.table?.partitions.map((p) => [p.start, p.size, p.type])]),
+    md: l.md.map((m) => [m.path, m.level, m.metadata, m.uuid, m.members, m.table?.label, m.table?.partitions.map((p) => [p.number, p.start, p.size, p.type])]),
+    luks: l.luks,
+    pvs: l.lvm.pvs.map((p) => [p.path, p.uuid, p.vg]),
+    vgs: l.lvm.vgs.map((v) => [v.name, v.extentBytes]),
+    lvs: l.lvm.lvs.map((v) => [v.vg, v.name, v.sizeBytes, v.segtype]),
+    filesystems: l.filesystems.map((f) => [f.dev, f.type, f.uuid, f.label]),
+    swap: l.swap.map((x) => [x.dev, x.uuid, x.label]),
+    mounts: [...l.mounts].sort((a, b) => a.mountpoint.localeCompare(b.mountpoint)),
+  });
 
-    const first = await runAndCapture("vm5", "52:54:00:5e:00:05", ["LBMD0011", "LBMD0012"], (streamUrl) =>
+  /** A plan's restore steps streaming from the stand-in at STREAMURL instead of Lifeboat. */
+  const streamingFrom = (steps: Step[], streamUrl: string) =>
+    steps.map((s) => (s.fn === "restore_dump" ? { fn: s.fn, args: s.args.map((x) => (x.startsWith("/api/") ? `${streamUrl}${x}` : x)) } : s));
+
+  it("MD RAID1 + LUKS + LVM: captured by capture.sh in the rescue system mid-restore, planned onto two new disks, recreated, captured again: the same stack", async () => {
+    const chain = gzChain;
+    const first = await runAndCapture("vm5", "52:54:00:5e:00:05", ["LBMD0011", "LBMD0012"], chain, (streamUrl) =>
       mdLvmPlan({ disks: [{ dev: "/dev/vda", part: "/dev/vda1", serial: "LBMD0011" }, { dev: "/dev/vdb", part: "/dev/vdb1", serial: "LBMD0012" }], size: DISK_BYTES, chain, streamUrl }),
     );
     expect(first.md[0]).toMatchObject({ path: "/dev/md0", level: "raid1", members: ["/dev/vda1", "/dev/vdb1"] });
@@ -482,9 +488,33 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
       options: { mapping: { vda: "vda", vdb: "vdb" }, luksKeys: [LAB_LUKS.uuid], bootloader: "none" },
     });
     if (!planned.ok) throw new Error(`no plan from the capture: ${planned.reason}`);
-    const second = await runAndCapture("vm6", "52:54:00:5e:00:06", ["LBMD0021", "LBMD0022"], (streamUrl) =>
-      planned.steps.map((s) => (s.fn === "restore_dump" ? { fn: s.fn, args: s.args.map((x) => (x.startsWith("/api/") ? `${streamUrl}${x}` : x)) } : s)),
-    );
+    const second = await runAndCapture("vm6", "52:54:00:5e:00:06", ["LBMD0021", "LBMD0022"], chain, (streamUrl) => streamingFrom(planned.steps, streamUrl));
     expect(stack(second)).toEqual(stack(first));
   }, 1_500_000);
+
+  it("MD RAID1 of two whole disks, partitioned, from a ReaR layout (issue 26 item 2): planned, the array made its captured size and partitioned, swap and LVM with ext4 on its partitions, restored, captured again: the same array, table and stack", async () => {
+    const chain = gzChain;
+    const MiB = 1024 * 1024;
+    // As ReaR 2.7+ writes it on a virtio machine: members without a table, the array 2 MiB short of them.
+    const arrayBytes = DISK_BYTES - 2 * MiB;
+    const rear = layoutFromRear(
+      `disk /dev/vda ${DISK_BYTES} unknown\ndisk /dev/vdb ${DISK_BYTES} unknown\n` +
+        "raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 uuid=8d05eb84:2de831d1:dfed54b2:ad592118 name=any:127 devices=/dev/vda,/dev/vdb\n" +
+        `raiddisk /dev/md127 ${arrayBytes} gpt\n` +
+        `part /dev/md127 ${48 * MiB} ${MiB} rear-noname none /dev/md127p1\npart /dev/md127 ${204 * MiB} ${49 * MiB} rear-noname lvm /dev/md127p2\n` +
+        // Swap on the first: a second mount would sit inside the restored / that the lab's chain replaces.
+        "swap /dev/md127p1 uuid=2f3e4d5c-6b7a-4890-a1b2-c3d4e5f60718 label=swap\n" +
+        `lvmdev /dev/system /dev/md127p2 cUVZZK-5Yb1-Kv3V-EF0b-ZZ3Y-4ZxQ-lr7PJm ${(204 * MiB) / 512}\nlvmgrp /dev/system 4096 50 ${200 * MiB}\nlvmvol /dev/system root ${192 * MiB}b linear\n` +
+        "fs /dev/mapper/system-root / ext4 uuid=8d1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b label=root\n",
+      "mdparts",
+    );
+    const targets = ["LBMP0031", "LBMP0032"].map((serial, i) => targetDiskSchema.parse({ name: `vd${"ab"[i]}`, path: `/dev/vd${"ab"[i]}`, sizeBytes: DISK_BYTES, serial }));
+    const dumps = chain.map((d) => ({ id: d.id, level: d.level, datestamp: "", sizeBytes: d.bytes.length, compression: d.compression }));
+    const planned = buildPlan({ layout: rear, targets, chains: [{ dle: "lab", mountpoint: "/", program: "gtar", dumps }], options: { mapping: { vda: "vda", vdb: "vdb" }, bootloader: "none" } });
+    if (!planned.ok) throw new Error(`no plan from the ReaR layout: ${planned.reason}`);
+    expect(planned.steps.filter((x) => x.fn === "create_md").map((x) => x.args[5])).toEqual([String(arrayBytes / 1024)]);
+    const recaptured = await runAndCapture("vm7", "52:54:00:5e:00:07", ["LBMP0031", "LBMP0032"], chain, (streamUrl) => streamingFrom(planned.steps, streamUrl));
+    expect(recaptured.md.map((m) => [m.path, m.sizeBytes])).toEqual([["/dev/md127", arrayBytes]]);
+    expect(stack(recaptured)).toEqual(stack(rear));
+  }, 900_000);
 });

@@ -67,7 +67,7 @@ export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial:
       const labelId = `5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A4${i}`;
       return [step("wipe_disk", { dev: d.dev, label_id: labelId }), step("partition", { dev: d.dev, sfdisk_script: gptOnePartition(d.part, o.size, GPT_TYPES.raid, labelId) })];
     }),
-    step("create_md", { dev: "/dev/md0", name: "lab:0", level: "raid1", metadata: "1.2", uuid: "0a1b2c3d:4e5f6071:8293a4b5:c6d7e8f9" }, o.disks.map((d) => d.part)),
+    step("create_md", { dev: "/dev/md0", name: "lab:0", level: "raid1", metadata: "1.2", uuid: "0a1b2c3d:4e5f6071:8293a4b5:c6d7e8f9", size_kib: "" }, o.disks.map((d) => d.part)),
     step("create_luks", { dev: "/dev/md0", uuid: LAB_LUKS.uuid, name: LAB_LUKS.name, key_id: LAB_LUKS.uuid, type: "", cipher: "", key_size: "", hash: "" }),
     step("create_pv", { dev: `/dev/mapper/${LAB_LUKS.name}`, uuid: "Lb0pv1-AbCd-EfGh-IjKl-MnOp-QrSt-UvWxYz" }),
     step("create_vg", { vg: "vg0", extent_bytes: 4 * 1024 * 1024 }, [`/dev/mapper/${LAB_LUKS.name}`]),

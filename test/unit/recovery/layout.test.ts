@@ -3,11 +3,22 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { extFromDumpe2fs, layoutFromCapture, parseBlkidExport, parseCapture, parseFstab, xfsFromInfo } from "../../../server/layout/layout-capture.ts";
 import { diffLayouts, describeLayout } from "../../../server/layout/layout-text.ts";
-import { parseLayout, partitionPath } from "../../../server/layout/layout.ts";
+import { type DiskLayout, parseLayout, partitionPath } from "../../../server/layout/layout.ts";
 import { layoutFromRear } from "../../../server/layout/rear-import.ts";
+import { layoutProblem } from "../../../server/layout/layout-validate.ts";
 import { FIXTURES, fixtureLayout } from "./fixtures.ts";
 
 const GiB = 1024 ** 3;
+
+/** The one-line refusal of a ReaR file, or "imported". */
+const err = (text: string) => {
+  try {
+    layoutFromRear(text, "h");
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return "imported";
+};
 
 describe("capture documents → DiskLayout", () => {
   for (const name of FIXTURES)
@@ -52,7 +63,7 @@ describe("capture documents → DiskLayout", () => {
   it("MD RAID1 + LVM: array members, PV on the array, LVs as /dev/VG/LV, filesystems on LVs", () => {
     const l = fixtureLayout("md-raid1-lvm");
     expect(l.md).toEqual([
-      { path: "/dev/md0", name: "fixture:0", level: "raid1", metadata: "1.2", uuid: "3f5c1a2b:9d8e7f60:12345678:abcdef01", members: ["/dev/sda2", "/dev/sdb2"], sizeBytes: 20952064 * 1024 },
+      { path: "/dev/md0", name: "fixture:0", level: "raid1", metadata: "1.2", uuid: "3f5c1a2b:9d8e7f60:12345678:abcdef01", members: ["/dev/sda2", "/dev/sdb2"], sizeBytes: 20952064 * 1024, table: null },
     ]);
     expect(l.lvm.pvs).toEqual([{ path: "/dev/md0", uuid: "Hj3kLm-nOpQ-rStU-vWxY-z012-3456-789abc", vg: "vg0", sizeBytes: 21449670656 }]);
     expect(l.lvm.lvs.map((x) => x.path)).toEqual(["/dev/vg0/root", "/dev/vg0/swap", "/dev/vg0/home"]);
@@ -199,14 +210,6 @@ describe("ReaR disklayout.conf import", () => {
 describe("ReaR files as written in the field (issue 26)", () => {
   const two = "disk /dev/sda 10737418240 gpt\ndisk /dev/sdb 10737418240 gpt\n";
   const raidParts = "part /dev/sda 10736369664 1048576 rear-noname raid /dev/sda1\npart /dev/sdb 10736369664 1048576 rear-noname raid /dev/sdb1\n";
-  const err = (text: string) => {
-    try {
-      layoutFromRear(text, "h");
-    } catch (e) {
-      return (e as Error).message;
-    }
-    return "imported";
-  };
 
   it("raidarray (ReaR 2.7+) is read like raid: the array, its members, the filesystem on it", () => {
     const l = layoutFromRear(
@@ -220,16 +223,17 @@ describe("ReaR files as written in the field (issue 26)", () => {
   it.each([
     ["an IMSM container", `${two}raidarray /dev/md127 metadata=imsm level=container raid-devices=2 uuid=4d5cf215:80024c95:e19fdff4:2fba35a8 devices=/dev/sda,/dev/sdb\n`, "disklayout.conf line 3: /dev/md127 is a firmware RAID container (imsm metadata): Lifeboat recreates Linux MD arrays only"],
     ["an array in a container", `${two}raidarray /dev/md126 level=raid1 raid-devices=2 container=/dev/md127 devices=/dev/sda,/dev/sdb\n`, "disklayout.conf line 3: /dev/md126 is an array inside the container /dev/md127 (imsm/ddf metadata): Lifeboat recreates Linux MD arrays only"],
-    ["partitions on an MD array", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\ndisk /dev/md127 10737418240 gpt\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 4: /dev/md127 is an MD array with a partition table of its own: the plan creates arrays on partitions or disks, then filesystems, LVM or LUKS on them, but does not partition an array (create it, then partition it) yet"],
-    ["partitions on an MD array with no disk line for it", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 4: /dev/md127 is an MD array with a partition table of its own: the plan creates arrays on partitions or disks, then filesystems, LVM or LUKS on them, but does not partition an array (create it, then partition it) yet"],
-    ["a multipath disk", "multipath /dev/mapper/mpatha 10737418240 gpt /dev/sda,/dev/sdb\n", "disklayout.conf line 1: multipath: multipath disks are not imported yet (their identity is the multipath WWID)"],
+    ["partitions on an MD array with no raiddisk line for it", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\npart /dev/md127 1048576 1048576 rear-noname none /dev/md127p1\n`, "disklayout.conf line 4: /dev/md127 is an MD array with partitions, but no raiddisk line before them says its partition table (gpt or msdos)"],
+    ["a raiddisk line before its raidarray line", `${two}raiddisk /dev/md127 10733223936 gpt\n`, "disklayout.conf line 3: /dev/md127 is made by no raidarray line before it"],
+    ["a raiddisk line with a field too many", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\nraiddisk /dev/md127 10733223936 gpt extra\n`, 'disklayout.conf line 4: expected "raiddisk /dev/mdN SIZE [LABEL]"'],
+    ["a raiddisk size that is no number", `${two}raidarray /dev/md127 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda,/dev/sdb\nraiddisk /dev/md127 10G gpt\n`, 'disklayout.conf line 4: raiddisk /dev/md127: "10G" is not a size in bytes'],
     ["a default subvolume on no btrfs", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nbtrfsdefaultsubvol /dev/sda1 / 268 @/.snapshots/1/snapshot\n", 'disklayout.conf line 3: the default subvolume @/.snapshots/1/snapshot is on /dev/sda1, which no "fs ... btrfs" line before it makes'],
     ["NOCOW on a subvolume no line makes", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / btrfs uuid=1 label=\nbtrfsnocopyonwrite @/var/lib/mysql\n", "disklayout.conf line 4: btrfsnocopyonwrite @/var/lib/mysql: no btrfs filesystem of the file has that subvolume"],
     ["a thin pool", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg pool 5368709120b thin,pool chunksize:65536\n", "disklayout.conf line 2: the LV vg/pool is thin,pool: Lifeboat creates linear LVs only"],
     ["a thin LV", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg data 5368709120b thin,sparse thinpool:pool\n", "disklayout.conf line 2: the LV vg/data is thin,sparse thinpool:pool: Lifeboat creates linear LVs only"],
     ["a striped LV", "disk /dev/sda 10737418240 gpt\nlvmvol /dev/vg data 5368709120b striped stripes:2 stripesize:65536\n", "disklayout.conf line 2: the LV vg/data is striped stripes:2: Lifeboat creates linear LVs only"],
     ["an unknown keyword", "disk /dev/sda 10737418240 gpt\nfrobnicate /dev/sda\n", 'disklayout.conf line 2: unknown keyword "frobnicate"'],
-    ["a comments-only file", "# Disk layout dated 20240115103000\n# disk /dev/sda 10737418240 gpt\n", "disklayout.conf: no disk line: not a ReaR disk layout (or every disk is excluded)"],
+    ["a comments-only file", "# Disk layout dated 20240115103000\n# disk /dev/sda 10737418240 gpt\n", "disklayout.conf: no disk or multipath line: not a ReaR disk layout (or every disk is excluded)"],
     ["a wrapped paste", "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / ext4\nuuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n", 'disklayout.conf line 4: "uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a" alone on a line: the end of a wrapped line? (each entry is one line)'],
     ["a PV on an undeclared partition", "disk /dev/sda 10737418240 gpt\nlvmdev /dev/vg /dev/sda3 uuid 1000\n", "disklayout.conf line 2: /dev/sda3 (a PV of vg) is made by no line of the file"],
     ["a filesystem on an undeclared device", "disk /dev/sda 10737418240 gpt\nfs /dev/sdc1 /data xfs uuid=1 label=\n", "disklayout.conf line 2: /dev/sdc1 (the xfs filesystem on /data) is made by no line of the file"],
@@ -301,6 +305,162 @@ describe("ReaR files as written in the field (issue 26)", () => {
       ["E3C9E316-0B5C-4DB8-817D-F92DF00215AE", null],
       ["DE94BBA4-06D1-4D40-A16A-BFD50179D6AC", null],
     ]);
+  });
+});
+
+/** ReaR 2.7 and later on an MD RAID1 of two whole disks, partitioned: an ESP on its first partition, LVM on its second. */
+const MD_WHOLE_DISKS = readFileSync(fileURLToPath(new URL("../../fixtures/rear/md-whole-disks.disklayout.conf", import.meta.url)), "utf8");
+
+describe("ReaR MD arrays of whole disks, partitioned (issue 26 item 2)", () => {
+  it("raiddisk gives the array its size and partition table; its partitions carry the ESP and the PV", () => {
+    const l = layoutFromRear(MD_WHOLE_DISKS, "h");
+    expect(layoutProblem(l)).toBeNull();
+    expect(l.disks.map((d) => [d.path, d.table])).toEqual([["/dev/sda", null], ["/dev/sdb", null]]);
+    const [array] = l.md;
+    expect([array!.path, array!.members, array!.sizeBytes, array!.table?.label]).toEqual(["/dev/md127", ["/dev/sda", "/dev/sdb"], 10733223936, "gpt"]);
+    expect(array!.table!.partitions.map((p) => [p.number, p.path, p.start, p.size, p.type])).toEqual([
+      [1, "/dev/md127p1", 2048, 1048576, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"],
+      [2, "/dev/md127p2", 1050624, 19910656, "E6D6D379-F507-44C2-A23C-238F2A3DF928"],
+    ]);
+    expect(l.lvm.pvs.map((p) => p.path)).toEqual(["/dev/md127p2"]);
+    expect(describeLayout(l)).toContain("md /dev/md127 raid1 (/dev/sda, /dev/sdb) uuid 8d05eb84:2de831d1:dfed54b2:ad592118  10.0 GiB (10733223936 bytes)  gpt \n  /dev/md127p1  start 2048");
+    expect(l.filesystems.map((f) => [f.dev, f.sizeBytes])).toEqual([
+      ["/dev/md127p1", 536870912],
+      ["/dev/system/root", 8589934592],
+    ]);
+  });
+
+  it("an array with a filesystem of its own: raiddisk's loop (or no) label is no table; a disk line for an array reads like raiddisk", () => {
+    const raid = "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname raid /dev/sda1\ndisk /dev/sdb 10737418240 gpt\npart /dev/sdb 10736369664 1048576 rear-noname raid /dev/sdb1\nraidarray /dev/md0 metadata=1.2 level=raid1 raid-devices=2 devices=/dev/sda1,/dev/sdb1\n";
+    const fs = "fs /dev/md0 / ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n";
+    for (const line of ["raiddisk /dev/md0 10732175360 loop", "raiddisk /dev/md0 10732175360"]) {
+      const l = layoutFromRear(`${raid}${line}\n${fs}`, "h");
+      expect([l.md[0]!.sizeBytes, l.md[0]!.table, l.filesystems[0]!.dev], line).toEqual([10732175360, null, "/dev/md0"]);
+    }
+    const asDisk = layoutFromRear(MD_WHOLE_DISKS.replace("raiddisk /dev/md127", "disk /dev/md127"), "h");
+    expect(asDisk.md[0]!.table!.partitions.map((p) => p.path)).toEqual(["/dev/md127p1", "/dev/md127p2"]);
+    expect(asDisk.disks.map((d) => d.path)).toEqual(["/dev/sda", "/dev/sdb"]);
+  });
+
+  it("a capture keeps an array's own table (capture.sh dumps arrays with sfdisk -J too)", () => {
+    const doc = JSON.parse(readFileSync(fileURLToPath(new URL("../../fixtures/layouts/md-raid1-lvm.capture.json", import.meta.url)), "utf8"));
+    doc.partitionTables.push({
+      disk: "/dev/md0",
+      sfdisk: { partitiontable: { label: "gpt", id: "5A1D2C3B-4A5E-4F60-8A7B-9C0D1E2F3A40", device: "/dev/md0", unit: "sectors", sectorsize: 512, partitions: [{ node: "/dev/md0p1", start: 2048, size: 4096, type: "0fc63daf-8483-4772-8e79-3d69d8477de4" }] } },
+    });
+    const [array] = layoutFromCapture(parseCapture(doc)).md;
+    expect([array!.path, array!.table?.label, array!.table?.partitions.map((p) => [p.number, p.path, p.start, p.size, p.type])]).toEqual([
+      "/dev/md0",
+      "gpt",
+      [[1, "/dev/md0p1", 2048, 4096, "0FC63DAF-8483-4772-8E79-3D69D8477DE4"]],
+    ]);
+    expect(fixtureLayout("md-raid1-lvm").md[0]!.table).toBeNull();
+  });
+
+  it("the layout check: only a /dev/mdN array with its size may hold a table, and its partitions are /dev/mdNpK", () => {
+    const good = layoutFromRear(MD_WHOLE_DISKS, "h");
+    const broken = (change: (l: DiskLayout) => void) => {
+      const l = structuredClone(good);
+      change(l);
+      return layoutProblem(l);
+    };
+    expect(broken((l) => void (l.md[0]!.path = "/dev/md/root"))).toBe('md.0.table: only an array named /dev/mdN may have a partition table, not "/dev/md/root"');
+    expect(broken((l) => void (l.md[0]!.sizeBytes = 0))).toBe("md.0.sizeBytes: an array with a partition table needs its size");
+    expect(broken((l) => void (l.md[0]!.table!.partitions[1]!.path = "/dev/md1272"))).toBe('md.0.table.partitions.1.path: "/dev/md1272" is not partition 2 of /dev/md127');
+    expect(broken((l) => void (l.md[0]!.table!.partitions[1]!.size = 30000000))).toMatch(/^md\.0\.table\.partitions\.1: sectors 1050624\+30000000 end past the disk's 20963328 sectors$/);
+  });
+});
+
+describe("ReaR multipath disks (issue 26 item 3)", () => {
+  // As ReaR 2.6 and later write it: a comment, the multipath line (no disk line), then its partitions.
+  const sanHost = (name: string, suffix: (n: number) => string) =>
+    `# Multipath /dev/mapper/${name}\n# Format: multipath <devname> <size(bytes)> <partition label type> <slaves>\n` +
+    `multipath /dev/mapper/${name} 21474836480 gpt /dev/sdc,/dev/sdd\n` +
+    `part /dev/mapper/${name} 536870912 1048576 rear-noname boot /dev/mapper/${name}${suffix(1)}\n` +
+    `part /dev/mapper/${name} 20936916992 537919488 rear-noname lvm /dev/mapper/${name}${suffix(2)}\n` +
+    `fs /dev/mapper/${name}${suffix(1)} /boot/efi vfat uuid=1A2B-3C4D label=\n` +
+    `lvmdev /dev/system /dev/mapper/${name}${suffix(2)} cUVZZK-5Yb1-Kv3V-EF0b-ZZ3Y-4ZxQ-lr7PJm 40892416\n` +
+    "lvmgrp /dev/system 4096 4991 20443037696\n" +
+    "lvmvol /dev/system root 16106127360b linear\n" +
+    "fs /dev/mapper/system-root / xfs uuid=4a1c2d3e-5f60-4718-92a3-b4c5d6e7f809 label=\n";
+
+  it.each([
+    ["NAME-part1 (SUSE)", (n: number) => `-part${n}`],
+    ["NAMEp1", (n: number) => `p${n}`],
+    ["NAME_part1", (n: number) => `_part${n}`],
+    ["NAME1 (RHEL 7)", (n: number) => `${n}`],
+  ])("a multipath disk with partitions spelled %s, LVM on the second: a disk /dev/mapper/NAME with its paths, the PV on its partition", (_spelling, suffix) => {
+    const l = layoutFromRear(sanHost("mpatha", suffix), "h");
+    expect(layoutProblem(l)).toBeNull();
+    const [disk] = l.disks;
+    expect([disk!.path, disk!.name, disk!.multipath, disk!.sizeBytes]).toEqual(["/dev/mapper/mpatha", "mapper/mpatha", { wwid: null, paths: ["/dev/sdc", "/dev/sdd"] }, 21474836480]);
+    expect(disk!.table!.partitions.map((p) => [p.number, p.path, p.type])).toEqual([
+      [1, `/dev/mapper/mpatha${suffix(1)}`, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"],
+      [2, `/dev/mapper/mpatha${suffix(2)}`, "E6D6D379-F507-44C2-A23C-238F2A3DF928"],
+    ]);
+    expect(l.lvm.pvs.map((p) => [p.path, p.vg])).toEqual([[`/dev/mapper/mpatha${suffix(2)}`, "system"]]);
+    expect(l.filesystems.map((f) => [f.dev, f.type, f.sizeBytes])).toEqual([
+      [`/dev/mapper/mpatha${suffix(1)}`, "vfat", 536870912],
+      ["/dev/system/root", "xfs", 16106127360],
+    ]);
+    expect(describeLayout(l)).toContain("disk /dev/mapper/mpatha  20.0 GiB (21474836480 bytes)  multipath via /dev/sdc,/dev/sdd  gpt");
+  });
+
+  it("a map named by its WWID keeps it as the disk's identity, also when the name ends in digits (…0000p1 is partition 1)", () => {
+    const wwid = "3600508b4000156d700012000000b0000";
+    const l = layoutFromRear(sanHost(wwid, (n) => `p${n}`), "h");
+    expect(layoutProblem(l)).toBeNull();
+    expect(l.disks[0]!.multipath).toEqual({ wwid, paths: ["/dev/sdc", "/dev/sdd"] });
+    expect(l.disks[0]!.table!.partitions.map((p) => p.number)).toEqual([1, 2]);
+    // IBM XIV's EUI-64 WWID, with SUSE's -part spelling.
+    expect(layoutFromRear(sanHost("20017380033e7012f", (n) => `-part${n}`), "h").disks[0]!.multipath!.wwid).toBe("20017380033e7012f");
+    // An alias names no WWID.
+    expect(layoutFromRear(sanHost("BACKUP_ORACLE", (n) => `-part${n}`), "h").disks[0]!.multipath!.wwid).toBeNull();
+  });
+
+  it("next to a local disk, and with a PV on the whole multipath disk (no partition table)", () => {
+    const l = layoutFromRear(
+      "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n" +
+        "multipath /dev/mapper/BACKUP_ORACLE 107374182400 unknown /dev/sdy,/dev/sdz\nlvmdev /dev/vgoracle /dev/mapper/BACKUP_ORACLE uuid 209715200\nlvmgrp /dev/vgoracle 4096 25599\nlvmvol /dev/vgoracle lvoracle 107369988096b linear\nfs /dev/mapper/vgoracle-lvoracle /app xfs uuid=4a1c2d3e-5f60-4718-92a3-b4c5d6e7f809 label=\n",
+      "h",
+    );
+    expect(layoutProblem(l)).toBeNull();
+    expect(l.disks.map((d) => [d.path, d.table?.label ?? null, d.multipath?.paths ?? null])).toEqual([
+      ["/dev/sda", "gpt", null],
+      ["/dev/mapper/BACKUP_ORACLE", null, ["/dev/sdy", "/dev/sdz"]],
+    ]);
+    expect(l.lvm.pvs.map((p) => p.path)).toEqual(["/dev/mapper/BACKUP_ORACLE"]);
+  });
+
+  const form = 'expected "multipath /dev/mapper/NAME SIZE LABEL SLAVES (as ReaR 2.6 and later write it)"';
+  it.each([
+    ["ReaR 2.1 to 2.5's form (no label)", "multipath /dev/mapper/mpatha 21474836480 /dev/sdc,/dev/sdd", `disklayout.conf line 2: ${form}`],
+    ["ReaR 2.0's form (no size, no label)", "multipath /dev/mapper/mpatha /dev/sdc,/dev/sdd", `disklayout.conf line 2: ${form}`],
+    ["a field too many", "multipath /dev/mapper/mpatha 21474836480 gpt /dev/sdc,/dev/sdd extra", `disklayout.conf line 2: ${form}`],
+    ["a keyword alone", "multipath", `disklayout.conf line 2: ${form}`],
+    ["a device outside /dev/mapper", "multipath /dev/sdc 21474836480 gpt /dev/sdc,/dev/sdd", "disklayout.conf line 2: /dev/sdc is not a multipath device (/dev/mapper/NAME)"],
+    ["a size that is no number", "multipath /dev/mapper/mpatha 20G gpt /dev/sdc,/dev/sdd", 'disklayout.conf line 2: multipath /dev/mapper/mpatha: "20G" is not a size in bytes'],
+  ])("refuses %s with its line number", (_what, line, message) => {
+    expect(err(`disk /dev/sda 10737418240 gpt\n${line}\n`)).toBe(message);
+  });
+
+  it("refuses a partition spelled as no kpartx or udev spelling of the disk, with its line", () => {
+    expect(err("multipath /dev/mapper/mpatha 21474836480 gpt /dev/sdc,/dev/sdd\npart /dev/mapper/mpatha 536870912 1048576 rear-noname none /dev/mapper/mpatha-p1\n")).toBe(
+      "disklayout.conf line 2: /dev/mapper/mpatha-p1 is not a partition of the multipath disk /dev/mapper/mpatha (/dev/mapper/mpatha-part1, /dev/mapper/mpathap1, /dev/mapper/mpatha_part1 or /dev/mapper/mpatha1)",
+    );
+  });
+
+  it("the layout check: a multipath disk's path, paths and partition spellings; /dev/mapper is a disk only as a multipath one", () => {
+    const good = layoutFromRear(sanHost("mpatha", (n) => `-part${n}`), "h");
+    const broken = (change: (l: DiskLayout) => void) => {
+      const l = structuredClone(good);
+      change(l);
+      return layoutProblem(l);
+    };
+    expect(broken((l) => void (l.disks[0]!.multipath!.paths = ["/dev/sdc", "/dev/mapper/other"]))).toBe('disks.0.multipath.paths.1: "/dev/mapper/other" is not a whole disk of a kind capture.sh reports');
+    expect(broken((l) => void (l.disks[0]!.multipath!.wwid = "36005;reboot"))).toBe('disks.0.multipath.wwid: "36005;reboot" is not a multipath WWID');
+    expect(broken((l) => void (l.disks[0]!.table!.partitions[0]!.path = "/dev/mapper/mpathb-part1"))).toBe('disks.0.table.partitions.0.path: "/dev/mapper/mpathb-part1" is not partition 1 of /dev/mapper/mpatha');
+    expect(broken((l) => void (l.disks[0]!.multipath = null))).toMatch(/^disks\.0\.path: "\/dev\/mapper\/mpatha" is not a whole disk/);
   });
 });
 

@@ -122,7 +122,7 @@ describe("plans for each captured layout (same machine)", () => {
   it("MD RAID1 + LVM: the array from both mapped partitions, PV with its UUID, LVs at their sizes", () => {
     const layout = fixtureLayout("md-raid1-lvm");
     const r = ok(planFor(layout));
-    expect(args(r.steps, "create_md")).toEqual([["/dev/md0", "fixture:0", "raid1", "1.2", "3f5c1a2b:9d8e7f60:12345678:abcdef01", "/dev/sda2", "/dev/sdb2"]]);
+    expect(args(r.steps, "create_md")).toEqual([["/dev/md0", "fixture:0", "raid1", "1.2", "3f5c1a2b:9d8e7f60:12345678:abcdef01", "", "/dev/sda2", "/dev/sdb2"]]);
     expect(args(r.steps, "create_pv")).toEqual([["/dev/md0", "Hj3kLm-nOpQ-rStU-vWxY-z012-3456-789abc"]]);
     expect(args(r.steps, "create_vg")).toEqual([["vg0", "4194304", "/dev/md0"]]);
     expect(args(r.steps, "create_lv")).toEqual([
@@ -607,5 +607,94 @@ describe("mappings are kept as the target's identity (issue 15 item 5)", () => {
       sda: { name: null, serial: null, wwn: null, byId: ["wwn-0x5000c500a1b2c3d4"], sizeBytes: null, seen: null },
     });
     expect(() => resolveMapping({ sda: "vdz" }, disks())).toThrow("sda=vdz: the machine reports no disk vdz (it has vda, vdb)");
+  });
+});
+
+describe("multipath disks from a ReaR layout (issue 26 item 3)", () => {
+  const local =
+    "disk /dev/sda 10737418240 gpt\npart /dev/sda 10736369664 1048576 rear-noname none /dev/sda1\nfs /dev/sda1 / ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n";
+  const san =
+    "multipath /dev/mapper/3600508b4000156d700012000000b0000 107374182400 gpt /dev/sdy,/dev/sdz\n" +
+    "part /dev/mapper/3600508b4000156d700012000000b0000 107372085248 1048576 rear-noname lvm /dev/mapper/3600508b4000156d700012000000b0000-part1\n" +
+    "lvmdev /dev/vgoracle /dev/mapper/3600508b4000156d700012000000b0000-part1 uuid 209715200\nlvmgrp /dev/vgoracle 4096 25599\nlvmvol /dev/vgoracle lvoracle 107369988096b linear\n" +
+    "fs /dev/mapper/vgoracle-lvoracle /app xfs uuid=4a1c2d3e-5f60-4718-92a3-b4c5d6e7f809 label=\n";
+  const disk = "mapper/3600508b4000156d700012000000b0000";
+  const targets = [newDisk("sda", 20 * GiB), newDisk("sdb", 100 * GiB, { wwn: "0x600508b4000156d700012000000b0000" }), newDisk("sdc", 100 * GiB, { wwn: "0x600508b4000156d700012000000b0000" })];
+  const rear = async (text: string) => (await import("../../../server/layout/rear-import.ts")).layoutFromRear(text, "dbhost", "2024-01-15T10:30:00Z");
+
+  it("a plan that would write a multipath disk is refused in one line naming it, its WWID and paths, and why, before any disk is matched", async () => {
+    const r = buildPlan({ layout: await rear(local + san), targets, options: { mapping: { sda: "sda", [disk]: "sdb" } } });
+    expect(r.ok).toBe(false);
+    expect(r.mapping).toEqual([]);
+    expect(refusal(r)).toBe(
+      `captured disk ${disk} is a multipath disk (WWID 3600508b4000156d700012000000b0000; paths /dev/sdy, /dev/sdz): the rescue image has no multipath tools, and a write through one of its paths would leave the others stale; map it to none (${disk}=none) to restore the rest and recreate it by hand`,
+    );
+  });
+
+  it("mapped to none (by name or path), the rest is restored and the multipath disk, its VG and /app are left alone", async () => {
+    for (const key of [disk, `/dev/${disk}`]) {
+      const r = ok(buildPlan({ layout: await rear(local + san), targets, options: { mapping: { sda: "sda", [key]: "none" } } }));
+      expect(args(r.steps, "check_disk").map((a) => a[0])).toEqual(["/dev/sda"]);
+      expect(fns(r.steps)).not.toContain("create_pv");
+      expect(args(r.steps, "mount_fs").map((a) => a[1])).toEqual(["/"]);
+      expect(r.notes).toContain("left out with it: /app (not mounted, nothing restored into it)");
+    }
+  });
+
+  it("a VG across a local disk and a multipath disk cannot be split: leaving the multipath disk out is refused by name", async () => {
+    const across = `${local.replace("none /dev/sda1\nfs /dev/sda1 / ext4 uuid=9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a label=\n", "lvm /dev/sda1\n")}lvmdev /dev/vgoracle /dev/sda1 uuid2 20969472\n${san}`;
+    const r = buildPlan({ layout: await rear(across), targets, options: { mapping: { sda: "sda", [disk]: "none" } } });
+    expect(refusal(r)).toMatch(/^volume group vgoracle spans \/dev\/sda1, \/dev\/mapper\/3600508b4000156d700012000000b0000-part1: it cannot be recreated from part of them/);
+  });
+});
+
+describe("MD arrays of whole disks, partitioned (issue 26 item 2)", () => {
+  const text = async () => (await import("node:fs")).readFileSync(new URL("../../fixtures/rear/md-whole-disks.disklayout.conf", import.meta.url), "utf8");
+  const rear = async (t: string) => (await import("../../../server/layout/rear-import.ts")).layoutFromRear(t, "mdbox", "2024-01-15T10:30:00Z");
+  const targets = (size = 10 * GiB) => [newDisk("sda", size), newDisk("sdb", size)];
+  const mapping = { sda: "sda", sdb: "sdb" };
+
+  it("the members are gated and wiped, the array made its captured size (mdadm --size), then partitioned as captured; the PV and ESP go on its partitions", async () => {
+    const r = ok(buildPlan({ layout: await rear(await text()), targets: targets(), options: { mapping, bootloader: "none" } }));
+    expect(fns(r.steps).slice(0, 8)).toEqual(["plan_begin", "check_disk", "check_disk", "wipe_disk", "wipe_disk", "create_md", "partition", "create_pv"]);
+    expect(args(r.steps, "wipe_disk")).toEqual([["/dev/sda", ""], ["/dev/sdb", ""]]);
+    expect(args(r.steps, "create_md")).toEqual([["/dev/md127", "any:127", "raid1", "1.2", "8d05eb84:2de831d1:dfed54b2:ad592118", String(10733223936 / 1024), "/dev/sda", "/dev/sdb"]]);
+    const [partition] = args(r.steps, "partition");
+    expect(partition![0]).toBe("/dev/md127");
+    expect(planned(r.steps, "/dev/md127")).toEqual([[1, 2048, 1048576], [2, 1050624, 19910656]]);
+    expect(partition![1]).toContain("/dev/md127p1 : start=2048, size=1048576, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+    expect(args(r.steps, "create_pv").map((a) => a[0])).toEqual(["/dev/md127p2"]);
+    expect(args(r.steps, "make_fs").map((a) => [a[0], a[1]])).toEqual([["vfat", "/dev/md127p1"], ["ext4", "/dev/system/root"]]);
+    expect(r.script).toContain("create_md /dev/md127 any:127 raid1 1.2 8d05eb84:2de831d1:dfed54b2:ad592118 10481664 /dev/sda /dev/sdb\npartition /dev/md127 ");
+  });
+
+  it("the boot loader goes on the disk under the array's partition (the ESP on /dev/md127p1)", async () => {
+    const r = ok(buildPlan({ layout: await rear(await text()), targets: targets(), options: { mapping } }));
+    expect(args(r.steps, "install_bootloader")).toEqual([["uefi", "grub", "/dev/sda", "/boot/efi", "linux"]]);
+  });
+
+  it("larger members keep the array at its captured size (noted); smaller ones are refused in one line naming the array and the sizes", async () => {
+    const big = ok(buildPlan({ layout: await rear(await text()), targets: targets(20 * GiB), options: { mapping, bootloader: "none" } }));
+    expect(args(big.steps, "create_md")[0]![5]).toBe("10481664");
+    expect(big.notes).toContain("MD array /dev/md127 keeps its captured size 10.0 GiB (10733223936 bytes) on the larger /dev/sda, /dev/sdb (its partition table is written as captured)");
+    const small = buildPlan({ layout: await rear(await text()), targets: targets(10 * GiB - 2 * 1024 * 1024), options: { mapping, bootloader: "none" } });
+    expect(refusal(small)).toBe(
+      "MD array /dev/md127 has a partition table, so it is made its captured size (10.0 GiB (10733223936 bytes) of each member plus 4.0 MiB (4194304 bytes) for the superblock): /dev/sda holds 10.0 GiB (10735321088 bytes)",
+    );
+  });
+
+  it("a partitioned raid0 or linear array is refused by name: mdadm cannot set its size before it is partitioned", async () => {
+    const raid0 = (await text()).replace("level=raid1", "level=raid0").replace("raiddisk /dev/md127 10733223936", "raiddisk /dev/md127 21466447872");
+    expect(refusal(buildPlan({ layout: await rear(raid0), targets: targets(), options: { mapping, bootloader: "none" } }))).toBe(
+      "MD array /dev/md127 (raid0, 2 members) has a partition table of its own: its size is set (mdadm --size) before it is partitioned, which mdadm does for raid1, raid4, raid5, raid6 and raid10 only",
+    );
+  });
+
+  it("both members left out: the array, its partitions and all on them go too; one left out is refused", async () => {
+    const l = await rear(await text());
+    const none = buildPlan({ layout: l, targets: targets(), options: { mapping: { sda: "none", sdb: "none" } } });
+    expect(refusal(none)).toBe("layout of mdbox has no disk to recreate");
+    const half = buildPlan({ layout: l, targets: targets(), options: { mapping: { sda: "sda", sdb: "none" } } });
+    expect(refusal(half)).toBe("MD array /dev/md127 is built on /dev/sda, /dev/sdb: it cannot be recreated from part of them; leave out all of its disks or none");
   });
 });
