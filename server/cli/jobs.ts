@@ -8,6 +8,7 @@ import type { JobView } from "../jobs/job-views.ts";
 import type { ArmPowerResult } from "../power/power-service.ts";
 import type { JobEvent } from "../store/types.ts";
 import { describeMapping } from "../plan/disks.ts";
+import type { EndState } from "../plan/steps.ts";
 import { type CliContext, cliContext, output, parseMappingPairs, planChoices, table, withGlobals, withPlanChoices, withServer } from "./common.ts";
 import { formatEvent, watchJob } from "./watch.ts";
 
@@ -77,7 +78,7 @@ function showJob(j: JobView): string {
   if (j.trustHttpBoot) lines.push("boot:      token to whoever asks for this MAC's script (--trust-http-boot)");
   if (j.hostname) lines.push(`hostname:  ${j.hostname}`);
   if (j.mapping) lines.push(`mapping:   ${describeMapping(j.mapping)}`);
-  const choices = [j.options.newUuids && "new UUIDs", j.options.grow && `${j.options.grow} grows`].filter(Boolean);
+  const choices = [j.options.newUuids && "new UUIDs", j.options.grow && `${j.options.grow} grows`, j.options.endState && `once done: ${j.options.endState}`].filter(Boolean);
   if (choices.length) lines.push(`options:   ${choices.join(", ")}`);
   if (j.ssh) lines.push(`remote:    ssh ${j.ssh}`);
   if (j.error) lines.push(`error:     ${j.error}`);
@@ -145,13 +146,13 @@ export function registerJobs(program: Command): Command {
       ),
       { json: true },
     ),
-  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; only?: string; trustHttpBoot?: boolean; newUuids?: boolean; grow?: string; power?: boolean; force?: boolean }, c: Command) => {
+  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; only?: string; trustHttpBoot?: boolean; newUuids?: boolean; grow?: string; endState?: EndState; power?: boolean; force?: boolean }, c: Command) => {
     const ctx = cliContext(c);
     if (o.force && !o.power) throw new UserError("--force goes with --power", 2);
     if (o.power && (!mac || o.macs || o.range || o.anyUnknown !== undefined)) throw new UserError("--power arms one machine at a time: give one MAC", 2);
     if (o.anyUnknown !== undefined) {
       // The window's clones take their plan choices from the profile (profiles set --new-uuids).
-      if (planChoices(o)) throw new UserError("--any-unknown takes the profile's --new-uuids/--grow: set them with lifeboat profiles set", 2);
+      if (planChoices(o)) throw new UserError("--any-unknown takes the profile's --new-uuids/--grow/--end-state: set them with lifeboat profiles set", 2);
       const profile = typeof o.clone === "string" ? o.clone : o.profile;
       const minutes = Number(o.anyUnknown);
       if (!profile || mac || o.macs || o.range || o.trustHttpBoot) throw new UserError("--any-unknown goes with --clone PROFILE alone (no MACs, no --trust-http-boot)", 2);

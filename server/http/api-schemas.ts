@@ -3,6 +3,7 @@ import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac, normalizeMacPrefix } from "../mac.ts";
 import type { HostRecord, PlanChoices } from "../store/types.ts";
 import { NET_BOOTS, POWER_ACTIONS, type PowerConfig } from "../power/power.ts";
+import { END_STATES } from "../plan/steps.ts";
 
 /**
  * Request bodies of the admin API: the one definition the routes validate with, the
@@ -20,6 +21,8 @@ export const planChoicesSchema = z.object({
     .string()
     .refine((p) => PARTITION.test(p), "expected a captured partition, e.g. /dev/sda2 or /dev/nvme0n1p3")
     .optional(),
+  /** What the machine does once the job is done: reboot into the restored system (default), poweroff, or hold in the rescue system. */
+  endState: z.enum(END_STATES).optional(),
 }) satisfies z.ZodType<PlanChoices>;
 
 export const armBodySchema = z

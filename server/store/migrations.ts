@@ -199,4 +199,10 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    // A served plan says what the machine does once its job is done (ServedPlan.endState, plan_done's
+    // argument from step contract 3); the plans served before ended with a reboot.
+    id: "0501-served-plan-end-state",
+    sql: `UPDATE jobs SET plan = json_set(plan, '$.endState', 'reboot') WHERE json_type(plan) = 'object' AND json_type(plan, '$.endState') IS NULL;`,
+  },
 ];

@@ -8,6 +8,7 @@ import type { CatalogDump } from "../amanda/model.ts";
 import type { Hello } from "../plan/agent-api.ts";
 import type { StoredMapping } from "../plan/disks.ts";
 import type { ServedPlan } from "../plan/plan.ts";
+import type { EndState } from "../plan/steps.ts";
 import type { PowerConfig } from "../power/power.ts";
 
 export interface HostRecord {
@@ -107,6 +108,8 @@ export interface PlanChoices {
   newUuids?: boolean;
   /** Captured partition path that takes the rest of its (bigger) disk; default: the last resizable one. */
   grow?: string;
+  /** What the machine does once its job is done: reboot (default), poweroff or hold (plan/steps.ts END_STATES). */
+  endState?: EndState;
 }
 
 export interface ProfileOptions extends PlanChoices {

@@ -18,7 +18,7 @@ export async function testServer(opts: { dataDir?: string; planner?: Planner; lo
 
 /** A plan for tests whose planner stands in for the plan builder: its script, step count, bytes and the dumps it may stream. */
 export function standInPlan(script: string, steps: number, more: { bytesTotal?: number; dumps?: string[] } = {}): JobPlanResult {
-  return { ok: true, script, steps, bytesTotal: more.bytesTotal ?? 0, dumps: more.dumps ?? [], detail: { mapping: [], notes: [], layoutVersion: 1 } };
+  return { ok: true, script, steps, bytesTotal: more.bytesTotal ?? 0, dumps: more.dumps ?? [], endState: "reboot", detail: { mapping: [], notes: [], layoutVersion: 1 } };
 }
 
 /** Registers a host with one MAC and one captured layout, straight in the store. */
