@@ -44,12 +44,13 @@ export const armBodySchema = z
     trustHttpBoot: z.boolean().optional(),
     /**
      * Power the machine through its host's power config once armed (jobs arm --power): a
-     * one-time network boot, then on; a machine that is on is refused unless `force`.
+     * one-time network boot, then on; a machine that is on is refused unless `force`. With
+     * `macs`, every MAC's host needs a power config, and the machines are powered in waves of
+     * config power.waveSize (each job's `powerWave` says where it is).
      */
     power: z.object({ force: z.boolean().default(false) }).optional(),
   })
-  .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" })
-  .refine((b) => !(b.power && b.macs), { message: "power: one machine at a time (give mac, not macs)" });
+  .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" });
 export type ArmBody = z.input<typeof armBodySchema>;
 
 export const profileBodySchema = z.object({

@@ -205,4 +205,10 @@ export const migrations: Migration[] = [
     id: "0501-served-plan-end-state",
     sql: `UPDATE jobs SET plan = json_set(plan, '$.endState', 'reboot') WHERE json_type(plan) = 'object' AND json_type(plan, '$.endState') IS NULL;`,
   },
+  {
+    // Clones powered in bounded waves (issue 22 item 4): a job's place in its batch, stored so a
+    // restart goes on with the machines still waiting (power/waves.ts PowerWaveEntry).
+    id: "0502-job-power-wave",
+    sql: `ALTER TABLE jobs ADD COLUMN power_wave TEXT NOT NULL DEFAULT 'null';`,
+  },
 ];

@@ -23,6 +23,7 @@ export function job(patch: Partial<JobRecord> = {}): JobRecord {
     mapping: null,
     options: {},
     plan: null,
+    powerWave: null,
     error: null,
     armedBy: "test",
     createdAt: t0.toISOString(),
