@@ -169,7 +169,7 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
     const p = await cli("profiles", "set", "web-fresh", "--host", "web1", "--new-uuids", "--grow", "/dev/sda2", "--end-state", "poweroff", "--json");
     expect(p.exitCode, p.stderr).toBe(0);
     expect(JSON.parse(p.stdout)).toMatchObject({ name: "web-fresh", options: { newUuids: true, grow: "/dev/sda2", endState: "poweroff" } });
-    expect((await cli("profiles", "list")).stdout).toMatch(/^web-fresh\s+web1\s+latest\s+newest\s+poweroff$/m);
+    expect((await cli("profiles", "list")).stdout).toMatch(/^web-fresh\s+web1\s+latest\s+newest\s+-\s+poweroff$/m);
     const arm = await cli("jobs", "arm", "52:54:00:ee:04:01", "--profile", "web-fresh", "--grow", "/dev/nvme0n1p3", "--end-state", "hold", "--json");
     expect(arm.exitCode, arm.stderr).toBe(0);
     const [job] = JSON.parse(arm.stdout) as JobView[];
