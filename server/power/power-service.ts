@@ -380,7 +380,10 @@ export class PowerService {
       },
       stop: async (graceMs) => {
         this.jobs.changes.off("job", onJob);
-        await Promise.race([Promise.allSettled([...pending]), new Promise((r) => setTimeout(r, graceMs))]);
+        // Work under way (a BMC being asked) gets graceMs; the timer is cleared so it holds no exit.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.allSettled([...pending]), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+        clearTimeout(timer);
       },
     };
   }
