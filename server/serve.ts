@@ -124,7 +124,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     planner: opts.planner ?? createPlanner(store),
   });
   const boot = new BootService(store, jobs, { dhcpMode: config.dhcp.mode, log: log.child({ svc: "boot" }) });
-  const power = new PowerService(store, jobs, { bootInterface: config.listen.interface, log: log.child({ svc: "power" }) });
+  const power = new PowerService(store, jobs, { bootInterface: config.listen.interface, waveSize: config.power.waveSize, log: log.child({ svc: "power" }) });
   const ctx: ServerContext = {
     jobs,
     boot,
@@ -139,6 +139,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
   const app = await buildApp(ctx);
   const services: Service[] = [
     jobTicker(jobs, log),
+    power.followUp(),
     httpService(app, config),
     catalogRefreshService(ctx),
     retentionService(ctx),

@@ -535,6 +535,11 @@ lb_fetch_plan() {
 # Never reboot into a half-restored disk: stay up for the admin (ssh, console).
 lb_wait_forever() {
   lb_log "stopped; waiting for the admin (the machine is NOT rebooted); log: $LB_LOG"
+  lb_wait_admin
+}
+
+# lb_wait_admin: never returns (LB_NO_WAIT, for tests: returns 1 at once).
+lb_wait_admin() {
   [ -n "${LB_NO_WAIT:-}" ] && return 1
   # lifeboat.shell=1 on the kernel command line: a root shell on the console while waiting.
   if [ "$(lb_cmdline_value lifeboat.shell "$(cat "$LB_CMDLINE_FILE")")" = 1 ]; then
@@ -570,11 +575,50 @@ lb_main() {
 }
 
 # lb_report_done: tells Lifeboat the recovery finished; 0 only once it confirmed. The machine
-# reboots into the restored system only then: a "done" that was not heard is said again (lb_post),
+# leaves the rescue system (lb_finish) only then: a "done" that was not heard is said again (lb_post),
 # never assumed, so a machine cannot boot the rescue system a second time and redo its plan.
 lb_report_done() {
-  lb_log "telling Lifeboat the recovery is done; the machine reboots once it confirms"
+  lb_log "telling Lifeboat the recovery is done; then: $(lb_end_state_words "$(lb_end_state)")"
   lb_event '{"type":"done"}'
   lb_heard $? "without rebooting" || return 1
   lb_log "Lifeboat confirmed: job $LB_JOB is done"
+}
+
+# --- the end state (plan_done's argument) ------------------------------------------------
+
+# lb_end_state: what plan_done recorded; reboot when nothing was (a plan cut short never gets here).
+lb_end_state() {
+  _es=$(cat "$LB_RUN/end-state" 2>/dev/null)
+  printf '%s' "${_es:-reboot}"
+}
+
+lb_end_state_words() {
+  case $1 in
+    reboot) printf 'reboot into the restored system' ;;
+    poweroff) printf 'power off' ;;
+    hold) printf 'hold in the rescue system for remote help (not rebooted)' ;;
+    *) printf '%s' "$1" ;;
+  esac
+}
+
+# lb_finish: after Lifeboat confirmed the job done, does what plan_done said. hold keeps the
+# rescue system up (PID 1 never returns) and says so on the console; Lifeboat's job events hold
+# the same (plan_done's output and the done event's endState).
+lb_finish() {
+  _fe=$(lb_end_state)
+  sync
+  case $_fe in
+    poweroff)
+      lb_log "recovery done: powering off"
+      poweroff -f
+      ;;
+    hold)
+      lb_log "recovery done: holding in the rescue system for remote help${LB_SSH:+ (ssh $LB_SSH)}; the restored disks are unmounted and the machine is NOT rebooted"
+      lb_wait_admin
+      ;;
+    *)
+      lb_log "recovery done: rebooting into the restored system"
+      reboot -f
+      ;;
+  esac
 }

@@ -10,6 +10,8 @@
 
 LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol set_default_subvol set_nocow mount_fs restore_dump fix_fstab set_identity install_bootloader regen_initramfs unmount_all plan_done"
 LB_CONTRACT_VERSION=3
+# What the machine does once the job is done (plan_done's argument; END_STATES in steps.ts).
+LB_END_STATES="reboot poweroff hold"
 
 lb_never() { return 1; }
 
@@ -607,7 +609,17 @@ unmount_all() {
 guard_unmount_all() { lb_never; }
 
 plan_done() {
-  lb_args plan_done 0 0 $# || return 2
-  echo "plan complete"
+  lb_args plan_done 1 1 $# || return 2
+  case " $LB_END_STATES " in
+    *" $1 "*) ;;
+    *)
+      echo "plan_done: unknown end state '$1' (expected one of: $LB_END_STATES)" >&2
+      return 1
+      ;;
+  esac
+  # Read by lb_finish once Lifeboat confirmed the job done.
+  mkdir -p "$LB_RUN"
+  printf '%s\n' "$1" >"$LB_RUN/end-state"
+  echo "plan complete; once Lifeboat confirms the job done: $(lb_end_state_words "$1")"
 }
 guard_plan_done() { lb_never; }

@@ -6,6 +6,7 @@ import { readAdminToken } from "../http/auth.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { openStore } from "../store/sqlite.ts";
 import type { PlanChoices, Store } from "../store/types.ts";
+import { END_STATES, type EndState } from "../plan/steps.ts";
 
 export interface GlobalOptions {
   config?: string;
@@ -36,12 +37,21 @@ export function withServer(cmd: Command): Command {
 export function withPlanChoices(cmd: Command): Command {
   return cmd
     .option("--new-uuids", "new UUIDs for every partition table, partition, filesystem and swap, fstab/crypttab rewritten to match (clones beside their template)")
-    .option("--grow <partition>", "captured partition that takes the rest of a bigger disk, e.g. /dev/sda2 (default: the last resizable one)");
+    .option("--grow <partition>", "captured partition that takes the rest of a bigger disk, e.g. /dev/sda2 (default: the last resizable one)")
+    .addOption(
+      new Option("--end-state <state>", "once the job is done: reboot into the restored system, poweroff (cold spare, drill) or hold in the rescue system for remote help (default: reboot)").choices(
+        END_STATES,
+      ),
+    );
 }
 
 /** The choices given on the command line; those not given are left to the profile (or the default). */
-export function planChoices(o: { newUuids?: boolean; grow?: string }): PlanChoices | undefined {
-  const choices: PlanChoices = { ...(o.newUuids ? { newUuids: true } : {}), ...(o.grow !== undefined ? { grow: o.grow } : {}) };
+export function planChoices(o: { newUuids?: boolean; grow?: string; endState?: EndState }): PlanChoices | undefined {
+  const choices: PlanChoices = {
+    ...(o.newUuids ? { newUuids: true } : {}),
+    ...(o.grow !== undefined ? { grow: o.grow } : {}),
+    ...(o.endState !== undefined ? { endState: o.endState } : {}),
+  };
   return Object.keys(choices).length ? choices : undefined;
 }
 

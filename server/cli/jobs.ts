@@ -8,6 +8,8 @@ import type { JobView } from "../jobs/job-views.ts";
 import type { ArmPowerResult } from "../power/power-service.ts";
 import type { JobEvent } from "../store/types.ts";
 import { describeMapping } from "../plan/disks.ts";
+import { waveWords } from "../power/waves.ts";
+import type { EndState } from "../plan/steps.ts";
 import { type CliContext, cliContext, output, parseMappingPairs, planChoices, table, withGlobals, withPlanChoices, withServer } from "./common.ts";
 import { formatEvent, watchJob } from "./watch.ts";
 
@@ -62,6 +64,7 @@ function jobRow(j: JobView) {
     bytes: j.bytesTotal ? `${Math.round((100 * j.bytesDone) / j.bytesTotal)}%` : "-",
     hostname: j.hostname,
     expiresAt: j.state === "armed" ? j.expiresAt : "",
+    power: waveWords(j.powerWave),
   };
 }
 
@@ -77,8 +80,12 @@ function showJob(j: JobView): string {
   if (j.trustHttpBoot) lines.push("boot:      token to whoever asks for this MAC's script (--trust-http-boot)");
   if (j.hostname) lines.push(`hostname:  ${j.hostname}`);
   if (j.mapping) lines.push(`mapping:   ${describeMapping(j.mapping)}`);
-  const choices = [j.options.newUuids && "new UUIDs", j.options.grow && `${j.options.grow} grows`].filter(Boolean);
+  const choices = [j.options.newUuids && "new UUIDs", j.options.grow && `${j.options.grow} grows`, j.options.endState && `once done: ${j.options.endState}`].filter(Boolean);
   if (choices.length) lines.push(`options:   ${choices.join(", ")}`);
+  if (j.powerWave) {
+    const w = j.powerWave;
+    lines.push(`power:     ${w.status}, ${w.position} of ${w.of} in ${w.wave}${w.force ? " (--force)" : ""}${w.note ? `: ${w.note}` : ""}`);
+  }
   if (j.ssh) lines.push(`remote:    ssh ${j.ssh}`);
   if (j.error) lines.push(`error:     ${j.error}`);
   return lines.join("\n");
@@ -86,18 +93,32 @@ function showJob(j: JobView): string {
 
 /**
  * `jobs arm MAC --power`: the plan first (a refused plan stops here, nothing armed, nothing
- * powered), then the server arms and powers the machine through its host's power config.
+ * powered), then the server arms and powers the machine through its host's power config. With
+ * many MACs (--macs/--range), the first one's plan is shown, all are armed and the server powers
+ * them in waves of power.waveSize; the answer comes once the first wave was powered.
  */
 async function armAndPower(ctx: CliContext, body: ArmBody): Promise<void> {
+  const first = String(body.mac ?? body.macs?.[0]);
   const plan = await ctx.api.raw("POST", "/api/v1/plan-preview", body);
   const script = await plan.text();
-  if (!plan.ok) throw new UserError(`${String(body.mac)}: ${(JSON.parse(script) as { message?: string }).message ?? plan.statusText}; nothing armed, nothing powered`);
-  if (!ctx.json) process.stdout.write(`# the plan for ${String(body.mac)}\n${script.trimEnd()}\n\n`);
-  const [job] = await ctx.api.request<Array<JobView & { power: ArmPowerResult }>>("POST", "/api/v1/jobs", body);
-  const p = job!.power;
+  if (!plan.ok) throw new UserError(`${first}: ${(JSON.parse(script) as { message?: string }).message ?? plan.statusText}; nothing armed, nothing powered`);
+  if (!ctx.json) process.stdout.write(`# the plan for ${first}${body.macs ? ` (the first of ${body.macs.length})` : ""}\n${script.trimEnd()}\n\n`);
+  const jobs = await ctx.api.request<Array<JobView & { power?: ArmPowerResult }>>("POST", "/api/v1/jobs", body);
+  if (body.macs) {
+    output(ctx, { plan: script, jobs }, () =>
+      [
+        `${jobs.length} jobs armed, powered in waves (server config power.waveSize) as each powered machine's restore ends:`,
+        table(jobs.map(jobRow), ["id", "mac", "hostname", "power"]),
+        "follow them with: lifeboat jobs list --active (the power column)",
+      ].join("\n"),
+    );
+    return;
+  }
+  const job = jobs[0]!;
+  const p = job.power!;
   output(ctx, { plan: script, job }, () =>
     [
-      `${job!.id} armed for ${job!.mac} (${job!.kind}, profile ${job!.profile}), expires ${job!.expiresAt}`,
+      `${job.id} armed for ${job.mac} (${job.kind}, profile ${job.profile}), expires ${job.expiresAt}`,
       `power: ${p.host} via ${p.target}: was ${p.before}; ${p.summary}`,
       ...p.notes.map((n) => `note: ${n}`),
     ].join("\n"),
@@ -132,26 +153,29 @@ export function registerJobs(program: Command): Command {
           .option("--expires <hours>", "hours until an unused job expires (default from config, 24)")
           .option("--any-unknown <minutes>", "clones: any unknown machine that network-boots in the next MINUTES becomes a clone (off unless given)")
           .option("--only <macs>", "with --any-unknown: only these MACs or MAC prefixes (vendor OUI 00:25:90, a rack's 52:54:00:00:01), comma-separated")
-          .option("--power", "then power the machine through its host's power config: a one-time network boot (the flag its firmware needs), confirmed off, then on")
-          .option("--force", "with --power: a machine that is on is powered off and on again (without it, refused)")
+          .option(
+            "--power",
+            "then power the machine through its host's power config: a one-time network boot (the flag its firmware needs), confirmed off, then on; with --macs/--range, in waves of power.waveSize (config) machines at a time",
+          )
+          .option("--force", "with --power: a machine that is on is powered off and on again (without it, refused; in a wave, its job is cancelled)")
           .option(
             "--trust-http-boot",
             "give the boot token to whoever asks for this MAC's boot script, without an answer from Lifeboat's DHCP (needed with dhcp.mode off; see the README's safety section)",
           )
           .addHelpText(
             "after",
-            "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm 52:54:00:12:34:56 --grow /dev/sda2   # a bigger disk: /dev/sda2 takes the rest\n  lifeboat jobs arm 52:54:00:12:34:56 --power   # and power it on through its BMC (hosts power-config)\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}' --new-uuids\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f\n  lifeboat jobs arm --clone web --any-unknown 30   # then power on the new machines\n  lifeboat jobs arm --clone web --any-unknown 30 --only 00:25:90,52:54:00:00:01",
+            "\nExamples:\n  lifeboat jobs arm 52:54:00:12:34:56\n  lifeboat jobs arm 52:54:00:12:34:56 --grow /dev/sda2   # a bigger disk: /dev/sda2 takes the rest\n  lifeboat jobs arm 52:54:00:12:34:56 --power   # and power it on through its BMC (hosts power-config)\n  lifeboat jobs arm --clone web --macs new-racks.txt --hostname-pattern 'web-{n}' --new-uuids\n  lifeboat jobs arm --clone web --range 52:54:00:00:01:00-52:54:00:00:01:0f\n  lifeboat jobs arm --clone web --macs rack.txt --power   # powered 8 at a time (power.waveSize)\n  lifeboat jobs arm --clone web --any-unknown 30   # then power on the new machines\n  lifeboat jobs arm --clone web --any-unknown 30 --only 00:25:90,52:54:00:00:01",
           ),
       ),
       { json: true },
     ),
-  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; only?: string; trustHttpBoot?: boolean; newUuids?: boolean; grow?: string; power?: boolean; force?: boolean }, c: Command) => {
+  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; only?: string; trustHttpBoot?: boolean; newUuids?: boolean; grow?: string; endState?: EndState; power?: boolean; force?: boolean }, c: Command) => {
     const ctx = cliContext(c);
     if (o.force && !o.power) throw new UserError("--force goes with --power", 2);
-    if (o.power && (!mac || o.macs || o.range || o.anyUnknown !== undefined)) throw new UserError("--power arms one machine at a time: give one MAC", 2);
+    if (o.power && o.anyUnknown !== undefined) throw new UserError("--power goes with a MAC or --macs/--range, not --any-unknown (Lifeboat cannot power machines it does not know)", 2);
     if (o.anyUnknown !== undefined) {
       // The window's clones take their plan choices from the profile (profiles set --new-uuids).
-      if (planChoices(o)) throw new UserError("--any-unknown takes the profile's --new-uuids/--grow: set them with lifeboat profiles set", 2);
+      if (planChoices(o)) throw new UserError("--any-unknown takes the profile's --new-uuids/--grow/--end-state: set them with lifeboat profiles set", 2);
       const profile = typeof o.clone === "string" ? o.clone : o.profile;
       const minutes = Number(o.anyUnknown);
       if (!profile || mac || o.macs || o.range || o.trustHttpBoot) throw new UserError("--any-unknown goes with --clone PROFILE alone (no MACs, no --trust-http-boot)", 2);
@@ -213,7 +237,7 @@ export function registerJobs(program: Command): Command {
     if (o.state) q.set("state", o.state);
     if (o.mac) q.set("mac", normalizeMac(o.mac));
     const list = await ctx.api.request<JobView[]>("GET", `/api/v1/jobs?${q}`);
-    output(ctx, list, () => table(list.map(jobRow), ["id", "mac", "kind", "profile", "state", "progress", "bytes", "hostname"]));
+    output(ctx, list, () => table(list.map(jobRow), ["id", "mac", "kind", "profile", "state", "progress", "bytes", "hostname", "power"]));
   });
 
   withServer(withGlobals(jobs.command("show <job>").description("show one job"), { json: true })).action(async (id: string, _o, c: Command) => {

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { UserError } from "../errors.ts";
 import type { ProfileBody } from "../http/api-schemas.ts";
 import type { ProfileRecord } from "../store/types.ts";
+import { DEFAULT_END_STATE, type EndState } from "../plan/steps.ts";
 import { cliContext, output, parseMappingPairs, planChoices, table, withGlobals, withPlanChoices, withServer } from "./common.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -32,7 +33,7 @@ export function registerProfiles(program: Command): Command {
       ),
       { json: true },
     ),
-  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; includeRemovable?: boolean; hostnamePattern?: string; bootloader: boolean; newUuids?: boolean; grow?: string }, c: Command) => {
+  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; includeRemovable?: boolean; hostnamePattern?: string; bootloader: boolean; newUuids?: boolean; grow?: string; endState?: EndState }, c: Command) => {
     const ctx = cliContext(c);
     const lv = o.layoutVersion === undefined ? null : Number(o.layoutVersion);
     if (lv !== null && (!Number.isInteger(lv) || lv < 1)) throw new UserError(`--layout-version: expected a version number, got ${JSON.stringify(o.layoutVersion)}`, 2);
@@ -49,7 +50,7 @@ export function registerProfiles(program: Command): Command {
       },
     };
     const p = await ctx.api.request<ProfileRecord>("PUT", `/api/v1/profiles/${encodeURIComponent(name)}`, body);
-    output(ctx, p, () => `profile ${p.name}: host ${p.host}, layout ${p.layoutVersion ?? "latest"}, restore point ${p.at ?? "newest"}`);
+    output(ctx, p, () => `profile ${p.name}: host ${p.host}, layout ${p.layoutVersion ?? "latest"}, restore point ${p.at ?? "newest"}, once done: ${p.options.endState ?? DEFAULT_END_STATE}`);
   });
 
   withServer(withGlobals(profiles.command("list").description("list profiles"), { json: true })).action(async (_o, c: Command) => {
@@ -57,8 +58,8 @@ export function registerProfiles(program: Command): Command {
     const list = await ctx.api.request<ProfileRecord[]>("GET", "/api/v1/profiles");
     output(ctx, list, () =>
       table(
-        list.map((p) => ({ ...p, layoutVersion: p.layoutVersion ?? "latest", at: p.at ?? "newest", hostnamePattern: p.options.hostnamePattern })),
-        ["name", "host", "layoutVersion", "at", "hostnamePattern"],
+        list.map((p) => ({ ...p, layoutVersion: p.layoutVersion ?? "latest", at: p.at ?? "newest", hostnamePattern: p.options.hostnamePattern, endState: p.options.endState ?? DEFAULT_END_STATE })),
+        ["name", "host", "layoutVersion", "at", "hostnamePattern", "endState"],
       ),
     );
   });

@@ -105,6 +105,12 @@ export const configSchema = z.strictObject({
       agentLogJobMaxBytes: z.number().int().min(1024).default(STORE_LIMITS.agentLogJobMaxBytes),
     })
     .prefault({}),
+  power: z
+    .strictObject({
+      // How many machines of batches armed with --power load the server at once (power/waves.ts).
+      waveSize: z.number().int().min(1).max(1024).default(8),
+    })
+    .prefault({}),
   retention: z
     .strictObject({
       layoutVersions: z.number().int().min(1).default(STORE_LIMITS.layoutVersions),

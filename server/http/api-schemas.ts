@@ -3,6 +3,7 @@ import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac, normalizeMacPrefix } from "../mac.ts";
 import type { HostRecord, PlanChoices } from "../store/types.ts";
 import { NET_BOOTS, POWER_ACTIONS, type PowerConfig } from "../power/power.ts";
+import { END_STATES } from "../plan/steps.ts";
 
 /**
  * Request bodies of the admin API: the one definition the routes validate with, the
@@ -20,6 +21,8 @@ export const planChoicesSchema = z.object({
     .string()
     .refine((p) => PARTITION.test(p), "expected a captured partition, e.g. /dev/sda2 or /dev/nvme0n1p3")
     .optional(),
+  /** What the machine does once the job is done: reboot into the restored system (default), poweroff, or hold in the rescue system. */
+  endState: z.enum(END_STATES).optional(),
 }) satisfies z.ZodType<PlanChoices>;
 
 export const armBodySchema = z
@@ -41,12 +44,13 @@ export const armBodySchema = z
     trustHttpBoot: z.boolean().optional(),
     /**
      * Power the machine through its host's power config once armed (jobs arm --power): a
-     * one-time network boot, then on; a machine that is on is refused unless `force`.
+     * one-time network boot, then on; a machine that is on is refused unless `force`. With
+     * `macs`, every MAC's host needs a power config, and the machines are powered in waves of
+     * config power.waveSize (each job's `powerWave` says where it is).
      */
     power: z.object({ force: z.boolean().default(false) }).optional(),
   })
-  .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" })
-  .refine((b) => !(b.power && b.macs), { message: "power: one machine at a time (give mac, not macs)" });
+  .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" });
 export type ArmBody = z.input<typeof armBodySchema>;
 
 export const profileBodySchema = z.object({

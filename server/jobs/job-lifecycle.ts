@@ -19,8 +19,8 @@ export interface BootGrant {
 }
 
 /** The plan a job keeps, without the planner's verdict. */
-function servedPlan({ script, steps, bytesTotal, dumps, detail }: ServedPlan): ServedPlan {
-  return { script, steps, bytesTotal, dumps, detail };
+function servedPlan({ script, steps, bytesTotal, dumps, endState, detail }: ServedPlan): ServedPlan {
+  return { script, steps, bytesTotal, dumps, endState, detail };
 }
 
 /** The clock's limits (config jobs.*), the log, the planner and the cap on an agent's logs. */

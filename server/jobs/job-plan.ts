@@ -5,6 +5,7 @@ import type { TargetDisk } from "../plan/agent-api.ts";
 import { type DiskLayout, parseLayout } from "../layout/layout.ts";
 import { type RestoreChain, type ServedPlan, buildPlan } from "../plan/plan.ts";
 import { storedMappingSchema } from "../plan/disks.ts";
+import { DEFAULT_END_STATE } from "../plan/steps.ts";
 
 /** What the planner returns for a job: the plan it would serve, or why there is none yet. */
 export type JobPlanResult = ({ ok: true } & ServedPlan) | { ok: false; reason: string };
@@ -85,6 +86,7 @@ export function createPlanner(store: Store): Planner {
       return { ok: false, reason: (err as Error).message };
     }
     const hello = job.hello;
+    const endState = job.options.endState ?? profile.options.endState ?? DEFAULT_END_STATE;
     // Mappings are stored as identities; a kernel name saved by an older Lifeboat is not trusted.
     const mapping = storedMappingSchema.safeParse({ ...(profile.options.mapping ?? {}), ...(job.mapping ?? {}) });
     if (!mapping.success) return { ok: false, reason: `job ${job.id}: its disk mapping names disks by kernel name (saved by an older Lifeboat); map them again` };
@@ -103,6 +105,7 @@ export function createPlanner(store: Store): Planner {
         firmware: hello?.hardware.firmware,
         luksKeys: await store.jobs.keyIds(job.id),
         identity: job.kind === "clone" && job.hostname ? { hostname: job.hostname } : undefined,
+        endState,
       },
     });
     if (!r.ok) return { ok: false, reason: r.reason };
@@ -113,6 +116,7 @@ export function createPlanner(store: Store): Planner {
       steps: r.steps.length,
       bytesTotal,
       dumps: r.dumps,
+      endState,
       detail: { mapping: r.mapping, notes: hello ? r.notes : ["dry run against the captured disks: the machine has not booted yet", ...r.notes], layoutVersion: rec.version },
     };
   };

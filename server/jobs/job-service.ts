@@ -6,6 +6,9 @@ import { type StoredMapping, resolveMapping } from "../plan/disks.ts";
 import type { JobPlanResult } from "./job-plan.ts";
 import { JobLifecycle } from "./job-lifecycle.ts";
 
+/** A job's place in a batch powered in waves (power/waves.ts, which schedules them). */
+type PowerWaveEntry = NonNullable<JobRecord["powerWave"]>;
+
 export interface ArmRequest {
   mac: string;
   kind?: JobKind;
@@ -23,6 +26,8 @@ export interface ArmRequest {
    * for its MAC's boot script gets a fresh token (jobs/boot-policy.ts; the README says the trade).
    */
   trustHttpBoot?: boolean;
+  /** Its place in a batch powered in waves (power/waves.ts); the wave scheduler powers it at its turn. */
+  powerWave?: PowerWaveEntry;
   actor: string;
 }
 
@@ -123,6 +128,7 @@ export class JobService extends JobLifecycle {
       mapping: profile.options.mapping ?? null,
       options: req.options ?? {},
       plan: null,
+      powerWave: req.powerWave ?? null,
       error: null,
       armedBy: req.actor,
       expiresAt: new Date(Date.now() + expiresMs).toISOString(),
@@ -210,6 +216,13 @@ export class JobService extends JobLifecycle {
     const ev = await this.store.jobs.addEvent(id, type, { by: actor, ...data });
     await this.store.audit.append({ actor, action: `job.${type}`, target: `job:${id}`, detail: data });
     this.changes.emit("job", await this.get(id), ev);
+  }
+
+  /** A job's place in its powered batch changed (the wave scheduler's doing): stored, and shown to live views. */
+  async setPowerWave(id: string, entry: PowerWaveEntry): Promise<JobRecord> {
+    const job = await this.store.jobs.update(id, { powerWave: entry });
+    this.changes.emit("job", job);
+    return job;
   }
 
   /** A LUKS passphrase for container UUID, used by create_luks; kept only while the job is active. */

@@ -1,5 +1,5 @@
 import type { AgentEvent, Hello } from "../plan/agent-api.ts";
-import type { StepName } from "../plan/steps.ts";
+import { DEFAULT_END_STATE, type EndState, type StepName } from "../plan/steps.ts";
 import type { ServedPlan } from "../plan/plan.ts";
 import type { JobRecord, JobState } from "../store/types.ts";
 
@@ -53,6 +53,11 @@ const PLANNABLE_STATES: readonly JobState[] = ["booted", "planning"];
 
 /** The last call of every plan: when it has ended, the plan ran to its end. */
 const LAST_STEP: StepName = "plan_done";
+
+/** What the machine does now that its job is done: its served plan's end state (migration 0501 gave older plans reboot). */
+function endStateOf(job: JobRecord): EndState {
+  return job.plan?.endState ?? DEFAULT_END_STATE;
+}
 
 export function isActive(state: JobState): boolean {
   return ACTIVE_STATES.includes(state);
@@ -156,7 +161,7 @@ function tick(job: JobRecord, input: Extract<JobInput, { kind: "tick" }>, now: D
   if (silentMs <= input.heartbeatTimeoutMs) return ok({});
   // Its last call started and the agent went quiet (its "done" lost, or the machine rebooted into itself).
   if (planReachedEnd(job))
-    return ok({ state: "done" }, { type: "done", data: { reason: `the plan ran to ${LAST_STEP}; the agent's own "done" was not heard`, silentSince } });
+    return ok({ state: "done" }, { type: "done", data: { reason: `the plan ran to ${LAST_STEP}; the agent's own "done" was not heard`, silentSince, endState: endStateOf(job) } });
   if (job.state !== "stalled") return ok({ state: "stalled" }, { type: "stalled", data: { silentSince } });
   if (silentMs <= input.stalledFailMs) return ok({});
   const error = `stalled: no word from the agent since ${silentSince}; given up after ${Number((input.stalledFailMs / 3600_000).toFixed(2))} h (jobs.stalledFailHours; the plan is not served again)`;
@@ -171,7 +176,7 @@ function agentEvent(job: JobRecord, e: AgentEvent, doneBytes: number, alive: Par
     case "step-end":
       // The last call ended well: the plan ran to its end, whether or not the agent's "done" arrives.
       if (e.name === LAST_STEP && e.step === job.steps && e.exitStatus === 0)
-        return ok({ ...alive, state: "done", step: e.step }, { type: "step-end", data: e }, { type: "done", data: { reason: `the plan ran to ${LAST_STEP}` } });
+        return ok({ ...alive, state: "done", step: e.step }, { type: "step-end", data: e }, { type: "done", data: { reason: `the plan ran to ${LAST_STEP}`, endState: endStateOf(job) } });
       return ok({ ...alive, step: e.step, steps: e.of }, { type: "step-end", data: e });
     case "stream":
       // Byte counts arrive often: recorded on the job, an event only when a stream ends.
@@ -183,7 +188,7 @@ function agentEvent(job: JobRecord, e: AgentEvent, doneBytes: number, alive: Par
       return ok(alive, { type: "log", data: { message: e.message } });
     case "done":
       if (!planReachedEnd(job)) return no(`job ${job.id}: done reported at step ${job.step} of ${job.steps}`);
-      return ok({ ...alive, state: "done" }, { type: "done", data: {} });
+      return ok({ ...alive, state: "done" }, { type: "done", data: { endState: endStateOf(job) } });
     case "failed":
       return ok({ ...alive, state: "failed", error: e.error }, { type: "failed", data: e });
   }

@@ -29,6 +29,8 @@ export function jobView(j: JobRecord) {
     mapping: j.mapping,
     /** Plan choices given at arming (over the profile's). */
     options: j.options,
+    /** Its place in a batch powered in waves (jobs arm --macs … --power), or null. */
+    powerWave: j.powerWave,
     disks: hello?.disks ?? null,
     ip: hello?.hardware.ip ?? null,
     ssh: hello?.ssh ?? null,
@@ -63,6 +65,20 @@ export const jobViewSchema = {
     /** Captured disk → the target's identity ({name, serial, wwn, byId, sizeBytes, seen}), or null: left out. */
     mapping: { type: ["object", "null"], additionalProperties: { type: ["object", "null"], additionalProperties: true } },
     options: { type: "object", additionalProperties: true },
+    powerWave: {
+      type: ["object", "null"],
+      additionalProperties: true,
+      properties: {
+        wave: { type: "string" },
+        position: { type: "integer" },
+        of: { type: "integer" },
+        queuedAt: { type: "string" },
+        /** waiting, powered, skipped, refused, failed (power/waves.ts WAVE_STATUSES). */
+        status: { type: "string" },
+        force: { type: "boolean" },
+        note: { type: ["string", "null"] },
+      },
+    },
     disks: { type: ["array", "null"], items: { type: "object", additionalProperties: true } },
     ip: { type: ["string", "null"] },
     ssh: { type: ["string", "null"] },

@@ -2,7 +2,7 @@ import type { TargetDisk } from "./agent-api.ts";
 import { type Disk, type DiskLayout, removableOrUsb } from "../layout/layout.ts";
 import { fmtBytes } from "../layout/layout-text.ts";
 import { layoutProblem } from "../layout/layout-validate.ts";
-import { CONTRACT_VERSION, type Step, renderPlan, step } from "./steps.ts";
+import { CONTRACT_VERSION, DEFAULT_END_STATE, type EndState, type Step, renderPlan, step } from "./steps.ts";
 import { type DiskIdentity, type DiskMatch, LEAVE_OUT, mappingOf, matchDisks } from "./disks.ts";
 import { type PlanStage, bootLoader, filesystems, fixFstab, gateDisks, identity, initramfs, mounts, partitionTables, planState, restores, storageStack } from "./plan-stages.ts";
 
@@ -54,6 +54,8 @@ export interface PlanOptions {
   newUuids?: boolean;
   /** For tests and clones: where new UUIDs come from. */
   uuid?: () => string;
+  /** What the machine does once the job is done (plan_done's argument); default reboot. */
+  endState?: EndState;
 }
 
 export interface PlanInput {
@@ -78,6 +80,8 @@ export interface ServedPlan {
   steps: number;
   bytesTotal: number;
   dumps: string[];
+  /** What the machine does once the job is done (the script's plan_done says the same). */
+  endState: EndState;
   detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number };
 }
 
@@ -181,7 +185,7 @@ export function buildPlan(input: PlanInput): PlanResult {
     stage(state);
     if (state.problems.length) return refuse(state.problems);
   }
-  const steps: Step[] = [...state.steps, step("unmount_all", {}), step("plan_done", {})];
+  const steps: Step[] = [...state.steps, step("unmount_all", {}), step("plan_done", { end_state: options.endState ?? DEFAULT_END_STATE })];
   steps.unshift(step("plan_begin", { contract: CONTRACT_VERSION, host: layout.hostname, steps: steps.length + 1 }));
   return { ok: true, steps, script: renderPlan(steps), dumps: state.dumps, mapping: matches, notes: state.notes };
 }

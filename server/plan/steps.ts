@@ -224,14 +224,25 @@ export const STEP_FUNCTIONS = {
     guard: "never skipped",
   },
   plan_done: {
-    doc: "Last call: the agent reports success (and then reboots).",
-    args: [],
+    doc:
+      "Last call: the agent reports success and, once Lifeboat confirmed the job done, ends as END_STATE says: " +
+      "reboot (into the restored system), poweroff, or hold (the rescue system stays up for remote help, and says so).",
+    args: [a("end_state", "reboot, poweroff or hold (END_STATES)")],
     guard: "never skipped",
   },
 } as const satisfies Record<string, StepSpec>;
 
 /** The step contract's version: plan_begin's first argument, which the agent (LB_CONTRACT_VERSION in steps.sh) must equal. */
 export const CONTRACT_VERSION = "3";
+
+/**
+ * What a machine does once its job is done (plan_done's argument; LB_END_STATES in steps.sh):
+ * reboot into the restored system, power off (cold spares, drills), or hold in the rescue
+ * system for remote help. The first is the default.
+ */
+export const END_STATES = ["reboot", "poweroff", "hold"] as const;
+export type EndState = (typeof END_STATES)[number];
+export const DEFAULT_END_STATE: EndState = END_STATES[0];
 
 export type StepName = keyof typeof STEP_FUNCTIONS;
 

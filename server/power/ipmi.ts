@@ -31,6 +31,12 @@ export function ipmiBootdevCommand(via: NetBoot, firmware: Firmware): string[] {
   return ["chassis", "bootdev", "pxe", ...(firmware === "uefi" ? ["options=efiboot"] : [])];
 }
 
+/**
+ * No boot override (pure): `chassis bootdev none` sets the boot flags valid with "no override",
+ * so the next boot follows the machine's own boot order.
+ */
+export const IPMI_CLEAR_BOOT: readonly string[] = ["chassis", "bootdev", "none"];
+
 /** "Chassis Power is on" → on (pure); anything else is not an answer. */
 export function parsePowerStatus(stdout: string): PowerState | undefined {
   const m = /Chassis Power is (on|off)/i.exec(stdout);
@@ -98,5 +104,9 @@ export class IpmiDriver implements PowerDriver {
 
   async setOneTimeBoot(via: NetBoot, firmware: Firmware): Promise<void> {
     await this.run(ipmiBootdevCommand(via, firmware));
+  }
+
+  async clearOneTimeBoot(): Promise<void> {
+    await this.run([...IPMI_CLEAR_BOOT]);
   }
 }

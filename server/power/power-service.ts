@@ -1,7 +1,10 @@
+import { randomBytes } from "node:crypto";
+import type { Service } from "../context.ts";
 import { ConflictError, UserError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ArmRequest, JobService } from "../jobs/job-service.ts";
-import type { HostRecord, JobRecord, Store } from "../store/types.ts";
+import { TERMINAL_STATES, isActive } from "../jobs/job-state.ts";
+import type { HostRecord, JobEvent, JobRecord, Store } from "../store/types.ts";
 import { IpmiDriver } from "./ipmi.ts";
 import {
   type Firmware,
@@ -12,12 +15,16 @@ import {
   PowerError,
   type PowerKind,
   type PowerState,
+  type PowerPlan,
   type PowerStep,
+  type RecordedPowerStep,
   describePowerSteps,
   netBootOf,
+  planAfterEnd,
   planArmPower,
   powerTarget,
 } from "./power.ts";
+import { type PowerWaveEntry, planWaves } from "./waves.ts";
 import { RedfishDriver } from "./redfish.ts";
 import { WolDriver } from "./wol.ts";
 
@@ -25,9 +32,28 @@ export interface PowerServiceOptions {
   /** The boot interface (listen.interface): where Wake-on-LAN packets go out. */
   bootInterface: string;
   log: Logger;
+  /** How many machines of powered batches may load the server at once (config power.waveSize). */
+  waveSize: number;
+  /** Builds a host's driver; the real ones (powerDriver) unless a test stands in for the BMCs. */
+  driver?: typeof powerDriver;
   /** How long a forced power-off may take to show as off, and how often it is asked. */
   confirmOffMs?: number;
   pollMs?: number;
+}
+
+/** The driver a host's power config names, with its opened password (the edges: ipmi.ts, redfish.ts, wol.ts). */
+export function powerDriver(host: HostRecord, config: PowerConfig, secret: string, bootInterface: string): PowerDriver {
+  switch (config.kind) {
+    case "ipmi":
+      return new IpmiDriver(config, secret);
+    case "redfish":
+      return new RedfishDriver(config, secret);
+    case "wol": {
+      const mac = host.macs[0];
+      if (!mac) throw new UserError(`host ${host.name} has no MAC to wake`, 2);
+      return new WolDriver(mac, bootInterface);
+    }
+  }
 }
 
 /** What a power action did, as the API, CLI and page show it. */
@@ -91,18 +117,8 @@ export class PowerService {
   private async driverFor(host: HostRecord): Promise<{ driver: PowerDriver; config: PowerConfig }> {
     const rec = await this.store.power.get(host.name);
     if (!rec) throw new UserError(`host ${host.name} has no power config (lifeboat hosts power-config ${host.name} --ipmi|--redfish|--wol)`, 2);
-    const config = rec.config;
-    switch (config.kind) {
-      case "ipmi":
-        return { driver: new IpmiDriver(config, (await this.store.power.secret(host.name)) ?? ""), config };
-      case "redfish":
-        return { driver: new RedfishDriver(config, (await this.store.power.secret(host.name)) ?? ""), config };
-      case "wol": {
-        const mac = host.macs[0];
-        if (!mac) throw new UserError(`host ${host.name} has no MAC to wake`, 2);
-        return { driver: new WolDriver(mac, this.opts.bootInterface), config };
-      }
-    }
+    const secret = rec.hasSecret ? ((await this.store.power.secret(host.name)) ?? "") : "";
+    return { driver: (this.opts.driver ?? powerDriver)(host, rec.config, secret, this.opts.bootInterface), config: rec.config };
   }
 
   private async host(name: string): Promise<HostRecord> {
@@ -131,6 +147,23 @@ export class PowerService {
     }
   }
 
+  /** The host owning a MAC, and its power driver; a one-line refusal when either is missing. */
+  private async driverForMac(mac: string): Promise<{ host: HostRecord; driver: PowerDriver; config: PowerConfig }> {
+    const host = await this.store.hosts.byMac(mac);
+    if (!host) throw new UserError(`${mac} belongs to no host: --power uses the power config of the host that owns the MAC`, 2);
+    return { host, ...(await this.driverFor(host)) };
+  }
+
+  /** The machine's state, or the BMC's failure to tell it (kept: after arming it is one line naming the job). */
+  private async probe(driver: PowerDriver): Promise<{ before?: PowerState; statusError?: PowerError }> {
+    try {
+      return { before: driver.can.status ? await driver.status() : "unknown" };
+    } catch (err) {
+      if (!(err instanceof PowerError)) throw err;
+      return { statusError: err };
+    }
+  }
+
   /**
    * `jobs arm --power`: the machine's state first (a machine that is on is refused unless
    * `force`, before anything is armed); then the job is armed and the steps run, each in the
@@ -138,25 +171,31 @@ export class PowerService {
    * and says so in one line.
    */
   async armWithPower(req: ArmRequest, force: boolean): Promise<{ job: JobRecord; power: ArmPowerResult }> {
-    const host = await this.store.hosts.byMac(req.mac);
-    if (!host) throw new UserError(`${req.mac} belongs to no host: --power uses the power config of the host that owns the MAC`, 2);
-    const { driver, config } = await this.driverFor(host);
-    const target = `${powerTarget(config)} (${host.name})`;
-    let before: PowerState | undefined;
-    let statusError: PowerError | undefined;
-    try {
-      before = driver.can.status ? await driver.status() : "unknown";
-    } catch (err) {
-      if (!(err instanceof PowerError)) throw err;
-      statusError = err;
-    }
+    const { host, driver, config } = await this.driverForMac(req.mac);
+    const { before, statusError } = await this.probe(driver);
     const plan = before === undefined ? undefined : planArmPower({ host: host.name, state: before, force, can: driver.can });
     if (plan && !plan.ok) {
       await this.store.audit.append({ actor: req.actor, action: "host.power", target: `host:${host.name}`, detail: { action: "arm", via: config.kind, state: before, refused: plan.reason } });
-      throw new ConflictError(plan.reason);
+      throw new ConflictError(`${plan.reason} (nothing armed)`);
     }
     const job = await this.jobs.arm(req);
-    const record = (data: Record<string, unknown>) => this.jobs.recordAction(job.id, "power", { via: config.kind, target: powerTarget(config), ...data }, req.actor);
+    return { job, power: await this.powerArmed(job, host, driver, config, { before, statusError, plan }, req.actor) };
+  }
+
+  /**
+   * Runs the power plan of an armed job's machine, each step in the job's history. A BMC that
+   * fails leaves the job armed and says so in one line (PowerError).
+   */
+  private async powerArmed(
+    job: JobRecord,
+    host: HostRecord,
+    driver: PowerDriver,
+    config: PowerConfig,
+    found: { before?: PowerState; statusError?: PowerError; plan?: PowerPlan },
+    actor: string,
+  ): Promise<ArmPowerResult> {
+    const { before, statusError, plan } = found;
+    const record = (data: Record<string, unknown>) => this.jobs.recordAction(job.id, "power", { via: config.kind, target: powerTarget(config), ...data }, actor);
     const armedButFailed = async (step: string, err: PowerError): Promise<never> => {
       await record({ step, error: err.message });
       throw new PowerError(err.failure, `${err.message}; ${job.id} stays armed: power ${host.name} on by hand`);
@@ -175,10 +214,177 @@ export class PowerService {
       }
       await record({ step, ...(step === "set-boot" ? { netBoot, firmware } : {}) });
     }
-    this.opts.log.info({ job: job.id, host: host.name, via: config.kind, steps: plan.steps }, "job armed and powered");
+    this.opts.log.info({ job: job.id, host: host.name, via: config.kind, steps: plan.steps }, "job's machine powered");
     return {
-      job,
-      power: { host: host.name, via: config.kind, target, before: before!, steps: plan.steps, netBoot, firmware, summary: describePowerSteps(plan.steps, netBoot, firmware), notes: plan.notes },
+      host: host.name,
+      via: config.kind,
+      target: `${powerTarget(config)} (${host.name})`,
+      before: before!,
+      steps: plan.steps,
+      netBoot,
+      firmware,
+      summary: describePowerSteps(plan.steps, netBoot, firmware),
+      notes: plan.notes,
+    };
+  }
+
+  /**
+   * `jobs arm --clone P --macs FILE --power`: every MAC must belong to a host with a power config
+   * (checked before anything is armed); all are armed, each with its place in the batch, and the
+   * wave scheduler powers them power.waveSize at a time. Answers once the first wave was powered.
+   */
+  async armWave(reqs: ArmRequest[], force: boolean, actor: string): Promise<JobRecord[]> {
+    for (const r of reqs) {
+      const host = await this.store.hosts.byMac(r.mac);
+      if (!host) throw new UserError(`${r.mac} belongs to no host: --power uses the power config of the host that owns the MAC (nothing armed)`, 2);
+      if (!(await this.store.power.get(host.name)))
+        throw new UserError(`host ${host.name} (${r.mac}) has no power config (lifeboat hosts power-config ${host.name} --ipmi|--redfish|--wol); nothing armed`, 2);
+    }
+    const wave = `wave-${randomBytes(4).toString("hex")}`;
+    const queuedAt = new Date().toISOString();
+    const armed: JobRecord[] = [];
+    for (const [i, r] of reqs.entries())
+      armed.push(await this.jobs.arm({ ...r, powerWave: { wave, position: i + 1, of: reqs.length, queuedAt, status: "waiting", force, note: null } }));
+    await this.store.audit.append({ actor, action: "job.power-wave", target: `wave:${wave}`, detail: { jobs: armed.map((j) => j.id), force, waveSize: this.opts.waveSize } });
+    this.opts.log.info({ wave, machines: armed.length, waveSize: this.opts.waveSize }, "batch armed; powering it in waves");
+    await this.kickWaves();
+    return Promise.all(armed.map((j) => this.jobs.get(j.id)));
+  }
+
+  private wavePass: Promise<void> | undefined;
+  private waveAgain = false;
+
+  /**
+   * Runs the wave scheduler now, or once more after the pass under way (passes never overlap:
+   * two could power the same machine). Resolves when no pass is left to run.
+   */
+  kickWaves(): Promise<void> {
+    if (this.wavePass) {
+      this.waveAgain = true;
+      return this.wavePass;
+    }
+    const loop = async () => {
+      do {
+        this.waveAgain = false;
+        try {
+          await this.runWaves();
+        } catch (err) {
+          this.opts.log.error({ err }, "power wave pass failed");
+        }
+      } while (this.waveAgain);
+    };
+    this.wavePass = loop().finally(() => {
+      this.wavePass = undefined;
+    });
+    return this.wavePass;
+  }
+
+  /** One pass of the wave scheduler (waves.ts) over the stored batches, its actions run one by one. */
+  private async runWaves(): Promise<void> {
+    const jobs = await this.store.jobs.inPowerWaves();
+    for (const action of planWaves(jobs, this.opts.waveSize)) {
+      const job = jobs.find((j) => j.id === action.job)!;
+      const entry = job.powerWave!;
+      if (action.do === "skip") {
+        await this.jobs.setPowerWave(job.id, { ...entry, status: "skipped", note: action.note });
+        continue;
+      }
+      // Marked before the BMC is asked: a restart mid-way leaves it powered, never powered twice.
+      await this.jobs.setPowerWave(job.id, { ...entry, status: "powered", note: null });
+      await this.jobs.setPowerWave(job.id, { ...entry, ...(await this.powerTurn(job, entry)) });
+    }
+  }
+
+  /** Powers one machine at its turn: what its batch entry becomes. */
+  private async powerTurn(job: JobRecord, entry: PowerWaveEntry): Promise<Pick<PowerWaveEntry, "status" | "note">> {
+    const actor = "power-wave";
+    try {
+      const { host, driver, config } = await this.driverForMac(job.mac);
+      const { before, statusError } = await this.probe(driver);
+      const plan = before === undefined ? undefined : planArmPower({ host: host.name, state: before, force: entry.force, can: driver.can });
+      if (plan && !plan.ok) {
+        // On at its turn: nothing is cycled, and its job is cancelled so no later boot of it is cloned.
+        const note = `${plan.reason} (its job cancelled)`;
+        await this.jobs.recordAction(job.id, "power", { via: config.kind, target: powerTarget(config), step: "status", state: before, refused: note }, actor);
+        await this.jobs.cancel(job.id, actor);
+        return { status: "refused", note };
+      }
+      const r = await this.powerArmed(job, host, driver, config, { before, statusError, plan }, actor);
+      return { status: "powered", note: r.summary };
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      this.opts.log.warn({ job: job.id, err: err.message }, "power wave: a machine was not powered");
+      return { status: "failed", note: err.message };
+    }
+  }
+
+  private afterEndRunning = new Set<string>();
+
+  /**
+   * Once a job has ended, the one-time boot override its arm set is cleared (planAfterEnd), so
+   * the next boot is the disk's; in the job's history either way. Never throws: a BMC's failure
+   * is recorded and logged.
+   */
+  async afterEnd(id: string): Promise<void> {
+    if (this.afterEndRunning.has(id)) return;
+    this.afterEndRunning.add(id);
+    try {
+      const job = await this.jobs.get(id);
+      const history = powerHistory(await this.jobs.events(id));
+      // Most jobs were never powered: no driver built, no credentials opened.
+      if (isActive(job.state) || !history.some((h) => h.step === "set-boot")) return;
+      const host = await this.store.hosts.byMac(job.mac);
+      if (!host || !(await this.store.power.get(host.name))) return;
+      const { driver, config } = await this.driverFor(host);
+      for (const step of planAfterEnd({ ended: true, history, can: driver.can })) {
+        const record = (data: Record<string, unknown>) => this.jobs.recordAction(id, "power", { via: config.kind, target: powerTarget(config), step, ...data }, "power-after-end");
+        try {
+          await this.runStep(driver, step, netBootOf(config), null, host.name);
+          await record({ jobState: job.state });
+        } catch (err) {
+          if (!(err instanceof PowerError)) throw err;
+          this.opts.log.warn({ job: id, host: host.name, err: err.message }, "the one-time boot override was not cleared");
+          await record({ jobState: job.state, error: err.message });
+        }
+      }
+    } catch (err) {
+      this.opts.log.error({ err, job: id }, "power after the job's end failed");
+    } finally {
+      this.afterEndRunning.delete(id);
+    }
+  }
+
+  /**
+   * The part of `serve` that follows jobs: on every change of a job in a powered batch the wave
+   * scheduler runs, and a job that ended gets its boot override cleared. At start, both catch
+   * up with what happened while the server was down (the batches are stored with their jobs).
+   */
+  followUp(): Service {
+    const pending = new Set<Promise<void>>();
+    const track = (p: Promise<void>) => {
+      pending.add(p);
+      void p.finally(() => pending.delete(p));
+    };
+    const onJob = (job: JobRecord) => {
+      if (job.powerWave) track(this.kickWaves());
+      if (!isActive(job.state)) track(this.afterEnd(job.id));
+    };
+    return {
+      name: "power",
+      start: async () => {
+        this.jobs.changes.on("job", onJob);
+        track(this.kickWaves());
+        // Recently ended jobs whose override may still be set (the server stopped before it was cleared).
+        for (const j of await this.store.jobs.list({ state: [...TERMINAL_STATES], limit: 50 })) track(this.afterEnd(j.id));
+        return `batches powered ${this.opts.waveSize} machines at a time (power.waveSize); boot overrides cleared when a job ends`;
+      },
+      stop: async (graceMs) => {
+        this.jobs.changes.off("job", onJob);
+        // Work under way (a BMC being asked) gets graceMs; the timer is cleared so it holds no exit.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.allSettled([...pending]), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+        clearTimeout(timer);
+      },
     };
   }
 
@@ -196,6 +402,8 @@ export class PowerService {
       }
       case "set-boot":
         return driver.setOneTimeBoot(netBoot, firmware!);
+      case "clear-boot":
+        return driver.clearOneTimeBoot();
       case "on":
       case "wake":
         return driver.on();
@@ -210,4 +418,13 @@ export class PowerService {
     if (firmware !== "bios" && firmware !== "uefi") throw new UserError(`profile ${job.profile}: its layout names no boot firmware (bios or uefi)`, 2);
     return firmware;
   }
+}
+
+/** The power steps a job's history holds, in order (its "power" events). */
+export function powerHistory(events: JobEvent[]): RecordedPowerStep[] {
+  return events
+    .filter((e) => e.type === "power")
+    .map((e) => e.data as { step?: RecordedPowerStep["step"]; error?: string })
+    .filter((d): d is RecordedPowerStep => typeof d.step === "string")
+    .map((d) => (d.error === undefined ? { step: d.step } : { step: d.step, error: d.error }));
 }

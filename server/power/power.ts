@@ -61,6 +61,8 @@ export interface PowerDriver {
   cycle(): Promise<void>;
   /** The next boot (only) goes to the network, the way `firmware` boots (UEFI needs its own flag). */
   setOneTimeBoot(via: NetBoot, firmware: Firmware): Promise<void>;
+  /** No boot override left: the next boot is the machine's own (its disk). */
+  clearOneTimeBoot(): Promise<void>;
 }
 
 /** Why a driver failed, for one line: the peer did not answer, refused the credentials, refused the request, or cannot do it. */
@@ -77,8 +79,8 @@ export class PowerError extends UserError {
   }
 }
 
-/** One step of `jobs arm --power`, in the order it runs. */
-export type PowerStep = "off" | "confirm-off" | "set-boot" | "on" | "wake";
+/** One step of `jobs arm --power`, in the order it runs, and the one after its job ended (clear-boot). */
+export type PowerStep = "off" | "confirm-off" | "set-boot" | "on" | "wake" | "clear-boot";
 
 export type PowerPlan = { ok: true; steps: PowerStep[]; notes: string[] } | { ok: false; reason: string };
 
@@ -96,7 +98,7 @@ export function planArmPower(o: { host: string; state: PowerState; force: boolea
   }
   const boot: PowerStep[] = o.can.oneTimeBoot ? ["set-boot"] : [];
   if (o.state === "off") return { ok: true, steps: [...boot, "on"], notes: [] };
-  if (!o.force) return { ok: false, reason: `${o.host} is on: not power-cycled without --force (nothing armed)` };
+  if (!o.force) return { ok: false, reason: `${o.host} is on: not power-cycled without --force` };
   if (!o.can.off) return { ok: false, reason: `${o.host} is on and its driver cannot power it off` };
   return { ok: true, steps: ["off", "confirm-off", ...boot, "on"], notes: [] };
 }
@@ -109,6 +111,28 @@ export function describePowerSteps(steps: PowerStep[], via: NetBoot, firmware: F
     "set-boot": `set a one-time ${via === "pxe" ? "PXE" : "UEFI HTTP"} boot (${firmware === "uefi" ? "UEFI" : "BIOS"})`,
     on: "power on",
     wake: "send a Wake-on-LAN magic packet",
+    "clear-boot": "clear the one-time boot override",
   };
   return steps.map((s) => words[s]).join(", then ");
+}
+
+/** A power step as a job's history holds it (its "power" events): the step, and the error when it failed. */
+export interface RecordedPowerStep {
+  step: PowerStep | "status";
+  error?: string;
+}
+
+/**
+ * What is done to the machine once its job has ended (pure), whatever the end (done, failed,
+ * cancelled, expired): the one-time network boot `jobs arm --power` set is cleared, so the next
+ * boot is the disk's. BMCs should drop the flag once used or after 60 s, but not every one does,
+ * and a machine that never booted from it would keep it. Cleared once: nothing when no set-boot
+ * succeeded, or a clear-boot was already tried after it (a failed one is in the history for the
+ * admin, not retried on every change), or the driver sets no boot override.
+ */
+export function planAfterEnd(o: { ended: boolean; history: RecordedPowerStep[]; can: PowerDriver["can"] }): PowerStep[] {
+  if (!o.ended || !o.can.oneTimeBoot) return [];
+  const set = o.history.findLastIndex((s) => s.step === "set-boot" && s.error === undefined);
+  if (set < 0 || o.history.slice(set + 1).some((s) => s.step === "clear-boot")) return [];
+  return ["clear-boot"];
 }

@@ -20,6 +20,9 @@ export function redfishBootPatch(via: NetBoot, firmware: Firmware) {
   } as const;
 }
 
+/** The PATCH body that leaves no boot override (pure): the next boot is the system's own. */
+export const REDFISH_CLEAR_BOOT = { Boot: { BootSourceOverrideEnabled: "Disabled" } } as const;
+
 /** Redfish's PowerState in ours (pure): the transitions count as where they go. */
 export function redfishPowerState(s: unknown): PowerState | undefined {
   if (s === "On" || s === "PoweringOn" || s === "Paused") return "on";
@@ -120,5 +123,9 @@ export class RedfishDriver implements PowerDriver {
 
   async setOneTimeBoot(via: NetBoot, firmware: Firmware): Promise<void> {
     await this.request("PATCH", await this.system(), redfishBootPatch(via, firmware));
+  }
+
+  async clearOneTimeBoot(): Promise<void> {
+    await this.request("PATCH", await this.system(), REDFISH_CLEAR_BOOT);
   }
 }

@@ -65,4 +65,8 @@ export class WolDriver implements PowerDriver {
   async setOneTimeBoot(): Promise<void> {
     this.cannot("set a one-time boot");
   }
+
+  async clearOneTimeBoot(): Promise<void> {
+    this.cannot("clear a one-time boot");
+  }
 }

@@ -199,4 +199,16 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    // A served plan says what the machine does once its job is done (ServedPlan.endState, plan_done's
+    // argument from step contract 3); the plans served before ended with a reboot.
+    id: "0501-served-plan-end-state",
+    sql: `UPDATE jobs SET plan = json_set(plan, '$.endState', 'reboot') WHERE json_type(plan) = 'object' AND json_type(plan, '$.endState') IS NULL;`,
+  },
+  {
+    // Clones powered in bounded waves (issue 22 item 4): a job's place in its batch, stored so a
+    // restart goes on with the machines still waiting (power/waves.ts PowerWaveEntry).
+    id: "0502-job-power-wave",
+    sql: `ALTER TABLE jobs ADD COLUMN power_wave TEXT NOT NULL DEFAULT 'null';`,
+  },
 ];

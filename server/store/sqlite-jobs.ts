@@ -62,7 +62,7 @@ export function sqliteAssignments(db: Database.Database): AssignmentRepo {
   };
 }
 
-const JSON_FIELDS = { hello: "hello", mapping: "mapping", options: "options", plan: "plan" } as const;
+const JSON_FIELDS = { hello: "hello", mapping: "mapping", options: "options", plan: "plan", powerWave: "powerWave" } as const;
 const COLUMNS: Record<string, string> = {
   mac: "mac",
   kind: "kind",
@@ -81,6 +81,7 @@ const COLUMNS: Record<string, string> = {
   mapping: "mapping",
   options: "options",
   plan: "plan",
+  powerWave: "power_wave",
   error: "error",
   armedBy: "armed_by",
   updatedAt: "updated_at",
@@ -108,6 +109,7 @@ function jobFrom(r: Row): JobRecord {
     mapping: JSON.parse(r.mapping as string) as JobRecord["mapping"],
     options: (JSON.parse(r.options as string) as JobRecord["options"] | null) ?? {},
     plan: JSON.parse(r.plan as string) as JobRecord["plan"],
+    powerWave: JSON.parse(r.power_wave as string) as JobRecord["powerWave"],
     error: (r.error as string | null) ?? null,
     armedBy: r.armed_by as string,
     createdAt: r.created_at as string,
@@ -205,6 +207,14 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
       const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY created_at DESC, id LIMIT ?`;
       return (db.prepare(sql).all(...args, opts.limit ?? 1000) as Row[]).map(jobFrom);
     },
+    inPowerWaves: async () =>
+      (
+        db
+          .prepare(
+            `SELECT * FROM jobs WHERE json_type(power_wave) = 'object' AND (state IN (${activeList}) OR json_extract(power_wave, '$.status') = 'waiting') ORDER BY created_at, id`,
+          )
+          .all() as Row[]
+      ).map(jobFrom),
     update: async (id, patch) => {
       if (updateNow(id, patch) === 0) throw new UserError(`no job ${id}`, 2);
       return getNow(id)!;

@@ -8,7 +8,9 @@ import type { CatalogDump } from "../amanda/model.ts";
 import type { Hello } from "../plan/agent-api.ts";
 import type { StoredMapping } from "../plan/disks.ts";
 import type { ServedPlan } from "../plan/plan.ts";
+import type { EndState } from "../plan/steps.ts";
 import type { PowerConfig } from "../power/power.ts";
+import type { PowerWaveEntry } from "../power/waves.ts";
 
 export interface HostRecord {
   name: string;
@@ -107,6 +109,8 @@ export interface PlanChoices {
   newUuids?: boolean;
   /** Captured partition path that takes the rest of its (bigger) disk; default: the last resizable one. */
   grow?: string;
+  /** What the machine does once its job is done: reboot (default), poweroff or hold (plan/steps.ts END_STATES). */
+  endState?: EndState;
 }
 
 export interface ProfileOptions extends PlanChoices {
@@ -152,6 +156,8 @@ export interface JobRecord {
   options: PlanChoices;
   /** The plan served to its agent; null before. */
   plan: ServedPlan | null;
+  /** Its place in a batch powered in waves (`jobs arm --macs … --power`, power/waves.ts); null: in none. */
+  powerWave: PowerWaveEntry | null;
   error: string | null;
   armedBy: string;
   createdAt: string;
@@ -189,6 +195,8 @@ export interface JobRepo {
   /** The MAC's job in an active state, if any (at most one exists). */
   activeForMac(mac: string): Promise<JobRecord | undefined>;
   list(opts?: { state?: JobState[]; mac?: string; limit?: number }): Promise<JobRecord[]>;
+  /** The jobs of powered batches the wave scheduler looks at: active ones, and those still marked waiting. */
+  inPowerWaves(): Promise<JobRecord[]>;
   update(id: string, patch: Partial<Omit<JobRecord, "id" | "createdAt">>): Promise<JobRecord>;
   /**
    * One change of a job, all or nothing: the patch, only if the job is still in state `from`

@@ -1,4 +1,6 @@
 import { loadConfig } from "../../server/config/load.ts";
+import type { Config } from "../../server/config/schema.ts";
+import type { EndState } from "../../server/plan/steps.ts";
 import { createLogger } from "../../server/log.ts";
 import type { JobPlanResult, Planner } from "../../server/jobs/job-plan.ts";
 import type { JobRecord } from "../../server/store/types.ts";
@@ -8,17 +10,18 @@ import { tempDir } from "./tmp.ts";
 /**
  * A real server in-process on 127.0.0.1 with an ephemeral HTTP port, no TFTP and no DHCP
  * socket: dhcp.mode is proxy but no interface is set, so DHCP never starts, and a test says
- * what it "answered" with dhcpAnswered().
+ * what it "answered" with dhcpAnswered(). `config` may change the loaded config before it starts.
  */
-export async function testServer(opts: { dataDir?: string; planner?: Planner; logLevel?: string } = {}): Promise<RunningServer> {
+export async function testServer(opts: { dataDir?: string; planner?: Planner; logLevel?: string; config?: (c: Config) => void } = {}): Promise<RunningServer> {
   const dataDir = opts.dataDir ?? tempDir();
   const config = loadConfig({ overrides: { dataDir, listen: "127.0.0.1", httpPort: 0, tftp: false, dhcp: "proxy" } });
+  opts.config?.(config);
   return startServer(config, createLogger(opts.logLevel ?? "silent", { pretty: false }), { planner: opts.planner });
 }
 
 /** A plan for tests whose planner stands in for the plan builder: its script, step count, bytes and the dumps it may stream. */
-export function standInPlan(script: string, steps: number, more: { bytesTotal?: number; dumps?: string[] } = {}): JobPlanResult {
-  return { ok: true, script, steps, bytesTotal: more.bytesTotal ?? 0, dumps: more.dumps ?? [], detail: { mapping: [], notes: [], layoutVersion: 1 } };
+export function standInPlan(script: string, steps: number, more: { bytesTotal?: number; dumps?: string[]; endState?: EndState } = {}): JobPlanResult {
+  return { ok: true, script, steps, bytesTotal: more.bytesTotal ?? 0, dumps: more.dumps ?? [], endState: more.endState ?? "reboot", detail: { mapping: [], notes: [], layoutVersion: 1 } };
 }
 
 /** Registers a host with one MAC and one captured layout, straight in the store. */

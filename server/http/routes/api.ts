@@ -121,7 +121,8 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       "/jobs",
       {
         schema: {
-          summary: "Arm a recovery or clone job for one MAC, or clones for many; with power, also power the machine (502: its BMC failed, the job stays armed)",
+          summary:
+            "Arm a recovery or clone job for one MAC, or clones for many; with power, also power the machine (502: its BMC failed, the job stays armed), or the many in waves of power.waveSize (answered once the first wave was powered)",
           tags: ["jobs"],
           security,
           body: jsonSchema(armBodySchema),
@@ -150,10 +151,11 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
           trustHttpBoot: body.trustHttpBoot,
           actor: actor(req),
         });
-        if (body.power) {
+        if (body.power && macs.length === 1) {
           const { job, power } = await ctx.power.armWithPower(request(macs[0]!, 0), body.power.force);
           return [{ ...jobView(job), power }];
         }
+        if (body.power) return (await ctx.power.armWave(macs.map(request), body.power.force, actor(req))).map(jobView);
         const armed: JobRecord[] = [];
         for (const [i, m] of macs.entries()) armed.push(await ctx.jobs.arm(request(m, i)));
         return armed.map(jobView);

@@ -165,19 +165,22 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
     expect([unknown.exitCode, unknown.stderr.trim()]).toEqual([2, "lifeboat: POST /api/v1/catalog/refresh: 404 no Amanda config named nope in the Lifeboat config"]);
   });
 
-  it("profiles set and jobs arm take the plan choices (--new-uuids, --grow); a bad one is a one-line 400", async () => {
-    const p = await cli("profiles", "set", "web-fresh", "--host", "web1", "--new-uuids", "--grow", "/dev/sda2", "--json");
+  it("profiles set and jobs arm take the plan choices (--new-uuids, --grow, --end-state); a bad one is a one-line 400", async () => {
+    const p = await cli("profiles", "set", "web-fresh", "--host", "web1", "--new-uuids", "--grow", "/dev/sda2", "--end-state", "poweroff", "--json");
     expect(p.exitCode, p.stderr).toBe(0);
-    expect(JSON.parse(p.stdout)).toMatchObject({ name: "web-fresh", options: { newUuids: true, grow: "/dev/sda2" } });
-    const arm = await cli("jobs", "arm", "52:54:00:ee:04:01", "--profile", "web-fresh", "--grow", "/dev/nvme0n1p3", "--json");
+    expect(JSON.parse(p.stdout)).toMatchObject({ name: "web-fresh", options: { newUuids: true, grow: "/dev/sda2", endState: "poweroff" } });
+    expect((await cli("profiles", "list")).stdout).toMatch(/^web-fresh\s+web1\s+latest\s+newest\s+-\s+poweroff$/m);
+    const arm = await cli("jobs", "arm", "52:54:00:ee:04:01", "--profile", "web-fresh", "--grow", "/dev/nvme0n1p3", "--end-state", "hold", "--json");
     expect(arm.exitCode, arm.stderr).toBe(0);
     const [job] = JSON.parse(arm.stdout) as JobView[];
-    expect(job!.options).toEqual({ grow: "/dev/nvme0n1p3" });
-    expect((await cli("jobs", "show", job!.id)).stdout).toContain("options:   /dev/nvme0n1p3 grows");
+    expect(job!.options).toEqual({ grow: "/dev/nvme0n1p3", endState: "hold" });
+    expect((await cli("jobs", "show", job!.id)).stdout).toContain("options:   /dev/nvme0n1p3 grows, once done: hold");
+    const endState = await cli("profiles", "set", "web-fresh", "--host", "web1", "--end-state", "halt");
+    expect([endState.exitCode, endState.stderr.split("\n")[0]]).toEqual([2, "error: option '--end-state <state>' argument 'halt' is invalid. Allowed choices are reboot, poweroff, hold."]);
     const bad = await cli("jobs", "arm", "52:54:00:ee:04:02", "--profile", "web-fresh", "--grow", "sda2");
     expect([bad.exitCode, bad.stderr.trim()]).toEqual([2, "lifeboat: POST /api/v1/jobs: 400 options.grow: expected a captured partition, e.g. /dev/sda2 or /dev/nvme0n1p3"]);
     const window = await cli("jobs", "arm", "--clone", "web-fresh", "--any-unknown", "5", "--new-uuids");
-    expect([window.exitCode, window.stderr.trim()]).toEqual([2, "lifeboat: --any-unknown takes the profile's --new-uuids/--grow: set them with lifeboat profiles set"]);
+    expect([window.exitCode, window.stderr.trim()]).toEqual([2, "lifeboat: --any-unknown takes the profile's --new-uuids/--grow/--end-state: set them with lifeboat profiles set"]);
   });
 
   it("bad input and an unreachable server are one-line errors", async () => {

@@ -17,7 +17,10 @@ import { type IpmiSim, freeUdpPort, ipmiSimUnavailable, startIpmiSim } from "./i
 
 const MAC = "52:54:00:c0:00:01";
 const PASSWORD = "s3cret-bmc-Pa55";
-const planner: Planner = async (job) => standInPlan(`plan_begin 1 ${job.profile} 1\nplan_done\n`, 1);
+const planner: Planner = async (job) => {
+  const endState = job.options.endState ?? "reboot";
+  return standInPlan(`plan_begin 3 ${job.profile} 1\nplan_done ${endState}\n`, 1, { endState });
+};
 
 describeNeeding(await ipmiSimUnavailable(), "power through IPMI against OpenIPMI's ipmi_sim", () => {
   let sim: IpmiSim;
@@ -28,8 +31,15 @@ describeNeeding(await ipmiSimUnavailable(), "power through IPMI against OpenIPMI
   const ipmitool = (...args: string[]) =>
     execa("ipmitool", ["-I", "lanplus", "-H", "127.0.0.1", "-p", String(sim.port), "-U", "admin", "-E", "-C", "3", ...args], { env: { IPMI_PASSWORD: PASSWORD }, reject: false });
   const activeJobs = async () => (JSON.parse((await cli("jobs", "list", "--active", "--json")).stdout) as JobView[]).filter((j) => j.mac === MAC);
+  const powerSteps = async (id: string) => (await server.ctx.jobs.events(id)).filter((e) => e.type === "power").map((e) => e.data as { step: string; error?: string });
+  /** Cancels the machine's jobs, and waits until the boot flag a job's arm set was cleared (the server does it once the job ended). */
   const cancelAll = async () => {
-    for (const j of await activeJobs()) await cli("jobs", "cancel", j.id);
+    for (const j of await activeJobs()) {
+      await cli("jobs", "cancel", j.id);
+      const until = Date.now() + 20_000;
+      const flagSet = async () => (await powerSteps(j.id)).some((s) => s.step === "set-boot" && !s.error);
+      while ((await flagSet()) && !(await powerSteps(j.id)).some((s) => s.step === "clear-boot") && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    }
   };
 
   beforeAll(async () => {
@@ -78,7 +88,7 @@ describeNeeding(await ipmiSimUnavailable(), "power through IPMI against OpenIPMI
     const start = sim.calls().length;
     const arm = await cli("jobs", "arm", MAC, "--power");
     expect(arm.exitCode, arm.stderr).toBe(0);
-    expect(arm.stdout).toMatch(new RegExp(`^# the plan for ${MAC}\\nplan_begin 1 web1 1\\nplan_done\\n\\njob-\\w+ armed for ${MAC} \\(recover, profile web1\\), expires .*\\npower: web1 via IPMI BMC 127\\.0\\.0\\.1:${sim.port} \\(web1\\): was off; set a one-time PXE boot \\(UEFI\\), then power on$`));
+    expect(arm.stdout).toMatch(new RegExp(`^# the plan for ${MAC}\\nplan_begin 3 web1 1\\nplan_done reboot\\n\\njob-\\w+ armed for ${MAC} \\(recover, profile web1\\), expires .*\\npower: web1 via IPMI BMC 127\\.0\\.0\\.1:${sim.port} \\(web1\\): was off; set a one-time PXE boot \\(UEFI\\), then power on$`));
     // The boot flag is set before the power-on, and the BMC holds it.
     const sets = sim.calls().slice(start).filter((c) => c.includes(" set "));
     expect(sets).toEqual(["0x20 set boot pxe", "0x20 set power 1"]);
@@ -90,6 +100,28 @@ describeNeeding(await ipmiSimUnavailable(), "power through IPMI against OpenIPMI
     expect(log).toMatch(/power .*"step":"set-boot","netBoot":"pxe","firmware":"uefi"/);
     expect(log).toMatch(/power .*"step":"on"/);
     await cancelAll();
+  });
+
+  it("after done, the one-time boot flag is never left behind: bootdev none, in the job's history, the next boot the disk's", { timeout: 60_000 }, async () => {
+    sim.setPower("off");
+    const arm = await cli("jobs", "arm", MAC, "--power", "--end-state", "poweroff");
+    expect(arm.exitCode, arm.stderr).toBe(0);
+    expect((await ipmitool("chassis", "bootparam", "get", "5")).stdout).toMatch(/Boot Device Selector : Force PXE/);
+    const [job] = await activeJobs();
+    // The agent's calls, by hand: it booted, fetched its plan, ran plan_done to its end.
+    const { jobs } = server.ctx;
+    await jobs.hello(job!.id, { disks: [], hardware: { macs: [MAC] } });
+    expect(await jobs.plan(job!.id, "token-hash")).toMatchObject({ ok: true });
+    await jobs.agentEvent(job!.id, { type: "step-start", step: 1, of: 1, name: "plan_done" });
+    const start = sim.calls().length;
+    await jobs.agentEvent(job!.id, { type: "step-end", step: 1, of: 1, name: "plan_done", exitStatus: 0, output: "", skipped: false });
+    const until = Date.now() + 20_000;
+    while (!(await powerSteps(job!.id)).some((s) => s.step === "clear-boot") && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect((await powerSteps(job!.id)).map((s) => [s.step, s.error])).toEqual([["status", undefined], ["set-boot", undefined], ["on", undefined], ["clear-boot", undefined]]);
+    expect(sim.calls().slice(start).filter((c) => c.includes(" set "))).toEqual(["0x20 set boot none"]);
+    expect((await ipmitool("chassis", "bootparam", "get", "5")).stdout).toMatch(/Boot Device Selector : No override/);
+    const events = (await cli("jobs", "log", job!.id)).stdout;
+    expect(events).toContain('done {"reason":"the plan ran to plan_done","endState":"poweroff"}');
   });
 
   it("a machine that is on is not power-cycled without --force (one line, nothing armed); with --force: off, confirmed off, boot flag, on", { timeout: 60_000 }, async () => {

@@ -129,7 +129,15 @@ describe("Redfish against a stand-in DMTF mockup served by the test (no Redfish 
       ["POST", RESET, { ResetType: "On" }],
     ]);
     expect(m.state).toMatchObject({ power: "On", boot: { BootSourceOverrideEnabled: "Once", BootSourceOverrideTarget: "UefiHttp" } });
+    // Once the job ends (cancelled here), the override is not left behind: PATCH Disabled, in its history.
+    m.seen.length = 0;
     await inject("POST", `/api/v1/jobs/${job!.id}/cancel`);
+    const steps = async () => (await server.ctx.jobs.events(job!.id)).filter((e) => e.type === "power").map((e) => (e.data as { step: string }).step);
+    const until = Date.now() + 10_000;
+    while (!(await steps()).includes("clear-boot") && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(await steps()).toEqual(["status", "set-boot", "on", "clear-boot"]);
+    expect(m.seen.filter((s) => s.method !== "GET").map((s) => [s.method, s.url, s.body])).toEqual([["PATCH", SYSTEM, { Boot: { BootSourceOverrideEnabled: "Disabled" } }]]);
+    expect(m.state.boot.BootSourceOverrideEnabled).toBe("Disabled");
   });
 
   it("publishes the power routes, a BMC's failure (502) with the shared error body", async () => {

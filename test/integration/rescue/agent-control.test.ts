@@ -115,7 +115,7 @@ describe.skipIf(why !== null)("the rescue agent stops when Lifeboat says so, and
       step("wipe_disk", { dev: disk, label_id: label }),
       step("partition", { dev: disk, sfdisk_script: `label: gpt\nlabel-id: ${label}\n` }),
     ];
-    const steps = [step("plan_begin", { contract: CONTRACT_VERSION, host: "cancel1", steps: core.length + 2 }), ...core, step("plan_done", {})];
+    const steps = [step("plan_begin", { contract: CONTRACT_VERSION, host: "cancel1", steps: core.length + 2 }), ...core, step("plan_done", { end_state: "reboot" })];
     const { job, agent } = await runAgent("cancel1", "52:54:00:ca:00:01", steps);
     // The admin cancels the moment step 2 (check_disk) has ended, before the agent asks to start step 3.
     const cancelAfterStep2 = (j: JobRecord, ev?: JobEvent) => {
@@ -138,7 +138,7 @@ describe.skipIf(why !== null)("the rescue agent stops when Lifeboat says so, and
   it("a done whose answers are lost is said again until Lifeboat confirms it; only then does the agent return to reboot", async () => {
     const proxy = await lossyProxy(server.httpUrl, 2);
     try {
-      const steps = [step("plan_begin", { contract: CONTRACT_VERSION, host: "done1", steps: 2 }), step("plan_done", {})];
+      const steps = [step("plan_begin", { contract: CONTRACT_VERSION, host: "done1", steps: 2 }), step("plan_done", { end_state: "reboot" })];
       const { job, agent } = await runAgent("done1", "52:54:00:ca:00:02", steps, proxy.url);
       const r = await agent();
       expect(r.exitCode, r.all).toBe(0);

@@ -32,7 +32,7 @@ export function restorePlan(o: {
     step("mount_fs", { dev: o.part, mountpoint: "/", fstype: "ext4", options: "" }),
     ...restoreSteps(o.chain, o.streamUrl, "/", o.program),
     step("unmount_all", {}),
-    step("plan_done", {}),
+    step("plan_done", { end_state: "reboot" }),
   ];
   return [step("plan_begin", { contract: CONTRACT_VERSION, host: "web1", steps: core.length + 1 }), ...core];
 }
@@ -76,7 +76,7 @@ export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial:
     step("mount_fs", { dev: "/dev/vg0/root", mountpoint: "/", fstype: "ext4", options: "" }),
     ...restoreSteps(o.chain, o.streamUrl),
     step("unmount_all", {}),
-    step("plan_done", {}),
+    step("plan_done", { end_state: "reboot" }),
   ];
   return [step("plan_begin", { contract: CONTRACT_VERSION, host: "md-luks-lvm", steps: core.length + 1 }), ...core];
 }
@@ -103,7 +103,7 @@ export function uefiSystemPlan(o: { disk: string; size: number; serial: string; 
     ...restoreSteps(o.chain, o.streamUrl),
     step("install_bootloader", { firmware: "uefi", loader: "grub", disk: o.disk, efi_dir: "/boot/efi", bootloader_id: "debian" }),
     step("unmount_all", {}),
-    step("plan_done", {}),
+    step("plan_done", { end_state: "reboot" }),
   ];
   return [step("plan_begin", { contract: CONTRACT_VERSION, host: "sample", steps: core.length + 1 }), ...core];
 }

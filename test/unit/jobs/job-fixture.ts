@@ -23,6 +23,7 @@ export function job(patch: Partial<JobRecord> = {}): JobRecord {
     mapping: null,
     options: {},
     plan: null,
+    powerWave: null,
     error: null,
     armedBy: "test",
     createdAt: t0.toISOString(),
@@ -34,4 +35,4 @@ export function job(patch: Partial<JobRecord> = {}): JobRecord {
 }
 
 /** A served plan of `steps` calls for the pure job tests. */
-export const plan = (steps: number, bytesTotal = 0): ServedPlan => ({ script: "plan_begin 1 web1 3", steps, bytesTotal, dumps: [], detail: { mapping: [], notes: [], layoutVersion: 1 } });
+export const plan = (steps: number, bytesTotal = 0): ServedPlan => ({ script: "plan_begin 1 web1 3", steps, bytesTotal, dumps: [], endState: "reboot", detail: { mapping: [], notes: [], layoutVersion: 1 } });

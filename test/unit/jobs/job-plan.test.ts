@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { CatalogDump } from "../../../server/amanda/model.ts";
-import { restoreChains } from "../../../server/jobs/job-plan.ts";
+import { createPlanner, restoreChains } from "../../../server/jobs/job-plan.ts";
+import type { EndState } from "../../../server/plan/steps.ts";
+import { SqliteStore } from "../../../server/store/sqlite.ts";
+import { fixtureLayout } from "../recovery/fixtures.ts";
+import { job } from "./job-fixture.ts";
 
 function dump(p: Partial<CatalogDump> & Pick<CatalogDump, "disk" | "level" | "datestamp">): CatalogDump {
   return {
@@ -54,5 +58,26 @@ describe("restore chains for a job", () => {
 
   it("a DLE with no dumps is an error naming it, never a partial plan", () => {
     expect(() => restoreChains(catalog, "web1", { "/": "/", "/var": "/var" }, null)).toThrow('no dumps of web1:"/var" in the catalog');
+  });
+});
+
+describe("the planner's end state: the job's, else the profile's, else reboot", () => {
+  it("ends the plan with plan_done and the end state it serves", async () => {
+    const store = new SqliteStore(":memory:");
+    await store.hosts.add({ name: "web1", tokenHash: "x", smbiosUuid: null, macs: [], amandaConfig: null, dleMap: {} });
+    await store.layouts.add("web1", { ...fixtureLayout("btrfs-subvols"), dles: {} });
+    const planner = createPlanner(store);
+    const profile = async (endState?: EndState) => store.profiles.put({ name: "p", host: "web1", layoutVersion: null, at: null, options: endState ? { endState } : {} });
+    const cases: Array<[EndState | undefined, EndState | undefined, EndState]> = [
+      [undefined, undefined, "reboot"],
+      ["poweroff", undefined, "poweroff"],
+      ["poweroff", "hold", "hold"],
+      [undefined, "poweroff", "poweroff"],
+    ];
+    for (const [fromProfile, fromJob, served] of cases) {
+      const r = await planner(job({ profile: "p", options: fromJob ? { endState: fromJob } : {} }), await profile(fromProfile));
+      expect(r.ok && [r.endState, r.script.trimEnd().split("\n").at(-1)], `${fromProfile} ${fromJob}`).toEqual([served, `plan_done ${served}`]);
+    }
+    await store.close();
   });
 });

@@ -114,6 +114,10 @@ describe("job state machine", () => {
     const r = transition(last, stepEnd(5, 5, "plan_done"), later(1000));
     expect(r.ok && r.t.patch.state).toBe("done");
     expect(r.ok && r.t.events.map((e) => e.type)).toEqual(["step-end", "done"]);
+    // The done event says what the machine does now: its served plan's end state.
+    expect(r.ok && r.t.events[1]!.data).toEqual({ reason: "the plan ran to plan_done", endState: "reboot" });
+    const held = transition({ ...last, plan: { ...plan(5), endState: "hold" } }, stepEnd(5, 5, "plan_done"), later(1000));
+    expect(held.ok && held.t.events[1]!.data).toEqual({ reason: "the plan ran to plan_done", endState: "hold" });
     // A failed plan_done, or a step-end that is not the plan's last call, does not finish it.
     for (const input of [stepEnd(5, 5, "plan_done", 1), stepEnd(4, 5, "unmount_all"), stepEnd(5, 5, "unmount_all")]) {
       const other = transition(last, input, later(1000));

@@ -3,9 +3,10 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { powerActionBodySchema, powerConfigBodySchema, splitPowerConfig } from "../../../server/http/api-schemas.ts";
 import { powerConfigBody, readPasswordFile } from "../../../server/cli/power.ts";
-import { ipmiBootdevCommand, ipmiFailure, ipmitoolArgs, parsePowerStatus } from "../../../server/power/ipmi.ts";
-import { POWER_ACTIONS, describePowerSteps, planArmPower } from "../../../server/power/power.ts";
-import { cycleResetType, redfishBootPatch, redfishPowerState } from "../../../server/power/redfish.ts";
+import { IPMI_CLEAR_BOOT, ipmiBootdevCommand, ipmiFailure, ipmitoolArgs, parsePowerStatus } from "../../../server/power/ipmi.ts";
+import { POWER_ACTIONS, describePowerSteps, planAfterEnd, planArmPower } from "../../../server/power/power.ts";
+import { powerHistory } from "../../../server/power/power-service.ts";
+import { REDFISH_CLEAR_BOOT, cycleResetType, redfishBootPatch, redfishPowerState } from "../../../server/power/redfish.ts";
 import { magicPacket } from "../../../server/power/wol.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
@@ -19,7 +20,7 @@ describe("what jobs arm --power does (pure)", () => {
   });
   it("a machine that is on is refused without --force, in one line", () => {
     const p = planArmPower({ ...BMC, state: "on", force: false });
-    expect(p).toEqual({ ok: false, reason: "web1 is on: not power-cycled without --force (nothing armed)" });
+    expect(p).toEqual({ ok: false, reason: "web1 is on: not power-cycled without --force" });
   });
   it("forced: off, confirmed off, the boot flag last (BMCs clear it after 60 s), then on", () => {
     expect(planArmPower({ ...BMC, state: "on", force: true })).toMatchObject({ ok: true, steps: ["off", "confirm-off", "set-boot", "on"] });
@@ -31,6 +32,38 @@ describe("what jobs arm --power does (pure)", () => {
   });
   it("says the steps in words", () => {
     expect(describePowerSteps(["off", "confirm-off", "set-boot", "on"], "pxe", "uefi")).toBe("power off, then confirm it is off, then set a one-time PXE boot (UEFI), then power on");
+  });
+});
+
+describe("after the job ended: the one-time boot override is never left behind (pure)", () => {
+  const armed = [{ step: "status" as const }, { step: "set-boot" as const }, { step: "on" as const }];
+  it("a job armed with --power that ended (done, failed, cancelled or expired alike): clear-boot, once", () => {
+    expect(planAfterEnd({ ended: true, history: armed, can: BMC.can })).toEqual(["clear-boot"]);
+    expect(planAfterEnd({ ended: true, history: [...armed, { step: "clear-boot" }], can: BMC.can })).toEqual([]);
+    // A failed clear is in the history for the admin, not retried on every change of the job.
+    expect(planAfterEnd({ ended: true, history: [...armed, { step: "clear-boot", error: "IPMI BMC 10.0.0.5:623 does not answer" }], can: BMC.can })).toEqual([]);
+  });
+  it("nothing while the job is active, when no boot flag was set (or setting it failed), or for Wake-on-LAN", () => {
+    expect(planAfterEnd({ ended: false, history: armed, can: BMC.can })).toEqual([]);
+    expect(planAfterEnd({ ended: true, history: [{ step: "status" }, { step: "set-boot", error: "refused" }], can: BMC.can })).toEqual([]);
+    expect(planAfterEnd({ ended: true, history: [{ step: "status" }, { step: "wake" }], can: WOL.can })).toEqual([]);
+    expect(planAfterEnd({ ended: true, history: armed, can: WOL.can })).toEqual([]);
+  });
+  it("a second arm --power after a clear: cleared again", () => {
+    expect(planAfterEnd({ ended: true, history: [...armed, { step: "clear-boot" }, ...armed], can: BMC.can })).toEqual(["clear-boot"]);
+  });
+  it("reads the steps from the job's power events, errors kept, other events left out", () => {
+    const ev = (type: string, data: unknown) => ({ id: 1, job: "j", at: "t", type, data });
+    expect(powerHistory([ev("armed", {}), ev("power", { via: "ipmi", step: "status", state: "off" }), ev("power", { step: "set-boot", netBoot: "pxe" }), ev("power", { step: "on", error: "x" }), ev("done", {})])).toEqual([
+      { step: "status" },
+      { step: "set-boot" },
+      { step: "on", error: "x" },
+    ]);
+  });
+  it("IPMI clears with bootdev none, Redfish with BootSourceOverrideEnabled Disabled; the words for it", () => {
+    expect(IPMI_CLEAR_BOOT).toEqual(["chassis", "bootdev", "none"]);
+    expect(REDFISH_CLEAR_BOOT).toEqual({ Boot: { BootSourceOverrideEnabled: "Disabled" } });
+    expect(describePowerSteps(["clear-boot"], "pxe", null)).toBe("clear the one-time boot override");
   });
 });
 

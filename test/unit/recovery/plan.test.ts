@@ -340,6 +340,11 @@ describe("migration", () => {
 });
 
 describe("keys, clones, chains, boot", () => {
+  it("the plan ends with plan_done and the end state: reboot unless the options say poweroff or hold", () => {
+    const l = fixtureLayout("luks-lvm");
+    expect(ok(planFor(l)).steps.at(-1)).toEqual({ fn: "plan_done", args: ["reboot"] });
+    for (const endState of ["poweroff", "hold"] as const) expect(ok(planFor(l, { options: { endState } })).script).toMatch(new RegExp(`\\nplan_done ${endState}\\n$`));
+  });
   it("LUKS needs a key the admin supplied for the job; the plan names the key, never holds it", () => {
     const l = fixtureLayout("luks-lvm");
     const r = buildPlan({ layout: l, targets: sameMachine(l) });

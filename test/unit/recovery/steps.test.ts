@@ -77,8 +77,8 @@ describe("shQuote and renderPlan", () => {
   });
 
   it("renders one call per line and nothing else", () => {
-    const text = renderPlan([step("plan_begin", { contract: "1", host: "web 1", steps: 2 }), step("plan_done", {})]);
-    expect(text).toBe("plan_begin 1 'web 1' 2\nplan_done\n");
+    const text = renderPlan([step("plan_begin", { contract: "1", host: "web 1", steps: 2 }), step("plan_done", { end_state: "hold" })]);
+    expect(text).toBe("plan_begin 1 'web 1' 2\nplan_done hold\n");
   });
 });
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BASE, JOB_ENDED_STATUS, jobEndedSchema } from "../../../server/plan/agent-api.ts";
-import { CONTRACT_VERSION, STEP_FUNCTIONS, type StepName, stepArity } from "../../../server/plan/steps.ts";
+import { CONTRACT_VERSION, END_STATES, STEP_FUNCTIONS, type StepName, stepArity } from "../../../server/plan/steps.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { bootToken, seedHost, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
@@ -52,6 +52,32 @@ describe("step functions: agent side of server/plan/steps.ts", () => {
   it("every step function has a resume guard", async () => {
     const r = await agentSh(`for f in $LB_STEP_NAMES; do command -V "guard_$f" >/dev/null || echo "missing guard_$f"; done`);
     expect(r.stdout).toBe("");
+  });
+});
+
+describe("the end state: plan_done's argument on both sides of server/plan/steps.ts", () => {
+  it("the agent knows exactly the contract's end states, and refuses another before recording it", async () => {
+    expect((await agentSh('printf %s "$LB_END_STATES"')).stdout.split(" ")).toEqual([...END_STATES]);
+    const run = tempDir("lifeboat-end-");
+    const r = await agentSh('plan_done halt; echo "rc=$?"; lb_end_state', { env: { LB_RUN: run } });
+    expect(r.stderr.trim()).toBe("plan_done: unknown end state 'halt' (expected one of: reboot poweroff hold)");
+    // Nothing recorded: what a finished agent does without a word from plan_done is reboot.
+    expect(r.stdout).toBe("rc=1\nreboot");
+  });
+
+  // reboot and poweroff stand in as shell functions: what lb_finish runs, not what it would do here.
+  const finish = 'reboot() { echo "REBOOT $*"; }; poweroff() { echo "POWEROFF $*"; }; plan_done "$1" && lb_finish; echo "rc=$?"';
+  it.each([
+    ["reboot", "REBOOT -f", "recovery done: rebooting into the restored system"],
+    ["poweroff", "POWEROFF -f", "recovery done: powering off"],
+    ["hold", "", "recovery done: holding in the rescue system for remote help (ssh root@10.0.0.9); the restored disks are unmounted and the machine is NOT rebooted"],
+  ])("plan_done %s, then lb_finish: %j", async (state, command, said) => {
+    const run = tempDir("lifeboat-end-");
+    const r = await agentSh(finish, { args: [state], env: { LB_RUN: run, LB_NO_WAIT: "1", LB_SSH: "root@10.0.0.9" } });
+    expect(r.stdout.split("\n")[0]).toMatch(/^plan complete; once Lifeboat confirms the job done: /);
+    // hold waits for the admin (LB_NO_WAIT cuts it short here: 1); the others hand over to the command.
+    expect(r.stdout.split("\n").slice(1).join("\n")).toBe(command ? `${command}\nrc=0\n` : "rc=1\n");
+    expect(r.stderr).toMatch(new RegExp(`lifeboat: ${said.replace(/[()]/g, "\\$&")}\n$`));
   });
 });
 

@@ -43,7 +43,7 @@ describe("store migrations", () => {
     await store.close();
   });
 
-  it("plans served before ServedPlan.dumps get the dump ids their script streams, their steps and bytes", async () => {
+  it("plans served before ServedPlan.dumps get the dump ids their script streams, their steps and bytes; before end states, reboot", async () => {
     const file = join(tempDir(), "plans.db");
     const old = new Database(file);
     migrate(old, migrations.filter((m) => m.id < "0404"));
@@ -57,8 +57,8 @@ describe("store migrations", () => {
     insert.run("j3", "expired", 0, 0, "null");
     old.close();
     const store = new SqliteStore(file);
-    expect((await store.jobs.get("j1"))?.plan).toEqual({ script, steps: 4, bytesTotal: 10, dumps: ["0123456789abcdef", "fedcba9876543210"], detail: null });
-    expect((await store.jobs.get("j2"))?.plan?.dumps).toEqual([]);
+    expect((await store.jobs.get("j1"))?.plan).toEqual({ script, steps: 4, bytesTotal: 10, dumps: ["0123456789abcdef", "fedcba9876543210"], endState: "reboot", detail: null });
+    expect((await store.jobs.get("j2"))?.plan).toMatchObject({ dumps: [], endState: "reboot" });
     expect((await store.jobs.get("j3"))?.plan).toBeNull();
     await store.close();
   });
