@@ -197,7 +197,12 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       const vm = bootVm({
         lan: theLan, tap: "tap0", mac: o.mac, firmware: o.firmware, netBoot, ovmfVars: vars,
         serialLog: join(work, `${HOST}-boot${boot}.serial`), workDir: work,
-        extraArgs: ["-m", "1024", "-smp", "2", "-drive", `file=${disk},if=none,id=d0,format=raw`, "-device", `virtio-blk-pci,drive=d0,bootindex=2`],
+        extraArgs: [
+          "-m", "1024", "-smp", "2", "-drive", `file=${disk},if=none,id=d0,format=raw`, "-device", `virtio-blk-pci,drive=d0,bootindex=2`,
+          // IPv6 network boot off in the firmware's setup, as on a LAN that boots over IPv4 only: else
+          // each boot that Lifeboat sends on to the disk first waits out OVMF's PXEv6 and HTTPv6 tries.
+          ...(o.firmware === "uefi" ? ["-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"] : []),
+        ],
       });
       vms.push(vm);
       return vm;
