@@ -113,7 +113,8 @@ export const captureSchema = z.looseObject({
     }),
   ),
   mounts: z.object({ filesystems: z.array(findmntNode) }).nullable().default(null),
-  btrfs: z.array(z.object({ mountpoint: z.string(), source: z.string(), subvolumes: text })).default([]),
+  /** Per mounted btrfs: `btrfs subvolume list -a` and `get-default`, the mount's FSROOT (findmnt) and `lsattr -d` of the mount point. */
+  btrfs: z.array(z.object({ mountpoint: z.string(), source: z.string(), subvolumes: text, getDefault: text, fsroot: text, lsattr: text })).default([]),
   lvm: z
     .object({
       pvs: lvmReport("pv", { pv_name: z.string(), pv_uuid: z.string(), vg_name: z.string(), pv_size: z.string() }),

@@ -183,6 +183,11 @@ capture() {
 			printf '%s{"mountpoint":' "$sep"; jval "$mp"
 			printf ',"source":'; jval "$(findmnt -rn -o SOURCE --target "$mp" | sed 's/\[.*//' | head -n1)"
 			printf ',"subvolumes":'; jcmdtext btrfs subvolume list -a "$mp"
+			# The default subvolume (what a mount without subvol= opens: snapper's root), and
+			# whether the subvolume mounted here (FSROOT) is NOCOW: the C flag, as ReaR reads it.
+			printf ',"getDefault":'; jcmdtext btrfs subvolume get-default "$mp"
+			printf ',"fsroot":'; jcmdtext sh -c 'findmnt -ln -o FSROOT --mountpoint "$1" | tail -n1' sh "$mp"
+			printf ',"lsattr":'; jcmdtext lsattr -d "$mp"
 			printf '}'; sep=,
 		done
 	fi

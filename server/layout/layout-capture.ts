@@ -140,13 +140,35 @@ function mkfsFacts(probe: Probe, type: string, mounted: FindmntNode | undefined,
   return { options: [], usedBytes, sizeBytes };
 }
 
+/** A subvolume path as btrfs prints it (`<FS_TREE>/@`, `/@home`), relative to the top level: `@`, `@home`. */
+const subvolumeName = (path: string) => path.replace(/^(?:<FS_TREE>)?\/*/, "");
+
 /** `btrfs subvolume list` lines: the subvolume paths, sorted. */
 const subvolumePaths = (text: string | null | undefined): string[] =>
   (text ?? "")
     .split("\n")
-    .map((line) => /\bpath (?:<FS_TREE>\/)?(.+)$/.exec(line)?.[1])
-    .filter((x): x is string => !!x)
+    .map((line) => subvolumeName(/\bpath (.+)$/.exec(line)?.[1] ?? ""))
+    .filter(Boolean)
     .sort();
+
+/**
+ * `btrfs subvolume get-default`: "ID 268 gen 10 top level 5 path @/.snapshots/1/snapshot", or
+ * "ID 5 (FS_TREE)" when none was set. The top level (ID 5) and text that says neither are null.
+ */
+function defaultSubvolumeFrom(text: string | null | undefined): string | null {
+  const m = /^ID (\d+) .*? path (.+)$/.exec((text ?? "").split("\n")[0]!);
+  return m && m[1] !== "5" ? subvolumeName(m[2]!) || null : null;
+}
+
+/** The subvolumes of one filesystem mounted with the C flag (`lsattr -d` of the mount point; FSROOT names the subvolume). */
+function nocowSubvolumes(mounts: Capture["btrfs"], subvolumes: string[]): string[] {
+  const known = new Set(subvolumes);
+  const flagged = mounts
+    .filter((m) => /^\S+/.exec(m.lsattr ?? "")?.[0].includes("C"))
+    .map((m) => subvolumeName((m.fsroot ?? "").split("\n")[0]!))
+    .filter((path) => known.has(path));
+  return [...new Set(flagged)].sort();
+}
 
 /** The first crypttab line naming a LUKS device by UUID=… or by its path. */
 function crypttabName(crypttab: Map<string, { spec: string; line: number }>, uuid: string, path: string): string | undefined {
@@ -159,8 +181,13 @@ function storageFromProbes(view: CaptureView, live: FindmntNode[]): { luks: Luks
   const { capture, canonical } = view;
   const liveBySource = new Map<string, FindmntNode>();
   for (const m of live) if (!liveBySource.has(canonical(m.source.replace(/\[.*$/, "")))) liveBySource.set(canonical(m.source.replace(/\[.*$/, "")), m);
-  const btrfsBySource = new Map<string, string | null>();
-  for (const b of capture.btrfs) if (!btrfsBySource.has(canonical(b.source))) btrfsBySource.set(canonical(b.source), b.subvolumes);
+  const btrfsBySource = new Map<string, Capture["btrfs"]>();
+  for (const b of capture.btrfs) {
+    const source = canonical(b.source);
+    const same = btrfsBySource.get(source) ?? [];
+    same.push(b);
+    btrfsBySource.set(source, same);
+  }
   const crypttab = new Map<string, { spec: string; line: number }>();
   for (const [line, entry] of parseFstab(capture.files["/etc/crypttab"] ?? null).entries()) if (!crypttab.has(entry.file)) crypttab.set(entry.file, { spec: entry.spec, line });
 
@@ -182,8 +209,11 @@ function storageFromProbes(view: CaptureView, live: FindmntNode[]): { luks: Luks
       out.swap.push({ dev: path, uuid: uuid ?? null, label: label ?? null, sizeBytes: size });
     } else if (probe.id.USAGE === "filesystem" && type) {
       const facts = mkfsFacts(probe, type, liveBySource.get(path), size);
-      const subvolumes = type === "btrfs" ? subvolumePaths(btrfsBySource.get(path)) : [];
-      out.filesystems.push({ dev: path, type, uuid: uuid ?? null, label: label ?? null, sizeBytes: facts.sizeBytes, usedBytes: facts.usedBytes, mkfsOptions: facts.options, subvolumes, defaultSubvolume: null, nocow: [] });
+      // Each mount of a btrfs lists the same subvolumes and default: the first mount's are used.
+      const mounted = type === "btrfs" ? (btrfsBySource.get(path) ?? []) : [];
+      const subvolumes = subvolumePaths(mounted[0]?.subvolumes);
+      const btrfs = { subvolumes, defaultSubvolume: defaultSubvolumeFrom(mounted[0]?.getDefault), nocow: nocowSubvolumes(mounted, subvolumes) };
+      out.filesystems.push({ dev: path, type, uuid: uuid ?? null, label: label ?? null, sizeBytes: facts.sizeBytes, usedBytes: facts.usedBytes, mkfsOptions: facts.options, ...btrfs });
     } else continue;
     described.add(path);
   }

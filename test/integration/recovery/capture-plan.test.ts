@@ -66,7 +66,8 @@ async function makeSources(dir: string) {
   await execa("mkfs.ext4", ["-q", "-L", "boot", "-O", "^metadata_csum", `${mbr}p1`]);
   await execa("mkfs.xfs", ["-q", `${mbr}p5`]);
   await execa("mkswap", [`${mbr}p6`]);
-  // btrfs with two subvolumes, @home mounted (the subvolume list needs a mounted filesystem).
+  // btrfs with two subvolumes, @home mounted (the subvolume list needs a mounted filesystem),
+  // @ the default subvolume (snapper's root is one) and @home NOCOW (issue 26 item 4).
   const btr = await makeLoop(dir, "src-btrfs", 400 * MiB);
   await sfdisk(btr, "label: gpt\ntype=L\n");
   await execa("mkfs.btrfs", ["-q", "-L", "b tr", `${btr}p1`]);
@@ -75,6 +76,8 @@ async function makeSources(dir: string) {
   await mountTracked(`${btr}p1`, top);
   await execa("btrfs", ["-q", "subvolume", "create", join(top, "@")]);
   await execa("btrfs", ["-q", "subvolume", "create", join(top, "@home")]);
+  await execa("btrfs", ["subvolume", "set-default", join(top, "@")]);
+  await execa("chattr", ["+C", join(top, "@home")]);
   await execa("umount", [top]);
   const home = join(dir, "src-home");
   mkdirSync(home);
@@ -242,7 +245,7 @@ describeNeeding(unavailable, "capture.sh and the plan on real loop devices", () 
     expect(byDev[`${src.mbr}p1`]!.mkfsOptions.join(" ")).toContain("^metadata_csum");
     expect(byDev[`${src.gpt}p2`]!.usedBytes).toBeGreaterThan(6 * MiB);
     expect(layout.swap.map((s) => s.label)).toEqual(["sw ap", null]);
-    expect(byDev[`${src.btr}p1`]).toMatchObject({ type: "btrfs", label: "b tr", subvolumes: ["@", "@home"] });
+    expect(byDev[`${src.btr}p1`]).toMatchObject({ type: "btrfs", label: "b tr", subvolumes: ["@", "@home"], defaultSubvolume: "@", nocow: ["@home"] });
     expect(layout.mounts).toEqual([
       { dev: `${src.btr}p1`, mountpoint: src.home, fstype: "btrfs", options: "subvol=@home" },
       { dev: `${src.gpt}p2`, mountpoint: src.mnt, fstype: "ext4", options: "" },
@@ -273,13 +276,17 @@ describeNeeding(unavailable, "capture.sh and the plan on real loop devices", () 
     const again = layoutFromCapture(await capture([a, b, c]));
     const roles = (x: string, y: string, z: string) => ({ [x]: "disk0", [y]: "disk1", [z]: "disk2" });
     expect(shape(again, roles(a, b, c))).toEqual(shape(layout, roles(src.gpt, src.mbr, src.btr)));
-    // The subvolumes the plan created (the list needs the filesystem mounted).
-    const top = join(dir, "check-top");
-    mkdirSync(top);
-    await mountTracked(`${c}p1`, top);
-    const list = (await execa("btrfs", ["subvolume", "list", top])).stdout;
-    await execa("umount", [top]);
-    expect([...list.matchAll(/path (\S+)$/gm)].map((m) => m[1])).toEqual(["@", "@home"]);
+    // The subvolumes, default subvolume and NOCOW subvolume the plan made, captured again with
+    // @home mounted as on the source (the list and the C flag need the filesystem mounted).
+    const home = join(dir, "check-home");
+    mkdirSync(home);
+    await execa("mount", ["-o", "subvol=@home", `${c}p1`, home]);
+    trackMount(home);
+    const btrfs = (l: DiskLayout, dev: string) => l.filesystems.filter((f) => f.dev === dev).map((f) => [f.subvolumes, f.defaultSubvolume, f.nocow]);
+    const mounted = layoutFromCapture(await capture([a, b, c]));
+    await execa("umount", [home]);
+    expect(btrfs(mounted, `${c}p1`)).toEqual(btrfs(layout, `${src.btr}p1`));
+    expect(btrfs(mounted, `${c}p1`)).toEqual([[["@", "@home"], "@", ["@home"]]]);
     // Every call that made something can be recognised as done by the agent's guard, from
     // the plan's own arguments: what lets a re-run skip it.
     const guarded = plan.steps.filter((s) => ["wipe_disk", "partition", "make_fs", "make_swap", "create_subvol"].includes(s.fn));

@@ -99,6 +99,46 @@ describe("capture documents → DiskLayout", () => {
     ]);
   });
 
+  describe("btrfs default subvolume and NOCOW subvolumes from capture.sh (issue 26 item 4)", () => {
+    const doc = () => JSON.parse(readFileSync(fileURLToPath(new URL("../../fixtures/layouts/btrfs-subvols.capture.json", import.meta.url)), "utf8"));
+    const subvolumes = "ID 256 gen 7 top level 5 path <FS_TREE>/@\nID 257 gen 7 top level 5 path <FS_TREE>/@home\nID 258 gen 9 top level 256 path <FS_TREE>/@/.snapshots/1/snapshot\n";
+    /** The btrfs filesystem of the fixture, its two mounts (/@ and /@home) given these tool outputs. */
+    const btrfsOf = (getDefault: string | null, lsattr: [string | null, string | null], fsroots: [string | null, string | null] = ["/@\n", "/@home\n"]) => {
+      const d = doc();
+      d.btrfs = d.btrfs.map((b: object, i: number) => ({ ...b, subvolumes, getDefault, fsroot: fsroots[i], lsattr: lsattr[i] }));
+      return layoutFromCapture(parseCapture(d)).filesystems.find((f) => f.type === "btrfs")!;
+    };
+    const plain = "---------------------- /mnt\n";
+    const nocow = "---------------C------ /mnt\n";
+
+    it("get-default with a path is the default subvolume, in the normal form of `subvolumes`", () => {
+      const fs = btrfsOf("ID 258 gen 10 top level 256 path @/.snapshots/1/snapshot\n", [plain, plain]);
+      expect([fs.subvolumes, fs.defaultSubvolume, fs.nocow]).toEqual([["@", "@/.snapshots/1/snapshot", "@home"], "@/.snapshots/1/snapshot", []]);
+      expect(btrfsOf("ID 256 gen 10 top level 5 path <FS_TREE>/@\n", [plain, plain]).defaultSubvolume).toBe("@");
+    });
+
+    it("ID 5 (the top level), garbage, nothing: no default subvolume", () => {
+      for (const text of ["ID 5 (FS_TREE)\n", "ID 5 gen 10 top level 0 path <FS_TREE>\n", "garbage path @\n", "ID x gen 1 top level 5 path @\n", "", null])
+        expect(btrfsOf(text, [plain, plain]).defaultSubvolume, JSON.stringify(text)).toBeNull();
+    });
+
+    it("a default that is none of the listed subvolumes is a one-line refusal of the upload, not a crash", () => {
+      const d = doc();
+      d.btrfs = d.btrfs.map((b: object) => ({ ...b, getDefault: "ID 300 gen 10 top level 5 path ../etc\n" }));
+      expect(layoutProblem(layoutFromCapture(parseCapture(d)))).toMatch(/^filesystems\.\d+\.defaultSubvolume: "\.\.\/etc" is not one of the filesystem's subvolumes$/);
+    });
+
+    it("NOCOW: the subvolumes mounted with the C flag, sorted; mounts of no subvolume and odd text ignored", () => {
+      expect(btrfsOf(null, [nocow, nocow]).nocow).toEqual(["@", "@home"]);
+      expect(btrfsOf(null, [plain, nocow]).nocow).toEqual(["@home"]);
+      expect(btrfsOf(null, [null, "C"]).nocow).toEqual(["@home"]);
+      // The C flag on a mount of a directory (a bind mount), of the top level, or of nothing known.
+      expect(btrfsOf(null, [nocow, nocow], ["/@/var/lib\n", "/\n"]).nocow).toEqual([]);
+      expect(btrfsOf(null, [nocow, nocow], [null, "/../@home/../x\n"]).nocow).toEqual([]);
+      for (const odd of ["lsattr: Operation not supported", "\nC", "", " C /mnt"]) expect(btrfsOf(null, [odd, odd]).nocow, JSON.stringify(odd)).toEqual([]);
+    });
+  });
+
   it("xfs: mkfs options from xfs_info (crc, reflink, inode size, block size)", () => {
     const l = fixtureLayout("xfs");
     for (const f of l.filesystems) {
