@@ -179,12 +179,19 @@ describe.skipIf(skipHere)("real DHCP clients against lifeboat serve (namespace L
       expect(bound).toBe(`bound ${ip} ${SRV}`);
       // The server logs an answer once it is sent: the client may run its hook before the line arrives.
       await until("ack logged", () => dhcpLines(srv, MAC.b).length >= 2, 5000, srv.log);
-      expect(dhcpLines(srv, MAC.b)).toEqual(["offer undionly.kpxe", "ack undionly.kpxe"]);
+      // udhcpc retransmits after its 1 s timeout (-T 1): on a loaded machine a request may be answered
+      // twice, so the log is an offer, then acks only, each with the PXE boot file.
+      const atBound = dhcpLines(srv, MAC.b);
+      expect(atBound[0]).toBe("offer undionly.kpxe");
+      expect(atBound.slice(1).every((l) => l === "offer undionly.kpxe" || l === "ack undionly.kpxe")).toBe(true);
+      expect(atBound.at(-1)).toBe("ack undionly.kpxe");
       process.kill(p.pid!, "SIGUSR1"); // renew: a unicast REQUEST from its address
       await until("udhcpc renew", () => hook.events().find((e) => e.startsWith("renew ")), 10_000);
       expect(hook.events().find((e) => e.startsWith("renew "))).toBe(`renew ${ip} ${SRV}`);
-      await until("renew ack logged", () => dhcpLines(srv, MAC.b).length >= 3, 5000, srv.log);
-      expect(dhcpLines(srv, MAC.b)).toEqual(["offer undionly.kpxe", "ack undionly.kpxe", "ack undionly.kpxe"]);
+      await until("renew ack logged", () => dhcpLines(srv, MAC.b).length > atBound.length, 5000, srv.log);
+      const afterRenew = dhcpLines(srv, MAC.b).slice(atBound.length);
+      expect(afterRenew.length).toBeGreaterThan(0);
+      expect(afterRenew.every((l) => l === "ack undionly.kpxe")).toBe(true);
       process.kill(p.pid!, "SIGUSR2"); // release
       await until("lease released", () => dhcpLines(srv, MAC.b).includes(`ignored: released ${ip}`), 5000, srv.log);
       expect((await leases(dataDir)).filter((l) => l.ip === ip)).toEqual([]);
