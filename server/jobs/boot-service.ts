@@ -41,7 +41,7 @@ export async function jobForMachine(store: Store, mac: string, uuid?: string): P
  * (by this MAC or by SMBIOS UUID) and that host's other MACs, so a multi-NIC server or a
  * docked laptop booting from another NIC is still found.
  */
-async function activeJobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
+export async function activeJobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
   const direct = await store.jobs.activeForMac(mac);
   if (direct) return { job: direct, via: "mac" };
   const hosts = [];
