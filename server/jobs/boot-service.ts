@@ -138,7 +138,7 @@ export class BootService implements DhcpWitness {
     const via = decision.kind === "rescue" ? decision.via : "clone window";
     const token = await this.jobs.issueBootToken(job.id, { requester: r.requester, mac: r.mac, via, basis: decision.basis });
     log.info({ job: job.id, via, basis: decision.basis }, "rescue system for an active job");
-    return { script: machineScript({ base: r.base, mac: r.mac, job, token }), decision };
+    return { script: machineScript({ base: r.base, mac: r.mac, job, token, net: job.options.rescueNet }), decision };
   }
 
 }
@@ -150,6 +150,6 @@ export async function previewBoot(store: Store, mac: string, uuid: string | unde
     mac,
     job: found?.job.id ?? null,
     via: found?.via ?? null,
-    script: machineScript({ base, mac, job: found?.job, token: found ? PREVIEW_TOKEN : undefined }),
+    script: machineScript({ base, mac, job: found?.job, token: found ? PREVIEW_TOKEN : undefined, net: found?.job.options.rescueNet }),
   };
 }

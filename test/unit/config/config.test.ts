@@ -47,6 +47,8 @@ describe("config", () => {
 
   it.each([
     ["dhcp:\n  mode: prxy\n", 'conf.yaml: dhcp.mode: expected "proxy" | "full" | "reserved" | "off", got "prxy"'],
+    ["dhcp:\n  mode: reserved\n", "conf.yaml: dhcp.pool.start: dhcp.mode reserved hands out addresses: set dhcp.pool.start and dhcp.pool.end"],
+    ["dhcp:\n  mode: full\n  pool:\n    start: 10.0.0.10\n", "conf.yaml: dhcp.pool.end: dhcp.mode full hands out addresses: set dhcp.pool.start and dhcp.pool.end"],
     ["http:\n  port: 70000\n", "conf.yaml: http.port: expected at most 65535, got 70000"],
     ['http:\n  port: "80"\n', 'conf.yaml: http.port: expected number, got "80"'],
     ["listen:\n  address: 10.0.0.300\n", 'conf.yaml: listen.address: expected an IPv4 address, got "10.0.0.300"'],
