@@ -502,7 +502,7 @@ lb_iface_by_mac() {
 # on top of it; a static address (gateway, DNS) or DHCP on top of that. Sets LB_IFACE; 1 when a
 # part failed (what is left of an earlier try is removed first, so it can be called again).
 lb_net_configure() {
-  ip link del lbbond 2>/dev/null
+  [ -e /sys/class/net/lbbond ] && echo -lbbond >/sys/class/net/bonding_masters
   [ -n "$LB_NET_VLAN" ] && ip link del "lbvlan$LB_NET_VLAN" 2>/dev/null
   if [ -n "$LB_NET_BOND" ]; then
     _members=""
@@ -511,11 +511,13 @@ lb_net_configure() {
       _if=$(lb_iface_by_mac "$_m") || { lb_log "network: no NIC with MAC $_m for the bond"; return 1; }
       _members="$_members $_if"
     done
-    modprobe -q bonding 2>/dev/null
-    ip link add lbbond type bond mode "${LB_NET_BOND%%,*}" miimon 100 >>"$LB_LOG" 2>&1 || { lb_log "network: cannot make a ${LB_NET_BOND%%,*} bond"; return 1; }
+    # Through sysfs (busybox ip makes no bonds); max_bonds=0: no bond0 of the driver's own.
+    [ -e /sys/class/net/bonding_masters ] || modprobe -q bonding max_bonds=0 2>>"$LB_LOG"
+    { echo +lbbond >/sys/class/net/bonding_masters && echo "${LB_NET_BOND%%,*}" >/sys/class/net/lbbond/bonding/mode &&
+      echo 100 >/sys/class/net/lbbond/bonding/miimon; } 2>>"$LB_LOG" || { lb_log "network: cannot make a ${LB_NET_BOND%%,*} bond"; return 1; }
     for _if in $_members; do
       ip link set "$_if" down
-      ip link set "$_if" master lbbond >>"$LB_LOG" 2>&1 || { lb_log "network: cannot add $_if to the bond"; return 1; }
+      echo "+$_if" 2>>"$LB_LOG" >/sys/class/net/lbbond/bonding/slaves || { lb_log "network: cannot add $_if to the bond"; return 1; }
     done
     _dev=lbbond
   else
