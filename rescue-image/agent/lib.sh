@@ -221,9 +221,10 @@ lb_hello_json() {
   _disks=$(lb_list_disks | while read -r _n; do printf '%s\n' "$(lb_disk_json "$_n")"; done | paste -sd, -)
   _fw=bios
   [ -d /sys/firmware/efi ] && _fw=uefi
+  # The machine's NICs: not our bond or VLAN, and a bond member by its own MAC (a bond gives it the bond's).
   _macs=$(for _i in /sys/class/net/*; do
-    [ "${_i##*/}" = lo ] && continue
-    cat "$_i/address"
+    case ${_i##*/} in lo | lbbond | lbvlan*) continue ;; esac
+    if [ -r "$_i/bonding_slave/perm_hwaddr" ]; then cat "$_i/bonding_slave/perm_hwaddr"; else cat "$_i/address"; fi
   done | lb_json_array)
   _uuid=$(cat /sys/class/dmi/id/product_uuid 2>/dev/null)
   _mem=$(awk '/^MemTotal:/ {print $2 * 1024}' /proc/meminfo)

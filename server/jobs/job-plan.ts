@@ -105,6 +105,8 @@ export function createPlanner(store: Store): Planner {
         firmware: hello?.hardware.firmware,
         luksKeys: await store.jobs.keyIds(job.id),
         identity: job.kind === "clone" && job.hostname ? { hostname: job.hostname } : undefined,
+        // The NICs it reported (none before it booted: a dry run only notes the captured ones).
+        nics: hello ? { current: hello.hardware.macs } : undefined,
         endState,
       },
     });

@@ -4,7 +4,7 @@ import { fmtBytes } from "../layout/layout-text.ts";
 import { layoutProblem } from "../layout/layout-validate.ts";
 import { CONTRACT_VERSION, DEFAULT_END_STATE, type EndState, type Step, renderPlan, step } from "./steps.ts";
 import { type DiskIdentity, type DiskMatch, LEAVE_OUT, mappingOf, matchDisks } from "./disks.ts";
-import { type PlanStage, bootLoader, filesystems, fixFstab, gateDisks, identity, initramfs, mounts, partitionTables, planState, restores, storageStack } from "./plan-stages.ts";
+import { type PlanStage, bootLoader, filesystems, fixFstab, gateDisks, identity, initramfs, mounts, networkNames, partitionTables, planState, restores, storageStack } from "./plan-stages.ts";
 
 /**
  * The plan builder (pure): layout + the target's disks + restore chains + options →
@@ -52,6 +52,8 @@ export interface PlanOptions {
   identity?: { hostname: string };
   /** New UUIDs everywhere, fstab/crypttab rewritten to match. */
   newUuids?: boolean;
+  /** The new machine's NICs as it reported them (its MACs), and the admin's NIC mapping (captured name → MAC): map_nic (nics.ts). */
+  nics?: { current: string[]; admin?: Record<string, string> };
   /** For tests and clones: where new UUIDs come from. */
   uuid?: () => string;
   /** What the machine does once the job is done (plan_done's argument); default reboot. */
@@ -151,7 +153,7 @@ export function leaveOut(layout: DiskLayout, disks: Disk[]): { layout: DiskLayou
 }
 
 /** The stages in order; the plan stops after the first that finds a problem. */
-const STAGES: PlanStage[] = [gateDisks, partitionTables, storageStack, filesystems, mounts, restores, fixFstab, identity, bootLoader, initramfs];
+const STAGES: PlanStage[] = [gateDisks, partitionTables, storageStack, filesystems, mounts, restores, fixFstab, identity, networkNames, bootLoader, initramfs];
 
 export function buildPlan(input: PlanInput): PlanResult {
   const { layout: captured, targets } = input;
