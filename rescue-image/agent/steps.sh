@@ -487,6 +487,7 @@ lb_nic_configs() {
     "$LB_TARGET"/etc/systemd/network/*.network "$LB_TARGET"/etc/systemd/network/*.link "$LB_TARGET"/etc/systemd/network/*.netdev \
     "$LB_TARGET"/etc/netplan/*.yaml "$LB_TARGET"/etc/NetworkManager/system-connections/* \
     "$LB_TARGET"/etc/udev/rules.d/70-persistent-net.rules "$LB_TARGET"/etc/sysconfig/network-scripts/ifcfg-*; do
+    case ${_f##*/} in 10-lifeboat-*.link) continue ;; esac # ours: each names its own NIC's new MAC
     [ -f "$_f" ] && [ ! -L "$_f" ] && lb_inside_target "$_f" && printf '%s\n' "$_f"
   done
 }

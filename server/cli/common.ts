@@ -49,7 +49,12 @@ export function withPlanChoices(cmd: Command): Command {
     .option("--rescue-dns <ip>", "with --rescue-ip: a DNS server, repeatable", (v: string, prev: string[] = []) => [...prev, v])
     .option("--rescue-vlan <id>", "the rescue system's network on this VLAN (1-4094), tagged on the boot NIC or the bond")
     .option("--rescue-bond <mac,mac…>", "the rescue system's network on a bond of the NICs with these MACs")
-    .addOption(new Option("--rescue-bond-mode <mode>", "with --rescue-bond: the bonding mode (default active-backup)").choices(BOND_MODES));
+    .addOption(new Option("--rescue-bond-mode <mode>", "with --rescue-bond: the bonding mode (default active-backup)").choices(BOND_MODES))
+    .option(
+      "--nic-map <name=mac>",
+      "after the restore: the new machine's NIC (MAC) that takes the captured NIC NAME's name and configuration, repeatable (default: by MAC, then by order)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    );
 }
 
 /** The rescue network options of withPlanChoices, as given. */
@@ -81,13 +86,20 @@ function rescueNetChoice(o: RescueNetOptions): RescueNet | undefined {
 }
 
 /** The choices given on the command line; those not given are left to the profile (or the default). */
-export function planChoices(o: { newUuids?: boolean; grow?: string; endState?: EndState } & RescueNetOptions): PlanChoices | undefined {
+export function planChoices(o: { newUuids?: boolean; grow?: string; endState?: EndState; nicMap?: string[] } & RescueNetOptions): PlanChoices | undefined {
   const rescueNet = rescueNetChoice(o);
+  const nicPair = (p: string): [string, string] => {
+    const at = p.indexOf("=");
+    if (at < 1) throw new UserError(`--nic-map: expected NAME=MAC, got ${JSON.stringify(p)}`, 2);
+    return [p.slice(0, at), p.slice(at + 1)];
+  };
+  const nicMap = o.nicMap?.length ? Object.fromEntries(o.nicMap.map(nicPair)) : undefined;
   const choices: PlanChoices = {
     ...(o.newUuids ? { newUuids: true } : {}),
     ...(o.grow !== undefined ? { grow: o.grow } : {}),
     ...(o.endState !== undefined ? { endState: o.endState } : {}),
     ...(rescueNet ? { rescueNet } : {}),
+    ...(nicMap ? { nicMap } : {}),
   };
   return Object.keys(choices).length ? choices : undefined;
 }

@@ -6,6 +6,7 @@ import type { HostRecord, PlanChoices } from "../store/types.ts";
 import { NET_BOOTS, POWER_ACTIONS, type PowerConfig } from "../power/power.ts";
 import { END_STATES } from "../plan/steps.ts";
 import { BOND_MODES, type RescueNet } from "../plan/cmdline.ts";
+import { NIC_NAME } from "../plan/nics.ts";
 
 /**
  * Request bodies of the admin API: the one definition the routes validate with, the
@@ -57,6 +58,14 @@ export const planChoicesSchema = z.object({
   endState: z.enum(END_STATES).optional(),
   /** How the rescue system reaches Lifeboat; absent: DHCP on the NIC that booted. */
   rescueNet: rescueNetSchema.optional(),
+  /** Captured NIC name → the new machine's NIC by MAC, for the restored system's network (default: by MAC, then by order). */
+  nicMap: z
+    .record(z.string(), mac)
+    .superRefine((m, ctx) => {
+      for (const name of Object.keys(m))
+        if (!NIC_NAME.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "expected a NIC name (1-15 letters, digits, '_', '.', '-')" });
+    })
+    .optional(),
 }) satisfies z.ZodType<PlanChoices>;
 
 export const armBodySchema = z

@@ -106,7 +106,7 @@ export function createPlanner(store: Store): Planner {
         luksKeys: await store.jobs.keyIds(job.id),
         identity: job.kind === "clone" && job.hostname ? { hostname: job.hostname } : undefined,
         // The NICs it reported (none before it booted: a dry run only notes the captured ones).
-        nics: hello ? { current: hello.hardware.macs } : undefined,
+        nics: hello ? { current: hello.hardware.macs, admin: job.options.nicMap ?? profile.options.nicMap } : undefined,
         endState,
       },
     });

@@ -70,6 +70,11 @@ export function mapNics(captured: readonly CapturedNic[], current: readonly stri
     if (mac) matches.push({ name: nic.name, oldMac: nic.mac, newMac: mac, by: "order" });
     else notes.push(`captured NIC ${nic.name} (${nic.mac}) has no NIC left on this machine: its configuration is left as it was`);
   }
+  // map_nic rewrites one MAC at a time: a NIC taking the MAC another captured NIC gives up would be rewritten twice.
+  for (const m of matches) {
+    const other = matches.find((o) => o !== m && o.oldMac === m.newMac && o.oldMac !== o.newMac);
+    if (other && m.oldMac !== m.newMac) problems.push(`NIC mapping: ${m.name} would take ${m.newMac}, which ${other.name} gives up; map ${other.name} to its own MAC`);
+  }
   // In capture order, for people and for a stable plan.
   matches.sort((x, y) => nics.findIndex((n) => n.name === x.name) - nics.findIndex((n) => n.name === y.name));
   return { matches, notes, problems };

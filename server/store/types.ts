@@ -114,6 +114,8 @@ export interface PlanChoices {
   endState?: EndState;
   /** How the rescue system reaches Lifeboat (plan/cmdline.ts); absent: DHCP on the NIC that booted. */
   rescueNet?: RescueNet;
+  /** Captured NIC name → the new machine's NIC (MAC) that takes its name and configuration (plan/nics.ts); else by MAC, then by order. */
+  nicMap?: Record<string, string>;
 }
 
 export interface ProfileOptions extends PlanChoices {
