@@ -490,6 +490,7 @@ lb_load_modules() {
 
 # lb_iface_by_mac MAC: the NIC with this MAC (our own bond and VLAN devices left out).
 lb_iface_by_mac() {
+  [ -n "$1" ] || return 1
   for _i in /sys/class/net/*; do
     _n=${_i##*/}
     case $_n in lo | lbbond | lbvlan*) continue ;; esac

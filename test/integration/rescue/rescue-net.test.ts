@@ -30,7 +30,7 @@ describeNeeding(await netnsUnavailable(), `rescue network setup of the agent in 
   afterAll(async () => lan?.down());
 
   /** lb_parse_cmdline + lb_net_configure under dash in the machine's namespace, with the command line the server renders. */
-  async function configure(name: string, net: RescueNet, mac: string | undefined = MAC) {
+  async function configure(name: string, net: RescueNet, mac: string | null = MAC) {
     const run = join(dir, name);
     mkdirSync(run, { recursive: true });
     const line = `console=ttyS0 ${renderKernelArgs({ server: `http://${NET}.1:8080`, job: "j1", token: "t", ...(mac ? { mac } : {}), ...rescueNetArgs(net) })}`;
@@ -58,9 +58,9 @@ describeNeeding(await netnsUnavailable(), `rescue network setup of the agent in 
 
   it("no NIC with the boot MAC, no lifeboat.mac, a bond member that is not there: each fails in one logged line, nothing configured", async () => {
     await lan.exec("m", ["ip", "-4", "addr", "flush", "dev", "eth0"]);
-    const cases: Array<[string, RescueNet, string | undefined, string]> = [
+    const cases: Array<[string, RescueNet, string | null, string]> = [
       ["wrong-mac", { address: `${NET}.21/24` }, "52:54:00:22:00:99", "network: no NIC with MAC 52:54:00:22:00:99"],
-      ["no-mac", { address: `${NET}.21/24` }, undefined, "network: no NIC with MAC (lifeboat.mac not given)"],
+      ["no-mac", { address: `${NET}.21/24` }, null, "network: no NIC with MAC (lifeboat.mac not given)"],
       ["bond-member", { bond: { mode: "active-backup", macs: [MAC, "52:54:00:22:00:0b"] }, address: `${NET}.21/24` }, MAC, "network: no NIC with MAC 52:54:00:22:00:0b for the bond"],
     ];
     for (const [name, net, mac, message] of cases) {
