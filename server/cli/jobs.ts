@@ -276,9 +276,7 @@ export function registerJobs(program: Command): Command {
     const res = await ctx.api.raw("GET", `/api/v1/jobs/${encodeURIComponent(id)}/plan`);
     const text = await res.text();
     if (!res.ok) throw new UserError(`${id}: ${(JSON.parse(text) as { message?: string }).message ?? res.statusText}`);
-    // The network the rescue system comes up with, before the plan it then runs (a comment: the output stays a script).
-    const job = await ctx.api.request<JobView>("GET", `/api/v1/jobs/${encodeURIComponent(id)}`);
-    process.stdout.write(`# rescue network: ${describeRescueNet(job.options.rescueNet)}\n${text}`);
+    process.stdout.write(text);
   });
 
   withServer(

@@ -1,3 +1,4 @@
+import { describeRescueNet } from "../plan/cmdline.ts";
 import { ChainError, selectChain } from "../amanda/chain.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import type { JobRecord, ProfileRecord, Store } from "../store/types.ts";
@@ -9,6 +10,11 @@ import { DEFAULT_END_STATE } from "../plan/steps.ts";
 
 /** What the planner returns for a job: the plan it would serve, or why there is none yet. */
 export type JobPlanResult = ({ ok: true } & ServedPlan) | { ok: false; reason: string };
+
+/** A plan's script as people read it (`jobs plan`, the page): its network lines first, as sh comments. */
+export function planForPeople(plan: Pick<ServedPlan, "script" | "detail">): string {
+  return [...(plan.detail.network ?? []).map((l) => `# ${l}\n`), plan.script].join("");
+}
 
 /**
  * Builds a job's plan from its profile, the host's layout, the disks the agent saw
@@ -119,7 +125,12 @@ export function createPlanner(store: Store): Planner {
       bytesTotal,
       dumps: r.dumps,
       endState,
-      detail: { mapping: r.mapping, notes: hello ? r.notes : ["dry run against the captured disks: the machine has not booted yet", ...r.notes], layoutVersion: rec.version },
+      detail: {
+        mapping: r.mapping,
+        notes: hello ? r.notes : ["dry run against the captured disks: the machine has not booted yet", ...r.notes],
+        layoutVersion: rec.version,
+        network: [`rescue network: ${describeRescueNet(job.options.rescueNet)}`, ...r.network],
+      },
     };
   };
 }

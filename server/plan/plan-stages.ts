@@ -32,6 +32,8 @@ export interface PlanState {
   sizeOf: Map<string, number>;
   steps: Step[];
   notes: string[];
+  /** The restored system's network: which new NIC each captured one becomes (networkNames). */
+  network: string[];
   problems: string[];
   /** Old → new UUIDs, for fix_fstab (options.newUuids). */
   changedUuids: Array<[string, string]>;
@@ -56,6 +58,7 @@ export function planState(captured: DiskLayout, layout: DiskLayout, targets: Tar
     sizeOf: new Map(),
     steps: [],
     notes,
+    network: [],
     problems: [],
     changedUuids: [],
     mounted: new Set(),
@@ -369,10 +372,10 @@ export const networkNames: PlanStage = (state) => {
   const captured = state.layout.system.nics;
   if (!captured.length || !state.mounted.has("/")) return;
   const nics = state.options.nics;
-  if (!nics) return void state.notes.push(`NIC mapping: made once the machine reports its NICs (captured: ${captured.map((n) => `${n.name} ${n.mac}`).join(", ")})`);
+  if (!nics) return void state.network.push(`NIC mapping: made once the machine reports its NICs (captured: ${captured.map((n) => `${n.name} ${n.mac}`).join(", ")})`);
   const r = mapNics(captured, nics.current, nics.admin);
   state.problems.push(...r.problems);
-  state.notes.push(...r.matches.map(describeNicMatch), ...r.notes);
+  state.network.push(...r.matches.map(describeNicMatch), ...r.notes);
   for (const m of r.matches) state.steps.push(step("map_nic", { name: m.name, old_mac: m.oldMac, new_mac: m.newMac }));
 };
 

@@ -69,7 +69,7 @@ export interface PlanInput {
 
 /** What the builder returns: the steps and their script with the dump ids they stream, or why not. */
 export type PlanResult =
-  | { ok: true; steps: Step[]; script: string; dumps: string[]; mapping: DiskMatch[]; notes: string[] }
+  | { ok: true; steps: Step[]; script: string; dumps: string[]; mapping: DiskMatch[]; notes: string[]; network: string[] }
   | { ok: false; reason: string; reasons: string[]; mapping: DiskMatch[] };
 
 /**
@@ -84,7 +84,8 @@ export interface ServedPlan {
   dumps: string[];
   /** What the machine does once the job is done (the script's plan_done says the same). */
   endState: EndState;
-  detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number };
+  /** `network`: the rescue network and the NIC mapping, as lines for people (older served plans: none). */
+  detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number; network?: string[] };
 }
 
 /** Disks the plan must recreate: those holding a table or any storage object. */
@@ -189,7 +190,7 @@ export function buildPlan(input: PlanInput): PlanResult {
   }
   const steps: Step[] = [...state.steps, step("unmount_all", {}), step("plan_done", { end_state: options.endState ?? DEFAULT_END_STATE })];
   steps.unshift(step("plan_begin", { contract: CONTRACT_VERSION, host: layout.hostname, steps: steps.length + 1 }));
-  return { ok: true, steps, script: renderPlan(steps), dumps: state.dumps, mapping: matches, notes: state.notes };
+  return { ok: true, steps, script: renderPlan(steps), dumps: state.dumps, mapping: matches, notes: state.notes, network: state.network };
 }
 
 /** The dry run a person reads before arming: the mapping, what each disk holds now, the script. */
@@ -204,6 +205,7 @@ export function describePlan(r: PlanResult): string {
     return lines.join("\n");
   }
   if (r.notes.length) lines.push("", "notes:", ...r.notes.map((x) => `  - ${x}`));
+  if (r.network.length) lines.push("", "network after the restore:", ...r.network.map((x) => `  - ${x}`));
   lines.push("", `plan (${r.steps.length} steps):`, r.script.trimEnd());
   return lines.join("\n");
 }

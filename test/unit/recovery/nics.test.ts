@@ -71,7 +71,7 @@ describe("the plan: map_nic after the restores, before the boot loader", () => {
     const order = r.steps.map((s) => s.fn);
     expect(order.indexOf("map_nic")).toBeGreaterThan(order.lastIndexOf("mount_fs"));
     expect(order.indexOf("map_nic")).toBeLessThan(order.indexOf("install_bootloader"));
-    expect(describePlan(r)).toContain(`  - NIC ens3 ${A} → ${X} [by order]`);
+    expect(describePlan(r)).toContain(`network after the restore:\n  - NIC ens3 ${A} → ${X} [by order]`);
     expect(r.script).toContain(`map_nic ens3 ${A} ${X}`);
   });
 
@@ -80,7 +80,7 @@ describe("the plan: map_nic after the restores, before the boot loader", () => {
     const dry = buildPlan({ layout: l, targets: sameMachine(l), options: { mapping: byName(l) } });
     if (!dry.ok) throw new Error(dry.reason);
     expect(dry.steps.some((s) => s.fn === "map_nic")).toBe(false);
-    expect(dry.notes).toContain(`NIC mapping: made once the machine reports its NICs (captured: ens3 ${A})`);
+    expect(dry.network).toContain(`NIC mapping: made once the machine reports its NICs (captured: ens3 ${A})`);
     const bad = buildPlan({ layout: l, targets: sameMachine(l), options: { mapping: byName(l), nics: { current: [X], admin: { ens3: Y } } } });
     expect(bad.ok ? "made" : bad.reason).toBe(`NIC mapping ens3=${Y}: the machine reported no free NIC with that MAC`);
   });
