@@ -18,7 +18,7 @@ import { catalogRefreshService } from "./amanda/refresh.ts";
 import { securePrivateDir } from "./private-file.ts";
 import { retentionService } from "./jobs/retention.ts";
 import { bundleService } from "./bundle/schedule.ts";
-import { openStore } from "./store/sqlite.ts";
+import { openStore } from "./store/open.ts";
 import { version } from "./version.ts";
 
 export interface RunningServer {

@@ -52,6 +52,15 @@ export const bundleTargetSchema = z
 
 export const configSchema = z.strictObject({
   dataDir: z.string().default(""),
+  // "": the embedded SQLite store in the data dir; postgres://…: one store shared by several servers (README, "Several servers").
+  store: z
+    .strictObject({
+      url: z
+        .string()
+        .refine((u) => u === "" || /^postgres(ql)?:\/\/./.test(u), "expected a postgres:// or postgresql:// URL, or \"\" for the embedded SQLite store")
+        .default(""),
+    })
+    .prefault({}),
   listen: z
     .strictObject({
       interface: z.string().default(""),

@@ -1,3 +1,5 @@
+import { UserError } from "../errors.ts";
+
 /**
  * Schema migrations, versioned in code. Each has a unique, sortable id; the store applies
  * the ones not yet recorded in `schema_migrations`, in id order, each in a transaction.
@@ -6,6 +8,22 @@
 export interface Migration {
   id: string;
   sql: string;
+}
+
+/**
+ * The rules every store's migrations follow (SQLite here, PostgreSQL in pg-migrations.ts): the
+ * migrations not yet applied, in id order; a store that records a migration this Lifeboat does
+ * not know was made by a newer Lifeboat and is refused, in one line, before anything changes.
+ */
+export function pendingMigrations(applied: readonly string[], known: readonly Migration[], where: string): Migration[] {
+  const ids = new Set(known.map((m) => m.id));
+  const unknown = applied.filter((id) => !ids.has(id)).sort();
+  if (unknown.length)
+    throw new UserError(
+      `${where}: the store comes from a newer Lifeboat (migration${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} unknown here); run that version or newer`,
+    );
+  const done = new Set(applied);
+  return known.filter((m) => !done.has(m.id)).sort((a, b) => a.id.localeCompare(b.id));
 }
 
 export const migrations: Migration[] = [

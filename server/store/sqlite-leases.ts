@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
+import { type Row, leaseFrom } from "./rows.ts";
 import type { LeaseRecord, LeaseRepo } from "./types.ts";
 
-type Row = Record<string, unknown>;
 
 /**
  * Full-mode DHCP leases, kept so a restart does not hand a bound address to another machine.
@@ -15,14 +15,7 @@ type Row = Record<string, unknown>;
  * that turn (better-sqlite3 nests their transactions as savepoints) commit with it.
  */
 export function sqliteLeases(db: Database.Database): LeaseRepo & { /** Commits the open group now (before the store closes). */ flush(): void } {
-  const from = (r: Row): LeaseRecord => ({
-    ip: r.ip as string,
-    client: r.client as string,
-    mac: r.mac as string,
-    state: r.state as LeaseRecord["state"],
-    hostname: (r.hostname as string | null) ?? null,
-    expiresAt: r.expires_at as string,
-  });
+  const from = leaseFrom;
   // Prepared once: compiling the SQL on every call cost as much as running it.
   const q = {
     list: db.prepare("SELECT * FROM dhcp_leases ORDER BY ip"),

@@ -2,27 +2,22 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
-import { type Migration, migrations as allMigrations } from "./migrations.ts";
+import { type Migration, migrations as allMigrations, pendingMigrations } from "./migrations.ts";
 import { ensurePrivateFile, makePrivate } from "../private-file.ts";
 import { SecretBox, loadSecretKey } from "./secret-box.ts";
 import { sealPlaintextKeys, sqliteAssignments, sqliteJobs, sqliteProfiles } from "./sqlite-jobs.ts";
 import { sqliteCatalog } from "./sqlite-catalog.ts";
 import { sqliteLeases } from "./sqlite-leases.ts";
 import { sqlitePower } from "./sqlite-power.ts";
+import { type Row, hostFrom, now } from "./rows.ts";
 import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, Store } from "./types.ts";
 
-type Row = Record<string, unknown>;
-const now = () => new Date().toISOString();
-
-/** Applies every migration not yet recorded, in id order; returns the ids applied now. */
+/** Applies every migration not yet recorded, in id order, each in its own transaction; returns the ids applied now. */
 export function migrate(db: Database.Database, migrations: Migration[] = allMigrations): string[] {
   db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)");
-  const done = new Set(
-    (db.prepare("SELECT id FROM schema_migrations").all() as Row[]).map((r) => r.id as string),
-  );
+  const done = (db.prepare("SELECT id FROM schema_migrations").all() as Row[]).map((r) => r.id as string);
   const applied: string[] = [];
-  for (const m of [...migrations].sort((a, b) => a.id.localeCompare(b.id))) {
-    if (done.has(m.id)) continue;
+  for (const m of pendingMigrations(done, migrations, db.name)) {
     db.transaction(() => {
       db.exec(m.sql);
       db.prepare("INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)").run(m.id, now());
@@ -30,18 +25,6 @@ export function migrate(db: Database.Database, migrations: Migration[] = allMigr
     applied.push(m.id);
   }
   return applied;
-}
-
-function hostFrom(r: Row, macs: string[]): HostRecord {
-  return {
-    name: r.name as string,
-    tokenHash: r.token_hash as string,
-    smbiosUuid: (r.smbios_uuid as string | null) ?? null,
-    macs,
-    amandaConfig: (r.amanda_config as string | null) ?? null,
-    dleMap: JSON.parse(r.dle_map as string) as Record<string, string>,
-    createdAt: r.created_at as string,
-  };
 }
 
 /**
@@ -246,13 +229,4 @@ export class SqliteStore implements Store {
       this.db.prepare("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(key, value);
     },
   };
-}
-
-/** The store key lives beside the admin token: wherever the admin puts that, the key goes along. */
-export function storeKeyFile(cfg: { adminTokenFile: string }): string {
-  return join(dirname(cfg.adminTokenFile), "store-key");
-}
-
-export function openStore(cfg: { dataDir: string; adminTokenFile: string }): SqliteStore {
-  return new SqliteStore(join(cfg.dataDir, "lifeboat.db"), { keyFile: storeKeyFile(cfg) });
 }
