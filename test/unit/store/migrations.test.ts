@@ -27,6 +27,12 @@ describe("store migrations", () => {
     expect(migrate(db, [...migrations, extra])).toEqual([]);
     db.close();
 
+    // A store with a migration this Lifeboat does not know comes from a newer one: refused, unchanged.
+    expect(() => new SqliteStore(file)).toThrow(`${file}: the store comes from a newer Lifeboat (migration 9999-test-extra unknown here); run that version or newer`);
+    const after = new Database(file);
+    expect(after.prepare("SELECT token_hash FROM hosts WHERE name = 'db1'").get()).toEqual({ token_hash: "x" });
+    after.prepare("DELETE FROM schema_migrations WHERE id = ?").run(extra.id);
+    after.close();
     const store = new SqliteStore(file);
     expect((await store.hosts.get("db1"))?.tokenHash).toBe("x");
     await store.close();
