@@ -8,6 +8,11 @@ export const TFTP_DEFAULTS = {
   maxTransfersPerClient: 8,
 };
 
+/** A PostgreSQL store's URL (config store.url, `lifeboat store migrate --to`). */
+export function isStoreUrl(u: string): boolean {
+  return /^postgres(ql)?:\/\/./.test(u);
+}
+
 const ipv4 = z.union([z.literal(""), z.ipv4()]);
 
 export const amandaConfigSchema = z.strictObject({
@@ -57,7 +62,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       url: z
         .string()
-        .refine((u) => u === "" || /^postgres(ql)?:\/\/./.test(u), "expected a postgres:// or postgresql:// URL, or \"\" for the embedded SQLite store")
+        .refine((u) => u === "" || isStoreUrl(u), "expected a postgres:// or postgresql:// URL, or \"\" for the embedded SQLite store")
         .default(""),
     })
     .prefault({}),
