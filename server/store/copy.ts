@@ -25,7 +25,7 @@ export const STORE_TABLES: ReadonlyArray<{ name: string; columns: readonly strin
     name: "jobs",
     columns: [
       "id", "mac", "kind", "profile", "state", "step", "steps", "bytes_done", "bytes_total", "token_hash", "plan_token_hash", "trust_http_boot",
-      "hostname", "at", "hello", "mapping", "options", "plan", "power_wave", "error", "armed_by", "created_at", "updated_at", "expires_at", "last_heartbeat_at",
+      "hostname", "at", "hello", "mapping", "options", "plan", "power_wave", "error", "armed_by", "created_at", "updated_at", "expires_at", "last_heartbeat_at", "server",
     ],
   },
   { name: "job_events", columns: ["id", "job", "at", "type", "data"] },
@@ -34,6 +34,7 @@ export const STORE_TABLES: ReadonlyArray<{ name: string; columns: readonly strin
   { name: "catalog_dumps", columns: ["amanda", "id", "host", "disk", "level", "datestamp", "record"] },
   { name: "catalog_refreshes", columns: ["amanda", "at", "dumps", "warnings"] },
   { name: "host_power", columns: ["host", "config", "secret", "updated_at"] },
+  { name: "servers", columns: ["name", "url", "amanda", "started_at", "last_seen_at"] },
 ];
 
 /** Columns that are 0/1 in SQLite and booleans in PostgreSQL. */

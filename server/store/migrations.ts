@@ -229,4 +229,18 @@ export const migrations: Migration[] = [
     id: "0502-job-power-wave",
     sql: `ALTER TABLE jobs ADD COLUMN power_wave TEXT NOT NULL DEFAULT 'null';`,
   },
+  {
+    // Several servers on one store (issue 25): who is alive and where, and which server serves a job's boot.
+    id: "0600-servers",
+    sql: `
+      CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        amanda TEXT NOT NULL DEFAULT '[]',
+        started_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL
+      );
+      ALTER TABLE jobs ADD COLUMN server TEXT;
+    `,
+  },
 ];

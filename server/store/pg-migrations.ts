@@ -140,4 +140,18 @@ export const pgMigrations: Migration[] = [
       );
     `,
   },
+  {
+    // Several servers on one store (issue 25): who is alive and where, and which server serves a job's boot.
+    id: "0600-servers",
+    sql: `
+      CREATE TABLE servers (
+        name ${T} PRIMARY KEY,
+        url ${T} NOT NULL,
+        amanda ${T} NOT NULL DEFAULT '[]',
+        started_at ${T} NOT NULL,
+        last_seen_at ${T} NOT NULL
+      );
+      ALTER TABLE jobs ADD COLUMN server ${T};
+    `,
+  },
 ];

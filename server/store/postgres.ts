@@ -8,6 +8,7 @@
  * every server of one store must share: the first server to open the store records a check
  * value, and a server with another key is refused at start instead of failing at a key hand-out.
  */
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { UserError } from "../errors.ts";
 import { ACTIVE_STATES, TERMINAL_STATES } from "../jobs/job-state.ts";
@@ -29,6 +30,8 @@ import {
   powerSecretContext,
   profileFrom,
   refreshFrom,
+  serverFrom,
+  claimableSql,
 } from "./rows.ts";
 import { SecretBox, loadSecretKey } from "./secret-box.ts";
 import { copyToSqlite } from "./copy.ts";
@@ -47,6 +50,7 @@ import type {
   LeaseRepo,
   PowerRepo,
   ProfileRepo,
+  ServerRepo,
   SettingsRepo,
   Store,
 } from "./types.ts";
@@ -59,6 +63,8 @@ export const KEY_CHECK_SETTING = "store.keyCheck";
 const KEY_CHECK_CONTEXT = "store key check";
 /** The advisory lock servers take while migrating, so several starting at once migrate one after another. */
 const MIGRATION_LOCK = 0x4c6966;
+/** The channel job changes are announced on (watchJobs). */
+const JOB_CHANNEL = "lifeboat_jobs";
 
 /** The URL without its password, for messages and logs. */
 export function redactUrl(url: string): string {
@@ -114,7 +120,10 @@ export class PgStore implements Store {
   private readonly ready: Promise<void>;
 
   /** `keyFile`: the store key (store-key beside the admin token); the same file on every server of this store. */
-  constructor(url: string, opts: { keyFile: string; migrations?: Migration[] }) {
+  constructor(
+    private readonly url: string,
+    opts: { keyFile: string; migrations?: Migration[] },
+  ) {
     this.where = redactUrl(url);
     this.box = new SecretBox(loadSecretKey(opts.keyFile));
     this.pool = new pg.Pool({ connectionString: url, types, max: 8, application_name: "lifeboat" });
@@ -144,6 +153,71 @@ export class PgStore implements Store {
       }
     }
   }
+
+  /** This store handle's id in its change notices: its own are not news to it. */
+  private readonly origin = randomBytes(6).toString("hex");
+
+  /** Tells the other servers watching (watchJobs) that a job changed, when `db`'s transaction commits (at once outside one). */
+  private async notifyJob(db: Db, id: string, eventId: number | null): Promise<void> {
+    await this.run("SELECT pg_notify($1, $2)", [JOB_CHANNEL, JSON.stringify({ o: this.origin, j: id, e: eventId })], db);
+  }
+
+  /**
+   * LISTEN on its own connection (kept apart from the pool); a lost connection is opened again
+   * after a second, and `onJob` then hears of every active job once (what changed meanwhile).
+   */
+  async watchJobs(onJob: (id: string, eventId: number | null) => void): Promise<() => Promise<void>> {
+    await this.ready;
+    let client: pg.Client | undefined;
+    let stopped = false;
+    let retry: NodeJS.Timeout | undefined;
+    const connect = async (again: boolean): Promise<void> => {
+      const c = new pg.Client({ connectionString: this.url, types, application_name: "lifeboat-listen" });
+      c.on("notification", (n) => {
+        try {
+          const m = JSON.parse(n.payload ?? "") as { o: string; j: string; e: number | null };
+          if (m.o !== this.origin && typeof m.j === "string") onJob(m.j, typeof m.e === "number" ? m.e : null);
+        } catch {
+          // Not one of ours: ignored.
+        }
+      });
+      c.on("error", () => {
+        if (stopped || client !== c) return;
+        client = undefined;
+        void c.end().catch(() => undefined);
+        retry = setTimeout(() => void connect(true).catch(() => undefined), 1000);
+      });
+      try {
+        await c.connect();
+        await c.query(`LISTEN ${JOB_CHANNEL}`);
+      } catch (err) {
+        await c.end().catch(() => undefined);
+        if (!again) throw new UserError(`${this.where}: cannot listen for job changes (${(err as Error).message})`);
+        retry = setTimeout(() => void connect(true).catch(() => undefined), 1000);
+        return;
+      }
+      if (stopped) return void (await c.end());
+      client = c;
+      if (again) for (const j of await this.jobs.list({ state: [...ACTIVE_STATES] })) onJob(j.id, null);
+    };
+    await connect(false);
+    return async () => {
+      stopped = true;
+      clearTimeout(retry);
+      await client?.end().catch(() => undefined);
+    };
+  }
+
+  readonly servers: ServerRepo = {
+    beat: async (s) => {
+      await this.run(
+        `INSERT INTO servers (name, url, amanda, started_at, last_seen_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (name) DO UPDATE SET url = excluded.url, amanda = excluded.amanda, started_at = excluded.started_at, last_seen_at = excluded.last_seen_at`,
+        [s.name, s.url, JSON.stringify(s.amanda), s.startedAt, now()],
+      );
+    },
+    list: async () => (await this.q("SELECT * FROM servers ORDER BY name")).map(serverFrom),
+  };
 
   /** Waits for the store to be open (connected, migrated, key checked): a failure there is the first call's error. */
   async opened(): Promise<void> {
@@ -376,6 +450,7 @@ export class PgStore implements Store {
           t,
           t,
         ]);
+        await this.notifyJob(this.pool, j.id, null);
       } catch (err) {
         if ((err as { constraint?: string }).constraint === "jobs_one_active_per_mac") {
           const other = (await this.q(`SELECT id, state FROM jobs WHERE mac = $1 AND state IN (${activeList})`, [j.mac]))[0];
@@ -413,6 +488,7 @@ export class PgStore implements Store {
       ).map(jobFrom),
     update: async (id, patch) => {
       if ((await this.updateJob(this.pool, id, patch)) === 0) throw new UserError(`no job ${id}`, 2);
+      await this.notifyJob(this.pool, id, null);
       return (await this.getJob(id))!;
     },
     transition: async (id, from, change) =>
@@ -421,9 +497,20 @@ export class PgStore implements Store {
         const events: JobEvent[] = [];
         for (const e of change.events) events.push(await this.addEvent(db, id, e.type, e.data));
         if (change.dropKeys) await this.run("DELETE FROM job_keys WHERE job = $1", [id], db);
+        await this.notifyJob(db, id, events.at(-1)?.id ?? null);
         return { job: (await this.getJob(id, db))!, events };
       }),
-    addEvent: async (job, type, data) => this.addEvent(this.pool, job, type, data),
+    addEvent: async (job, type, data) => {
+      const e = await this.addEvent(this.pool, job, type, data);
+      await this.notifyJob(this.pool, job, e.id);
+      return e;
+    },
+    claim: async (id, server, tokenHash, deadBefore) => {
+      const r = await this.q(`UPDATE jobs SET server = $1, token_hash = $3, updated_at = $4 WHERE id = $5 AND ${claimableSql((n) => `$${n}`)} RETURNING *`, [server, deadBefore, tokenHash, now(), id]);
+      if (!r.length) return undefined;
+      await this.notifyJob(this.pool, id, null);
+      return jobFrom(r[0]!);
+    },
     events: async (job, opts = {}) =>
       (await this.q("SELECT * FROM job_events WHERE job = $1 AND id > $2 ORDER BY id", [job, opts.afterId ?? 0])).map((r) => ({
         id: r.id as number,

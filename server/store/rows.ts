@@ -5,7 +5,7 @@
  */
 import type { CatalogDump } from "../amanda/model.ts";
 import type { PowerConfig } from "../power/power.ts";
-import type { CatalogRefresh, HostPowerRecord, HostRecord, JobRecord, JobState, LeaseRecord, ProfileRecord } from "./types.ts";
+import type { CatalogRefresh, HostPowerRecord, HostRecord, JobRecord, JobState, LeaseRecord, ProfileRecord, ServerRecord } from "./types.ts";
 
 export type Row = Record<string, unknown>;
 
@@ -61,6 +61,7 @@ export const JOB_COLUMNS: Record<string, string> = {
   updatedAt: "updated_at",
   expiresAt: "expires_at",
   lastHeartbeatAt: "last_heartbeat_at",
+  server: "server",
 };
 
 /** A job field's value as its column holds it (JSON fields as text; booleans as the store gives them). */
@@ -89,6 +90,7 @@ export function jobFrom(r: Row): JobRecord {
     options: (JSON.parse(r.options as string) as JobRecord["options"] | null) ?? {},
     plan: JSON.parse(r.plan as string) as JobRecord["plan"],
     powerWave: JSON.parse(r.power_wave as string) as JobRecord["powerWave"],
+    server: (r.server as string | null) ?? null,
     error: (r.error as string | null) ?? null,
     armedBy: r.armed_by as string,
     createdAt: r.created_at as string,
@@ -124,3 +126,11 @@ export const keyContext = (job: string, uuid: string) => `job ${job} LUKS contai
 
 /** What a host's sealed BMC password is bound to: its row. */
 export const powerSecretContext = (host: string) => `host ${host} power`;
+
+export function serverFrom(r: Row): ServerRecord {
+  return { name: r.name as string, url: r.url as string, amanda: JSON.parse(r.amanda as string) as string[], startedAt: r.started_at as string, lastSeenAt: r.last_seen_at as string };
+}
+
+/** The claim's condition (JobRepo.claim), the same SQL in both stores: parameters 1 server, 2 dead-before time, as named by `p`. */
+export const claimableSql = (p: (n: 1 | 2) => string) =>
+  `(server IS NULL OR server = ${p(1)} OR state = 'stalled' OR NOT EXISTS (SELECT 1 FROM servers WHERE servers.name = jobs.server AND servers.last_seen_at >= ${p(2)}))`;

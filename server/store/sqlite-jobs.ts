@@ -2,7 +2,7 @@ import type Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
 import { ACTIVE_STATES, TERMINAL_STATES } from "../jobs/job-state.ts";
 import { SecretBox } from "./secret-box.ts";
-import { JOB_COLUMNS, type Row, jobColumn, jobFrom, keyContext, now, profileFrom } from "./rows.ts";
+import { JOB_COLUMNS, type Row, claimableSql, jobColumn, jobFrom, keyContext, now, profileFrom } from "./rows.ts";
 import type { AssignmentRepo, JobEvent, JobRecord, JobRepo, JobState, ProfileRepo } from "./types.ts";
 
 export function sqliteProfiles(db: Database.Database): ProfileRepo {
@@ -141,6 +141,12 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
       return getNow(id)!;
     },
     transition: async (id, from, change) => transition(id, from, change),
+    claim: async (id, server, tokenHash, deadBefore) => {
+      const changed = db
+        .prepare(`UPDATE jobs SET server = ?1, token_hash = ?3, updated_at = ?4 WHERE id = ?5 AND ${claimableSql((n) => `?${n}`)}`)
+        .run(server, deadBefore, tokenHash, now(), id).changes;
+      return changed ? getNow(id) : undefined;
+    },
     addEvent: async (job, type, data) => addEventNow(job, type, data),
     // Sealed on the way in, opened on the way out: the database only ever holds ciphertext.
     setKey: async (job, uuid, secret) => {

@@ -9,8 +9,8 @@ import { sealPlaintextKeys, sqliteAssignments, sqliteJobs, sqliteProfiles } from
 import { sqliteCatalog } from "./sqlite-catalog.ts";
 import { sqliteLeases } from "./sqlite-leases.ts";
 import { sqlitePower } from "./sqlite-power.ts";
-import { type Row, hostFrom, now } from "./rows.ts";
-import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, Store } from "./types.ts";
+import { type Row, hostFrom, now, serverFrom } from "./rows.ts";
+import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, ServerRepo, Store } from "./types.ts";
 
 /** Applies every migration not yet recorded, in id order, each in its own transaction; returns the ids applied now. */
 export function migrate(db: Database.Database, migrations: Migration[] = allMigrations): string[] {
@@ -219,6 +219,23 @@ export class SqliteStore implements Store {
       }));
     },
   };
+
+  readonly servers: ServerRepo = {
+    beat: async (s) => {
+      this.db
+        .prepare(
+          `INSERT INTO servers (name, url, amanda, started_at, last_seen_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT(name) DO UPDATE SET url = excluded.url, amanda = excluded.amanda, started_at = excluded.started_at, last_seen_at = excluded.last_seen_at`,
+        )
+        .run(s.name, s.url, JSON.stringify(s.amanda), s.startedAt, now());
+    },
+    list: async () => (this.db.prepare("SELECT * FROM servers ORDER BY name").all() as Row[]).map(serverFrom),
+  };
+
+  /** One server per SQLite file: no other server changes its jobs. */
+  async watchJobs(): Promise<() => Promise<void>> {
+    return async () => undefined;
+  }
 
   readonly settings = {
     get: async (key: string): Promise<string | undefined> =>

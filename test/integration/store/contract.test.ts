@@ -98,7 +98,7 @@ const host = (name: string, macs: string[]) => ({ name, tokenHash: `hash-${name}
 function job(id: string, mac: string, more: Partial<JobRecord> = {}): Omit<JobRecord, "createdAt" | "updatedAt"> {
   return {
     id, mac, kind: "recover", profile: "p", state: "armed", step: 0, steps: 0, bytesDone: 0, bytesTotal: 0, tokenHash: null, planTokenHash: null,
-    trustHttpBoot: false, hostname: null, at: null, hello: null, mapping: null, options: {}, plan: null, powerWave: null, error: null, armedBy: "test",
+    trustHttpBoot: false, hostname: null, at: null, hello: null, mapping: null, options: {}, plan: null, powerWave: null, server: null, error: null, armedBy: "test",
     expiresAt: new Date(Date.now() + DAY).toISOString(), lastHeartbeatAt: null, ...more,
   };
 }
