@@ -57,6 +57,8 @@ export const bundleTargetSchema = z
 
 export const configSchema = z.strictObject({
   dataDir: z.string().default(""),
+  // This server's name among the servers of one store (jobs say which server serves them); "": the host name.
+  name: z.union([z.literal(""), z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "expected letters, digits, '.', '_' or '-' (at most 64)")]).default(""),
   // "": the embedded SQLite store in the data dir; postgres://…: one store shared by several servers (README, "Several servers").
   store: z
     .strictObject({

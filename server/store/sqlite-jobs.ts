@@ -143,8 +143,8 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
     transition: async (id, from, change) => transition(id, from, change),
     claim: async (id, server, tokenHash, deadBefore) => {
       const changed = db
-        .prepare(`UPDATE jobs SET server = ?1, token_hash = ?3, updated_at = ?4 WHERE id = ?5 AND ${claimableSql((n) => `?${n}`)}`)
-        .run(server, deadBefore, tokenHash, now(), id).changes;
+        .prepare(`UPDATE jobs SET server = @server, token_hash = @tokenHash, updated_at = @now WHERE id = @id AND ${claimableSql((n) => (n === 1 ? "@server" : "@deadBefore"))}`)
+        .run({ server, deadBefore, tokenHash, now: now(), id }).changes;
       return changed ? getNow(id) : undefined;
     },
     addEvent: async (job, type, data) => addEventNow(job, type, data),

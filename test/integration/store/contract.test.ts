@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterEach, beforeAll, expect, it } from "vitest";
+import { afterEach, beforeAll, expect, it, vi } from "vitest";
 import type { CatalogDump } from "../../../server/amanda/model.ts";
 import { migrations } from "../../../server/store/migrations.ts";
 import { pgMigrations } from "../../../server/store/pg-migrations.ts";
@@ -366,6 +366,36 @@ for (const b of backends) {
       expect((await store.catalog.refreshes()).map((r) => [r.amanda, r.dumps, r.warnings])).toEqual([["daily", 0, ["gone"]], ["weekly", 1, ["odd"]]]);
     });
 
+    it("servers and claims: beats listed; a job's boot is claimed by one server, again by it, by another only once the holder is dead or the job stalled", async () => {
+      const o = await b.open();
+      const { store } = o;
+      const t = "2026-12-01T00:00:00.000Z";
+      await store.servers.beat({ name: "b", url: "http://10.231.25.2:8080", amanda: ["daily"], startedAt: t });
+      await store.servers.beat({ name: "a", url: "http://10.231.25.1:8080", amanda: [], startedAt: t });
+      const listed = await store.servers.list();
+      expect(listed.map((s) => [s.name, s.url, s.amanda, s.startedAt])).toEqual([["a", "http://10.231.25.1:8080", [], t], ["b", "http://10.231.25.2:8080", ["daily"], t]]);
+      const seen = Date.parse(listed[0]!.lastSeenAt);
+      expect(Math.abs(seen - Date.now())).toBeLessThan(60_000);
+      const alive = new Date(seen - 1000).toISOString();
+      const dead = new Date(seen + 1000).toISOString();
+      await store.jobs.create(job("j1", "52:54:00:00:00:01"));
+      expect(await store.jobs.claim("j1", "a", "t1", alive)).toMatchObject({ server: "a", tokenHash: "t1" });
+      expect(await store.jobs.claim("j1", "b", "t2", alive)).toBeUndefined();
+      expect(await store.jobs.get("j1")).toMatchObject({ server: "a", tokenHash: "t1" });
+      expect(await store.jobs.claim("j1", "a", "t3", alive)).toMatchObject({ server: "a", tokenHash: "t3" });
+      // a's last beat is older than the dead line: b may take the job.
+      expect(await store.jobs.claim("j1", "b", "t4", dead)).toMatchObject({ server: "b", tokenHash: "t4" });
+      await store.jobs.update("j1", { state: "stalled" });
+      expect(await store.jobs.claim("j1", "a", "t5", alive)).toMatchObject({ server: "a", tokenHash: "t5" });
+      expect(await store.jobs.claim("nope", "a", "t", alive)).toBeUndefined();
+      // Two servers claiming one boot at once: one gets it.
+      await store.jobs.create(job("j2", "52:54:00:00:00:02"));
+      const other = o.other();
+      const raced = await Promise.all([store.jobs.claim("j2", "a", "ta", alive), other.jobs.claim("j2", "b", "tb", alive)]);
+      expect(raced.filter((r) => r !== undefined)).toHaveLength(1);
+      expect((await store.jobs.get("j2"))?.server).toBe(raced.find((r) => r)!.server);
+    });
+
     it("snapshot: an SQLite copy of the whole store without the LUKS keys, which the SQLite store opens", async () => {
       const { store } = await b.open();
       await store.hosts.add(host("web1", ["52:54:00:00:00:01"]));
@@ -420,6 +450,28 @@ describeNeeding(postgresUnavailable(), "PostgreSQL store: migration rules and op
     await ok.pool.query("INSERT INTO schema_migrations (id, applied_at) VALUES ('9999-from-the-future', 'x')");
     const old = track(new PgStore(url, { keyFile: key }));
     await expect(old.hosts.list()).rejects.toThrow("the store comes from a newer Lifeboat (migration 9999-from-the-future unknown here); run that version or newer");
+  });
+
+  it("another server's job changes are heard (LISTEN/NOTIFY): the job and its event, never a server's own", async () => {
+    const url = await postgres!.createDatabase();
+    const key = keyFile();
+    const a = track(new PgStore(url, { keyFile: key }));
+    const b = track(new PgStore(url, { keyFile: key }));
+    const heardByA: Array<[string, number | null]> = [];
+    const heardByB: Array<[string, number | null]> = [];
+    const stopA = await a.watchJobs((id, e) => heardByA.push([id, e]));
+    const stopB = await b.watchJobs((id, e) => heardByB.push([id, e]));
+    await b.jobs.create(job("j1", "52:54:00:00:00:01"));
+    const t = await b.jobs.transition("j1", "armed", { patch: { state: "booted" }, events: [{ type: "booted", data: null }], dropKeys: false });
+    const e = await b.jobs.addEvent("j1", "note", null);
+    await b.jobs.claim("j1", "b", "t", new Date(0).toISOString());
+    await vi.waitFor(() => expect(heardByA).toEqual([["j1", null], ["j1", t!.events[0]!.id], ["j1", e.id], ["j1", null]]), { timeout: 5000 });
+    expect(heardByB).toEqual([]);
+    await stopA();
+    await b.jobs.update("j1", { error: "x" });
+    await stopB();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(heardByA).toHaveLength(4);
   });
 
   it("servers starting at once on a new store migrate it once", async () => {
