@@ -10,6 +10,7 @@ import { UserError } from "../errors.ts";
 import { migrateSqliteFile } from "../store/copy.ts";
 import { sqliteFile, storeKeyFile } from "../store/open.ts";
 import { PgStore } from "../store/postgres.ts";
+import { SERVER_DEAD_MS, serverView } from "../jobs/servers.ts";
 import { cliContext, output, table, withGlobals } from "./common.ts";
 
 export function registerStore(program: Command): Command {
@@ -87,6 +88,18 @@ export function registerStore(program: Command): Command {
       ].join("\n"),
     );
     if (view.targets.some((t) => t.ok === false)) process.exitCode = 1;
+  });
+
+  withGlobals(
+    store
+      .command("servers")
+      .description("the servers of this store (several on PostgreSQL): name, URL, Amanda configs, last beat, alive")
+      .addHelpText("after", `\nReads the store (works with the servers stopped). A server silent for ${SERVER_DEAD_MS / 1000} s is dead: another may take its jobs' boots.`),
+    { json: true },
+  ).action(async (_o, c: Command) => {
+    const ctx = cliContext(c);
+    const view = (await ctx.store().servers.list()).map((s) => serverView(s, Date.now()));
+    output(ctx, view, () => table(view.map((s) => ({ ...s, amanda: s.amanda.join(",") || "-", alive: s.alive ? "yes" : "NO" })), ["name", "url", "amanda", "lastSeenAt", "alive"]));
   });
 
   withGlobals(

@@ -13,13 +13,15 @@ import { type ResultPromise, execa } from "execa";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import { PgStore } from "../../../server/store/postgres.ts";
-import { lifeboatBin } from "../../helpers/cli.ts";
+import { lifeboat, lifeboatBin } from "../../helpers/cli.ts";
 import { describeNeeding } from "../../helpers/needs.ts";
 import { type TestPostgres, postgresUnavailable, startPostgres } from "../../helpers/postgres.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
 interface Serve {
   name: string;
+  config: string;
+  dataDir: string;
   url: string;
   token: string;
   proc: ResultPromise;
@@ -49,7 +51,7 @@ async function serve(name: string, storeUrl: string, key: string): Promise<Serve
     });
     void proc.then((r) => reject(new Error(`serve ${name} exited early: ${r.stderr}`)));
   });
-  return { name, url, token: readFileSync(join(dataDir, "admin-token"), "utf8").trim(), proc };
+  return { name, config, dataDir, url, token: readFileSync(join(dataDir, "admin-token"), "utf8").trim(), proc };
 }
 
 async function api<T>(s: Serve, method: string, path: string, body?: unknown): Promise<T> {
@@ -171,6 +173,10 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
     const token = await boot(a, "52:54:00:25:01:01");
     expect(token).not.toBeNull();
     expect((await api<JobView>(a, "GET", `/jobs/${job!.id}`)).server).toBe("a");
+    // The CLI reads the same store: B is still listed (alive until it misses SERVER_DEAD_MS of beats).
+    const cli = await lifeboat(["store", "servers", "--config", a.config, "--data-dir", a.dataDir, "--json"]);
+    expect(cli.exitCode).toBe(0);
+    expect((JSON.parse(cli.stdout) as Array<{ name: string; url: string }>).map((s) => [s.name, s.url])).toEqual([["a", a.url], ["b", b.url]]);
     const beat = await fetch(`${a.url}/api/v1/agent/jobs/${job!.id}/heartbeat`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
     expect(beat.status).toBe(200);
     expect((await api<JobView>(a, "GET", `/jobs/${job!.id}`)).state).toBe("booted");
