@@ -129,7 +129,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     stalledFailHours: config.jobs.stalledFailHours,
     agentLogJobMaxBytes: config.jobs.agentLogJobMaxBytes,
     log: log.child({ svc: "jobs" }),
-    planner: opts.planner ?? createPlanner(store),
+    planner: opts.planner ?? createPlanner(store, config.name),
   });
   const boot = new BootService(store, jobs, { dhcpMode: config.dhcp.mode, log: log.child({ svc: "boot" }) });
   const power = new PowerService(store, jobs, { bootInterface: config.listen.interface, waveSize: config.power.waveSize, log: log.child({ svc: "power" }) });

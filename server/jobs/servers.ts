@@ -5,6 +5,7 @@
  * Changes other servers make to jobs reach this server's live views through Store.watchJobs.
  */
 import type { ServerContext, Service } from "../context.ts";
+import { dumpStreamPath } from "../plan/agent-api.ts";
 import type { ServerRecord } from "../store/types.ts";
 
 export const SERVER_BEAT_MS = 5000;
@@ -19,6 +20,25 @@ export function deadBefore(now: number): string {
 /** A server as the API and CLI show it: alive or not, now. */
 export function serverView(s: ServerRecord, now: number) {
   return { ...s, alive: Date.parse(s.lastSeenAt) >= now - SERVER_DEAD_MS };
+}
+
+/**
+ * Where a plan streams its dumps from, when several servers share the store: a dump of an Amanda
+ * config this server serves is streamed here (no entry: the plan keeps a path on this server);
+ * one only other servers serve comes from the first live one of them by name, by full URL. Pure.
+ */
+export function remoteDumpUrls(dumps: ReadonlyArray<{ id: string; amanda: string }>, servers: ServerRecord[], self: string, now: number): Record<string, string> {
+  const local = new Set(servers.find((s) => s.name === self)?.amanda ?? []);
+  const others = servers.filter((s) => s.name !== self && serverView(s, now).alive).sort((a, b) => a.name.localeCompare(b.name));
+  const configs = new Map<string, string[]>();
+  for (const d of dumps) configs.set(d.id, [...(configs.get(d.id) ?? []), d.amanda]);
+  const out: Record<string, string> = {};
+  for (const [id, amanda] of configs) {
+    if (amanda.some((a) => local.has(a))) continue;
+    const holder = others.find((s) => s.amanda.some((a) => amanda.includes(a)));
+    if (holder) out[id] = `${holder.url.replace(/\/+$/, "")}${dumpStreamPath(id)}`;
+  }
+  return out;
 }
 
 /** Beats for this server every SERVER_BEAT_MS (the first at start, so its claims count from the start). */
