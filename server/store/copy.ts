@@ -10,6 +10,7 @@ import type pg from "pg";
 import { UserError } from "../errors.ts";
 import { makePrivate } from "../private-file.ts";
 import type { Row } from "./rows.ts";
+import { inTransaction } from "./pg-tx.ts";
 import { migrate } from "./sqlite.ts";
 
 /** Every table of the store, parents before children, with its columns. */
@@ -71,9 +72,7 @@ export async function pgCounts(db: Pick<pg.PoolClient, "query">): Promise<Record
  */
 export async function copySqliteToPg(db: Database.Database, pool: pg.Pool, where: string): Promise<Record<string, number>> {
   const rows = readSqlite(db);
-  const c = await pool.connect();
-  try {
-    await c.query("BEGIN");
+  return inTransaction(pool, async (c) => {
     // Nobody writes the target while it is filled (a server started on it too early waits).
     await c.query(`LOCK TABLE ${STORE_TABLES.map((t) => t.name).join(", ")} IN EXCLUSIVE MODE`);
     const held = Object.entries(await pgCounts(c)).filter(([, n]) => n > 0);
@@ -86,14 +85,8 @@ export async function copySqliteToPg(db: Database.Database, pool: pg.Pool, where
       counts[t.name] = list.length;
     }
     for (const t of IDENTITIES) await c.query(`SELECT setval(pg_get_serial_sequence('${t}', 'id'), COALESCE((SELECT MAX(id) FROM ${t}), 0) + 1, false)`);
-    await c.query("COMMIT");
     return counts;
-  } catch (err) {
-    await c.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
+  });
 }
 
 /** Copies an SQLite store file into PostgreSQL (`lifeboat store migrate`): opened read-only, so it is left exactly as it was. */
@@ -116,18 +109,17 @@ export async function migrateSqliteFile(file: string, pool: pg.Pool, where: stri
  * repeatable-read transaction, without the jobs' LUKS keys.
  */
 export async function copyToSqlite(pool: pg.Pool, file: string): Promise<void> {
-  const c = await pool.connect();
   const rows = new Map<string, Row[]>();
-  try {
-    await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    for (const t of STORE_TABLES) {
-      if (t.name === "job_keys") continue;
-      rows.set(t.name, (await c.query<Row>(`SELECT ${t.columns.join(", ")} FROM ${t.name}`)).rows.filter((r) => keep(t.name, r)));
-    }
-    await c.query("COMMIT");
-  } finally {
-    c.release();
-  }
+  await inTransaction(
+    pool,
+    async (c) => {
+      for (const t of STORE_TABLES) {
+        if (t.name === "job_keys") continue;
+        rows.set(t.name, (await c.query<Row>(`SELECT ${t.columns.join(", ")} FROM ${t.name}`)).rows.filter((r) => keep(t.name, r)));
+      }
+    },
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+  );
   const db = new Database(file);
   try {
     db.pragma("foreign_keys = ON");

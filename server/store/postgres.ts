@@ -19,7 +19,9 @@ import { pgMigrations } from "./pg-migrations.ts";
 import {
   JOB_COLUMNS,
   type Row,
+  auditFrom,
   dumpFrom,
+  eventFrom,
   hostFrom,
   jobColumn,
   jobFrom,
@@ -35,6 +37,7 @@ import {
 } from "./rows.ts";
 import { SecretBox, loadSecretKey } from "./secret-box.ts";
 import { copyToSqlite } from "./copy.ts";
+import { inTransaction } from "./pg-tx.ts";
 import type {
   AssignmentRepo,
   AuditEntry,
@@ -237,18 +240,7 @@ export class PgStore implements Store {
   /** `fn` in one transaction on one connection: committed when it returns, rolled back when it throws. */
   async tx<T>(fn: (db: Db) => Promise<T>): Promise<T> {
     await this.ready;
-    const c = await this.pool.connect();
-    try {
-      await c.query("BEGIN");
-      const out = await fn(c);
-      await c.query("COMMIT");
-      return out;
-    } catch (err) {
-      await c.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+    return inTransaction(this.pool, fn);
   }
 
   async migrations(): Promise<string[]> {
@@ -372,14 +364,7 @@ export class PgStore implements Store {
       (opts.target
         ? await this.q("SELECT * FROM audit WHERE target = $1 ORDER BY id DESC LIMIT $2", [opts.target, opts.limit ?? 1000])
         : await this.q("SELECT * FROM audit ORDER BY id DESC LIMIT $1", [opts.limit ?? 1000])
-      ).map((r) => ({
-        id: r.id as number,
-        at: r.at as string,
-        actor: r.actor as string,
-        action: r.action as string,
-        target: r.target as string,
-        detail: JSON.parse(r.detail as string),
-      })),
+      ).map(auditFrom),
   };
 
   readonly settings: SettingsRepo = {
@@ -512,13 +497,7 @@ export class PgStore implements Store {
       return jobFrom(r[0]!);
     },
     events: async (job, opts = {}) =>
-      (await this.q("SELECT * FROM job_events WHERE job = $1 AND id > $2 ORDER BY id", [job, opts.afterId ?? 0])).map((r) => ({
-        id: r.id as number,
-        job: r.job as string,
-        at: r.at as string,
-        type: r.type as string,
-        data: JSON.parse(r.data as string),
-      })),
+      (await this.q("SELECT * FROM job_events WHERE job = $1 AND id > $2 ORDER BY id", [job, opts.afterId ?? 0])).map(eventFrom),
     eventBytes: async (job, type) => (await this.q("SELECT COALESCE(SUM(octet_length(data)), 0) AS n FROM job_events WHERE job = $1 AND type = $2", [job, type]))[0]!.n as number,
     pruneEvents: async (endedBefore) =>
       this.run(`DELETE FROM job_events WHERE job IN (SELECT id FROM jobs WHERE state IN (${terminalList}) AND updated_at < $1)`, [endedBefore]),

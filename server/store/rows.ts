@@ -5,7 +5,7 @@
  */
 import type { CatalogDump } from "../amanda/model.ts";
 import type { PowerConfig } from "../power/power.ts";
-import type { CatalogRefresh, HostPowerRecord, HostRecord, JobRecord, JobState, LeaseRecord, ProfileRecord, ServerRecord } from "./types.ts";
+import type { AuditEntry, CatalogRefresh, HostPowerRecord, HostRecord, JobEvent, JobRecord, JobState, LeaseRecord, ProfileRecord, ServerRecord } from "./types.ts";
 
 export type Row = Record<string, unknown>;
 
@@ -21,6 +21,14 @@ export function hostFrom(r: Row, macs: string[]): HostRecord {
     dleMap: JSON.parse(r.dle_map as string) as Record<string, string>,
     createdAt: r.created_at as string,
   };
+}
+
+export function auditFrom(r: Row): AuditEntry {
+  return { id: r.id as number, at: r.at as string, actor: r.actor as string, action: r.action as string, target: r.target as string, detail: JSON.parse(r.detail as string) };
+}
+
+export function eventFrom(r: Row): JobEvent {
+  return { id: r.id as number, job: r.job as string, at: r.at as string, type: r.type as string, data: JSON.parse(r.data as string) };
 }
 
 export function profileFrom(r: Row): ProfileRecord {

@@ -2,7 +2,7 @@ import type Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
 import { ACTIVE_STATES, TERMINAL_STATES } from "../jobs/job-state.ts";
 import { SecretBox } from "./secret-box.ts";
-import { JOB_COLUMNS, type Row, claimableSql, jobColumn, jobFrom, keyContext, now, profileFrom } from "./rows.ts";
+import { JOB_COLUMNS, type Row, claimableSql, eventFrom, jobColumn, jobFrom, keyContext, now, profileFrom } from "./rows.ts";
 import type { AssignmentRepo, JobEvent, JobRecord, JobRepo, JobState, ProfileRepo } from "./types.ts";
 
 export function sqliteProfiles(db: Database.Database): ProfileRepo {
@@ -175,12 +175,6 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
     pruneEvents: async (endedBefore) =>
       db.prepare(`DELETE FROM job_events WHERE job IN (SELECT id FROM jobs WHERE state IN (${terminalList}) AND updated_at < ?)`).run(endedBefore).changes,
     events: async (job, opts = {}) =>
-      (db.prepare("SELECT * FROM job_events WHERE job = ? AND id > ? ORDER BY id").all(job, opts.afterId ?? 0) as Row[]).map((r) => ({
-        id: r.id as number,
-        job: r.job as string,
-        at: r.at as string,
-        type: r.type as string,
-        data: JSON.parse(r.data as string),
-      })),
+      (db.prepare("SELECT * FROM job_events WHERE job = ? AND id > ? ORDER BY id").all(job, opts.afterId ?? 0) as Row[]).map(eventFrom),
   };
 }

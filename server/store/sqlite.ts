@@ -9,7 +9,7 @@ import { sealPlaintextKeys, sqliteAssignments, sqliteJobs, sqliteProfiles } from
 import { sqliteCatalog } from "./sqlite-catalog.ts";
 import { sqliteLeases } from "./sqlite-leases.ts";
 import { sqlitePower } from "./sqlite-power.ts";
-import { type Row, hostFrom, now, serverFrom } from "./rows.ts";
+import { type Row, auditFrom, hostFrom, now, serverFrom } from "./rows.ts";
 import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, ServerRepo, Store } from "./types.ts";
 
 /** Applies every migration not yet recorded, in id order, each in its own transaction; returns the ids applied now. */
@@ -209,14 +209,7 @@ export class SqliteStore implements Store {
           ? this.db.prepare("SELECT * FROM audit WHERE target = ? ORDER BY id DESC LIMIT ?").all(opts.target, opts.limit ?? 1000)
           : this.db.prepare("SELECT * FROM audit ORDER BY id DESC LIMIT ?").all(opts.limit ?? 1000)
       ) as Row[];
-      return rows.map((r) => ({
-        id: r.id as number,
-        at: r.at as string,
-        actor: r.actor as string,
-        action: r.action as string,
-        target: r.target as string,
-        detail: JSON.parse(r.detail as string),
-      }));
+      return rows.map(auditFrom);
     },
   };
 
