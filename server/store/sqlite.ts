@@ -240,3 +240,13 @@ export class SqliteStore implements Store {
     },
   };
 }
+
+/** The migrations an SQLite store file records, in id order (a snapshot's, for its bundle's manifest). */
+export function sqliteMigrations(file: string): string[] {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare("SELECT id FROM schema_migrations ORDER BY id").all() as Row[]).map((r) => r.id as string);
+  } finally {
+    db.close();
+  }
+}

@@ -3,7 +3,11 @@
  * SQLite store into a throwaway PostgreSQL; what the PostgreSQL store then reads is what the
  * SQLite one read, sealed secrets included; a non-empty target and a bad URL are refused in one line.
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { exportBundle } from "../../../server/bundle/export.ts";
+import { importBundle } from "../../../server/bundle/import.ts";
+import { migrations } from "../../../server/store/migrations.ts";
 import { beforeAll, expect, it } from "vitest";
 import { PgStore } from "../../../server/store/postgres.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
@@ -100,6 +104,38 @@ describeNeeding(postgresUnavailable(), "lifeboat store migrate --to", () => {
     const human = await lifeboat(["store", "migrate", "--to", await pg.createDatabase(), "--data-dir", dataDir]);
     expect(human.exitCode).toBe(0);
     expect(human.stdout).toMatch(/^copied 15 rows from .*lifeboat\.db into postgresql:\/\/lifeboat@localhost\/.*:\n {2}hosts 1, host_macs 1, layouts 2,/);
+  });
+
+  it("a PostgreSQL store's recovery bundle imports into an empty SQLite data dir and into an empty PostgreSQL store", async () => {
+    const url = await pg.createDatabase();
+    const keyDir = tempDir("lifeboat-bundle-key-");
+    const src = new PgStore(url, { keyFile: join(keyDir, "store-key") });
+    await src.hosts.add({ name: "web9", tokenHash: "h", smbiosUuid: null, macs: ["52:54:00:25:00:09"], amandaConfig: null, dleMap: {} });
+    await src.layouts.add("web9", { disks: [] });
+    const out = join(tempDir("lifeboat-bundle-"), "b.bundle");
+    try {
+      const r = await exportBundle({ store: src, amanda: [], out });
+      // The manifest names the snapshot's (SQLite) migrations, which an import checks.
+      expect(r.manifest.schema).toEqual(migrations.map((m) => m.id).sort());
+    } finally {
+      await src.close();
+    }
+    const intoSqlite = join(tempDir("lifeboat-import-"), "data");
+    const a = await importBundle(out, { dataDir: intoSqlite, adminTokenFile: join(intoSqlite, "admin-token"), store: { url: "" } }, "test");
+    const s = new SqliteStore(join(a.dataDir, "lifeboat.db"), { keyFile: join(intoSqlite, "store-key") });
+    expect((await s.hosts.byMac("52:54:00:25:00:09"))?.name).toBe("web9");
+    await s.close();
+    const target = await pg.createDatabase();
+    const intoPg = join(tempDir("lifeboat-import-"), "data");
+    await importBundle(out, { dataDir: intoPg, adminTokenFile: join(intoPg, "admin-token"), store: { url: target } }, "test");
+    const p = new PgStore(target, { keyFile: join(intoPg, "store-key") });
+    try {
+      expect((await p.layouts.get("web9"))?.version).toBe(1);
+      expect((await p.audit.list({ target: "store" })).map((e) => e.action)).toContain("store.import");
+    } finally {
+      await p.close();
+    }
+    expect(existsSync(join(intoPg, "lifeboat.db"))).toBe(false);
   });
 
   it("a URL that is not one, and a data dir without a store, are refused in one line", async () => {
