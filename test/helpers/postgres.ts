@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import pg from "pg";
-import { afterAll } from "vitest";
+import { spawnSync } from "node:child_process";
 import type { Missing } from "./needs.ts";
 
 /** Debian's binaries (newest version first), else whatever PATH has. */
@@ -51,7 +51,11 @@ export interface TestPostgres {
 
 let dbCount = 0;
 
-/** Starts a PostgreSQL for the calling file; it is stopped and its directory removed after the file's tests. */
+/**
+ * Starts a PostgreSQL. The caller stops it (`afterAll(() => pg.stop())` beside its `beforeAll`:
+ * a hook registered from inside another hook never runs); if the test process ends first, an
+ * exit handler stops it, so no server and no directory is left behind either way.
+ */
 export async function startPostgres(): Promise<TestPostgres> {
   const bin = binDir()!;
   const dir = mkdtempSync(join(tmpdir(), "lifeboat-pg-"));
@@ -64,13 +68,21 @@ export async function startPostgres(): Promise<TestPostgres> {
   await run("pg_ctl", ["-D", data, "-o", opts, "-l", join(dir, "log"), "-w", "-s", "start"]);
   let stopped = false;
   const url = (db: string) => `postgresql://lifeboat@localhost/${db}?host=${encodeURIComponent(dir)}`;
+  const pgCtlStop = [join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "-s", "stop"];
+  const onExit = () => {
+    if (stopped) return;
+    stopped = true;
+    spawnSync(owner ? "runuser" : pgCtlStop[0]!, owner ? ["-u", "postgres", "--", ...pgCtlStop] : pgCtlStop.slice(1));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once("exit", onExit);
   const stop = async () => {
+    process.off("exit", onExit);
     if (stopped) return;
     stopped = true;
     await run("pg_ctl", ["-D", data, "-m", "immediate", "-s", "stop"]).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   };
-  afterAll(stop);
   return {
     dir,
     url,

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterEach, beforeAll, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, it, vi } from "vitest";
 import type { CatalogDump } from "../../../server/amanda/model.ts";
 import { migrations } from "../../../server/store/migrations.ts";
 import { pgMigrations } from "../../../server/store/pg-migrations.ts";
@@ -69,7 +69,7 @@ const backends: Backend[] = [
     name: "PostgreSQL",
     missing: postgresUnavailable,
     async setup() {
-      postgres = await startPostgres();
+      postgres ??= await startPostgres();
     },
     async open() {
       const url = await postgres!.createDatabase();
@@ -114,6 +114,10 @@ function dump(amanda: string, host: string, disk: string, level: number, datesta
 const lease = (n: number, more: Partial<LeaseRecord> = {}): LeaseRecord => ({
   ip: `10.231.25.${n}`, client: `52:54:00:25:00:${n.toString(16).padStart(2, "0")}`, mac: `52:54:00:25:00:${n.toString(16).padStart(2, "0")}`,
   state: "bound", hostname: null, expiresAt: "2099-01-01T00:00:00.000Z", ...more,
+});
+
+afterAll(async () => {
+  await postgres?.stop();
 });
 
 for (const b of backends) {

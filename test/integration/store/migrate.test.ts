@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { exportBundle } from "../../../server/bundle/export.ts";
 import { importBundle } from "../../../server/bundle/import.ts";
 import { migrations } from "../../../server/store/migrations.ts";
-import { beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { PgStore } from "../../../server/store/postgres.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
 import type { Store } from "../../../server/store/types.ts";
@@ -43,6 +43,9 @@ describeNeeding(postgresUnavailable(), "lifeboat store migrate --to", () => {
   let pg: TestPostgres;
   beforeAll(async () => {
     pg = await startPostgres();
+  });
+  afterAll(async () => {
+    await pg?.stop();
   });
 
   it("copies a SQLite store into an empty PostgreSQL, counts its rows, and refuses to copy into it again", async () => {

@@ -119,6 +119,7 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
     aLive?.stop();
     for (const p of procs) p.kill("SIGKILL");
     await Promise.all(procs);
+    await pg?.stop();
   });
 
   it("both servers are in the store; a job armed on A boots on B and is served by B; A's live view shows it", async () => {
