@@ -31,7 +31,7 @@ export const STORE_TABLES: ReadonlyArray<{ name: string; columns: readonly strin
   },
   { name: "job_events", columns: ["id", "job", "at", "type", "data"] },
   { name: "job_keys", columns: ["job", "uuid", "secret"] },
-  { name: "dhcp_leases", columns: ["ip", "client", "mac", "state", "hostname", "expires_at"] },
+  { name: "dhcp_leases", columns: ["ip", "client", "mac", "state", "hostname", "expires_at", "server"] },
   { name: "catalog_dumps", columns: ["amanda", "id", "host", "disk", "level", "datestamp", "record"] },
   { name: "catalog_refreshes", columns: ["amanda", "at", "dumps", "warnings"] },
   { name: "host_power", columns: ["host", "config", "secret", "updated_at"] },

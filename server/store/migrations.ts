@@ -230,7 +230,7 @@ export const migrations: Migration[] = [
     sql: `ALTER TABLE jobs ADD COLUMN power_wave TEXT NOT NULL DEFAULT 'null';`,
   },
   {
-    // Several servers on one store (issue 25): who is alive and where, and which server serves a job's boot.
+    // Several servers on one store (issue 25): who is alive and where, which server serves a job's boot, whose a lease is.
     id: "0600-servers",
     sql: `
       CREATE TABLE servers (
@@ -241,6 +241,8 @@ export const migrations: Migration[] = [
         last_seen_at TEXT NOT NULL
       );
       ALTER TABLE jobs ADD COLUMN server TEXT;
+      -- Leases belong to the server that gave them (rows before: to the one server there was, named '').
+      ALTER TABLE dhcp_leases ADD COLUMN server TEXT NOT NULL DEFAULT '';
     `,
   },
 ];

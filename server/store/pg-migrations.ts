@@ -141,7 +141,7 @@ export const pgMigrations: Migration[] = [
     `,
   },
   {
-    // Several servers on one store (issue 25): who is alive and where, and which server serves a job's boot.
+    // Several servers on one store (issue 25): who is alive and where, which server serves a job's boot, whose a lease is.
     id: "0600-servers",
     sql: `
       CREATE TABLE servers (
@@ -152,6 +152,8 @@ export const pgMigrations: Migration[] = [
         last_seen_at ${T} NOT NULL
       );
       ALTER TABLE jobs ADD COLUMN server ${T};
+      -- Leases belong to the server that gave them (rows before: to the one server there was, named '').
+      ALTER TABLE dhcp_leases ADD COLUMN server ${T} NOT NULL DEFAULT '';
     `,
   },
 ];

@@ -531,18 +531,18 @@ export class PgStore implements Store {
       const r = (await this.q("SELECT * FROM dhcp_leases WHERE ip = $1", [ip]))[0];
       return r ? leaseFrom(r) : undefined;
     },
-    byClient: async (client) => {
-      const r = (await this.q("SELECT * FROM dhcp_leases WHERE client = $1 AND state <> 'declined'", [client]))[0];
+    byClient: async (client, server) => {
+      const r = (await this.q("SELECT * FROM dhcp_leases WHERE client = $1 AND server = $2 AND state <> 'declined'", [client, server]))[0];
       return r ? leaseFrom(r) : undefined;
     },
     put: async (l) => {
       await this.tx(async (db) => {
         // A client has one offered or bound address at a time; the addresses it declined stay out for their hold time.
-        if (l.state !== "declined") await this.run("DELETE FROM dhcp_leases WHERE client = $1 AND ip <> $2 AND state <> 'declined'", [l.client, l.ip], db);
+        if (l.state !== "declined") await this.run("DELETE FROM dhcp_leases WHERE client = $1 AND server = $2 AND ip <> $3 AND state <> 'declined'", [l.client, l.server, l.ip], db);
         await this.run(
-          `INSERT INTO dhcp_leases (ip, client, mac, state, hostname, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
-           ON CONFLICT (ip) DO UPDATE SET client = excluded.client, mac = excluded.mac, state = excluded.state, hostname = excluded.hostname, expires_at = excluded.expires_at`,
-          [l.ip, l.client, l.mac, l.state, l.hostname, l.expiresAt],
+          `INSERT INTO dhcp_leases (ip, client, mac, state, hostname, expires_at, server) VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (ip) DO UPDATE SET client = excluded.client, mac = excluded.mac, state = excluded.state, hostname = excluded.hostname, expires_at = excluded.expires_at, server = excluded.server`,
+          [l.ip, l.client, l.mac, l.state, l.hostname, l.expiresAt, l.server],
           db,
         );
       });

@@ -116,6 +116,7 @@ export function leaseFrom(r: Row): LeaseRecord {
     state: r.state as LeaseRecord["state"],
     hostname: (r.hostname as string | null) ?? null,
     expiresAt: r.expires_at as string,
+    server: r.server as string,
   };
 }
 

@@ -249,14 +249,17 @@ export interface LeaseRecord {
   state: "offered" | "bound" | "declined";
   hostname: string | null;
   expiresAt: string;
+  /** The Lifeboat server whose DHCP gave it (config name): with several servers on one store, each one's pool keeps its own clients' leases. */
+  server: string;
 }
 
 export interface LeaseRepo {
+  /** Every server's leases: an address held by anyone is not free. */
   list(): Promise<LeaseRecord[]>;
   byIp(ip: string): Promise<LeaseRecord | undefined>;
-  /** The client's offered or bound lease (never a declined one). */
-  byClient(client: string): Promise<LeaseRecord | undefined>;
-  /** Inserts or replaces the lease of `ip`; an offered or bound one replaces the client's other offered or bound lease. */
+  /** The client's offered or bound lease from `server` (never a declined one). */
+  byClient(client: string, server: string): Promise<LeaseRecord | undefined>;
+  /** Inserts or replaces the lease of `ip`; an offered or bound one replaces the client's other offered or bound lease from the same server. */
   put(l: LeaseRecord): Promise<void>;
   remove(ip: string): Promise<boolean>;
   /** Deletes offered and declined leases that expired before `before`, bound ones that expired before `boundBefore`; returns how many. */

@@ -113,7 +113,7 @@ function dump(amanda: string, host: string, disk: string, level: number, datesta
 
 const lease = (n: number, more: Partial<LeaseRecord> = {}): LeaseRecord => ({
   ip: `10.231.25.${n}`, client: `52:54:00:25:00:${n.toString(16).padStart(2, "0")}`, mac: `52:54:00:25:00:${n.toString(16).padStart(2, "0")}`,
-  state: "bound", hostname: null, expiresAt: "2099-01-01T00:00:00.000Z", ...more,
+  state: "bound", hostname: null, expiresAt: "2099-01-01T00:00:00.000Z", server: "a", ...more,
 });
 
 afterAll(async () => {
@@ -340,15 +340,21 @@ for (const b of backends) {
       await store.leases.put(lease(10));
       await store.leases.put(lease(11, { client: lease(10).client, state: "offered" }));
       expect(await store.leases.byIp("10.231.25.10")).toBeUndefined();
-      expect((await store.leases.byClient(lease(10).client))?.ip).toBe("10.231.25.11");
+      expect((await store.leases.byClient(lease(10).client, "a"))?.ip).toBe("10.231.25.11");
       await store.leases.put(lease(12, { client: lease(10).client, state: "declined", expiresAt: "2000-01-01T00:00:00.000Z" }));
-      expect((await store.leases.byClient(lease(10).client))?.ip).toBe("10.231.25.11");
+      expect((await store.leases.byClient(lease(10).client, "a"))?.ip).toBe("10.231.25.11");
       await store.leases.put(lease(9, { expiresAt: "2000-01-02T00:00:00.000Z", hostname: "h" }));
       expect((await store.leases.list()).map((l) => l.ip)).toEqual(["10.231.25.11", "10.231.25.12", "10.231.25.9"]);
       expect(await store.leases.byIp("10.231.25.9")).toEqual(lease(9, { expiresAt: "2000-01-02T00:00:00.000Z", hostname: "h" }));
       // The declined one expired; the bound one is kept until its own (later) bound limit.
       expect(await store.leases.prune("2001-01-01T00:00:00.000Z", "2000-01-01T00:00:00.000Z")).toBe(1);
       expect(await store.leases.prune("2001-01-01T00:00:00.000Z", "2001-01-01T00:00:00.000Z")).toBe(1);
+      // Leases belong to the server that gave them: the same client on another server's LAN keeps this one.
+      await store.leases.put(lease(200, { client: lease(10).client, state: "offered", server: "b" }));
+      expect((await store.leases.byClient(lease(10).client, "a"))?.ip).toBe("10.231.25.11");
+      expect((await store.leases.byClient(lease(10).client, "b"))?.ip).toBe("10.231.25.200");
+      expect(await store.leases.byClient(lease(10).client, "c")).toBeUndefined();
+      expect(await store.leases.remove("10.231.25.200")).toBe(true);
       expect(await store.leases.remove("10.231.25.11")).toBe(true);
       expect(await store.leases.remove("10.231.25.11")).toBe(false);
       expect(await store.leases.list()).toEqual([]);

@@ -64,7 +64,7 @@ describeNeeding(postgresUnavailable(), "lifeboat store migrate --to", () => {
     await src.jobs.addEvent("j1", "armed", { by: "t" });
     await src.jobs.setKey("j1", UUID, "luks pass");
     await src.power.put("web1", { kind: "wol" }, "bmc pass");
-    await src.leases.put({ ip: "10.231.25.100", client: "52:54:00:25:00:01", mac: "52:54:00:25:00:01", state: "bound", hostname: null, expiresAt: t });
+    await src.leases.put({ ip: "10.231.25.100", client: "52:54:00:25:00:01", mac: "52:54:00:25:00:01", state: "bound", hostname: null, expiresAt: t, server: "a" });
     await src.catalog.replace("daily", [], ["w"]);
     await src.audit.append({ actor: "t", action: "host.add", target: "host:web1", detail: null });
     await src.settings.set("server.id", "s-1");

@@ -45,7 +45,7 @@ describe("store migrations", () => {
     old.prepare("INSERT INTO dhcp_leases (ip, mac, state, expires_at) VALUES ('10.231.41.100', '52:54:00:29:00:01', 'bound', '2099-01-01T00:00:00.000Z')").run();
     old.close();
     const store = new SqliteStore(file);
-    expect(await store.leases.byClient("52:54:00:29:00:01")).toMatchObject({ ip: "10.231.41.100", mac: "52:54:00:29:00:01", state: "bound" });
+    expect(await store.leases.byClient("52:54:00:29:00:01", "")).toMatchObject({ ip: "10.231.41.100", mac: "52:54:00:29:00:01", state: "bound" });
     await store.close();
   });
 
