@@ -112,7 +112,7 @@ export class DhcpService implements Service {
     };
     this.pool =
       cfg.dhcp.mode === "full"
-        ? new LeasePool({ ...cfg.dhcp.pool, staticLeases: cfg.dhcp.staticLeases }, this.ctx.store.leases, serverIp)
+        ? new LeasePool({ ...cfg.dhcp.pool, staticLeases: cfg.dhcp.staticLeases }, this.ctx.store.leases, serverIp, this.ctx.config.name)
         : undefined;
   }
 

@@ -129,6 +129,7 @@ export class JobService extends JobLifecycle {
       options: req.options ?? {},
       plan: null,
       powerWave: req.powerWave ?? null,
+      server: null,
       error: null,
       armedBy: req.actor,
       expiresAt: new Date(Date.now() + expiresMs).toISOString(),
