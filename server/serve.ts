@@ -18,7 +18,8 @@ import { catalogRefreshService } from "./amanda/refresh.ts";
 import { securePrivateDir } from "./private-file.ts";
 import { retentionService } from "./jobs/retention.ts";
 import { bundleService } from "./bundle/schedule.ts";
-import { openStore } from "./store/sqlite.ts";
+import { openStore } from "./store/open.ts";
+import { jobWatch, serverBeat } from "./jobs/servers.ts";
 import { version } from "./version.ts";
 
 export interface RunningServer {
@@ -108,6 +109,12 @@ export function guardProcess(log: Logger, metrics: Registry): () => void {
   };
 }
 
+/** host:port the HTTP service listens on, with a wildcard address as loopback. */
+function httpHost(app: FastifyInstance): string {
+  const a = app.server.address() as AddressInfo;
+  return `${a.address === "0.0.0.0" || a.address === "::" ? "127.0.0.1" : a.address}:${a.port}`;
+}
+
 /** Starts every service the config enables; logs one line per service with its address. */
 export async function startServer(config: Config, log: Logger, opts: { planner?: Planner } = {}): Promise<RunningServer> {
   // The data dir holds the store, its key and the admin token: only Lifeboat's user reads it.
@@ -116,12 +123,13 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
   const jobs = new JobService(store, {
+    server: config.name,
     expireHours: config.jobs.expireHours,
     heartbeatTimeoutSeconds: config.jobs.heartbeatTimeoutSeconds,
     stalledFailHours: config.jobs.stalledFailHours,
     agentLogJobMaxBytes: config.jobs.agentLogJobMaxBytes,
     log: log.child({ svc: "jobs" }),
-    planner: opts.planner ?? createPlanner(store),
+    planner: opts.planner ?? createPlanner(store, config.name),
   });
   const boot = new BootService(store, jobs, { dhcpMode: config.dhcp.mode, log: log.child({ svc: "boot" }) });
   const power = new PowerService(store, jobs, { bootInterface: config.listen.interface, waveSize: config.power.waveSize, log: log.child({ svc: "power" }) });
@@ -137,10 +145,13 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
     version,
   };
   const app = await buildApp(ctx);
+  const url = () => config.http.publicUrl.replace(/\/+$/, "") || `http://${httpHost(app)}`;
   const services: Service[] = [
     jobTicker(jobs, log),
     power.followUp(),
     httpService(app, config),
+    serverBeat(ctx, url),
+    jobWatch(ctx),
     catalogRefreshService(ctx),
     retentionService(ctx),
     bundleService(ctx),
@@ -169,12 +180,10 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
   }
   // Installed once everything runs: a failure to start still ends the process with its error.
   const unguard = guardProcess(log, metrics);
-  const a = app.server.address() as AddressInfo;
-  const host = a.address === "0.0.0.0" || a.address === "::" ? "127.0.0.1" : a.address;
   return {
     ctx,
     app,
-    httpUrl: `http://${host}:${a.port}`,
+    httpUrl: `http://${httpHost(app)}`,
     stop: async (graceMs = 5000) => {
       await stopAll(graceMs);
       unguard();

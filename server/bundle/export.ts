@@ -14,6 +14,7 @@ import { amadminReads, setupOf } from "../amanda/refresh.ts";
 import type { AmandaConfig } from "../config/schema.ts";
 import { errorMessage } from "../errors.ts";
 import { makePrivate } from "../private-file.ts";
+import { sqliteMigrations } from "../store/sqlite.ts";
 import type { Store } from "../store/types.ts";
 import { version } from "../version.ts";
 import { encryptTo } from "./gpg.ts";
@@ -170,7 +171,8 @@ export async function exportBundle(o: ExportOptions): Promise<ExportResult> {
       lifeboat: version,
       createdAt: now.toISOString(),
       serverId: await serverId(o.store),
-      schema: await o.store.migrations(),
+      // The snapshot's own (an SQLite file whatever the store: a PostgreSQL store's migrations are not its).
+      schema: sqliteMigrations(join(stage, "store", "lifeboat.db")),
       secrets: SECRETS_POLICY,
       notes,
       members,

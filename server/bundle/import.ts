@@ -13,7 +13,9 @@ import { join, relative } from "node:path";
 import { UserError } from "../errors.ts";
 import { makePrivate, securePrivateDir } from "../private-file.ts";
 import { migrations } from "../store/migrations.ts";
-import { openStore } from "../store/sqlite.ts";
+import { migrateSqliteFile } from "../store/copy.ts";
+import { openStore } from "../store/open.ts";
+import type { PgStore } from "../store/postgres.ts";
 import { renewServerId, sha256File } from "./export.ts";
 import { decryptTo, fileKind } from "./gpg.ts";
 import { BUNDLE_FORMAT, BundleError, MANIFEST_NAME, type Manifest, SEAL_NAME, manifestFormat, membersProblem, parseManifest, schemaProblem } from "./manifest.ts";
@@ -66,7 +68,7 @@ export async function openBundle(file: string, work: string): Promise<Manifest> 
 }
 
 /** Imports `file` into `cfg.dataDir`, which must be empty (or not exist). Refusals are one-line UserErrors (exit 2). */
-export async function importBundle(file: string, cfg: { dataDir: string; adminTokenFile: string }, actor: string): Promise<ImportResult> {
+export async function importBundle(file: string, cfg: { dataDir: string; adminTokenFile: string; store: { url: string } }, actor: string): Promise<ImportResult> {
   const dataDir = cfg.dataDir;
   if (existsSync(dataDir) && readdirSync(dataDir).length > 0)
     throw new UserError(`${dataDir}: the data dir is not empty; a bundle is imported only into an empty one (--data-dir DIR)`, 2);
@@ -93,6 +95,17 @@ export async function importBundle(file: string, cfg: { dataDir: string; adminTo
     rmSync(join(x, "store"), { recursive: true });
     const restored = join(dataDir, RESTORED_DIR);
     cpSync(x, restored, { recursive: true });
+    // A PostgreSQL store gets the bundle's store copied in (refused unless empty); the data dir keeps no SQLite copy.
+    if (cfg.store.url) {
+      const target = openStore(cfg) as PgStore;
+      try {
+        await target.opened();
+        await migrateSqliteFile(db, target.pool, target.where);
+      } finally {
+        await target.close();
+      }
+      rmSync(db);
+    }
     const store = openStore(cfg);
     try {
       const serverId = await renewServerId(store);

@@ -4,7 +4,7 @@ import type { Config } from "../config/schema.ts";
 import { UserError } from "../errors.ts";
 import { readAdminToken } from "../http/auth.ts";
 import { createLogger, type Logger } from "../log.ts";
-import { openStore } from "../store/sqlite.ts";
+import { openStore } from "../store/open.ts";
 import type { PlanChoices, Store } from "../store/types.ts";
 import { END_STATES, type EndState } from "../plan/steps.ts";
 import { BOND_MODES, type BondMode, type RescueNet } from "../plan/cmdline.ts";

@@ -7,6 +7,7 @@ import { startServer } from "../serve.ts";
 import { type GlobalOptions, withGlobals } from "./common.ts";
 
 interface ServeOptions extends GlobalOptions {
+  name?: string;
   listen?: string;
   interface?: string;
   httpPort?: string;
@@ -28,6 +29,7 @@ export function registerServe(program: Command): void {
   const cmd = program
     .command("serve")
     .description("run the Lifeboat server: HTTP API and boot files, TFTP and DHCP as configured")
+    .option("--name <name>", "this server's name among the servers of one store (name; default: the host name)")
     .option("--listen <address>", "address HTTP and TFTP bind to (listen.address)")
     .option("--interface <name>", "interface the boot services answer on (listen.interface)")
     .option("--http-port <port>", "HTTP port (http.port; 0 picks a free one)")
@@ -46,6 +48,7 @@ export function registerServe(program: Command): void {
       file: o.config,
       overrides: {
         dataDir: o.dataDir,
+        name: o.name,
         listen: o.listen,
         interface: o.interface,
         httpPort: port(o.httpPort, "--http-port"),

@@ -1,15 +1,22 @@
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { exportBundle, serverId } from "../bundle/export.ts";
 import { importBundle } from "../bundle/import.ts";
 import { bundleFileName } from "../bundle/manifest.ts";
 import { bundlesView } from "../bundle/schedule.ts";
+import { isStoreUrl } from "../config/schema.ts";
+import { UserError } from "../errors.ts";
+import { migrateSqliteFile } from "../store/copy.ts";
+import { sqliteFile, storeKeyFile } from "../store/open.ts";
+import { PgStore } from "../store/postgres.ts";
+import { SERVER_DEAD_MS, serverView } from "../jobs/servers.ts";
 import { cliContext, output, table, withGlobals } from "./common.ts";
 
 export function registerStore(program: Command): Command {
   const store = program
     .command("store")
-    .description("Lifeboat's store as one recovery bundle: export, import (for when a server is lost)")
+    .description("Lifeboat's store: recovery bundles (export, import, bundles) and the move to PostgreSQL (migrate)")
     .addHelpText(
       "after",
       "\nA bundle holds the store (hosts, layouts, profiles, assignments, jobs, catalog, audit; no LUKS keys),\n" +
@@ -81,6 +88,54 @@ export function registerStore(program: Command): Command {
       ].join("\n"),
     );
     if (view.targets.some((t) => t.ok === false)) process.exitCode = 1;
+  });
+
+  withGlobals(
+    store
+      .command("servers")
+      .description("the servers of this store (several on PostgreSQL): name, URL, Amanda configs, last beat, alive")
+      .addHelpText("after", `\nReads the store (works with the servers stopped). A server silent for ${SERVER_DEAD_MS / 1000} s is dead: another may take its jobs' boots.`),
+    { json: true },
+  ).action(async (_o, c: Command) => {
+    const ctx = cliContext(c);
+    const view = (await ctx.store().servers.list()).map((s) => serverView(s, Date.now()));
+    output(ctx, view, () => table(view.map((s) => ({ ...s, amanda: s.amanda.join(",") || "-", alive: s.alive ? "yes" : "NO" })), ["name", "url", "amanda", "lastSeenAt", "alive"]));
+  });
+
+  withGlobals(
+    store
+      .command("migrate")
+      .description("copy this data dir's embedded SQLite store into an empty PostgreSQL database (several servers on one store)")
+      .requiredOption("--to <url>", "the PostgreSQL store: postgres://USER[:PASSWORD]@HOST[:PORT]/DB (or ?host=/socket/dir)")
+      .addHelpText(
+        "after",
+        "\nStop `lifeboat serve` first. The SQLite file is only read (it stays as it was); the copy is one transaction,\n" +
+          "refused when the target holds any row. Secrets (LUKS keys, BMC passwords) are copied sealed: every server of\n" +
+          "the store needs this data dir's store-key file. Then set `store: { url: ... }` in each server's config.\n" +
+          "README.md, \"Several servers\".",
+      ),
+    { json: true },
+  ).action(async (o: { to: string }, c: Command) => {
+    const ctx = cliContext(c);
+    if (!isStoreUrl(o.to)) throw new UserError(`--to: expected a postgres:// or postgresql:// URL, got ${JSON.stringify(o.to.slice(0, 80))}`, 2);
+    const file = sqliteFile(ctx.config);
+    if (!existsSync(file)) throw new UserError(`${file}: no SQLite store to migrate (--data-dir DIR)`, 2);
+    const target = new PgStore(o.to, { keyFile: storeKeyFile(ctx.config) });
+    try {
+      await target.opened();
+      const tables = await migrateSqliteFile(file, target.pool, target.where);
+      await target.audit.append({ actor: "cli", action: "store.migrate", target: "store", detail: { from: file, tables } });
+      const view = { from: file, to: target.where, tables, rows: Object.values(tables).reduce((a, b) => a + b, 0) };
+      output(ctx, view, () =>
+        [
+          `copied ${view.rows} rows from ${file} into ${target.where}:`,
+          `  ${Object.entries(tables).map(([t, n]) => `${t} ${n}`).join(", ")}`,
+          `next: set store.url in each server's config and give each server this data dir's store-key (${storeKeyFile(ctx.config)})`,
+        ].join("\n"),
+      );
+    } finally {
+      await target.close();
+    }
   });
 
   return store;

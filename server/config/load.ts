@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
@@ -101,6 +101,7 @@ function defaultDataDir(): string {
 /** Command-line overrides for one run; undefined leaves the file's value. */
 export interface ConfigOverrides {
   dataDir?: string;
+  name?: string;
   listen?: string;
   interface?: string;
   httpPort?: number;
@@ -122,6 +123,7 @@ export function loadConfig(opts: { file?: string; overrides?: ConfigOverrides; e
   const cfg = readConfigFile(file);
   const o = opts.overrides ?? {};
   if (o.dataDir) cfg.dataDir = o.dataDir;
+  if (o.name) cfg.name = o.name;
   if (o.listen) cfg.listen.address = o.listen;
   if (o.interface) cfg.listen.interface = o.interface;
   if (o.httpPort !== undefined) cfg.http.port = o.httpPort;
@@ -139,6 +141,7 @@ export function loadConfig(opts: { file?: string; overrides?: ConfigOverrides; e
     throw configError("command line", key, what);
   }
   cfg.dataDir = resolve(cfg.dataDir || defaultDataDir());
+  cfg.name ||= hostname().split(".")[0]!.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "lifeboat";
   cfg.tftp.root = resolve(cfg.tftp.root || join(cfg.dataDir, "tftp"));
   cfg.adminTokenFile = resolve(cfg.adminTokenFile || join(cfg.dataDir, "admin-token"));
   return cfg;

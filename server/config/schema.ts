@@ -8,6 +8,11 @@ export const TFTP_DEFAULTS = {
   maxTransfersPerClient: 8,
 };
 
+/** A PostgreSQL store's URL (config store.url, `lifeboat store migrate --to`). */
+export function isStoreUrl(u: string): boolean {
+  return /^postgres(ql)?:\/\/./.test(u);
+}
+
 const ipv4 = z.union([z.literal(""), z.ipv4()]);
 
 export const amandaConfigSchema = z.strictObject({
@@ -61,6 +66,17 @@ export const LEASING_MODES: readonly DhcpMode[] = ["full", "reserved"];
 
 export const configSchema = z.strictObject({
   dataDir: z.string().default(""),
+  // This server's name among the servers of one store (jobs say which server serves them); "": the host name.
+  name: z.union([z.literal(""), z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "expected letters, digits, '.', '_' or '-' (at most 64)")]).default(""),
+  // "": the embedded SQLite store in the data dir; postgres://…: one store shared by several servers (README, "Several servers").
+  store: z
+    .strictObject({
+      url: z
+        .string()
+        .refine((u) => u === "" || isStoreUrl(u), "expected a postgres:// or postgresql:// URL, or \"\" for the embedded SQLite store")
+        .default(""),
+    })
+    .prefault({}),
   listen: z
     .strictObject({
       interface: z.string().default(""),

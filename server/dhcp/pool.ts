@@ -47,6 +47,8 @@ export class LeasePool {
     private readonly cfg: PoolConfig,
     private readonly repo: LeaseRepo,
     private readonly serverIp: string,
+    /** This Lifeboat server's name (config name): the leases it gives are its own. */
+    private readonly server: string,
     private readonly now: () => number = Date.now,
   ) {
     if (!cfg.start || !cfg.end) throw new Error("dhcp.pool.start and dhcp.pool.end are required for dhcp.mode full and reserved");
@@ -99,7 +101,7 @@ export class LeasePool {
   }
 
   private async pick(client: string, wanted: string | undefined): Promise<string | undefined> {
-    const mine = await this.repo.byClient(client);
+    const mine = await this.repo.byClient(client, this.server);
     if (mine && (await this.free(mine.ip, client))) return mine.ip;
     if (wanted && (await this.free(wanted, client))) return wanted;
     // One read of the lease table, then a scan in memory (not a query per address).
@@ -114,7 +116,7 @@ export class LeasePool {
   }
 
   private async hold(ip: string, who: { client: string; mac: string }, state: LeaseRecord["state"], ms: number, hostname: string | null = null) {
-    await this.repo.put({ ip, ...who, state, hostname, expiresAt: new Date(this.now() + ms).toISOString() });
+    await this.repo.put({ ip, ...who, state, hostname, expiresAt: new Date(this.now() + ms).toISOString(), server: this.server });
   }
 
   /** Deletes expired rows, at most once a minute. */
@@ -149,7 +151,7 @@ export class LeasePool {
         const sid = optIp(req, Opt.SERVER_ID);
         if (sid && sid !== this.serverIp) {
           // The client took another server's offer: let ours go.
-          const mine = await this.repo.byClient(who.client);
+          const mine = await this.repo.byClient(who.client, this.server);
           if (mine?.state === "offered") await this.repo.remove(mine.ip);
           return { kind: "none", reason: `client chose server ${sid}` };
         }
@@ -159,7 +161,7 @@ export class LeasePool {
         if (!this.inSubnet(ip)) return { kind: "nak", message: `${ip} is not on this network` };
         if (!sid) {
           // INIT-REBOOT, RENEWING, REBINDING: a client bound here may only confirm its own address (RFC 2131 4.3.2).
-          const mine = await this.repo.byClient(who.client);
+          const mine = await this.repo.byClient(who.client, this.server);
           if (this.live(mine) && mine.state === "bound" && mine.ip !== ip) return { kind: "nak", message: `${ip} is not this client's address` };
         }
         if (!(await this.free(ip, who.client))) {

@@ -118,7 +118,7 @@ export class DhcpService implements Service {
     };
     this.pool =
       LEASING_MODES.includes(cfg.dhcp.mode)
-        ? new LeasePool({ ...cfg.dhcp.pool, staticLeases: cfg.dhcp.staticLeases }, this.ctx.store.leases, serverIp)
+        ? new LeasePool({ ...cfg.dhcp.pool, staticLeases: cfg.dhcp.staticLeases }, this.ctx.store.leases, serverIp, this.ctx.config.name)
         : undefined;
   }
 

@@ -9,6 +9,7 @@
  * restarted server has not answered anyone (the machine boots again).
  */
 import type { DhcpMode } from "../config/schema.ts";
+import { ConflictError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { recognisedUuid } from "../smbios-uuid.ts";
 import type { JobRecord, Store } from "../store/types.ts";
@@ -136,7 +137,16 @@ export class BootService implements DhcpWitness {
     // One token per DHCP answer: a second request of the same boot, from anyone, gets none.
     if (decision.usesAnswer) this.answers.delete(r.mac);
     const via = decision.kind === "rescue" ? decision.via : "clone window";
-    const token = await this.jobs.issueBootToken(job.id, { requester: r.requester, mac: r.mac, via, basis: decision.basis });
+    let token: string;
+    try {
+      token = await this.jobs.issueBootToken(job.id, { requester: r.requester, mac: r.mac, via, basis: decision.basis });
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+      // Another live server took this boot (two servers answered it): that one serves it, this one sends the machine on.
+      log.warn({ job: job.id }, `boot refused: ${err.message}`);
+      await this.jobs.bootRefused(job.id, { requester: r.requester, mac: r.mac, reason: err.message });
+      return { script: machineScript({ base: r.base, mac: r.mac }), decision };
+    }
     log.info({ job: job.id, via, basis: decision.basis }, "rescue system for an active job");
     return { script: machineScript({ base: r.base, mac: r.mac, job, token, net: job.options.rescueNet }), decision };
   }

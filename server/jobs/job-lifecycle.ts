@@ -9,6 +9,7 @@ import { type JobInput, type Transition, STREAMING_STATES, TICKED_STATES, isActi
 import type { JobPlanResult, Planner } from "./job-plan.ts";
 import { keyRefusal, missingKey } from "./job-keys.ts";
 import { STORE_LIMITS, agentLogRefusal } from "./retention.ts";
+import { deadBefore } from "./servers.ts";
 
 /** What vouched for a boot token's requester, for its job event and the audit log (jobs/boot-service.ts). */
 export interface BootGrant {
@@ -25,6 +26,8 @@ function servedPlan({ script, steps, bytesTotal, dumps, endState, detail }: Serv
 
 /** The clock's limits (config jobs.*), the log, the planner and the cap on an agent's logs. */
 interface JobServiceOptions {
+  /** This server's name (config name): the boot tokens it issues claim the job for it. */
+  server: string;
   expireHours: number;
   heartbeatTimeoutSeconds: number;
   stalledFailHours: number;
@@ -105,8 +108,13 @@ export class JobLifecycle {
    */
   async issueBootToken(id: string, grant: BootGrant): Promise<string> {
     const token = newToken();
-    const job = await this.store.jobs.update(id, { tokenHash: hashToken(token) });
-    const ev = await this.store.jobs.addEvent(id, "boot", { state: job.state, ...grant });
+    // The claim: this server serves the boot, unless another live server already does (a ConflictError then).
+    const job = await this.store.jobs.claim(id, this.opts.server, hashToken(token), deadBefore(Date.now()));
+    if (!job) {
+      const holder = (await this.get(id)).server;
+      throw new ConflictError(`job ${id} is served by server ${holder ?? "?"}, which is alive: no second server serves it`);
+    }
+    const ev = await this.store.jobs.addEvent(id, "boot", { state: job.state, server: this.opts.server, ...grant });
     await this.store.audit.append({ actor: `boot:${grant.requester}`, action: "job.boot-token", target: `job:${id}`, detail: grant });
     this.changes.emit("job", job, ev);
     return token;
@@ -220,6 +228,14 @@ export class JobLifecycle {
         this.opts.log.debug({ job: job.id, err: err.message }, "tick skipped a job that changed");
       }
     }
+  }
+
+  /** Another server changed this job (Store.watchJobs): shown to this server's live views, with its event. */
+  async relay(id: string, eventId: number | null): Promise<void> {
+    const job = await this.store.jobs.get(id);
+    if (!job) return;
+    const ev = eventId === null ? undefined : (await this.store.jobs.events(id, { afterId: eventId - 1 })).find((e) => e.id === eventId);
+    this.changes.emit("job", job, ev);
   }
 
   events(id: string, afterId?: number): Promise<JobEvent[]> {

@@ -7,6 +7,7 @@ import { type DiskLayout, parseLayout } from "../layout/layout.ts";
 import { type RestoreChain, type ServedPlan, buildPlan } from "../plan/plan.ts";
 import { storedMappingSchema } from "../plan/disks.ts";
 import { DEFAULT_END_STATE } from "../plan/steps.ts";
+import { remoteDumpUrls } from "./servers.ts";
 
 /** What the planner returns for a job: the plan it would serve, or why there is none yet. */
 export type JobPlanResult = ({ ok: true } & ServedPlan) | { ok: false; reason: string };
@@ -75,7 +76,7 @@ export function capturedAsTargets(layout: DiskLayout): TargetDisk[] {
  * The planner `serve` gives the job service: host layout + the disks the agent reported +
  * the catalog's chains + the profile's and job's options → the plan builder.
  */
-export function createPlanner(store: Store): Planner {
+export function createPlanner(store: Store, self?: string): Planner {
   return async (job: JobRecord, profile: ProfileRecord): Promise<JobPlanResult> => {
     const host = await store.hosts.get(profile.host);
     if (!host) return { ok: false, reason: `profile ${profile.name}: no host named ${profile.host}` };
@@ -83,10 +84,11 @@ export function createPlanner(store: Store): Planner {
     if (!rec) return { ok: false, reason: `host ${host.name} has no captured layout${profile.layoutVersion ? ` version ${profile.layoutVersion}` : ""}` };
     let layout: DiskLayout;
     let chains: RestoreChain[];
+    let catalog: CatalogDump[];
     try {
       layout = parseLayout(rec.document, `host ${host.name} layout v${rec.version}`);
       const dles = { ...layout.dles, ...host.dleMap };
-      const catalog = await store.catalog.list(host.amandaConfig ? { amanda: host.amandaConfig } : {});
+      catalog = await store.catalog.list(host.amandaConfig ? { amanda: host.amandaConfig } : {});
       chains = restoreChains(catalog, host.name, dles, job.at ?? profile.at);
     } catch (err) {
       return { ok: false, reason: (err as Error).message };
@@ -114,6 +116,8 @@ export function createPlanner(store: Store): Planner {
         // The NICs it reported (none before it booted: a dry run only notes the captured ones).
         nics: hello ? { current: hello.hardware.macs, admin: job.options.nicMap ?? profile.options.nicMap } : undefined,
         endState,
+        // Several servers on one store: dumps only another server holds stream from it (self: this server's name).
+        dumpUrls: self === undefined ? undefined : remoteDumpUrls(catalog.filter((d) => chains.some((c) => c.dumps.some((x) => x.id === d.id))), await store.servers.list(), self, Date.now()),
       },
     });
     if (!r.ok) return { ok: false, reason: r.reason };

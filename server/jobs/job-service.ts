@@ -137,6 +137,7 @@ export class JobService extends JobLifecycle {
       options: withRescueNet(req.options ?? {}, profile.options.rescueNet),
       plan: null,
       powerWave: req.powerWave ?? null,
+      server: null,
       error: null,
       armedBy: req.actor,
       expiresAt: new Date(Date.now() + expiresMs).toISOString(),

@@ -31,6 +31,8 @@ export function jobView(j: JobRecord) {
     options: j.options,
     /** Its place in a batch powered in waves (jobs arm --macs … --power), or null. */
     powerWave: j.powerWave,
+    /** The server serving its machine's boot (several servers on one store), or null before its first boot. */
+    server: j.server,
     disks: hello?.disks ?? null,
     ip: hello?.hardware.ip ?? null,
     ssh: hello?.ssh ?? null,
@@ -79,6 +81,7 @@ export const jobViewSchema = {
         note: { type: ["string", "null"] },
       },
     },
+    server: { type: ["string", "null"] },
     disks: { type: ["array", "null"], items: { type: "object", additionalProperties: true } },
     ip: { type: ["string", "null"] },
     ssh: { type: ["string", "null"] },

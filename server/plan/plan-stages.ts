@@ -340,7 +340,7 @@ export const restores: PlanStage = (state) => {
           level: dump.level,
           compression: dump.compression,
           size_bytes: dump.sizeBytes ?? "",
-          url: dumpStreamPath(dump.id),
+          url: state.options.dumpUrls?.[dump.id] ?? dumpStreamPath(dump.id),
         }),
       );
     }

@@ -58,6 +58,8 @@ export interface PlanOptions {
   uuid?: () => string;
   /** What the machine does once the job is done (plan_done's argument); default reboot. */
   endState?: EndState;
+  /** Dump id → its stream's full URL on another server of the store (jobs/servers.ts remoteDumpUrls); others: a path on this one. */
+  dumpUrls?: Record<string, string>;
 }
 
 export interface PlanInput {

@@ -183,7 +183,7 @@ export const STEP_FUNCTIONS = {
       a("level", "dump level (0 first)"),
       a("compression", "none, gzip, bzip2, xz or zstd: what the stream carries"),
       a("size_bytes", "expected stream size in bytes, or \"\" if unknown"),
-      a("url", "stream path on the server (dumpStreamPath: DUMPS_BASE/<id>/stream)"),
+      a("url", "stream path on the server (dumpStreamPath: DUMPS_BASE/<id>/stream), or the full URL on the server of the store that holds the dump"),
     ],
     guard: "the job log records this dump as restored with a matching checksum",
   },

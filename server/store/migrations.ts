@@ -1,3 +1,5 @@
+import { UserError } from "../errors.ts";
+
 /**
  * Schema migrations, versioned in code. Each has a unique, sortable id; the store applies
  * the ones not yet recorded in `schema_migrations`, in id order, each in a transaction.
@@ -6,6 +8,22 @@
 export interface Migration {
   id: string;
   sql: string;
+}
+
+/**
+ * The rules every store's migrations follow (SQLite here, PostgreSQL in pg-migrations.ts): the
+ * migrations not yet applied, in id order; a store that records a migration this Lifeboat does
+ * not know was made by a newer Lifeboat and is refused, in one line, before anything changes.
+ */
+export function pendingMigrations(applied: readonly string[], known: readonly Migration[], where: string): Migration[] {
+  const ids = new Set(known.map((m) => m.id));
+  const unknown = applied.filter((id) => !ids.has(id)).sort();
+  if (unknown.length)
+    throw new UserError(
+      `${where}: the store comes from a newer Lifeboat (migration${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} unknown here); run that version or newer`,
+    );
+  const done = new Set(applied);
+  return known.filter((m) => !done.has(m.id)).sort((a, b) => a.id.localeCompare(b.id));
 }
 
 export const migrations: Migration[] = [
@@ -210,5 +228,21 @@ export const migrations: Migration[] = [
     // restart goes on with the machines still waiting (power/waves.ts PowerWaveEntry).
     id: "0502-job-power-wave",
     sql: `ALTER TABLE jobs ADD COLUMN power_wave TEXT NOT NULL DEFAULT 'null';`,
+  },
+  {
+    // Several servers on one store (issue 25): who is alive and where, which server serves a job's boot, whose a lease is.
+    id: "0600-servers",
+    sql: `
+      CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        amanda TEXT NOT NULL DEFAULT '[]',
+        started_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL
+      );
+      ALTER TABLE jobs ADD COLUMN server TEXT;
+      -- Leases belong to the server that gave them (rows before: to the one server there was, named '').
+      ALTER TABLE dhcp_leases ADD COLUMN server TEXT NOT NULL DEFAULT '';
+    `,
   },
 ];

@@ -1,12 +1,12 @@
 import type Database from "better-sqlite3";
 import type { CatalogDump } from "../amanda/model.ts";
+import { type Row, dumpFrom, refreshFrom } from "./rows.ts";
 import type { CatalogRefresh, CatalogRepo } from "./types.ts";
 
-type Row = Record<string, unknown>;
 
 /** Lifeboat's own copy of the Amanda catalog: one JSON record per dump, replaced per config on refresh. */
 export function sqliteCatalog(db: Database.Database): CatalogRepo {
-  const parse = (r: Row) => JSON.parse(r.record as string) as CatalogDump;
+  const parse = dumpFrom;
   return {
     replace: async (amanda: string, dumps: CatalogDump[], warnings: string[]) => {
       const ins = db.prepare("INSERT OR REPLACE INTO catalog_dumps (amanda, id, host, disk, level, datestamp, record) VALUES (?, ?, ?, ?, ?, ?, ?)");
@@ -34,11 +34,6 @@ export function sqliteCatalog(db: Database.Database): CatalogRepo {
       return r ? parse(r) : undefined;
     },
     refreshes: async (): Promise<CatalogRefresh[]> =>
-      (db.prepare("SELECT * FROM catalog_refreshes ORDER BY amanda").all() as Row[]).map((r) => ({
-        amanda: r.amanda as string,
-        at: r.at as string,
-        dumps: r.dumps as number,
-        warnings: JSON.parse(r.warnings as string) as string[],
-      })),
+      (db.prepare("SELECT * FROM catalog_refreshes ORDER BY amanda").all() as Row[]).map(refreshFrom),
   };
 }

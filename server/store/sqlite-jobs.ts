@@ -2,28 +2,11 @@ import type Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
 import { ACTIVE_STATES, TERMINAL_STATES } from "../jobs/job-state.ts";
 import { SecretBox } from "./secret-box.ts";
-import {
-  type AssignmentRepo,
-  type JobEvent,
-  type JobRecord,
-  type JobRepo,
-  type JobState,
-  type ProfileRecord,
-  type ProfileRepo,
-} from "./types.ts";
-
-type Row = Record<string, unknown>;
-const now = () => new Date().toISOString();
+import { JOB_COLUMNS, type Row, claimableSql, eventFrom, jobColumn, jobFrom, keyContext, now, profileFrom } from "./rows.ts";
+import type { AssignmentRepo, JobEvent, JobRecord, JobRepo, JobState, ProfileRepo } from "./types.ts";
 
 export function sqliteProfiles(db: Database.Database): ProfileRepo {
-  const from = (r: Row): ProfileRecord => ({
-    name: r.name as string,
-    host: r.host as string,
-    layoutVersion: (r.layout_version as number | null) ?? null,
-    at: (r.at as string | null) ?? null,
-    options: JSON.parse(r.options as string) as ProfileRecord["options"],
-    createdAt: r.created_at as string,
-  });
+  const from = profileFrom;
   const get = async (name: string) => {
     const r = db.prepare("SELECT * FROM profiles WHERE name = ?").get(name) as Row | undefined;
     return r ? from(r) : undefined;
@@ -62,70 +45,8 @@ export function sqliteAssignments(db: Database.Database): AssignmentRepo {
   };
 }
 
-const JSON_FIELDS = { hello: "hello", mapping: "mapping", options: "options", plan: "plan", powerWave: "powerWave" } as const;
-const COLUMNS: Record<string, string> = {
-  mac: "mac",
-  kind: "kind",
-  profile: "profile",
-  state: "state",
-  step: "step",
-  steps: "steps",
-  bytesDone: "bytes_done",
-  bytesTotal: "bytes_total",
-  tokenHash: "token_hash",
-  planTokenHash: "plan_token_hash",
-  trustHttpBoot: "trust_http_boot",
-  hostname: "hostname",
-  at: "at",
-  hello: "hello",
-  mapping: "mapping",
-  options: "options",
-  plan: "plan",
-  powerWave: "power_wave",
-  error: "error",
-  armedBy: "armed_by",
-  updatedAt: "updated_at",
-  expiresAt: "expires_at",
-  lastHeartbeatAt: "last_heartbeat_at",
-};
-
-function jobFrom(r: Row): JobRecord {
-  return {
-    id: r.id as string,
-    mac: r.mac as string,
-    kind: r.kind as JobRecord["kind"],
-    profile: r.profile as string,
-    state: r.state as JobState,
-    step: r.step as number,
-    steps: r.steps as number,
-    bytesDone: r.bytes_done as number,
-    bytesTotal: r.bytes_total as number,
-    tokenHash: (r.token_hash as string | null) ?? null,
-    planTokenHash: (r.plan_token_hash as string | null) ?? null,
-    trustHttpBoot: r.trust_http_boot === 1,
-    hostname: (r.hostname as string | null) ?? null,
-    at: (r.at as string | null) ?? null,
-    hello: JSON.parse(r.hello as string) as JobRecord["hello"],
-    mapping: JSON.parse(r.mapping as string) as JobRecord["mapping"],
-    options: (JSON.parse(r.options as string) as JobRecord["options"] | null) ?? {},
-    plan: JSON.parse(r.plan as string) as JobRecord["plan"],
-    powerWave: JSON.parse(r.power_wave as string) as JobRecord["powerWave"],
-    error: (r.error as string | null) ?? null,
-    armedBy: r.armed_by as string,
-    createdAt: r.created_at as string,
-    updatedAt: r.updated_at as string,
-    expiresAt: r.expires_at as string,
-    lastHeartbeatAt: (r.last_heartbeat_at as string | null) ?? null,
-  };
-}
-
-function column(field: string, value: unknown): unknown {
-  if (typeof value === "boolean") return value ? 1 : 0; // SQLite has no booleans
-  return field in JSON_FIELDS ? JSON.stringify(value ?? null) : value;
-}
-
-/** What a job key's sealed value is bound to: its row. */
-const keyContext = (job: string, uuid: string) => `job ${job} LUKS container ${uuid}`;
+/** A job field's value as SQLite holds it: it has no booleans. */
+const column = (field: string, value: unknown): unknown => (typeof value === "boolean" ? (value ? 1 : 0) : jobColumn(field, value));
 
 /**
  * Seals the job keys an older release stored in plaintext, then rewrites the file
@@ -153,9 +74,9 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
   const get = async (id: string) => getNow(id);
   /** `UPDATE jobs SET …` for a patch; `where` adds conditions after `id = ?`. */
   const updateNow = (id: string, patch: Partial<JobRecord>, where = "", ...args: unknown[]) => {
-    const entries = Object.entries({ ...patch, updatedAt: now() }).filter(([f]) => f in COLUMNS);
+    const entries = Object.entries({ ...patch, updatedAt: now() }).filter(([f]) => f in JOB_COLUMNS);
     return db
-      .prepare(`UPDATE jobs SET ${entries.map(([f]) => `${COLUMNS[f]} = ?`).join(", ")} WHERE id = ?${where}`)
+      .prepare(`UPDATE jobs SET ${entries.map(([f]) => `${JOB_COLUMNS[f]} = ?`).join(", ")} WHERE id = ?${where}`)
       .run(...entries.map(([f, v]) => column(f, v)), id, ...args).changes;
   };
   const addEventNow = (job: string, type: string, data: unknown): JobEvent => {
@@ -173,10 +94,10 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
   return {
     create: async (j) => {
       const t = now();
-      const fields = Object.keys(COLUMNS).filter((f) => f !== "updatedAt");
+      const fields = Object.keys(JOB_COLUMNS).filter((f) => f !== "updatedAt");
       try {
         db.prepare(
-          `INSERT INTO jobs (id, ${fields.map((f) => COLUMNS[f]).join(", ")}, created_at, updated_at)
+          `INSERT INTO jobs (id, ${fields.map((f) => JOB_COLUMNS[f]).join(", ")}, created_at, updated_at)
            VALUES (?, ${fields.map(() => "?").join(", ")}, ?, ?)`,
         ).run(j.id, ...fields.map((f) => column(f, (j as unknown as Record<string, unknown>)[f])), t, t);
       } catch (err) {
@@ -220,6 +141,12 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
       return getNow(id)!;
     },
     transition: async (id, from, change) => transition(id, from, change),
+    claim: async (id, server, tokenHash, deadBefore) => {
+      const changed = db
+        .prepare(`UPDATE jobs SET server = @server, token_hash = @tokenHash, updated_at = @now WHERE id = @id AND ${claimableSql((n) => (n === 1 ? "@server" : "@deadBefore"))}`)
+        .run({ server, deadBefore, tokenHash, now: now(), id }).changes;
+      return changed ? getNow(id) : undefined;
+    },
     addEvent: async (job, type, data) => addEventNow(job, type, data),
     // Sealed on the way in, opened on the way out: the database only ever holds ciphertext.
     setKey: async (job, uuid, secret) => {
@@ -248,12 +175,6 @@ export function sqliteJobs(db: Database.Database, box: SecretBox): JobRepo {
     pruneEvents: async (endedBefore) =>
       db.prepare(`DELETE FROM job_events WHERE job IN (SELECT id FROM jobs WHERE state IN (${terminalList}) AND updated_at < ?)`).run(endedBefore).changes,
     events: async (job, opts = {}) =>
-      (db.prepare("SELECT * FROM job_events WHERE job = ? AND id > ? ORDER BY id").all(job, opts.afterId ?? 0) as Row[]).map((r) => ({
-        id: r.id as number,
-        job: r.job as string,
-        at: r.at as string,
-        type: r.type as string,
-        data: JSON.parse(r.data as string),
-      })),
+      (db.prepare("SELECT * FROM job_events WHERE job = ? AND id > ? ORDER BY id").all(job, opts.afterId ?? 0) as Row[]).map(eventFrom),
   };
 }

@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
+import { type Row, leaseFrom } from "./rows.ts";
 import type { LeaseRecord, LeaseRepo } from "./types.ts";
 
-type Row = Record<string, unknown>;
 
 /**
  * Full-mode DHCP leases, kept so a restart does not hand a bound address to another machine.
@@ -15,24 +15,17 @@ type Row = Record<string, unknown>;
  * that turn (better-sqlite3 nests their transactions as savepoints) commit with it.
  */
 export function sqliteLeases(db: Database.Database): LeaseRepo & { /** Commits the open group now (before the store closes). */ flush(): void } {
-  const from = (r: Row): LeaseRecord => ({
-    ip: r.ip as string,
-    client: r.client as string,
-    mac: r.mac as string,
-    state: r.state as LeaseRecord["state"],
-    hostname: (r.hostname as string | null) ?? null,
-    expiresAt: r.expires_at as string,
-  });
+  const from = leaseFrom;
   // Prepared once: compiling the SQL on every call cost as much as running it.
   const q = {
     list: db.prepare("SELECT * FROM dhcp_leases ORDER BY ip"),
     byIp: db.prepare("SELECT * FROM dhcp_leases WHERE ip = ?"),
-    byClient: db.prepare("SELECT * FROM dhcp_leases WHERE client = ? AND state <> 'declined'"),
-    dropOthers: db.prepare("DELETE FROM dhcp_leases WHERE client = ? AND ip <> ? AND state <> 'declined'"),
+    byClient: db.prepare("SELECT * FROM dhcp_leases WHERE client = ? AND server = ? AND state <> 'declined'"),
+    dropOthers: db.prepare("DELETE FROM dhcp_leases WHERE client = ? AND server = ? AND ip <> ? AND state <> 'declined'"),
     upsert: db.prepare(
-      `INSERT INTO dhcp_leases (ip, client, mac, state, hostname, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+      `INSERT INTO dhcp_leases (ip, client, mac, state, hostname, expires_at, server) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(ip) DO UPDATE SET client = excluded.client, mac = excluded.mac, state = excluded.state,
-         hostname = excluded.hostname, expires_at = excluded.expires_at`,
+         hostname = excluded.hostname, expires_at = excluded.expires_at, server = excluded.server`,
     ),
     remove: db.prepare("DELETE FROM dhcp_leases WHERE ip = ?"),
     prune: db.prepare("DELETE FROM dhcp_leases WHERE (state <> 'bound' AND expires_at < ?) OR expires_at < ?"),
@@ -40,8 +33,8 @@ export function sqliteLeases(db: Database.Database): LeaseRepo & { /** Commits t
   const one = (r: unknown) => (r ? from(r as Row) : undefined);
   const put = db.transaction((l: LeaseRecord) => {
     // A client has one offered or bound address at a time; the addresses it declined stay out for their hold time.
-    if (l.state !== "declined") q.dropOthers.run(l.client, l.ip);
-    q.upsert.run(l.ip, l.client, l.mac, l.state, l.hostname, l.expiresAt);
+    if (l.state !== "declined") q.dropOthers.run(l.client, l.server, l.ip);
+    q.upsert.run(l.ip, l.client, l.mac, l.state, l.hostname, l.expiresAt, l.server);
   });
 
   let waiting: Array<{ ok: () => void; fail: (err: unknown) => void }> | null = null;
@@ -79,7 +72,7 @@ export function sqliteLeases(db: Database.Database): LeaseRepo & { /** Commits t
     flush: commit,
     list: async () => (q.list.all() as Row[]).map(from),
     byIp: async (ip) => one(q.byIp.get(ip)),
-    byClient: async (client) => one(q.byClient.get(client)),
+    byClient: async (client, server) => one(q.byClient.get(client, server)),
     put: (l) => write(() => put(l)),
     remove: (ip) => write(() => q.remove.run(ip).changes > 0),
     prune: (before, boundBefore) => write(() => q.prune.run(before, boundBefore).changes),

@@ -2,27 +2,22 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import { UserError } from "../errors.ts";
-import { type Migration, migrations as allMigrations } from "./migrations.ts";
+import { type Migration, migrations as allMigrations, pendingMigrations } from "./migrations.ts";
 import { ensurePrivateFile, makePrivate } from "../private-file.ts";
 import { SecretBox, loadSecretKey } from "./secret-box.ts";
 import { sealPlaintextKeys, sqliteAssignments, sqliteJobs, sqliteProfiles } from "./sqlite-jobs.ts";
 import { sqliteCatalog } from "./sqlite-catalog.ts";
 import { sqliteLeases } from "./sqlite-leases.ts";
 import { sqlitePower } from "./sqlite-power.ts";
-import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, Store } from "./types.ts";
+import { type Row, auditFrom, hostFrom, now, serverFrom } from "./rows.ts";
+import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, ServerRepo, Store } from "./types.ts";
 
-type Row = Record<string, unknown>;
-const now = () => new Date().toISOString();
-
-/** Applies every migration not yet recorded, in id order; returns the ids applied now. */
+/** Applies every migration not yet recorded, in id order, each in its own transaction; returns the ids applied now. */
 export function migrate(db: Database.Database, migrations: Migration[] = allMigrations): string[] {
   db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)");
-  const done = new Set(
-    (db.prepare("SELECT id FROM schema_migrations").all() as Row[]).map((r) => r.id as string),
-  );
+  const done = (db.prepare("SELECT id FROM schema_migrations").all() as Row[]).map((r) => r.id as string);
   const applied: string[] = [];
-  for (const m of [...migrations].sort((a, b) => a.id.localeCompare(b.id))) {
-    if (done.has(m.id)) continue;
+  for (const m of pendingMigrations(done, migrations, db.name)) {
     db.transaction(() => {
       db.exec(m.sql);
       db.prepare("INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)").run(m.id, now());
@@ -30,18 +25,6 @@ export function migrate(db: Database.Database, migrations: Migration[] = allMigr
     applied.push(m.id);
   }
   return applied;
-}
-
-function hostFrom(r: Row, macs: string[]): HostRecord {
-  return {
-    name: r.name as string,
-    tokenHash: r.token_hash as string,
-    smbiosUuid: (r.smbios_uuid as string | null) ?? null,
-    macs,
-    amandaConfig: (r.amanda_config as string | null) ?? null,
-    dleMap: JSON.parse(r.dle_map as string) as Record<string, string>,
-    createdAt: r.created_at as string,
-  };
 }
 
 /**
@@ -226,16 +209,26 @@ export class SqliteStore implements Store {
           ? this.db.prepare("SELECT * FROM audit WHERE target = ? ORDER BY id DESC LIMIT ?").all(opts.target, opts.limit ?? 1000)
           : this.db.prepare("SELECT * FROM audit ORDER BY id DESC LIMIT ?").all(opts.limit ?? 1000)
       ) as Row[];
-      return rows.map((r) => ({
-        id: r.id as number,
-        at: r.at as string,
-        actor: r.actor as string,
-        action: r.action as string,
-        target: r.target as string,
-        detail: JSON.parse(r.detail as string),
-      }));
+      return rows.map(auditFrom);
     },
   };
+
+  readonly servers: ServerRepo = {
+    beat: async (s) => {
+      this.db
+        .prepare(
+          `INSERT INTO servers (name, url, amanda, started_at, last_seen_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT(name) DO UPDATE SET url = excluded.url, amanda = excluded.amanda, started_at = excluded.started_at, last_seen_at = excluded.last_seen_at`,
+        )
+        .run(s.name, s.url, JSON.stringify(s.amanda), s.startedAt, now());
+    },
+    list: async () => (this.db.prepare("SELECT * FROM servers ORDER BY name").all() as Row[]).map(serverFrom),
+  };
+
+  /** One server per SQLite file: no other server changes its jobs. */
+  async watchJobs(): Promise<() => Promise<void>> {
+    return async () => undefined;
+  }
 
   readonly settings = {
     get: async (key: string): Promise<string | undefined> =>
@@ -248,11 +241,12 @@ export class SqliteStore implements Store {
   };
 }
 
-/** The store key lives beside the admin token: wherever the admin puts that, the key goes along. */
-export function storeKeyFile(cfg: { adminTokenFile: string }): string {
-  return join(dirname(cfg.adminTokenFile), "store-key");
-}
-
-export function openStore(cfg: { dataDir: string; adminTokenFile: string }): SqliteStore {
-  return new SqliteStore(join(cfg.dataDir, "lifeboat.db"), { keyFile: storeKeyFile(cfg) });
+/** The migrations an SQLite store file records, in id order (a snapshot's, for its bundle's manifest). */
+export function sqliteMigrations(file: string): string[] {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare("SELECT id FROM schema_migrations ORDER BY id").all() as Row[]).map((r) => r.id as string);
+  } finally {
+    db.close();
+  }
 }

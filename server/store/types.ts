@@ -81,6 +81,13 @@ export interface Store {
   readonly leases: LeaseRepo;
   readonly catalog: CatalogRepo;
   readonly power: PowerRepo;
+  readonly servers: ServerRepo;
+  /**
+   * Calls `onJob` when another server (another process) changed a job in this store: its id and
+   * the event it recorded, if one. PostgreSQL: LISTEN/NOTIFY; SQLite (one server per file): never.
+   * Resolves to the function that stops watching.
+   */
+  watchJobs(onJob: (id: string, eventId: number | null) => void): Promise<() => Promise<void>>;
   /** Versions of the migrations applied, in order. */
   migrations(): Promise<string[]>;
   /**
@@ -163,6 +170,8 @@ export interface JobRecord {
   plan: ServedPlan | null;
   /** Its place in a batch powered in waves (`jobs arm --macs … --power`, power/waves.ts); null: in none. */
   powerWave: PowerWaveEntry | null;
+  /** The Lifeboat server that serves its machine's boot (claimed with the boot token, JobRepo.claim); null before. */
+  server: string | null;
   error: string | null;
   armedBy: string;
   createdAt: string;
@@ -195,7 +204,14 @@ export interface AssignmentRepo {
 
 export interface JobRepo {
   /** Inserts a job; refuses a second active job for the same MAC. */
-  create(j: Omit<JobRecord, "createdAt" | "updatedAt">): Promise<JobRecord>;
+  create(j: Omit<JobRecord, "createdAt" | "updatedAt" | "server"> & { server?: string | null }): Promise<JobRecord>;
+  /**
+   * Server `server` takes the job's boot, with a new boot token (its hash), in one statement: only
+   * if nobody holds it, `server` already does, the job is stalled (its agent went silent), or its
+   * holder has not been seen since `deadBefore` (ISO time; ServerRepo). undefined, and nothing
+   * changed, when another live server holds it: two servers answering one boot never both serve it.
+   */
+  claim(id: string, server: string, tokenHash: string, deadBefore: string): Promise<JobRecord | undefined>;
   get(id: string): Promise<JobRecord | undefined>;
   /** The MAC's job in an active state, if any (at most one exists). */
   activeForMac(mac: string): Promise<JobRecord | undefined>;
@@ -238,14 +254,17 @@ export interface LeaseRecord {
   state: "offered" | "bound" | "declined";
   hostname: string | null;
   expiresAt: string;
+  /** The Lifeboat server whose DHCP gave it (config name): with several servers on one store, each one's pool keeps its own clients' leases. */
+  server: string;
 }
 
 export interface LeaseRepo {
+  /** Every server's leases: an address held by anyone is not free. */
   list(): Promise<LeaseRecord[]>;
   byIp(ip: string): Promise<LeaseRecord | undefined>;
-  /** The client's offered or bound lease (never a declined one). */
-  byClient(client: string): Promise<LeaseRecord | undefined>;
-  /** Inserts or replaces the lease of `ip`; an offered or bound one replaces the client's other offered or bound lease. */
+  /** The client's offered or bound lease from `server` (never a declined one). */
+  byClient(client: string, server: string): Promise<LeaseRecord | undefined>;
+  /** Inserts or replaces the lease of `ip`; an offered or bound one replaces the client's other offered or bound lease from the same server. */
   put(l: LeaseRecord): Promise<void>;
   remove(ip: string): Promise<boolean>;
   /** Deletes offered and declined leases that expired before `before`, bound ones that expired before `boundBefore`; returns how many. */
@@ -267,6 +286,23 @@ export interface CatalogRepo {
   list(filter?: { amanda?: string; host?: string; disk?: string }): Promise<CatalogDump[]>;
   get(id: string): Promise<CatalogDump | undefined>;
   refreshes(): Promise<CatalogRefresh[]>;
+}
+
+/** A Lifeboat server of this store, as it last said it was alive (`lifeboat serve` beats every few seconds). */
+export interface ServerRecord {
+  name: string;
+  /** Its HTTP base URL, where its API and its Amanda configs' dump streams are. */
+  url: string;
+  /** The Amanda configs it serves dumps of. */
+  amanda: string[];
+  startedAt: string;
+  lastSeenAt: string;
+}
+
+export interface ServerRepo {
+  /** This server is alive now (inserted, or its row updated). */
+  beat(s: Omit<ServerRecord, "lastSeenAt">): Promise<void>;
+  list(): Promise<ServerRecord[]>;
 }
 
 /** How Lifeboat powers a host (server/power/power.ts); its BMC password is kept apart, sealed. */

@@ -5,6 +5,7 @@ import { NotFoundError, UserError } from "../../errors.ts";
 import { normalizeMac } from "../../mac.ts";
 import { type ArmRequest, cloneHostname } from "../../jobs/job-service.ts";
 import { jobView, jobViewSchema } from "../../jobs/job-views.ts";
+import { serverView } from "../../jobs/servers.ts";
 import { ACTIVE_STATES } from "../../jobs/job-state.ts";
 import type { JobRecord, JobState } from "../../store/types.ts";
 import { type StoredMapping, resolveMapping } from "../../plan/disks.ts";
@@ -107,6 +108,29 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
       await ctx.store.audit.append({ actor: actor(req), action: "unassign", target: `mac:${m}`, detail: null });
       return { removed: m };
     });
+
+    // The servers of this store (one, or several on PostgreSQL), as they last said they were alive.
+    app.get(
+      "/servers",
+      {
+        schema: {
+          summary: "The servers of this store: name, URL, Amanda configs, last beat, alive",
+          tags: ["servers"],
+          security,
+          response: {
+            200: {
+              type: "array",
+              items: {
+                type: "object",
+                properties: { name: { type: "string" }, url: { type: "string" }, amanda: { type: "array", items: { type: "string" } }, startedAt: { type: "string" }, lastSeenAt: { type: "string" }, alive: { type: "boolean" } },
+              },
+            },
+            ...errors,
+          },
+        },
+      },
+      async () => (await ctx.store.servers.list()).map((s) => serverView(s, Date.now())),
+    );
 
     // Jobs.
     app.get(

@@ -62,7 +62,7 @@ describe("a job runs its plan once, and stops when told", () => {
   }
   /** The server's job service on the same store, with a 50 ms heartbeat timeout (the server's own is a minute). */
   const shortTicker = (stalledFailHours: number) =>
-    new JobService(server.ctx.store, { expireHours: 1, heartbeatTimeoutSeconds: 0.05, stalledFailHours, log: createLogger("silent", { pretty: false }), planner });
+    new JobService(server.ctx.store, { server: "test", expireHours: 1, heartbeatTimeoutSeconds: 0.05, stalledFailHours, log: createLogger("silent", { pretty: false }), planner });
   const stepStart = (step: number): AgentEvent => ({ type: "step-start", step, of: STEPS.length, name: STEPS[step - 1]! });
   const stepEnd = (step: number): AgentEvent => ({ type: "step-end", step, of: STEPS.length, name: STEPS[step - 1]!, exitStatus: 0, output: "", skipped: false });
 

@@ -7,7 +7,7 @@ export async function armForTest(store: Store, o: { host: string; macs: string[]
   await store.hosts.add({ name: o.host, tokenHash: "x", smbiosUuid: o.uuid ?? null, macs: o.macs, amandaConfig: null, dleMap: {} });
   await store.layouts.add(o.host, { disks: [] });
   await store.profiles.put({ name: `${o.host}-p`, host: o.host, layoutVersion: null, at: null, options: {} });
-  const jobs = new JobService(store, {
+  const jobs = new JobService(store, { server: "test",
     expireHours: 1,
     heartbeatTimeoutSeconds: 600,
     stalledFailHours: 12,

@@ -37,7 +37,7 @@ afterEach(async () => {
 function setup(file = ":memory:", now = () => 1_000_000) {
   const store = new SqliteStore(file);
   stores.push(store);
-  return { store, pool: new LeasePool(cfg, store.leases, "10.231.7.1", now) };
+  return { store, pool: new LeasePool(cfg, store.leases, "10.231.7.1", "lb1", now) };
 }
 
 describe("full-mode lease pool", () => {
@@ -45,7 +45,7 @@ describe("full-mode lease pool", () => {
     const { pool, store } = setup();
     expect(await pool.decide(discover(1))).toMatchObject({ kind: "offer", lease: { ip: "10.231.7.100" } });
     expect(await pool.decide(req(1, "10.231.7.100"))).toMatchObject({ kind: "ack", lease: { ip: "10.231.7.100", leaseSeconds: 600 } });
-    expect(await store.leases.byClient("52:54:00:07:00:01")).toMatchObject({ state: "bound", ip: "10.231.7.100" });
+    expect(await store.leases.byClient("52:54:00:07:00:01", "lb1")).toMatchObject({ state: "bound", ip: "10.231.7.100" });
     expect(await pool.decide(discover(1))).toMatchObject({ kind: "offer", lease: { ip: "10.231.7.100" } });
   });
 
@@ -63,7 +63,7 @@ describe("full-mode lease pool", () => {
     expect(await pool.decide(req(2, "10.231.7.100"))).toMatchObject({ kind: "nak" });
     await pool.decide(discover(3));
     expect(await pool.decide(req(3, "10.231.7.200", "10.231.7.2"))).toMatchObject({ kind: "none", reason: /chose server/ });
-    expect(await store.leases.byClient("52:54:00:07:00:03")).toBeUndefined();
+    expect(await store.leases.byClient("52:54:00:07:00:03", "lb1")).toBeUndefined();
   });
 
   it("runs out cleanly, RELEASE frees, DECLINE parks the address", async () => {
@@ -158,7 +158,7 @@ describe("full-mode lease pool", () => {
     // RENEWING (ciaddr, no option 50) for another address too.
     const renew = request(MessageType.REQUEST, {}, { chaddr: mac(1), ciaddr: "10.231.7.102" });
     expect(await pool.decide(renew)).toMatchObject({ kind: "nak" });
-    expect(await store.leases.byClient("52:54:00:07:00:01")).toMatchObject({ ip, state: "bound" });
+    expect(await store.leases.byClient("52:54:00:07:00:01", "lb1")).toMatchObject({ ip, state: "bound" });
     expect(await store.leases.byIp("10.231.7.102")).toBeUndefined();
   });
 
@@ -170,7 +170,7 @@ describe("full-mode lease pool", () => {
     const a = await bind(pool, 1, idA);
     const b = await bind(pool, 1, idB);
     expect(a).not.toBe(b);
-    expect(await store.leases.byClient("id:ff0000000100010002abcdef")).toMatchObject({ ip: a, mac: "52:54:00:07:00:01", state: "bound" });
+    expect(await store.leases.byClient("id:ff0000000100010002abcdef", "lb1")).toMatchObject({ ip: a, mac: "52:54:00:07:00:01", state: "bound" });
     // Each keeps its own; one's RELEASE does not free the other's.
     expect(await pool.decide(discover(1, idA))).toMatchObject({ lease: { ip: a } });
     await pool.decide(request(MessageType.RELEASE, idB, { chaddr: mac(1), ciaddr: a }));
@@ -211,7 +211,7 @@ describe("full-mode lease pool", () => {
   it("refuses a pool that makes no sense", () => {
     const store = new SqliteStore(":memory:");
     stores.push(store);
-    expect(() => new LeasePool({ ...cfg, start: "" }, store.leases, "10.231.7.1")).toThrow(/required/);
-    expect(() => new LeasePool({ ...cfg, end: "10.231.8.5" }, store.leases, "10.231.7.1")).toThrow(/subnet/);
+    expect(() => new LeasePool({ ...cfg, start: "" }, store.leases, "10.231.7.1", "lb1")).toThrow(/required/);
+    expect(() => new LeasePool({ ...cfg, end: "10.231.8.5" }, store.leases, "10.231.7.1", "lb1")).toThrow(/subnet/);
   });
 });

@@ -158,7 +158,7 @@ describe("reserved mode: full DHCP for armed MACs and static leases, silence to 
   const job = (id: string, m: string, state: JobRecord["state"] = "armed"): Omit<JobRecord, "createdAt" | "updatedAt"> => ({
     id, mac: m, kind: "recover", profile: "p", state, step: 0, steps: 0, bytesDone: 0, bytesTotal: 0,
     tokenHash: null, hostname: null, at: null, hello: null, mapping: null, plan: null, error: null, armedBy: "test",
-    expiresAt: new Date(Date.now() + 3600_000).toISOString(), lastHeartbeatAt: null, planTokenHash: null, trustHttpBoot: false, options: {}, powerWave: null,
+    expiresAt: new Date(Date.now() + 3600_000).toISOString(), lastHeartbeatAt: null, planTokenHash: null, trustHttpBoot: false, options: {}, powerWave: null, server: null,
   });
   const yiaddrs = (s: Keeping) => s.replies.map((r) => (r.ok ? r.packet.yiaddr : "malformed"));
 

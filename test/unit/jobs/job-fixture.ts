@@ -24,6 +24,7 @@ export function job(patch: Partial<JobRecord> = {}): JobRecord {
     options: {},
     plan: null,
     powerWave: null,
+    server: null,
     error: null,
     armedBy: "test",
     createdAt: t0.toISOString(),

@@ -21,7 +21,7 @@ async function setup() {
   // Two QEMU disks (serials QM00005/6 identify nothing): a new machine always needs a mapping.
   await store.layouts.add("web1", fixtureLayout("multi-disk"));
   await store.profiles.put({ name: "web1", host: "web1", layoutVersion: null, at: null, options: {} });
-  const jobs = new JobService(store, { expireHours: 1, heartbeatTimeoutSeconds: 600, stalledFailHours: 24, log: createLogger("silent", { pretty: false }), planner: createPlanner(store) });
+  const jobs = new JobService(store, { server: "test", expireHours: 1, heartbeatTimeoutSeconds: 600, stalledFailHours: 24, log: createLogger("silent", { pretty: false }), planner: createPlanner(store) });
   const job = await jobs.arm({ mac: MAC, profile: "web1", actor: "test" });
   return { store, jobs, job };
 }

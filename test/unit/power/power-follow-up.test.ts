@@ -54,7 +54,7 @@ const running: Array<{ follow: Service; store: SqliteStore }> = [];
 /** What `serve` builds: the store, the job service, the power service with 2 slots, and its follow-up started. */
 async function serve(file: string) {
   const store = new SqliteStore(file);
-  const jobs = new JobService(store, { expireHours: 24, heartbeatTimeoutSeconds: 60, stalledFailHours: 12, log, planner: async () => standInPlan("plan_begin 3 web 2\nplan_done reboot\n", 2) });
+  const jobs = new JobService(store, { server: "test", expireHours: 24, heartbeatTimeoutSeconds: 60, stalledFailHours: 12, log, planner: async () => standInPlan("plan_begin 3 web 2\nplan_done reboot\n", 2) });
   const power = new PowerService(store, jobs, { bootInterface: "", waveSize: 2, log, driver: standInDriver });
   const follow = power.followUp();
   await follow.start();

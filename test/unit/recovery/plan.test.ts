@@ -119,6 +119,12 @@ describe("plans for each captured layout (same machine)", () => {
     expect(args(r.steps, "install_bootloader")).toEqual([["uefi", "grub", "/dev/nvme0n1", "/boot/efi", "fedora"]]);
   });
 
+  it("several servers: a dump only another server holds is streamed from its full URL, the others from this server", () => {
+    const layout = fixtureLayout("luks-lvm");
+    const r = ok(planFor(layout, { chains: [chain("/home", "/home", [0, 1]), chain("/", "/", [0])], options: { dumpUrls: { "home-1": "http://10.231.25.1:8080/api/v1/dumps/home-1/stream" } } }));
+    expect(args(r.steps, "restore_dump").map((x) => x[5])).toEqual(["/api/v1/dumps/home-0/stream", "http://10.231.25.1:8080/api/v1/dumps/home-1/stream", "/api/v1/dumps/-0/stream"]);
+  });
+
   it("MD RAID1 + LVM: the array from both mapped partitions, PV with its UUID, LVs at their sizes", () => {
     const layout = fixtureLayout("md-raid1-lvm");
     const r = ok(planFor(layout));

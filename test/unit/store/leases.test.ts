@@ -12,6 +12,7 @@ const lease = (n: number, state: LeaseRecord["state"] = "bound"): LeaseRecord =>
   state,
   hostname: null,
   expiresAt: "2099-01-01T00:00:00.000Z",
+  server: "lb1",
 });
 
 describe("lease writes commit in groups", () => {

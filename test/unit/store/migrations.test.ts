@@ -27,6 +27,12 @@ describe("store migrations", () => {
     expect(migrate(db, [...migrations, extra])).toEqual([]);
     db.close();
 
+    // A store with a migration this Lifeboat does not know comes from a newer one: refused, unchanged.
+    expect(() => new SqliteStore(file)).toThrow(`${file}: the store comes from a newer Lifeboat (migration 9999-test-extra unknown here); run that version or newer`);
+    const after = new Database(file);
+    expect(after.prepare("SELECT token_hash FROM hosts WHERE name = 'db1'").get()).toEqual({ token_hash: "x" });
+    after.prepare("DELETE FROM schema_migrations WHERE id = ?").run(extra.id);
+    after.close();
     const store = new SqliteStore(file);
     expect((await store.hosts.get("db1"))?.tokenHash).toBe("x");
     await store.close();
@@ -39,7 +45,7 @@ describe("store migrations", () => {
     old.prepare("INSERT INTO dhcp_leases (ip, mac, state, expires_at) VALUES ('10.231.41.100', '52:54:00:29:00:01', 'bound', '2099-01-01T00:00:00.000Z')").run();
     old.close();
     const store = new SqliteStore(file);
-    expect(await store.leases.byClient("52:54:00:29:00:01")).toMatchObject({ ip: "10.231.41.100", mac: "52:54:00:29:00:01", state: "bound" });
+    expect(await store.leases.byClient("52:54:00:29:00:01", "")).toMatchObject({ ip: "10.231.41.100", mac: "52:54:00:29:00:01", state: "bound" });
     await store.close();
   });
 

@@ -11,7 +11,7 @@ async function storeWithJob(id: string, state: JobState, store = new SqliteStore
   const job: Omit<JobRecord, "createdAt" | "updatedAt"> = {
     id, mac: `52:54:00:00:00:${id.padStart(2, "0").slice(-2)}`, kind: "recover", profile: "p", state, step: 0, steps: 0, bytesDone: 0, bytesTotal: 0,
     tokenHash: null, hostname: null, at: null, hello: null, mapping: null, plan: null, error: null, armedBy: "test", expiresAt: new Date(Date.now() + DAY).toISOString(), lastHeartbeatAt: null,
-    planTokenHash: null, trustHttpBoot: false, options: {}, powerWave: null,
+    planTokenHash: null, trustHttpBoot: false, options: {}, powerWave: null, server: null,
   };
   await store.jobs.create(job);
   await store.jobs.addEvent(id, "armed", {});
