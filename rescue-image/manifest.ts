@@ -131,6 +131,9 @@ export const MODULE_TREES = [
   "drivers/net/hyperv",
   "drivers/net/mii.ko",
   "drivers/net/net_failover.ko",
+  // The rescue network's bonds and VLANs (lifeboat.bond, lifeboat.vlan).
+  "drivers/net/bonding",
+  "net/8021q",
   "drivers/virtio",
   "drivers/block",
   "drivers/ata",
@@ -162,6 +165,7 @@ export const REQUIRED_STORAGE_DRIVERS = [
 ] as const;
 export const REQUIRED_STACK_MODULES = [
   "dm_mod", "dm_crypt", "md_mod", "raid0", "raid1", "raid10", "raid456", "ext4", "xfs", "vfat", "btrfs", "isofs", "efivarfs", "loop",
+  "bonding", "8021q",
 ] as const;
 
 /** A built image above this fails to boot on some real firmware: the build refuses it. */

@@ -49,7 +49,7 @@ function httpService(app: FastifyInstance, cfg: Config): Service {
 
 /**
  * The network-boot services the config enables: TFTP (tftp.enabled) and DHCP (dhcp.mode
- * proxy|full, which needs listen.interface: DHCP is never bound to every NIC).
+ * proxy, full or reserved, which needs listen.interface: DHCP is never bound to every NIC).
  */
 export function netbootServices(ctx: ServerContext, httpPort: () => number): Service[] {
   const cfg = ctx.config;

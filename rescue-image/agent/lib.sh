@@ -12,6 +12,7 @@
 : "${LB_CMDLINE_FILE:=/proc/cmdline}"
 : "${LB_HEARTBEAT_SECONDS:=5}"
 : "${LB_AGENT_BASE:=/api/v1/agent/jobs}"
+: "${LB_RESOLV:=/etc/resolv.conf}"
 LB_LOG="$LB_RUN/agent.log"
 
 lb_log() {
@@ -32,13 +33,19 @@ lb_cmdline_value() {
   printf '%s' "$_val"
 }
 
-# Sets LB_SERVER, LB_JOB, LB_TOKEN, LB_MAC from the command line. BOOTIF (pxelinux form
-# 01-aa-bb-…) is the fallback for the MAC.
+# Sets LB_SERVER, LB_JOB, LB_TOKEN, LB_MAC from the command line, and the rescue network
+# (RescueNet): LB_NET_BOND (MODE,MAC,MAC…), LB_NET_VLAN, LB_NET_IP (address/prefix), LB_NET_GW,
+# LB_NET_DNS (comma separated). BOOTIF (pxelinux form 01-aa-bb-…) is the fallback for the MAC.
 lb_parse_cmdline() {
   LB_SERVER=$(lb_cmdline_value lifeboat.server "$1")
   LB_JOB=$(lb_cmdline_value lifeboat.job "$1")
   LB_TOKEN=$(lb_cmdline_value lifeboat.token "$1")
   LB_MAC=$(lb_cmdline_value lifeboat.mac "$1")
+  LB_NET_BOND=$(lb_cmdline_value lifeboat.bond "$1" | tr 'A-F' 'a-f')
+  LB_NET_VLAN=$(lb_cmdline_value lifeboat.vlan "$1")
+  LB_NET_IP=$(lb_cmdline_value lifeboat.ip "$1")
+  LB_NET_GW=$(lb_cmdline_value lifeboat.gw "$1")
+  LB_NET_DNS=$(lb_cmdline_value lifeboat.dns "$1")
   if [ -z "$LB_MAC" ]; then
     _bootif=$(lb_cmdline_value BOOTIF "$1")
     [ -n "$_bootif" ] && LB_MAC=$(printf '%s' "${_bootif#??-}" | tr '-' ':')
@@ -214,9 +221,10 @@ lb_hello_json() {
   _disks=$(lb_list_disks | while read -r _n; do printf '%s\n' "$(lb_disk_json "$_n")"; done | paste -sd, -)
   _fw=bios
   [ -d /sys/firmware/efi ] && _fw=uefi
+  # The machine's NICs: not our bond or VLAN, and a bond member by its own MAC (a bond gives it the bond's).
   _macs=$(for _i in /sys/class/net/*; do
-    [ "${_i##*/}" = lo ] && continue
-    cat "$_i/address"
+    case ${_i##*/} in lo | lbbond | lbvlan*) continue ;; esac
+    if [ -r "$_i/bonding_slave/perm_hwaddr" ]; then cat "$_i/bonding_slave/perm_hwaddr"; else cat "$_i/address"; fi
   done | lb_json_array)
   _uuid=$(cat /sys/class/dmi/id/product_uuid 2>/dev/null)
   _mem=$(awk '/^MemTotal:/ {print $2 * 1024}' /proc/meminfo)
@@ -480,24 +488,90 @@ lb_load_modules() {
   done
 }
 
-# The NIC to use: the one with LB_MAC, else every one with a link in turn.
+# lb_iface_by_mac MAC: the NIC with this MAC (our own bond and VLAN devices left out).
+lb_iface_by_mac() {
+  [ -n "$1" ] || return 1
+  for _i in /sys/class/net/*; do
+    _n=${_i##*/}
+    case $_n in lo | lbbond | lbvlan*) continue ;; esac
+    [ "$(cat "$_i/address" 2>/dev/null)" = "$1" ] && { printf '%s' "$_n"; return 0; }
+  done
+  return 1
+}
+
+# lb_net_configure: the rescue network of the command line (server/plan/cmdline.ts RescueNet):
+# a bond "lbbond" of the NICs with the given MACs, or the boot NIC (LB_MAC); a VLAN "lbvlanID"
+# on top of it; a static address (gateway, DNS) or DHCP on top of that. Sets LB_IFACE; 1 when a
+# part failed (what is left of an earlier try is removed first, so it can be called again).
+lb_net_configure() {
+  [ -e /sys/class/net/lbbond ] && echo -lbbond >/sys/class/net/bonding_masters
+  [ -n "$LB_NET_VLAN" ] && ip link del "lbvlan$LB_NET_VLAN" 2>/dev/null
+  if [ -n "$LB_NET_BOND" ]; then
+    _members=""
+    # Every member is found before any is enslaved: a bond gives its members its own MAC.
+    for _m in $(printf '%s' "${LB_NET_BOND#*,}" | tr ',' ' '); do
+      _if=$(lb_iface_by_mac "$_m") || { lb_log "network: no NIC with MAC $_m for the bond"; return 1; }
+      _members="$_members $_if"
+    done
+    # Through sysfs (busybox ip makes no bonds); max_bonds=0: no bond0 of the driver's own.
+    [ -e /sys/class/net/bonding_masters ] || modprobe -q bonding max_bonds=0 2>>"$LB_LOG"
+    { echo +lbbond >/sys/class/net/bonding_masters && echo "${LB_NET_BOND%%,*}" >/sys/class/net/lbbond/bonding/mode &&
+      echo 100 >/sys/class/net/lbbond/bonding/miimon; } 2>>"$LB_LOG" || { lb_log "network: cannot make a ${LB_NET_BOND%%,*} bond"; return 1; }
+    for _if in $_members; do
+      ip link set "$_if" down
+      echo "+$_if" 2>>"$LB_LOG" >/sys/class/net/lbbond/bonding/slaves || { lb_log "network: cannot add $_if to the bond"; return 1; }
+    done
+    _dev=lbbond
+  else
+    _dev=$(lb_iface_by_mac "$LB_MAC") || { lb_log "network: no NIC with MAC ${LB_MAC:-(lifeboat.mac not given)}"; return 1; }
+  fi
+  ip link set "$_dev" up
+  if [ -n "$LB_NET_VLAN" ]; then
+    modprobe -q 8021q 2>/dev/null
+    ip link add link "$_dev" name "lbvlan$LB_NET_VLAN" type vlan id "$LB_NET_VLAN" >>"$LB_LOG" 2>&1 || { lb_log "network: cannot make VLAN $LB_NET_VLAN on $_dev"; return 1; }
+    _dev=lbvlan$LB_NET_VLAN
+    ip link set "$_dev" up
+  fi
+  if [ -n "$LB_NET_IP" ]; then
+    ip -4 addr flush dev "$_dev"
+    ip addr add "$LB_NET_IP" dev "$_dev" >>"$LB_LOG" 2>&1 || { lb_log "network: cannot set $LB_NET_IP on $_dev"; return 1; }
+    if [ -n "$LB_NET_GW" ]; then
+      ip route replace default via "$LB_NET_GW" dev "$_dev" >>"$LB_LOG" 2>&1 || { lb_log "network: cannot route via $LB_NET_GW"; return 1; }
+    fi
+    : >"$LB_RESOLV"
+    for _d in $(printf '%s' "$LB_NET_DNS" | tr ',' ' '); do echo "nameserver $_d" >>"$LB_RESOLV"; done
+  else
+    udhcpc -i "$_dev" -n -q -t 5 -T 2 -s /lifeboat/udhcpc.sh >>"$LB_LOG" 2>&1 || return 1
+  fi
+  LB_IFACE=$_dev
+}
+
+# The network: the rescue network the command line names, else DHCP on the NIC with LB_MAC,
+# else on every NIC with a link in turn.
 lb_net_up() {
   ip link set lo up
   for _try in 1 2 3 4 5 6 7 8 9 10; do
-    for _i in /sys/class/net/*; do
-      _if=${_i##*/}
-      [ "$_if" = lo ] && continue
-      [ -n "$LB_MAC" ] && [ "$(cat "$_i/address")" != "$LB_MAC" ] && continue
-      ip link set "$_if" up
-      if udhcpc -i "$_if" -n -q -t 5 -T 2 -s /lifeboat/udhcpc.sh >>"$LB_LOG" 2>&1; then
-        LB_IFACE=$_if
-        lb_log "network: $_if $(lb_ip)"
+    if [ -n "$LB_NET_BOND$LB_NET_VLAN$LB_NET_IP" ]; then
+      if lb_net_configure; then
+        lb_log "network: $LB_IFACE $(lb_ip)"
         return 0
       fi
-    done
+    else
+      for _i in /sys/class/net/*; do
+        _if=${_i##*/}
+        [ "$_if" = lo ] && continue
+        [ -n "$LB_MAC" ] && [ "$(cat "$_i/address")" != "$LB_MAC" ] && continue
+        ip link set "$_if" up
+        if udhcpc -i "$_if" -n -q -t 5 -T 2 -s /lifeboat/udhcpc.sh >>"$LB_LOG" 2>&1; then
+          LB_IFACE=$_if
+          lb_log "network: $_if $(lb_ip)"
+          return 0
+        fi
+      done
+    fi
     sleep 2
   done
-  lb_log "network: no DHCP answer on ${LB_MAC:-any NIC}"
+  lb_log "network: not up on ${LB_MAC:-any NIC}"
   return 1
 }
 

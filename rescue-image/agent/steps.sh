@@ -8,7 +8,7 @@
 # (lb_target_dir). guard_NAME is what the runner checks before skipping a call that already
 # finished in this boot.
 
-LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol set_default_subvol set_nocow mount_fs restore_dump fix_fstab set_identity install_bootloader regen_initramfs unmount_all plan_done"
+LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol set_default_subvol set_nocow mount_fs restore_dump fix_fstab set_identity map_nic install_bootloader regen_initramfs unmount_all plan_done"
 LB_CONTRACT_VERSION=3
 # What the machine does once the job is done (plan_done's argument; END_STATES in steps.ts).
 LB_END_STATES="reboot poweroff hold"
@@ -479,6 +479,49 @@ set_identity() {
   echo "set_identity: $1"
 }
 guard_set_identity() { [ "$(cat "$LB_TARGET/etc/hostname" 2>/dev/null)" = "$1" ]; }
+
+# lb_nic_configs: the restored system's files that may pin a NIC by MAC (regular files only:
+# a symlink in the restored tree may lead out of it).
+lb_nic_configs() {
+  for _f in "$LB_TARGET"/etc/network/interfaces "$LB_TARGET"/etc/network/interfaces.d/* \
+    "$LB_TARGET"/etc/systemd/network/*.network "$LB_TARGET"/etc/systemd/network/*.link "$LB_TARGET"/etc/systemd/network/*.netdev \
+    "$LB_TARGET"/etc/netplan/*.yaml "$LB_TARGET"/etc/NetworkManager/system-connections/* \
+    "$LB_TARGET"/etc/udev/rules.d/70-persistent-net.rules "$LB_TARGET"/etc/sysconfig/network-scripts/ifcfg-*; do
+    case ${_f##*/} in 10-lifeboat-*.link) continue ;; esac # ours: each names its own NIC's new MAC
+    [ -f "$_f" ] && [ ! -L "$_f" ] && lb_inside_target "$_f" && printf '%s\n' "$_f"
+  done
+}
+
+# lb_nic_link NAME: the .link file map_nic writes for NAME.
+lb_nic_link() { printf '%s/etc/systemd/network/10-lifeboat-%s.link' "$LB_TARGET" "$1"; }
+
+map_nic() {
+  lb_args map_nic 3 3 $# || return 2
+  # All three go into file names and sed expressions: checked here as the plan builder did (server/plan/nics.ts).
+  case $1 in "" | . | .. | *[!A-Za-z0-9_.-]*) echo "refused: '$1' is not a NIC name; nothing written" >&2; return 1 ;; esac
+  [ ${#1} -le 15 ] || { echo "refused: NIC name '$1' is longer than 15 characters; nothing written" >&2; return 1; }
+  for _m in "$2" "$3"; do
+    case $_m in [0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]) ;;
+      *) echo "refused: '$_m' is not a MAC (aa:bb:cc:dd:ee:ff); nothing written" >&2; return 1 ;; esac
+  done
+  lb_gate "$(findmnt -n --mountpoint "$LB_TARGET/" -o SOURCE)" || return 1
+  _dir=$(lb_target_dir /etc/systemd/network) || return 1
+  # systemd-udevd names the NIC with this MAC as the old one was named (the first .link that matches wins).
+  printf '# Lifeboat: the NIC that replaced %s (%s) keeps its name.\n[Match]\nMACAddress=%s\n\n[Link]\nName=%s\n' "$1" "$2" "$3" "$1" >"$_dir/10-lifeboat-$1.link"
+  echo "map_nic: $1 is the NIC with $3"
+  [ "$2" = "$3" ] && return 0
+  _up2=$(printf '%s' "$2" | tr a-f A-F)
+  _up3=$(printf '%s' "$3" | tr a-f A-F)
+  for _f in $(lb_nic_configs); do
+    grep -qi "$2" "$_f" || continue
+    sed -i -e "s/$2/$3/g" -e "s/$_up2/$_up3/g" "$_f" && echo "map_nic: ${_f#"$LB_TARGET"}: $2 -> $3"
+  done
+  return 0
+}
+guard_map_nic() {
+  grep -qx "MACAddress=$3" "$(lb_nic_link "$1")" 2>/dev/null || return 1
+  [ "$2" = "$3" ] || ! lb_nic_configs | xargs -r grep -qis "$2"
+}
 
 lb_bind_system() {
   for _b in dev proc sys; do

@@ -7,6 +7,7 @@ import { createLogger, type Logger } from "../log.ts";
 import { openStore } from "../store/open.ts";
 import type { PlanChoices, Store } from "../store/types.ts";
 import { END_STATES, type EndState } from "../plan/steps.ts";
+import { BOND_MODES, type BondMode, type RescueNet } from "../plan/cmdline.ts";
 
 export interface GlobalOptions {
   config?: string;
@@ -42,15 +43,63 @@ export function withPlanChoices(cmd: Command): Command {
       new Option("--end-state <state>", "once the job is done: reboot into the restored system, poweroff (cold spare, drill) or hold in the rescue system for remote help (default: reboot)").choices(
         END_STATES,
       ),
+    )
+    .option("--rescue-ip <address/prefix>", "the rescue system's static address, e.g. 10.0.5.20/24 (default: DHCP; README \"Networks\")")
+    .option("--rescue-gateway <ip>", "with --rescue-ip: the default gateway")
+    .option("--rescue-dns <ip>", "with --rescue-ip: a DNS server, repeatable", (v: string, prev: string[] = []) => [...prev, v])
+    .option("--rescue-vlan <id>", "the rescue system's network on this VLAN (1-4094), tagged on the boot NIC or the bond")
+    .option("--rescue-bond <mac,mac…>", "the rescue system's network on a bond of the NICs with these MACs")
+    .addOption(new Option("--rescue-bond-mode <mode>", "with --rescue-bond: the bonding mode (default active-backup)").choices(BOND_MODES))
+    .option(
+      "--nic-map <name=mac>",
+      "after the restore: the new machine's NIC (MAC) that takes the captured NIC NAME's name and configuration, repeatable (default: by MAC, then by order)",
+      (v: string, prev: string[] = []) => [...prev, v],
     );
 }
 
+/** The rescue network options of withPlanChoices, as given. */
+export interface RescueNetOptions {
+  rescueIp?: string;
+  rescueGateway?: string;
+  rescueDns?: string[];
+  rescueVlan?: string;
+  rescueBond?: string;
+  rescueBondMode?: BondMode;
+}
+
+/** The rescue network the options give, or undefined when none was given (the server's schema checks the values). */
+function rescueNetChoice(o: RescueNetOptions): RescueNet | undefined {
+  if (o.rescueBondMode && !o.rescueBond) throw new UserError("--rescue-bond-mode goes with --rescue-bond MAC,MAC", 2);
+  let vlan: number | undefined;
+  if (o.rescueVlan !== undefined) {
+    vlan = Number(o.rescueVlan);
+    if (!/^\d+$/.test(o.rescueVlan) || vlan < 1 || vlan > 4094) throw new UserError(`--rescue-vlan: expected a VLAN id 1-4094, got ${JSON.stringify(o.rescueVlan)}`, 2);
+  }
+  const net: RescueNet = {
+    ...(o.rescueBond ? { bond: { mode: o.rescueBondMode ?? "active-backup", macs: o.rescueBond.split(",").map((m) => m.trim()) } } : {}),
+    ...(vlan !== undefined ? { vlan } : {}),
+    ...(o.rescueIp ? { address: o.rescueIp } : {}),
+    ...(o.rescueGateway ? { gateway: o.rescueGateway } : {}),
+    ...(o.rescueDns?.length ? { dns: o.rescueDns } : {}),
+  };
+  return Object.keys(net).length ? net : undefined;
+}
+
 /** The choices given on the command line; those not given are left to the profile (or the default). */
-export function planChoices(o: { newUuids?: boolean; grow?: string; endState?: EndState }): PlanChoices | undefined {
+export function planChoices(o: { newUuids?: boolean; grow?: string; endState?: EndState; nicMap?: string[] } & RescueNetOptions): PlanChoices | undefined {
+  const rescueNet = rescueNetChoice(o);
+  const nicPair = (p: string): [string, string] => {
+    const at = p.indexOf("=");
+    if (at < 1) throw new UserError(`--nic-map: expected NAME=MAC, got ${JSON.stringify(p)}`, 2);
+    return [p.slice(0, at), p.slice(at + 1)];
+  };
+  const nicMap = o.nicMap?.length ? Object.fromEntries(o.nicMap.map(nicPair)) : undefined;
   const choices: PlanChoices = {
     ...(o.newUuids ? { newUuids: true } : {}),
     ...(o.grow !== undefined ? { grow: o.grow } : {}),
     ...(o.endState !== undefined ? { endState: o.endState } : {}),
+    ...(rescueNet ? { rescueNet } : {}),
+    ...(nicMap ? { nicMap } : {}),
   };
   return Object.keys(choices).length ? choices : undefined;
 }

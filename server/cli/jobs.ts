@@ -10,6 +10,7 @@ import type { JobEvent } from "../store/types.ts";
 import { describeMapping } from "../plan/disks.ts";
 import { waveWords } from "../power/waves.ts";
 import type { EndState } from "../plan/steps.ts";
+import { describeRescueNet } from "../plan/cmdline.ts";
 import { type CliContext, cliContext, output, parseMappingPairs, planChoices, table, withGlobals, withPlanChoices, withServer } from "./common.ts";
 import { formatEvent, watchJob } from "./watch.ts";
 
@@ -82,6 +83,8 @@ function showJob(j: JobView): string {
   if (j.mapping) lines.push(`mapping:   ${describeMapping(j.mapping)}`);
   const choices = [j.options.newUuids && "new UUIDs", j.options.grow && `${j.options.grow} grows`, j.options.endState && `once done: ${j.options.endState}`].filter(Boolean);
   if (choices.length) lines.push(`options:   ${choices.join(", ")}`);
+  lines.push(`network:   ${describeRescueNet(j.options.rescueNet)} (the rescue system)`);
+  if (j.options.nicMap) lines.push(`NICs:      ${Object.entries(j.options.nicMap).map(([n, m]) => `${n}=${m}`).join(" ")} (after the restore)`);
   if (j.powerWave) {
     const w = j.powerWave;
     lines.push(`power:     ${w.status}, ${w.position} of ${w.of} in ${w.wave}${w.force ? " (--force)" : ""}${w.note ? `: ${w.note}` : ""}`);
@@ -175,7 +178,7 @@ export function registerJobs(program: Command): Command {
     if (o.power && o.anyUnknown !== undefined) throw new UserError("--power goes with a MAC or --macs/--range, not --any-unknown (Lifeboat cannot power machines it does not know)", 2);
     if (o.anyUnknown !== undefined) {
       // The window's clones take their plan choices from the profile (profiles set --new-uuids).
-      if (planChoices(o)) throw new UserError("--any-unknown takes the profile's --new-uuids/--grow/--end-state: set them with lifeboat profiles set", 2);
+      if (planChoices(o)) throw new UserError("--any-unknown takes the profile's --new-uuids/--grow/--end-state/--rescue-*/--nic-map: set them with lifeboat profiles set", 2);
       const profile = typeof o.clone === "string" ? o.clone : o.profile;
       const minutes = Number(o.anyUnknown);
       if (!profile || mac || o.macs || o.range || o.trustHttpBoot) throw new UserError("--any-unknown goes with --clone PROFILE alone (no MACs, no --trust-http-boot)", 2);

@@ -1,5 +1,6 @@
 import { type Command, Option } from "commander";
 import { type ConfigOverrides, loadConfig } from "../config/load.ts";
+import { DHCP_MODES } from "../config/schema.ts";
 import { UserError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { startServer } from "../serve.ts";
@@ -36,7 +37,7 @@ export function registerServe(program: Command): void {
     .option("--tftp-port <port>", "TFTP port (tftp.port)")
     .option("--tftp-root <dir>", "directory served over TFTP (tftp.root)")
     .option("--no-tftp", "do not start the TFTP service")
-    .addOption(new Option("--dhcp <mode>", "DHCP mode (dhcp.mode)").choices(["proxy", "full", "off"]))
+    .addOption(new Option("--dhcp <mode>", "DHCP mode (dhcp.mode)").choices([...DHCP_MODES]))
     .addHelpText(
       "after",
       "\nStops cleanly on SIGTERM or SIGINT; in-flight streams get 5 s to finish.\nThe admin token is created at first start in <data-dir>/admin-token (mode 0600).",

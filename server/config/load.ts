@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { UserError } from "../errors.ts";
-import { type Config, configSchema } from "./schema.ts";
+import { type Config, type DhcpMode, configSchema } from "./schema.ts";
 
 /** The embedded default, shipped in the repository. */
 export const defaultConfigPath = resolve(dirname(fileURLToPath(import.meta.url)), "../../config/lifeboat.yaml");
@@ -109,7 +109,7 @@ export interface ConfigOverrides {
   tftpPort?: number;
   tftpRoot?: string;
   tftp?: boolean;
-  dhcp?: "proxy" | "full" | "off";
+  dhcp?: DhcpMode;
   logLevel?: Config["log"]["level"];
 }
 

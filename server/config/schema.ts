@@ -55,6 +55,15 @@ export const bundleTargetSchema = z
     }
   });
 
+/**
+ * The DHCP modes (README "DHCP modes"): proxy beside the LAN's server; full, Lifeboat hands out
+ * addresses to anyone; reserved, full DHCP for armed machines and static leases only, silent to
+ * everyone else; off, the LAN's own server chains to Lifeboat.
+ */
+export const DHCP_MODES = ["proxy", "full", "reserved", "off"] as const;
+/** The modes in which Lifeboat hands out addresses from dhcp.pool. */
+export const LEASING_MODES: readonly DhcpMode[] = ["full", "reserved"];
+
 export const configSchema = z.strictObject({
   dataDir: z.string().default(""),
   // This server's name among the servers of one store (jobs say which server serves them); "": the host name.
@@ -92,7 +101,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   dhcp: z
     .strictObject({
-      mode: z.enum(["proxy", "full", "off"]).default("proxy"),
+      mode: z.enum(DHCP_MODES).default("proxy"),
       // Kept under iPXE's 2 s wait for a proxy answer (pxe/README.md, "Proxy mode: the held offer").
       proxyOfferDelayMs: z.number().int().min(0).max(1500).default(500),
       pool: z
@@ -106,6 +115,11 @@ export const configSchema = z.strictObject({
         })
         .prefault({}),
       staticLeases: z.array(staticLeaseSchema).default([]),
+    })
+    .superRefine((d, ctx) => {
+      if (!LEASING_MODES.includes(d.mode)) return;
+      for (const key of ["start", "end"] as const)
+        if (!d.pool[key]) ctx.addIssue({ code: "custom", path: ["pool", key], message: `dhcp.mode ${d.mode} hands out addresses: set dhcp.pool.start and dhcp.pool.end` });
     })
     .prefault({}),
   amanda: z.array(amandaConfigSchema).default([]),
@@ -157,7 +171,7 @@ export const configSchema = z.strictObject({
 export type RawConfig = z.infer<typeof configSchema>;
 export type AmandaConfig = z.infer<typeof amandaConfigSchema>;
 export type BundleTarget = z.infer<typeof bundleTargetSchema>;
-export type DhcpMode = RawConfig["dhcp"]["mode"];
+export type DhcpMode = (typeof DHCP_MODES)[number];
 
 /** The config after defaults that depend on the machine (data dir, TFTP root, token file) are filled in. */
 export type Config = RawConfig & { source: string };

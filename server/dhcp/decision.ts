@@ -32,7 +32,15 @@ export interface Destination {
 
 export type Answer =
   | { send: true; kind: string; packet: DhcpPacket; to: Destination | "source"; machine: Machine; choice?: BootChoice }
-  | { send: false; reason: string; /** worth an info line (a boot client we could not serve), not just debug */ notable: boolean; machine?: Machine };
+  | {
+      send: false;
+      reason: string;
+      /** worth an info line (a boot client we could not serve), not just debug */
+      notable: boolean;
+      machine?: Machine;
+      /** The drop's reason in lifeboat_dhcp_dropped_total, when not "no-boot" / "ignored". */
+      counted?: string;
+    };
 
 const BROADCAST_FLAG = 0x8000;
 const skip = (reason: string, notable = false, machine?: Machine): Answer => ({ send: false, reason, notable, machine });
@@ -154,6 +162,23 @@ export function fullAnswer(req: DhcpPacket, verdict: LeaseVerdict, env: DhcpEnv)
   }
   const kind = verdict.kind === "offer" ? "offer" : verdict.kind === "ack" ? "ack" : "inform-ack";
   return { send: true, kind, packet: r, to: destinationFor(req, type), machine: m, choice };
+}
+
+/** What dhcp.mode reserved knows of a MAC: its static lease, and its active job (by MAC, host or SMBIOS UUID). */
+export interface Reservation {
+  staticLease: boolean;
+  /** The id of the machine's active job, if any. */
+  job: string | undefined;
+}
+
+/**
+ * dhcp.mode reserved: full DHCP, but only for a MAC the admin named (an active job, a static
+ * lease); everyone else hears nothing, on 67 and 4011 alike, so Lifeboat can sit on a LAN where a
+ * second DHCP server is forbidden. The reason for silence, or undefined to answer. Pure.
+ */
+export function reservedSilence(mac: string, r: Reservation): string | undefined {
+  if (r.staticLease || r.job) return undefined;
+  return `reserved mode: ${mac} has no active job and no static lease`;
 }
 
 /** The address a REQUEST asks for: option 50 (SELECTING / INIT-REBOOT) or ciaddr (RENEWING). */

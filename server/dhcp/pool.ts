@@ -51,7 +51,7 @@ export class LeasePool {
     private readonly server: string,
     private readonly now: () => number = Date.now,
   ) {
-    if (!cfg.start || !cfg.end) throw new Error("dhcp.pool.start and dhcp.pool.end are required for dhcp.mode full");
+    if (!cfg.start || !cfg.end) throw new Error("dhcp.pool.start and dhcp.pool.end are required for dhcp.mode full and reserved");
     this.start = ipToInt(cfg.start);
     this.end = ipToInt(cfg.end);
     this.mask = ipToInt(cfg.netmask);
@@ -62,6 +62,11 @@ export class LeasePool {
       this.statics.set(mac, { ip: s.ip, hostname: s.hostname });
       this.staticIps.add(s.ip);
     }
+  }
+
+  /** Does the config give this MAC (normalized) a static lease? */
+  hasStatic(mac: string): boolean {
+    return this.statics.has(mac);
   }
 
   private inSubnet(ip: string): boolean {

@@ -4,7 +4,8 @@
  * address would not see broadcast DISCOVERs, and one on 0.0.0.0 without the device binding
  * would hear (and answer on) every NIC. The loop is decode → decide → send; nothing a
  * packet contains can stop it: every failure (a send included) is logged, counted and the
- * packet dropped. In proxy mode OFFERs on 67 are held for dhcp.proxyOfferDelayMs, so an OS
+ * packet dropped. In reserved mode a MAC with no active job and no static lease is not answered
+ * at all (counted as not-reserved). In proxy mode OFFERs on 67 are held for dhcp.proxyOfferDelayMs, so an OS
  * DHCP client that sends a PXE vendor class takes the LAN server's address offer, not our
  * empty one (a PXE ROM waits for proxy offers; pxe/README.md has the measurements).
  */
@@ -15,9 +16,11 @@ import { Counter, type Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { type DhcpPacket, MessageType, decode, encode, macOf, messageType, messageTypeName } from "./codec.ts";
-import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, requestedAddress } from "./decision.ts";
+import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, requestedAddress, reservedSilence } from "./decision.ts";
+import { identify } from "./firmware.ts";
+import { LEASING_MODES } from "../config/schema.ts";
 import { bootBaseUrl } from "../jobs/boot-scripts.ts";
-import type { DhcpWitness } from "../jobs/boot-service.ts";
+import { type DhcpWitness, activeJobForMachine } from "../jobs/boot-service.ts";
 import { LeasePool } from "./pool.ts";
 import { type LoopTurns, Shedder } from "./shed.ts";
 import { counter } from "../metrics.ts";
@@ -51,6 +54,9 @@ async function boundSocket(port: number, index: number): Promise<Socket> {
   sock.setBroadcast(true);
   return sock;
 }
+
+/** The drop reason of a reserved-mode stranger in lifeboat_dhcp_dropped_total. */
+const NOT_RESERVED = "not-reserved";
 
 /** Proxy OFFERs held at once; a flood of boot DISCOVERs beyond this is dropped, not queued. */
 const MAX_HELD = 1024;
@@ -111,7 +117,7 @@ export class DhcpService implements Service {
       hasLoader: (name) => existsSync(join(root, name)),
     };
     this.pool =
-      cfg.dhcp.mode === "full"
+      LEASING_MODES.includes(cfg.dhcp.mode)
         ? new LeasePool({ ...cfg.dhcp.pool, staticLeases: cfg.dhcp.staticLeases }, this.ctx.store.leases, serverIp, this.ctx.config.name)
         : undefined;
   }
@@ -231,7 +237,7 @@ export class DhcpService implements Service {
       // The fields every line of this exchange carries, built only for a line that is written (no child logger per packet).
       const who = () => ({ mac: macOf(req), type: messageTypeName(type), port });
       if (!answer.send) {
-        this.metrics.drops.inc({ reason: answer.notable ? "no-boot" : "ignored" });
+        this.metrics.drops.inc({ reason: answer.counted ?? (answer.notable ? "no-boot" : "ignored") });
         if (answer.notable) this.log.info({ ...who(), arch: answer.machine?.arch, vendorClass: answer.machine?.vendorClass }, `no answer: ${answer.reason}`);
         else if (this.log.isLevelEnabled("debug")) this.log.debug(who(), `ignored: ${answer.reason}`);
         return undefined;
@@ -257,6 +263,8 @@ export class DhcpService implements Service {
    */
   private witness(req: DhcpPacket, answer: Answer): void {
     const mac = macOf(req);
+    // A stranger in reserved mode vouches for nothing, not even the address it asks for.
+    if (!answer.send && answer.counted === NOT_RESERVED) return;
     if (answer.send && answer.choice?.boot) return this.opts.witness.dhcpAnswered(mac, clientAddress(answer.packet, req));
     const address = messageType(req) === MessageType.REQUEST ? requestedAddress(req) : undefined;
     if (!answer.send && address) this.opts.witness.dhcpRequested(mac, address);
@@ -264,6 +272,13 @@ export class DhcpService implements Service {
 
   private async decide(req: DhcpPacket, port: 67 | 4011): Promise<Answer> {
     const env = this.env!;
+    if (this.ctx.config.dhcp.mode === "reserved") {
+      // Any active job, not only one that may still boot: the rescue system renews its lease all through the restore.
+      const m = identify(req);
+      const found = await activeJobForMachine(this.ctx.store, m.mac, m.smbiosUuid);
+      const silence = reservedSilence(m.mac, { staticLease: this.pool!.hasStatic(m.mac), job: found?.job.id });
+      if (silence) return { send: false, reason: silence, notable: false, machine: m, counted: NOT_RESERVED };
+    }
     if (port === 4011 || !this.pool) return proxyAnswer(req, port, env);
     return fullAnswer(req, await this.pool.decide(req), env);
   }

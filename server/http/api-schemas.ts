@@ -1,15 +1,48 @@
+import { isIPv4 } from "node:net";
 import { z } from "zod";
 import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac, normalizeMacPrefix } from "../mac.ts";
 import type { HostRecord, PlanChoices } from "../store/types.ts";
 import { NET_BOOTS, POWER_ACTIONS, type PowerConfig } from "../power/power.ts";
 import { END_STATES } from "../plan/steps.ts";
+import { BOND_MODES, type RescueNet } from "../plan/cmdline.ts";
+import { NIC_NAME } from "../plan/nics.ts";
 
 /**
  * Request bodies of the admin API: the one definition the routes validate with, the
  * OpenAPI document publishes and the CLI builds its requests from.
  */
 const mac = z.string().refine(isMac, { message: "expected a MAC address" }).transform(normalizeMac);
+
+const ipv4 = z.string().refine((a) => isIPv4(a), "expected an IPv4 address");
+/** 10.0.5.20/24: an IPv4 address and a prefix length 1-32. */
+function isIpv4Prefix(s: string): boolean {
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(s);
+  return !!m && isIPv4(m[1]!) && Number(m[2]) >= 1 && Number(m[2]) <= 32;
+}
+
+/**
+ * The rescue system's network (plan/cmdline.ts RescueNet, README "Networks"): a bond of NICs by
+ * MAC, a VLAN, a static address with gateway and DNS; nothing set is DHCP on the NIC that booted.
+ */
+export const rescueNetSchema = z
+  .strictObject({
+    bond: z
+      .strictObject({
+        mode: z.enum(BOND_MODES),
+        macs: z
+          .array(mac)
+          .refine((ms) => ms.length >= 2 && ms.length <= 8, "a bond needs two to eight NICs (MACs)")
+          .refine((ms) => new Set(ms).size === ms.length, "expected each bond member once"),
+      })
+      .optional(),
+    // Refinements, not JSON Schema patterns and bounds: those would be the caller's error message.
+    vlan: z.number().refine((v) => Number.isInteger(v) && v >= 1 && v <= 4094, "expected a VLAN id 1-4094").optional(),
+    address: z.string().refine(isIpv4Prefix, "expected an IPv4 address with its prefix, e.g. 10.0.5.20/24").optional(),
+    gateway: ipv4.optional(),
+    dns: z.array(ipv4).refine((d) => d.length <= 3, "expected at most 3 DNS servers").optional(),
+  })
+  .refine((n) => n.address || (!n.gateway && !n.dns?.length), "a gateway or DNS servers go with a static address (without one the rescue system takes them from DHCP)") satisfies z.ZodType<RescueNet>;
 
 /** The plan builder's choices a profile or a job may make (the job's win over the profile's). */
 export const planChoicesSchema = z.object({
@@ -23,6 +56,16 @@ export const planChoicesSchema = z.object({
     .optional(),
   /** What the machine does once the job is done: reboot into the restored system (default), poweroff, or hold in the rescue system. */
   endState: z.enum(END_STATES).optional(),
+  /** How the rescue system reaches Lifeboat; absent: DHCP on the NIC that booted. */
+  rescueNet: rescueNetSchema.optional(),
+  /** Captured NIC name → the new machine's NIC by MAC, for the restored system's network (default: by MAC, then by order). */
+  nicMap: z
+    .record(z.string(), mac)
+    .superRefine((m, ctx) => {
+      for (const name of Object.keys(m))
+        if (!NIC_NAME.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "expected a NIC name (1-15 letters, digits, '_', '.', '-')" });
+    })
+    .optional(),
 }) satisfies z.ZodType<PlanChoices>;
 
 export const armBodySchema = z

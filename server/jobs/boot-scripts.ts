@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { renderKernelArgs } from "../plan/cmdline.ts";
+import { type RescueNet, renderKernelArgs, rescueNetArgs } from "../plan/cmdline.ts";
 import type { JobRecord } from "../store/types.ts";
 
 const pxeDir = join(dirname(fileURLToPath(import.meta.url)), "../../pxe");
@@ -48,9 +48,9 @@ export function entryScript(base: string): string {
   return fill(template("boot"), { base });
 }
 
-/** The per-machine script: rescue kernel for a job, `exit` for anyone else. Pure. */
-export function machineScript(o: { base: string; mac: string; job?: Pick<JobRecord, "id">; token?: string }): string {
+/** The per-machine script: rescue kernel for a job (with its rescue network, if any), `exit` for anyone else. Pure. */
+export function machineScript(o: { base: string; mac: string; job?: Pick<JobRecord, "id">; token?: string; net?: RescueNet }): string {
   if (!o.job) return fill(template("exit"), { mac: o.mac });
-  const args = renderKernelArgs({ server: o.base, job: o.job.id, token: o.token ?? "", mac: o.mac });
+  const args = renderKernelArgs({ server: o.base, job: o.job.id, token: o.token ?? "", mac: o.mac, ...rescueNetArgs(o.net) });
   return fill(template("rescue"), { base: o.base, mac: o.mac, job: o.job.id, args, console: RESCUE_CONSOLE });
 }

@@ -42,7 +42,7 @@ export async function jobForMachine(store: Store, mac: string, uuid?: string): P
  * (by this MAC or by SMBIOS UUID) and that host's other MACs, so a multi-NIC server or a
  * docked laptop booting from another NIC is still found.
  */
-async function activeJobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
+export async function activeJobForMachine(store: Store, mac: string, uuid?: string): Promise<{ job: JobRecord; via: string } | undefined> {
   const direct = await store.jobs.activeForMac(mac);
   if (direct) return { job: direct, via: "mac" };
   const hosts = [];
@@ -148,7 +148,7 @@ export class BootService implements DhcpWitness {
       return { script: machineScript({ base: r.base, mac: r.mac }), decision };
     }
     log.info({ job: job.id, via, basis: decision.basis }, "rescue system for an active job");
-    return { script: machineScript({ base: r.base, mac: r.mac, job, token }), decision };
+    return { script: machineScript({ base: r.base, mac: r.mac, job, token, net: job.options.rescueNet }), decision };
   }
 
 }
@@ -160,6 +160,6 @@ export async function previewBoot(store: Store, mac: string, uuid: string | unde
     mac,
     job: found?.job.id ?? null,
     via: found?.via ?? null,
-    script: machineScript({ base, mac, job: found?.job, token: found ? PREVIEW_TOKEN : undefined }),
+    script: machineScript({ base, mac, job: found?.job, token: found ? PREVIEW_TOKEN : undefined, net: found?.job.options.rescueNet }),
   };
 }

@@ -1,3 +1,4 @@
+import { describeRescueNet } from "../plan/cmdline.ts";
 import { ChainError, selectChain } from "../amanda/chain.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import type { JobRecord, ProfileRecord, Store } from "../store/types.ts";
@@ -10,6 +11,11 @@ import { remoteDumpUrls } from "./servers.ts";
 
 /** What the planner returns for a job: the plan it would serve, or why there is none yet. */
 export type JobPlanResult = ({ ok: true } & ServedPlan) | { ok: false; reason: string };
+
+/** A plan's script as people read it (`jobs plan`, the page): its network lines first, as sh comments. */
+export function planForPeople(plan: Pick<ServedPlan, "script" | "detail">): string {
+  return [...(plan.detail.network ?? []).map((l) => `# ${l}\n`), plan.script].join("");
+}
 
 /**
  * Builds a job's plan from its profile, the host's layout, the disks the agent saw
@@ -107,6 +113,8 @@ export function createPlanner(store: Store, self?: string): Planner {
         firmware: hello?.hardware.firmware,
         luksKeys: await store.jobs.keyIds(job.id),
         identity: job.kind === "clone" && job.hostname ? { hostname: job.hostname } : undefined,
+        // The NICs it reported (none before it booted: a dry run only notes the captured ones).
+        nics: hello ? { current: hello.hardware.macs, admin: job.options.nicMap ?? profile.options.nicMap } : undefined,
         endState,
         // Several servers on one store: dumps only another server holds stream from it (self: this server's name).
         dumpUrls: self === undefined ? undefined : remoteDumpUrls(catalog.filter((d) => chains.some((c) => c.dumps.some((x) => x.id === d.id))), await store.servers.list(), self, Date.now()),
@@ -121,7 +129,12 @@ export function createPlanner(store: Store, self?: string): Planner {
       bytesTotal,
       dumps: r.dumps,
       endState,
-      detail: { mapping: r.mapping, notes: hello ? r.notes : ["dry run against the captured disks: the machine has not booted yet", ...r.notes], layoutVersion: rec.version },
+      detail: {
+        mapping: r.mapping,
+        notes: hello ? r.notes : ["dry run against the captured disks: the machine has not booted yet", ...r.notes],
+        layoutVersion: rec.version,
+        network: [`rescue network: ${describeRescueNet(job.options.rescueNet)}`, ...r.network],
+      },
     };
   };
 }

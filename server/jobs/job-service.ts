@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { ConflictError, NotFoundError, UserError } from "../errors.ts";
 import type { JobKind, JobRecord, PlanChoices } from "../store/types.ts";
+import type { RescueNet } from "../plan/cmdline.ts";
 import { isActive, isMappable } from "./job-state.ts";
 import { type StoredMapping, resolveMapping } from "../plan/disks.ts";
 import type { JobPlanResult } from "./job-plan.ts";
@@ -60,6 +61,12 @@ const CLONE_WINDOW_KEY = "clone-window";
 
 function jobId(): string {
   return `job-${randomBytes(5).toString("hex")}`;
+}
+
+/** The job's plan choices with the profile's rescue network when the job names none. */
+function withRescueNet(options: PlanChoices, fromProfile: RescueNet | undefined): PlanChoices {
+  const rescueNet = options.rescueNet ?? fromProfile;
+  return rescueNet ? { ...options, rescueNet } : options;
 }
 
 /**
@@ -126,7 +133,8 @@ export class JobService extends JobLifecycle {
       at: req.at ?? profile.at,
       hello: null,
       mapping: profile.options.mapping ?? null,
-      options: req.options ?? {},
+      // The rescue network is fixed when armed (the job's, else the profile's): the page and `jobs plan` show what the machine gets.
+      options: withRescueNet(req.options ?? {}, profile.options.rescueNet),
       plan: null,
       powerWave: req.powerWave ?? null,
       server: null,

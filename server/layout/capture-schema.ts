@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { formatZodIssue } from "./layout.ts";
+import { isMac } from "../mac.ts";
+import { NIC_NAME } from "../plan/nics.ts";
 
 /**
  * The document capture.sh uploads: raw tool output (lsblk -J, sfdisk -J, blkid -p -o export,
@@ -131,7 +133,17 @@ export const captureSchema = z.looseObject({
   kernel: text,
   initramfsTool: z.enum(["update-initramfs", "dracut", "mkinitcpio"]).nullable().default(null),
   packages: z.object({ manager: z.enum(["dpkg", "rpm"]), list: text }).nullable().default(null),
-  nics: z.array(z.object({ name: z.string(), mac: z.string(), physical: z.boolean().default(true) })).default([]),
+  /** /sys/class/net: name, MAC, a device behind it (physical), its driver, and whether `ip route` had the default route on it. */
+  nics: z
+    .array(
+      z
+        .object({ name: z.string(), mac: z.string(), physical: z.boolean().default(true), driver: text, defaultRoute: z.boolean().default(false) })
+        // Hostile until checked: what the finish stage writes into file names and configs (server/plan/nics.ts).
+        .refine((n) => !n.physical || NIC_NAME.test(n.name), "expected a NIC name (1-15 letters, digits, '_', '.', '-')")
+        .refine((n) => !n.physical || isMac(n.mac), "expected a MAC address")
+        .refine((n) => n.driver === null || /^[A-Za-z0-9_-]{1,64}$/.test(n.driver), "expected a driver name"),
+    )
+    .default([]),
   dles: text,
   /** `ls /var/lib/amanda/gnutar-lists`: Amanda's GNU tar listed-incremental files, one per DLE and level. */
   amandaGnutarLists: text,

@@ -243,6 +243,7 @@ capture() {
 
 	printf ',"nics":['
 	sep=""
+	route_dev=$(ip route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit }}')
 	for n in /sys/class/net/*; do
 		[ -r "$n/address" ] || continue
 		name=${n##*/}
@@ -250,6 +251,8 @@ capture() {
 		printf '%s{"name":' "$sep"; jval "$name"
 		printf ',"mac":'; jval "$(cat "$n/address")"
 		printf ',"physical":'; if [ -e "$n/device" ]; then printf true; else printf false; fi
+		printf ',"driver":'; if [ -e "$n/device/driver" ]; then jval "$(basename "$(readlink "$n/device/driver")")"; else printf null; fi
+		printf ',"defaultRoute":'; if [ -n "$route_dev" ] && [ "$name" = "$route_dev" ]; then printf true; else printf false; fi
 		printf '}'; sep=,
 	done
 	printf ']'

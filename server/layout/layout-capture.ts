@@ -1,3 +1,4 @@
+import { normalizeMac } from "../mac.ts";
 import { type FindmntNode, type LsblkNode, type Capture } from "./capture-schema.ts";
 import { dlesFromGnutarLists, extFromDumpe2fs, mdFromDetail, num, parseBlkidExport, parseFstab, parseOsRelease, xfsFromInfo } from "./capture-tools.ts";
 import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type Mount, type Partition, type Swap, byMountOrder, lvMapperPath, parseLayout, removableOrUsb } from "./layout.ts";
@@ -287,7 +288,7 @@ function systemFrom(capture: Capture, os: Record<string, string>): DiskLayout["s
             }),
         }
       : null,
-    nics: capture.nics.filter((n) => n.physical).map((n) => ({ name: n.name, mac: n.mac })),
+    nics: capture.nics.filter((n) => n.physical).map((n) => ({ name: n.name, mac: normalizeMac(n.mac), driver: n.driver, defaultRoute: n.defaultRoute })),
   };
 }
 

@@ -176,7 +176,8 @@ export const diskLayoutSchema = z.object({
     initramfsTool: z.enum(["update-initramfs", "dracut", "mkinitcpio"]).nullable(),
     os: z.object({ id: nullableString, versionId: nullableString, prettyName: nullableString }).nullable(),
     packages: z.object({ manager: z.enum(["dpkg", "rpm"]), list: z.array(z.tuple([z.string(), z.string()])) }).nullable(),
-    nics: z.array(z.object({ name: z.string(), mac: z.string() })),
+    /** The physical NICs: name, MAC, driver and whether the default route went through it (older layouts: neither). */
+    nics: z.array(z.object({ name: z.string(), mac: z.string(), driver: nullableString.default(null), defaultRoute: z.boolean().default(false) })),
   }),
   /** Amanda DLE → mount point it restores to. */
   dles: z.record(z.string(), z.string()),

@@ -12,6 +12,15 @@ export const KERNEL_ARG_KEYS = {
   token: "lifeboat.token",
   /** Optional: the MAC of the NIC that booted (iPXE's ${net0/mac}), so /init brings up that one. */
   mac: "lifeboat.mac",
+  /** The rescue network (rescueNetArgs below); none of these: DHCP on the boot NIC. A bond: MODE,MAC,MAC… */
+  bond: "lifeboat.bond",
+  /** A VLAN id (1-4094) on top of the boot NIC or the bond. */
+  vlan: "lifeboat.vlan",
+  /** A static address with its prefix, e.g. 10.0.5.20/24; absent: DHCP (on the VLAN or bond, if any). */
+  ip: "lifeboat.ip",
+  /** With lifeboat.ip: the default gateway, and the DNS servers (comma separated). */
+  gw: "lifeboat.gw",
+  dns: "lifeboat.dns",
 } as const;
 
 export interface KernelArgs {
@@ -19,6 +28,50 @@ export interface KernelArgs {
   job: string;
   token: string;
   mac?: string;
+  bond?: string;
+  vlan?: string;
+  ip?: string;
+  gw?: string;
+  dns?: string;
+}
+
+/** The bond modes the rescue system sets up (the kernel's bonding driver names). */
+export const BOND_MODES = ["active-backup", "802.3ad"] as const;
+export type BondMode = (typeof BOND_MODES)[number];
+
+/**
+ * How the rescue system reaches Lifeboat, per profile or job (api-schemas.ts rescueNetSchema):
+ * nothing set is DHCP on the NIC that booted. A bond is made of the NICs with these MACs; a VLAN
+ * goes on top of the boot NIC or the bond; a static address on top of that (else DHCP there).
+ */
+export interface RescueNet {
+  bond?: { mode: BondMode; macs: string[] };
+  vlan?: number;
+  /** address/prefix, e.g. 10.0.5.20/24 */
+  address?: string;
+  gateway?: string;
+  dns?: string[];
+}
+
+/** The kernel arguments of a rescue network (MACs already normalised, addresses checked by the schema). */
+export function rescueNetArgs(n: RescueNet | undefined): Pick<KernelArgs, "bond" | "vlan" | "ip" | "gw" | "dns"> {
+  if (!n) return {};
+  return {
+    ...(n.bond ? { bond: [n.bond.mode, ...n.bond.macs].join(",") } : {}),
+    ...(n.vlan !== undefined ? { vlan: String(n.vlan) } : {}),
+    ...(n.address ? { ip: n.address } : {}),
+    ...(n.gateway ? { gw: n.gateway } : {}),
+    ...(n.dns?.length ? { dns: n.dns.join(",") } : {}),
+  };
+}
+
+/** One line for people (`jobs plan`, the page, `profiles show`): what the rescue system's network will be. */
+export function describeRescueNet(n: RescueNet | undefined): string {
+  const base = n?.bond ? `bond ${n.bond.mode} of ${n.bond.macs.join(", ")}` : "the NIC that booted";
+  const on = n?.vlan !== undefined ? `VLAN ${n.vlan} on ${base}` : base;
+  if (!n?.address) return `DHCP on ${on}`;
+  const extra = [n.gateway ? `gateway ${n.gateway}` : "no gateway", ...(n.dns?.length ? [`DNS ${n.dns.join(", ")}`] : [])];
+  return `static ${n.address} (${extra.join(", ")}) on ${on}`;
 }
 
 // Values go on a kernel command line unquoted: only characters that need no quoting there.

@@ -1,3 +1,4 @@
+import { describeNicMatch, mapNics } from "./nics.ts";
 import { randomUUID } from "node:crypto";
 import { fmtBytes } from "../layout/layout-text.ts";
 import type { Disk, DiskLayout, Luks, Lvm, MdArray, PartitionTable } from "../layout/layout.ts";
@@ -31,6 +32,8 @@ export interface PlanState {
   sizeOf: Map<string, number>;
   steps: Step[];
   notes: string[];
+  /** The restored system's network: which new NIC each captured one becomes (networkNames). */
+  network: string[];
   problems: string[];
   /** Old → new UUIDs, for fix_fstab (options.newUuids). */
   changedUuids: Array<[string, string]>;
@@ -55,6 +58,7 @@ export function planState(captured: DiskLayout, layout: DiskLayout, targets: Tar
     sizeOf: new Map(),
     steps: [],
     notes,
+    network: [],
     problems: [],
     changedUuids: [],
     mounted: new Set(),
@@ -357,6 +361,22 @@ export const identity: PlanStage = (state) => {
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(wanted.hostname))
     return void state.problems.push(`identity: ${JSON.stringify(wanted.hostname)} is not a host name (letters, digits, '-' and '.')`);
   state.steps.push(step("set_identity", { hostname: wanted.hostname }));
+};
+
+/**
+ * After the restore the machine has a network: each captured NIC mapped to one of the new
+ * machine's (nics.ts), and map_nic makes the restored system name and configure it as before.
+ * Before the machine reported its NICs (a dry run) only a note says so.
+ */
+export const networkNames: PlanStage = (state) => {
+  const captured = state.layout.system.nics;
+  if (!captured.length || !state.mounted.has("/")) return;
+  const nics = state.options.nics;
+  if (!nics) return void state.network.push(`NIC mapping: made once the machine reports its NICs (captured: ${captured.map((n) => `${n.name} ${n.mac}`).join(", ")})`);
+  const r = mapNics(captured, nics.current, nics.admin);
+  state.problems.push(...r.problems);
+  state.network.push(...r.matches.map(describeNicMatch), ...r.notes);
+  for (const m of r.matches) state.steps.push(step("map_nic", { name: m.name, old_mac: m.oldMac, new_mac: m.newMac }));
 };
 
 const firmwareOf = (state: PlanState) => state.options.firmware ?? state.layout.boot.firmware;

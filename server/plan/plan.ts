@@ -4,7 +4,7 @@ import { fmtBytes } from "../layout/layout-text.ts";
 import { layoutProblem } from "../layout/layout-validate.ts";
 import { CONTRACT_VERSION, DEFAULT_END_STATE, type EndState, type Step, renderPlan, step } from "./steps.ts";
 import { type DiskIdentity, type DiskMatch, LEAVE_OUT, mappingOf, matchDisks } from "./disks.ts";
-import { type PlanStage, bootLoader, filesystems, fixFstab, gateDisks, identity, initramfs, mounts, partitionTables, planState, restores, storageStack } from "./plan-stages.ts";
+import { type PlanStage, bootLoader, filesystems, fixFstab, gateDisks, identity, initramfs, mounts, networkNames, partitionTables, planState, restores, storageStack } from "./plan-stages.ts";
 
 /**
  * The plan builder (pure): layout + the target's disks + restore chains + options →
@@ -52,6 +52,8 @@ export interface PlanOptions {
   identity?: { hostname: string };
   /** New UUIDs everywhere, fstab/crypttab rewritten to match. */
   newUuids?: boolean;
+  /** The new machine's NICs as it reported them (its MACs), and the admin's NIC mapping (captured name → MAC): map_nic (nics.ts). */
+  nics?: { current: string[]; admin?: Record<string, string> };
   /** For tests and clones: where new UUIDs come from. */
   uuid?: () => string;
   /** What the machine does once the job is done (plan_done's argument); default reboot. */
@@ -69,7 +71,7 @@ export interface PlanInput {
 
 /** What the builder returns: the steps and their script with the dump ids they stream, or why not. */
 export type PlanResult =
-  | { ok: true; steps: Step[]; script: string; dumps: string[]; mapping: DiskMatch[]; notes: string[] }
+  | { ok: true; steps: Step[]; script: string; dumps: string[]; mapping: DiskMatch[]; notes: string[]; network: string[] }
   | { ok: false; reason: string; reasons: string[]; mapping: DiskMatch[] };
 
 /**
@@ -84,7 +86,8 @@ export interface ServedPlan {
   dumps: string[];
   /** What the machine does once the job is done (the script's plan_done says the same). */
   endState: EndState;
-  detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number };
+  /** `network`: the rescue network and the NIC mapping, as lines for people (older served plans: none). */
+  detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number; network?: string[] };
 }
 
 /** Disks the plan must recreate: those holding a table or any storage object. */
@@ -153,7 +156,7 @@ export function leaveOut(layout: DiskLayout, disks: Disk[]): { layout: DiskLayou
 }
 
 /** The stages in order; the plan stops after the first that finds a problem. */
-const STAGES: PlanStage[] = [gateDisks, partitionTables, storageStack, filesystems, mounts, restores, fixFstab, identity, bootLoader, initramfs];
+const STAGES: PlanStage[] = [gateDisks, partitionTables, storageStack, filesystems, mounts, restores, fixFstab, identity, networkNames, bootLoader, initramfs];
 
 export function buildPlan(input: PlanInput): PlanResult {
   const { layout: captured, targets } = input;
@@ -189,7 +192,7 @@ export function buildPlan(input: PlanInput): PlanResult {
   }
   const steps: Step[] = [...state.steps, step("unmount_all", {}), step("plan_done", { end_state: options.endState ?? DEFAULT_END_STATE })];
   steps.unshift(step("plan_begin", { contract: CONTRACT_VERSION, host: layout.hostname, steps: steps.length + 1 }));
-  return { ok: true, steps, script: renderPlan(steps), dumps: state.dumps, mapping: matches, notes: state.notes };
+  return { ok: true, steps, script: renderPlan(steps), dumps: state.dumps, mapping: matches, notes: state.notes, network: state.network };
 }
 
 /** The dry run a person reads before arming: the mapping, what each disk holds now, the script. */
@@ -204,6 +207,7 @@ export function describePlan(r: PlanResult): string {
     return lines.join("\n");
   }
   if (r.notes.length) lines.push("", "notes:", ...r.notes.map((x) => `  - ${x}`));
+  if (r.network.length) lines.push("", "network after the restore:", ...r.network.map((x) => `  - ${x}`));
   lines.push("", `plan (${r.steps.length} steps):`, r.script.trimEnd());
   return lines.join("\n");
 }

@@ -200,6 +200,14 @@ export const STEP_FUNCTIONS = {
     args: [a("hostname", "the clone's host name (letters, digits, '-' and '.')")],
     guard: "etc/hostname already holds HOSTNAME",
   },
+  map_nic: {
+    doc:
+      "Gives the new NIC with NEW_MAC the captured NIC's NAME and configuration in the restored system: writes " +
+      "etc/systemd/network/10-lifeboat-NAME.link (match NEW_MAC, Name=NAME) and, when the MAC changed, replaces OLD_MAC " +
+      "by NEW_MAC where configs pin it (ifupdown hwaddress, networkd/netplan, NetworkManager, udev 70-persistent-net.rules, ifcfg HWADDR).",
+    args: [a("name", "the captured NIC's name (letters, digits, '_', '.', '-')"), a("old_mac", "its MAC"), a("new_mac", "the new machine's NIC that takes its place")],
+    guard: "the .link file names NEW_MAC and OLD_MAC appears in none of the configs (when it changed)",
+  },
   install_bootloader: {
     doc:
       "Installs the boot loader from the restored system (chroot, with /dev /proc /sys bound): " +

@@ -4,6 +4,7 @@
  * async for that reason, although better-sqlite3 answers synchronously.
  */
 
+import type { RescueNet } from "../plan/cmdline.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import type { Hello } from "../plan/agent-api.ts";
 import type { StoredMapping } from "../plan/disks.ts";
@@ -118,6 +119,10 @@ export interface PlanChoices {
   grow?: string;
   /** What the machine does once its job is done: reboot (default), poweroff or hold (plan/steps.ts END_STATES). */
   endState?: EndState;
+  /** How the rescue system reaches Lifeboat (plan/cmdline.ts); absent: DHCP on the NIC that booted. */
+  rescueNet?: RescueNet;
+  /** Captured NIC name → the new machine's NIC (MAC) that takes its name and configuration (plan/nics.ts); else by MAC, then by order. */
+  nicMap?: Record<string, string>;
 }
 
 export interface ProfileOptions extends PlanChoices {

@@ -42,7 +42,7 @@ export class DgramDouble {
 
 /**
  * A DhcpService answering as 10.231.7.1 with its store in memory and its TFTP root in
- * `dataDir`; full mode has pool .100-.199 and a static lease for 52:54:00:07:00:42
+ * `dataDir`; full and reserved mode have pool .100-.199 and a static lease for 52:54:00:07:00:42
  * (test/unit/dhcp/packets.ts's MAC).
  */
 /** What the DHCP service told the boot service, in order. */
@@ -56,16 +56,17 @@ export class WitnessDouble implements DhcpWitness {
   }
 }
 
-export function makeDhcpService(mode: "proxy" | "full", proxyOfferDelayMs: number, dataDir: string, loop?: LoopTurns): { svc: DhcpService; metrics: Registry; witness: WitnessDouble } {
+export function makeDhcpService(mode: "proxy" | "full" | "reserved", proxyOfferDelayMs: number, dataDir: string, loop?: LoopTurns): { svc: DhcpService; metrics: Registry; witness: WitnessDouble; store: SqliteStore } {
   const base = loadConfig({ overrides: { dataDir } });
   const config = {
     ...base,
     // Random client identifiers take the whole pool (as random MACs would): checks after a fuzz run use the static lease.
     dhcp: { ...base.dhcp, mode, proxyOfferDelayMs, pool: { ...base.dhcp.pool, start: "10.231.7.100", end: "10.231.7.199" }, staticLeases: [{ mac: "52:54:00:07:00:42", ip: "10.231.7.42" }] },
   };
+  const store = new SqliteStore(":memory:");
   const ctx = {
     config,
-    store: new SqliteStore(":memory:"),
+    store,
     log: createLogger("silent", { pretty: false }),
     metrics: new Registry(),
   } as unknown as ServerContext;
@@ -74,7 +75,7 @@ export function makeDhcpService(mode: "proxy" | "full", proxyOfferDelayMs: numbe
   const witness = new WitnessDouble();
   const svc = new DhcpService(ctx, { httpPort: () => 8080, witness, ...(loop ? { loop } : {}) });
   svc.configure("10.231.7.1");
-  return { svc, metrics: ctx.metrics, witness };
+  return { svc, metrics: ctx.metrics, witness, store };
 }
 
 export const rinfo = (address: string, port: number, size = 300): RemoteInfo => ({ address, port, family: "IPv4", size });

@@ -1,3 +1,4 @@
+import { planForPeople } from "../../jobs/job-plan.ts";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError, UserError } from "../../errors.ts";
@@ -203,7 +204,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         const hostname = body.kind === "clone" && pattern ? cloneHostname(pattern, 1, m) : undefined;
         const plan = await ctx.jobs.preview({ mac: m, kind: body.kind, profile: body.profile, at: body.at, hostname, options: body.options, actor: actor(req) });
         if (!plan.ok) throw new HttpError(409, "plan-refused", plan.reason);
-        return reply.type("text/x-shellscript").send(plan.script);
+        return reply.type("text/x-shellscript").send(planForPeople(plan));
       },
     );
     app.get("/jobs/:id", { schema: { summary: "One job", tags: ["jobs"], security, params: idParams, response: { 200: jobViewSchema, ...errors } } }, async (req: FastifyRequest<{ Params: { id: string } }>) =>
@@ -236,14 +237,13 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
     app.get(
       "/jobs/:id/plan",
-      { schema: { summary: "The job's plan script: the one served to the agent, or a dry run against the disks it reported", tags: ["jobs"], security, params: idParams, response: { 200: { type: "string" }, ...errors } } },
+      { schema: { summary: "The job's plan script (the one served to the agent, or a dry run against the disks it reported), after its network as comments: the rescue network and the NIC mapping", tags: ["jobs"], security, params: idParams, response: { 200: { type: "string" }, ...errors } } },
       async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
         const job = await ctx.jobs.get(req.params.id);
-        const served = job.plan?.script;
-        if (served) return reply.type("text/x-shellscript").send(served);
+        if (job.plan) return reply.type("text/x-shellscript").send(planForPeople(job.plan));
         const dry = await ctx.jobs.dryRun(job.id);
         if (!dry.ok) throw new HttpError(409, "plan-refused", dry.reason);
-        return reply.type("text/x-shellscript").send(dry.script);
+        return reply.type("text/x-shellscript").send(planForPeople(dry));
       },
     );
     app.get(

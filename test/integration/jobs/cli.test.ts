@@ -180,7 +180,48 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
     const bad = await cli("jobs", "arm", "52:54:00:ee:04:02", "--profile", "web-fresh", "--grow", "sda2");
     expect([bad.exitCode, bad.stderr.trim()]).toEqual([2, "lifeboat: POST /api/v1/jobs: 400 options.grow: expected a captured partition, e.g. /dev/sda2 or /dev/nvme0n1p3"]);
     const window = await cli("jobs", "arm", "--clone", "web-fresh", "--any-unknown", "5", "--new-uuids");
-    expect([window.exitCode, window.stderr.trim()]).toEqual([2, "lifeboat: --any-unknown takes the profile's --new-uuids/--grow/--end-state: set them with lifeboat profiles set"]);
+    expect([window.exitCode, window.stderr.trim()]).toEqual([2, "lifeboat: --any-unknown takes the profile's --new-uuids/--grow/--end-state/--rescue-*/--nic-map: set them with lifeboat profiles set"]);
+  });
+
+  it("the rescue network (issue 21): set on a profile, taken by the job when armed, overridden per job, shown by jobs show and on the kernel command line of hosts boot-script; bad values are one-line errors", async () => {
+    const p = await cli("profiles", "set", "web-net", "--host", "web1", "--rescue-bond", "52:54:00:EE:05:01,52-54-00-ee-05-02", "--rescue-bond-mode", "802.3ad",
+      "--rescue-vlan", "20", "--rescue-ip", "10.0.5.20/24", "--rescue-gateway", "10.0.5.1", "--rescue-dns", "10.0.5.2", "--rescue-dns", "10.0.5.3", "--json");
+    expect(p.exitCode, p.stderr).toBe(0);
+    const net = { bond: { mode: "802.3ad", macs: ["52:54:00:ee:05:01", "52:54:00:ee:05:02"] }, vlan: 20, address: "10.0.5.20/24", gateway: "10.0.5.1", dns: ["10.0.5.2", "10.0.5.3"] };
+    expect(JSON.parse(p.stdout)).toMatchObject({ options: { rescueNet: net } });
+    const arm = await cli("jobs", "arm", "52:54:00:ee:05:01", "--profile", "web-net", "--json");
+    expect(arm.exitCode, arm.stderr).toBe(0);
+    const [job] = JSON.parse(arm.stdout) as JobView[];
+    expect(job!.options.rescueNet).toEqual(net);
+    const words = "static 10.0.5.20/24 (gateway 10.0.5.1, DNS 10.0.5.2, 10.0.5.3) on VLAN 20 on bond 802.3ad of 52:54:00:ee:05:01, 52:54:00:ee:05:02";
+    expect((await cli("jobs", "show", job!.id)).stdout).toContain(`network:   ${words} (the rescue system)`);
+    const script = (await lifeboat(["hosts", "boot-script", "52:54:00:ee:05:01", "--data-dir", dataDir])).stdout;
+    expect(script).toContain(" lifeboat.bond=802.3ad,52:54:00:ee:05:01,52:54:00:ee:05:02 lifeboat.vlan=20 lifeboat.ip=10.0.5.20/24 lifeboat.gw=10.0.5.1 lifeboat.dns=10.0.5.2,10.0.5.3");
+    expect((await cli("jobs", "cancel", job!.id)).exitCode).toBe(0);
+    // The NIC mapping for after the restore, checked like the rest.
+    const nm = await cli("jobs", "arm", "52:54:00:ee:05:03", "--profile", "web-net", "--nic-map", "ens3=52-54-00-EE-05-09", "--json");
+    expect(nm.exitCode, nm.stderr).toBe(0);
+    const nmJob = (JSON.parse(nm.stdout) as JobView[])[0]!;
+    expect(nmJob.options.nicMap).toEqual({ ens3: "52:54:00:ee:05:09" });
+    expect((await cli("jobs", "show", nmJob.id)).stdout).toContain("NICs:      ens3=52:54:00:ee:05:09 (after the restore)");
+    expect((await cli("jobs", "cancel", nmJob.id)).exitCode).toBe(0);
+    // The job's own network wins over the profile's.
+    const own = await cli("jobs", "arm", "52:54:00:ee:05:01", "--profile", "web-net", "--rescue-vlan", "30", "--json");
+    expect(own.exitCode, own.stderr).toBe(0);
+    expect((JSON.parse(own.stdout) as JobView[])[0]!.options.rescueNet).toEqual({ vlan: 30 });
+    for (const [args, err] of [
+      [["--rescue-ip", "10.0.5.20"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.rescueNet.address: expected an IPv4 address with its prefix, e.g. 10.0.5.20/24"],
+      [["--rescue-gateway", "10.0.5.1"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.rescueNet: a gateway or DNS servers go with a static address (without one the rescue system takes them from DHCP)"],
+      [["--rescue-bond", "52:54:00:ee:05:01"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.rescueNet.bond.macs: a bond needs two to eight NICs (MACs)"],
+      [["--rescue-bond", "52:54:00:ee:05:01,nope"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.rescueNet.bond.macs.1: expected a MAC address"],
+      [["--rescue-vlan", "4095"], 'lifeboat: --rescue-vlan: expected a VLAN id 1-4094, got "4095"'],
+      [["--rescue-bond-mode", "802.3ad"], "lifeboat: --rescue-bond-mode goes with --rescue-bond MAC,MAC"],
+      [["--nic-map", "../x=52:54:00:ee:05:09"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.nicMap.../x: expected a NIC name (1-15 letters, digits, '_', '.', '-')"],
+      [["--nic-map", "ens3"], 'lifeboat: --nic-map: expected NAME=MAC, got "ens3"'],
+    ] as const) {
+      const r = await cli("profiles", "set", "web-bad", "--host", "web1", ...args);
+      expect([r.exitCode, r.stderr.trim()]).toEqual([2, err]);
+    }
   });
 
   it("bad input and an unreachable server are one-line errors", async () => {

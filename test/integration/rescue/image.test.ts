@@ -5,9 +5,10 @@
  * here, KVM where usable; -kernel/-initrd, user-mode networking: the guest reaches this
  * host's loopback servers at 10.0.2.2 and nothing else is served to it). There it calls back
  * to a real Lifeboat server, runs a plan on virtual disks with serial numbers and reports
- * success: one machine (e1000 NIC) partitions, makes ext4 and restores a real Amanda chain
- * while the server and the stream are killed and restarted mid-stream, and the restored tree
- * must be identical to the dumped one; another (virtio NIC, two disks, an admin SSH key in
+ * success: one machine (two e1000 NICs bonded active-backup with a static rescue address,
+ * issue 21) partitions, makes ext4 and restores a real Amanda chain while the server and the
+ * stream are killed and restarted mid-stream and then its active NIC loses its link, and the
+ * restored tree must be identical to the dumped one; another (virtio NIC, two disks, an admin SSH key in
  * the image) builds MD RAID1 + LUKS + LVM, restores onto it, and lets the admin in by SSH
  * while it works (every required module is loaded there with modprobe); a third, under
  * OVMF, restores a real Debian system (scripts/sample-os) with its EFI system partition and
@@ -17,14 +18,14 @@
  * captured there over SSH mid-restore, and must capture the same stack again.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { createConnection, createServer } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { imagePath, REQUIRED_NIC_DRIVERS, REQUIRED_STACK_MODULES, REQUIRED_STORAGE_DRIVERS, RESCUE_TOOLS } from "../../../rescue-image/manifest.ts";
 import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
-import { renderKernelArgs } from "../../../server/plan/cmdline.ts";
+import { type RescueNet, renderKernelArgs, rescueNetArgs } from "../../../server/plan/cmdline.ts";
 import type { Planner } from "../../../server/jobs/job-plan.ts";
 import { targetDiskSchema } from "../../../server/plan/agent-api.ts";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
@@ -187,6 +188,11 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     diskBytes?: number;
     /** Boot the rescue image under OVMF with this variable store (its NVRAM), instead of SeaBIOS. */
     ovmfVars?: string;
+    /**
+     * A second NIC (this MAC) beside the first on one switch (a QEMU hub in front of the user-mode
+     * network), the rescue network `net` on the command line, and QEMU's monitor at `monitor` (set_link nic0/nic1).
+     */
+    bond?: { mac2: string; net: RescueNet; monitor: string };
   }) {
     const diskBytes = o.diskBytes ?? DISK_BYTES;
     await seedHost(server, o.name, o.mac);
@@ -203,7 +209,15 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
       drives.push("-drive", `file=${disk},format=raw,if=none,id=d${i}`, "-device", `virtio-blk-pci,drive=d${i},serial=${o.serials[i]}`);
     }
     const serialLog = join(dir, `${o.name}.serial.log`);
-    const args = renderKernelArgs({ server: `http://10.0.2.2:${port}`, job: job.id, token, mac: o.mac });
+    const args = renderKernelArgs({ server: `http://10.0.2.2:${port}`, job: job.id, token, mac: o.mac, ...rescueNetArgs(o.bond?.net) });
+    const nics = o.bond
+      ? [
+          "-netdev", `user,id=n0${o.netdevExtra ?? ""}`, "-netdev", "hubport,id=up,hubid=0,netdev=n0",
+          "-netdev", "hubport,id=p0,hubid=0", "-device", `${o.nic},netdev=p0,mac=${o.mac},id=nic0`,
+          "-netdev", "hubport,id=p1,hubid=0", "-device", `${o.nic},netdev=p1,mac=${o.bond.mac2},id=nic1`,
+          "-monitor", `unix:${o.bond.monitor},server=on,wait=off`,
+        ]
+      : ["-netdev", `user,id=n0${o.netdevExtra ?? ""}`, "-device", `${o.nic},netdev=n0,mac=${o.mac}`];
     const vm = execa(
       "qemu-system-x86_64",
       [
@@ -211,7 +225,7 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
         ...(o.ovmfVars ? firmwareArgs("uefi", () => o.ovmfVars!) : []),
         "-kernel", join(IMAGE, "vmlinuz"), "-initrd", join(IMAGE, "initramfs"),
         "-append", `console=ttyS0 quiet ${args}`,
-        "-netdev", `user,id=n0${o.netdevExtra ?? ""}`, "-device", `${o.nic},netdev=n0,mac=${o.mac}`,
+        ...nics,
         ...drives,
       ],
       { reject: false, stdout: { file: serialLog }, stderr: { file: `${serialLog}.err` }, stdin: "ignore", timeout: 900_000 },
@@ -258,21 +272,33 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     return { tree, log };
   }
 
-  it("with an e1000 NIC, survives the server being killed and restarted mid-stream: the tree is byte-identical", async () => {
+  it("with two e1000 NICs bonded (active-backup) under a static rescue address, survives the server being killed and restarted mid-stream and then the active NIC's link going down: the tree is byte-identical", async () => {
     const chain = plainChain;
     const big = chain[0]!;
-    // Slow enough (16 KiB per 100 ms) that the kill lands in the middle of the level-0 stream.
+    // Slow enough (16 KiB per 100 ms) that the kill and the link loss both land in the middle of the level-0 stream.
     const standin = await streamStandIn({ dumps: chain, chunkDelayMs: 100 });
+    const monitor = join(dir, "vm2.monitor");
     let killedAt = 0;
-    const killMidStream = async () => {
+    let linkDownAt = 0;
+    const sentAtLeast = async (n: number) => {
       const until = Date.now() + 500_000;
-      while (standin.sentBytes(big.id) < 64 * 1024 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      while (standin.sentBytes(big.id) < n && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    };
+    const killMidStreamThenLink = async () => {
+      await sentAtLeast(64 * 1024);
       killedAt = standin.sentBytes(big.id);
       await standin.stop();
       await server.stop();
       await new Promise((r) => setTimeout(r, 5000));
       server = await startLifeboat(dataDir, port, planner);
       await standin.start();
+      // Resumed: now the bond's active NIC loses its link (QEMU's monitor), and the backup one carries on.
+      await sentAtLeast(killedAt + 64 * 1024);
+      linkDownAt = standin.sentBytes(big.id);
+      await new Promise<void>((resolve, reject) => {
+        const c = createConnection(monitor, () => c.end("set_link nic0 off\n", () => setTimeout(resolve, 500)));
+        c.on("error", reject);
+      });
     };
     try {
       const vm = await bootVm({
@@ -282,17 +308,22 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
         serials: ["LBDISK02"],
         standin,
         plan: (streamUrl) => restorePlan({ disk: "/dev/vda", part: "/dev/vda1", size: DISK_BYTES, serial: "LBDISK02", chain, streamUrl }),
-        during: killMidStream,
+        during: killMidStreamThenLink,
+        bond: { mac2: "52:54:00:5e:00:12", monitor, net: { bond: { mode: "active-backup", macs: ["52:54:00:5e:00:02", "52:54:00:5e:00:12"] }, address: "10.0.2.15/24", gateway: "10.0.2.2" } },
       });
       expectStreams(vm.events, chain);
       expect(killedAt).toBeGreaterThan(0);
-      expect(killedAt).toBeLessThan(big.bytes.length);
+      expect(linkDownAt).toBeGreaterThan(killedAt);
+      expect(linkDownAt).toBeLessThan(big.bytes.length);
       const resumed = standin.requests.filter((q) => q.id === big.id).map((q) => q.range);
       expect(resumed.length).toBeGreaterThan(1);
       expect(resumed.slice(1).every((r) => r !== "bytes=0-")).toBe(true);
       expect(vm.ends.find((e) => e.name === "restore_dump")!.output).toMatch(/stream interrupted at byte \d+/);
-      const { tree } = await restoredTree(vm.disks[0]!, vm.job.id);
+      const { tree, log } = await restoredTree(vm.disks[0]!, vm.job.id);
       expect(withoutAgentLog(tree, lab.manifest("plain", 3))).toBe(lab.manifest("plain", 3).trimEnd());
+      // The rescue system came up on the bond with the static address (no DHCP asked).
+      expect(log).toContain("lifeboat: network: lbbond 10.0.2.15");
+      expect(log).not.toMatch(/udhcpc/);
     } finally {
       await standin.stop();
     }

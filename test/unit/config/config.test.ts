@@ -46,7 +46,9 @@ describe("config", () => {
   });
 
   it.each([
-    ["dhcp:\n  mode: prxy\n", 'conf.yaml: dhcp.mode: expected "proxy" | "full" | "off", got "prxy"'],
+    ["dhcp:\n  mode: prxy\n", 'conf.yaml: dhcp.mode: expected "proxy" | "full" | "reserved" | "off", got "prxy"'],
+    ["dhcp:\n  mode: reserved\n", "conf.yaml: dhcp.pool.start: dhcp.mode reserved hands out addresses: set dhcp.pool.start and dhcp.pool.end"],
+    ["dhcp:\n  mode: full\n  pool:\n    start: 10.0.0.10\n", "conf.yaml: dhcp.pool.end: dhcp.mode full hands out addresses: set dhcp.pool.start and dhcp.pool.end"],
     ["http:\n  port: 70000\n", "conf.yaml: http.port: expected at most 65535, got 70000"],
     ['http:\n  port: "80"\n', 'conf.yaml: http.port: expected number, got "80"'],
     ["listen:\n  address: 10.0.0.300\n", 'conf.yaml: listen.address: expected an IPv4 address, got "10.0.0.300"'],
@@ -100,6 +102,6 @@ describe("config", () => {
     writeFileSync(bad, "dhcp:\n  mode: prxy\n");
     const r = await lifeboat(["hosts", "list", "--config", bad, "--data-dir", dir]);
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toBe(`lifeboat: ${bad}: dhcp.mode: expected "proxy" | "full" | "off", got "prxy"`);
+    expect(r.stderr).toBe(`lifeboat: ${bad}: dhcp.mode: expected "proxy" | "full" | "reserved" | "off", got "prxy"`);
   });
 });

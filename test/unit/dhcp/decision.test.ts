@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MessageType, Opt, clientArch, ipBytes, optIp, optString, subOptions } from "../../../server/dhcp/codec.ts";
-import { type DhcpEnv, fullAnswer, proxyAnswer } from "../../../server/dhcp/decision.ts";
+import { type DhcpEnv, fullAnswer, proxyAnswer, reservedSilence } from "../../../server/dhcp/decision.ts";
 import { BOOT_LOADERS, chooseBoot, identify } from "../../../server/dhcp/firmware.ts";
 import { canonicalSmbiosUuid, canonicalUuidFromText, recognisedUuid } from "../../../server/smbios-uuid.ts";
 import { arch, fixture, pxeDiscover, request } from "./packets.ts";
@@ -193,5 +193,14 @@ describe("full DHCP answers", () => {
     expect(a.to).toEqual({ address: "10.231.7.50", port: 68 });
     expect(a.packet.options.has(Opt.LEASE_TIME)).toBe(false);
     expect(clientArch(a.packet)).toBeUndefined();
+  });
+});
+
+describe("reserved mode: who is answered at all", () => {
+  it("answers a MAC with an active job or a static lease, and is silent to any other with a reason", () => {
+    expect(reservedSilence("52:54:00:07:00:01", { staticLease: false, job: "j1" })).toBeUndefined();
+    expect(reservedSilence("52:54:00:07:00:01", { staticLease: true, job: undefined })).toBeUndefined();
+    expect(reservedSilence("52:54:00:07:00:01", { staticLease: false, job: undefined })).toBe("reserved mode: 52:54:00:07:00:01 has no active job and no static lease");
+    expect(reservedSilence("52:54:00:07:00:01", { staticLease: false, job: "" })).toBeDefined();
   });
 });

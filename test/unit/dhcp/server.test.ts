@@ -1,7 +1,9 @@
 /** The DHCP service's send path on a socket double: the proxy OFFER hold and its bounds. */
 import type { Socket } from "node:dgram";
 import { describe, expect, it } from "vitest";
-import { MessageType, Opt, encode, ipBytes } from "../../../server/dhcp/codec.ts";
+import { MessageType, Opt, decode, encode, ipBytes } from "../../../server/dhcp/codec.ts";
+import { canonicalSmbiosUuid } from "../../../server/smbios-uuid.ts";
+import type { JobRecord } from "../../../server/store/types.ts";
 import { pxeDiscover, request } from "./packets.ts";
 import { DgramDouble, dhcpService, drops, rinfo } from "./service.ts";
 
@@ -139,5 +141,84 @@ describe("what the DHCP service tells the boot service (a boot token goes only t
     await svc.receive(sock(), 67, encode(pxeDiscover(7)), rinfo("0.0.0.0", 68));
     await svc.receive(sock(), 67, encode(request(MessageType.DISCOVER, { 60: "udhcp 1.36.1" })), rinfo("0.0.0.0", 68));
     expect(witness.told).toEqual([["answered", mac, "10.231.7.42"]]);
+  });
+});
+
+describe("reserved mode: full DHCP for armed MACs and static leases, silence to everyone else", () => {
+  /** A socket double that keeps the replies, decoded. */
+  class Keeping {
+    readonly replies: Array<ReturnType<typeof decode>> = [];
+    send(buf: Buffer, _port: number, _address: string, cb: (err: Error | null) => void): void {
+      this.replies.push(decode(buf));
+      setImmediate(() => cb(null));
+    }
+  }
+  const chaddr = (last: number) => Buffer.from([0x52, 0x54, 0x00, 0x21, 0x00, last, ...Array<number>(10).fill(0)]);
+  const mac = (last: number) => `52:54:00:21:00:${last.toString(16).padStart(2, "0")}`;
+  const job = (id: string, m: string, state: JobRecord["state"] = "armed"): Omit<JobRecord, "createdAt" | "updatedAt"> => ({
+    id, mac: m, kind: "recover", profile: "p", state, step: 0, steps: 0, bytesDone: 0, bytesTotal: 0,
+    tokenHash: null, hostname: null, at: null, hello: null, mapping: null, plan: null, error: null, armedBy: "test",
+    expiresAt: new Date(Date.now() + 3600_000).toISOString(), lastHeartbeatAt: null, planTokenHash: null, trustHttpBoot: false, options: {}, powerWave: null, server: null,
+  });
+  const yiaddrs = (s: Keeping) => s.replies.map((r) => (r.ok ? r.packet.yiaddr : "malformed"));
+
+  it("a stranger's PXE DISCOVER, plain DISCOVER, REQUEST and 4011 follow-up get nothing, each counted as not-reserved", async () => {
+    const { svc, metrics, witness } = dhcpService("reserved");
+    const s = new Keeping();
+    const sock = s as unknown as Socket;
+    await svc.receive(sock, 67, encode(pxeDiscover(7)), rinfo("0.0.0.0", 68)); // the static-lease MAC: answered
+    const stranger = { chaddr: chaddr(9) };
+    await svc.receive(sock, 67, encode(request(MessageType.DISCOVER, { [Opt.VENDOR_CLASS]: "PXEClient:Arch:00007:UNDI:003000", [Opt.CLIENT_ARCH]: Buffer.from([0, 7]) }, stranger)), rinfo("0.0.0.0", 68));
+    await svc.receive(sock, 67, encode(request(MessageType.DISCOVER, {}, stranger)), rinfo("0.0.0.0", 68));
+    await svc.receive(sock, 67, encode(request(MessageType.REQUEST, { [Opt.REQUESTED_IP]: ipBytes("10.231.7.120"), [Opt.SERVER_ID]: ipBytes("10.231.7.1") }, stranger)), rinfo("0.0.0.0", 68));
+    await svc.receive(sock, 4011, encode(request(MessageType.REQUEST, { 60: "PXEClient", 93: Buffer.from([0, 7]) }, { ...stranger, ciaddr: "10.231.7.160" })), rinfo("10.231.7.160", 4011));
+    await sleep(10);
+    expect(yiaddrs(s)).toEqual(["10.231.7.42"]);
+    expect((await drops(metrics))["not-reserved"]).toBe(4);
+    expect(witness.told).toEqual([["answered", "52:54:00:07:00:42", "10.231.7.42"]]);
+  });
+
+  it("a MAC with an active job gets a lease and its PXE answer from the pool; once the job ends it gets nothing", async () => {
+    const { svc, metrics, store } = dhcpService("reserved");
+    const s = new Keeping();
+    const sock = s as unknown as Socket;
+    const discover = encode(request(MessageType.DISCOVER, { [Opt.VENDOR_CLASS]: "PXEClient:Arch:00007:UNDI:003000", [Opt.CLIENT_ARCH]: Buffer.from([0, 7]) }, { chaddr: chaddr(1) }));
+    await svc.receive(sock, 67, discover, rinfo("0.0.0.0", 68));
+    expect((await drops(metrics))["not-reserved"]).toBe(1);
+    await store.jobs.create(job("j-armed", mac(1)));
+    await svc.receive(sock, 67, discover, rinfo("0.0.0.0", 68));
+    // A job past booting (the restore running) still has its lease renewed: the rescue system's udhcpc asks.
+    await store.jobs.update("j-armed", { state: "running" });
+    const renew = encode(request(MessageType.REQUEST, {}, { chaddr: chaddr(1), ciaddr: "10.231.7.100" }));
+    await svc.receive(sock, 67, renew, rinfo("10.231.7.100", 68));
+    await sleep(10);
+    expect(s.replies).toHaveLength(2);
+    const offer = s.replies[0]!;
+    if (!offer.ok) throw new Error(offer.error);
+    expect(offer.packet.yiaddr).toBe("10.231.7.100");
+    expect(offer.packet.file).toBe("snponly.efi");
+    expect(yiaddrs(s)[1]).toBe("10.231.7.100");
+    await store.jobs.update("j-armed", { state: "done" });
+    await svc.receive(sock, 67, renew, rinfo("10.231.7.100", 68));
+    await sleep(10);
+    expect(s.replies).toHaveLength(2);
+    expect((await drops(metrics))["not-reserved"]).toBe(2);
+  });
+
+  it("a job armed on a host's other NIC, found through the host by this MAC or by the SMBIOS UUID the firmware sends (option 97)", async () => {
+    const { svc, store } = dhcpService("reserved");
+    const s = new Keeping();
+    const sock = s as unknown as Socket;
+    const guid = Buffer.from("00112233445566778899aabbccddeeff", "hex");
+    await store.hosts.add({ name: "db1", tokenHash: "x", smbiosUuid: canonicalSmbiosUuid(guid) ?? null, macs: [mac(2), mac(3)], amandaConfig: null, dleMap: {} });
+    await store.jobs.create(job("j-host", mac(3)));
+    await svc.receive(sock, 67, encode(pxeDiscover(7)), rinfo("0.0.0.0", 68));
+    const pxe = { [Opt.VENDOR_CLASS]: "PXEClient:Arch:00007:UNDI:003000", [Opt.CLIENT_ARCH]: Buffer.from([0, 7]) };
+    await svc.receive(sock, 67, encode(request(MessageType.DISCOVER, pxe, { chaddr: chaddr(2) })), rinfo("0.0.0.0", 68));
+    // A NIC Lifeboat never saw, in the same machine: only the UUID ties it to the host.
+    await svc.receive(sock, 67, encode(request(MessageType.DISCOVER, { ...pxe, [Opt.CLIENT_UUID]: Buffer.concat([Buffer.from([0]), guid]) }, { chaddr: chaddr(4) })), rinfo("0.0.0.0", 68));
+    await svc.receive(sock, 67, encode(request(MessageType.DISCOVER, pxe, { chaddr: chaddr(5) })), rinfo("0.0.0.0", 68));
+    await sleep(10);
+    expect(yiaddrs(s)).toEqual(["10.231.7.42", "10.231.7.100", "10.231.7.101"]);
   });
 });

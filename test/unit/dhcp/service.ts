@@ -16,8 +16,8 @@ afterEach(async () => {
   for (const s of services.splice(0)) await s.stop();
 });
 
-/** A DhcpService answering as 10.231.7.1; full mode has pool .100-.199 and a static lease for 52:54:00:07:00:42 (packets.ts's MAC). */
-export function dhcpService(mode: "proxy" | "full", proxyOfferDelayMs = 0, loop?: LoopTurns): ReturnType<typeof makeDhcpService> {
+/** A DhcpService answering as 10.231.7.1; full and reserved mode have pool .100-.199 and a static lease for 52:54:00:07:00:42 (packets.ts's MAC). */
+export function dhcpService(mode: "proxy" | "full" | "reserved", proxyOfferDelayMs = 0, loop?: LoopTurns): ReturnType<typeof makeDhcpService> {
   const made = makeDhcpService(mode, proxyOfferDelayMs, tempDir(), loop);
   services.push(made.svc);
   return made;

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { CatalogDump } from "../../../server/amanda/model.ts";
-import { createPlanner, restoreChains } from "../../../server/jobs/job-plan.ts";
+import { createPlanner, planForPeople, restoreChains } from "../../../server/jobs/job-plan.ts";
 import type { EndState } from "../../../server/plan/steps.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
-import { fixtureLayout } from "../recovery/fixtures.ts";
+import { fixtureLayout, sameMachine } from "../recovery/fixtures.ts";
 import { job } from "./job-fixture.ts";
 
 function dump(p: Partial<CatalogDump> & Pick<CatalogDump, "disk" | "level" | "datestamp">): CatalogDump {
@@ -78,6 +78,37 @@ describe("the planner's end state: the job's, else the profile's, else reboot", 
       const r = await planner(job({ profile: "p", options: fromJob ? { endState: fromJob } : {} }), await profile(fromProfile));
       expect(r.ok && [r.endState, r.script.trimEnd().split("\n").at(-1)], `${fromProfile} ${fromJob}`).toEqual([served, `plan_done ${served}`]);
     }
+    await store.close();
+  });
+});
+
+describe("the planner's network lines (issue 21): the rescue network and the NIC mapping, shown before the plan", () => {
+  it("a dry run names the rescue network and the captured NICs; once the machine reported its NICs, the mapping and its map_nic steps", async () => {
+    const store = new SqliteStore(":memory:");
+    await store.hosts.add({ name: "web1", tokenHash: "x", smbiosUuid: null, macs: [], amandaConfig: null, dleMap: {} });
+    const layout = { ...fixtureLayout("btrfs-subvols"), dles: {} };
+    layout.system.nics = [{ name: "ens3", mac: "52:54:00:21:00:01", driver: "e1000", defaultRoute: true }, { name: "ens4", mac: "52:54:00:21:00:02", driver: "e1000", defaultRoute: false }];
+    await store.layouts.add("web1", layout);
+    const profile = await store.profiles.put({ name: "p", host: "web1", layoutVersion: null, at: null, options: { nicMap: { ens4: "52:54:00:21:00:0a" } } });
+    const planner = createPlanner(store);
+    const rescueNet = { vlan: 20, address: "10.0.5.20/24", gateway: "10.0.5.1" };
+    const dry = await planner(job({ profile: "p", options: { rescueNet } }), profile);
+    if (!dry.ok) throw new Error(dry.reason);
+    expect(planForPeople(dry)).toBe(
+      "# rescue network: static 10.0.5.20/24 (gateway 10.0.5.1) on VLAN 20 on the NIC that booted\n" +
+        "# NIC mapping: made once the machine reports its NICs (captured: ens3 52:54:00:21:00:01, ens4 52:54:00:21:00:02)\n" +
+        dry.script,
+    );
+    expect(dry.script).toMatch(/^plan_begin /);
+    const hello = { disks: sameMachine(layout), hardware: { firmware: "bios" as const, macs: ["52:54:00:21:00:0a", "52:54:00:21:00:0b"] } };
+    const booted = await planner(job({ profile: "p", hello, mapping: null, options: {} }), profile);
+    if (!booted.ok) throw new Error(booted.reason);
+    expect(booted.detail.network).toEqual([
+      "rescue network: DHCP on the NIC that booted",
+      "NIC ens3 52:54:00:21:00:01 → 52:54:00:21:00:0b [by order]",
+      "NIC ens4 52:54:00:21:00:02 → 52:54:00:21:00:0a [the admin's mapping]",
+    ]);
+    expect(booted.script).toContain("map_nic ens3 52:54:00:21:00:01 52:54:00:21:00:0b\nmap_nic ens4 52:54:00:21:00:02 52:54:00:21:00:0a\n");
     await store.close();
   });
 });
