@@ -117,6 +117,12 @@ export const configSchema = z.strictObject({
       endedJobDays: z.number().min(0).default(STORE_LIMITS.endedJobDays),
     })
     .prefault({}),
+  recoverability: z
+    .strictObject({
+      // A host whose layout is older than this is shown not recoverable (jobs/recoverability.ts).
+      layoutMaxAgeDays: z.number().positive().default(8),
+    })
+    .prefault({}),
   bundle: z
     .strictObject({
       everyHours: z.number().positive().default(24),

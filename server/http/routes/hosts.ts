@@ -2,6 +2,7 @@ import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError } from "../../errors.ts";
 import { hashToken, newToken } from "../../tokens.ts";
+import { hostsRecoverability } from "../../jobs/recoverability.ts";
 import { hostBodySchema, hostView, powerActionBodySchema, powerConfigBodySchema, splitPowerConfig } from "../api-schemas.ts";
 import { requireAdmin } from "../auth.ts";
 import { errorResponses } from "../errors.ts";
@@ -45,6 +46,7 @@ const withToken = { ...host, required: [...host.required, "token"], properties: 
 export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
   const admin = requireAdmin(ctx);
   const actor = (req: FastifyRequest) => `api:${req.ip}`;
+  const recoverabilityOpts = { dataDir: ctx.config.dataDir, layoutMaxAgeDays: ctx.config.recoverability.layoutMaxAgeDays };
 
   return async (app) => {
     app.addHook("preHandler", admin);
@@ -53,7 +55,7 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
       "",
       {
         schema: {
-          summary: "List hosts with their MACs and last capture",
+          summary: "List hosts with their MACs, last capture and recoverability: can each be recovered right now, and if not, why (reasons[])",
           tags: ["hosts"],
           security,
           response: { 200: { type: "array", items: { type: "object", additionalProperties: true } }, ...errors },
@@ -61,9 +63,9 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
       },
       async () =>
         Promise.all(
-          (await ctx.store.hosts.list()).map(async (h) => {
+          (await hostsRecoverability(ctx.store, recoverabilityOpts)).map(async ({ host: h, recoverability }) => {
             const versions = await ctx.store.layouts.versions(h.name);
-            return { ...hostView(h), layouts: versions.length, lastCapture: versions.at(-1)?.capturedAt ?? null };
+            return { ...hostView(h), layouts: versions.length, lastCapture: versions.at(-1)?.capturedAt ?? null, recoverability };
           }),
         ),
     );
