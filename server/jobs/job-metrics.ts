@@ -24,39 +24,49 @@ export function registerJobMetrics(registry: Registry, store: Store): void {
 }
 
 /**
- * Recoverability per host (jobs/recoverability.ts), computed once per scrape by the first gauge,
- * which sets the others: `lifeboat_host_recoverable{host}` (1/0), the layout's age, and the last
- * drill's success, age and time to recover (absent for a host never drilled). Reset each scrape,
- * so a removed host's series goes with it.
+ * Recoverability per host (jobs/recoverability.ts): `lifeboat_host_recoverable{host}` (1/0),
+ * the layout's age, and the last drill's success, age and time to recover (absent for a host
+ * never drilled). A scrape collects every gauge at once: they share one reading of the store,
+ * and each is reset first, so a removed host's series goes with it.
  */
 export function registerRecoverabilityMetrics(registry: Registry, store: Store, opts: { dataDir: string; layoutMaxAgeDays: number }): void {
-  const defs = [
-    ["lifeboat_host_layout_age_seconds", "Age of the host's captured layout a recovery would use (absent: none captured)"],
-    ["lifeboat_drill_last_success", "1 when the host's last drill passed, 0 when it failed (absent: never drilled)"],
-    ["lifeboat_drill_last_age_seconds", "Seconds since the host's last drill ended"],
-    ["lifeboat_drill_last_recover_seconds", "The host's last passed drill's time to recover: arm to the restored system ready"],
-  ] as const;
-  for (const name of ["lifeboat_host_recoverable", ...defs.map(([n]) => n)]) registry.removeSingleMetric(name);
-  // Registered first, so a scrape runs its collect (which sets the others) before it reads them.
-  const recoverable = new Gauge({
-    name: "lifeboat_host_recoverable",
-    help: "1 when the host can be recovered right now (layout fresh, every DLE's chain complete, rescue image built, last drill not failed), else 0",
-    labelNames: ["host"],
-    registers: [registry],
-    async collect() {
-      const all = await hostsRecoverability(store, opts);
-      for (const g of [recoverable, layoutAge, drillOk, drillAge, drillRecover]) g.reset();
-      for (const { host, recoverability: r } of all) {
-        const l = { host: host.name };
-        recoverable.set(l, r.recoverable ? 1 : 0);
-        if (r.layout) layoutAge.set(l, r.layout.ageSeconds);
-        if (r.lastDrill) {
-          drillOk.set(l, r.lastDrill.passed ? 1 : 0);
-          drillAge.set(l, r.lastDrill.ageSeconds);
-          if (r.lastDrill.recoverSeconds !== null) drillRecover.set(l, r.lastDrill.recoverSeconds);
+  type Row = Awaited<ReturnType<typeof hostsRecoverability>>[number]["recoverability"];
+  const defs: Array<[string, string, (r: Row) => number | undefined]> = [
+    [
+      "lifeboat_host_recoverable",
+      "1 when the host can be recovered right now (layout fresh, every DLE's chain complete, rescue image built, last drill not failed), else 0",
+      (r) => (r.recoverable ? 1 : 0),
+    ],
+    ["lifeboat_host_layout_age_seconds", "Age of the host's captured layout a recovery would use (absent: none captured)", (r) => r.layout?.ageSeconds],
+    ["lifeboat_drill_last_success", "1 when the host's last drill passed, 0 when it failed (absent: never drilled)", (r) => (r.lastDrill ? (r.lastDrill.passed ? 1 : 0) : undefined)],
+    ["lifeboat_drill_last_age_seconds", "Seconds since the host's last drill ended", (r) => r.lastDrill?.ageSeconds],
+    ["lifeboat_drill_last_recover_seconds", "The host's last drill's time to recover: arm to the restored system ready (absent when it failed)", (r) => r.lastDrill?.recoverSeconds ?? undefined],
+  ];
+  let reading: ReturnType<typeof hostsRecoverability> | undefined;
+  const read = () => {
+    // prom-client starts every gauge's collect in one synchronous loop: they share this reading,
+    // and the next scrape (a later turn) reads again.
+    if (!reading) {
+      reading = hostsRecoverability(store, opts);
+      queueMicrotask(() => (reading = undefined));
+    }
+    return reading;
+  };
+  for (const [name, help, value] of defs) {
+    registry.removeSingleMetric(name);
+    new Gauge({
+      name,
+      help,
+      labelNames: ["host"],
+      registers: [registry],
+      async collect() {
+        const all = await read();
+        this.reset();
+        for (const { host, recoverability } of all) {
+          const v = value(recoverability);
+          if (v !== undefined) this.set({ host: host.name }, v);
         }
-      }
-    },
-  });
-  const [layoutAge, drillOk, drillAge, drillRecover] = defs.map(([name, help]) => new Gauge({ name, help, labelNames: ["host"], registers: [registry] })) as [Gauge, Gauge, Gauge, Gauge];
+      },
+    });
+  }
 }
