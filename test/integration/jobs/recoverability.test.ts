@@ -40,7 +40,8 @@ describe("recoverability: API, CLI and /metrics", { timeout: 120_000 }, () => {
     // The level 1 of / has lost a part: the chain stops at it, named.
     const problem = 'part 2 of web1:"/" L1 20261202000000 is missing from the scanned volumes';
     await server.ctx.store.catalog.replace("daily", [complete[0]!, { ...complete[1]!, problem }], []);
-    let [db1, web1] = await hosts();
+    const [db1, web1a] = await hosts();
+    let web1 = web1a;
     expect(db1).toMatchObject({ name: "db1", recoverability: { recoverable: false } });
     expect(db1!.recoverability.reasons[0]).toBe("no layout captured (install capture.sh on it: lifeboat capture install)");
     expect(web1!.recoverability.reasons).toEqual([
@@ -60,7 +61,7 @@ describe("recoverability: API, CLI and /metrics", { timeout: 120_000 }, () => {
     mkdirSync(image, { recursive: true });
     writeFileSync(join(image, "info.json"), JSON.stringify({ builtAt: "2026-12-06T00:00:00Z", kernelVersion: "6.1.0-test" }));
     for (const f of ["vmlinuz", "initramfs"]) writeFileSync(join(image, f), "stand-in");
-    [, web1] = await hosts();
+    web1 = (await hosts())[1];
     expect(web1!.recoverability).toMatchObject({ recoverable: true, reasons: [], image: { kernelVersion: "6.1.0-test" }, chains: [{ dle: "/", ok: true, levels: [0, 1] }] });
     const json = JSON.parse((await cli("hosts", "list", "--json")).stdout) as HostRow[];
     expect(json.find((h) => h.name === "web1")!.recoverability.recoverable).toBe(true);
