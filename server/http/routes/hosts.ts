@@ -3,7 +3,8 @@ import type { ServerContext } from "../../context.ts";
 import { NotFoundError } from "../../errors.ts";
 import { hashToken, newToken } from "../../tokens.ts";
 import { hostsRecoverability } from "../../jobs/recoverability.ts";
-import { hostBodySchema, hostView, powerActionBodySchema, powerConfigBodySchema, splitPowerConfig } from "../api-schemas.ts";
+import { jobView, jobViewSchema } from "../../jobs/job-views.ts";
+import { drillBodySchema, hostBodySchema, hostView, powerActionBodySchema, powerConfigBodySchema, splitPowerConfig } from "../api-schemas.ts";
 import { requireAdmin } from "../auth.ts";
 import { errorResponses } from "../errors.ts";
 import { jsonSchema } from "../schema.ts";
@@ -110,6 +111,27 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
         await ctx.store.hosts.update(h.name, { tokenHash: hashToken(token) });
         await ctx.store.audit.append({ actor: actor(req), action: "host.token", target: `host:${h.name}`, detail: null });
         return { name: h.name, token };
+      },
+    );
+
+    app.post(
+      "/:name/drill",
+      {
+        schema: {
+          summary:
+            "Start a recovery drill of the host: a job of kind drill restores its chains through the rescue image and its plan into a throwaway QEMU machine on this server, then boots the restored disk; one at a time (409 while one runs). The answer is the drill's job; its drill-result event and the host's recoverability hold the result",
+          tags: ["hosts", "jobs"],
+          security,
+          params: nameParams,
+          body: jsonSchema(drillBodySchema),
+          response: { 200: jobViewSchema, ...errorResponses(400, 401, 404, 409) },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { name: string } }>) => {
+        const body = drillBodySchema.parse(req.body ?? {});
+        const job = await ctx.drills.start({ host: req.params.name, at: body.at, ready: body.ready, actor: actor(req) });
+        await ctx.store.audit.append({ actor: actor(req), action: "host.drill", target: `host:${req.params.name}`, detail: { job: job.id, at: body.at ?? null } });
+        return jobView(job);
       },
     );
 

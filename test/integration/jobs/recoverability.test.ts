@@ -3,14 +3,12 @@
  * list` (table and --json) and `/metrics`, on a real server with a real store. The rescue image is
  * a stand-in: its info.json, vmlinuz and initramfs files exist (what "built" means here), no kernel.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordDrill } from "../../../server/jobs/drill-record.ts";
 import type { Recoverability } from "../../../server/jobs/recoverability.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { lifeboat } from "../../helpers/cli.ts";
-import { testServer } from "../../helpers/server.ts";
+import { standInImage, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { dump } from "../../unit/jobs/job-fixture.ts";
 import { fixtureLayout } from "../../unit/recovery/fixtures.ts";
@@ -57,10 +55,7 @@ describe("recoverability: API, CLI and /metrics", { timeout: 120_000 }, () => {
 
     // The part found again and the image built (stand-in files): recoverable.
     await server.ctx.store.catalog.replace("daily", complete, []);
-    const image = join(dataDir, "image");
-    mkdirSync(image, { recursive: true });
-    writeFileSync(join(image, "info.json"), JSON.stringify({ builtAt: "2026-12-06T00:00:00Z", kernelVersion: "6.1.0-test" }));
-    for (const f of ["vmlinuz", "initramfs"]) writeFileSync(join(image, f), "stand-in");
+    standInImage(dataDir);
     web1 = (await hosts())[1];
     expect(web1!.recoverability).toMatchObject({ recoverable: true, reasons: [], image: { kernelVersion: "6.1.0-test" }, chains: [{ dle: "/", ok: true, levels: [0, 1] }] });
     const json = JSON.parse((await cli("hosts", "list", "--json")).stdout) as HostRow[];
