@@ -146,7 +146,7 @@ export const configSchema = z.strictObject({
             return false;
           }
         }, "expected a regular expression")
-        .default("login: *$"),
+        .default("\\S+ login:"),
     })
     .prefault({}),
   bundle: z
