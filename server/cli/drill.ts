@@ -26,9 +26,9 @@ export function registerDrill(program: Command): Command {
       program
         .command("drill <host>")
         .description(
-          "prove HOST can be recovered: restore its chains through the rescue image and its plan into a throwaway QEMU machine on\n" +
-            "the server (a job of kind drill; its own restricted network, thin disks removed afterwards), boot the restored disk and\n" +
-            "wait for its console's login prompt. Prints restore, boot and recover times; exit 1 when the drill fails. One at a time.",
+          "prove HOST can be recovered: restore its chains through the rescue image and its plan into a throwaway QEMU machine " +
+            "on the server (a job of kind drill; its own restricted network, thin disks removed afterwards), boot the restored disk " +
+            "and wait for its console's login prompt. Prints restore, boot and recover times; exit 1 when the drill fails. One at a time.",
         )
         .option("--at <datestamp>", "restore point (Amanda datestamp YYYYMMDD[hhmmss]); default: the host's profile's, else the newest")
         .option("--ready <regex>", "the restored system is up when its console shows this (e.g. the host's own readiness line); default: config drill.readyPattern")
