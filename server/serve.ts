@@ -155,7 +155,14 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
   httpAddress = () => app.server.address() as AddressInfo;
   const services: Service[] = [
     jobTicker(jobs, log),
-    { name: "drills", start: async () => "one at a time, on demand", stop: () => drills.stop() },
+    {
+      name: "drills",
+      start: async () => {
+        const failed = await drills.failLeftovers();
+        return `one at a time, on demand${failed ? ` (${failed} left by a stopped server failed)` : ""}`;
+      },
+      stop: () => drills.stop(),
+    },
     power.followUp(),
     httpService(app, config),
     catalogRefreshService(ctx),

@@ -20,7 +20,7 @@ import { ConflictError, NotFoundError, UserError } from "../errors.ts";
 import { type DrillSummary, recordDrill } from "../jobs/drill-record.ts";
 import type { JobService } from "../jobs/job-service.ts";
 import { hostDles, restoreChains } from "../jobs/job-plan.ts";
-import { isActive } from "../jobs/job-state.ts";
+import { ACTIVE_STATES, isActive } from "../jobs/job-state.ts";
 import { imageDir, rescueImage } from "../jobs/recoverability.ts";
 import { parseLayout } from "../layout/layout.ts";
 import type { Logger } from "../log.ts";
@@ -71,6 +71,17 @@ export class DrillService {
    */
   async start(req: DrillRequest): Promise<JobRecord> {
     if (this.current) throw new ConflictError(`a drill is running (${this.current.job}): one at a time`);
+    // Taken before the first await: of two requests at once, one starts and the other is refused.
+    this.current = { job: "(starting)", stopping: false };
+    try {
+      return await this.arm(req);
+    } finally {
+      // Refused, or failed before a machine started: the next drill may start.
+      if (!this.running) this.current = undefined;
+    }
+  }
+
+  private async arm(req: DrillRequest): Promise<JobRecord> {
     const host = await this.store.hosts.get(req.host);
     if (!host) throw new NotFoundError(`no host named ${req.host}`);
     const ready = req.ready ?? this.opts.config.readyPattern;
@@ -85,24 +96,27 @@ export class DrillService {
     let profile = await this.store.profiles.get(host.name);
     if (!profile) profile = await this.store.profiles.put({ name: host.name, host: host.name, layoutVersion: null, at: null, options: {} });
     if (profile.host !== host.name) throw new UserError(`profile ${profile.name} is for host ${profile.host}, not ${host.name}: a drill uses the host's own profile`, 2);
-    this.current = { job: "(arming)", stopping: false };
-    try {
-      const job = await this.jobs.arm({ mac: drillMac(host.name), kind: "drill", profile: profile.name, at: req.at, hostname: host.name, options: { endState: "poweroff" }, actor: req.actor });
-      this.current.job = job.id;
-      const problem = await this.preflight(job, profile.layoutVersion);
-      if (typeof problem === "string") return await this.end(job, Date.now(), { passed: false, reason: problem }, null);
-      await this.jobs.map(job.id, problem.mapping, ACTOR);
-      const armedAt = Date.parse(job.createdAt);
-      const run = this.run(job, problem, new RegExp(ready, "m"), armedAt);
-      this.running = run.finally(() => {
-        this.current = undefined;
-        this.running = undefined;
-      });
-      return await this.jobs.get(job.id);
-    } finally {
-      // Refused, or failed before a machine started: the next drill may start.
-      if (!this.running) this.current = undefined;
-    }
+    const job = await this.jobs.arm({ mac: drillMac(host.name), kind: "drill", profile: profile.name, at: req.at, hostname: host.name, options: { endState: "poweroff" }, actor: req.actor });
+    this.current!.job = job.id;
+    const problem = await this.preflight(job, profile.layoutVersion);
+    if (typeof problem === "string") return this.end(job, Date.now(), { passed: false, reason: problem }, null);
+    await this.jobs.map(job.id, problem.mapping, ACTOR);
+    const run = this.run(job, problem, new RegExp(ready, "m"), Date.parse(job.createdAt));
+    this.running = run.finally(() => {
+      this.current = undefined;
+      this.running = undefined;
+    });
+    return this.jobs.get(job.id);
+  }
+
+  /**
+   * At server start: a drill left active by a server that stopped (or died) mid-drill has no
+   * machine any more; it fails, saying so, so its host's next drill can start.
+   */
+  async failLeftovers(): Promise<number> {
+    const left = (await this.store.jobs.list({ state: [...ACTIVE_STATES], limit: Number.MAX_SAFE_INTEGER })).filter((j) => j.kind === "drill");
+    for (const job of left) await this.end(job, Date.parse(job.createdAt), { passed: false, reason: "the server stopped during the drill; its machine is gone" }, null);
+    return left.length;
   }
 
   /** The checks a drill makes before a machine starts: the layout, every DLE's chain (the planner's own), the disks' total. */

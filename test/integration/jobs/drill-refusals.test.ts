@@ -75,4 +75,12 @@ describe("lifeboat drill: the failures found before a machine starts", { timeout
     expect(s).toMatchObject({ host: "web1", passed: false });
     expect(s.reason).toMatch(/^its disks add up to [\d.]+ GiB, more than drill\.maxDiskGiB \(0\.5 GiB\): sda 1 GiB$/);
   });
+
+  it("a drill left active by a server that stopped is failed at the next start, saying so", async () => {
+    const left = await server.ctx.jobs.arm({ mac: drillMac("web1"), kind: "drill", profile: "web1", hostname: "web1", actor: "test" });
+    expect(await server.ctx.drills.failLeftovers()).toBe(1);
+    const job = await server.ctx.jobs.get(left.id);
+    expect(job).toMatchObject({ state: "failed", error: "drill: the server stopped during the drill; its machine is gone" });
+    expect(await server.ctx.drills.failLeftovers()).toBe(0);
+  });
 });
