@@ -98,10 +98,8 @@ export function drillQemuArgs(spec: DrillVmSpec, rescue?: { vmlinuz: string; ini
 /** The console's last lines, for a failure's reason: escape sequences and carriage returns out, at most `n` non-empty lines. */
 export function consoleTail(serial: string, n = 8): string {
   const text = serial
-    // biome-ignore lint: control characters are what is being removed
     .replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>c]/g, "")
     .replace(/\r/g, "")
-    // biome-ignore lint: control characters are what is being removed
     .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "");
   return text
     .split("\n")
