@@ -21,7 +21,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { DEFAULT_CACHE_DIR, buildImage } from "../rescue-image/build.ts";
+import type { DrillSummary } from "../server/jobs/drill-record.ts";
 import type { JobView } from "../server/jobs/job-views.ts";
+import type { Recoverability } from "../server/jobs/recoverability.ts";
 import type { DiskLayout } from "../server/layout/layout.ts";
 import type { JobEvent } from "../server/store/types.ts";
 import { lifeboatBin } from "../test/helpers/cli.ts";
@@ -59,6 +61,11 @@ export interface StoryOptions {
   /** MAC of web1's NIC. */
   mac: string;
   narrator: Narrator;
+  /**
+   * Before the disaster, `lifeboat drill web1`: its chains restored through the rescue image and
+   * plan into a throwaway machine the server starts, booted until its login prompt (server/drill/).
+   */
+  drill?: boolean;
 }
 
 /** What web1 says about itself over SSH. */
@@ -92,6 +99,10 @@ export interface Figures {
 
 export interface Story {
   figures: Figures;
+  /** The drill's result (`lifeboat drill web1 --json`), when the story ran one. */
+  drill: DrillSummary | null;
+  /** web1's recoverability as `lifeboat hosts list --json` said it after the drill. */
+  recoverability: Recoverability | null;
   before: Identity;
   after: Identity;
   level1Written: string;
@@ -245,6 +256,18 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     const backupBytes = dumps.reduce((a, d) => a + d.sizeBytes, 0);
     n.say(`${HOST} backed up by Amanda (2 DLEs, ${dumps.length} dumps, ${mib(backupBytes).toFixed(0)} MiB in ${backupSeconds.toFixed(0)} s): ${dumps.map((d) => `${d.disk} L${d.level} on ${d.location.kind}`).join(", ")}`);
 
+    // --- a drill: the proof before the day it is needed ---------------------------------------
+    let drill: DrillSummary | null = null;
+    let recoverability: Recoverability | null = null;
+    if (o.drill) {
+      n.stage(`drill: lifeboat drill ${HOST} (a throwaway machine on the server, its own restricted network)`);
+      const r = await lan.exec("srv", cliArgv(dataDir, server, ["drill", HOST, "--json"]), { reject: false, timeout: 1_800_000 });
+      drill = JSON.parse(r.stdout) as DrillSummary;
+      n.say(`drill ${drill.passed ? "passed" : `FAILED: ${drill.reason}`}: restore ${drill.restoreSeconds} s, boot ${drill.bootSeconds} s, time to recover ${drill.recoverSeconds} s (${drill.accel})`);
+      recoverability = (JSON.parse(await cli("hosts", "list", "--json")) as Array<{ name: string; recoverability: Recoverability }>).find((h) => h.name === HOST)!.recoverability;
+      n.say(`lifeboat hosts list: ${HOST} ${recoverability.recoverable ? "recoverable" : `NOT recoverable: ${recoverability.reasons.join("; ")}`}`);
+    }
+
     // --- disaster -----------------------------------------------------------------------------
     n.stage(`disaster: the disk of ${HOST} is overwritten`);
     const parts = JSON.parse((await execa("sfdisk", ["-J", disk])).stdout) as { partitiontable: { partitions: Array<{ start: number }> } };
@@ -312,6 +335,8 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     const bytesRestored = events.filter((e) => e.type === "stream-done").reduce((a, e) => a + (e.data as { bytes: number }).bytes, 0);
     const restoreMiBs = mib(bytesRestored) / restoreSteps;
     return {
+      drill,
+      recoverability,
       figures: {
         recoverSeconds,
         measureSeconds,
@@ -393,7 +418,7 @@ function lifeboatCli(lan: Lan, dataDir: string, server: string) {
 
 function cliArgv(dataDir: string, server: string, args: string[]): string[] {
   // Commands that change the server's state go through its API (server/README.md); reads open the store.
-  const viaServer = ["jobs", "profiles"].includes(args[0]!) || ["add", "token", "refresh"].includes(args[1]!);
+  const viaServer = ["jobs", "profiles", "drill"].includes(args[0]!) || ["add", "token", "refresh"].includes(args[1]!);
   return [process.execPath, lifeboatBin, ...args, "--config", join(dataDir, "lifeboat.yaml"), ...(viaServer ? ["--server", server] : [])];
 }
 

@@ -4,6 +4,7 @@ import type { Logger } from "./log.ts";
 import type { JobService } from "./jobs/job-service.ts";
 import type { BootService } from "./jobs/boot-service.ts";
 import type { PowerService } from "./power/power-service.ts";
+import type { DrillService } from "./drill/drill-service.ts";
 import type { Store } from "./store/types.ts";
 
 /** What every service and route module of a running server gets: built once in `serve`. */
@@ -19,6 +20,8 @@ export interface ServerContext {
   boot: BootService;
   /** Power control of hosts through their BMCs or Wake-on-LAN (power/power-service.ts). */
   power: PowerService;
+  /** Recovery drills into a throwaway QEMU machine, one at a time (drill/drill-service.ts). */
+  drills: DrillService;
 }
 
 /** A long-running part of `lifeboat serve` (HTTP, TFTP, DHCP, schedulers). */

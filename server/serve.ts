@@ -14,6 +14,7 @@ import { type Planner, createPlanner } from "./jobs/job-plan.ts";
 import { JobService } from "./jobs/job-service.ts";
 import { BootService } from "./jobs/boot-service.ts";
 import { PowerService } from "./power/power-service.ts";
+import { DrillService } from "./drill/drill-service.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
 import { securePrivateDir } from "./private-file.ts";
 import { retentionService } from "./jobs/retention.ts";
@@ -133,10 +134,24 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
   });
   const boot = new BootService(store, jobs, { dhcpMode: config.dhcp.mode, log: log.child({ svc: "boot" }) });
   const power = new PowerService(store, jobs, { bootInterface: config.listen.interface, waveSize: config.power.waveSize, log: log.child({ svc: "power" }) });
+  // The drill machine reaches this server's HTTP port through a forward on this host.
+  let httpAddress: () => AddressInfo = () => {
+    throw new Error("the HTTP server is not listening yet");
+  };
+  const drills = new DrillService(store, jobs, {
+    config: config.drill,
+    dataDir: config.dataDir,
+    httpTarget: () => {
+      const a = httpAddress();
+      return { host: a.address === "0.0.0.0" || a.address === "::" ? "127.0.0.1" : a.address, port: a.port };
+    },
+    log: log.child({ svc: "drill" }),
+  });
   const ctx: ServerContext = {
     jobs,
     boot,
     power,
+    drills,
     config,
     store,
     log,
@@ -146,8 +161,17 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
   };
   const app = await buildApp(ctx);
   const url = () => config.http.publicUrl.replace(/\/+$/, "") || `http://${httpHost(app)}`;
+  httpAddress = () => app.server.address() as AddressInfo;
   const services: Service[] = [
     jobTicker(jobs, log),
+    {
+      name: "drills",
+      start: async () => {
+        const failed = await drills.failLeftovers();
+        return `one at a time, on demand${failed ? ` (${failed} left by a stopped server failed)` : ""}`;
+      },
+      stop: () => drills.stop(),
+    },
     power.followUp(),
     httpService(app, config),
     serverBeat(ctx, url),

@@ -8,9 +8,22 @@ import { normalizeMac } from "../mac.ts";
 import { type HostBody, hostView } from "../http/api-schemas.ts";
 import { cliContext, output, table, withGlobals, withServer } from "./common.ts";
 import { registerHostLayoutCommands } from "./hosts-layout.ts";
+import { type Recoverability, hostsRecoverability } from "../jobs/recoverability.ts";
 import { registerPowerCommands } from "./power.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** "3 d", "5 h", "12 min": how old, at a glance. */
+function age(seconds: number): string {
+  if (seconds >= 86_400) return `${Math.floor(seconds / 86_400)} d`;
+  if (seconds >= 3600) return `${Math.floor(seconds / 3600)} h`;
+  return `${Math.floor(seconds / 60)} min`;
+}
+
+function drillCell(d: Recoverability["lastDrill"]): string {
+  if (!d) return "never";
+  return `${d.passed ? "passed" : "FAILED"} ${age(d.ageSeconds)} ago${d.passed && d.recoverSeconds !== null ? `, ${Math.round(d.recoverSeconds)} s to recover` : ""}`;
+}
 
 /** `DISK=MOUNTPOINT` pairs; the disk name may itself contain `=`, so split at the last one. */
 function parseDleMap(pairs: string[]): Record<string, string> {
@@ -45,10 +58,30 @@ export function registerHosts(program: Command): Command {
     output(ctx, h, () => `host ${h.name} added\ncapture token: ${h.token}`);
   });
 
-  withGlobals(hosts.command("list").description("list hosts"), { json: true }).action(async (_o, c: Command) => {
+  withGlobals(
+    hosts
+      .command("list")
+      .description(
+        "list hosts, each with whether it can be recovered right now and, if not, why (layout captured and how old, every DLE's chain complete, rescue image built, last drill)",
+      ),
+    { json: true },
+  ).action(async (_o, c: Command) => {
     const ctx = cliContext(c);
-    const list = (await ctx.store().hosts.list()).map(hostView);
-    output(ctx, list, () => table(list.map((h) => ({ ...h, macs: h.macs.join(",") })), ["name", "macs", "amandaConfig", "createdAt"]));
+    const all = await hostsRecoverability(ctx.store(), { dataDir: ctx.config.dataDir, layoutMaxAgeDays: ctx.config.recoverability.layoutMaxAgeDays });
+    const list = all.map(({ host, recoverability }) => ({ ...hostView(host), recoverability }));
+    output(ctx, list, () =>
+      table(
+        list.map((h) => ({
+          name: h.name,
+          macs: h.macs.join(","),
+          amandaConfig: h.amandaConfig ?? "",
+          layout: h.recoverability.layout ? `v${h.recoverability.layout.version}, ${age(h.recoverability.layout.ageSeconds)} old` : "none",
+          lastDrill: drillCell(h.recoverability.lastDrill),
+          recoverable: h.recoverability.recoverable ? "yes" : `NO: ${h.recoverability.reasons.join("; ")}`,
+        })),
+        ["name", "macs", "amandaConfig", "layout", "lastDrill", "recoverable"],
+      ),
+    );
   });
 
   withGlobals(hosts.command("show <name>").description("show one host"), { json: true }).action(

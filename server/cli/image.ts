@@ -1,13 +1,8 @@
-import { join } from "node:path";
 import type { Command } from "commander";
 import { BuildError, DEFAULT_CACHE_DIR, buildImage, readImageInfo, type ImageInfo } from "../../rescue-image/build.ts";
 import { UserError } from "../errors.ts";
+import { imageDir } from "../jobs/recoverability.ts";
 import { cliContext, output, table, withGlobals } from "./common.ts";
-
-/** Where `lifeboat image build` puts vmlinuz, initramfs and info.json by default. */
-export function imageDir(dataDir: string): string {
-  return join(dataDir, "image");
-}
 
 const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 

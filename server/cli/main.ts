@@ -4,6 +4,7 @@ import { version } from "../version.ts";
 import { registerAssign } from "./assign.ts";
 import { registerCapture } from "./capture.ts";
 import { registerCatalog } from "./catalog.ts";
+import { registerDrill } from "./drill.ts";
 import { registerHosts } from "./hosts.ts";
 import { registerImage } from "./image.ts";
 import { registerJobs } from "./jobs.ts";
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerAssign(registerHosts(program));
   registerProfiles(program);
   registerJobs(program);
+  registerDrill(program);
   registerCatalog(program);
   registerImage(program);
   registerCapture(program);

@@ -147,6 +147,38 @@ export const configSchema = z.strictObject({
       endedJobDays: z.number().min(0).default(STORE_LIMITS.endedJobDays),
     })
     .prefault({}),
+  recoverability: z
+    .strictObject({
+      // A host whose layout is older than this is shown not recoverable (jobs/recoverability.ts).
+      layoutMaxAgeDays: z.number().positive().default(8),
+    })
+    .prefault({}),
+  drill: z
+    .strictObject({
+      // The throwaway machine of `lifeboat drill` (server/drill/): its memory and CPUs, and the most its
+      // thin disk files (one per captured disk, at its captured size) may add up to.
+      memoryMiB: z.number().int().min(256).max(262_144).default(1024),
+      cpus: z.number().int().min(1).max(64).default(2),
+      maxDiskGiB: z.number().positive().default(64),
+      // Where the disk files live while a drill runs ("": <dataDir>/drills); removed afterwards.
+      workDir: z.string().default(""),
+      // The restore (rescue boot to the plan's end) and the restored system's boot, each at most this long.
+      restoreTimeoutMinutes: z.number().positive().default(240),
+      bootTimeoutSeconds: z.number().int().positive().default(900),
+      // What the restored system's console shows once it is up (a regular expression): a login prompt by default.
+      readyPattern: z
+        .string()
+        .refine((p) => {
+          try {
+            new RegExp(p, "m");
+            return true;
+          } catch {
+            return false;
+          }
+        }, "expected a regular expression")
+        .default("\\S+ login:"),
+    })
+    .prefault({}),
   bundle: z
     .strictObject({
       everyHours: z.number().positive().default(24),

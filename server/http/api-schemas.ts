@@ -96,6 +96,14 @@ export const armBodySchema = z
   .refine((b) => (b.mac ? 1 : 0) + (b.macs?.length ? 1 : 0) === 1, { message: "give mac or macs" });
 export type ArmBody = z.input<typeof armBodySchema>;
 
+/** `lifeboat drill HOST`: the restore point and what the restored console shows once up (server/drill/). */
+export const drillBodySchema = z.object({
+  at: z.string().regex(/^\d{8}(\d{6})?$/, "expected an Amanda datestamp YYYYMMDD[hhmmss]").optional(),
+  /** A regular expression; default: config drill.readyPattern (a login prompt). */
+  ready: z.string().min(1).max(500).optional(),
+});
+export type DrillBody = z.input<typeof drillBodySchema>;
+
 export const profileBodySchema = z.object({
   host: z.string().min(1),
   layoutVersion: z.number().int().positive().nullable().default(null),

@@ -18,7 +18,7 @@ import { captureRoutes, captureScriptRoutes } from "./routes/capture.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { webRoutes } from "./routes/web.ts";
-import { registerJobMetrics } from "../jobs/job-metrics.ts";
+import { registerJobMetrics, registerRecoverabilityMetrics } from "../jobs/job-metrics.ts";
 import { registerBundleMetrics } from "../bundle/schedule.ts";
 import { countResponseBytes } from "./response-bytes.ts";
 import { AGENT_BASE, DUMPS_BASE } from "../plan/agent-api.ts";
@@ -58,6 +58,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(rateLimit, { max: 1200, timeWindow: "1 minute" });
   countResponseBytes(app, ctx.metrics);
   registerJobMetrics(ctx.metrics, ctx.store);
+  registerRecoverabilityMetrics(ctx.metrics, ctx.store, { dataDir: ctx.config.dataDir, layoutMaxAgeDays: ctx.config.recoverability.layoutMaxAgeDays });
   registerBundleMetrics(ctx.metrics, ctx.config, ctx.store);
   answerErrors(app);
   await app.register(swagger, {

@@ -70,6 +70,9 @@ export function bootFor(s: BootState): BootDecision {
   const vouch = dhcpVouch(s);
   if (s.found) {
     const { job, via } = s.found;
+    // A drill's machine is the server's own throwaway VM, booted with its token on the command line
+    // (server/drill/): no network boot, whoever asks and whatever vouches, ever gets a drill's token.
+    if (job.kind === "drill") return { kind: "local", reason: `job ${job.id} is a drill: its machine is started by the server, never network-booted`, refused: true, job };
     if (vouch.ok) return { kind: "rescue", job, via, basis: vouch.basis, usesAnswer: vouch.usesAnswer };
     // The admin said this job's machine may boot without Lifeboat's DHCP (dhcp.mode off, a relay, a typed URL).
     if (job.trustHttpBoot) return { kind: "rescue", job, via, basis: "trusted-http-boot", usesAnswer: false };

@@ -1,7 +1,7 @@
 import { describeRescueNet } from "../plan/cmdline.ts";
 import { ChainError, selectChain } from "../amanda/chain.ts";
 import type { CatalogDump } from "../amanda/model.ts";
-import type { JobRecord, ProfileRecord, Store } from "../store/types.ts";
+import type { HostRecord, JobRecord, ProfileRecord, Store } from "../store/types.ts";
 import type { TargetDisk } from "../plan/agent-api.ts";
 import { type DiskLayout, parseLayout } from "../layout/layout.ts";
 import { type RestoreChain, type ServedPlan, buildPlan } from "../plan/plan.ts";
@@ -38,6 +38,11 @@ function backupProgram(d: CatalogDump): "gtar" | "dump" {
   if (p.includes("gtar") || p.includes("gnutar") || p.endsWith("/tar")) return "gtar";
   if (p.includes("dump")) return "dump";
   throw new ChainError(`dump ${d.id} (${d.host}:${d.disk}): backup program ${d.program} is not GNU tar or dump`);
+}
+
+/** The DLEs a recovery of the host restores: the layout's, with the host's own mapping over them. */
+export function hostDles(layout: DiskLayout, host: HostRecord): Record<string, string> {
+  return { ...layout.dles, ...host.dleMap };
 }
 
 /** The restore chains of every DLE of the host, each mapped to its mount point. */
@@ -87,7 +92,7 @@ export function createPlanner(store: Store, self?: string): Planner {
     let catalog: CatalogDump[];
     try {
       layout = parseLayout(rec.document, `host ${host.name} layout v${rec.version}`);
-      const dles = { ...layout.dles, ...host.dleMap };
+      const dles = hostDles(layout, host);
       catalog = await store.catalog.list(host.amandaConfig ? { amanda: host.amandaConfig } : {});
       chains = restoreChains(catalog, host.name, dles, job.at ?? profile.at);
     } catch (err) {

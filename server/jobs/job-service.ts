@@ -163,6 +163,13 @@ export class JobService extends JobLifecycle {
     return job;
   }
 
+  /** The server gives up on an active job, saying why (a drill that could not run): in its history and the audit log. */
+  async fail(id: string, reason: string, actor: string): Promise<JobRecord> {
+    const job = await this.apply(id, { kind: "fail", reason, by: actor });
+    await this.store.audit.append({ actor, action: "job.fail", target: `job:${id}`, detail: { reason } });
+    return job;
+  }
+
   async openCloneWindow(req: CloneWindowRequest, actor: string): Promise<CloneWindow> {
     const profile = await this.store.profiles.get(req.profile);
     if (!profile) throw new NotFoundError(`no profile named ${req.profile}`);

@@ -27,6 +27,8 @@ export type JobInput =
   | { kind: "agent"; event: AgentEvent; doneBytes: number }
   | { kind: "heartbeat" }
   | { kind: "cancel"; by: string }
+  /** The server itself gives up on an active job (a drill whose VM could not run, or whose plan was refused before any VM started). */
+  | { kind: "fail"; reason: string; by: string }
   | { kind: "tick"; heartbeatTimeoutMs: number; stalledFailMs: number };
 
 export interface Transition {
@@ -118,6 +120,10 @@ export function transition(job: JobRecord, input: JobInput, now: Date): Transiti
     if (!isActive(job.state)) return no(`job ${job.id} is ${job.state}, not active: nothing to cancel`);
     // The token stays: the agent must hear "cancelled" (not "unauthorized") to stop before its next step.
     return ok({ state: "cancelled" }, { type: "cancelled", data: { by: input.by, from: job.state } });
+  }
+  if (input.kind === "fail") {
+    if (!isActive(job.state)) return no(`job ${job.id} is ${job.state}, not active: nothing to fail`);
+    return ok({ state: "failed", error: input.reason }, { type: "failed", data: { error: input.reason, by: input.by, from: job.state } });
   }
   if (!isActive(job.state)) {
     // An agent that did not hear the answer to its "done" says it again: acknowledged, nothing changes.

@@ -1,4 +1,4 @@
-import type { JobRecord } from "../store/types.ts";
+import { JOB_KINDS, type JobRecord } from "../store/types.ts";
 import { isActive } from "./job-state.ts";
 
 /** A job as the API, CLI and page show it: no token hash, no plan script (that has its own route). */
@@ -47,7 +47,7 @@ export const jobViewSchema = {
   properties: {
     id: { type: "string" },
     mac: { type: "string" },
-    kind: { type: "string", enum: ["recover", "clone"] },
+    kind: { type: "string", enum: [...JOB_KINDS] },
     profile: { type: "string" },
     state: { type: "string" },
     active: { type: "boolean" },

@@ -136,7 +136,9 @@ export interface ProfileOptions extends PlanChoices {
   hostnamePattern?: string;
 }
 
-export type JobKind = "recover" | "clone";
+/** The kinds of job, the one list: a drill is a recovery into a throwaway VM on the server (server/drill/). */
+export const JOB_KINDS = ["recover", "clone", "drill"] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
 export type JobState = "armed" | "booted" | "planning" | "running" | "stalled" | "done" | "failed" | "cancelled" | "expired";
 
 export interface JobRecord {

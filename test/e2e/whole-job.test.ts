@@ -32,6 +32,7 @@ describeNeeding(skip, "the whole job: a real Debian host backed up by Amanda die
         prefix: "lbwj",
         subnet: "10.231.60",
         mac: "52:54:00:3c:00:0a",
+        drill: true,
         narrator: {
           stage: (t) => lines.push(`== ${t}`),
           say: (l) => lines.push(l),
@@ -50,6 +51,12 @@ describeNeeding(skip, "the whole job: a real Debian host backed up by Amanda die
       ]);
       // 2. capture.sh uploaded the real layout: one GPT disk, ESP + / + /home.
       expect(s.layout.disks.map((d) => [d.path, d.table?.label, d.table?.partitions.length])).toEqual([["/dev/vda", "gpt", 3]]);
+      // 2b. Before the disaster, a drill proved it comes back: its chains restored through the rescue
+      // image and plan into the server's throwaway machine, booted to its login prompt; every byte.
+      expect(s.drill, s.tail()).toMatchObject({ host: "web1", passed: true, reason: null });
+      expect(s.drill!.bytes).toBe(s.dumps.reduce((a, d) => a + d.sizeBytes, 0));
+      for (const k of ["restoreSeconds", "bootSeconds", "recoverSeconds"] as const) expect(s.drill![k]).toBeGreaterThan(0);
+      expect(s.recoverability).toMatchObject({ recoverable: true, reasons: [], lastDrill: { job: s.drill!.job, passed: true } });
       // 3. The disk was destroyed: no partition table left.
       expect(s.destroyedTable).toMatch(/does not contain a recognized partition table/);
       // 4. The plan recreated the disk and restored both chains; the job is done with every byte.
@@ -75,6 +82,7 @@ describeNeeding(skip, "the whole job: a real Debian host backed up by Amanda die
           `  restored ${(f.bytesRestored / MiB).toFixed(0)} MiB in ${f.restoreSeconds.toFixed(1)} s: ${f.restoreMiBs.toFixed(1)} MiB/s (curl → sha256 → tar)`,
           `  same guest, same server, same disk, ${(f.fetch.bytes / MiB).toFixed(0)} MiB: curl → /dev/null ${f.fetch.nullMiBs.toFixed(1)} MiB/s, curl | sha256sum ${f.fetch.sha256MiBs.toFixed(1)} MiB/s, curl | dd ${f.fetch.ddMiBs.toFixed(1)} MiB/s`,
           `  restore/dd = ${f.ratio.toFixed(2)}×`,
+          `drill (${s.drill!.accel}): restore ${s.drill!.restoreSeconds} s, boot ${s.drill!.bootSeconds} s, time to recover ${s.drill!.recoverSeconds} s, ${(s.drill!.bytes / MiB).toFixed(0)} MiB`,
         ].join("\n"),
       );
     } catch (err) {

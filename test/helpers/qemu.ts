@@ -12,26 +12,18 @@
  * Accelerator: `qemuAccel()`, KVM only where kvm_intel or kvm_amd is loaded (on these
  * machines /dev/kvm is a software hypervisor on which iPXE crashes, and neither is), else TCG.
  */
-import { accessSync, chmodSync, constants, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
+import { OVMF_CODE, firmwareArgs, freshOvmfVars, qemuAccelerator, startQemu, vmHandle, type Vm } from "../../server/drill/qemu.ts";
 import type { Lan } from "./netns.ts";
 
 export const KERNEL_CACHE = process.env.LIFEBOAT_KERNEL_CACHE ?? "/var/cache/lifeboat/netboot";
-const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+export { type Vm, firmwareArgs, freshOvmfVars } from "../../server/drill/qemu.ts";
 
-/** QEMU's accelerator arguments: KVM where a hardware KVM module is loaded and /dev/kvm opens, else TCG. */
+/** QEMU's accelerator arguments: KVM where a hardware KVM module is loaded and /dev/kvm opens, else TCG (server/drill/qemu.ts). */
 export function qemuAccel(): string[] {
-  if (existsSync("/sys/module/kvm_intel") || existsSync("/sys/module/kvm_amd")) {
-    try {
-      accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
-      return ["-accel", "kvm", "-cpu", "host"];
-    } catch {
-      // not usable by this user: TCG
-    }
-  }
-  return ["-accel", "tcg"];
+  return qemuAccelerator().args;
 }
 
 /** What is missing to boot QEMU machines here, or undefined. */
@@ -157,50 +149,6 @@ export interface VmOptions {
   netBoot?: boolean;
 }
 
-export interface Vm {
-  proc: ResultPromise;
-  serial(): string;
-  /** Resolves when `re` shows up in the serial log; rejects on timeout or when QEMU exits first. */
-  waitSerial(re: RegExp, timeoutMs: number): Promise<void>;
-  kill(): Promise<void>;
-}
-
-/** A fresh copy of OVMF's variable store (its NVRAM: boot entries live there). */
-export function freshOvmfVars(workDir: string, name: string): string {
-  const vars = join(workDir, `vars-${name}.fd`);
-  copyFileSync(OVMF_VARS, vars);
-  return vars;
-}
-
-/** QEMU's firmware arguments: SeaBIOS on `pc`, or OVMF on `q35` with the given variable store. */
-export function firmwareArgs(firmware: "bios" | "uefi", vars: () => string): string[] {
-  if (firmware === "bios") return ["-machine", "pc"];
-  return ["-machine", "q35", "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,file=${vars()}`];
-}
-
-/** The Vm handle of a started QEMU process whose serial console goes to `serialLog`. */
-function vmHandle(proc: ResultPromise, serialLog: string): Vm {
-  const serial = () => (existsSync(serialLog) ? readFileSync(serialLog, "latin1") : "");
-  return {
-    proc,
-    serial,
-    waitSerial: async (re, timeoutMs) => {
-      const until = Date.now() + timeoutMs;
-      while (Date.now() < until) {
-        if (re.test(serial())) return;
-        if (proc.exitCode !== null) break;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      if (re.test(serial())) return;
-      throw new Error(`serial log never showed ${re} (${proc.exitCode !== null ? `QEMU exited ${proc.exitCode}` : "timeout"}); last lines:\n${serial().slice(-1500)}`);
-    },
-    kill: async () => {
-      if (proc.exitCode === null) proc.kill("SIGTERM");
-      await Promise.race([proc, new Promise((r) => setTimeout(r, 3000))]);
-    },
-  };
-}
-
 /**
  * Boots a machine from the network. BIOS: SeaBIOS runs the NIC's iPXE ROM (QEMU has no
  * other BIOS PXE). UEFI: OVMF's own PXE with the NIC's option ROM switched off (`romfile=`),
@@ -229,15 +177,12 @@ export function bootVm(o: VmOptions): Vm {
  * entry into), else a fresh store. `-no-reboot`, so a system that powers off ends QEMU.
  */
 export function bootDisk(o: { disk: string; firmware: "bios" | "uefi"; serialLog: string; workDir: string; ovmfVars?: string }): Vm {
-  writeFileSync(o.serialLog, "");
-  const proc = execa(
-    "qemu-system-x86_64",
+  return startQemu(
     [
       ...qemuAccel(), "-m", "1024", "-smp", "2", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, "disk")),
       "-nographic", "-vga", "none", "-no-reboot", "-nic", "none",
       "-drive", `file=${o.disk},format=raw,if=none,id=d0`, "-device", "virtio-blk-pci,drive=d0,bootindex=1",
     ],
-    { reject: false, stdin: "ignore", stdout: { file: o.serialLog }, stderr: { file: `${o.serialLog}.stderr` } },
+    o.serialLog,
   );
-  return vmHandle(proc, o.serialLog);
 }

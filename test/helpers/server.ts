@@ -1,3 +1,5 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { loadConfig } from "../../server/config/load.ts";
 import type { Config } from "../../server/config/schema.ts";
 import type { EndState } from "../../server/plan/steps.ts";
@@ -46,4 +48,16 @@ export function dhcpAnswered(server: RunningServer, mac: string, address = "127.
  */
 export function bootToken(server: RunningServer, job: Pick<JobRecord, "id" | "mac">): Promise<string> {
   return server.ctx.jobs.issueBootToken(job.id, { requester: "127.0.0.1", mac: job.mac, via: "test", basis: "test" });
+}
+
+/**
+ * A stand-in rescue image in the data dir: info.json, vmlinuz and initramfs exist (what "built"
+ * means to recoverability and to a drill's checks), with no kernel in them. Only for tests that
+ * never boot it.
+ */
+export function standInImage(dataDir: string): void {
+  const image = join(dataDir, "image");
+  mkdirSync(image, { recursive: true });
+  writeFileSync(join(image, "info.json"), JSON.stringify({ builtAt: "2026-12-06T00:00:00Z", kernelVersion: "6.1.0-test" }));
+  for (const f of ["vmlinuz", "initramfs"]) writeFileSync(join(image, f), "stand-in");
 }

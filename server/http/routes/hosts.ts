@@ -2,7 +2,9 @@ import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError } from "../../errors.ts";
 import { hashToken, newToken } from "../../tokens.ts";
-import { hostBodySchema, hostView, powerActionBodySchema, powerConfigBodySchema, splitPowerConfig } from "../api-schemas.ts";
+import { hostsRecoverability } from "../../jobs/recoverability.ts";
+import { jobView, jobViewSchema } from "../../jobs/job-views.ts";
+import { drillBodySchema, hostBodySchema, hostView, powerActionBodySchema, powerConfigBodySchema, splitPowerConfig } from "../api-schemas.ts";
 import { requireAdmin } from "../auth.ts";
 import { errorResponses } from "../errors.ts";
 import { jsonSchema } from "../schema.ts";
@@ -45,6 +47,7 @@ const withToken = { ...host, required: [...host.required, "token"], properties: 
 export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
   const admin = requireAdmin(ctx);
   const actor = (req: FastifyRequest) => `api:${req.ip}`;
+  const recoverabilityOpts = { dataDir: ctx.config.dataDir, layoutMaxAgeDays: ctx.config.recoverability.layoutMaxAgeDays };
 
   return async (app) => {
     app.addHook("preHandler", admin);
@@ -53,7 +56,7 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
       "",
       {
         schema: {
-          summary: "List hosts with their MACs and last capture",
+          summary: "List hosts with their MACs, last capture and recoverability: can each be recovered right now, and if not, why (reasons[])",
           tags: ["hosts"],
           security,
           response: { 200: { type: "array", items: { type: "object", additionalProperties: true } }, ...errors },
@@ -61,9 +64,9 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
       },
       async () =>
         Promise.all(
-          (await ctx.store.hosts.list()).map(async (h) => {
+          (await hostsRecoverability(ctx.store, recoverabilityOpts)).map(async ({ host: h, recoverability }) => {
             const versions = await ctx.store.layouts.versions(h.name);
-            return { ...hostView(h), layouts: versions.length, lastCapture: versions.at(-1)?.capturedAt ?? null };
+            return { ...hostView(h), layouts: versions.length, lastCapture: versions.at(-1)?.capturedAt ?? null, recoverability };
           }),
         ),
     );
@@ -108,6 +111,27 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
         await ctx.store.hosts.update(h.name, { tokenHash: hashToken(token) });
         await ctx.store.audit.append({ actor: actor(req), action: "host.token", target: `host:${h.name}`, detail: null });
         return { name: h.name, token };
+      },
+    );
+
+    app.post(
+      "/:name/drill",
+      {
+        schema: {
+          summary:
+            "Start a recovery drill of the host: a job of kind drill restores its chains through the rescue image and its plan into a throwaway QEMU machine on this server, then boots the restored disk; one at a time (409 while one runs). The answer is the drill's job; its drill-result event and the host's recoverability hold the result",
+          tags: ["hosts", "jobs"],
+          security,
+          params: nameParams,
+          body: jsonSchema(drillBodySchema),
+          response: { 200: jobViewSchema, ...errorResponses(400, 401, 404, 409) },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { name: string } }>) => {
+        const body = drillBodySchema.parse(req.body ?? {});
+        const job = await ctx.drills.start({ host: req.params.name, at: body.at, ready: body.ready, actor: actor(req) });
+        await ctx.store.audit.append({ actor: actor(req), action: "host.drill", target: `host:${req.params.name}`, detail: { job: job.id, at: body.at ?? null } });
+        return jobView(job);
       },
     );
 

@@ -146,6 +146,23 @@ async function loadCloneWindow() {
   showCloneWindow(await api("GET", "/api/v1/clone-window"));
 }
 
+/** Can the host be recovered right now (jobs/recoverability.ts): yes, or each reason it cannot, one a line. */
+function recoverableCell(r) {
+  if (r.recoverable) return el("span", { class: "ok" }, "yes");
+  return [el("strong", { class: "error" }, "NO"), el("ul", { class: "reasons" }, ...r.reasons.map((x) => el("li", {}, x)))];
+}
+
+/** The host's last drill: passed or failed, when, and its time to recover. */
+function drillCell(d) {
+  if (!d) return el("span", { class: "muted" }, "never");
+  return [
+    d.passed ? "passed " : el("strong", { class: "error" }, "FAILED "),
+    time(d.endedAt),
+    d.passed && d.recoverSeconds !== null ? ` (${Math.round(d.recoverSeconds)} s to recover, ${d.accel})` : "",
+    d.passed ? "" : el("div", { class: "error" }, d.reason ?? ""),
+  ];
+}
+
 async function loadLists() {
   const [hosts, profiles, assignments, bundles] = await Promise.all([api("GET", "/api/v1/hosts"), api("GET", "/api/v1/profiles"), api("GET", "/api/v1/assignments"), api("GET", "/api/v1/bundles"), loadCloneWindow()]);
   // Each bundle target's last success and failure: a failure is shown, not left to a log line.
@@ -177,6 +194,8 @@ async function loadLists() {
         el("td", {}, h.lastCapture ? time(h.lastCapture) : el("span", { class: "muted" }, "never (run capture.sh on it)")),
         el("td", { class: "num" }, h.layouts),
         el("td", {}, h.amandaConfig ?? ""),
+        el("td", { class: "recoverable" }, recoverableCell(h.recoverability)),
+        el("td", { class: "drill" }, drillCell(h.recoverability.lastDrill)),
         el(
           "td",
           {},

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type BrowserContext, type Locator, type Page, chromium } from "playwright-core";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { recordDrill } from "../../../server/jobs/drill-record.ts";
 import type { Planner } from "../../../server/jobs/job-plan.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
@@ -110,6 +111,23 @@ describe("admin page in headless Chromium", () => {
     expect(await page.locator("#hosts tbody").textContent()).toContain(`<img src=x onerror="window.pwned=1">`);
     expect(await page.locator("#hosts img").count()).toBe(0);
     expect(await page.evaluate(() => (globalThis as unknown as { pwned?: number }).pwned)).toBeUndefined();
+  });
+
+  it("says for each host whether it can be recovered right now, each reason a line, and its last drill", async () => {
+    // db1's last drill failed (as server/drill/ records it); web1 was never drilled.
+    await recordDrill(server.ctx.store, {
+      job: "job-drill-db1", host: "db1", endedAt: new Date().toISOString(), passed: false, reason: "no login prompt within 600 s; console: Kernel panic",
+      restoreSeconds: 90, bootSeconds: null, recoverSeconds: null, bytes: 1, accel: "tcg",
+    });
+    await page.reload();
+    const web1 = page.locator('#hosts tr[data-host="web1"]');
+    await waitText(web1.locator("td.recoverable"), /^NO.*the rescue image is not built \(lifeboat image build\)/);
+    expect(await web1.locator("td.recoverable li").count()).toBeGreaterThanOrEqual(2);
+    expect(await web1.locator("td.drill").textContent()).toBe("never");
+    const db1 = page.locator('#hosts tr[data-host="db1"]');
+    await waitText(db1.locator("td.drill"), /^FAILED .*no login prompt within 600 s; console: Kernel panic$/);
+    expect(await db1.locator("td.recoverable").textContent()).toContain("last drill (job-drill-db1, ");
+    await shot("recoverability.png");
   });
 
   it("shows each bundle target's last success and failure, a failure in red", async () => {

@@ -38,6 +38,16 @@ describe("bootFor: who gets a boot token", () => {
     expect(bootFor({ ...off, found: { job: trusted, via: "mac" } })).toEqual({ kind: "rescue", job: trusted, via: "mac", basis: "trusted-http-boot", usesAnswer: false });
   });
 
+  it("a drill's job never goes to a network boot, even one Lifeboat's DHCP vouches for or a trusted one", () => {
+    const drill = job({ kind: "drill", trustHttpBoot: true });
+    expect(bootFor({ ...base, found: { job: drill, via: "mac" } })).toEqual({
+      kind: "local",
+      refused: true,
+      job: drill,
+      reason: `job ${drill.id} is a drill: its machine is started by the server, never network-booted`,
+    });
+  });
+
   it("no active job: exit, not a refusal (nothing was at stake)", () => {
     expect(bootFor({ ...base, found: undefined })).toEqual({ kind: "local", reason: "no active job", refused: false });
   });

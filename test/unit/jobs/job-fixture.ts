@@ -1,3 +1,4 @@
+import type { CatalogDump } from "../../../server/amanda/model.ts";
 import type { ServedPlan } from "../../../server/plan/plan.ts";
 import type { JobRecord } from "../../../server/store/types.ts";
 
@@ -37,3 +38,24 @@ export function job(patch: Partial<JobRecord> = {}): JobRecord {
 
 /** A served plan of `steps` calls for the pure job tests. */
 export const plan = (steps: number, bytesTotal = 0): ServedPlan => ({ script: "plan_begin 1 web1 3", steps, bytesTotal, dumps: [], endState: "reboot", detail: { mapping: [], notes: [], layoutVersion: 1 } });
+
+/** A catalog dump of web1 (daily, amgtar, gzip, on vtape) for the pure job tests. */
+export function dump(p: Partial<CatalogDump> & Pick<CatalogDump, "disk" | "level" | "datestamp">): CatalogDump {
+  return {
+    id: `${p.disk}-${p.datestamp}-${p.level}`,
+    amanda: "daily",
+    host: "web1",
+    program: "amgtar",
+    compression: "gzip",
+    compressProgram: null,
+    encrypted: false,
+    sizeBytes: 100,
+    origKb: 1,
+    crc: { native: null, client: null, server: null },
+    location: { kind: "vtape", label: "V1", fileNo: 1 },
+    status: "ok",
+    problem: null,
+    sources: ["log"],
+    ...p,
+  };
+}

@@ -1,30 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { CatalogDump } from "../../../server/amanda/model.ts";
 import { createPlanner, planForPeople, restoreChains } from "../../../server/jobs/job-plan.ts";
 import type { EndState } from "../../../server/plan/steps.ts";
 import { SqliteStore } from "../../../server/store/sqlite.ts";
 import { fixtureLayout, sameMachine } from "../recovery/fixtures.ts";
-import { job } from "./job-fixture.ts";
-
-function dump(p: Partial<CatalogDump> & Pick<CatalogDump, "disk" | "level" | "datestamp">): CatalogDump {
-  return {
-    id: `${p.disk}-${p.datestamp}-${p.level}`,
-    amanda: "daily",
-    host: "web1",
-    program: "amgtar",
-    compression: "gzip",
-    compressProgram: null,
-    encrypted: false,
-    sizeBytes: 100,
-    origKb: 1,
-    crc: { native: null, client: null, server: null },
-    location: { kind: "vtape", label: "V1", fileNo: 1 },
-    status: "ok",
-    problem: null,
-    sources: ["log"],
-    ...p,
-  };
-}
+import { dump, job } from "./job-fixture.ts";
 
 describe("restore chains for a job", () => {
   const catalog = [

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 
 const SERVER = resolve(import.meta.dirname, "../../../server");
 const SHELLS = ["cli/", "http/", "dhcp/", "tftp/", "serve.ts"];
-const BELOW = ["jobs", "plan", "layout", "amanda", "bundle", "power", "store", "config"];
+const BELOW = ["jobs", "plan", "layout", "amanda", "bundle", "power", "drill", "store", "config"];
 
 /** Every import specifier of a file that points inside server/, as a path relative to server/. */
 function importsOf(file: string): string[] {
