@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { STORE_LIMITS } from "../jobs/retention.ts";
+import { UEFI_LOADERS } from "../dhcp/firmware.ts";
 
 /** The defaults of the `tftp` limit keys; a TftpServer built without them uses them too (tftp/transfer.ts DEFAULT_LIMITS). */
 export const TFTP_DEFAULTS = {
@@ -79,6 +80,9 @@ export const configSchema = z.strictObject({
       mode: z.enum(["proxy", "full", "off"]).default("proxy"),
       // Kept under iPXE's 2 s wait for a proxy answer (pxe/README.md, "Proxy mode: the held offer").
       proxyOfferDelayMs: z.number().int().min(0).max(1500).default(500),
+      // What x64 UEFI PXE clients load (server/dhcp/firmware.ts chooseBoot): iPXE (snponly.efi, unsigned) or
+      // Debian's signed shim → network GRUB → signed kernel, which Secure Boot machines accept.
+      uefiLoader: z.enum(UEFI_LOADERS).default("ipxe"),
       pool: z
         .strictObject({
           start: ipv4.default(""),
@@ -142,6 +146,7 @@ export type RawConfig = z.infer<typeof configSchema>;
 export type AmandaConfig = z.infer<typeof amandaConfigSchema>;
 export type BundleTarget = z.infer<typeof bundleTargetSchema>;
 export type DhcpMode = RawConfig["dhcp"]["mode"];
+export type UefiLoader = RawConfig["dhcp"]["uefiLoader"];
 
 /** The config after defaults that depend on the machine (data dir, TFTP root, token file) are filled in. */
 export type Config = RawConfig & { source: string };

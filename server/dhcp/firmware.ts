@@ -75,6 +75,24 @@ export const BOOT_LOADERS: Readonly<Record<number, LoaderRow>> = {
   19: { firmware: "arm64 UEFI HTTP boot", loader: "arm64/snponly.efi", via: "http" },
 };
 
+/** What an x64 UEFI PXE client is handed (config dhcp.uefiLoader). */
+export const UEFI_LOADERS = ["ipxe", "shim"] as const;
+
+/** Debian's Microsoft-signed shim; it loads SIGNED_GRUB from the same TFTP directory (shim's DEFAULT_LOADER). */
+export const SHIM_LOADER = "shimx64.efi";
+/** Debian's signed network GRUB (grubnetx64.efi.signed) under the name shim asks for. */
+export const SIGNED_GRUB = "grubx64.efi";
+
+/**
+ * The signed chain, for dhcp.uefiLoader "shim": the x64 UEFI PXE rows only. HTTP boot (arch 16)
+ * stays iPXE: Debian 12's signed network GRUB has TFTP but no HTTP module, so it could not
+ * fetch its configuration or the kernel from an HTTP-booted start.
+ */
+export const SIGNED_BOOT_LOADERS: Readonly<Record<number, LoaderRow>> = {
+  7: { firmware: "x64 UEFI (shim → GRUB)", loader: SHIM_LOADER, via: "tftp" },
+  9: { firmware: "x64 UEFI (shim → GRUB)", loader: SHIM_LOADER, via: "tftp" },
+};
+
 export type BootChoice =
   | { boot: true; firmware: string; file: string; via: "tftp" | "http" | "script"; loader?: string }
   | { boot: false; reason: string };
@@ -82,12 +100,18 @@ export type BootChoice =
 /**
  * What a network-booting client is told to load. iPXE (whatever the firmware) gets the HTTP
  * boot script, so it is never chain-loaded into itself; everyone else gets the iPXE build
- * for its firmware. `hasLoader` says whether a loader file exists (the only outside fact).
+ * for its firmware, or with `uefiLoader` "shim" an x64 UEFI PXE client gets Debian's signed
+ * shim (SIGNED_BOOT_LOADERS). `hasLoader` says whether a loader file exists (the only outside fact).
  */
-export function chooseBoot(m: Machine, httpBase: string, hasLoader: (name: string) => boolean): BootChoice {
+export function chooseBoot(
+  m: Machine,
+  httpBase: string,
+  hasLoader: (name: string) => boolean,
+  uefiLoader: (typeof UEFI_LOADERS)[number] = "ipxe",
+): BootChoice {
   if (m.ipxe) return { boot: true, firmware: "iPXE", file: `${httpBase}/boot.ipxe`, via: "script" };
   if (m.arch === undefined) return { boot: false, reason: "no client architecture (option 93/60)" };
-  const row = BOOT_LOADERS[m.arch];
+  const row = (uefiLoader === "shim" && !m.http ? SIGNED_BOOT_LOADERS[m.arch] : undefined) ?? BOOT_LOADERS[m.arch];
   if (!row) return { boot: false, reason: `unknown client architecture ${m.arch}` };
   if (m.http && row.via !== "http") return { boot: false, reason: `HTTPClient with non-HTTP architecture ${m.arch}` };
   if (!hasLoader(row.loader)) return { boot: false, reason: `boot loader ${row.loader} for ${row.firmware} is missing` };

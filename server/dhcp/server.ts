@@ -109,6 +109,7 @@ export class DhcpService implements Service {
       serverIp,
       httpBase: bootBaseUrl(cfg.http.publicUrl, `${serverIp}:${this.opts.httpPort()}`),
       hasLoader: (name) => existsSync(join(root, name)),
+      uefiLoader: cfg.dhcp.uefiLoader,
     };
     this.pool =
       cfg.dhcp.mode === "full"

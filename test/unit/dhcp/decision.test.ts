@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { MessageType, Opt, clientArch, ipBytes, optIp, optString, subOptions } from "../../../server/dhcp/codec.ts";
 import { type DhcpEnv, fullAnswer, proxyAnswer } from "../../../server/dhcp/decision.ts";
-import { BOOT_LOADERS, chooseBoot, identify } from "../../../server/dhcp/firmware.ts";
+import { BOOT_LOADERS, SHIM_LOADER, chooseBoot, identify } from "../../../server/dhcp/firmware.ts";
 import { canonicalSmbiosUuid, canonicalUuidFromText, recognisedUuid } from "../../../server/smbios-uuid.ts";
 import { arch, fixture, pxeDiscover, request } from "./packets.ts";
 
-const env: DhcpEnv = { serverIp: "10.231.7.1", httpBase: "http://10.231.7.1:8080", hasLoader: (n) => !n.startsWith("arm64/") };
+const env: DhcpEnv = { serverIp: "10.231.7.1", httpBase: "http://10.231.7.1:8080", hasLoader: (n) => !n.startsWith("arm64/"), uefiLoader: "ipxe" };
 const sent = (a: ReturnType<typeof proxyAnswer>) => {
   if (!a.send) throw new Error(`expected an answer, got: ${a.reason}`);
   return a;
@@ -59,6 +59,33 @@ describe("boot loader by firmware (the one table)", () => {
 
   it("every table row names a loader and a transport", () => {
     for (const row of Object.values(BOOT_LOADERS)) expect(row.loader).toMatch(/\.(kpxe|efi)$/);
+  });
+});
+
+describe("dhcp.uefiLoader shim: the signed chain for x64 UEFI PXE", () => {
+  const shim = { ...env, uefiLoader: "shim" as const };
+  const choose = (m: ReturnType<typeof identify>, has = env.hasLoader) => chooseBoot(m, env.httpBase, has, "shim");
+
+  it("arch 7 and 9 get shimx64.efi over TFTP; BIOS, HTTP boot and iPXE are as with ipxe", () => {
+    for (const a of [7, 9]) expect(choose(identify(pxeDiscover(a)))).toMatchObject({ boot: true, file: SHIM_LOADER, via: "tftp", firmware: "x64 UEFI (shim → GRUB)" });
+    expect(choose(identify(pxeDiscover(0)))).toMatchObject({ boot: true, file: "undionly.kpxe" });
+    expect(choose(identify(fixture("uefi-httpboot-discover")))).toMatchObject({ via: "http", file: "http://10.231.7.1:8080/boot/loaders/snponly.efi" });
+    expect(choose(identify(pxeDiscover(7, { [Opt.USER_CLASS]: "iPXE" })))).toMatchObject({ via: "script" });
+    expect(SHIM_LOADER).toBe("shimx64.efi");
+  });
+
+  it("no shim in the TFTP root (no image build yet): no answer, and the reason names the file", () => {
+    expect(choose(identify(pxeDiscover(7)), (n) => n !== SHIM_LOADER)).toEqual({ boot: false, reason: expect.stringMatching(/shimx64\.efi .*missing/) });
+  });
+
+  it("the real OVMF capture gets shim in the proxy offer (4011 too) and in a full-mode offer", () => {
+    const offer = sent(proxyAnswer(fixture("uefi-pxe-discover"), 67, shim));
+    expect(offer.packet.file).toBe(SHIM_LOADER);
+    expect(offer.packet.sname).toBe("10.231.7.1");
+    expect(sent(proxyAnswer(request(MessageType.REQUEST, { [Opt.CLIENT_ARCH]: arch(7), [Opt.VENDOR_CLASS]: "PXEClient:Arch:00007:UNDI:003000" }), 4011, shim)).packet.file).toBe(SHIM_LOADER);
+    const lease = { ip: "10.231.7.100", leaseSeconds: 600, netmask: "255.255.255.0", router: "", dns: [] };
+    expect(sent(fullAnswer(pxeDiscover(9), { kind: "offer", lease }, shim)).packet.file).toBe(SHIM_LOADER);
+    expect(sent(fullAnswer(pxeDiscover(9), { kind: "offer", lease }, env)).packet.file).toBe("snponly.efi");
   });
 });
 
