@@ -23,6 +23,8 @@ export interface SignedLoaders {
   /** The package files the loaders came from, e.g. shim-signed_1.51~1+deb12u1+16.1-2~deb12u1_amd64.deb */
   debs: string[];
   files: string[];
+  /** Where the packages are unpacked (their other files: the disk GRUB grubx64.efi.signed, for tests). */
+  unpacked: string;
 }
 
 async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
@@ -65,5 +67,5 @@ export async function fetchSignedLoaders(o: { cacheDir: string; outDir: string; 
   }
   writeFileSync(join(o.outDir, "signed-loaders.json"), `${JSON.stringify({ debs }, null, 1)}\n`);
   o.progress(`signed loaders: ${SIGNED_CHAIN.map((c) => c.name).join(", ")} from ${debs.join(", ")}`);
-  return { debs, files: SIGNED_CHAIN.map((c) => c.name) };
+  return { debs, files: SIGNED_CHAIN.map((c) => c.name), unpacked: x };
 }
