@@ -80,9 +80,9 @@ export const configSchema = z.strictObject({
       mode: z.enum(["proxy", "full", "off"]).default("proxy"),
       // Kept under iPXE's 2 s wait for a proxy answer (pxe/README.md, "Proxy mode: the held offer").
       proxyOfferDelayMs: z.number().int().min(0).max(1500).default(500),
-      // What x64 UEFI PXE clients load (server/dhcp/firmware.ts chooseBoot): iPXE (snponly.efi, unsigned) or
-      // Debian's signed shim → network GRUB → signed kernel, which Secure Boot machines accept.
-      uefiLoader: z.enum(UEFI_LOADERS).default("ipxe"),
+      // What x64 UEFI PXE clients load (server/dhcp/firmware.ts UEFI_LOADERS): Debian's signed shim →
+      // network GRUB → signed kernel, which Secure Boot machines accept, or iPXE (snponly.efi, unsigned).
+      uefiLoader: z.enum(UEFI_LOADERS).default("auto"),
       pool: z
         .strictObject({
           start: ipv4.default(""),

@@ -75,8 +75,12 @@ export const BOOT_LOADERS: Readonly<Record<number, LoaderRow>> = {
   19: { firmware: "arm64 UEFI HTTP boot", loader: "arm64/snponly.efi", via: "http" },
 };
 
-/** What an x64 UEFI PXE client is handed (config dhcp.uefiLoader). */
-export const UEFI_LOADERS = ["ipxe", "shim"] as const;
+/**
+ * What an x64 UEFI PXE client is handed (config dhcp.uefiLoader): iPXE's snponly.efi, Debian's
+ * signed shim → GRUB chain, or (auto, the default) the signed chain when its two files are in
+ * the TFTP root (`lifeboat image build` puts them into the image), else iPXE.
+ */
+export const UEFI_LOADERS = ["auto", "shim", "ipxe"] as const;
 
 /** Debian's Microsoft-signed shim; it loads SIGNED_GRUB from the same TFTP directory (shim's DEFAULT_LOADER). */
 export const SHIM_LOADER = "shimx64.efi";
@@ -100,18 +104,20 @@ export type BootChoice =
 /**
  * What a network-booting client is told to load. iPXE (whatever the firmware) gets the HTTP
  * boot script, so it is never chain-loaded into itself; everyone else gets the iPXE build
- * for its firmware, or with `uefiLoader` "shim" an x64 UEFI PXE client gets Debian's signed
- * shim (SIGNED_BOOT_LOADERS). `hasLoader` says whether a loader file exists (the only outside fact).
+ * for its firmware, or with `uefiLoader` "shim" (or "auto" and both signed files present) an
+ * x64 UEFI PXE client gets Debian's signed shim (SIGNED_BOOT_LOADERS). `hasLoader` says
+ * whether a loader file exists (the only outside fact).
  */
 export function chooseBoot(
   m: Machine,
   httpBase: string,
   hasLoader: (name: string) => boolean,
-  uefiLoader: (typeof UEFI_LOADERS)[number] = "ipxe",
+  uefiLoader: (typeof UEFI_LOADERS)[number],
 ): BootChoice {
   if (m.ipxe) return { boot: true, firmware: "iPXE", file: `${httpBase}/boot.ipxe`, via: "script" };
   if (m.arch === undefined) return { boot: false, reason: "no client architecture (option 93/60)" };
-  const row = (uefiLoader === "shim" && !m.http ? SIGNED_BOOT_LOADERS[m.arch] : undefined) ?? BOOT_LOADERS[m.arch];
+  const signed = uefiLoader === "shim" || (uefiLoader === "auto" && hasLoader(SHIM_LOADER) && hasLoader(SIGNED_GRUB));
+  const row = (signed && !m.http ? SIGNED_BOOT_LOADERS[m.arch] : undefined) ?? BOOT_LOADERS[m.arch];
   if (!row) return { boot: false, reason: `unknown client architecture ${m.arch}` };
   if (m.http && row.via !== "http") return { boot: false, reason: `HTTPClient with non-HTTP architecture ${m.arch}` };
   if (!hasLoader(row.loader)) return { boot: false, reason: `boot loader ${row.loader} for ${row.firmware} is missing` };

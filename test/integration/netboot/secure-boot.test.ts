@@ -1,7 +1,7 @@
 /**
  * Secure Boot for real (issue 20): two QEMU machines (TCG) under OVMF_CODE_4M.secboot.fd with
  * Microsoft's keys enrolled (a fresh copy of OVMF_VARS_4M.ms.fd each), Secure Boot enforced,
- * network-boot side by side from the real `lifeboat serve` (full mode, dhcp.uefiLoader shim)
+ * network-boot side by side from the real `lifeboat serve` (full mode, dhcp.uefiLoader at its default, auto)
  * in a namespace LAN (10.231.20.0/24) through Debian's signed chain: OVMF PXE → TFTP
  * shimx64.efi (shim-signed) → grubx64.efi (grub-efi-amd64-signed's network GRUB) → its
  * per-MAC configuration from Lifeboat's boot service.
@@ -154,7 +154,8 @@ describeNeeding(skip, "Secure Boot: QEMU machines network-boot through Debian's 
       {
         listen: { interface: "eth0" },
         http: { port: 8080 },
-        dhcp: { mode: "full", uefiLoader: "shim", pool: { start: "10.231.20.100", end: "10.231.20.150", router: "", leaseSeconds: 600 } },
+        // dhcp.uefiLoader left at its default (auto): the signed files in the image directory make it shim.
+        dhcp: { mode: "full", pool: { start: "10.231.20.100", end: "10.231.20.150", router: "", leaseSeconds: 600 } },
       },
       ["http", "tftp", "dhcp"],
     );
