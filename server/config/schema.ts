@@ -1,6 +1,5 @@
 import { z } from "zod";
 import { STORE_LIMITS } from "../jobs/retention.ts";
-import { UEFI_LOADERS } from "../dhcp/firmware.ts";
 
 /** The defaults of the `tftp` limit keys; a TftpServer built without them uses them too (tftp/transfer.ts DEFAULT_LIMITS). */
 export const TFTP_DEFAULTS = {
@@ -8,6 +7,14 @@ export const TFTP_DEFAULTS = {
   maxTransfers: 128,
   maxTransfersPerClient: 8,
 };
+
+/**
+ * What an x64 UEFI PXE client is handed (dhcp.uefiLoader, server/dhcp/firmware.ts chooseBoot):
+ * Debian's signed shim → GRUB chain, iPXE's snponly.efi, or (auto, the default) the signed
+ * chain when its two files are in the TFTP root (`lifeboat image build` puts them into the
+ * image), else iPXE.
+ */
+export const UEFI_LOADERS = ["auto", "shim", "ipxe"] as const;
 
 const ipv4 = z.union([z.literal(""), z.ipv4()]);
 

@@ -4,6 +4,7 @@
  */
 import { type DhcpPacket, Opt, clientArch, macOf, optString, subOptions, userClasses } from "./codec.ts";
 import { canonicalSmbiosUuid } from "../smbios-uuid.ts";
+import type { UefiLoader } from "../config/schema.ts";
 
 /** A network-booting machine as seen in one DHCP request. */
 export interface Machine {
@@ -75,12 +76,6 @@ export const BOOT_LOADERS: Readonly<Record<number, LoaderRow>> = {
   19: { firmware: "arm64 UEFI HTTP boot", loader: "arm64/snponly.efi", via: "http" },
 };
 
-/**
- * What an x64 UEFI PXE client is handed (config dhcp.uefiLoader): iPXE's snponly.efi, Debian's
- * signed shim → GRUB chain, or (auto, the default) the signed chain when its two files are in
- * the TFTP root (`lifeboat image build` puts them into the image), else iPXE.
- */
-export const UEFI_LOADERS = ["auto", "shim", "ipxe"] as const;
 
 /** Debian's Microsoft-signed shim; it loads SIGNED_GRUB from the same TFTP directory (shim's DEFAULT_LOADER). */
 export const SHIM_LOADER = "shimx64.efi";
@@ -112,7 +107,7 @@ export function chooseBoot(
   m: Machine,
   httpBase: string,
   hasLoader: (name: string) => boolean,
-  uefiLoader: (typeof UEFI_LOADERS)[number],
+  uefiLoader: UefiLoader,
 ): BootChoice {
   if (m.ipxe) return { boot: true, firmware: "iPXE", file: `${httpBase}/boot.ipxe`, via: "script" };
   if (m.arch === undefined) return { boot: false, reason: "no client architecture (option 93/60)" };
