@@ -30,7 +30,7 @@ import { type Lan, createLan, netnsUnavailable } from "../../helpers/netns.ts";
 import { OVMF_SB_CODE, type TestKernel, bootVm, buildTestInitramfs, moduleBytes, qemuUnavailable, reportInit, testKernel } from "../../helpers/qemu.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { armForTest } from "./armed.ts";
-import { serveInNs } from "./lifeboat-ns.ts";
+import { fullLanConfig, serveInNs } from "./lifeboat-ns.ts";
 import { describeNeeding } from "../../helpers/needs.ts";
 
 const skip =
@@ -147,18 +147,8 @@ describeNeeding(skip, "Secure Boot: QEMU machines network-boot through Debian's 
     mkdirSync(dataDir, { recursive: true });
     const store = new SqliteStore(join(dataDir, "lifeboat.db"));
     const job = await armForTest(store, { host: "sb-armed", macs: [ARMED] });
-    const srv = await serveInNs(
-      lan,
-      "srv",
-      dataDir,
-      {
-        listen: { interface: "eth0" },
-        http: { port: 8080 },
-        // dhcp.uefiLoader left at its default (auto): the signed files in the image directory make it shim.
-        dhcp: { mode: "full", pool: { start: "10.231.20.100", end: "10.231.20.150", router: "", leaseSeconds: 600 } },
-      },
-      ["http", "tftp", "dhcp"],
-    );
+    // dhcp.uefiLoader left at its default (auto): the signed files in the image directory make it shim.
+    const srv = await serveInNs(lan, "srv", dataDir, fullLanConfig("10.231.20", []), ["http", "tftp", "dhcp"]);
     const started = Date.now();
     const common = { lan, firmware: "uefi" as const, secureBoot: true, workDir: work };
     const armed = bootVm({ ...common, tap: "tap0", mac: ARMED, serialLog: join(work, "armed.serial") });
