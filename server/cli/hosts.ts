@@ -96,7 +96,7 @@ export function registerHosts(program: Command): Command {
   ).action(async (mac: string, o: { uuid?: string; format: string }, c: Command) => {
     const ctx = cliContext(c);
     const { listen, http } = ctx.config;
-    if (!(SCRIPT_FORMATS as readonly string[]).includes(o.format)) throw new UserError(`--format: expected ${SCRIPT_FORMATS.join(" or ")}, not ${JSON.stringify(o.format)}`);
+    if (!(SCRIPT_FORMATS as readonly string[]).includes(o.format)) throw new UserError(`--format: expected ${SCRIPT_FORMATS.join(" or ")}, not ${JSON.stringify(o.format)}`, 2);
     // Where a booting machine would reach the server this config describes.
     const view = await previewBoot(ctx.store(), normalizeMac(mac), o.uuid, bootBaseUrl(http.publicUrl, `${bootHost(listen)}:${http.port}`), o.format as ScriptFormat);
     output(ctx, view, () => view.script.trimEnd());
