@@ -38,8 +38,9 @@ describe("the signed GRUB's configurations (shim chain)", () => {
   it("the entry configuration asks for the machine's file by $net_default_mac and chainloads the disk's removable loader otherwise", () => {
     const e = grubEntry();
     expect(e).toMatch(/^source \$\{prefix\}\/lifeboat\/\$\{net_default_mac\}\.cfg$/m);
-    expect(e).toMatch(/search --no-floppy --file --set=lifeboat_esp \/EFI\/BOOT\/BOOTX64\.EFI/);
-    expect(e).toMatch(/^\s*chainloader \(\$\{lifeboat_esp\}\)\/EFI\/BOOT\/BOOTX64\.EFI$/m);
+    // chainloader takes the device path from $root: the search sets root itself.
+    expect(e).toMatch(/search --no-floppy --file --set=root \/EFI\/BOOT\/BOOTX64\.EFI/);
+    expect(e).toMatch(/^\s*chainloader \/EFI\/BOOT\/BOOTX64\.EFI$/m);
     expect(GRUB_ENTRY).toBe("grub/grub.cfg");
   });
 
