@@ -175,6 +175,12 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
       const isBuiltin = new RegExp(`/${m.replace(/_/g, "[_-]")}\\.ko`).test(builtin);
       expect(r.exitCode === 0 || isBuiltin, `${m}: ${r.stderr}`).toBe(true);
     }
+    // Under Secure Boot the kernel loads only signed modules (test/integration/netboot/secure-boot.test.ts):
+    // every module is Debian's file as packaged, its signature appended, never stripped.
+    const modules = (await execa("find", [join(root, "usr/lib/modules", k), "-name", "*.ko*"])).stdout.split("\n").filter(Boolean);
+    expect(modules.length).toBeGreaterThan(100);
+    const unsigned = modules.filter((f) => !readFileSync(f).subarray(-28).toString("latin1").startsWith("~Module signature appended~"));
+    expect(unsigned).toEqual([]);
   });
 
   /** Boots the image with the given disks (serial numbers), serves `plan`, waits for QEMU to exit (reboot). */
