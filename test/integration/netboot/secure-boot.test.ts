@@ -15,6 +15,8 @@
  *     small ESP with Debian's shim and signed disk GRUB), which the firmware and shim verify
  *     and which prints its marker.
  *
+ *   - In proxy mode beside dnsmasq as the LAN's DHCP server, an armed machine gets the same.
+ *
  * The signed files come from `apt-get download` into /var/cache/lifeboat/signed-loaders,
  * as `lifeboat image build` fetches them.
  */
@@ -29,6 +31,7 @@ import { SqliteStore } from "../../../server/store/sqlite.ts";
 import { type Lan, createLan, netnsUnavailable } from "../../helpers/netns.ts";
 import { OVMF_SB_CODE, type TestKernel, bootVm, buildTestInitramfs, moduleBytes, qemuUnavailable, reportInit, testKernel } from "../../helpers/qemu.ts";
 import { tempDir } from "../../helpers/tmp.ts";
+import { startRouter } from "../../helpers/router.ts";
 import { armForTest } from "./armed.ts";
 import { fullLanConfig, serveInNs } from "./lifeboat-ns.ts";
 import { describeNeeding } from "../../helpers/needs.ts";
@@ -43,6 +46,7 @@ const BOOT_TIMEOUT = 300_000;
 const work = tempDir("lbt7-sb-");
 const ARMED = "52:54:00:20:00:11";
 const UNARMED = "52:54:00:20:00:12";
+const PROXY_ARMED = "52:54:00:20:00:13";
 let lan: Lan;
 let kernel: TestKernel;
 let disk: string;
@@ -127,6 +131,21 @@ async function sbDisk(path: string): Promise<void> {
   await execa("mcopy", ["-i", at, cfg, "::/EFI/debian/grub.cfg"]);
 }
 
+/** The armed machine's report in its job's agent log: Secure Boot and lockdown on, every storage module loaded, the unsigned one refused. */
+async function expectSecureReport(store: SqliteStore, jobId: string, mac: string): Promise<void> {
+  const log = (await store.jobs.events(jobId)).find((e) => e.type === "agent-log");
+  expect(log, "the test initramfs posted to the job's agent log").toBeDefined();
+  const text = (log!.data as { text: string }).text;
+  console.log(`secure boot: ${mac} reported: ${text}`);
+  expect(text).toMatch(new RegExp(`^netboot-test ok mac=${mac} cmdline-mac=${mac} kernel=${kernel.version} `));
+  expect(text).toContain(" sb=enabled ");
+  expect(text).toMatch(/ lockdown=(integrity|confidentiality) /);
+  expect(text).toContain(` modules=${modules.length}/${modules.length} `);
+  // The kernel's own words: "Loading of unsigned module is rejected" (signatures enforced under Secure Boot).
+  expect(text).toMatch(/ unsigned=refused-unsigned( |$)/);
+  expect(text).not.toContain("failed=");
+}
+
 describeNeeding(skip, "Secure Boot: QEMU machines network-boot through Debian's signed shim → GRUB → kernel", () => {
   beforeAll(async () => {
     kernel = await testKernel();
@@ -143,7 +162,8 @@ describeNeeding(skip, "Secure Boot: QEMU machines network-boot through Debian's 
     await execa("cp", [kernel.vmlinuz, join(dataDir, "image", "vmlinuz")]);
     disk = join(work, "esp.img");
     await sbDisk(disk);
-    lan = await createLan({ prefix: "lbt7-sb", subnet: "10.231.20", members: { srv: 1 } });
+    lan = await createLan({ prefix: "lbt7-sb", subnet: "10.231.20", members: { srv: 1, router: 2 } });
+    await lan.exec("router", ["ip", "-6", "addr", "add", "fd31:20:20::2/64", "dev", "eth0", "nodad"]);
     await lan.addTap("tap0");
     await lan.addTap("tap1");
   }, 600_000);
@@ -173,17 +193,7 @@ describeNeeding(skip, "Secure Boot: QEMU machines network-boot through Debian's 
         armed.waitSerial(/NETBOOT-TEST: REPORT SENT/, BOOT_TIMEOUT).then(() => (Date.now() - started) / 1000),
         unarmed.waitSerial(/LIFEBOAT-TEST: the disk's own shim and GRUB started under Secure Boot/, BOOT_TIMEOUT).then(() => (Date.now() - started) / 1000),
       ]);
-      const events = await store.jobs.events(job.id);
-      const log = events.find((e) => e.type === "agent-log");
-      expect(log, "the test initramfs posted to the job's agent log").toBeDefined();
-      const text = (log!.data as { text: string }).text;
-      expect(text).toMatch(new RegExp(`^netboot-test ok mac=${ARMED} cmdline-mac=${ARMED} kernel=${kernel.version} `));
-      expect(text).toContain(" sb=enabled ");
-      expect(text).toMatch(/ lockdown=(integrity|confidentiality) /);
-      expect(text).toContain(` modules=${modules.length}/${modules.length} `);
-      // The kernel's own words: "Loading of unsigned module is rejected" (signatures enforced under Secure Boot).
-      expect(text).toMatch(/ unsigned=refused-unsigned( |$)/);
-      expect(text).not.toContain("failed=");
+      await expectSecureReport(store, job.id, ARMED);
       // The chain as the server saw it: shim, then GRUB, then the per-MAC configurations, one kernel only.
       const tftp = srv.lines().filter((l) => l.svc === "tftp" && l.msg === "sent").map((l) => `${String(l.client).split(":")[0]} ${String(l.file)}`);
       for (const f of ["shimx64.efi", "grubx64.efi", "grub/grub.cfg", `grub/lifeboat/${ARMED}.cfg`, "lifeboat/vmlinuz", "lifeboat/initramfs", `grub/lifeboat/${UNARMED}.cfg`])
@@ -199,6 +209,33 @@ describeNeeding(skip, "Secure Boot: QEMU machines network-boot through Debian's 
       await armed.kill();
       await unarmed.kill();
       await srv.stop();
+      await store.close();
+    }
+  }, BOOT_TIMEOUT + 60_000);
+  it("proxy mode beside the LAN's own DHCP server (dnsmasq): the signed chain reaches the armed machine's kernel the same way", async () => {
+    const dataDir = join(work, "srv-proxy");
+    mkdirSync(dataDir, { recursive: true });
+    await execa("cp", ["-r", join(work, "srv", "image"), join(dataDir, "image")]);
+    const store = new SqliteStore(join(dataDir, "lifeboat.db"));
+    const job = await armForTest(store, { host: "sb-proxy", macs: [PROXY_ARMED] });
+    const router = startRouter(lan, "router", work, "sb-proxy", "10.231.20.160,10.231.20.199");
+    const srv = await serveInNs(lan, "srv", dataDir, { listen: { interface: "eth0" }, http: { port: 8080 }, dhcp: { mode: "proxy" } }, ["http", "tftp", "dhcp"]);
+    const started = Date.now();
+    const vm = bootVm({ lan, firmware: "uefi", secureBoot: true, workDir: work, tap: "tap0", mac: PROXY_ARMED, serialLog: join(work, "proxy.serial") });
+    try {
+      await vm.waitSerial(/NETBOOT-TEST: REPORT SENT/, BOOT_TIMEOUT);
+      const seconds = (Date.now() - started) / 1000;
+      await expectSecureReport(store, job.id, PROXY_ARMED);
+      const kinds = srv.lines().filter((l) => l.svc === "dhcp" && typeof l.kind === "string").map((l) => `${String(l.kind)} ${String(l.file ?? "")}`);
+      expect(kinds).toContain("proxy-offer shimx64.efi");
+      console.log(`secure boot, proxy mode: the armed machine reported after ${seconds.toFixed(1)} s`);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- lifeboat log tail ---\n${srv.log().split("\n").slice(-30).join("\n")}\n--- console tail ---\n${vm.serial().slice(-2000)}`);
+    } finally {
+      await vm.kill();
+      await srv.stop();
+      router.kill();
+      await Promise.race([router, new Promise((r) => setTimeout(r, 2000))]);
       await store.close();
     }
   }, BOOT_TIMEOUT + 60_000);
