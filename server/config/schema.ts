@@ -10,9 +10,9 @@ export const TFTP_DEFAULTS = {
 
 /**
  * What an x64 UEFI PXE client is handed (dhcp.uefiLoader, server/dhcp/firmware.ts chooseBoot):
- * Debian's signed shim → GRUB chain, iPXE's snponly.efi, or (auto, the default) the signed
- * chain when its two files are in the TFTP root (`lifeboat image build` puts them into the
- * image), else iPXE.
+ * Debian's signed shim → GRUB chain, iPXE's snponly.efi, or (auto, the default) in full mode
+ * the signed chain when its two files are in the TFTP root (`lifeboat image build` puts them
+ * into the image), else iPXE. The signed GRUB cannot follow a proxy offer: proxy mode is iPXE.
  */
 export const UEFI_LOADERS = ["auto", "shim", "ipxe"] as const;
 
@@ -101,6 +101,12 @@ export const configSchema = z.strictObject({
         })
         .prefault({}),
       staticLeases: z.array(staticLeaseSchema).default([]),
+    })
+    .superRefine((d, ctx) => {
+      // Debian 12's signed network GRUB takes its TFTP server from the LAN server's DHCP answer, not
+      // from Lifeboat's proxy offer (seen under OVMF: it never asks Lifeboat for grub/grub.cfg).
+      if (d.mode === "proxy" && d.uefiLoader === "shim")
+        ctx.addIssue({ code: "custom", path: ["uefiLoader"], message: "shim needs dhcp.mode full (or off, with your DHCP server's next-server pointing at Lifeboat): the signed GRUB asks the LAN's DHCP server's next-server for its files, not Lifeboat's proxy offer" });
     })
     .prefault({}),
   amanda: z.array(amandaConfigSchema).default([]),

@@ -24,7 +24,7 @@ export interface DhcpEnv {
   /** Base URL booting machines reach the HTTP service at, e.g. http://10.0.0.5:8080 */
   httpBase: string;
   hasLoader: (name: string) => boolean;
-  /** What x64 UEFI PXE clients get (config dhcp.uefiLoader). */
+  /** What x64 UEFI PXE clients get (config dhcp.uefiLoader as effectiveUefiLoader resolves it for the mode). */
   uefiLoader: UefiLoader;
 }
 

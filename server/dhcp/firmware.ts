@@ -4,7 +4,7 @@
  */
 import { type DhcpPacket, Opt, clientArch, macOf, optString, subOptions, userClasses } from "./codec.ts";
 import { canonicalSmbiosUuid } from "../smbios-uuid.ts";
-import type { UefiLoader } from "../config/schema.ts";
+import type { DhcpMode, UefiLoader } from "../config/schema.ts";
 
 /** A network-booting machine as seen in one DHCP request. */
 export interface Machine {
@@ -91,6 +91,15 @@ export const SIGNED_BOOT_LOADERS: Readonly<Record<number, LoaderRow>> = {
   7: { firmware: "x64 UEFI (shim → GRUB)", loader: SHIM_LOADER, via: "tftp" },
   9: { firmware: "x64 UEFI (shim → GRUB)", loader: SHIM_LOADER, via: "tftp" },
 };
+
+/**
+ * dhcp.uefiLoader for the DHCP mode: "auto" is iPXE in proxy mode, because Debian 12's signed
+ * network GRUB takes its TFTP server from the LAN server's DHCP answer, never from a proxy
+ * offer (under OVMF it never asked Lifeboat for grub/grub.cfg); the config refuses "shim" there.
+ */
+export function effectiveUefiLoader(mode: DhcpMode, loader: UefiLoader): UefiLoader {
+  return mode === "proxy" && loader === "auto" ? "ipxe" : loader;
+}
 
 export type BootChoice =
   | { boot: true; firmware: string; file: string; via: "tftp" | "http" | "script"; loader?: string }

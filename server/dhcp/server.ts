@@ -16,6 +16,7 @@ import type { ServerContext, Service } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { type DhcpPacket, MessageType, decode, encode, macOf, messageType, messageTypeName } from "./codec.ts";
 import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, requestedAddress } from "./decision.ts";
+import { effectiveUefiLoader } from "./firmware.ts";
 import { bootBaseUrl } from "../jobs/boot-scripts.ts";
 import type { DhcpWitness } from "../jobs/boot-service.ts";
 import { LeasePool } from "./pool.ts";
@@ -109,7 +110,7 @@ export class DhcpService implements Service {
       serverIp,
       httpBase: bootBaseUrl(cfg.http.publicUrl, `${serverIp}:${this.opts.httpPort()}`),
       hasLoader: (name) => existsSync(join(root, name)),
-      uefiLoader: cfg.dhcp.uefiLoader,
+      uefiLoader: effectiveUefiLoader(cfg.dhcp.mode, cfg.dhcp.uefiLoader),
     };
     this.pool =
       cfg.dhcp.mode === "full"

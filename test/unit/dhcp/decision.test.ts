@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { MessageType, Opt, clientArch, ipBytes, optIp, optString, subOptions } from "../../../server/dhcp/codec.ts";
 import { type DhcpEnv, fullAnswer, proxyAnswer } from "../../../server/dhcp/decision.ts";
-import { BOOT_LOADERS, SHIM_LOADER, SIGNED_GRUB, chooseBoot, identify } from "../../../server/dhcp/firmware.ts";
+import { BOOT_LOADERS, SHIM_LOADER, SIGNED_GRUB, chooseBoot, effectiveUefiLoader, identify } from "../../../server/dhcp/firmware.ts";
 import { configSchema } from "../../../server/config/schema.ts";
 import { canonicalSmbiosUuid, canonicalUuidFromText, recognisedUuid } from "../../../server/smbios-uuid.ts";
 import { arch, fixture, pxeDiscover, request } from "./packets.ts";
@@ -77,6 +77,17 @@ describe("dhcp.uefiLoader: the signed chain for x64 UEFI PXE", () => {
     expect(chooseBoot(m, env.httpBase, signedRoot, "ipxe")).toMatchObject({ boot: true, file: "snponly.efi" });
     expect(configSchema.parse({}).dhcp.uefiLoader).toBe("auto");
     expect(() => configSchema.parse({ dhcp: { uefiLoader: "grub" } })).toThrow(/uefiLoader/);
+  });
+
+  it("proxy mode: auto is iPXE and shim is refused (the signed GRUB asks the LAN server's next-server, not the proxy)", () => {
+    expect(effectiveUefiLoader("proxy", "auto")).toBe("ipxe");
+    expect(effectiveUefiLoader("full", "auto")).toBe("auto");
+    expect(effectiveUefiLoader("off", "auto")).toBe("auto");
+    expect(effectiveUefiLoader("proxy", "ipxe")).toBe("ipxe");
+    const offer = sent(proxyAnswer(fixture("uefi-pxe-discover"), 67, { ...env, hasLoader: signedRoot, uefiLoader: effectiveUefiLoader("proxy", "auto") }));
+    expect(offer.packet.file).toBe("snponly.efi");
+    expect(() => configSchema.parse({ dhcp: { mode: "proxy", uefiLoader: "shim" } })).toThrow(/shim needs dhcp\.mode full/);
+    expect(configSchema.parse({ dhcp: { mode: "full", uefiLoader: "shim" } }).dhcp.uefiLoader).toBe("shim");
   });
   const choose = (m: ReturnType<typeof identify>, has = signedRoot) => chooseBoot(m, env.httpBase, has, "shim");
 
