@@ -1,7 +1,7 @@
 import { defineConfig } from "vitest/config";
 
 /** Files that boot QEMU machines under TCG: they run one at a time, after everything else. */
-const MACHINES = ["test/integration/netboot/qemu-boot.test.ts", "test/integration/rescue/image.test.ts", "test/integration/rescue/bootloader.test.ts", "test/e2e/netboot-restore.test.ts", "test/e2e/whole-job.test.ts"];
+const MACHINES = ["test/integration/netboot/qemu-boot.test.ts", "test/integration/netboot/secure-boot.test.ts", "test/integration/rescue/image.test.ts", "test/integration/rescue/bootloader.test.ts", "test/e2e/netboot-restore.test.ts", "test/e2e/whole-job.test.ts"];
 
 export default defineConfig({
   test: {

@@ -6,7 +6,7 @@
 import type { Socket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { networkInterfaces } from "node:os";
+import { hostname, networkInterfaces } from "node:os";
 import { UserError } from "./errors.ts";
 
 const SOL_SOCKET = 1;
@@ -20,6 +20,11 @@ export function interfaceInfo(iface: string): { ip: string; index: number } {
   if (!addr) throw new UserError(`listen.interface ${iface}: no such interface with an IPv4 address (ip -br addr lists them)`, 2);
   const index = Number(readFileSync(`/sys/class/net/${iface}/ifindex`, "utf8").trim());
   return { ip: addr.address, index };
+}
+
+/** The host part of the address booting machines reach this server at: the boot interface's, else the listen address, else the host name. */
+export function bootHost(listen: { interface: string; address: string }): string {
+  return listen.interface ? interfaceInfo(listen.interface).ip : listen.address === "0.0.0.0" ? hostname() : listen.address;
 }
 
 /** Ties a bound UDP socket to the interface `index` (after bind(): the socket needs its handle). */

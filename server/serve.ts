@@ -1,12 +1,16 @@
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import type { Config } from "./config/schema.ts";
 import type { ServerContext, Service } from "./context.ts";
 import { ensureAdminToken } from "./http/auth.ts";
 import { DhcpService } from "./dhcp/server.ts";
-import { installBootLoaders } from "./tftp/loaders.ts";
+import { IPXE_DIR, installBootLoaders } from "./tftp/loaders.ts";
 import { tftpService } from "./tftp/server.ts";
+import { grubFiles } from "./tftp/grub-files.ts";
+import { bootBaseUrl } from "./jobs/boot-scripts.ts";
+import { bootHost } from "./netif.ts";
 import { buildApp } from "./http/app.ts";
 import type { Logger } from "./log.ts";
 import { counter } from "./metrics.ts";
@@ -56,8 +60,10 @@ export function netbootServices(ctx: ServerContext, httpPort: () => number): Ser
   const cfg = ctx.config;
   const out: Service[] = [];
   // The loaders are served over TFTP and HTTP, and DHCP only offers the ones present.
-  if (cfg.tftp.enabled || (cfg.dhcp.mode !== "off" && cfg.listen.interface)) installBootLoaders(cfg.tftp.root, ctx.log.child({ svc: "tftp" }));
-  if (cfg.tftp.enabled) out.push(tftpService(ctx));
+  if (cfg.tftp.enabled || (cfg.dhcp.mode !== "off" && cfg.listen.interface))
+    installBootLoaders(cfg.tftp.root, ctx.log.child({ svc: "tftp" }), { ipxe: IPXE_DIR, image: join(cfg.dataDir, "image") });
+  // The signed GRUB's files (shim chain): its rescue kernel line names the HTTP base the agent talks to.
+  if (cfg.tftp.enabled) out.push(tftpService(ctx, grubFiles(ctx, () => bootBaseUrl(cfg.http.publicUrl, `${bootHost(cfg.listen)}:${httpPort()}`))));
   if (cfg.dhcp.mode !== "off") {
     if (!cfg.listen.interface)
       ctx.log.warn(

@@ -594,6 +594,25 @@ install_bootloader() {
       [ $_nvram = yes ] || set -- "$@" --no-nvram
       lb_grub_install "$@" && lb_grub_config
       ;;
+    uefi/grub-shim)
+      # Secure Boot: the restored system's own shim-signed and grub-efi-amd64-signed. grub-install
+      # --uefi-secure-boot puts shimx64.efi (the NVRAM entry's file) beside the signed grubx64.efi;
+      # the removable path is made shim too (a firmware that lost the entry still starts shim).
+      for _f in /usr/lib/shim/shimx64.efi.signed /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed; do
+        [ -f "$LB_TARGET$_f" ] || { echo "install_bootloader: the restored system has no $_f (shim-signed, grub-efi-amd64-signed)" >&2; return 1; }
+      done
+      [ $_nvram = yes ] && mount -t efivarfs efivarfs "$LB_TARGET/sys/firmware/efi/efivars" 2>/dev/null
+      set -- --target=x86_64-efi --efi-directory="$_efi" --bootloader-id="$_bid" --recheck --uefi-secure-boot
+      [ $_nvram = yes ] || set -- "$@" --no-nvram
+      lb_grub_install "$@" || return 1
+      _dir="$LB_TARGET$_efi/EFI/$_bid"
+      [ -f "$_dir/shimx64.efi" ] && [ -f "$_dir/grubx64.efi" ] || { echo "install_bootloader: grub-install --uefi-secure-boot left no shimx64.efi and grubx64.efi in $_efi/EFI/$_bid" >&2; return 1; }
+      mkdir -p "$LB_TARGET$_efi/EFI/BOOT"
+      cp "$_dir/shimx64.efi" "$LB_TARGET$_efi/EFI/BOOT/BOOTX64.EFI" && cp "$_dir/grubx64.efi" "$LB_TARGET$_efi/EFI/BOOT/grubx64.efi" || return 1
+      # The signed GRUB reads grub.cfg beside itself when its built-in /EFI/debian has none.
+      if [ -f "$_dir/grub.cfg" ]; then cp "$_dir/grub.cfg" "$LB_TARGET$_efi/EFI/BOOT/grub.cfg" || return 1; fi
+      lb_grub_config
+      ;;
     uefi/systemd-boot)
       if [ $_nvram = yes ]; then
         chroot "$LB_TARGET" bootctl install --esp-path="$_efi"

@@ -1,8 +1,7 @@
 import type { Command } from "commander";
 import { UserError } from "../errors.ts";
-import { hostname } from "node:os";
-import { interfaceInfo } from "../netif.ts";
-import { bootBaseUrl } from "../jobs/boot-scripts.ts";
+import { bootHost } from "../netif.ts";
+import { SCRIPT_FORMATS, type ScriptFormat, bootBaseUrl } from "../jobs/boot-scripts.ts";
 import { previewBoot } from "../jobs/boot-service.ts";
 import { normalizeMac } from "../mac.ts";
 import { type HostBody, hostView } from "../http/api-schemas.ts";
@@ -120,15 +119,19 @@ export function registerHosts(program: Command): Command {
   withGlobals(
     hosts
       .command("boot-script <mac>")
-      .description("print the iPXE script this MAC would get at network boot (rescue system if it has an active job, else exit)")
-      .option("--uuid <uuid>", "SMBIOS UUID the machine reports (iPXE ${uuid})"),
+      .description(
+        "print the script this MAC would get at network boot (rescue system if it has an active job, else back to its disk):\n" +
+          "iPXE's, or with --format grub the configuration the signed GRUB reads (shim chain, dhcp.uefiLoader shim)",
+      )
+      .option("--uuid <uuid>", "SMBIOS UUID the machine reports (iPXE ${uuid})")
+      .option("--format <format>", `${SCRIPT_FORMATS.join(" or ")}`, "ipxe"),
     { json: true },
-  ).action(async (mac: string, o: { uuid?: string }, c: Command) => {
+  ).action(async (mac: string, o: { uuid?: string; format: string }, c: Command) => {
     const ctx = cliContext(c);
     const { listen, http } = ctx.config;
+    if (!(SCRIPT_FORMATS as readonly string[]).includes(o.format)) throw new UserError(`--format: expected ${SCRIPT_FORMATS.join(" or ")}, not ${JSON.stringify(o.format)}`, 2);
     // Where a booting machine would reach the server this config describes.
-    const host = listen.interface ? interfaceInfo(listen.interface).ip : listen.address === "0.0.0.0" ? hostname() : listen.address;
-    const view = await previewBoot(ctx.store(), normalizeMac(mac), o.uuid, bootBaseUrl(http.publicUrl, `${host}:${http.port}`));
+    const view = await previewBoot(ctx.store(), normalizeMac(mac), o.uuid, bootBaseUrl(http.publicUrl, `${bootHost(listen)}:${http.port}`), o.format as ScriptFormat);
     output(ctx, view, () => view.script.trimEnd());
   });
   registerHostLayoutCommands(hosts);

@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { BuildError, DEFAULT_CACHE_DIR, buildImage, readImageInfo, type ImageInfo } from "../../rescue-image/build.ts";
+import { SignedLoaderError, fetchSignedLoaders } from "../../rescue-image/signed-loaders.ts";
 import { UserError } from "../errors.ts";
 import { imageDir } from "../jobs/recoverability.ts";
 import { cliContext, output, table, withGlobals } from "./common.ts";
@@ -13,7 +14,8 @@ export function registerImage(program: Command): Command {
     image
       .command("build")
       .description(
-        "build the rescue kernel + initramfs from Debian packages (apt-get download; nothing is installed on this host).\n" +
+        "build the rescue kernel + initramfs from Debian packages (apt-get download; nothing is installed on this host),\n" +
+          "and put Debian's signed shim and network GRUB beside them (for dhcp.uefiLoader: shim, Secure Boot machines).\n" +
           "A second build with nothing changed only checks the inputs and takes seconds.",
       )
       .option("--cache <dir>", "where downloaded packages and the staging root are kept", DEFAULT_CACHE_DIR)
@@ -24,17 +26,14 @@ export function registerImage(program: Command): Command {
     const ctx = cliContext(cmd);
     const started = Date.now();
     try {
-      const r = await buildImage({
-        cacheDir: opts.cache,
-        outDir: opts.out ?? imageDir(ctx.config.dataDir),
-        sshKeys: ctx.config.adminSshKeys,
-        refresh: opts.refresh,
-        progress: (line) => process.stderr.write(`image build: ${line}\n`),
-      });
+      const progress = (line: string) => process.stderr.write(`image build: ${line}\n`);
+      const outDir = opts.out ?? imageDir(ctx.config.dataDir);
+      const r = await buildImage({ cacheDir: opts.cache, outDir, sshKeys: ctx.config.adminSshKeys, refresh: opts.refresh, progress });
+      const signed = await fetchSignedLoaders({ cacheDir: opts.cache, outDir, refresh: opts.refresh, progress });
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      output(ctx, { ...r, seconds: Number(seconds) }, () => `${r.rebuilt ? "built" : "up to date"} in ${seconds} s: ${r.outDir}`);
+      output(ctx, { ...r, signedLoaders: signed, seconds: Number(seconds) }, () => `${r.rebuilt ? "built" : "up to date"} in ${seconds} s: ${r.outDir} (signed loaders from ${signed.debs.join(", ")})`);
     } catch (err) {
-      if (err instanceof BuildError) throw new UserError(`image build failed: ${err.message}`, 1);
+      if (err instanceof BuildError || err instanceof SignedLoaderError) throw new UserError(`image build failed: ${err.message}`, 1);
       throw err;
     }
   });

@@ -13,6 +13,14 @@ export function isStoreUrl(u: string): boolean {
   return /^postgres(ql)?:\/\/./.test(u);
 }
 
+/**
+ * What an x64 UEFI PXE client is handed (dhcp.uefiLoader, server/dhcp/firmware.ts chooseBoot):
+ * Debian's signed shim → GRUB chain, iPXE's snponly.efi, or (auto, the default) in full mode
+ * the signed chain when its two files are in the TFTP root (`lifeboat image build` puts them
+ * into the image), else iPXE. The signed GRUB cannot follow a proxy offer: proxy mode is iPXE.
+ */
+export const UEFI_LOADERS = ["auto", "shim", "ipxe"] as const;
+
 const ipv4 = z.union([z.literal(""), z.ipv4()]);
 
 export const amandaConfigSchema = z.strictObject({
@@ -104,6 +112,9 @@ export const configSchema = z.strictObject({
       mode: z.enum(DHCP_MODES).default("proxy"),
       // Kept under iPXE's 2 s wait for a proxy answer (pxe/README.md, "Proxy mode: the held offer").
       proxyOfferDelayMs: z.number().int().min(0).max(1500).default(500),
+      // What x64 UEFI PXE clients load (server/dhcp/firmware.ts UEFI_LOADERS): Debian's signed shim →
+      // network GRUB → signed kernel, which Secure Boot machines accept, or iPXE (snponly.efi, unsigned).
+      uefiLoader: z.enum(UEFI_LOADERS).default("auto"),
       pool: z
         .strictObject({
           start: ipv4.default(""),
@@ -120,6 +131,10 @@ export const configSchema = z.strictObject({
       if (!LEASING_MODES.includes(d.mode)) return;
       for (const key of ["start", "end"] as const)
         if (!d.pool[key]) ctx.addIssue({ code: "custom", path: ["pool", key], message: `dhcp.mode ${d.mode} hands out addresses: set dhcp.pool.start and dhcp.pool.end` });
+      // Debian 12's signed network GRUB takes its TFTP server from the LAN server's DHCP answer, not
+      // from Lifeboat's proxy offer (seen under OVMF: it never asks Lifeboat for grub/grub.cfg).
+      if (d.mode === "proxy" && d.uefiLoader === "shim")
+        ctx.addIssue({ code: "custom", path: ["uefiLoader"], message: "shim needs dhcp.mode full (or off, with your DHCP server's next-server pointing at Lifeboat): the signed GRUB asks the LAN's DHCP server's next-server for its files, not Lifeboat's proxy offer" });
     })
     .prefault({}),
   amanda: z.array(amandaConfigSchema).default([]),
@@ -204,6 +219,7 @@ export type RawConfig = z.infer<typeof configSchema>;
 export type AmandaConfig = z.infer<typeof amandaConfigSchema>;
 export type BundleTarget = z.infer<typeof bundleTargetSchema>;
 export type DhcpMode = (typeof DHCP_MODES)[number];
+export type UefiLoader = RawConfig["dhcp"]["uefiLoader"];
 
 /** The config after defaults that depend on the machine (data dir, TFTP root, token file) are filled in. */
 export type Config = RawConfig & { source: string };

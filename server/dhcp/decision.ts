@@ -15,6 +15,7 @@ import {
   replyTo,
   u32Bytes,
 } from "./codec.ts";
+import type { UefiLoader } from "../config/schema.ts";
 import { type BootChoice, type Machine, chooseBoot, identify } from "./firmware.ts";
 
 export interface DhcpEnv {
@@ -23,6 +24,8 @@ export interface DhcpEnv {
   /** Base URL booting machines reach the HTTP service at, e.g. http://10.0.0.5:8080 */
   httpBase: string;
   hasLoader: (name: string) => boolean;
+  /** What x64 UEFI PXE clients get (config dhcp.uefiLoader as effectiveUefiLoader resolves it for the mode). */
+  uefiLoader: UefiLoader;
 }
 
 export interface Destination {
@@ -101,7 +104,7 @@ export function proxyAnswer(req: DhcpPacket, port: 67 | 4011, env: DhcpEnv): Ans
   } else if (type !== MessageType.REQUEST && type !== MessageType.INFORM) {
     return skip(`${messageTypeName(type) ?? `type ${type}`} on 4011`);
   }
-  const choice = chooseBoot(m, env.httpBase, env.hasLoader);
+  const choice = chooseBoot(m, env.httpBase, env.hasLoader, env.uefiLoader);
   if (!choice.boot) return skip(choice.reason, true, m);
   const r = replyTo(req, port === 67 ? MessageType.OFFER : MessageType.ACK);
   r.options.set(Opt.SERVER_ID, ipBytes(env.serverIp));
@@ -157,7 +160,7 @@ export function fullAnswer(req: DhcpPacket, verdict: LeaseVerdict, env: DhcpEnv)
   }
   let choice: BootChoice | undefined;
   if (m.pxe || m.http) {
-    choice = chooseBoot(m, env.httpBase, env.hasLoader);
+    choice = chooseBoot(m, env.httpBase, env.hasLoader, env.uefiLoader);
     if (choice.boot) addBoot(r, m, choice, env, false);
   }
   const kind = verdict.kind === "offer" ? "offer" : verdict.kind === "ack" ? "ack" : "inform-ack";

@@ -4,6 +4,7 @@
  */
 import { type DhcpPacket, Opt, clientArch, macOf, optString, subOptions, userClasses } from "./codec.ts";
 import { canonicalSmbiosUuid } from "../smbios-uuid.ts";
+import type { DhcpMode, UefiLoader } from "../config/schema.ts";
 
 /** A network-booting machine as seen in one DHCP request. */
 export interface Machine {
@@ -75,6 +76,31 @@ export const BOOT_LOADERS: Readonly<Record<number, LoaderRow>> = {
   19: { firmware: "arm64 UEFI HTTP boot", loader: "arm64/snponly.efi", via: "http" },
 };
 
+
+/** Debian's Microsoft-signed shim; it loads SIGNED_GRUB from the same TFTP directory (shim's DEFAULT_LOADER). */
+export const SHIM_LOADER = "shimx64.efi";
+/** Debian's signed network GRUB (grubnetx64.efi.signed) under the name shim asks for. */
+export const SIGNED_GRUB = "grubx64.efi";
+
+/**
+ * The signed chain, for dhcp.uefiLoader "shim": the x64 UEFI PXE rows only. HTTP boot (arch 16)
+ * stays iPXE: Debian 12's signed network GRUB has TFTP but no HTTP module, so it could not
+ * fetch its configuration or the kernel from an HTTP-booted start.
+ */
+export const SIGNED_BOOT_LOADERS: Readonly<Record<number, LoaderRow>> = {
+  7: { firmware: "x64 UEFI (shim → GRUB)", loader: SHIM_LOADER, via: "tftp" },
+  9: { firmware: "x64 UEFI (shim → GRUB)", loader: SHIM_LOADER, via: "tftp" },
+};
+
+/**
+ * dhcp.uefiLoader for the DHCP mode: "auto" is iPXE in proxy mode, because Debian 12's signed
+ * network GRUB takes its TFTP server from the LAN server's DHCP answer, never from a proxy
+ * offer (under OVMF it never asked Lifeboat for grub/grub.cfg); the config refuses "shim" there.
+ */
+export function effectiveUefiLoader(mode: DhcpMode, loader: UefiLoader): UefiLoader {
+  return mode === "proxy" && loader === "auto" ? "ipxe" : loader;
+}
+
 export type BootChoice =
   | { boot: true; firmware: string; file: string; via: "tftp" | "http" | "script"; loader?: string }
   | { boot: false; reason: string };
@@ -82,12 +108,20 @@ export type BootChoice =
 /**
  * What a network-booting client is told to load. iPXE (whatever the firmware) gets the HTTP
  * boot script, so it is never chain-loaded into itself; everyone else gets the iPXE build
- * for its firmware. `hasLoader` says whether a loader file exists (the only outside fact).
+ * for its firmware, or with `uefiLoader` "shim" (or "auto" and both signed files present) an
+ * x64 UEFI PXE client gets Debian's signed shim (SIGNED_BOOT_LOADERS). `hasLoader` says
+ * whether a loader file exists (the only outside fact).
  */
-export function chooseBoot(m: Machine, httpBase: string, hasLoader: (name: string) => boolean): BootChoice {
+export function chooseBoot(
+  m: Machine,
+  httpBase: string,
+  hasLoader: (name: string) => boolean,
+  uefiLoader: UefiLoader,
+): BootChoice {
   if (m.ipxe) return { boot: true, firmware: "iPXE", file: `${httpBase}/boot.ipxe`, via: "script" };
   if (m.arch === undefined) return { boot: false, reason: "no client architecture (option 93/60)" };
-  const row = BOOT_LOADERS[m.arch];
+  const signed = uefiLoader === "shim" || (uefiLoader === "auto" && hasLoader(SHIM_LOADER) && hasLoader(SIGNED_GRUB));
+  const row = (signed && !m.http ? SIGNED_BOOT_LOADERS[m.arch] : undefined) ?? BOOT_LOADERS[m.arch];
   if (!row) return { boot: false, reason: `unknown client architecture ${m.arch}` };
   if (m.http && row.via !== "http") return { boot: false, reason: `HTTPClient with non-HTTP architecture ${m.arch}` };
   if (!hasLoader(row.loader)) return { boot: false, reason: `boot loader ${row.loader} for ${row.firmware} is missing` };

@@ -17,7 +17,7 @@ import type { ServerContext, Service } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { type DhcpPacket, MessageType, decode, encode, macOf, messageType, messageTypeName } from "./codec.ts";
 import { type Answer, type DhcpEnv, type Destination, fullAnswer, proxyAnswer, requestedAddress, reservedSilence } from "./decision.ts";
-import { identify } from "./firmware.ts";
+import { effectiveUefiLoader, identify } from "./firmware.ts";
 import { LEASING_MODES } from "../config/schema.ts";
 import { bootBaseUrl } from "../jobs/boot-scripts.ts";
 import { type DhcpWitness, activeJobForMachine } from "../jobs/boot-service.ts";
@@ -115,6 +115,7 @@ export class DhcpService implements Service {
       serverIp,
       httpBase: bootBaseUrl(cfg.http.publicUrl, `${serverIp}:${this.opts.httpPort()}`),
       hasLoader: (name) => existsSync(join(root, name)),
+      uefiLoader: effectiveUefiLoader(cfg.dhcp.mode, cfg.dhcp.uefiLoader),
     };
     this.pool =
       LEASING_MODES.includes(cfg.dhcp.mode)

@@ -32,17 +32,26 @@ export function qemuAccelerator(): Accelerator {
   return { name: "tcg", args: ["-accel", "tcg"] };
 }
 
-/** A fresh copy of OVMF's variable store (a machine's NVRAM: boot entries live there). */
-export function freshOvmfVars(workDir: string, name: string): string {
+/** Secure Boot enforced: OVMF built with SMM and Secure Boot, and a variable store with Microsoft's keys enrolled (Debian's ovmf). */
+export const OVMF_SB_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+const OVMF_SB_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+
+/** A fresh copy of OVMF's variable store (a machine's NVRAM: boot entries live there); with Microsoft's keys for Secure Boot. */
+export function freshOvmfVars(workDir: string, name: string, secureBoot = false): string {
   const vars = join(workDir, `vars-${name}.fd`);
-  copyFileSync(OVMF_VARS, vars);
+  copyFileSync(secureBoot ? OVMF_SB_VARS : OVMF_VARS, vars);
   return vars;
 }
 
-/** QEMU's firmware arguments: SeaBIOS on `pc`, or OVMF on `q35` with the given variable store. */
-export function firmwareArgs(firmware: "bios" | "uefi", vars: () => string): string[] {
+/**
+ * QEMU's firmware arguments: SeaBIOS on `pc`, or OVMF on `q35` with the given variable store;
+ * `secureBoot`: the Secure Boot OVMF, which needs SMM and a secure flash.
+ */
+export function firmwareArgs(firmware: "bios" | "uefi", vars: () => string, secureBoot = false): string[] {
   if (firmware === "bios") return ["-machine", "pc"];
-  return ["-machine", "q35", "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,file=${vars()}`];
+  const code = ["-drive", `if=pflash,format=raw,unit=0,readonly=on,file=${secureBoot ? OVMF_SB_CODE : OVMF_CODE}`, "-drive", `if=pflash,format=raw,unit=1,file=${vars()}`];
+  if (!secureBoot) return ["-machine", "q35", ...code];
+  return ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on", ...code];
 }
 
 export interface Vm {

@@ -11,10 +11,12 @@ import type { JobRecord } from "../store/types.ts";
 const pxeDir = join(dirname(fileURLToPath(import.meta.url)), "../../pxe");
 const templates = new Map<string, string>();
 
-function template(name: "boot" | "rescue" | "exit"): string {
+type Template = "boot.ipxe" | "rescue.ipxe" | "exit.ipxe" | "grub.cfg" | "rescue.grub" | "local.grub";
+
+function template(name: Template): string {
   let t = templates.get(name);
   if (t === undefined) {
-    t = readFileSync(join(pxeDir, `${name}.ipxe`), "utf8");
+    t = readFileSync(join(pxeDir, name), "utf8");
     templates.set(name, t);
   }
   return t;
@@ -45,12 +47,37 @@ export function bootBaseUrl(publicUrl: string, reachedAt: string, protocol = "ht
 
 /** The entry script every iPXE fetches first (GET /boot.ipxe). */
 export function entryScript(base: string): string {
-  return fill(template("boot"), { base });
+  return fill(template("boot.ipxe"), { base });
 }
 
-/** The per-machine script: rescue kernel for a job (with its rescue network, if any), `exit` for anyone else. Pure. */
-export function machineScript(o: { base: string; mac: string; job?: Pick<JobRecord, "id">; token?: string; net?: RescueNet }): string {
-  if (!o.job) return fill(template("exit"), { mac: o.mac });
+/** Which boot loader asks for a machine's script: iPXE (GET /boot/ipxe) or the signed GRUB (TFTP, grubConfigMac). */
+export const SCRIPT_FORMATS = ["ipxe", "grub"] as const;
+export type ScriptFormat = (typeof SCRIPT_FORMATS)[number];
+
+/** The signed GRUB's entry configuration (TFTP grub/grub.cfg). */
+export const GRUB_ENTRY = "grub/grub.cfg";
+
+/** The TFTP name of a machine's GRUB configuration (pxe/grub.cfg asks for `${prefix}/lifeboat/${net_default_mac}.cfg`) → its MAC. Pure. */
+export function grubConfigMac(name: string): string | undefined {
+  return /^grub\/lifeboat\/([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})\.cfg$/.exec(name)?.[1];
+}
+
+/** The rescue files under these TFTP names (pxe/rescue.grub), from the image directory. */
+export const GRUB_RESCUE_FILES: Readonly<Record<string, "vmlinuz" | "initramfs">> = { "lifeboat/vmlinuz": "vmlinuz", "lifeboat/initramfs": "initramfs" };
+
+/** The entry configuration of the signed GRUB; the same for every machine. */
+export function grubEntry(): string {
+  return template("grub.cfg");
+}
+
+/**
+ * The per-machine script, for iPXE or for the signed GRUB: the rescue kernel with the kernel
+ * arguments of server/plan/cmdline.ts for a job (with its rescue network, if any), the way back to the local disk for anyone
+ * else. Pure.
+ */
+export function machineScript(o: { base: string; mac: string; job?: Pick<JobRecord, "id">; token?: string; net?: RescueNet; format?: ScriptFormat }): string {
+  const grub = o.format === "grub";
+  if (!o.job) return fill(template(grub ? "local.grub" : "exit.ipxe"), { mac: o.mac });
   const args = renderKernelArgs({ server: o.base, job: o.job.id, token: o.token ?? "", mac: o.mac, ...rescueNetArgs(o.net) });
-  return fill(template("rescue"), { base: o.base, mac: o.mac, job: o.job.id, args, console: RESCUE_CONSOLE });
+  return fill(template(grub ? "rescue.grub" : "rescue.ipxe"), { base: o.base, mac: o.mac, job: o.job.id, args, console: RESCUE_CONSOLE });
 }

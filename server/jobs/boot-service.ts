@@ -14,7 +14,7 @@ import type { Logger } from "../log.ts";
 import { recognisedUuid } from "../smbios-uuid.ts";
 import type { JobRecord, Store } from "../store/types.ts";
 import { type BootDecision, type DhcpAnswer, DHCP_ANSWER_WINDOW_MS, bootFor } from "./boot-policy.ts";
-import { PREVIEW_TOKEN, machineScript } from "./boot-scripts.ts";
+import { PREVIEW_TOKEN, type ScriptFormat, machineScript } from "./boot-scripts.ts";
 import { isBootable } from "./job-state.ts";
 import type { JobService } from "./job-service.ts";
 
@@ -66,6 +66,8 @@ export interface BootRequest {
   requester: string;
   /** The base URL the machine reached us at (boot-scripts.ts bootBaseUrl). */
   base: string;
+  /** Who asks: iPXE (default) or the signed GRUB. */
+  format?: ScriptFormat;
 }
 
 export class BootService implements DhcpWitness {
@@ -127,12 +129,12 @@ export class BootService implements DhcpWitness {
         if (decision.job) await this.jobs.bootRefused(decision.job.id, refusal);
         else await this.store.audit.append({ actor: `boot:${r.requester}`, action: "clone-window.boot-refused", target: `mac:${r.mac}`, detail: refusal });
       } else log.info(`exit to local boot: ${decision.reason}`);
-      return { script: machineScript({ base: r.base, mac: r.mac }), decision };
+      return { script: machineScript({ base: r.base, mac: r.mac, format: r.format }), decision };
     }
     const job = decision.kind === "rescue" ? decision.job : await this.jobs.armFromCloneWindow(r.mac);
     if (!job) {
       log.info("exit to local boot: the clone window closed meanwhile");
-      return { script: machineScript({ base: r.base, mac: r.mac }), decision };
+      return { script: machineScript({ base: r.base, mac: r.mac, format: r.format }), decision };
     }
     // One token per DHCP answer: a second request of the same boot, from anyone, gets none.
     if (decision.usesAnswer) this.answers.delete(r.mac);
@@ -148,18 +150,19 @@ export class BootService implements DhcpWitness {
       return { script: machineScript({ base: r.base, mac: r.mac }), decision };
     }
     log.info({ job: job.id, via, basis: decision.basis }, "rescue system for an active job");
-    return { script: machineScript({ base: r.base, mac: r.mac, job, token, net: job.options.rescueNet }), decision };
+    return { script: machineScript({ base: r.base, mac: r.mac, job, token, net: job.options.rescueNet, format: r.format }), decision };
   }
 
 }
 
 /** What a MAC would get now, issuing nothing (`lifeboat hosts boot-script`, on the store alone); the token is a placeholder. */
-export async function previewBoot(store: Store, mac: string, uuid: string | undefined, base: string) {
+export async function previewBoot(store: Store, mac: string, uuid: string | undefined, base: string, format: ScriptFormat = "ipxe") {
   const found = await jobForMachine(store, mac, uuid);
   return {
     mac,
     job: found?.job.id ?? null,
     via: found?.via ?? null,
-    script: machineScript({ base, mac, job: found?.job, token: found ? PREVIEW_TOKEN : undefined, net: found?.job.options.rescueNet }),
+    format,
+    script: machineScript({ base, mac, job: found?.job, token: found ? PREVIEW_TOKEN : undefined, net: found?.job.options.rescueNet, format }),
   };
 }

@@ -127,6 +127,8 @@ export const captureSchema = z.looseObject({
   files: z.record(z.string(), z.string().nullable()).default({}),
   firmware: z.enum(["bios", "uefi"]),
   efibootmgr: text,
+  /** `mokutil --sb-state` ("SecureBoot enabled"), or the same words read from the SecureBoot variable. */
+  secureBoot: text,
   efiDirs: text,
   bootCode: z.array(z.object({ disk: z.string(), grub: z.boolean() })).default([]),
   bootloaders: text,

@@ -212,6 +212,13 @@ capture() {
 	printf ',"firmware":'
 	if [ -d /sys/firmware/efi ]; then printf '"uefi"'; else printf '"bios"'; fi
 	printf ',"efibootmgr":'; if have efibootmgr && [ -d /sys/firmware/efi ]; then jcmdtext efibootmgr -v; else printf null; fi
+	# Secure Boot as the firmware reports it: mokutil's line, else the same words from the SecureBoot variable's value byte.
+	printf ',"secureBoot":'
+	sbvar=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+	if have mokutil && [ -d /sys/firmware/efi ]; then jcmdtext mokutil --sb-state
+	elif [ -r "$sbvar" ]; then
+		if [ "$(od -An -t u1 -j 4 -N 1 "$sbvar" | tr -d ' ')" = 1 ]; then jval "SecureBoot enabled"; else jval "SecureBoot disabled"; fi
+	else printf null; fi
 	# The EFI directories on the system partition name the installed boot loaders.
 	printf ',"efiDirs":'; jcmdtext sh -c 'for d in /boot/efi/EFI/* /efi/EFI/* /boot/EFI/*; do [ -d "$d" ] && echo "$d"; done; true'
 	# BIOS boot code: which disks carry GRUB in their first sector.

@@ -1,7 +1,7 @@
 import { normalizeMac } from "../mac.ts";
 import { type FindmntNode, type LsblkNode, type Capture } from "./capture-schema.ts";
 import { dlesFromGnutarLists, extFromDumpe2fs, mdFromDetail, num, parseBlkidExport, parseFstab, parseOsRelease, xfsFromInfo } from "./capture-tools.ts";
-import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type Mount, type Partition, type Swap, byMountOrder, lvMapperPath, parseLayout, removableOrUsb } from "./layout.ts";
+import { type DiskLayout, type Disk, type Filesystem, type Luks, type Lvm, type Mount, type Partition, type Swap, SHIM_PACKAGES, byMountOrder, lvMapperPath, parseLayout, removableOrUsb } from "./layout.ts";
 
 /**
  * A capture (capture-schema.ts) becomes a DiskLayout: one reader per tool's output (LVM
@@ -266,7 +266,24 @@ function bootFrom(capture: Capture, disks: Disk[], mounts: Mount[], os: Record<s
     efiDir: uefi ? (espMount?.mountpoint ?? null) : null,
     bootloaderId: uefi ? (efiDirs.map((d) => d.split("/").pop()!).find((d) => d.toUpperCase() !== "BOOT" && d !== "Linux") ?? os.ID ?? null) : null,
     efiEntries: capture.efibootmgr,
+    shim: uefi && bootsThroughShim(capture),
+    secureBoot: /SecureBoot enabled/i.test(capture.secureBoot ?? "") ? true : /SecureBoot disabled/i.test(capture.secureBoot ?? "") ? false : null,
   };
+}
+
+/**
+ * Did the captured system start through shim? The shim and signed GRUB packages are installed
+ * and the boot entry in use (efibootmgr's BootCurrent) names a shim*.efi; without efibootmgr's
+ * output, the packages alone. Pure.
+ */
+export function bootsThroughShim(capture: Pick<Capture, "efibootmgr" | "packages">): boolean {
+  const installed = new Set((capture.packages?.list ?? "").split("\n").map((l) => l.split("\t")[0]));
+  if (!SHIM_PACKAGES.every((p) => installed.has(p))) return false;
+  const nvram = capture.efibootmgr;
+  if (!nvram) return true;
+  const current = /^BootCurrent:\s*([0-9A-Fa-f]{4})/m.exec(nvram)?.[1];
+  const entry = current ? new RegExp(`^Boot${current}\\*?\\s.*$`, "mi").exec(nvram)?.[0] : undefined;
+  return entry !== undefined && /\\shim\w*\.efi/i.test(entry);
 }
 
 /** Kernel, initramfs tool, os-release, packages (`name\tversion` lines) and physical NICs. */

@@ -26,7 +26,8 @@ export function describeLayout(l: DiskLayout): string {
     if (f.subvolumes.length) out.push(`  subvolumes ${f.subvolumes.join(", ")}`);
   }
   for (const s of l.swap) out.push(`swap on ${s.dev}  uuid ${s.uuid ?? "-"}  ${fmtBytes(s.sizeBytes)}`);
-  out.push(`boot loader ${l.boot.loader ?? "unknown"}${l.boot.disk ? ` on ${l.boot.disk}` : ""}${l.boot.efiDir ? `, ESP ${l.boot.efiDir}` : ""}`);
+  const sb = l.boot.secureBoot === null ? "" : `, Secure Boot ${l.boot.secureBoot ? "on" : "off"}`;
+  out.push(`boot loader ${l.boot.loader ?? "unknown"}${l.boot.shim ? " via shim" : ""}${l.boot.disk ? ` on ${l.boot.disk}` : ""}${l.boot.efiDir ? `, ESP ${l.boot.efiDir}` : ""}${sb}`);
   const os = l.system.os?.prettyName ?? "unknown OS";
   out.push(`system ${os}, kernel ${l.system.kernel ?? "?"}, initramfs ${l.system.initramfsTool ?? "?"}, ${l.system.packages?.list.length ?? 0} packages`);
   const dles = Object.entries(l.dles);

@@ -146,6 +146,9 @@ export const mountSchema = z.object({
 });
 export type Mount = z.infer<typeof mountSchema>;
 
+/** Debian's packages that make a restored system boot under Secure Boot (grub-install --uefi-secure-boot installs their files). */
+export const SHIM_PACKAGES = ["shim-signed", "grub-efi-amd64-signed"] as const;
+
 export const bootSchema = z.object({
   firmware: z.enum(["bios", "uefi"]),
   loader: z.enum(["grub", "systemd-boot"]).nullable(),
@@ -154,6 +157,14 @@ export const bootSchema = z.object({
   efiDir: nullableString,
   bootloaderId: nullableString,
   efiEntries: nullableString,
+  /**
+   * UEFI: the system started through Debian's shim (the boot entry in use names shimx64.efi and
+   * shim-signed and grub-efi-amd64-signed are installed): the restore installs shim and the
+   * signed GRUB again (grub-install --uefi-secure-boot), so it boots with Secure Boot on.
+   */
+  shim: z.boolean().default(false),
+  /** Secure Boot as the captured machine's firmware reported it; null: not known. */
+  secureBoot: z.boolean().nullable().default(null),
 });
 export type Boot = z.infer<typeof bootSchema>;
 

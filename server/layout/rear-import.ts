@@ -470,7 +470,7 @@ export function layoutFromRear(text: string, hostname: string, capturedAt = new 
       filesystems,
       swap,
       mounts,
-      boot: { firmware: esp ? "uefi" : "bios", loader: "grub", disk: null, efiDir: esp?.mountpoint ?? null, bootloaderId: null, efiEntries: null },
+      boot: { firmware: esp ? "uefi" : "bios", loader: "grub", disk: null, efiDir: esp?.mountpoint ?? null, bootloaderId: null, efiEntries: null, shim: false, secureBoot: null },
       files: { fstab: null, crypttab: null },
       system: { kernel: null, initramfsTool: null, os: null, packages: null, nics: [] },
       dles: {},

@@ -2,7 +2,7 @@ import { describeNicMatch, mapNics } from "./nics.ts";
 import { randomUUID } from "node:crypto";
 import { fmtBytes } from "../layout/layout-text.ts";
 import type { Disk, DiskLayout, Luks, Lvm, MdArray, PartitionTable } from "../layout/layout.ts";
-import { lvMapperPath } from "../layout/layout.ts";
+import { SHIM_PACKAGES, lvMapperPath } from "../layout/layout.ts";
 import { isNormalMountpoint } from "../layout/layout-validate.ts";
 import { type TargetDisk, dumpStreamPath } from "./agent-api.ts";
 import type { DiskMatch } from "./disks.ts";
@@ -417,10 +417,16 @@ export const bootLoader: PlanStage = (state) => {
   const capturedDisk = bootDiskOf(layout, firmware, bootSource);
   const disk = capturedDisk ? state.device.get(capturedDisk) : undefined;
   if (!disk) return void state.problems.push(`boot loader: cannot tell which disk holds ${bootSource}; use --bootloader none or fix the layout`);
+  // Secure Boot: a system that booted through shim gets shim and the signed GRUB again; any other UEFI system does not start with it on.
+  const shim = firmware === "uefi" && layout.boot.loader === "grub" && layout.boot.shim;
+  if (firmware === "uefi" && !shim)
+    state.notes.push(
+      `Secure Boot: the restored system gets its ${layout.boot.loader === "grub" ? "GRUB built by grub-install, unsigned" : layout.boot.loader} (the capture shows no boot through shim with ${SHIM_PACKAGES.join(" and ")} installed): it will not start with Secure Boot on`,
+    );
   state.steps.push(
     step("install_bootloader", {
       firmware,
-      loader: layout.boot.loader,
+      loader: shim ? "grub-shim" : layout.boot.loader,
       disk,
       efi_dir: firmware === "uefi" ? espMount!.mountpoint : "",
       bootloader_id: firmware === "uefi" ? (layout.boot.bootloaderId ?? layout.system.os?.id ?? "linux") : "",

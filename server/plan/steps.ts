@@ -211,10 +211,12 @@ export const STEP_FUNCTIONS = {
   install_bootloader: {
     doc:
       "Installs the boot loader from the restored system (chroot, with /dev /proc /sys bound): " +
-      "grub-install for bios on DISK; for uefi into EFI_DIR with BOOTLOADER_ID, plus an EFI boot entry.",
+      "grub-install for bios on DISK; for uefi into EFI_DIR with BOOTLOADER_ID, plus an EFI boot entry; " +
+      "grub-shim: grub-install --uefi-secure-boot (the system's shim-signed and grub-efi-amd64-signed), the boot entry and " +
+      "EFI/BOOT/BOOTX64.EFI both shim, so it boots with Secure Boot on.",
     args: [
       a("firmware", "bios or uefi"),
-      a("loader", "grub (grub-install/grub2-install) or systemd-boot"),
+      a("loader", "grub (grub-install/grub2-install), grub-shim (uefi: shim and the signed GRUB) or systemd-boot"),
       a("disk", "disk that holds the boot code (bios) or the EFI system partition (uefi)"),
       a("efi_dir", "mount point of the EFI system partition, e.g. /boot/efi, or \"\" for bios"),
       a("bootloader_id", "EFI directory/entry name, e.g. debian, or \"\" for bios"),

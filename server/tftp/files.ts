@@ -17,8 +17,13 @@ export interface Readable {
 
 export type Source = Readable | { ok: false; code: number; message: string };
 
-/** Produces a generated file for a name (e.g. a per-MAC iPXE script), or undefined to fall through. */
-export type Generator = (name: string, client: { address: string }) => Buffer | undefined;
+/** What a generator makes of a name: the content (a per-MAC GRUB configuration) or the file to send (the rescue kernel, outside the root). */
+export type Generated = Buffer | { path: string };
+
+/** Produces a generated file for a (normalised) name, or undefined to fall through to the root. */
+export type SyncGenerator = (name: string, client: { address: string }) => Generated | undefined;
+/** The same, possibly asking a store first (the TFTP server waits for it). */
+export type Generator = (name: string, client: { address: string }) => Generated | undefined | Promise<Generated | undefined>;
 
 /** Normalises a requested name to a relative path, or undefined when it is not allowed. Pure. */
 export function normaliseName(raw: string): string | undefined {
@@ -73,11 +78,12 @@ function readAhead(fd: number, size: number): Readable["readInto"] {
 
 const denied = (what: string): Source => ({ ok: false, code: ErrorCode.ACCESS_VIOLATION, message: `Access violation: ${what}` });
 
-export function openSource(root: string, raw: string, client: { address: string }, generate?: Generator): Source {
+export function openSource(root: string, raw: string, client: { address: string }, generate?: SyncGenerator): Source {
   const name = normaliseName(raw);
   if (name === undefined) return denied("path outside the TFTP root");
   const generated = generate?.(name, client);
-  if (generated) return bufferSource(generated);
+  if (Buffer.isBuffer(generated)) return bufferSource(generated);
+  if (generated) return openFile(generated.path);
   let real: string;
   let realRoot: string;
   try {
@@ -88,10 +94,16 @@ export function openSource(root: string, raw: string, client: { address: string 
   }
   // A symlink inside the root may point anywhere: check where it really leads.
   if (!real.startsWith(realRoot + sep)) return denied("path outside the TFTP root");
+  return openFile(real);
+}
+
+/** A regular file opened for sending (a missing one: "File not found"). */
+function openFile(real: string): Source {
   let fd: number;
   try {
     fd = openSync(real, "r");
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { ok: false, code: ErrorCode.FILE_NOT_FOUND, message: "File not found" };
     return denied("cannot open");
   }
   const st = fstatSync(fd);

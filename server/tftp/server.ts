@@ -13,8 +13,8 @@ import type { Counter, Registry } from "prom-client";
 import type { ServerContext, Service } from "../context.ts";
 import { counter } from "../metrics.ts";
 import type { Logger } from "../log.ts";
-import { type Generator, NETASCII_MAX_BYTES, netasciiSource, openSource } from "./files.ts";
-import { ErrorCode, decodeTftp, errorPacket } from "./packets.ts";
+import { type Generator, NETASCII_MAX_BYTES, type SyncGenerator, netasciiSource, normaliseName, openSource } from "./files.ts";
+import { ErrorCode, type TftpPacket, decodeTftp, errorPacket } from "./packets.ts";
 import { type Action, DEFAULT_LIMITS, ReadTransfer, type TransferLimits, negotiate } from "./transfer.ts";
 
 /** Why a packet was dropped or a request refused: the `reason` label of lifeboat_tftp_dropped_total. */
@@ -36,6 +36,8 @@ export const DROP_REASONS = [
   "busy-total",
   /** the socket refused a packet (a synchronous throw or an error in the send callback) */
   "send-failed",
+  /** a retransmitted request while its file is still being generated */
+  "duplicate",
   /** an unexpected failure while handling a packet (e.g. a read error) */
   "error",
 ] as const;
@@ -101,6 +103,8 @@ export class TftpServer {
   private sock: UdpSocket | undefined;
   private readonly active = new Set<Transfer>();
   private readonly perClient = new Map<string, number>();
+  /** Requests (client and file) whose generated content is being made. */
+  private readonly generating = new Set<string>();
   private readonly metrics: TftpMetrics;
   private readonly limits: TransferLimits;
   private readonly newSocket: () => UdpSocket;
@@ -195,7 +199,32 @@ export class TftpServer {
     if (this.active.size >= this.limits.maxTransfers)
       return this.refuse(rinfo, ErrorCode.NOT_DEFINED, `Server busy: ${this.limits.maxTransfers} transfers in flight`, "busy-total");
     const log = this.o.log.child({ client: `${rinfo.address}:${rinfo.port}`, file: p.filename });
-    const opened = openSource(this.o.root, p.filename, rinfo, this.o.generate);
+    // A generator that asks the store (a machine's GRUB configuration): the client's retransmitted
+    // RRQ while it runs is dropped, so one request is answered (and decided) once.
+    const key = `${rinfo.address}:${rinfo.port}/${p.filename}`;
+    if (this.generating.has(key)) return this.drop("duplicate", rinfo, "request already being answered", log);
+    const name = normaliseName(p.filename);
+    const pending = name !== undefined ? this.o.generate?.(name, rinfo) : undefined;
+    if (!(pending instanceof Promise)) return this.serve(p, rinfo, log, () => pending);
+    this.generating.add(key);
+    pending
+      .then(
+        (g) => this.serve(p, rinfo, log, () => g),
+        (err: unknown) => {
+          log.warn({ err }, "generating the file failed");
+          this.refuse(rinfo, ErrorCode.NOT_DEFINED, "Server error", "error");
+        },
+      )
+      .catch((err: unknown) => {
+        this.metrics.drops.inc({ reason: "error" });
+        log.warn({ err }, "request failed");
+      })
+      .finally(() => this.generating.delete(key));
+  }
+
+  /** Answers a request whose generated content (if any) is known. */
+  private serve(p: Extract<TftpPacket, { op: "RRQ" | "WRQ" }>, rinfo: RemoteInfo, log: Logger, generated: SyncGenerator): void {
+    const opened = openSource(this.o.root, p.filename, rinfo, generated);
     if (!opened.ok) {
       log.info({ code: opened.code }, `refused: ${opened.message}`);
       return this.refuse(rinfo, opened.code, opened.message, opened.code === ErrorCode.FILE_NOT_FOUND ? "not-found" : "denied");

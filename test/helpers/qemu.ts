@@ -12,14 +12,14 @@
  * Accelerator: `qemuAccel()`, KVM only where kvm_intel or kvm_amd is loaded (on these
  * machines /dev/kvm is a software hypervisor on which iPXE crashes, and neither is), else TCG.
  */
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { OVMF_CODE, firmwareArgs, freshOvmfVars, qemuAccelerator, startQemu, vmHandle, type Vm } from "../../server/drill/qemu.ts";
 import type { Lan } from "./netns.ts";
 
 export const KERNEL_CACHE = process.env.LIFEBOAT_KERNEL_CACHE ?? "/var/cache/lifeboat/netboot";
-export { type Vm, firmwareArgs, freshOvmfVars } from "../../server/drill/qemu.ts";
+export { OVMF_SB_CODE, type Vm, firmwareArgs, freshOvmfVars } from "../../server/drill/qemu.ts";
 
 /** QEMU's accelerator arguments: KVM where a hardware KVM module is loaded and /dev/kvm opens, else TCG (server/drill/qemu.ts). */
 export function qemuAccel(): string[] {
@@ -76,14 +76,17 @@ const NIC_MODULES = [
  * The /init of the test initramfs: loads the NIC modules, takes an address with udhcpc,
  * reads lifeboat.server/job/token from /proc/cmdline and POSTs "netboot-test ok …" to
  * the job's agent log with the token (so the token on the command line is proven to work),
- * then powers off.
+ * then powers off. `probe`: shell lines run first that define `probe()`, whose output is
+ * appended to the posted line (e.g. the Secure Boot state).
  */
-export function reportInit(agentBase: string): string {
+export function reportInit(agentBase: string, probe = "probe() { :; }"): string {
   return `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 echo "NETBOOT-TEST: userland reached, kernel $(uname -r)"
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m 2>/dev/null; done
+${probe}
+result=$(probe); echo "NETBOOT-TEST: probe:$result"
 arg() { sed -n "s/.*$1=\\([^ ]*\\).*/\\1/p" /proc/cmdline; }
 srv=$(arg lifeboat.server); job=$(arg lifeboat.job); token=$(arg lifeboat.token); want=$(arg lifeboat.mac)
 ip link set lo up
@@ -92,7 +95,7 @@ mac=$(cat /sys/class/net/$ifc/address); ip link set "$ifc" up
 echo "NETBOOT-TEST: iface=$ifc mac=$mac server=$srv job=$job"
 if udhcpc -i "$ifc" -n -q -t 10 -T 2 -s /etc/udhcpc.script; then
   wget -q -O - --header "Authorization: Bearer $token" --header "Content-Type: text/plain" \\
-    --post-data "netboot-test ok mac=$mac cmdline-mac=$want kernel=$(uname -r)" "$srv${agentBase}/$job/log" && echo "NETBOOT-TEST: REPORT SENT"
+    --post-data "netboot-test ok mac=$mac cmdline-mac=$want kernel=$(uname -r)$result" "$srv${agentBase}/$job/log" && echo "NETBOOT-TEST: REPORT SENT"
 fi
 sleep 1; poweroff -f
 `;
@@ -105,8 +108,16 @@ case "$1" in
 esac
 `;
 
-/** Builds a gzip'd newc initramfs at `out` with busybox, the NIC modules and `init`. */
-export async function buildTestInitramfs(kernel: TestKernel, out: string, init: string): Promise<void> {
+/** A module file of the kernel package as insmod takes it: Debian's .ko.xz unpacked (the signature is inside, appended to the .ko). */
+export async function moduleBytes(file: string): Promise<Buffer> {
+  return file.endsWith(".xz") ? Buffer.from((await execa("xz", ["-dc", file], { encoding: "buffer" })).stdout) : readFileSync(file);
+}
+
+/**
+ * Builds a gzip'd newc initramfs at `out` with busybox, the NIC modules and `init`;
+ * `extra`: more files, by path in the initramfs.
+ */
+export async function buildTestInitramfs(kernel: TestKernel, out: string, init: string, extra: Record<string, Buffer | string> = {}): Promise<void> {
   const root = `${out}.d`;
   rmSync(root, { recursive: true, force: true });
   for (const d of ["bin", "sbin", "proc", "sys", "dev", "etc", "tmp", "lib/modules"]) mkdirSync(join(root, d), { recursive: true });
@@ -119,10 +130,12 @@ export async function buildTestInitramfs(kernel: TestKernel, out: string, init: 
     const file = readdirSync(dir).find((f) => f.startsWith(base));
     if (!file) continue;
     // Debian compresses modules (.ko.xz): busybox insmod cannot read them, so unpack.
-    const dst = join(root, "lib/modules", base);
-    if (file.endsWith(".xz")) writeFileSync(dst, (await execa("xz", ["-dc", join(dir, file)], { encoding: "buffer" })).stdout);
-    else copyFileSync(join(dir, file), dst);
+    writeFileSync(join(root, "lib/modules", base), await moduleBytes(join(dir, file)));
     order.push(base);
+  }
+  for (const [path, data] of Object.entries(extra)) {
+    mkdirSync(join(root, path, ".."), { recursive: true });
+    writeFileSync(join(root, path), data);
   }
   writeFileSync(join(root, "lib/modules/order"), `${order.join("\n")}\n`);
   writeFileSync(join(root, "etc/udhcpc.script"), UDHCPC_SCRIPT, { mode: 0o755 });
@@ -147,6 +160,8 @@ export interface VmOptions {
   ovmfVars?: string;
   /** false: the NIC is not a boot device (a machine that boots its disk first); default true. */
   netBoot?: boolean;
+  /** UEFI with Secure Boot enforced (OVMF_CODE_4M.secboot.fd, a fresh copy of OVMF_VARS_4M.ms.fd unless ovmfVars). */
+  secureBoot?: boolean;
 }
 
 /**
@@ -161,7 +176,7 @@ export function bootVm(o: VmOptions): Vm {
   const proc = o.lan.spawn(
     "lan",
     [
-      "qemu-system-x86_64", ...qemuAccel(), "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""))),
+      "qemu-system-x86_64", ...qemuAccel(), "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""), o.secureBoot), o.secureBoot),
       "-nographic", "-vga", "none", "-no-reboot",
       "-netdev", `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, "-device", device,
       ...(o.extraArgs ?? []),

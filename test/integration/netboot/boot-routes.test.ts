@@ -92,6 +92,15 @@ describe("boot scripts", () => {
     const other = await lifeboat(["hosts", "boot-script", "52:54:00:07:00:77", "--data-dir", dataDir, "--json"]);
     expect(JSON.parse(other.stdout)).toMatchObject({ mac: "52:54:00:07:00:77", job: null });
     expect(JSON.parse(other.stdout).script).toMatch(/^exit 1$/m);
+    // The signed GRUB's configuration for the same decision (Secure Boot chain): the same kernel arguments.
+    const grub = await lifeboat(["hosts", "boot-script", "52:54:00:07:00:01", "--data-dir", dataDir, "--format", "grub"]);
+    expect(grub.exitCode, grub.stderr).toBe(0);
+    expect(grub.stdout).toMatch(new RegExp(`^linux /lifeboat/vmlinuz .*lifeboat\\.job=${jobId} `, "m"));
+    expect(parseKernelArgs(/^linux (.*)$/m.exec(grub.stdout)![1]!)).toEqual(parseKernelArgs(/^kernel (.*)$/m.exec(armed.stdout)![1]!));
+    expect(JSON.parse((await lifeboat(["hosts", "boot-script", "52:54:00:07:00:77", "--data-dir", dataDir, "--format", "grub", "--json"])).stdout).script).toMatch(/^set lifeboat_local=1$/m);
+    const badFormat = await lifeboat(["hosts", "boot-script", "52:54:00:07:00:01", "--data-dir", dataDir, "--format", "pxelinux"]);
+    expect(badFormat.exitCode).toBe(2);
+    expect(badFormat.stderr).toContain('--format: expected ipxe or grub, not "pxelinux"');
     const bad = await lifeboat(["hosts", "boot-script", "nope", "--data-dir", dataDir]);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toContain("not a MAC address");

@@ -141,6 +141,9 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     expect(r.exitCode, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).rebuilt).toBe(false);
     expect(r.stderr).toContain("image: up to date");
+    // Debian's signed shim and network GRUB beside the kernel, for Secure Boot machines (dhcp.uefiLoader).
+    expect(JSON.parse(r.stdout).signedLoaders).toMatchObject({ files: ["shimx64.efi", "grubx64.efi"], debs: [expect.stringMatching(/^shim-signed_/), expect.stringMatching(/^grub-efi-amd64-signed_/)] });
+    for (const f of ["shimx64.efi", "grubx64.efi"]) expect(existsSync(join(IMAGE, f)), f).toBe(true);
     const info = await lifeboat(["image", "info", "--out", IMAGE, "--json"]);
     expect(JSON.parse(info.stdout).kernelVersion).toBe(built.info.kernelVersion);
     expect(built.info.sizes.initramfs).toBeLessThan(100 * MiB);
@@ -173,6 +176,12 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
       const isBuiltin = new RegExp(`/${m.replace(/_/g, "[_-]")}\\.ko`).test(builtin);
       expect(r.exitCode === 0 || isBuiltin, `${m}: ${r.stderr}`).toBe(true);
     }
+    // Under Secure Boot the kernel loads only signed modules (test/integration/netboot/secure-boot.test.ts):
+    // every module is Debian's file as packaged, its signature appended, never stripped.
+    const modules = (await execa("find", [join(root, "usr/lib/modules", k), "-name", "*.ko*"])).stdout.split("\n").filter(Boolean);
+    expect(modules.length).toBeGreaterThan(100);
+    const unsigned = modules.filter((f) => !readFileSync(f).subarray(-28).toString("latin1").startsWith("~Module signature appended~"));
+    expect(unsigned).toEqual([]);
   });
 
   /** Boots the image with the given disks (serial numbers), serves `plan`, waits for QEMU to exit (reboot). */

@@ -1,11 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { MessageType, Opt, clientArch, ipBytes, optIp, optString, subOptions } from "../../../server/dhcp/codec.ts";
 import { type DhcpEnv, fullAnswer, proxyAnswer, reservedSilence } from "../../../server/dhcp/decision.ts";
-import { BOOT_LOADERS, chooseBoot, identify } from "../../../server/dhcp/firmware.ts";
+import { BOOT_LOADERS, SHIM_LOADER, SIGNED_GRUB, chooseBoot, effectiveUefiLoader, identify } from "../../../server/dhcp/firmware.ts";
+import { configSchema } from "../../../server/config/schema.ts";
 import { canonicalSmbiosUuid, canonicalUuidFromText, recognisedUuid } from "../../../server/smbios-uuid.ts";
 import { arch, fixture, pxeDiscover, request } from "./packets.ts";
 
-const env: DhcpEnv = { serverIp: "10.231.7.1", httpBase: "http://10.231.7.1:8080", hasLoader: (n) => !n.startsWith("arm64/") };
+/** A TFTP root with iPXE's loaders only (no image build yet: no signed chain). */
+const IPXE_ROOT = ["undionly.kpxe", "snponly.efi", "ipxe.efi"];
+const env: DhcpEnv = { serverIp: "10.231.7.1", httpBase: "http://10.231.7.1:8080", hasLoader: (n) => IPXE_ROOT.includes(n), uefiLoader: "auto" };
 const sent = (a: ReturnType<typeof proxyAnswer>) => {
   if (!a.send) throw new Error(`expected an answer, got: ${a.reason}`);
   return a;
@@ -24,7 +27,7 @@ describe("boot loader by firmware (the one table)", () => {
   for (const [what, a, vc, file] of cases) {
     it(`${what} → ${file ?? "no answer"}`, () => {
       const m = identify(request(MessageType.DISCOVER, { [Opt.CLIENT_ARCH]: arch(a), ...(vc ? { [Opt.VENDOR_CLASS]: vc } : {}) }));
-      const c = chooseBoot(m, env.httpBase, env.hasLoader);
+      const c = chooseBoot(m, env.httpBase, env.hasLoader, env.uefiLoader);
       if (file) expect(c).toMatchObject({ boot: true, file });
       else expect(c).toMatchObject({ boot: false, reason: expect.stringMatching(a === 11 ? /arm64\/snponly.efi .* missing/ : /unknown client architecture/) });
     });
@@ -32,20 +35,20 @@ describe("boot loader by firmware (the one table)", () => {
 
   it("arm64 is answered once its loader is in the TFTP root", () => {
     const m = identify(pxeDiscover(11));
-    expect(chooseBoot(m, env.httpBase, () => true)).toMatchObject({ boot: true, file: "arm64/snponly.efi", via: "tftp" });
+    expect(chooseBoot(m, env.httpBase, () => true, env.uefiLoader)).toMatchObject({ boot: true, file: "arm64/snponly.efi", via: "tftp" });
   });
 
   it("any iPXE (user class or only option 175) gets the HTTP script, never iPXE again", () => {
     for (const extra of [{ [Opt.USER_CLASS]: "iPXE" }, { [Opt.IPXE_ENCAP]: Buffer.from([0xb1, 5, 1, 0x1a, 0xf4, 0x10, 0, 0xff]) }]) {
       for (const a of [0, 7, 9]) {
-        const c = chooseBoot(identify(pxeDiscover(a, extra)), env.httpBase, env.hasLoader);
+        const c = chooseBoot(identify(pxeDiscover(a, extra)), env.httpBase, env.hasLoader, env.uefiLoader);
         expect(c).toMatchObject({ boot: true, file: "http://10.231.7.1:8080/boot.ipxe", via: "script" });
       }
     }
   });
 
   it("the real captures land on the right rows", () => {
-    const pick = (f: Parameters<typeof fixture>[0]) => chooseBoot(identify(fixture(f)), env.httpBase, env.hasLoader);
+    const pick = (f: Parameters<typeof fixture>[0]) => chooseBoot(identify(fixture(f)), env.httpBase, env.hasLoader, env.uefiLoader);
     expect(pick("bios-ipxe-rom-discover")).toMatchObject({ via: "script" });
     expect(pick("uefi-pxe-discover")).toMatchObject({ file: "snponly.efi" });
     expect(pick("uefi-httpboot-discover")).toMatchObject({ via: "http" });
@@ -59,6 +62,55 @@ describe("boot loader by firmware (the one table)", () => {
 
   it("every table row names a loader and a transport", () => {
     for (const row of Object.values(BOOT_LOADERS)) expect(row.loader).toMatch(/\.(kpxe|efi)$/);
+  });
+});
+
+describe("dhcp.uefiLoader: the signed chain for x64 UEFI PXE", () => {
+  const signedRoot = (n: string) => [...IPXE_ROOT, SHIM_LOADER, SIGNED_GRUB].includes(n);
+  const shim = { ...env, hasLoader: signedRoot, uefiLoader: "shim" as const };
+
+  it("auto (the default): shim once shimx64.efi and grubx64.efi are in the TFTP root, iPXE while either is missing; ipxe: always iPXE", () => {
+    const m = identify(pxeDiscover(7));
+    expect(chooseBoot(m, env.httpBase, signedRoot, "auto")).toMatchObject({ boot: true, file: SHIM_LOADER });
+    expect(chooseBoot(m, env.httpBase, (n) => n !== SIGNED_GRUB && signedRoot(n), "auto")).toMatchObject({ boot: true, file: "snponly.efi" });
+    expect(chooseBoot(m, env.httpBase, env.hasLoader, "auto")).toMatchObject({ boot: true, file: "snponly.efi" });
+    expect(chooseBoot(m, env.httpBase, signedRoot, "ipxe")).toMatchObject({ boot: true, file: "snponly.efi" });
+    expect(configSchema.parse({}).dhcp.uefiLoader).toBe("auto");
+    expect(() => configSchema.parse({ dhcp: { uefiLoader: "grub" } })).toThrow(/uefiLoader/);
+  });
+
+  it("proxy mode: auto is iPXE and shim is refused (the signed GRUB asks the LAN server's next-server, not the proxy)", () => {
+    expect(effectiveUefiLoader("proxy", "auto")).toBe("ipxe");
+    expect(effectiveUefiLoader("full", "auto")).toBe("auto");
+    expect(effectiveUefiLoader("off", "auto")).toBe("auto");
+    expect(effectiveUefiLoader("proxy", "ipxe")).toBe("ipxe");
+    const offer = sent(proxyAnswer(fixture("uefi-pxe-discover"), 67, { ...env, hasLoader: signedRoot, uefiLoader: effectiveUefiLoader("proxy", "auto") }));
+    expect(offer.packet.file).toBe("snponly.efi");
+    expect(() => configSchema.parse({ dhcp: { mode: "proxy", uefiLoader: "shim" } })).toThrow(/shim needs dhcp\.mode full/);
+    expect(configSchema.parse({ dhcp: { mode: "full", uefiLoader: "shim" } }).dhcp.uefiLoader).toBe("shim");
+  });
+  const choose = (m: ReturnType<typeof identify>, has = signedRoot) => chooseBoot(m, env.httpBase, has, "shim");
+
+  it("arch 7 and 9 get shimx64.efi over TFTP; BIOS, HTTP boot and iPXE are as with ipxe", () => {
+    for (const a of [7, 9]) expect(choose(identify(pxeDiscover(a)))).toMatchObject({ boot: true, file: SHIM_LOADER, via: "tftp", firmware: "x64 UEFI (shim → GRUB)" });
+    expect(choose(identify(pxeDiscover(0)))).toMatchObject({ boot: true, file: "undionly.kpxe" });
+    expect(choose(identify(fixture("uefi-httpboot-discover")))).toMatchObject({ via: "http", file: "http://10.231.7.1:8080/boot/loaders/snponly.efi" });
+    expect(choose(identify(pxeDiscover(7, { [Opt.USER_CLASS]: "iPXE" })))).toMatchObject({ via: "script" });
+    expect(SHIM_LOADER).toBe("shimx64.efi");
+  });
+
+  it("no shim in the TFTP root (no image build yet): no answer, and the reason names the file", () => {
+    expect(choose(identify(pxeDiscover(7)), (n) => n !== SHIM_LOADER && signedRoot(n))).toEqual({ boot: false, reason: expect.stringMatching(/shimx64\.efi .*missing/) });
+  });
+
+  it("the real OVMF capture gets shim in the proxy offer (4011 too) and in a full-mode offer", () => {
+    const offer = sent(proxyAnswer(fixture("uefi-pxe-discover"), 67, shim));
+    expect(offer.packet.file).toBe(SHIM_LOADER);
+    expect(offer.packet.sname).toBe("10.231.7.1");
+    expect(sent(proxyAnswer(request(MessageType.REQUEST, { [Opt.CLIENT_ARCH]: arch(7), [Opt.VENDOR_CLASS]: "PXEClient:Arch:00007:UNDI:003000" }), 4011, shim)).packet.file).toBe(SHIM_LOADER);
+    const lease = { ip: "10.231.7.100", leaseSeconds: 600, netmask: "255.255.255.0", router: "", dns: [] };
+    expect(sent(fullAnswer(pxeDiscover(9), { kind: "offer", lease }, shim)).packet.file).toBe(SHIM_LOADER);
+    expect(sent(fullAnswer(pxeDiscover(9), { kind: "offer", lease }, env)).packet.file).toBe("snponly.efi");
   });
 });
 

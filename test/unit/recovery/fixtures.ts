@@ -5,7 +5,8 @@ import { capturedAsTargets } from "../../../server/jobs/job-plan.ts";
 import { layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
 
-const dir = fileURLToPath(new URL("../../fixtures/layouts/", import.meta.url));
+export const FIXTURE_DIR = fileURLToPath(new URL("../../fixtures/layouts/", import.meta.url));
+const dir = FIXTURE_DIR;
 
 export const FIXTURES = ["mbr-ext4", "gpt-uefi", "md-raid1-lvm", "luks-lvm", "btrfs-subvols", "xfs", "multi-disk"] as const;
 export type FixtureName = (typeof FIXTURES)[number];

@@ -1,10 +1,12 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { bootsThroughShim, layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
 import { disksFingerprint, matchDisks, resolveMapping } from "../../../server/plan/disks.ts";
 import { type PlanInput, type PlanResult, type RestoreChain, buildPlan, describePlan, fitSizes } from "../../../server/plan/plan.ts";
 import type { Step } from "../../../server/plan/steps.ts";
 import { planCalls } from "../../integration/recovery/plan-calls.ts";
-import { FIXTURES, fixtureLayout, newDisk, sameMachine } from "./fixtures.ts";
+import { FIXTURES, FIXTURE_DIR, fixtureLayout, newDisk, sameMachine } from "./fixtures.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -707,5 +709,40 @@ describe("MD arrays of whole disks, partitioned (issue 26 item 2)", () => {
     expect(refusal(none)).toBe("layout of mdbox has no disk to recreate");
     const half = buildPlan({ layout: l, targets: targets(), options: { mapping: { sda: "sda", sdb: "none" } } });
     expect(refusal(half)).toBe("MD array /dev/md127 is built on /dev/sda, /dev/sdb: it cannot be recreated from part of them; leave out all of its disks or none");
+  });
+});
+
+describe("Secure Boot: a system captured booting through shim gets shim and the signed GRUB again", () => {
+  const SHIM_NVRAM = "BootCurrent: 0004\nBootOrder: 0004,0001\nBoot0001* UEFI PXEv4\tPciRoot(0x0)/Pci(0x3,0x0)/MAC(525400123456,1)\nBoot0004* debian\tHD(1,GPT,0d3b…,0x800,0x100000)/File(\\EFI\\debian\\shimx64.efi)\n";
+  const withPackages = (list: string) => ({ manager: "dpkg" as const, list });
+  const SIGNED = "grub-efi-amd64-signed\t1+2.06+13+deb12u2\nshim-signed\t1.51~1+deb12u1+16.1-2~deb12u1\nbash\t5.2\n";
+
+  it("bootsThroughShim: the packages, and the boot entry in use naming shim (or no efibootmgr output)", () => {
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM, packages: withPackages(SIGNED) })).toBe(true);
+    expect(bootsThroughShim({ efibootmgr: null, packages: withPackages(SIGNED) })).toBe(true);
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM.replace("shimx64", "grubx64"), packages: withPackages(SIGNED) })).toBe(false);
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM.replace("BootCurrent: 0004", "BootCurrent: 0001"), packages: withPackages(SIGNED) })).toBe(false);
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM, packages: withPackages("grub-efi-amd64-signed\t1\n") })).toBe(false);
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM, packages: null })).toBe(false);
+  });
+
+  it("a shim layout plans install_bootloader with grub-shim and no Secure Boot note; an unsigned UEFI one gets the note; BIOS neither", () => {
+    const l = fixtureLayout("gpt-uefi");
+    const shim = { ...l, boot: { ...l.boot, shim: true, secureBoot: true } };
+    const r = ok(planFor(shim));
+    expect(args(r.steps, "install_bootloader")[0]!.slice(0, 2)).toEqual(["uefi", "grub-shim"]);
+    expect(r.notes.join("\n")).not.toMatch(/Secure Boot/);
+    const plain = ok(planFor(l));
+    expect(args(plain.steps, "install_bootloader")[0]!.slice(0, 2)).toEqual(["uefi", "grub"]);
+    expect(plain.notes).toContain(
+      "Secure Boot: the restored system gets its GRUB built by grub-install, unsigned (the capture shows no boot through shim with shim-signed and grub-efi-amd64-signed installed): it will not start with Secure Boot on",
+    );
+    expect(ok(planFor(fixtureLayout("mbr-ext4"))).notes.join("\n")).not.toMatch(/Secure Boot/);
+  });
+
+  it("capture.sh's secureBoot line becomes layout.boot.secureBoot", () => {
+    const raw = JSON.parse(readFileSync(`${FIXTURE_DIR}gpt-uefi.capture.json`, "utf8")) as Record<string, unknown>;
+    for (const [line, want] of [["SecureBoot enabled\n", true], ["SecureBoot disabled\n", false], [null, null]] as const)
+      expect(layoutFromCapture(parseCapture({ ...raw, secureBoot: line })).boot.secureBoot).toBe(want);
   });
 });

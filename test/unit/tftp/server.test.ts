@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../../../server/log.ts";
-import { NETASCII_MAX_BYTES } from "../../../server/tftp/files.ts";
+import { type Generator, NETASCII_MAX_BYTES } from "../../../server/tftp/files.ts";
 import { type TftpPacket, ackPacket, dataPacket, decodeTftp, errorPacket, oackPacket, requestPacket, toNetascii } from "../../../server/tftp/packets.ts";
 import { DROP_REASONS, TftpServer } from "../../../server/tftp/server.ts";
 import type { TransferLimits } from "../../../server/tftp/transfer.ts";
@@ -36,7 +36,7 @@ let net: UdpNet;
 let metrics: Registry;
 let server: TftpServer;
 
-async function start(limits: Partial<TransferLimits> = {}, generate?: (name: string) => Buffer | undefined): Promise<void> {
+async function start(limits: Partial<TransferLimits> = {}, generate?: Generator): Promise<void> {
   metrics = new Registry();
   server = new TftpServer({ root, address: "0.0.0.0", port: 69, log: createLogger("silent", { pretty: false }), metrics, limits, generate, createSocket: net.createSocket });
   const listening = server.listen();
@@ -101,6 +101,45 @@ afterEach(async () => {
   vi.runAllTimers();
   await closing;
   vi.useRealTimers();
+});
+
+describe("TFTP: files generated asynchronously (a machine's GRUB configuration, decided by the boot service)", () => {
+  it("waits for the generator, sends what it made, and answers a retransmitted RRQ meanwhile not at all (one decision per request)", async () => {
+    let release!: (b: Buffer) => void;
+    const asked: string[] = [];
+    await start({}, (name, c) => {
+      if (!name.startsWith("grub/lifeboat/")) return undefined;
+      asked.push(`${name} ${c.address}`);
+      return new Promise<Buffer>((r) => (release = r));
+    });
+    const c = client(31);
+    net.inject(requestPacket("RRQ", "/grub/lifeboat/52:54:00:07:00:21.cfg", {}), c, LISTEN);
+    settle();
+    net.inject(requestPacket("RRQ", "/grub/lifeboat/52:54:00:07:00:21.cfg", {}), c, LISTEN);
+    settle();
+    expect(received(c)).toEqual([]);
+    expect(asked).toEqual(["grub/lifeboat/52:54:00:07:00:21.cfg 10.231.40.31"]);
+    expect((await drops()).duplicate).toBe(1);
+    release(Buffer.from("set lifeboat_local=1\n"));
+    await Promise.resolve();
+    settle();
+    const data = received(c).filter((p) => p.op === "DATA");
+    expect(data).toHaveLength(1);
+    expect(data[0]!.op === "DATA" && data[0]!.data.toString()).toBe("set lifeboat_local=1\n");
+  });
+
+  it("a generator that fails gets the client an ERROR, counted, and the server goes on", async () => {
+    await start({}, (name) => (name === "boom.cfg" ? Promise.reject(new Error("store closed")) : undefined));
+    const c = client(32);
+    net.inject(requestPacket("RRQ", "boom.cfg", {}), c, LISTEN);
+    settle();
+    await Promise.resolve();
+    await Promise.resolve();
+    settle();
+    expect(received(c)).toMatchObject([{ op: "ERROR", code: 0, message: "Server error" }]);
+    expect((await drops()).error).toBe(1);
+    expect(sha(download(client(33), "undionly.kpxe").data)).toBe(sha(loader));
+  });
 });
 
 describe("TFTP listener: only requests are answered", () => {
