@@ -220,7 +220,7 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     // a reboot resets it as real hardware does.
     const bmcDir = join(work, "bmc");
     mkdirSync(bmcDir);
-    const bmcPassword = randomBytes(12).toString("hex");
+    const bmcPassword = randomBytes(8).toString("hex"); // IPMI 2.0 passwords are at most 20 bytes
     const bmc = await startIpmiSim(bmcDir, "admin", bmcPassword, { netns: lan.ns("srv"), machine: "qemu" });
     cleanups.push(() => bmc.stop());
     const inLan = (argv: string[]) => ["ip", "netns", "exec", theLan.lanNs, ...argv];
