@@ -21,6 +21,8 @@ export interface AmandaSetup {
   dumpuser: string;
   /** The disklist (amanda.conf `diskfile`). */
   diskfile: string;
+  /** The curinfo database (amanda.conf `infofile`), null when the config leaves it to Amanda's default. */
+  infofile: string | null;
   /** Files amanda.conf includes (`includefile`), in the order read. */
   includes: string[];
   /** The changer's state: `changerfile` when set, and chg-disk's `state` file in the vtape root. */
@@ -133,6 +135,7 @@ export function readAmandaConfig(
     holdingDirs,
     dumpuser: one("dumpuser") ?? "backup",
     diskfile: rel(one("diskfile") ?? "disklist"),
+    infofile: one("infofile") ? rel(one("infofile")!) : null,
     includes,
     changerFiles: [
       ...[def?.body.get("changerfile")?.[0] ?? one("changerfile")].flatMap((f) => (f ? [rel(f)] : [])),

@@ -34,6 +34,7 @@ interface PowerConfigOptions {
   port?: string;
   cipherSuite?: string;
   netBoot?: "pxe" | "uefi-http";
+  tlsFingerprint?: string;
 }
 
 /** The API body for the options given (one of --ipmi, --redfish, --wol); a wrong mix is one line. */
@@ -41,7 +42,8 @@ export function powerConfigBody(o: PowerConfigOptions): PowerConfigBody {
   const kinds = [o.ipmi && "--ipmi", o.redfish && "--redfish", o.wol && "--wol"].filter(Boolean);
   if (kinds.length !== 1) throw new UserError("give one of --ipmi HOST, --redfish URL or --wol", 2);
   if (o.wol) {
-    if (o.user || o.passwordFile || o.port || o.cipherSuite || o.netBoot) throw new UserError("--wol takes no BMC options (--user, --password-file, --port, --cipher-suite, --net-boot)", 2);
+    if (o.user || o.passwordFile || o.port || o.cipherSuite || o.netBoot || o.tlsFingerprint)
+      throw new UserError("--wol takes no BMC options (--user, --password-file, --port, --cipher-suite, --net-boot, --tls-fingerprint)", 2);
     return { kind: "wol" };
   }
   if (!o.user || !o.passwordFile) throw new UserError(`${kinds[0]} needs --user USER and --password-file FILE`, 2);
@@ -52,6 +54,7 @@ export function powerConfigBody(o: PowerConfigOptions): PowerConfigBody {
   };
   if (o.ipmi) {
     if (o.netBoot && o.netBoot !== "pxe") throw new UserError("--net-boot uefi-http: IPMI has no one-time HTTP boot device; use --redfish", 2);
+    if (o.tlsFingerprint) throw new UserError("--tls-fingerprint goes with --redfish (IPMI over LAN has no certificate)", 2);
     return {
       kind: "ipmi",
       address: o.ipmi,
@@ -62,13 +65,14 @@ export function powerConfigBody(o: PowerConfigOptions): PowerConfigBody {
     };
   }
   if (o.port || o.cipherSuite) throw new UserError("--port and --cipher-suite go with --ipmi (a Redfish URL carries its port)", 2);
-  return { kind: "redfish", url: o.redfish!, user: o.user, password, ...(o.netBoot ? { netBoot: o.netBoot } : {}) };
+  return { kind: "redfish", url: o.redfish!, user: o.user, password, ...(o.netBoot ? { netBoot: o.netBoot } : {}), ...(o.tlsFingerprint ? { tlsFingerprint: o.tlsFingerprint } : {}) };
 }
 
 type PowerConfigView = ReturnType<typeof powerConfigView>;
 
 function describeConfig(v: PowerConfigView): string {
-  return `${v.host}: ${v.target}${"user" in v ? ` as ${v.user}` : ""}${v.hasPassword ? " (password sealed in the store)" : ""}`;
+  const pinned = "tlsFingerprint" in v && v.tlsFingerprint ? `, certificate pinned ${v.tlsFingerprint}` : "";
+  return `${v.host}: ${v.target}${"user" in v ? ` as ${v.user}` : ""}${pinned}${v.hasPassword ? " (password sealed in the store)" : ""}`;
 }
 
 /** `hosts power NAME ACTION` and `hosts power-config NAME ...` (through the server: it holds the credentials and audits their use). */
@@ -102,16 +106,17 @@ export function registerPowerCommands(hosts: Command): void {
         .option("--port <port>", "IPMI: the BMC's UDP port (default 623)")
         .option("--cipher-suite <n>", "IPMI: RMCP+ cipher suite (default 3; 17 for BMCs that refuse SHA1)")
         .addOption(new Option("--net-boot <how>", "Redfish: the one-time network boot (default pxe)").choices([...NET_BOOTS]))
+        .option("--tls-fingerprint <sha256>", "Redfish over https: accept exactly this certificate (its SHA-256 fingerprint), for a BMC's self-signed one; without it, Node's CAs decide")
         .addHelpText(
           "after",
-          "\nExamples:\n  lifeboat hosts power-config web1 --ipmi 10.0.0.5 --user admin --password-file /root/web1-bmc\n  lifeboat hosts power-config web1 --redfish https://10.0.0.5 --user root --password-file f --net-boot uefi-http\n  lifeboat hosts power-config web1 --wol\n  lifeboat hosts power-config web1        # show it",
+          "\nExamples:\n  lifeboat hosts power-config web1 --ipmi 10.0.0.5 --user admin --password-file /root/web1-bmc\n  lifeboat hosts power-config web1 --redfish https://10.0.0.5 --user root --password-file f --net-boot uefi-http\n  openssl s_client -connect 10.0.0.5:443 </dev/null | openssl x509 -noout -fingerprint -sha256   # the fingerprint to pin\n  lifeboat hosts power-config web1 --redfish https://10.0.0.5 --user root --password-file f --tls-fingerprint AB:CD:...\n  lifeboat hosts power-config web1 --wol\n  lifeboat hosts power-config web1        # show it",
         ),
       { json: true },
     ),
   ).action(async (name: string, o: PowerConfigOptions, c: Command) => {
     const ctx = cliContext(c);
     const path = `/api/v1/hosts/${encodeURIComponent(name)}/power-config`;
-    const given = o.ipmi || o.redfish || o.wol || o.user || o.passwordFile || o.port || o.cipherSuite || o.netBoot;
+    const given = o.ipmi || o.redfish || o.wol || o.user || o.passwordFile || o.port || o.cipherSuite || o.netBoot || o.tlsFingerprint;
     const v = given ? await ctx.api.request<PowerConfigView>("PUT", path, powerConfigBody(o)) : await ctx.api.request<PowerConfigView>("GET", path);
     output(ctx, v, () => describeConfig(v));
   });

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
+import { putBackAmanda } from "../bundle/amanda-db.ts";
 import { exportBundle, serverId } from "../bundle/export.ts";
 import { importBundle } from "../bundle/import.ts";
 import { bundleFileName } from "../bundle/manifest.ts";
@@ -63,6 +64,36 @@ export function registerStore(program: Command): Command {
         `imported ${file} into ${r.dataDir}: the store of server ${m.serverId} as of ${m.createdAt} (Lifeboat ${m.lifeboat})`,
         `Amanda's files, its database export and the hosts' facts are in ${r.restored}`,
         ...m.notes.map((n) => `note (from the export): ${n}`),
+      ].join("\n"),
+    );
+  });
+
+  withGlobals(
+    store
+      .command("amanda-db <config>")
+      .description("after store import, on the new Amanda server: put Amanda config <config> back (its files, trace logs, index, curinfo) so amadmin find and amrecover answer as before")
+      .option("--force", "replace files that exist here with other contents (without it: refused, nothing written)")
+      .addHelpText(
+        "after",
+        "\nRun as root on the machine that is to be the Amanda server, with amanda-server installed and the vtapes (or\n" +
+          "tapes) attached, after `lifeboat store import FILE`. From <data-dir>/restored/amanda/<config>: amanda.conf,\n" +
+          "the disklist, tapelist, changer state, trace logs and index files go back to their paths, owned by the\n" +
+          "dump user; /etc/amanda/<config> is linked to the config dir if missing; `amadmin <config> import` loads\n" +
+          "the curinfo database from the bundle's export. Files outside the config's places are never written.\n" +
+          "README: \"When the Amanda server is lost\".",
+      ),
+    { json: true },
+  ).action(async (config: string, o: { force?: boolean }, c: Command) => {
+    const ctx = cliContext(c);
+    const r = await putBackAmanda({ dataDir: ctx.config.dataDir, name: config, force: o.force === true });
+    await ctx.store().audit.append({ actor: "cli", action: "store.amanda-db", target: `amanda:${config}`, detail: { written: r.written.length, unchanged: r.unchanged.length, linked: r.linked, imported: r.imported, force: o.force === true } });
+    output(ctx, r, () =>
+      [
+        `Amanda config ${config} put back from ${r.from}: ${r.written.length} files written, ${r.unchanged.length} already there`,
+        ...(r.linked ? [`${r.linked} now links to the config dir`] : []),
+        r.imported ? `curinfo database loaded (amadmin ${config} import${r.infofile ? ` into ${r.infofile}` : ""})` : "curinfo database not loaded",
+        ...r.notes.map((n) => `note: ${n}`),
+        `check: amadmin ${config} find; amrecover ${config}`,
       ].join("\n"),
     );
   });

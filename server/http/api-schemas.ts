@@ -3,7 +3,7 @@ import { z } from "zod";
 import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac, normalizeMacPrefix } from "../mac.ts";
 import type { HostRecord, PlanChoices } from "../store/types.ts";
-import { NET_BOOTS, POWER_ACTIONS, type PowerConfig } from "../power/power.ts";
+import { NET_BOOTS, POWER_ACTIONS, type PowerConfig, normalizeFingerprint } from "../power/power.ts";
 import { END_STATES } from "../plan/steps.ts";
 import { BOND_MODES, type RescueNet } from "../plan/cmdline.ts";
 import { NIC_NAME } from "../plan/nics.ts";
@@ -190,7 +190,12 @@ export const powerConfigBodySchema = z.discriminatedUnion("kind", [
     user: z.string().min(1),
     password,
     netBoot: z.enum(NET_BOOTS).default("pxe"),
-  }),
+    /** The service's certificate, pinned: its SHA-256 fingerprint (a BMC's self-signed certificate no CA vouches for). */
+    tlsFingerprint: z
+      .string()
+      .transform((f, ctx) => normalizeFingerprint(f) ?? (ctx.addIssue({ code: "custom", message: "expected a SHA-256 fingerprint: 32 bytes in hex, colon-separated or not" }), z.NEVER))
+      .optional(),
+  }).refine((r) => r.tlsFingerprint === undefined || r.url.startsWith("https://"), { message: "tlsFingerprint pins an https service's certificate: the url must be https://", path: ["tlsFingerprint"] }),
   z.object({ kind: z.literal("wol") }),
 ]);
 export type PowerConfigBody = z.input<typeof powerConfigBodySchema>;

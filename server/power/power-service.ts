@@ -355,7 +355,7 @@ export class PowerService {
   }
 
   /**
-   * The part of `serve` that follows jobs: on every change of a job in a powered batch the wave
+   * The part of `serve` that follows jobs: when a job in a powered batch changes state the wave
    * scheduler runs, and a job that ended gets its boot override cleared. At start, both catch
    * up with what happened while the server was down (the batches are stored with their jobs).
    */
@@ -365,9 +365,18 @@ export class PowerService {
       pending.add(p);
       void p.finally(() => pending.delete(p));
     };
+    // A batch moves on when one of its jobs changes state; the progress an agent posts does not
+    // move it, so it asks for no pass (each pass is a store query over every batch).
+    const stateOf = new Map<string, JobRecord["state"]>();
     const onJob = (job: JobRecord) => {
-      if (job.powerWave) track(this.kickWaves());
-      if (!isActive(job.state)) track(this.afterEnd(job.id));
+      if (job.powerWave && stateOf.get(job.id) !== job.state) {
+        stateOf.set(job.id, job.state);
+        track(this.kickWaves());
+      }
+      if (!isActive(job.state)) {
+        stateOf.delete(job.id);
+        track(this.afterEnd(job.id));
+      }
     };
     return {
       name: "power",

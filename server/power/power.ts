@@ -30,7 +30,7 @@ export type PowerState = "on" | "off" | "unknown";
 
 export type PowerConfig =
   | { kind: "ipmi"; address: string; port: number; user: string; cipherSuite: number }
-  | { kind: "redfish"; url: string; user: string; netBoot: NetBoot }
+  | { kind: "redfish"; url: string; user: string; netBoot: NetBoot; tlsFingerprint?: string }
   | { kind: "wol" };
 
 /** Where the power goes, in words for a person: "IPMI BMC 10.0.0.5:623". */
@@ -43,6 +43,16 @@ export function powerTarget(c: PowerConfig): string {
     case "wol":
       return "Wake-on-LAN";
   }
+}
+
+/**
+ * A certificate's SHA-256 fingerprint as Node and `openssl x509 -fingerprint -sha256` print it
+ * (upper case, colon-separated), from that form or 64 bare hex digits; null when it is neither.
+ */
+export function normalizeFingerprint(s: string): string | null {
+  const hex = s.trim().replace(/^sha256\s*fingerprint\s*=\s*/i, "").replace(/:/g, "");
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) return null;
+  return hex.toUpperCase().match(/../g)!.join(":");
 }
 
 /** The one-time boot a driver sets: always a network boot, PXE unless the config says UEFI HTTP boot. */

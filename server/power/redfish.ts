@@ -1,10 +1,16 @@
 /**
- * Redfish (DMTF DSP0266) over HTTP(S) with fetch: the first ComputerSystem under
+ * Redfish (DMTF DSP0266) over HTTP(S): the first ComputerSystem under
  * /redfish/v1/Systems, its PowerState, `ComputerSystem.Reset` (POST {ResetType}) and a
  * one-time boot override (PATCH Boot {BootSourceOverrideTarget: Pxe|UefiHttp,
  * BootSourceOverrideEnabled: Once, BootSourceOverrideMode: UEFI|Legacy}). Basic auth on
- * every request (no session left open on the BMC); the password is never logged.
+ * every request (no session left open on the BMC); the password is never logged. An https
+ * service's certificate is checked against Node's CAs, or, for the self-signed certificates
+ * BMCs come with, pinned by its SHA-256 fingerprint (tlsFingerprint).
  */
+import { type RequestOptions, request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { isIP } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { type Firmware, type NetBoot, type PowerConfig, type PowerDriver, PowerError, type PowerState, powerTarget } from "./power.ts";
 
 export type RedfishConfig = Extract<PowerConfig, { kind: "redfish" }>;
@@ -35,6 +41,43 @@ export function cycleResetType(allowed: unknown): string {
   return Array.isArray(allowed) && allowed.includes("PowerCycle") ? "PowerCycle" : "ForceRestart";
 }
 
+/**
+ * One HTTP(S) request, its answer read whole. With a pinned fingerprint the TLS connection is
+ * made first and its certificate compared, and only then handed to the request: no byte of it
+ * (the Basic credentials least of all) reaches a service that shows another certificate.
+ */
+function send(url: URL, o: { method: string; headers: Record<string, string>; body?: string; timeoutMs: number; fingerprint?: string }): Promise<{ status: number; statusText: string; text: string }> {
+  return new Promise((resolve, reject) => {
+    const https = url.protocol === "https:";
+    // A connection of its own each time (agent: false); pinned, the connection we made (no agent at all).
+    const options: RequestOptions = { method: o.method, headers: o.headers, signal: AbortSignal.timeout(o.timeoutMs) };
+    if (!https || !o.fingerprint) options.agent = false;
+    else {
+      const pinned = o.fingerprint;
+      options.createConnection = (_opts, done) => {
+        const socket = tlsConnect({ host: url.hostname, port: Number(url.port || 443), servername: isIP(url.hostname) ? undefined : url.hostname, rejectUnauthorized: false });
+        socket.setTimeout(o.timeoutMs, () => socket.destroy(Object.assign(new Error("TLS connect timed out"), { code: "ETIMEDOUT" })));
+        socket.once("error", (err) => done(err, socket));
+        socket.once("secureConnect", () => {
+          const seen = socket.getPeerCertificate().fingerprint256;
+          if (seen === pinned) return done(null, socket);
+          socket.destroy();
+          done(new PowerError("refused", `presented the certificate ${seen ?? "(none)"}, not the pinned ${pinned}: refused, nothing sent`), socket);
+        });
+        return undefined;
+      };
+    }
+    const req = (https ? httpsRequest : httpRequest)(url, options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? "", text: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(o.body);
+  });
+}
+
 interface SystemResource {
   PowerState?: string;
   Actions?: Record<string, { target?: string; "ResetType@Redfish.AllowableValues"?: string[] }>;
@@ -53,9 +96,9 @@ export class RedfishDriver implements PowerDriver {
 
   private async request(method: string, path: string, body?: unknown): Promise<unknown> {
     const who = powerTarget(this.config);
-    let res: Response;
+    let res: { status: number; statusText: string; text: string };
     try {
-      res = await fetch(new URL(path, this.config.url), {
+      res = await send(new URL(path, this.config.url), {
         method,
         headers: {
           authorization: `Basic ${Buffer.from(`${this.config.user}:${this.password}`).toString("base64")}`,
@@ -63,15 +106,19 @@ export class RedfishDriver implements PowerDriver {
           ...(body === undefined ? {} : { "content-type": "application/json" }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeoutMs),
+        timeoutMs: this.timeoutMs,
+        fingerprint: this.config.tlsFingerprint,
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
-      throw new PowerError("unreachable", `${who} does not answer (${cause})`);
+      if (err instanceof PowerError) throw new PowerError(err.failure, `${who} ${err.message}`);
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).name;
+      if (/CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS/.test(code))
+        throw new PowerError("unreachable", `${who}: its certificate is not trusted (${code}); pin it with --tls-fingerprint (its SHA-256, as openssl x509 -noout -fingerprint -sha256 prints it)`);
+      throw new PowerError("unreachable", `${who} does not answer (${code})`);
     }
-    const text = await res.text();
+    const { text } = res;
     if (res.status === 401 || res.status === 403) throw new PowerError("auth", `${who} refused user ${this.config.user} or its password (${res.status})`);
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       let msg = res.statusText;
       try {
         const e = (JSON.parse(text) as { error?: { message?: string; "@Message.ExtendedInfo"?: Array<{ Message?: string }> } }).error;

@@ -200,7 +200,7 @@ async function loadLists() {
           "td",
           {},
           h.macs.length ? el("button", { type: "button", class: "quiet", onclick: () => prefillArm(h.macs[0], "") }, "Recover…") : "",
-          el("button", { type: "button", class: "quiet", title: "Ask its BMC (hosts power-config)", onclick: (e) => powerAction(h.name, "status", e.target) }, "Power?"),
+          el("button", { type: "button", class: "quiet", title: "Its power state, and on, off or cycle through its BMC (hosts power-config)", onclick: () => askPower(h.name) }, "Power…"),
         ),
       ),
     ),
@@ -392,20 +392,39 @@ function onLiveMessage(block) {
 
 // ---------- arm ----------
 
-/** A power action on a host through its power config; the answer (or the one-line error) replaces the button's text. */
-async function powerAction(host, action, button) {
-  button.disabled = true;
+// ---------- power ----------
+
+let powerHost = null;
+
+/** Opens the power dialog for a host: its BMC is asked for the state at once. */
+function askPower(host) {
+  powerHost = host;
+  $("power-title").textContent = `Power of ${host}`;
+  $("power-summary").textContent = "asking its BMC…";
+  $("power-dialog-error").textContent = "";
+  $("power-dialog").showModal();
+  $("power-back").focus();
+  powerAction("status");
+}
+
+/** A power action on the dialog's host; the BMC's answer (or the one-line error) is shown. */
+async function powerAction(action) {
+  const buttons = ["power-on", "power-off", "power-cycle"].map($);
+  for (const b of buttons) b.disabled = true;
+  $("power-dialog-error").textContent = "";
   try {
-    const r = await api("POST", `/api/v1/hosts/${encodeURIComponent(host)}/power`, { action });
-    button.textContent = `power: ${r.state}`;
-    button.title = r.target;
+    const r = await api("POST", `/api/v1/hosts/${encodeURIComponent(powerHost)}/power`, { action });
+    $("power-summary").textContent = `${r.host}: ${r.action === "status" ? "" : `${r.action} done; `}${r.target} says ${r.state}`;
   } catch (err) {
-    button.textContent = "power: error";
-    button.title = err.message;
+    $("power-summary").textContent = "";
+    $("power-dialog-error").textContent = err.message;
   } finally {
-    button.disabled = false;
+    for (const b of buttons) b.disabled = false;
   }
 }
+
+$("power-back").addEventListener("click", () => $("power-dialog").close());
+for (const action of ["on", "off", "cycle"]) $(`power-${action}`).addEventListener("click", () => powerAction(action));
 
 function prefillArm(mac, profile) {
   $("arm-mac").value = mac;

@@ -6,6 +6,7 @@ import { recordDrill } from "../../../server/jobs/drill-record.ts";
 import type { Planner } from "../../../server/jobs/job-plan.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
+import { type IpmiSim, ipmiSimUnavailable, startIpmiSim } from "../../helpers/ipmi-sim.ts";
 import { bootToken, dhcpAnswered, seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 
@@ -290,6 +291,33 @@ describe("admin page in headless Chromium", () => {
     expect(await row(id).locator("button", { hasText: "Cancel" }).count()).toBe(0);
     await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
     await shot("overview.png");
+  });
+
+  it("powers a host through its BMC from its row: the state at once, then on and off (OpenIPMI's ipmi_sim as the BMC)", async () => {
+    const missing = await ipmiSimUnavailable();
+    if (missing) throw new Error(missing);
+    const dir = tempDir("lifeboat-page-bmc-");
+    let sim: IpmiSim | undefined;
+    try {
+      sim = await startIpmiSim(dir, "admin", "page-bmc-secret");
+      const set = await inject("PUT", "/api/v1/hosts/db1/power-config", { kind: "ipmi", address: "127.0.0.1", port: sim.port, user: "admin", password: "page-bmc-secret" });
+      expect(set.statusCode, set.body).toBe(200);
+      await page.locator('#hosts tr[data-host="db1"] button', { hasText: "Power…" }).click();
+      await page.locator("#power-dialog").waitFor({ state: "visible" });
+      await waitText(page.locator("#power-summary"), new RegExp(`^db1: IPMI BMC 127\\.0\\.0\\.1:${sim.port} says off$`), 30_000);
+      expect(sim.calls().filter((c) => c.includes(" set "))).toEqual([]);
+      await page.click("#power-on");
+      await waitText(page.locator("#power-summary"), /^db1: on done; .* says on$/, 30_000);
+      expect(sim.power()).toBe("on");
+      await page.click("#power-off");
+      await waitText(page.locator("#power-summary"), /^db1: off done; .* says off$/, 30_000);
+      expect(sim.calls().filter((c) => c.includes(" set "))).toEqual(["0x20 set power 1", "0x20 set power 0"]);
+      await shot("power.png");
+      await page.click("#power-back");
+      await page.locator("#power-dialog").waitFor({ state: "hidden" });
+    } finally {
+      await sim?.stop();
+    }
   });
 
   it("shows a banner with its limits while the clone window is open, its count following live", async () => {

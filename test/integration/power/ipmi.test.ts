@@ -13,7 +13,7 @@ import { lifeboat } from "../../helpers/cli.ts";
 import { describeNeeding } from "../../helpers/needs.ts";
 import { seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
-import { type IpmiSim, freeUdpPort, ipmiSimUnavailable, startIpmiSim } from "./ipmi-sim.ts";
+import { type IpmiSim, freeUdpPort, ipmiSimUnavailable, startIpmiSim } from "../../helpers/ipmi-sim.ts";
 
 const MAC = "52:54:00:c0:00:01";
 const PASSWORD = "s3cret-bmc-Pa55";

@@ -5,12 +5,17 @@
  * A stand-in because no Redfish simulator can be had here: Debian has only clients
  * (python3-sushy, sushy-cli) and npm offers none (the package list has no "redfish" at all).
  */
+import { readFileSync } from "node:fs";
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
+import { join } from "node:path";
+import { execa } from "execa";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Planner } from "../../../server/jobs/job-plan.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { seedHost, standInPlan, testServer } from "../../helpers/server.ts";
+import { tempDir } from "../../helpers/tmp.ts";
 
 const SYSTEM = "/redfish/v1/Systems/437XR1138R2";
 const RESET = `${SYSTEM}/Actions/ComputerSystem.Reset`;
@@ -154,5 +159,62 @@ describe("Redfish against a stand-in DMTF mockup served by the test (no Redfish 
     const r = await inject("POST", "/api/v1/hosts/db1/power", { action: "status" });
     expect([r.statusCode, r.json()]).toEqual([502, { error: "power", message: `Redfish service ${url} refused user root or its password (401)` }]);
     expect(JSON.stringify(await server.ctx.store.audit.list())).not.toMatch(/calvin-Pa55|"wrong"/);
+  });
+
+  describe("over https with the self-signed certificate a BMC comes with", () => {
+    let tls: Server;
+    let tlsUrl: string;
+    let fingerprint: string;
+    beforeAll(async () => {
+      const dir = tempDir("lifeboat-redfish-tls-");
+      const [key, cert] = [join(dir, "key.pem"), join(dir, "cert.pem")];
+      await execa("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=bmc.example", "-days", "2", "-keyout", key, "-out", cert]);
+      // As the admin reads it off the BMC: openssl's own fingerprint, not Node's.
+      fingerprint = /Fingerprint=([0-9A-F:]+)/.exec((await execa("openssl", ["x509", "-noout", "-fingerprint", "-sha256", "-in", cert])).stdout)![1]!;
+      tls = createTlsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => void m.handler(req, res));
+      await new Promise<void>((r) => tls.listen(0, "127.0.0.1", () => r()));
+      tlsUrl = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`;
+    });
+    afterAll(async () => new Promise((r) => tls?.close(r)));
+    const config = (extra: Record<string, unknown>) => inject("PUT", "/api/v1/hosts/db1/power-config", { kind: "redfish", url: tlsUrl, user: "root", password: "calvin-Pa55", ...extra });
+
+    it("not trusted without a pin: one line saying how to pin it, and nothing sent", async () => {
+      expect((await config({})).statusCode).toBe(200);
+      m.seen.length = 0;
+      const r = await inject("POST", "/api/v1/hosts/db1/power", { action: "status" });
+      expect([r.statusCode, r.json()]).toEqual([
+        502,
+        { error: "power", message: `Redfish service ${tlsUrl}: its certificate is not trusted (DEPTH_ZERO_SELF_SIGNED_CERT); pin it with --tls-fingerprint (its SHA-256, as openssl x509 -noout -fingerprint -sha256 prints it)` },
+      ]);
+      expect(m.seen).toEqual([]);
+    });
+
+    it("pinned by its fingerprint (bare hex is taken too): status and on over TLS", async () => {
+      const set = await config({ tlsFingerprint: fingerprint.replace(/:/g, "").toLowerCase() });
+      expect(set.statusCode, set.body).toBe(200);
+      expect(set.json()).toMatchObject({ tlsFingerprint: fingerprint });
+      m.state.power = "Off";
+      m.seen.length = 0;
+      expect((await inject("POST", "/api/v1/hosts/db1/power", { action: "on" })).json()).toMatchObject({ state: "on", via: "redfish" });
+      expect(m.seen.filter((s) => s.method === "POST").map((s) => s.body)).toEqual([{ ResetType: "On" }]);
+    });
+
+    it("another certificate than the pinned one: refused before the credentials go out", async () => {
+      const other = fingerprint.replace(/^../, fingerprint.startsWith("00") ? "11" : "00");
+      expect((await config({ tlsFingerprint: other })).statusCode).toBe(200);
+      m.seen.length = 0;
+      const r = await inject("POST", "/api/v1/hosts/db1/power", { action: "status" });
+      expect([r.statusCode, r.json()]).toEqual([502, { error: "power", message: `Redfish service ${tlsUrl} presented the certificate ${fingerprint}, not the pinned ${other}: refused, nothing sent` }]);
+      expect(m.seen).toEqual([]);
+    });
+
+    it("a pin needs an https URL and a SHA-256: a 400 naming the field", async () => {
+      const http = await inject("PUT", "/api/v1/hosts/db1/power-config", { kind: "redfish", url, user: "root", password: "x", tlsFingerprint: fingerprint });
+      expect(http.statusCode).toBe(400);
+      expect(http.body).toContain("the url must be https://");
+      const short = await config({ tlsFingerprint: "AB:CD" });
+      expect(short.statusCode).toBe(400);
+      expect(short.body).toContain("expected a SHA-256 fingerprint");
+    });
   });
 });

@@ -12,7 +12,7 @@ import { lifeboat } from "../../helpers/cli.ts";
 import { describeNeeding } from "../../helpers/needs.ts";
 import { seedHost, standInPlan, testServer } from "../../helpers/server.ts";
 import { tempDir } from "../../helpers/tmp.ts";
-import { type IpmiSim, ipmiSimUnavailable, startIpmiSim } from "./ipmi-sim.ts";
+import { type IpmiSim, ipmiSimUnavailable, startIpmiSim } from "../../helpers/ipmi-sim.ts";
 
 const PASSWORD = "rack-bmc-Pa55";
 const MACS = ["52:54:00:c1:00:01", "52:54:00:c1:00:02", "52:54:00:c1:00:03"];

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { powerActionBodySchema, powerConfigBodySchema, splitPowerConfig } from "../../../server/http/api-schemas.ts";
 import { powerConfigBody, readPasswordFile } from "../../../server/cli/power.ts";
 import { IPMI_CLEAR_BOOT, ipmiBootdevCommand, ipmiFailure, ipmitoolArgs, parsePowerStatus } from "../../../server/power/ipmi.ts";
-import { POWER_ACTIONS, describePowerSteps, planAfterEnd, planArmPower } from "../../../server/power/power.ts";
+import { POWER_ACTIONS, describePowerSteps, normalizeFingerprint, planAfterEnd, planArmPower } from "../../../server/power/power.ts";
 import { powerHistory } from "../../../server/power/power-service.ts";
 import { REDFISH_CLEAR_BOOT, cycleResetType, redfishBootPatch, redfishPowerState } from "../../../server/power/redfish.ts";
 import { magicPacket } from "../../../server/power/wol.ts";
@@ -142,5 +142,19 @@ describe("the power config contract: what the CLI builds, the API schema takes",
     chmodSync(open, 0o644);
     expect(() => readPasswordFile(open)).toThrow(`${open}: readable by others (mode 0644): chmod 600 ${open}`);
     expect(() => powerConfigBodySchema.parse({ kind: "redfish", url: "ftp://x", user: "u", password: "p" })).toThrow();
+  });
+});
+
+describe("normalizeFingerprint: a pinned certificate's SHA-256 as openssl and Node print it", () => {
+  const f = "F1:A3:3E:BE:88:6A:89:1B:38:73:FC:DB:55:ED:C7:BA:E4:47:B1:40:12:71:31:ED:1D:78:DA:DD:20:FF:D1:55";
+  it("takes openssl's line, the colon form in any case, or bare hex", () => {
+    expect(normalizeFingerprint(`sha256 Fingerprint=${f}`)).toBe(f);
+    expect(normalizeFingerprint(f.toLowerCase())).toBe(f);
+    expect(normalizeFingerprint(f.replace(/:/g, ""))).toBe(f);
+  });
+  it("refuses anything else: SHA-1 length, stray characters, empty", () => {
+    expect(normalizeFingerprint(f.slice(0, 59))).toBeNull();
+    expect(normalizeFingerprint(`${f.slice(0, -2)}ZZ`)).toBeNull();
+    expect(normalizeFingerprint("")).toBeNull();
   });
 });
