@@ -128,13 +128,13 @@ export const configSchema = z.strictObject({
       staticLeases: z.array(staticLeaseSchema).default([]),
     })
     .superRefine((d, ctx) => {
-      if (!LEASING_MODES.includes(d.mode)) return;
-      for (const key of ["start", "end"] as const)
-        if (!d.pool[key]) ctx.addIssue({ code: "custom", path: ["pool", key], message: `dhcp.mode ${d.mode} hands out addresses: set dhcp.pool.start and dhcp.pool.end` });
       // Debian 12's signed network GRUB takes its TFTP server from the LAN server's DHCP answer, not
       // from Lifeboat's proxy offer (seen under OVMF: it never asks Lifeboat for grub/grub.cfg).
       if (d.mode === "proxy" && d.uefiLoader === "shim")
         ctx.addIssue({ code: "custom", path: ["uefiLoader"], message: "shim needs dhcp.mode full (or off, with your DHCP server's next-server pointing at Lifeboat): the signed GRUB asks the LAN's DHCP server's next-server for its files, not Lifeboat's proxy offer" });
+      if (!LEASING_MODES.includes(d.mode)) return;
+      for (const key of ["start", "end"] as const)
+        if (!d.pool[key]) ctx.addIssue({ code: "custom", path: ["pool", key], message: `dhcp.mode ${d.mode} hands out addresses: set dhcp.pool.start and dhcp.pool.end` });
     })
     .prefault({}),
   amanda: z.array(amandaConfigSchema).default([]),

@@ -87,7 +87,7 @@ describe("dhcp.uefiLoader: the signed chain for x64 UEFI PXE", () => {
     const offer = sent(proxyAnswer(fixture("uefi-pxe-discover"), 67, { ...env, hasLoader: signedRoot, uefiLoader: effectiveUefiLoader("proxy", "auto") }));
     expect(offer.packet.file).toBe("snponly.efi");
     expect(() => configSchema.parse({ dhcp: { mode: "proxy", uefiLoader: "shim" } })).toThrow(/shim needs dhcp\.mode full/);
-    expect(configSchema.parse({ dhcp: { mode: "full", uefiLoader: "shim" } }).dhcp.uefiLoader).toBe("shim");
+    expect(configSchema.parse({ dhcp: { mode: "full", uefiLoader: "shim", pool: { start: "10.231.7.100", end: "10.231.7.199" } } }).dhcp.uefiLoader).toBe("shim");
   });
   const choose = (m: ReturnType<typeof identify>, has = signedRoot) => chooseBoot(m, env.httpBase, has, "shim");
 

@@ -42,7 +42,7 @@ describe("drill plan", () => {
     const spec = { accel: ["-accel", "tcg"], firmware: "uefi" as const, ovmfVars: "/w/vars.fd", memoryMiB: 768, cpus: 1, mac: "02:4c:42:00:00:01", disks: [{ captured: "vda", serial: "LBDRILL0", sizeBytes: GiB, file: "/w/vda.raw" }] };
     const rescue = drillQemuArgs(spec, { vmlinuz: "/i/vmlinuz", initramfs: "/i/initramfs", cmdline: "lifeboat.job=j", forward: "socat STDIO TCP:127.0.0.1:8080" });
     expect(rescue.join(" ")).toBe(
-      "-accel tcg -m 768 -smp 1 -machine q35 -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive if=pflash,format=raw,file=/w/vars.fd " +
+      "-accel tcg -m 768 -smp 1 -machine q35 -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive if=pflash,format=raw,unit=1,file=/w/vars.fd " +
         "-nographic -vga none -no-reboot -kernel /i/vmlinuz -initrd /i/initramfs -append lifeboat.job=j " +
         "-netdev user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:socat STDIO TCP:127.0.0.1:8080 -device virtio-net-pci,netdev=n0,mac=02:4c:42:00:00:01,romfile= " +
         "-drive file=/w/vda.raw,if=none,id=d0,format=raw -device virtio-blk-pci,drive=d0,serial=LBDRILL0",
