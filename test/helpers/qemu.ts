@@ -90,7 +90,8 @@ result=$(probe); echo "NETBOOT-TEST: probe:$result"
 arg() { sed -n "s/.*$1=\\([^ ]*\\).*/\\1/p" /proc/cmdline; }
 srv=$(arg lifeboat.server); job=$(arg lifeboat.job); token=$(arg lifeboat.token); want=$(arg lifeboat.mac)
 ip link set lo up
-for i in 1 2 3 4 5 6 7 8 9 10; do ifc=$(ls /sys/class/net | grep -v '^lo$' | head -1); [ -n "$ifc" ] && break; sleep 1; done
+# The first NIC (a device behind it): loading bonding makes a bond0 with none.
+for i in 1 2 3 4 5 6 7 8 9 10; do ifc=$(for n in $(ls /sys/class/net); do [ -e /sys/class/net/$n/device ] && echo $n; done | head -1); [ -n "$ifc" ] && break; sleep 1; done
 mac=$(cat /sys/class/net/$ifc/address); ip link set "$ifc" up
 echo "NETBOOT-TEST: iface=$ifc mac=$mac server=$srv job=$job"
 if udhcpc -i "$ifc" -n -q -t 10 -T 2 -s /etc/udhcpc.script; then
