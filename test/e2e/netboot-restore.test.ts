@@ -173,7 +173,7 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     await withRoot(m.disk, work, async (root) => {
       for (const d of lab.dles) expect(await treeManifest(join(root, "srv", d.tag)), `${d.tag} restored as of run ${last}`).toBe(lab.manifest(d.tag, last).trimEnd());
       // The agent's log goes into the restored system as it unmounts it (the last step before plan_done).
-      expect(readFileSync(join(root, "var/log/lifeboat", `recovery-${job!.id}.log`), "utf8")).toMatch(/restore_dump exit 0\n.*unmount_all/);
+      expect(readFileSync(join(root, "var/log/lifeboat", `recovery-${job!.id}.log`), "utf8")).toMatch(/restore_dump exit 0\n(?:.*\n)*?.*map_nic exit 0\n.*step \d+\/\d+: unmount_all/);
     });
     // Disarmed: the next network boot of this machine goes to its own disk.
     expect(await cli("hosts", "boot-script", mac)).toMatch(/^exit/m);
