@@ -7,15 +7,17 @@
  * on the holding disk. capture.sh, installed by `lifeboat capture install` with the host's
  * token, runs as its cron line would and uploads the layout. Then the disk dies (zeroes over
  * the partition tables and each partition's start); the admin arms the machine with the CLI,
- * the machine network-boots Lifeboat's rescue image, the admin maps its disk and reads the
- * plan, `jobs watch` follows the restore of both chains, the machine reboots and comes back on
- * its own from its disk as itself. Beside the restore, in the same rescue guest on the same
- * virtual disk, the dump is fetched again from the same server into /dev/null, sha256sum and
- * `dd`: the restore/dd ratio and where the time goes.
+ * `--power`: Lifeboat asks web1's BMC (OpenIPMI's ipmi_sim, whose chassis control starts and
+ * stops web1's QEMU) for a one-time network boot and powers it on; the machine network-boots
+ * Lifeboat's rescue image, its disk is matched by its serial to the captured one and the plan
+ * runs, `jobs watch` follows the restore of both chains, the machine reboots (the profile's end
+ * state) and comes back on its own from its disk as itself: from `jobs arm --power` on, nobody
+ * does anything (no mapping, no power button) until it answers as itself.
  *
  * Used by `bash scripts/demo` (demo/main.ts, with narration) and test/e2e/whole-job.test.ts
  * (which asserts every proof). The caller owns the returned `Story` and calls `cleanup()`.
  */
+import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,7 +30,8 @@ import type { DiskLayout } from "../server/layout/layout.ts";
 import type { JobEvent } from "../server/store/types.ts";
 import { lifeboatBin } from "../test/helpers/cli.ts";
 import { type Lan, createLan } from "../test/helpers/netns.ts";
-import { type Vm, bootVm, freshOvmfVars } from "../test/helpers/qemu.ts";
+import { type IpmiSim, qemuPowerOn, startIpmiSim } from "../test/helpers/ipmi-sim.ts";
+import { type Vm, bootVm, freshOvmfVars, netBootArgv } from "../test/helpers/qemu.ts";
 import { SAMPLE_BOOTED, sampleOs } from "../test/helpers/sample-os.ts";
 import { type NsServer, fullLanConfig, serveInNs } from "../test/integration/netboot/lifeboat-ns.ts";
 
@@ -37,6 +40,8 @@ const INSTALL = fileURLToPath(new URL("../scripts/whole-job/install-host.sh", im
 const MiB = 1024 * 1024;
 const DISK_BYTES = 2048 * MiB;
 const HOST = "web1";
+/** web1's disk serial, as a real disk has one: the rescue agent's disk is matched to the captured one by it, no mapping asked. */
+const DISK_SERIAL = "LB-WEB1-D0";
 
 export interface Narrator {
   /** A stage starts (one line). */
@@ -81,20 +86,14 @@ export interface Identity {
 }
 
 export interface Figures {
-  /** Seconds from `jobs arm` to the restored system answering over the network, the side measurement taken out. */
+  /** Seconds from `jobs arm --power` to the restored system answering over the network, nothing done in between. */
   recoverSeconds: number;
-  /** Seconds spent on the side measurement (dd and the pipeline's parts) inside that span. */
-  measureSeconds: number;
   backupBytes: number;
   backupSeconds: number;
   bytesRestored: number;
   /** The restore_dump steps, summed. */
   restoreSeconds: number;
   restoreMiBs: number;
-  /** The level 0 of / fetched in the rescue guest: to /dev/null, through sha256sum, onto the disk with dd. */
-  fetch: { bytes: number; nullMiBs: number; sha256MiBs: number; ddMiBs: number };
-  /** Restore rate / dd rate. */
-  ratio: number;
 }
 
 export interface Story {
@@ -118,6 +117,8 @@ export interface Story {
   sentToDisk: boolean;
   /** The plan as `jobs plan` printed it. */
   plan: string;
+  /** What web1's BMC was asked from `jobs arm --power` on ("0x20 set boot pxe", "power-on 1: boot pxe", ...), gets left out. */
+  bmcCalls: string[];
   /** The dumps Amanda made (catalog list --json). */
   dumps: Array<{ id: string; disk: string; level: number; sizeBytes: number; location: { kind: string } }>;
   layout: DiskLayout;
@@ -146,14 +147,16 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
   const nsHosts = `/etc/netns/${o.prefix}-srv`;
   const cleanups: Array<() => Promise<unknown> | unknown> = [];
   const vms: Vm[] = [];
+  let powered: PoweredMachine | undefined;
   let lan: Lan | undefined;
   let srv: NsServer | undefined;
   const cleanup = async () => {
     for (const vm of vms) await vm.kill();
+    await powered?.unplug();
     for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
   const tail = () =>
-    `--- lifeboat log tail ---\n${srv?.log().split("\n").slice(-30).join("\n") ?? ""}\n--- web1 serial tail ---\n${vms.at(-1)?.serial().slice(-3000) ?? ""}`;
+    `--- lifeboat log tail ---\n${srv?.log().split("\n").slice(-30).join("\n") ?? ""}\n--- web1 serial tail ---\n${(powered ?? vms.at(-1))?.serial().slice(-3000) ?? ""}`;
   try {
     // --- the lab: system, rescue image, admin key ---------------------------------------------
     n.stage("lab: the sample Debian 12 system (scripts/sample-os)");
@@ -204,20 +207,37 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     if (inst.exitCode !== 0) throw new Error(`install-host.sh: exit ${inst.exitCode}: ${inst.stderr}`);
     const vars = freshOvmfVars(work, HOST);
     const token = (JSON.parse(await cli("hosts", "add", HOST, "--mac", o.mac, "--amanda", conf, "--dle", "/=/", "--dle", "/home=/home", "--json")) as { token: string }).token;
+    const machineOptions = (netBoot: boolean, serialLog: string) => ({
+      lan: theLan, tap: "tap0", mac: o.mac, firmware: o.firmware, netBoot, ovmfVars: vars, serialLog, workDir: work,
+      extraArgs: [
+        "-m", "1024", "-smp", "2", "-drive", `file=${disk},if=none,id=d0,format=raw`, "-device", `virtio-blk-pci,drive=d0,bootindex=2,serial=${DISK_SERIAL}`,
+        // IPv6 network boot off in the firmware's setup, as on a LAN that boots over IPv4 only: else
+        // each boot that Lifeboat sends on to the disk first waits out OVMF's PXEv6 and HTTPv6 tries.
+        ...(o.firmware === "uefi" ? ["-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"] : []),
+      ],
+    });
     const machine = (netBoot: boolean, boot: number) => {
-      const vm = bootVm({
-        lan: theLan, tap: "tap0", mac: o.mac, firmware: o.firmware, netBoot, ovmfVars: vars,
-        serialLog: join(work, `${HOST}-boot${boot}.serial`), workDir: work,
-        extraArgs: [
-          "-m", "1024", "-smp", "2", "-drive", `file=${disk},if=none,id=d0,format=raw`, "-device", `virtio-blk-pci,drive=d0,bootindex=2`,
-          // IPv6 network boot off in the firmware's setup, as on a LAN that boots over IPv4 only: else
-          // each boot that Lifeboat sends on to the disk first waits out OVMF's PXEv6 and HTTPv6 tries.
-          ...(o.firmware === "uefi" ? ["-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"] : []),
-        ],
-      });
+      const vm = bootVm(machineOptions(netBoot, join(work, `${HOST}-boot${boot}.serial`)));
       vms.push(vm);
       return vm;
     };
+    // web1's BMC, on the management side of the server (its namespace's loopback): the machine
+    // is a QEMU that "power on" starts, the network first when a one-time PXE boot is pending;
+    // a reboot resets it as real hardware does.
+    const bmcDir = join(work, "bmc");
+    mkdirSync(bmcDir);
+    const bmcPassword = randomBytes(8).toString("hex"); // IPMI 2.0 passwords are at most 20 bytes
+    const bmc = await startIpmiSim(bmcDir, "admin", bmcPassword, { netns: lan.ns("srv"), machine: "qemu" });
+    cleanups.push(() => bmc.stop());
+    const inLan = (argv: string[]) => ["ip", "netns", "exec", theLan.lanNs, ...argv];
+    qemuPowerOn(
+      bmcDir,
+      inLan(netBootArgv({ ...machineOptions(true, ""), reboot: true })),
+      inLan(netBootArgv({ ...machineOptions(false, ""), reboot: true })),
+    );
+    powered = poweredMachine(bmc);
+    writeFileSync(join(work, "bmc-password"), `${bmcPassword}\n`, { mode: 0o600 });
+    await cli("hosts", "power-config", HOST, "--ipmi", "127.0.0.1", "--port", String(bmc.port), "--user", "admin", "--password-file", join(work, "bmc-password"));
     n.say(`${HOST} powered on (boots its disk)`);
     let t = Date.now();
     const first = machine(false, 1);
@@ -279,44 +299,35 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     n.say(`disk of ${HOST} destroyed: zeroes over both GPT copies and the first 8 MiB of its ${parts.partitiontable.partitions.length} partitions (${destroyedTable})`);
 
     // --- recovery -----------------------------------------------------------------------------
-    n.stage(`recovery: lifeboat jobs arm ${o.mac}, power on (network boot first)`);
+    n.stage(`recovery: lifeboat jobs arm ${o.mac} --power (web1's BMC: one-time network boot, power on)`);
     const armedAt = Date.now();
-    const [armed] = JSON.parse(await cli("jobs", "arm", o.mac, "--json")) as JobView[];
+    const bmcCallsBefore = bmc.calls().length;
+    const [armed] = JSON.parse(await cli("jobs", "arm", o.mac, "--power", "--json")) as Array<JobView & { power: { summary: string; target: string } }>;
     const job = armed!;
-    n.say(`armed: job ${job.id} for ${HOST} (${o.mac}); its next network boot runs the rescue image`);
-    const rescue = machine(true, 2);
+    n.say(`armed: job ${job.id} for ${HOST} (${o.mac}); through its BMC ${job.power.target}: ${job.power.summary}`);
+    const rescue = powered;
     const seen = await waitFor(async () => {
       const v = JSON.parse(await cli("jobs", "show", job.id, "--json")) as JobView;
       return v.disks?.length && v.ip ? v : undefined;
     }, 900_000, "the rescue agent to report its disks");
     n.say(`${HOST} network-booted Lifeboat's rescue image ${secs(armedAt)} after arming: ${seen.ip}, disks ${(seen.disks as Array<{ name: string; sizeBytes: number }>).map((d) => `${d.name} ${mib(d.sizeBytes)} MiB`).join(", ")}`);
 
-    // Side measurement, before the plan runs: the same server, the same guest, the same disk.
-    const l0 = dumps.filter((d) => d.disk === "/" && d.level === 0)[0]!;
-    const measureStart = Date.now();
-    n.say(`measuring in the rescue guest: ${mib(l0.sizeBytes).toFixed(0)} MiB of dump ${l0.id} from ${server} to /dev/null, through sha256sum, and dd onto /dev/vda`);
-    const fetched = await measureFetch(lan, key, seen.ip!, `${server}/api/v1/dumps/${encodeURIComponent(l0.id)}/stream`, readFileSync(join(dataDir, "admin-token"), "utf8").trim(), l0.sizeBytes);
-    const measureSeconds = (Date.now() - measureStart) / 1000;
-
-    await cli("jobs", "map", job.id, "vda=vda");
     const plan = await cli("jobs", "plan", job.id);
     const count = (fn: string) => plan.split("\n").filter((l) => l.startsWith(`${fn} `)).length;
     const table = layout.disks[0]?.table;
-    n.say(`the admin maps captured vda to the machine's vda; plan: recreate /dev/vda (${table?.label?.toUpperCase()}, ${table?.partitions.length} partitions), ${count("make_fs")} filesystems, restore ${new Set(plan.split("\n").filter((l) => l.startsWith("restore_dump ")).map((l) => l.split(" ")[1])).size} chains (${count("restore_dump")} dumps), ${count("install_bootloader") ? "install the boot loader" : "no boot loader"}`);
+    n.say(`its disk matched the captured one by serial (${DISK_SERIAL}); plan: recreate /dev/vda (${table?.label?.toUpperCase()}, ${table?.partitions.length} partitions), ${count("make_fs")} filesystems, restore ${new Set(plan.split("\n").filter((l) => l.startsWith("restore_dump ")).map((l) => l.split(" ")[1])).size} chains (${count("restore_dump")} dumps), ${count("install_bootloader") ? "install the boot loader" : "no boot loader"}`);
     // Followed from here (the agent asks for its plan again every 15 s): the bars are the restore's.
     const watch = o.narrator.watch === "inherit" ? cliInherit(theLan, dataDir, server, ["jobs", "watch", job.id]) : cli("jobs", "watch", job.id);
     const watched = await watch;
-    await Promise.race([rescue.proc, sleep(120_000)]);
-    await rescue.kill();
     const done = JSON.parse(await cli("jobs", "show", job.id, "--json")) as JobView;
-    const events = JSON.parse(await cli("jobs", "log", job.id, "--json")) as JobEvent[];
     if (done.state !== "done") throw new Error(`job ${job.id} ended ${done.state}: ${done.error ?? ""}\n${watched}`);
 
     // --- it comes back as itself --------------------------------------------------------------
-    // Network boot first, as the machine was left: Lifeboat's boot script (exit.ipxe) hands it to
-    // the firmware's next boot option, its disk (under UEFI through the NVRAM entry the recovery wrote).
-    n.stage(`${HOST} powered on again (network boot first: Lifeboat sends it to its disk)`);
-    const after3 = machine(true, 3);
+    // The agent reboots it (the end state); the reset boots the network first as that power-on
+    // did: Lifeboat's boot script (exit.ipxe) hands it to the firmware's next boot option, its
+    // disk (under UEFI through the NVRAM entry the recovery wrote).
+    n.stage(`${HOST} reboots (end state): network boot first, Lifeboat sends it to its disk`);
+    const after3 = rescue;
     await waitBooted(after3, n, "booting web1 from its restored disk", 900_000);
     // Under UEFI: the firmware's boot entry it came through (the one grub-install wrote: "debian").
     let efiEntry: string | null = null;
@@ -325,12 +336,15 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       efiEntry = /LIFEBOAT-SAMPLE efi-entry=(\S+)/.exec(after3.serial())![1]!;
     }
     const after = await identity(ssh, hostIp, o.firmware, true);
-    const recoverSeconds = (Date.now() - armedAt) / 1000 - measureSeconds;
+    const recoverSeconds = (Date.now() - armedAt) / 1000;
     const same = before.hostname === after.hostname && before.machineId === after.machineId && JSON.stringify(before.uuids) === JSON.stringify(after.uuids) && before.hostKey === after.hostKey;
     n.say(`${HOST} booted from its restored disk ${same ? "as itself" : "NOT as itself"} (hostname ${after.hostname}, machine-id ${after.machineId.slice(0, 8)}…, same UUIDs ${Object.keys(after.uuids).join(" ")}, same SSH host key), level-1 change ${after.level1 === level1Written ? "present" : "MISSING"}`);
     const bootScriptAfter = await cli("hosts", "boot-script", o.mac);
     const sentToDisk = after3.serial().includes(`no recovery job for ${o.mac}, booting from local disk`);
+    const bmcCalls = bmc.calls().slice(bmcCallsBefore).filter((c) => !/ get /.test(c));
 
+    // Read once it is back: the boot override's clearing after done is in it by then.
+    const events = JSON.parse(await cli("jobs", "log", job.id, "--json")) as JobEvent[];
     const restoreSteps = stepSeconds(events, "restore_dump");
     const bytesRestored = events.filter((e) => e.type === "stream-done").reduce((a, e) => a + (e.data as { bytes: number }).bytes, 0);
     const restoreMiBs = mib(bytesRestored) / restoreSteps;
@@ -339,14 +353,11 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       recoverability,
       figures: {
         recoverSeconds,
-        measureSeconds,
         backupBytes,
         backupSeconds,
         bytesRestored,
         restoreSeconds: restoreSteps,
         restoreMiBs,
-        fetch: fetched,
-        ratio: restoreMiBs / fetched.ddMiBs,
       },
       before,
       after,
@@ -358,6 +369,7 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       sentToDisk,
       efiEntry,
       plan,
+      bmcCalls,
       dumps,
       layout,
       adminUrl: `${server}/`,
@@ -397,7 +409,36 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number
   throw new Error(`timed out waiting for ${what}`);
 }
 
-async function waitBooted(vm: Vm, n: Narrator, label: string, timeoutMs: number): Promise<void> {
+/** The machine web1's BMC powers: its console is that of its latest power-on. */
+interface PoweredMachine {
+  serial(): string;
+  waitSerial(re: RegExp, timeoutMs: number): Promise<void>;
+  /** Pulls the plug (cleanup): the QEMU the BMC started, if it runs. */
+  unplug(): Promise<void>;
+}
+
+function poweredMachine(bmc: IpmiSim): PoweredMachine {
+  const serial = () => {
+    const n = existsSync(join(bmc.dir, "power-ons")) ? readFileSync(join(bmc.dir, "power-ons"), "utf8").trim() : "";
+    const log = join(bmc.dir, `power-on-${n}.serial`);
+    return n && existsSync(log) ? readFileSync(log, "latin1") : "";
+  };
+  return {
+    serial,
+    waitSerial: async (re, timeoutMs) => {
+      for (const until = Date.now() + timeoutMs; Date.now() < until; await sleep(250)) if (re.test(serial())) return;
+      throw new Error(`web1's console never showed ${re} (BMC power ${bmc.power()}); last lines:\n${serial().slice(-1500)}`);
+    },
+    unplug: async () => {
+      const pidFile = join(bmc.dir, "qemu.pid");
+      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8")) : 0;
+      if (pid > 0 && bmc.power() === "on") process.kill(pid, "SIGTERM");
+      for (let i = 0; i < 30 && bmc.power() === "on"; i++) await sleep(100);
+    },
+  };
+}
+
+async function waitBooted(vm: Pick<Vm, "waitSerial">, n: Narrator, label: string, timeoutMs: number): Promise<void> {
   const t = Date.now();
   const tick = setInterval(() => n.progress(label, (Date.now() - t) / 1000, null), 1000);
   try {
@@ -463,29 +504,6 @@ async function identity(ssh: ReturnType<typeof guestSsh>, ip: string, firmware: 
     hostKey: await ssh.hostKey(ip),
     level1: lines[2 + mounts.length] ?? "",
   };
-}
-
-/**
- * In the rescue guest (SSH with the admin key the image carries): the dump from the stream
- * route, three times: to /dev/null (network and curl), through sha256sum (the agent's hash),
- * and with dd onto the disk the restore writes (what the restore is measured against).
- */
-async function measureFetch(lan: Lan, key: string, ip: string, url: string, token: string, bytes: number): Promise<Figures["fetch"]> {
-  const script = `set -e
-u=$1; h="Authorization: Bearer $2"
-t() { cut -d' ' -f1 /proc/uptime; }
-a=$(t); curl -fsS -H "$h" -o /dev/null "$u"; b=$(t)
-curl -fsS -H "$h" "$u" | sha256sum >/dev/null; c=$(t)
-curl -fsS -H "$h" "$u" | dd of=/dev/vda bs=1M conv=fsync 2>/dev/null; d=$(t)
-echo "$a $b $c $d"`;
-  const r = await lan.exec(
-    "srv",
-    ["ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", `root@${ip}`, "sh", "-s", "--", url, token],
-    { reject: false, input: script, timeout: 1_200_000 },
-  );
-  if (r.exitCode !== 0) throw new Error(`measurement in the rescue guest: exit ${r.exitCode}: ${r.stderr}`);
-  const [a, b, c, d] = r.stdout.trim().split(/\s+/).map(Number) as [number, number, number, number];
-  return { bytes, nullMiBs: mib(bytes) / (b - a), sha256MiBs: mib(bytes) / (c - b), ddMiBs: mib(bytes) / (d - c) };
 }
 
 /** An Amanda server config of the story's own (own vtapes and holding disk), run inside the server's namespace. */

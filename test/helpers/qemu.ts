@@ -163,27 +163,31 @@ export interface VmOptions {
   netBoot?: boolean;
   /** UEFI with Secure Boot enforced (OVMF_CODE_4M.secboot.fd, a fresh copy of OVMF_VARS_4M.ms.fd unless ovmfVars). */
   secureBoot?: boolean;
+  /** true: a guest reboot resets the machine, as real hardware does; default: QEMU exits (-no-reboot). */
+  reboot?: boolean;
 }
 
 /**
- * Boots a machine from the network. BIOS: SeaBIOS runs the NIC's iPXE ROM (QEMU has no
- * other BIOS PXE). UEFI: OVMF's own PXE with the NIC's option ROM switched off (`romfile=`),
- * so the firmware's PXE, not iPXE, does the first DHCP and TFTP.
+ * The command that boots a machine from the network (run in the LAN namespace). BIOS: SeaBIOS
+ * runs the NIC's iPXE ROM (QEMU has no other BIOS PXE). UEFI: OVMF's own PXE with the NIC's
+ * option ROM switched off (`romfile=`), so the firmware's PXE, not iPXE, does the first DHCP
+ * and TFTP.
  */
-export function bootVm(o: VmOptions): Vm {
+export function netBootArgv(o: VmOptions): string[] {
   const nic = o.nic ?? "virtio-net-pci";
   const device = `${nic}${o.firmware === "uefi" ? ",romfile=" : ""},netdev=n0,mac=${o.mac}${o.netBoot === false ? "" : ",bootindex=1"}`;
+  return [
+    "qemu-system-x86_64", ...qemuAccel(), "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""), o.secureBoot), o.secureBoot),
+    "-nographic", "-vga", "none", ...(o.reboot ? [] : ["-no-reboot"]),
+    "-netdev", `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, "-device", device,
+    ...(o.extraArgs ?? []),
+  ];
+}
+
+/** Starts `netBootArgv(o)` in the LAN namespace with its serial console in `o.serialLog`. */
+export function bootVm(o: VmOptions): Vm {
   writeFileSync(o.serialLog, "");
-  const proc = o.lan.spawn(
-    "lan",
-    [
-      "qemu-system-x86_64", ...qemuAccel(), "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""), o.secureBoot), o.secureBoot),
-      "-nographic", "-vga", "none", "-no-reboot",
-      "-netdev", `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, "-device", device,
-      ...(o.extraArgs ?? []),
-    ],
-    { stdout: o.serialLog, stderr: `${o.serialLog}.stderr` },
-  );
+  const proc = o.lan.spawn("lan", netBootArgv(o), { stdout: o.serialLog, stderr: `${o.serialLog}.stderr` });
   return vmHandle(proc, o.serialLog);
 }
 
