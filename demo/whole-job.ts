@@ -302,8 +302,8 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     n.stage(`recovery: lifeboat jobs arm ${o.mac} --power (web1's BMC: one-time network boot, power on)`);
     const armedAt = Date.now();
     const bmcCallsBefore = bmc.calls().length;
-    const [armed] = JSON.parse(await cli("jobs", "arm", o.mac, "--power", "--json")) as Array<JobView & { power: { summary: string; target: string } }>;
-    const job = armed!;
+    // --json with --power: the plan it was shown and the armed job with what its BMC was asked.
+    const { job } = JSON.parse(await cli("jobs", "arm", o.mac, "--power", "--json")) as { plan: string; job: JobView & { power: { summary: string; target: string } } };
     n.say(`armed: job ${job.id} for ${HOST} (${o.mac}); through its BMC ${job.power.target}: ${job.power.summary}`);
     const rescue = powered;
     const seen = await waitFor(async () => {
