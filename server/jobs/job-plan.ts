@@ -3,7 +3,7 @@ import { ChainError, selectChain } from "../amanda/chain.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import type { HostRecord, JobRecord, ProfileRecord, Store } from "../store/types.ts";
 import type { TargetDisk } from "../plan/agent-api.ts";
-import { type DiskLayout, parseLayout } from "../layout/layout.ts";
+import { type Disk, type DiskLayout, parseLayout, removableOrUsb } from "../layout/layout.ts";
 import { type RestoreChain, type ServedPlan, buildPlan } from "../plan/plan.ts";
 import { storedMappingSchema } from "../plan/disks.ts";
 import { DEFAULT_END_STATE } from "../plan/steps.ts";
@@ -12,9 +12,24 @@ import { remoteDumpUrls } from "./servers.ts";
 /** What the planner returns for a job: the plan it would serve, or why there is none yet. */
 export type JobPlanResult = ({ ok: true } & ServedPlan) | { ok: false; reason: string };
 
-/** A plan's script as people read it (`jobs plan`, the page): its network lines first, as sh comments. */
+/** A plan's script as people read it (`jobs plan`, the page): its network and waiting lines first, as sh comments. */
 export function planForPeople(plan: Pick<ServedPlan, "script" | "detail">): string {
-  return [...(plan.detail.network ?? []).map((l) => `# ${l}\n`), plan.script].join("");
+  return [...[...(plan.detail.network ?? []), ...(plan.detail.waits ?? [])].map((l) => `# ${l}\n`), plan.script].join("");
+}
+
+/**
+ * Before the machine boots, a captured disk with nothing to match it by (no serial, WWN or
+ * by-id, a virtio disk without a serial) stands for itself in the dry run, so the rest of the
+ * plan can be read (and `jobs arm --power` can go on); the real plan, against the disks the
+ * machine reports, still waits for the admin's mapping of it.
+ */
+export function dryRunStandIns(layout: DiskLayout, mapped: (d: Disk) => boolean): { mapping: Record<string, string>; waits: string[] } {
+  // Removable and USB disks stay as the plan treats them (left out unless mapped or included).
+  const bare = layout.disks.filter((d) => !d.serial && !d.wwn && !d.byId.length && !removableOrUsb(d.removable, d.transport) && !mapped(d));
+  return {
+    mapping: Object.fromEntries(bare.map((d) => [d.name, d.name])),
+    waits: bare.map((d) => `waits for a mapping: captured disk ${d.name} has no serial, WWN or by-id; once the machine has reported its disks: lifeboat jobs map JOB ${d.name}=TARGET`),
+  };
 }
 
 /**
@@ -103,12 +118,13 @@ export function createPlanner(store: Store, self?: string): Planner {
     // Mappings are stored as identities; a kernel name saved by an older Lifeboat is not trusted.
     const mapping = storedMappingSchema.safeParse({ ...(profile.options.mapping ?? {}), ...(job.mapping ?? {}) });
     if (!mapping.success) return { ok: false, reason: `job ${job.id}: its disk mapping names disks by kernel name (saved by an older Lifeboat); map them again` };
+    const standIns = hello ? { mapping: {}, waits: [] } : dryRunStandIns(layout, (d) => d.name in mapping.data || d.path in mapping.data);
     const r = buildPlan({
       layout,
       targets: hello ? hello.disks : capturedAsTargets(layout),
       chains,
       options: {
-        mapping: mapping.data,
+        mapping: { ...mapping.data, ...standIns.mapping },
         includeRemovable: profile.options.includeRemovable,
         migration: profile.options.migration,
         bootloader: profile.options.bootloader,
@@ -139,6 +155,7 @@ export function createPlanner(store: Store, self?: string): Planner {
         notes: hello ? r.notes : ["dry run against the captured disks: the machine has not booted yet", ...r.notes],
         layoutVersion: rec.version,
         network: [`rescue network: ${describeRescueNet(job.options.rescueNet)}`, ...r.network],
+        ...(standIns.waits.length ? { waits: standIns.waits } : {}),
       },
     };
   };

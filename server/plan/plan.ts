@@ -86,8 +86,11 @@ export interface ServedPlan {
   dumps: string[];
   /** What the machine does once the job is done (the script's plan_done says the same). */
   endState: EndState;
-  /** `network`: the rescue network and the NIC mapping, as lines for people (older served plans: none). */
-  detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number; network?: string[] };
+  /**
+   * `network`: the rescue network and the NIC mapping, as lines for people (older served plans: none).
+   * `waits`: a dry run's lines on what the real plan will wait for once the machine reports its disks.
+   */
+  detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number; network?: string[]; waits?: string[] };
 }
 
 /** Disks the plan must recreate: those holding a table or any storage object. */

@@ -91,3 +91,39 @@ describe("the planner's network lines (issue 21): the rescue network and the NIC
     await store.close();
   });
 });
+
+describe("a dry run of a disk with nothing to match it by (issue 22: jobs arm --power on a virtio disk without a serial)", () => {
+  it("stands the captured disk in for itself and says the real plan waits for a mapping; the booted machine's plan still does", async () => {
+    const store = new SqliteStore(":memory:");
+    await store.hosts.add({ name: "web1", tokenHash: "x", smbiosUuid: null, macs: [], amandaConfig: null, dleMap: {} });
+    const captured = fixtureLayout("btrfs-subvols");
+    const disk = captured.disks[0]!;
+    const layout = { ...captured, dles: {}, disks: [{ ...disk, serial: null, wwn: null, byId: [] }, ...captured.disks.slice(1)] };
+    await store.layouts.add("web1", layout);
+    const profile = await store.profiles.put({ name: "p", host: "web1", layoutVersion: null, at: null, options: {} });
+    const planner = createPlanner(store);
+    const dry = await planner(job({ profile: "p" }), profile);
+    if (!dry.ok) throw new Error(dry.reason);
+    const wait = `waits for a mapping: captured disk ${disk.name} has no serial, WWN or by-id; once the machine has reported its disks: lifeboat jobs map JOB ${disk.name}=TARGET`;
+    expect(dry.detail.waits).toEqual([wait]);
+    expect(planForPeople(dry)).toBe(`${dry.detail.network!.map((l) => `# ${l}\n`).join("")}# ${wait}\n${dry.script}`);
+    expect(dry.script).toMatch(new RegExp(`^partition /dev/${disk.name} `, "m"));
+    // Booted: the same disk without a serial is not taken on its name; the admin's mapping is needed.
+    const hello = { disks: sameMachine(layout), hardware: { firmware: "bios" as const, macs: [] } };
+    const booted = await planner(job({ profile: "p", hello, mapping: null }), profile);
+    expect(booted).toEqual({ ok: false, reason: expect.stringContaining(`has no serial, WWN or by-id to match: give an explicit mapping ${disk.name}=TARGET`) });
+    await store.close();
+  });
+
+  it("a captured disk with a serial is matched in the dry run as before, with no waiting line", async () => {
+    const store = new SqliteStore(":memory:");
+    await store.hosts.add({ name: "web1", tokenHash: "x", smbiosUuid: null, macs: [], amandaConfig: null, dleMap: {} });
+    await store.layouts.add("web1", { ...fixtureLayout("btrfs-subvols"), dles: {} });
+    const profile = await store.profiles.put({ name: "p", host: "web1", layoutVersion: null, at: null, options: {} });
+    const dry = await createPlanner(store)(job({ profile: "p" }), profile);
+    if (!dry.ok) throw new Error(dry.reason);
+    expect(dry.detail.waits).toBeUndefined();
+    expect(dry.detail.mapping.map((m) => m.matchedBy)).not.toContain("mapping");
+    await store.close();
+  });
+});
