@@ -8,7 +8,7 @@
 # (lb_target_dir). guard_NAME is what the runner checks before skipping a call that already
 # finished in this boot.
 
-LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol set_default_subvol set_nocow mount_fs restore_dump fix_fstab set_identity map_nic install_bootloader regen_initramfs unmount_all plan_done"
+LB_STEP_NAMES="plan_begin check_disk wipe_disk partition create_md create_luks create_pv create_vg create_lv make_fs make_swap create_subvol set_default_subvol set_nocow mount_fs restore_dump fix_fstab set_identity map_nic set_address install_bootloader regen_initramfs unmount_all plan_done"
 LB_CONTRACT_VERSION=3
 # What the machine does once the job is done (plan_done's argument; END_STATES in steps.ts).
 LB_END_STATES="reboot poweroff hold"
@@ -521,6 +521,79 @@ map_nic() {
 guard_map_nic() {
   grep -qx "MACAddress=$3" "$(lb_nic_link "$1")" 2>/dev/null || return 1
   [ "$2" = "$3" ] || ! lb_nic_configs | xargs -r grep -qis "$2"
+}
+
+# lb_address_files NAME: the files set_address writes for NIC NAME, one a line, those the
+# restored system has a place for (each network stack it carries: a file or directory of its).
+lb_address_files() {
+  [ -f "$LB_TARGET/etc/network/interfaces" ] && printf '%s\n' "$LB_TARGET/etc/network/interfaces"
+  [ -d "$LB_TARGET/etc/systemd/network" ] && ls "$LB_TARGET"/etc/systemd/network/*.network >/dev/null 2>&1 &&
+    printf '%s\n' "$LB_TARGET/etc/systemd/network/05-lifeboat-$1.network"
+  ls "$LB_TARGET"/etc/netplan/*.yaml >/dev/null 2>&1 && printf '%s\n' "$LB_TARGET/etc/netplan/99-lifeboat-$1.yaml"
+  [ -d "$LB_TARGET/etc/NetworkManager/system-connections" ] && printf '%s\n' "$LB_TARGET/etc/NetworkManager/system-connections/lifeboat-$1.nmconnection"
+  return 0
+}
+
+set_address() {
+  lb_args set_address 4 4 $# || return 2
+  # All go into files and sed expressions: checked here as the plan builder did (plan-stages.ts staticAddress).
+  case $1 in "" | . | .. | *[!A-Za-z0-9_.-]*) echo "refused: '$1' is not a NIC name; nothing written" >&2; return 1 ;; esac
+  case $2 in *[!0-9./]* | */*/* | "") echo "refused: '$2' is not an IPv4 address with its prefix; nothing written" >&2; return 1 ;; esac
+  case $2 in */*) ;; *) echo "refused: '$2' has no prefix (e.g. /24); nothing written" >&2; return 1 ;; esac
+  case $3 in *[!0-9.]*) echo "refused: '$3' is not an IPv4 gateway; nothing written" >&2; return 1 ;; esac
+  case $4 in *[!0-9.,]*) echo "refused: '$4' is not a list of IPv4 DNS servers; nothing written" >&2; return 1 ;; esac
+  lb_gate "$(findmnt -n --mountpoint "$LB_TARGET/" -o SOURCE)" || return 1
+  _files=$(lb_address_files "$1")
+  if [ -z "$_files" ]; then
+    # A system with no network configuration of its own: ifupdown's file, which Debian reads.
+    lb_target_dir /etc/network >/dev/null || return 1
+    : >"$LB_TARGET/etc/network/interfaces"
+    _files="$LB_TARGET/etc/network/interfaces"
+  fi
+  _dns_sp=$(printf '%s' "$4" | tr ',' ' ')
+  for _f in $_files; do
+    lb_inside_target "$_f" || { echo "refused: ${_f#"$LB_TARGET"} leads out of the restored system; nothing written" >&2; return 1; }
+    [ -L "$_f" ] && { echo "refused: ${_f#"$LB_TARGET"} is a symlink; nothing written" >&2; return 1; }
+    case $_f in
+      */etc/network/interfaces)
+        # The NIC's own stanza (its iface block and auto/allow-* lines) commented out, the static one appended.
+        awk -v nic="$1" '
+          /^[ \t]*(iface|mapping|source|source-directory|auto|allow-[a-z]+|rename)[ \t]/ { inblock = ($1 == "iface" && $2 == nic) }
+          inblock || (($1 == "auto" || $1 ~ /^allow-/) && $2 == nic && NF == 2) { print "# lifeboat: " $0; next }
+          { print }' "$_f" >"$_f.lifeboat" && mv "$_f.lifeboat" "$_f"
+        {
+          printf '\n# Lifeboat: this clone'"'"'s own address.\nauto %s\niface %s inet static\n    address %s\n' "$1" "$1" "$2"
+          [ -n "$3" ] && printf '    gateway %s\n' "$3"
+          [ -n "$4" ] && printf '    dns-nameservers %s\n' "$_dns_sp"
+        } >>"$_f" ;;
+      *.network)
+        {
+          printf '# Lifeboat: this clone'"'"'s own address (ahead of the other .network files).\n[Match]\nName=%s\n\n[Network]\nAddress=%s\n' "$1" "$2"
+          [ -n "$3" ] && printf 'Gateway=%s\n' "$3"
+          for _d in $_dns_sp; do printf 'DNS=%s\n' "$_d"; done
+        } >"$_f" ;;
+      *.yaml)
+        {
+          printf '# Lifeboat: this clone'"'"'s own address (over the other netplan files).\nnetwork:\n  version: 2\n  ethernets:\n    %s:\n      dhcp4: false\n      addresses: [%s]\n' "$1" "$2"
+          [ -n "$3" ] && printf '      routes:\n        - to: default\n          via: %s\n' "$3"
+          [ -n "$4" ] && printf '      nameservers:\n        addresses: [%s]\n' "$(printf '%s' "$4" | sed 's/,/, /g')"
+        } >"$_f"
+        chmod 600 "$_f" ;;
+      *.nmconnection)
+        {
+          printf '# Lifeboat: this clone'"'"'s own address (ahead of the other profiles).\n[connection]\nid=lifeboat-%s\ntype=ethernet\ninterface-name=%s\nautoconnect-priority=100\n\n[ipv4]\nmethod=manual\naddress1=%s%s\n' "$1" "$1" "$2" "${3:+,$3}"
+          [ -n "$4" ] && printf 'dns=%s;\n' "$(printf '%s' "$4" | tr ',' ';')"
+          printf '\n[ipv6]\nmethod=auto\n'
+        } >"$_f"
+        chmod 600 "$_f" ;;
+    esac
+    echo "set_address: ${_f#"$LB_TARGET"}: $1 $2"
+  done
+}
+guard_set_address() {
+  _files=$(lb_address_files "$1")
+  [ -n "$_files" ] || return 1
+  for _f in $_files; do grep -qsF "$2" "$_f" || return 1; done
 }
 
 lb_bind_system() {

@@ -29,12 +29,16 @@ export function registerProfiles(program: Command): Command {
           )
           .option("--include-removable", "also restore removable and USB disks that were captured, and allow them as targets")
           .option("--hostname-pattern <pattern>", "clones: hostname with {n} (clone number) or {mac}")
+          .option("--clone-address <pattern>", "clones: each its own static address, one octet {n} or {n+K} (clone number from 1), e.g. 10.0.5.{n+20}/24; written on the captured default-route NIC (README \"Networks\")")
+          .option("--clone-gateway <ip>", "with --clone-address: the clones' default gateway")
+          .option("--clone-dns <ip>", "with --clone-address: a DNS server, repeatable", collect, [])
           .option("--no-bootloader", "do not make the restored system bootable (no boot loader, no new initramfs): for data disks"),
       ),
       { json: true },
     ),
-  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; includeRemovable?: boolean; hostnamePattern?: string; bootloader: boolean; newUuids?: boolean; grow?: string; endState?: EndState }, c: Command) => {
+  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; includeRemovable?: boolean; hostnamePattern?: string; cloneAddress?: string; cloneGateway?: string; cloneDns: string[]; bootloader: boolean; newUuids?: boolean; grow?: string; endState?: EndState }, c: Command) => {
     const ctx = cliContext(c);
+    if (!o.cloneAddress && (o.cloneGateway || o.cloneDns.length)) throw new UserError("--clone-gateway and --clone-dns go with --clone-address", 2);
     const lv = o.layoutVersion === undefined ? null : Number(o.layoutVersion);
     if (lv !== null && (!Number.isInteger(lv) || lv < 1)) throw new UserError(`--layout-version: expected a version number, got ${JSON.stringify(o.layoutVersion)}`, 2);
     const body: ProfileBody = {
@@ -45,6 +49,7 @@ export function registerProfiles(program: Command): Command {
         mapping: o.map.length ? parseMappingPairs(o.map, "--map") : undefined,
         includeRemovable: o.includeRemovable,
         hostnamePattern: o.hostnamePattern,
+        cloneAddress: o.cloneAddress ? { pattern: o.cloneAddress, gateway: o.cloneGateway, dns: o.cloneDns.length ? o.cloneDns : undefined } : undefined,
         bootloader: o.bootloader ? "auto" : "none",
         ...planChoices(o),
       },

@@ -2,7 +2,8 @@ import { isIPv4 } from "node:net";
 import { z } from "zod";
 import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac, normalizeMacPrefix } from "../mac.ts";
-import type { HostRecord, PlanChoices } from "../store/types.ts";
+import type { HostRecord, PlanChoices, StaticAddress } from "../store/types.ts";
+import { addressPatternProblem } from "../plan/clone-address.ts";
 import { NET_BOOTS, POWER_ACTIONS, type PowerConfig, normalizeFingerprint } from "../power/power.ts";
 import { END_STATES } from "../plan/steps.ts";
 import { BOND_MODES, type RescueNet } from "../plan/cmdline.ts";
@@ -44,6 +45,13 @@ export const rescueNetSchema = z
   })
   .refine((n) => n.address || (!n.gateway && !n.dns?.length), "a gateway or DNS servers go with a static address (without one the rescue system takes them from DHCP)") satisfies z.ZodType<RescueNet>;
 
+/** The restored system's static address (set_address): 10.0.5.21/24, a gateway, up to 3 DNS servers. */
+const staticAddressSchema = z.strictObject({
+  address: z.string().refine(isIpv4Prefix, "expected an IPv4 address with its prefix, e.g. 10.0.5.21/24"),
+  gateway: ipv4.optional(),
+  dns: z.array(ipv4).refine((d) => d.length <= 3, "expected at most 3 DNS servers").optional(),
+}) satisfies z.ZodType<StaticAddress>;
+
 /** The plan builder's choices a profile or a job may make (the job's win over the profile's). */
 export const planChoicesSchema = z.object({
   /** New UUIDs everywhere, fstab/crypttab rewritten to match (fix_fstab): clones beside their template. */
@@ -66,6 +74,8 @@ export const planChoicesSchema = z.object({
         if (!NIC_NAME.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "expected a NIC name (1-15 letters, digits, '_', '.', '-')" });
     })
     .optional(),
+  /** The restored system's own static address on its captured default-route NIC (clones: from the profile's cloneAddress). */
+  address: staticAddressSchema.optional(),
 }) satisfies z.ZodType<PlanChoices>;
 
 export const armBodySchema = z
@@ -116,6 +126,17 @@ export const profileBodySchema = z.object({
       migration: z.enum(["proportional", "exact"]).optional(),
       bootloader: z.enum(["auto", "none"]).optional(),
       hostnamePattern: z.string().optional(),
+      /** Clones' own addresses: one octet {n} or {n+K} (n: the clone's number from 1), e.g. 10.0.5.{n+20}/24. */
+      cloneAddress: z
+        .strictObject({
+          pattern: z.string().superRefine((p, ctx) => {
+            const problem = addressPatternProblem(p);
+            if (problem) ctx.addIssue({ code: "custom", message: problem });
+          }),
+          gateway: ipv4.optional(),
+          dns: z.array(ipv4).refine((d) => d.length <= 3, "expected at most 3 DNS servers").optional(),
+        })
+        .optional(),
       // Accepted once and never run: refused until a step runs them (a refinement, so the reason reaches the caller).
       postRestoreHooks: z
         .array(z.string())

@@ -137,6 +137,7 @@ export function createPlanner(store: Store, self?: string): Planner {
         // The NICs it reported (none before it booted: a dry run only notes the captured ones).
         nics: hello ? { current: hello.hardware.macs, admin: job.options.nicMap ?? profile.options.nicMap } : undefined,
         endState,
+        address: job.options.address ?? profile.options.address,
         // Several servers on one store: dumps only another server holds stream from it (self: this server's name).
         dumpUrls: self === undefined ? undefined : remoteDumpUrls(catalog.filter((d) => chains.some((c) => c.dumps.some((x) => x.id === d.id))), await store.servers.list(), self, Date.now()),
       },

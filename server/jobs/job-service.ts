@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { ConflictError, NotFoundError, UserError } from "../errors.ts";
-import type { JobKind, JobRecord, PlanChoices } from "../store/types.ts";
+import type { JobKind, JobRecord, PlanChoices, ProfileRecord, StaticAddress } from "../store/types.ts";
 import type { RescueNet } from "../plan/cmdline.ts";
-import { isActive, isMappable } from "./job-state.ts";
+import { ACTIVE_STATES, isActive, isMappable } from "./job-state.ts";
+import { cloneAddress } from "../plan/clone-address.ts";
 import { type StoredMapping, resolveMapping } from "../plan/disks.ts";
 import type { JobPlanResult } from "./job-plan.ts";
 import { JobLifecycle } from "./job-lifecycle.ts";
@@ -29,6 +30,8 @@ export interface ArmRequest {
   trustHttpBoot?: boolean;
   /** Its place in a batch powered in waves (power/waves.ts); the wave scheduler powers it at its turn. */
   powerWave?: PowerWaveEntry;
+  /** Clones: its number in the batch or window, from 1 ({n} of the hostname and address patterns). */
+  cloneNumber?: number;
   actor: string;
 }
 
@@ -115,6 +118,7 @@ export class JobService extends JobLifecycle {
         2,
       );
     const kind = req.kind ?? "recover";
+    const address = await this.staticAddress(req, kind, profile);
     const expiresMs = (req.expiresHours ?? this.opts.expireHours) * 3600_000;
     const draft: Omit<JobRecord, "createdAt" | "updatedAt"> = {
       id: jobId(),
@@ -134,7 +138,7 @@ export class JobService extends JobLifecycle {
       hello: null,
       mapping: profile.options.mapping ?? null,
       // The rescue network is fixed when armed (the job's, else the profile's): the page and `jobs plan` show what the machine gets.
-      options: withRescueNet(req.options ?? {}, profile.options.rescueNet),
+      options: { ...withRescueNet(req.options ?? {}, profile.options.rescueNet), ...(address ? { address } : {}) },
       plan: null,
       powerWave: req.powerWave ?? null,
       server: null,
@@ -144,6 +148,27 @@ export class JobService extends JobLifecycle {
       lastHeartbeatAt: null,
     };
     return { draft, profile, layoutVersion: layout.version };
+  }
+
+  /**
+   * The restored system's own address: the request's, else a clone's from its profile's pattern
+   * (plan/clone-address.ts). Refused while another active job's machine is to have it: two
+   * clones must never come up on one address.
+   */
+  private async staticAddress(req: ArmRequest, kind: JobKind, profile: ProfileRecord): Promise<StaticAddress | undefined> {
+    const fromProfile = profile.options.cloneAddress;
+    if (req.options?.address || kind !== "clone" || !fromProfile) return req.options?.address;
+    const n = req.cloneNumber ?? 1;
+    let address: string;
+    try {
+      address = cloneAddress(fromProfile.pattern, n);
+    } catch (err) {
+      throw new UserError(`profile ${profile.name}: ${(err as Error).message}`, 2);
+    }
+    const ip = address.split("/")[0];
+    const taken = (await this.store.jobs.list({ state: [...ACTIVE_STATES] })).find((j) => j.mac !== req.mac && j.options.address?.address.split("/")[0] === ip);
+    if (taken) throw new UserError(`clone ${n} of profile ${profile.name}: ${ip} is already the address of job ${taken.id} (${taken.mac}, ${taken.state}); cancel it or change the profile's address pattern`, 2);
+    return { address, ...(fromProfile.gateway ? { gateway: fromProfile.gateway } : {}), ...(fromProfile.dns?.length ? { dns: fromProfile.dns } : {}) };
   }
 
   private async profileForMac(mac: string): Promise<string> {
@@ -223,6 +248,7 @@ export class JobService extends JobLifecycle {
       kind: "clone",
       profile: w.profile,
       hostname: w.hostnamePattern ? cloneHostname(w.hostnamePattern, n, mac) : undefined,
+      cloneNumber: n,
       actor: "clone-window",
     });
   }

@@ -1,4 +1,4 @@
-import { describeNicMatch, mapNics } from "./nics.ts";
+import { NIC_NAME, describeNicMatch, mapNics } from "./nics.ts";
 import { randomUUID } from "node:crypto";
 import { fmtBytes } from "../layout/layout-text.ts";
 import type { Disk, DiskLayout, Luks, Lvm, MdArray, PartitionTable } from "../layout/layout.ts";
@@ -377,6 +377,27 @@ export const networkNames: PlanStage = (state) => {
   state.problems.push(...r.problems);
   state.network.push(...r.matches.map(describeNicMatch), ...r.notes);
   for (const m of r.matches) state.steps.push(step("map_nic", { name: m.name, old_mac: m.oldMac, new_mac: m.newMac }));
+};
+
+/**
+ * The restored system's own address (clones from their profile's pattern, plan/clone-address.ts):
+ * set_address on the captured NIC that carried the default route (the only one, if one), after
+ * map_nic gave the new NIC that name.
+ */
+export const staticAddress: PlanStage = (state) => {
+  const want = state.options.address;
+  if (!want) return;
+  if (!state.mounted.has("/")) return void state.problems.push(`address ${want.address}: the plan mounts no / to write it into`);
+  const nics = state.layout.system.nics;
+  const nic = nics.find((n) => n.defaultRoute) ?? (nics.length === 1 ? nics[0] : undefined);
+  if (!nic)
+    return void state.problems.push(
+      `address ${want.address}: the layout does not say which NIC carried the default route (${nics.length ? nics.map((n) => n.name).join(", ") : "no NICs captured"}; capture it again with a newer capture.sh)`,
+    );
+  // The name comes from the capture (a host's own string): it goes into file names and sed on the agent.
+  if (!NIC_NAME.test(nic.name)) return void state.problems.push(`address ${want.address}: captured NIC ${JSON.stringify(nic.name)} is not a NIC name`);
+  state.network.push(`address after the restore: ${want.address}${want.gateway ? ` via ${want.gateway}` : ""}${want.dns?.length ? `, DNS ${want.dns.join(" ")}` : ""} on ${nic.name}`);
+  state.steps.push(step("set_address", { name: nic.name, address: want.address, gateway: want.gateway ?? "", dns: (want.dns ?? []).join(",") }));
 };
 
 const firmwareOf = (state: PlanState) => state.options.firmware ?? state.layout.boot.firmware;

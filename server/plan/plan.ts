@@ -1,10 +1,11 @@
 import type { TargetDisk } from "./agent-api.ts";
+import type { StaticAddress } from "../store/types.ts";
 import { type Disk, type DiskLayout, removableOrUsb } from "../layout/layout.ts";
 import { fmtBytes } from "../layout/layout-text.ts";
 import { layoutProblem } from "../layout/layout-validate.ts";
 import { CONTRACT_VERSION, DEFAULT_END_STATE, type EndState, type Step, renderPlan, step } from "./steps.ts";
 import { type DiskIdentity, type DiskMatch, LEAVE_OUT, mappingOf, matchDisks } from "./disks.ts";
-import { type PlanStage, bootLoader, filesystems, fixFstab, gateDisks, identity, initramfs, mounts, networkNames, partitionTables, planState, restores, storageStack } from "./plan-stages.ts";
+import { type PlanStage, bootLoader, filesystems, fixFstab, gateDisks, identity, initramfs, mounts, networkNames, partitionTables, staticAddress, planState, restores, storageStack } from "./plan-stages.ts";
 
 /**
  * The plan builder (pure): layout + the target's disks + restore chains + options →
@@ -60,6 +61,8 @@ export interface PlanOptions {
   endState?: EndState;
   /** Dump id → its stream's full URL on another server of the store (jobs/servers.ts remoteDumpUrls); others: a path on this one. */
   dumpUrls?: Record<string, string>;
+  /** The restored system's own static address on its captured default-route NIC (set_address). */
+  address?: StaticAddress;
 }
 
 export interface PlanInput {
@@ -159,7 +162,7 @@ export function leaveOut(layout: DiskLayout, disks: Disk[]): { layout: DiskLayou
 }
 
 /** The stages in order; the plan stops after the first that finds a problem. */
-const STAGES: PlanStage[] = [gateDisks, partitionTables, storageStack, filesystems, mounts, restores, fixFstab, identity, networkNames, bootLoader, initramfs];
+const STAGES: PlanStage[] = [gateDisks, partitionTables, storageStack, filesystems, mounts, restores, fixFstab, identity, networkNames, staticAddress, bootLoader, initramfs];
 
 export function buildPlan(input: PlanInput): PlanResult {
   const { layout: captured, targets } = input;

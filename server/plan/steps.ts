@@ -208,6 +208,20 @@ export const STEP_FUNCTIONS = {
     args: [a("name", "the captured NIC's name (letters, digits, '_', '.', '-')"), a("old_mac", "its MAC"), a("new_mac", "the new machine's NIC that takes its place")],
     guard: "the .link file names NEW_MAC and OLD_MAC appears in none of the configs (when it changed)",
   },
+  set_address: {
+    doc:
+      "Gives the restored system ADDRESS (with GATEWAY and DNS when given) on its NIC NAME, written the way that system configures it: " +
+      "ifupdown (the NIC's stanza in etc/network/interfaces commented out, a static one appended), systemd-networkd " +
+      "(etc/systemd/network/05-lifeboat-NAME.network, ahead of its others), netplan (etc/netplan/99-lifeboat-NAME.yaml, over its others), " +
+      "NetworkManager (system-connections/lifeboat-NAME.nmconnection, ahead by autoconnect-priority); each one the system has.",
+    args: [
+      a("name", "the captured NIC's name (letters, digits, '_', '.', '-'; map_nic gave the new NIC this name)"),
+      a("address", "IPv4 address with its prefix, e.g. 10.0.5.21/24"),
+      a("gateway", "the default gateway, or \"\""),
+      a("dns", "DNS servers, comma-separated, or \"\""),
+    ],
+    guard: "every file set_address writes for NAME holds ADDRESS",
+  },
   install_bootloader: {
     doc:
       "Installs the boot loader from the restored system (chroot, with /dev /proc /sys bound): " +

@@ -123,6 +123,15 @@ export interface PlanChoices {
   rescueNet?: RescueNet;
   /** Captured NIC name → the new machine's NIC (MAC) that takes its name and configuration (plan/nics.ts); else by MAC, then by order. */
   nicMap?: Record<string, string>;
+  /** The restored system's own static address on its captured default-route NIC (set_address); clones get it from their profile's cloneAddress. */
+  address?: StaticAddress;
+}
+
+/** A static address as the restored system is to configure it: 10.0.5.21/24, a gateway, DNS servers. */
+export interface StaticAddress {
+  address: string;
+  gateway?: string;
+  dns?: string[];
 }
 
 export interface ProfileOptions extends PlanChoices {
@@ -134,6 +143,8 @@ export interface ProfileOptions extends PlanChoices {
   bootloader?: "auto" | "none";
   /** Clone identity template: hostname pattern with {n} / {mac}. */
   hostnamePattern?: string;
+  /** Clones' own addresses: `pattern` like 10.0.5.{n+20}/24 (plan/clone-address.ts), with the gateway and DNS they share. */
+  cloneAddress?: { pattern: string; gateway?: string; dns?: string[] };
 }
 
 /** The kinds of job, the one list: a drill is a recovery into a throwaway VM on the server (server/drill/). */

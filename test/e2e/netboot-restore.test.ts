@@ -180,12 +180,13 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
   }, 1_200_000);
 
   it(`clones one profile onto ${CLONES} new machines at once: same content, own identities`, async () => {
-    await cli("profiles", "set", "web", "--host", "localhost", "--hostname-pattern", "web-{n}", "--no-bootloader");
+    await cli("profiles", "set", "web", "--host", "localhost", "--hostname-pattern", "web-{n}", "--clone-address", "10.0.5.{n+20}/24", "--clone-gateway", "10.0.5.1", "--no-bootloader");
     const macs = Array.from({ length: CLONES }, (_, i) => `52:54:00:09:01:0${i + 1}`);
     const file = join(work, "new-rack.txt");
     writeFileSync(file, `# new rack\n${macs.join("\n")}\n`);
     const jobs = JSON.parse(await cli("jobs", "arm", "--clone", "web", "--macs", file, "--json")) as JobView[];
     expect(jobs.map((j) => j.hostname)).toEqual(macs.map((_, i) => `web-${i + 1}`));
+    expect(jobs.map((j) => j.options.address?.address)).toEqual(macs.map((_, i) => `10.0.5.${21 + i}/24`));
     const watches = jobs.map((j) => cli("jobs", "watch", j.id));
     const clones = macs.map((mac, i) => machine(lan, work, i + 1, mac, `NEW-DISK-${i + 1}`));
     vms.push(...clones.map((c) => c.vm));
@@ -211,6 +212,10 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
       await withRoot(c.disk, work, async (root) => {
         for (const d of lab.dles) expect(await treeManifest(join(root, "srv", d.tag)), `clone ${i + 1} ${d.tag}`).toBe(lab.manifest(d.tag, last).trimEnd());
         seen.add(readFileSync(join(root, "etc/hostname"), "utf8").trim());
+        // Its own address from the profile's pattern (the template captured no network config: ifupdown's file).
+        expect(readFileSync(join(root, "etc/network/interfaces"), "utf8"), `clone ${i + 1}`).toMatch(
+          new RegExp(`^iface eno1 inet static\n    address 10\\.0\\.5\\.${21 + i}/24\n    gateway 10\\.0\\.5\\.1\n`, "m"),
+        );
       });
     }
     expect([...seen].sort()).toEqual(macs.map((_, i) => `web-${i + 1}`).sort());

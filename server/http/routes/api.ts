@@ -172,6 +172,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
           at: body.at,
           expiresHours: body.expiresHours,
           hostname: body.kind === "clone" && pattern ? cloneHostname(pattern, i + 1, m) : undefined,
+          cloneNumber: body.kind === "clone" ? i + 1 : undefined,
           options: body.options,
           trustHttpBoot: body.trustHttpBoot,
           actor: actor(req),
@@ -202,7 +203,7 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
         const m = normalizeMac(body.macs?.[0] ?? body.mac!);
         const pattern = await clonePattern(body);
         const hostname = body.kind === "clone" && pattern ? cloneHostname(pattern, 1, m) : undefined;
-        const plan = await ctx.jobs.preview({ mac: m, kind: body.kind, profile: body.profile, at: body.at, hostname, options: body.options, actor: actor(req) });
+        const plan = await ctx.jobs.preview({ mac: m, kind: body.kind, profile: body.profile, at: body.at, hostname, cloneNumber: body.kind === "clone" ? 1 : undefined, options: body.options, actor: actor(req) });
         if (!plan.ok) throw new HttpError(409, "plan-refused", plan.reason);
         return reply.type("text/x-shellscript").send(planForPeople(plan));
       },

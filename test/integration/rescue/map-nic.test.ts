@@ -74,5 +74,30 @@ describeNeeding(loopUnavailable(), "map_nic (the restored system's network on ne
       expect(refused.stderr, bad).toMatch(/^refused: .*; nothing written\n$/);
     }
     expect((await step("map_nic ens3")).exitCode).toBe(2); // wrong arity is refused
+
+    // Then a clone's own address (issue 21 item 4), in each network stack the system carries.
+    disarm();
+    expect((await step("set_address ens3 10.0.5.21/24 10.0.5.1 10.0.5.2,10.0.5.3")).exitCode).toBe(1);
+    arm();
+    expect((await step("guard_set_address ens3 10.0.5.21/24 10.0.5.1 10.0.5.2,10.0.5.3")).exitCode).toBe(1);
+    const addr = await step("set_address ens3 10.0.5.21/24 10.0.5.1 10.0.5.2,10.0.5.3");
+    expect(addr.exitCode, addr.stderr).toBe(0);
+    expect(readFileSync(join(target, "etc/network/interfaces"), "utf8")).toBe(
+      `# lifeboat: auto ens3\n# lifeboat: iface ens3 inet static\n# lifeboat:   address 10.0.5.9/24\n# lifeboat:   hwaddress ether ${NEW}\n` +
+        "\n# Lifeboat: this clone's own address.\nauto ens3\niface ens3 inet static\n    address 10.0.5.21/24\n    gateway 10.0.5.1\n    dns-nameservers 10.0.5.2 10.0.5.3\n",
+    );
+    expect(readFileSync(join(target, "etc/systemd/network/05-lifeboat-ens3.network"), "utf8")).toBe(
+      "# Lifeboat: this clone's own address (ahead of the other .network files).\n[Match]\nName=ens3\n\n[Network]\nAddress=10.0.5.21/24\nGateway=10.0.5.1\nDNS=10.0.5.2\nDNS=10.0.5.3\n",
+    );
+    expect(readFileSync(join(target, "etc/netplan/99-lifeboat-ens3.yaml"), "utf8")).toContain(
+      "  ethernets:\n    ens3:\n      dhcp4: false\n      addresses: [10.0.5.21/24]\n      routes:\n        - to: default\n          via: 10.0.5.1\n      nameservers:\n        addresses: [10.0.5.2, 10.0.5.3]\n",
+    );
+    expect(readFileSync(join(target, "etc/NetworkManager/system-connections/lifeboat-ens3.nmconnection"), "utf8")).toContain("interface-name=ens3\nautoconnect-priority=100\n\n[ipv4]\nmethod=manual\naddress1=10.0.5.21/24,10.0.5.1\ndns=10.0.5.2;10.0.5.3;\n");
+    expect((await step("guard_set_address ens3 10.0.5.21/24 10.0.5.1 10.0.5.2,10.0.5.3")).exitCode).toBe(0);
+    for (const bad of ["set_address ../x 10.0.5.21/24 '' ''", "set_address ens3 '10.0.5.21/24;x' '' ''", "set_address ens3 10.0.5.21 '' ''", "set_address ens3 10.0.5.21/24 'a/b' ''"]) {
+      const refused = await step(bad);
+      expect(refused.exitCode, bad).toBe(1);
+      expect(refused.stderr, bad).toMatch(/^refused: .*; nothing written\n$/);
+    }
   });
 });
