@@ -8,6 +8,7 @@ import { registerDrill } from "./drill.ts";
 import { registerHosts } from "./hosts.ts";
 import { registerImage } from "./image.ts";
 import { registerJobs } from "./jobs.ts";
+import { registerLeases } from "./leases.ts";
 import { registerProfiles } from "./profiles.ts";
 import { registerServe } from "./serve.ts";
 import { registerStore } from "./store.ts";
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerAssign(registerHosts(program));
   registerProfiles(program);
   registerJobs(program);
+  registerLeases(program);
   registerDrill(program);
   registerCatalog(program);
   registerImage(program);

@@ -27,6 +27,11 @@ import { describeNeeding } from "../helpers/needs.ts";
 
 const SUBNET = "10.231.9";
 const SERVER = `http://${SUBNET}.1:8080`;
+const RESCUE_IP = `${SUBNET}.60`;
+
+function reservedMode(config: Record<string, unknown>): Record<string, unknown> {
+  return { ...config, dhcp: { ...(config.dhcp as Record<string, unknown>), mode: "reserved" } };
+}
 const CAPTURE = fileURLToPath(new URL("../fixtures/layouts/mbr-ext4.capture.json", import.meta.url));
 const DISK_BYTES = 1024 * 1024 * 1024; // the captured disk's size
 const CAPTURED_SERIAL = "QM00001"; // the captured disk's serial (QEMU's default): the recovered machine's disk has it too
@@ -110,7 +115,8 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
       lan,
       "srv",
       dataDir,
-      fullLanConfig(SUBNET, [{ name: lab.config, configDir: lab.configDir, vtapeRoot: lab.vtapes, holdingDirs: [lab.holding] }]),
+      // Reserved mode: Lifeboat's DHCP answers only the machines armed here (issue 21 item 1).
+      reservedMode(fullLanConfig(SUBNET, [{ name: lab.config, configDir: lab.configDir, vtapeRoot: lab.vtapes, holdingDirs: [lab.holding] }])),
       ["http", "tftp", "dhcp"],
     );
     // The host as Amanda knows it (its dumps are of "localhost"), its two DLEs and where they go.
@@ -136,8 +142,10 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     // The machine's own profile without a boot loader: the lab's trees are data, not an OS.
     // QEMU's default serials identify no disk by themselves: the admin names this one explicitly.
     await cli("profiles", "set", "localhost", "--host", "localhost", "--no-bootloader", "--map", `sda=serial:${CAPTURED_SERIAL}`);
-    const [job] = JSON.parse(await cli("jobs", "arm", mac, "--json")) as JobView[];
+    // Its rescue system on a static address outside the pool (issue 21): DHCP serves its PXE boot only.
+    const [job] = JSON.parse(await cli("jobs", "arm", mac, "--rescue-ip", `${RESCUE_IP}/24`, "--json")) as JobView[];
     const dry = await cli("jobs", "plan", job!.id);
+    expect(dry).toMatch(new RegExp(`^# rescue network: static ${RESCUE_IP.replaceAll(".", "\\.")}/24 on the NIC that booted$`, "m"));
     expect(dry).toMatch(new RegExp(`^check_disk /dev/sda ${CAPTURED_SERIAL} `, "m"));
     expect(dry).toMatch(/^restore_dump \/srv\/plain gtar 0 /m);
     expect((await cli("hosts", "boot-script", mac))).toContain("vmlinuz");
@@ -153,7 +161,11 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     }
     await m.vm.kill();
     const final = JSON.parse(await cli("jobs", "show", job!.id, "--json")) as JobView;
-    expect(final).toMatchObject({ state: "done", disks: [expect.objectContaining({ serial: CAPTURED_SERIAL })] });
+    expect(final).toMatchObject({ state: "done", disks: [expect.objectContaining({ serial: CAPTURED_SERIAL })], ip: RESCUE_IP });
+    // Its firmware's lease came from the pool; the rescue system asked for none of its own.
+    const leases = JSON.parse(await cli("leases", "--json")) as Array<{ mac: string; ip: string }>;
+    expect(leases.filter((l) => l.mac === mac).map((l) => Number(l.ip.split(".")[3]))).toEqual([expect.any(Number)]);
+    expect(Number(leases.find((l) => l.mac === mac)!.ip.split(".")[3])).toBeGreaterThanOrEqual(100);
     expect(final.bytesDone).toBe(final.bytesTotal);
 
     // The disk as captured: same table, same UUIDs (the root's, as Lifeboat stored the layout); the trees as Amanda last saw them.
