@@ -98,6 +98,8 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
   let a: Serve;
   let b: Serve;
   let aLive: ReturnType<typeof live>;
+  /** The boot token B gave web1's machine (first test); its agent's heartbeats go to B. */
+  let bToken = "";
 
   beforeAll(async () => {
     pg = await startPostgres();
@@ -130,6 +132,7 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
     expect((await api<JobView>(b, "GET", `/jobs/${job!.id}`)).state).toBe("armed");
     const token = await boot(b, "52:54:00:25:01:01");
     expect(token).not.toBeNull();
+    bToken = token!;
     expect(await api<JobView>(a, "GET", `/jobs/${job!.id}`)).toMatchObject({ server: "b" });
     // B's agent says hello to B; A's page hears of the boot and the hello.
     const hello = await fetch(`${b.url}/api/v1/agent/jobs/${job!.id}/hello`, {
@@ -146,6 +149,15 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
       },
       { timeout: 5000, interval: 50 },
     );
+    // A's CLI lists which server serves it (table and --json), and A's page has the column its rows fill from j.server.
+    const cli = (...args: string[]) => lifeboat(["jobs", ...args, "--config", a.config, "--data-dir", a.dataDir, "--server", a.url]);
+    const listed = JSON.parse((await cli("list", "--json")).stdout) as JobView[];
+    expect(listed.find((j) => j.id === job!.id)?.server).toBe("b");
+    expect((await cli("list")).stdout).toMatch(new RegExp(`^${job!.id}\\s+52:54:00:25:01:01\\s.*\\sbooted\\s.*\\sb$`, "m"));
+    expect((await cli("show", job!.id)).stdout).toContain("served by: server b");
+    const page = await (await fetch(`${a.url}/`)).text();
+    expect(page).toMatch(/<th>Remote help<\/th><th [^>]*>Server<\/th>/);
+    expect(await (await fetch(`${a.url}/web/app.js`)).text()).toContain('el("td", { class: "server" }, j.server ?? "")');
   });
 
   it("two servers asked for one boot at once: one serves it, the other sends the machine on and says why", async () => {
@@ -165,6 +177,9 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
   });
 
   it("B killed mid-job: the job becomes stalled (A's ticker, A's live view); the machine booting again on A's LAN is served by A", async () => {
+    // The agent's heartbeat to B: the job is under way there (whatever the checks before took).
+    const [booted] = (await api<JobView[]>(a, "GET", "/jobs")).filter((j) => j.mac === "52:54:00:25:01:01" && j.server === "b");
+    expect((await fetch(`${b.url}/api/v1/agent/jobs/${booted!.id}/heartbeat`, { method: "POST", headers: { authorization: `Bearer ${bToken}` } })).status).toBe(200);
     const [job] = (await api<JobView[]>(a, "GET", "/jobs")).filter((j) => j.mac === "52:54:00:25:01:01" && j.state === "booted");
     expect(job?.server).toBe("b");
     b.proc.kill("SIGKILL");
