@@ -66,6 +66,8 @@ function jobRow(j: JobView) {
     hostname: j.hostname,
     expiresAt: j.state === "armed" ? j.expiresAt : "",
     power: waveWords(j.powerWave),
+    // Several servers on one store: the one serving the machine's boot ("-" before its first boot).
+    server: j.server ?? "-",
   };
 }
 
@@ -77,6 +79,8 @@ function showJob(j: JobView): string {
     `state:     ${j.state}${j.steps ? `, step ${j.step} of ${j.steps}` : ""}`,
     `bytes:     ${j.bytesDone} of ${j.bytesTotal}`,
     `armed by:  ${j.armedBy} at ${j.createdAt}${j.state === "armed" ? `, expires ${j.expiresAt}` : ""}`,
+
+    `served by: ${j.server ? `server ${j.server}` : "no server yet (not booted)"}`,
   ];
   if (j.trustHttpBoot) lines.push("boot:      token to whoever asks for this MAC's script (--trust-http-boot)");
   if (j.hostname) lines.push(`hostname:  ${j.hostname}`);
@@ -240,7 +244,7 @@ export function registerJobs(program: Command): Command {
     if (o.state) q.set("state", o.state);
     if (o.mac) q.set("mac", normalizeMac(o.mac));
     const list = await ctx.api.request<JobView[]>("GET", `/api/v1/jobs?${q}`);
-    output(ctx, list, () => table(list.map(jobRow), ["id", "mac", "kind", "profile", "state", "progress", "bytes", "hostname", "power"]));
+    output(ctx, list, () => table(list.map(jobRow), ["id", "mac", "kind", "profile", "state", "progress", "bytes", "hostname", "power", "server"]));
   });
 
   withServer(withGlobals(jobs.command("show <job>").description("show one job"), { json: true })).action(async (id: string, _o, c: Command) => {

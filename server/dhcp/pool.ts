@@ -64,6 +64,19 @@ export class LeasePool {
     }
   }
 
+  /**
+   * Leases written before leases had a server (store migration 0600 left them to server '') are
+   * taken over by the server whose pool range holds their address: that is the LAN they were
+   * given on, and only its server finds a client's lease by client (a lease nobody owns would
+   * keep its address taken while its client got a second one). Leases of other ranges stay ''
+   * for the server of their LAN. Run at start (DHCP service); returns how many were taken.
+   */
+  async adoptUnowned(): Promise<number> {
+    const orphans = (await this.repo.list()).filter((l) => l.server === "" && this.inRange(l.ip));
+    for (const l of orphans) await this.repo.put({ ...l, server: this.server });
+    return orphans.length;
+  }
+
   /** Does the config give this MAC (normalized) a static lease? */
   hasStatic(mac: string): boolean {
     return this.statics.has(mac);

@@ -127,6 +127,8 @@ export class DhcpService implements Service {
     const cfg = this.ctx.config;
     const { ip, index } = interfaceInfo(cfg.listen.interface);
     this.configure(ip);
+    const adopted = await this.pool?.adoptUnowned();
+    if (adopted) this.log.info({ leases: adopted }, "leases from before leases had a server (server '') in this pool's range are now this server's");
     const ports = this.opts.ports ?? { dhcp: 67, pxe: 4011 };
     for (const port of [ports.dhcp, ports.pxe]) {
       const sock = await boundSocket(port, index).catch(async (err: unknown) => {

@@ -293,6 +293,7 @@ function jobRow(j) {
     el("td", {}, stateBadge(j.state), j.error ? el("div", { class: "error job-error" }, j.error) : null),
     progressCell(j),
     el("td", { class: "remote" }, j.ssh ? code(j.ssh) : j.ip ? code(j.ip) : ""),
+    el("td", { class: "server" }, j.server ?? ""),
     el(
       "td",
       { class: "actions" },
@@ -529,6 +530,7 @@ function renderDetailFields(j) {
     ["Expires", j.state === "armed" ? time(j.expiresAt) : "—"],
     ["Last heard from", time(j.lastHeartbeatAt)],
     ["Remote help", j.ssh ? code(j.ssh) : j.ip ? code(j.ip) : "—"],
+    ["Served by", j.server ? `server ${j.server}` : "— (not booted yet)"],
     ["Disks seen", j.disks?.length ? j.disks.map((d) => `${d.name} ${bytes(d.sizeBytes)}${d.serial ? ` (${d.serial})` : ""}${d.removable || d.bus === "usb" ? " removable/USB" : ""}`).join(", ") : "—"],
     ["Disk mapping", j.mapping && Object.keys(j.mapping).length ? mappingText(j.mapping) : "—"],
   ];

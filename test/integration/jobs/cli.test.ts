@@ -40,8 +40,12 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
     const list = JSON.parse((await cli("jobs", "list", "--active", "--json")).stdout) as JobView[];
     expect(list.map((j) => j.id)).toContain(job!.id);
     const table = (await cli("jobs", "list")).stdout;
-    expect(table).toMatch(new RegExp(`^${job!.id}\\s+52:54:00:ee:00:02\\s+recover\\s+web\\s+armed`, "m"));
-    expect((await cli("jobs", "show", job!.id)).stdout).toContain("state:     armed");
+    // Not booted yet: no server serves it (the last column).
+    expect(table).toMatch(new RegExp(`^${job!.id}\\s+52:54:00:ee:00:02\\s+recover\\s+web\\s+armed\\s.*\\s-$`, "m"));
+    expect(table.split("\n")[0]).toMatch(/\sSERVER$/);
+    const shown = (await cli("jobs", "show", job!.id)).stdout;
+    expect(shown).toContain("state:     armed");
+    expect(shown).toContain("served by: no server yet (not booted)");
     expect((await cli("jobs", "plan", job!.id)).stdout).toBe("plan_begin 1 web 2\nplan_done"); // execa strips the last newline
     // Before the machine reported its disks a kernel name means nothing: refused in one line.
     const early = await cli("jobs", "map", job!.id, "sda=vdb");

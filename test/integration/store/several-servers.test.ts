@@ -3,7 +3,9 @@
  * B, on one throwaway PostgreSQL, over loopback HTTP (dhcp off: their LANs are stood in for by
  * which server's /boot/ipxe the machine asks; the jobs are armed with trustHttpBoot so a boot
  * script request alone gets a token). A host armed through A boots on B and is served by B, its
- * progress shows live on A; two servers asked for one boot at once: one serves it; B killed
+ * progress shows live on A (API, CLI, page); the plan each server builds for a host whose dumps
+ * only A's Amanda config holds streams them from A's URL (B's plan) or A's own path (A's plan);
+ * two servers asked for one boot at once: one serves it; B killed
  * mid-job: the job becomes stalled, and the machine booting again on A's LAN is served by A.
  */
 import { randomBytes } from "node:crypto";
@@ -17,6 +19,8 @@ import { lifeboat, lifeboatBin } from "../../helpers/cli.ts";
 import { describeNeeding } from "../../helpers/needs.ts";
 import { type TestPostgres, postgresUnavailable, startPostgres } from "../../helpers/postgres.ts";
 import { tempDir } from "../../helpers/tmp.ts";
+import { dump } from "../../unit/jobs/job-fixture.ts";
+import { fixtureLayout } from "../../unit/recovery/fixtures.ts";
 
 interface Serve {
   name: string;
@@ -28,14 +32,18 @@ interface Serve {
 }
 
 const procs: ResultPromise[] = [];
+const chain3 = [dump({ host: "web3", disk: "/", level: 0, datestamp: "20261201000000" }), dump({ host: "web3", disk: "/", level: 1, datestamp: "20261202000000" })];
 
 /** `lifeboat serve` as its own process on loopback, with its own data dir holding the shared store key. */
-async function serve(name: string, storeUrl: string, key: string): Promise<Serve> {
+async function serve(name: string, storeUrl: string, key: string, amanda?: string): Promise<Serve> {
   const dataDir = tempDir(`lifeboat-${name}-`);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(join(dataDir, "store-key"), key, { mode: 0o600 });
   const config = join(dataDir, "lifeboat.yaml");
-  writeFileSync(config, `store:\n  url: "${storeUrl}"\njobs:\n  heartbeatTimeoutSeconds: 2\n`);
+  // With `amanda`: this server streams that Amanda config's dumps (a config dir only; no refresh runs: the test stores the catalog).
+  const amandaYaml = amanda ? `amanda:\n  - name: ${amanda}\n    configDir: "${join(dataDir, amanda)}"\ncatalog:\n  refreshMinutes: 0\n` : "";
+  if (amanda) mkdirSync(join(dataDir, amanda));
+  writeFileSync(config, `store:\n  url: "${storeUrl}"\njobs:\n  heartbeatTimeoutSeconds: 2\n${amandaYaml}`);
   const proc = execa(lifeboatBin, ["serve", "--config", config, "--data-dir", dataDir, "--name", name, "--listen", "127.0.0.1", "--http-port", "0", "--no-tftp", "--dhcp", "off"], {
     reject: false,
     stdin: "ignore",
@@ -98,12 +106,14 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
   let a: Serve;
   let b: Serve;
   let aLive: ReturnType<typeof live>;
+  /** The boot token B gave web1's machine (first test); its agent's heartbeats go to B. */
+  let bToken = "";
 
   beforeAll(async () => {
     pg = await startPostgres();
     const url = await pg.createDatabase();
     const key = `${randomBytes(32).toString("hex")}\n`;
-    a = await serve("a", url, key);
+    a = await serve("a", url, key, "daily");
     b = await serve("b", url, key);
     // The host and its captured layout, as a capture would have stored them (through any server: one store).
     const keyFile = join(tempDir(), "store-key");
@@ -111,6 +121,13 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
     const seed = new PgStore(url, { keyFile });
     await seed.hosts.add({ name: "web1", tokenHash: "x", smbiosUuid: null, macs: ["52:54:00:25:01:01", "52:54:00:25:01:02"], amandaConfig: null, dleMap: {} });
     await seed.layouts.add("web1", { disks: [] });
+    // web3: a captured layout and a complete chain of Amanda config "daily", which only A serves.
+    await seed.hosts.add({ name: "web3", tokenHash: "y", smbiosUuid: null, macs: ["52:54:00:25:01:03"], amandaConfig: "daily", dleMap: { "/": "/" } });
+    // Its disk with a serial that names it (the fixture's is QEMU's default, which the planner refuses to trust).
+    const layout = fixtureLayout("gpt-uefi");
+    layout.disks[0]!.serial = "LB25-WEB3-0";
+    await seed.layouts.add("web3", layout);
+    await seed.catalog.replace("daily", chain3, []);
     await seed.close();
     aLive = live(a);
   });
@@ -130,6 +147,7 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
     expect((await api<JobView>(b, "GET", `/jobs/${job!.id}`)).state).toBe("armed");
     const token = await boot(b, "52:54:00:25:01:01");
     expect(token).not.toBeNull();
+    bToken = token!;
     expect(await api<JobView>(a, "GET", `/jobs/${job!.id}`)).toMatchObject({ server: "b" });
     // B's agent says hello to B; A's page hears of the boot and the hello.
     const hello = await fetch(`${b.url}/api/v1/agent/jobs/${job!.id}/hello`, {
@@ -146,6 +164,34 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
       },
       { timeout: 5000, interval: 50 },
     );
+    // A's CLI lists which server serves it (table and --json), and A's page has the column its rows fill from j.server.
+    const cli = (...args: string[]) => lifeboat(["jobs", ...args, "--config", a.config, "--data-dir", a.dataDir, "--server", a.url]);
+    const listed = JSON.parse((await cli("list", "--json")).stdout) as JobView[];
+    expect(listed.find((j) => j.id === job!.id)?.server).toBe("b");
+    expect((await cli("list")).stdout).toMatch(new RegExp(`^${job!.id}\\s+52:54:00:25:01:01\\s.*\\sbooted\\s.*\\sb$`, "m"));
+    expect((await cli("show", job!.id)).stdout).toContain("served by: server b");
+    const page = await (await fetch(`${a.url}/`)).text();
+    expect(page).toMatch(/<th>Remote help<\/th><th [^>]*>Server<\/th>/);
+    expect(await (await fetch(`${a.url}/web/app.js`)).text()).toContain('el("td", { class: "server" }, j.server ?? "")');
+  });
+
+  it("the plan names the stream URL of the server that holds the dumps: A's from B, A's own path from A", async () => {
+    const [job] = await api<JobView[]>(a, "POST", "/jobs", { mac: "52:54:00:25:01:03" });
+    // The dry run (against the captured disks) each server builds for the job.
+    const plan = async (s: Serve) => {
+      const res = await fetch(`${s.url}/api/v1/jobs/${job!.id}/plan`, { headers: { authorization: `Bearer ${s.token}` } });
+      const text = await res.text();
+      expect(res.status, text).toBe(200);
+      return text;
+    };
+    const fromB = await plan(b);
+    const fromA = await plan(a);
+    for (const d of chain3) {
+      expect(fromB).toContain(`${a.url}/api/v1/dumps/${encodeURIComponent(d.id)}/stream`);
+      expect(fromA).not.toContain(`${a.url}/api/v1/dumps/`);
+      expect(fromA).toContain(`/api/v1/dumps/${encodeURIComponent(d.id)}/stream`);
+    }
+    await api(a, "POST", `/jobs/${job!.id}/cancel`);
   });
 
   it("two servers asked for one boot at once: one serves it, the other sends the machine on and says why", async () => {
@@ -165,6 +211,9 @@ describeNeeding(postgresUnavailable(), "several servers on one PostgreSQL store"
   });
 
   it("B killed mid-job: the job becomes stalled (A's ticker, A's live view); the machine booting again on A's LAN is served by A", async () => {
+    // The agent's heartbeat to B: the job is under way there (whatever the checks before took).
+    const [booted] = (await api<JobView[]>(a, "GET", "/jobs")).filter((j) => j.mac === "52:54:00:25:01:01" && j.server === "b");
+    expect((await fetch(`${b.url}/api/v1/agent/jobs/${booted!.id}/heartbeat`, { method: "POST", headers: { authorization: `Bearer ${bToken}` } })).status).toBe(200);
     const [job] = (await api<JobView[]>(a, "GET", "/jobs")).filter((j) => j.mac === "52:54:00:25:01:01" && j.state === "booted");
     expect(job?.server).toBe("b");
     b.proc.kill("SIGKILL");

@@ -208,6 +208,28 @@ describe("full-mode lease pool", () => {
     expect(await store.leases.list()).toEqual([]);
   });
 
+  it("leases from before leases had a server (server '') are taken over by the server whose pool range holds them", async () => {
+    const { pool, store } = setup();
+    const expiresAt = new Date(1_000_000 + 600_000).toISOString();
+    const old = { client: "52:54:00:07:00:01", mac: "52:54:00:07:00:01", state: "bound" as const, hostname: null, expiresAt, server: "" };
+    await store.leases.put({ ...old, ip: "10.231.7.101" });
+    // Another LAN's lease (another server's range) and a lease another server already owns.
+    await store.leases.put({ ...old, ip: "10.231.8.101", client: "52:54:00:08:00:01", mac: "52:54:00:08:00:01" });
+    await store.leases.put({ ...old, ip: "10.231.7.102", client: "52:54:00:07:00:02", mac: "52:54:00:07:00:02", server: "lb2" });
+    // Before: nobody's lease is not found by its client, who would be offered a second address.
+    expect(await store.leases.byClient(old.client, "lb1")).toBeUndefined();
+    expect(await pool.adoptUnowned()).toBe(1);
+    expect(await store.leases.byClient(old.client, "lb1")).toMatchObject({ ip: "10.231.7.101", state: "bound", server: "lb1" });
+    expect(await pool.decide(discover(1))).toMatchObject({ kind: "offer", lease: { ip: "10.231.7.101" } });
+    expect((await store.leases.list()).map((l) => [l.ip, l.server]).sort()).toEqual([
+      ["10.231.7.101", "lb1"],
+      ["10.231.7.102", "lb2"],
+      ["10.231.8.101", ""],
+    ]);
+    // Once is enough: a second start takes nothing.
+    expect(await pool.adoptUnowned()).toBe(0);
+  });
+
   it("refuses a pool that makes no sense", () => {
     const store = new SqliteStore(":memory:");
     stores.push(store);

@@ -1,0 +1,220 @@
+/**
+ * Several servers on one store over real LANs (issue 25): two `lifeboat serve` processes, A and B,
+ * each in its own namespace LAN (A: 10.231.125.0/24, B: 10.231.126.0/24) as the only DHCP server
+ * there (full mode), on one throwaway PostgreSQL (its Unix socket is reachable from any network
+ * namespace). The machines are namespaces running busybox udhcpc with a PXE vendor class (a real
+ * DHCP client) and fetching their boot script from the server that answered, as iPXE would.
+ * - A host armed through A boots on B's LAN: B's DHCP answers, B's boot script carries the token,
+ *   the job is B's (A's API, CLI and live stream say so).
+ * - A machine on both LANs asks both servers for its boot at once: one serves it.
+ * - B killed mid-job: the job becomes stalled (A's API); B restarted sees it stalled too; the
+ *   machine's next heartbeat to B (what its agent does while it waits) resumes it.
+ * Stand-in: the rescue agent's calls are curl from the machine's namespace (no restore runs here:
+ * the agent's restore is rescue/agent.test.ts, a booted one test/e2e).
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it, vi } from "vitest";
+import type { JobView } from "../../../server/jobs/job-views.ts";
+import { PgStore } from "../../../server/store/postgres.ts";
+import { lifeboatBin } from "../../helpers/cli.ts";
+import { type Lan, createLan, netnsUnavailable } from "../../helpers/netns.ts";
+import { describeNeeding } from "../../helpers/needs.ts";
+import { type TestPostgres, postgresUnavailable, startPostgres } from "../../helpers/postgres.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+import { type NsServer, serveInNs } from "../netboot/lifeboat-ns.ts";
+
+const NET = { a: "10.231.125", b: "10.231.126" } as const;
+const MAC = { m: "52:54:00:25:02:01", both: "52:54:00:25:02:02" } as const;
+const PXE_CLASS = "PXEClient:Arch:00000:UNDI:002001";
+const why = postgresUnavailable() ?? (await netnsUnavailable()) ?? (existsSync("/bin/busybox") ? null : "busybox (udhcpc)");
+
+describeNeeding(why ?? null, "several servers on one PostgreSQL store, each on its own namespace LAN", () => {
+  const work = tempDir("lifeboat-lan25-");
+  let pg: TestPostgres;
+  let storeUrl = "";
+  const key = `${randomBytes(32).toString("hex")}\n`;
+  const lans: Partial<Record<"a" | "b", Lan>> = {};
+  const srv: Partial<Record<"a" | "b", NsServer>> = {};
+  let liveFile = "";
+
+  const dataDir = (s: "a" | "b") => join(work, s);
+  const url = (s: "a" | "b") => `http://${NET[s]}.1:8080`;
+  const token = (s: "a" | "b") => readFileSync(join(dataDir(s), "admin-token"), "utf8").trim();
+
+  function start(s: "a" | "b"): Promise<NsServer> {
+    mkdirSync(dataDir(s), { recursive: true, mode: 0o700 });
+    writeFileSync(join(dataDir(s), "store-key"), key, { mode: 0o600 });
+    return serveInNs(
+      lans[s]!,
+      "srv",
+      dataDir(s),
+      {
+        name: s,
+        store: { url: storeUrl },
+        listen: { interface: "eth0" },
+        http: { port: 8080, publicUrl: url(s) },
+        tftp: { enabled: false },
+        dhcp: { mode: "full", pool: { start: `${NET[s]}.100`, end: `${NET[s]}.120`, router: "", leaseSeconds: 600 } },
+        jobs: { heartbeatTimeoutSeconds: 2 },
+        catalog: { refreshMinutes: 0 },
+      },
+      ["http", "dhcp", "servers", "job-watch"],
+    );
+  }
+
+  /** curl from a namespace; the JSON body, or the text with `raw`. */
+  async function curl(lan: Lan, member: string, args: string[]): Promise<string> {
+    const r = await lan.exec(member, ["curl", "-sS", "--max-time", "10", "--fail-with-body", ...args], { timeout: 15_000 });
+    if (r.exitCode !== 0) throw new Error(`curl ${args.join(" ")} in ${member}: ${r.exitCode} ${r.stderr} ${r.stdout}`);
+    return r.stdout;
+  }
+
+  /** The admin's API call to server `s`, from its LAN's admin namespace. */
+  async function api<T>(s: "a" | "b", method: string, path: string, body?: unknown): Promise<T> {
+    const data = body === undefined ? [] : ["-H", "content-type: application/json", "--data", JSON.stringify(body)];
+    return JSON.parse(await curl(lans[s]!, "adm", ["-X", method, "-H", `authorization: Bearer ${token(s)}`, ...data, `${url(s)}/api/v1${path}`])) as T;
+  }
+
+  /** busybox udhcpc with a PXE vendor class on `ifname` of `member` until bound (-q): "bound IP SERVER-ID". */
+  async function dhcp(lan: Lan, member: string, ifname: string): Promise<string> {
+    const events = join(work, `${member}-${ifname}-${Date.now()}.events`);
+    const script = `${events}.sh`;
+    writeFileSync(
+      script,
+      `#!/bin/sh\necho "$1 $ip $serverid" >> ${events}\ncase "$1" in bound|renew) ip -4 addr flush dev "$interface"; ip addr add "$ip/24" dev "$interface" ;; esac\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    const r = await lan.exec(member, ["busybox", "udhcpc", "-f", "-q", "-n", "-i", ifname, "-t", "6", "-T", "1", "-V", PXE_CLASS, "-x", "0x5d:0000", "-s", script], { timeout: 20_000 });
+    const bound = (existsSync(events) ? readFileSync(events, "utf8") : "").split("\n").find((l) => l.startsWith("bound "));
+    if (!bound) throw new Error(`udhcpc on ${member}/${ifname}: no lease (exit ${r.exitCode}): ${r.stderr}`);
+    return bound;
+  }
+
+  /** What iPXE does after DHCP: the boot script from the server that answered; the token in it, or null. */
+  async function bootScript(lan: Lan, member: string, server: string, mac: string): Promise<{ script: string; token: string | null }> {
+    const script = await curl(lan, member, [`${server}/boot/ipxe?mac=${mac}`]);
+    return { script, token: /lifeboat\.token=([A-Za-z0-9_-]+)/.exec(script)?.[1] ?? null };
+  }
+
+  beforeAll(async () => {
+    pg = await startPostgres();
+    storeUrl = await pg.createDatabase();
+    lans.a = await createLan({ prefix: "lbt25a", subnet: NET.a, members: { srv: 1, adm: 2 } });
+    lans.b = await createLan({ prefix: "lbt25b", subnet: NET.b, members: { srv: 1, adm: 2, m: 0, both: 0 } });
+    await lans.b.exec("m", ["ip", "link", "set", "eth0", "address", MAC.m]);
+    await lans.b.exec("both", ["ip", "link", "set", "eth0", "address", MAC.both]);
+    // "both" is on A's LAN too (eth1, the same MAC: one machine, two ports cabled to two LANs).
+    const ns = lans.b.ns("both");
+    for (const cmd of [
+      ["ip", "link", "add", "v-both", "type", "veth", "peer", "name", "eth1", "netns", ns],
+      ["ip", "link", "set", "v-both", "master", lans.a.bridge, "up"],
+    ])
+      expect((await lans.a.exec("lan", cmd)).exitCode).toBe(0);
+    for (const cmd of [
+      ["ip", "link", "set", "eth1", "address", MAC.both],
+      ["ip", "link", "set", "eth1", "up"],
+    ])
+      expect((await lans.b.exec("both", cmd)).exitCode).toBe(0);
+    srv.a = await start("a");
+    srv.b = await start("b");
+    // The hosts and their captured layouts, as captures would have stored them (through any server: one store).
+    const keyFile = join(work, "store-key");
+    writeFileSync(keyFile, key, { mode: 0o600 });
+    const seed = new PgStore(storeUrl, { keyFile });
+    for (const [name, mac] of [["web1", MAC.m], ["web2", MAC.both]] as const) {
+      await seed.hosts.add({ name, tokenHash: "x", smbiosUuid: null, macs: [mac], amandaConfig: null, dleMap: {} });
+      await seed.layouts.add(name, { disks: [] });
+    }
+    await seed.close();
+    // A's page's live stream, from A's LAN.
+    liveFile = join(work, "a-live.txt");
+    lans.a.spawn("adm", ["curl", "-sN", "-H", `authorization: Bearer ${token("a")}`, `${url("a")}/api/v1/live`], { stdout: liveFile });
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const s of Object.values(srv)) await s?.stop();
+    for (const l of Object.values(lans)) await l?.down();
+    await pg?.stop();
+  });
+
+  const liveSeen = () =>
+    (existsSync(liveFile) ? readFileSync(liveFile, "utf8") : "")
+      .split("\n")
+      .filter((l) => l.startsWith("data: "))
+      .map((l) => JSON.parse(l.slice(6)) as { job: JobView; event: { type: string; data: Record<string, unknown> } | null });
+
+  let bToken = "";
+  let jobId = "";
+
+  it("armed through A, the machine boots on B's LAN: B's DHCP answers, B's boot script has the token, the job is B's on A's API, CLI and live stream", async () => {
+    const servers = await api<Array<{ name: string; url: string; alive: boolean }>>("a", "GET", "/servers");
+    expect(servers.map((s) => [s.name, s.url, s.alive])).toEqual([["a", url("a"), true], ["b", url("b"), true]]);
+    const [job] = await api<JobView[]>("a", "POST", "/jobs", { mac: MAC.m });
+    jobId = job!.id;
+    const bound = await dhcp(lans.b!, "m", "eth0");
+    expect(bound).toMatch(new RegExp(`^bound ${NET.b.replaceAll(".", "\\.")}\\.1\\d\\d ${NET.b.replaceAll(".", "\\.")}\\.1$`));
+    const { script, token } = await bootScript(lans.b!, "m", url("b"), MAC.m);
+    expect(token, script).not.toBeNull();
+    bToken = token!;
+    expect(script).toContain(`lifeboat.server=${url("b")}`);
+    expect(await api<JobView>("a", "GET", `/jobs/${jobId}`)).toMatchObject({ server: "b", state: "armed" });
+    // The agent's hello to B (from the machine's leased address); A's live stream hears of the boot and the hello.
+    const hello = await curl(lans.b!, "m", [
+      "-X", "POST", "-H", `authorization: Bearer ${bToken}`, "-H", "content-type: application/json",
+      "--data", JSON.stringify({ disks: [{ name: "vda", path: "/dev/vda", sizeBytes: 1 << 30, serial: "S1" }], hardware: { macs: [MAC.m] } }),
+      `${url("b")}/api/v1/agent/jobs/${jobId}/hello`,
+    ]);
+    expect(JSON.parse(hello)).toEqual({ state: "booted" });
+    await vi.waitFor(
+      () => {
+        const mine = liveSeen().filter((x) => x.job.id === jobId);
+        expect(mine.some((x) => x.event?.type === "boot" && x.event.data.server === "b")).toBe(true);
+        expect(mine.some((x) => x.job.state === "booted" && x.job.server === "b")).toBe(true);
+      },
+      { timeout: 5000, interval: 100 },
+    );
+    // A's CLI, run on A's LAN, lists it as B's.
+    const cli = await lans.a!.exec("adm", [process.execPath, lifeboatBin, "jobs", "list", "--server", url("a"), "--data-dir", dataDir("a")]);
+    expect(cli.exitCode, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(new RegExp(`^${jobId}\\s+${MAC.m}\\s.*\\sbooted\\s.*\\sb$`, "m"));
+    // The machine's lease is B's (the server that gave it), in the one store.
+    const store = new PgStore(storeUrl, { keyFile: join(work, "store-key") });
+    try {
+      expect((await store.leases.list()).filter((l) => l.mac === MAC.m).map((l) => [l.ip, l.server, l.state])).toEqual([[bound.split(" ")[1], "b", "bound"]]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("a machine on both LANs asks both servers for its boot at once: one serves it, the other sends it on", async () => {
+    const [job] = await api<JobView[]>("a", "POST", "/jobs", { mac: MAC.both });
+    // Each LAN's server answers its DHCP (each port gets its own LAN's address).
+    expect(await dhcp(lans.b!, "both", "eth0")).toMatch(/ 10\.231\.126\.1$/);
+    expect(await dhcp(lans.b!, "both", "eth1")).toMatch(/ 10\.231\.125\.1$/);
+    const [fromA, fromB] = await Promise.all([bootScript(lans.b!, "both", url("a"), MAC.both), bootScript(lans.b!, "both", url("b"), MAC.both)]);
+    expect([fromA.token, fromB.token].filter((t) => t !== null)).toHaveLength(1);
+    const winner = fromA.token ? "a" : "b";
+    expect((await api<JobView>("b", "GET", `/jobs/${job!.id}`)).server).toBe(winner);
+    const events = await api<Array<{ type: string; data: { reason?: string } }>>("a", "GET", `/jobs/${job!.id}/events`);
+    expect(events.filter((e) => e.type === "boot")).toHaveLength(1);
+    expect(events.filter((e) => e.type === "boot-refused").map((e) => e.data.reason)).toEqual([`job ${job!.id} is served by server ${winner}, which is alive: no second server serves it`]);
+    await api("a", "POST", `/jobs/${job!.id}/cancel`);
+  });
+
+  it("B killed mid-job: stalled on A; B restarted sees it stalled; the machine's next heartbeat to B resumes it there", async () => {
+    const beat = () => curl(lans.b!, "m", ["-X", "POST", "-H", `authorization: Bearer ${bToken}`, `${url("b")}/api/v1/agent/jobs/${jobId}/heartbeat`]);
+    expect(JSON.parse(await beat())).toEqual({ state: "booted" });
+    srv.b!.proc.kill("SIGKILL");
+    await srv.b!.proc;
+    await vi.waitFor(async () => expect((await api<JobView>("a", "GET", `/jobs/${jobId}`)).state).toBe("stalled"), { timeout: 20_000, interval: 250 });
+    expect(liveSeen().some((x) => x.job.id === jobId && x.job.state === "stalled")).toBe(true);
+    srv.b = await start("b");
+    expect(await api<JobView>("b", "GET", `/jobs/${jobId}`)).toMatchObject({ state: "stalled", server: "b" });
+    // The agent keeps beating while it waits: heard again, the job goes on, still B's, live on A.
+    expect(JSON.parse(await beat())).toEqual({ state: "booted" });
+    expect(await api<JobView>("a", "GET", `/jobs/${jobId}`)).toMatchObject({ state: "booted", server: "b" });
+    await vi.waitFor(() => expect(liveSeen().filter((x) => x.job.id === jobId).at(-1)?.job.state).toBe("booted"), { timeout: 5000, interval: 100 });
+  });
+});
