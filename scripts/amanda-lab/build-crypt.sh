@@ -11,6 +11,7 @@
 # passphrase, secret-key.asc (armoured). Needs root, Amanda (scripts/apt-packages.txt) and gpg.
 # Two amdumps of a few KiB: ~20 s. Writes ROOT/runs.txt ("run datestamp level dle").
 set -euo pipefail
+. "$(dirname "$0")/conf-base.sh"
 ROOT=$1 CONF=$2
 asbackup() { runuser -u backup -- "$@"; }
 die() { echo "build-crypt.sh: $*" >&2; exit 1; }
@@ -39,22 +40,7 @@ install -m 600 "$HOME_B/.am_passphrase" "$ROOT/keys/passphrase"
 (umask 077; asbackup gpg --homedir "$HOME_B/.gnupg" --batch --armor --export-secret-keys backup >"$ROOT/keys/secret-key.asc")
 [ -s "$ROOT/keys/secret-key.asc" ] || die "exporting the secret key of backup failed"
 
-cat >"$ROOT/config/amanda.conf" <<CONF
-org "$CONF"
-mailto ""
-dumpuser "backup"
-dumpcycle 7 days
-runspercycle 7
-tapecycle 2 tapes
-infofile "$ROOT/state/curinfo"
-logdir "$ROOT/state/log"
-indexdir "$ROOT/state/index"
-tapelist "tapelist"
-define changer vt {
-    tpchanger "chg-disk:$ROOT/vtapes"
-    property "num-slot" "2"
-}
-tpchanger "vt"
+{ conf_base "$ROOT" "$CONF"; cat; } >"$ROOT/config/amanda.conf" <<CONF
 define tapetype CRYPT {
     length 100 mbytes
     part-size 16 kbytes  # the encrypted level 0 of crypt-gpg spans parts
