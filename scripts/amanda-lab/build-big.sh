@@ -4,27 +4,13 @@
 # compress none, split into 256 MiB tape parts. The source tree is deleted afterwards
 # (only the vtapes matter). Needs root and Amanda (scripts/apt-packages.txt).
 set -euo pipefail
+. "$(dirname "$0")/conf-base.sh"
 ROOT=$1 CONF=$2 SIZE=$3
 asbackup() { runuser -u backup -- "$@"; }
 [ "$(id -u)" = 0 ] || { echo "build-big.sh: must run as root" >&2; exit 1; }
 command -v amdump >/dev/null || { echo "build-big.sh: amdump not found (install amanda-server amanda-client)" >&2; exit 1; }
 mkdir -p "$ROOT"/{config,vtapes/slot1,vtapes/slot2,holding,state/log,state/curinfo,state/index,tree,lists}
-cat >"$ROOT/config/amanda.conf" <<CONF
-org "$CONF"
-mailto ""
-dumpuser "backup"
-dumpcycle 7 days
-runspercycle 7
-tapecycle 2 tapes
-infofile "$ROOT/state/curinfo"
-logdir "$ROOT/state/log"
-indexdir "$ROOT/state/index"
-tapelist "tapelist"
-define changer vt {
-    tpchanger "chg-disk:$ROOT/vtapes"
-    property "num-slot" "2"
-}
-tpchanger "vt"
+{ conf_base "$ROOT" "$CONF"; cat; } >"$ROOT/config/amanda.conf" <<CONF
 define tapetype BIG {
     length 100 gbytes
     part-size 256 mbytes

@@ -48,6 +48,7 @@ function fromHeader(amanda: string, h: DumpHeader): Omit<CatalogDump, "location"
     compression: c.compression,
     compressProgram: c.customProgram,
     encrypted: h.encrypted,
+    encryption: !h.encrypted ? null : h.serverEncrypt !== null || h.clientEncrypt === null ? { side: "server", program: h.serverEncrypt } : { side: "client", program: h.clientEncrypt },
     origKb: h.origSizeKb,
     crc: { native: h.nativeCrc, client: h.clientCrc, server: h.serverCrc },
   };
@@ -270,6 +271,7 @@ async function tapedRecord(
         compression: "unknown" as const,
         compressProgram: null,
         encrypted: false,
+        encryption: null,
         origKb: null,
         crc: { native: null, client: null, server: null },
       };

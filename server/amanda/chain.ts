@@ -60,7 +60,6 @@ export function selectChain(all: readonly CatalogDump[], host: string, disk: str
   });
   for (const d of picked) {
     if (d.problem) throw new ChainError(`chain of ${what} needs ${dumpName(d)}, which cannot be read: ${d.problem}`);
-    if (d.encrypted) throw new ChainError(`chain of ${what} needs ${dumpName(d)}, which is encrypted (not supported)`);
   }
   return { host, disk, at: limit, dumps: picked };
 }

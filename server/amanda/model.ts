@@ -27,6 +27,12 @@ export interface DumpLocation {
   parts?: DumpPart[];
 }
 
+/** Which side encrypted a dump, and with which program (as the header names it; null: not named). */
+export interface DumpEncryption {
+  side: "server" | "client";
+  program: string | null;
+}
+
 export type DumpSource = "log" | "scan" | "amadmin";
 
 export interface CatalogDump {
@@ -45,6 +51,11 @@ export interface CatalogDump {
   /** The custom compressor named in the header, for compression "custom". */
   compressProgram: string | null;
   encrypted: boolean;
+  /**
+   * How an encrypted dump was encrypted (the header's server_encrypt/client_encrypt program);
+   * absent on catalog rows stored before Lifeboat read it, null for a dump that is not.
+   */
+  encryption?: DumpEncryption | null;
   /** Bytes as stored (after compression), when known. */
   sizeBytes: number | null;
   origKb: number | null;

@@ -11,6 +11,7 @@ import { createGunzip } from "node:zlib";
 import { execa } from "execa";
 import { UserError } from "../errors.ts";
 import { Crc32c } from "./crc32c.ts";
+import { type AmandaKey, gpgDecrypt } from "./decrypt.ts";
 import { type Crc, HEADER_SIZE } from "./header.ts";
 import { type DumpUserAccess, amfetchdumpArgv, defaultDumpUserAccess } from "./dumpuser.ts";
 import { expectPiece, readHeaderSync } from "./media.ts";
@@ -38,6 +39,8 @@ export interface StreamOptions {
   /** For the amfetchdump fallback: who may run it (the config's dump user, the helper's socket). */
   dumpUser?: DumpUserAccess;
   readBufferBytes?: number;
+  /** The escrowed key of the dump's Amanda config; needed (and only used) for an encrypted dump. */
+  decrypt?: AmandaKey;
 }
 
 export interface DumpStream {
@@ -238,14 +241,39 @@ function decompressor(d: CatalogDump): Duplex {
   }
 }
 
+/** A stream from byte `start` to `end` (inclusive) of `src`, read from its beginning: for streams that cannot seek (decrypted ones). */
+async function* skipTo(src: AsyncIterable<Buffer>, start: number, end: number | undefined): AsyncGenerator<Buffer> {
+  let at = 0;
+  for await (const chunk of src) {
+    const from = Math.max(0, start - at);
+    const to = end === undefined ? chunk.length : Math.min(chunk.length, end + 1 - at);
+    at += chunk.length;
+    if (to > from) yield from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to);
+    if (end !== undefined && at > end) return;
+  }
+}
+
+/**
+ * The CRC of a dump's decrypted bytes, when Amanda recorded one: server-side encryption
+ * wraps the bytes as they left the client (client CRC); client-side encryption wraps the
+ * compressed tar stream, which only has a CRC (native) when nothing compressed it.
+ */
+export function decryptedCrc(d: CatalogDump): Crc | null {
+  if (d.encryption?.side === "server") return d.crc.client;
+  return d.compression === "none" ? d.crc.native : null;
+}
+
 /**
  * Opens the data of one dump. Raw by default (as stored: the rescue side decompresses);
- * `decompress` decompresses on the server. Errors that make the dump unservable are
+ * `decompress` decompresses on the server. An encrypted dump needs `decrypt` (the key the
+ * caller holds for its Amanda config): its raw stream is the decrypted bytes, and its CRC is
+ * checked on the encrypted bytes as stored, as any other's. Errors that make the dump unservable are
  * thrown before any byte (DumpStreamError with an HTTP status); errors while streaming
- * (CRC mismatch, read error, amfetchdump failing with its stderr) destroy the stream.
+ * (CRC mismatch, read error, amfetchdump or gpg failing with its stderr) destroy the stream.
  */
 export function openDumpStream(dump: CatalogDump, opts: StreamOptions = {}): DumpStream {
-  if (dump.encrypted) throw new DumpStreamError(`${dumpName(dump)} is encrypted; Lifeboat does not decrypt Amanda dumps`, 422);
+  if (dump.encrypted && !opts.decrypt)
+    throw new DumpStreamError(`${dumpName(dump)} is encrypted: only the server's dump stream decrypts it, with the key of Amanda config ${dump.amanda} (lifeboat amanda key set)`, 422);
   const ranged = (opts.start ?? 0) > 0 || opts.end !== undefined;
   if (ranged && opts.decompress) throw new DumpStreamError("a byte range of a decompressed stream is not supported; ask for the raw stream", 416);
   const wantDecompress = opts.decompress === true && dump.compression !== "none";
@@ -259,29 +287,64 @@ export function openDumpStream(dump: CatalogDump, opts: StreamOptions = {}): Dum
   const stored = storedCrc(dump);
   if (stored && stored.size !== total)
     throw new DumpStreamError(`${dumpName(dump)}: the parts on disk hold ${total} bytes, Amanda wrote ${stored.size}; a part is missing or truncated`, 409);
+  if (opts.decrypt) {
+    const checked = stored ? { crc: stored, what: `${dumpName(dump)} as stored (encrypted)` } : null;
+    return decrypted(dump, new PieceReader(pieces, 0, total - 1, checked, opts.readBufferBytes ?? READ_CHUNK_BYTES), opts.decrypt, opts, "files", stored);
+  }
   const start = opts.start ?? 0;
   const end = Math.min(opts.end ?? total - 1, total - 1);
   if (start > 0 && start >= total) throw new DumpStreamError(`range starts at ${start}, the dump has ${total} bytes`, 416);
   const checked = !ranged && stored ? { crc: stored, what: `${dumpName(dump)} as stored` } : null;
   const src = new PieceReader(pieces, start, end, checked, opts.readBufferBytes ?? READ_CHUNK_BYTES);
   if (!wantDecompress) return { stream: src, length: end - start + 1, totalSize: total, seekable: true, via: "files", checked: checked?.crc ?? null };
+  return decompressed(dump, src, "files");
+}
+
+/** `src` (stored bytes, or decrypted ones) decompressed, checked against the native CRC when Amanda recorded one. */
+function decompressed(dump: CatalogDump, src: Readable, via: DumpStream["via"]): DumpStream {
   const native = dump.crc.native;
   const dec = decompressor(dump);
   // pipeline, not pipe: a CRC error upstream must destroy the decompressed stream too.
   pipeline(src, dec, () => {});
   const out = native ? Readable.from(checkCrc(dec, native, `${dumpName(dump)} decompressed`), { objectMode: false }) : dec;
   const decTotal = native?.size ?? null;
-  return { stream: out as Readable, length: decTotal, totalSize: decTotal, seekable: false, via: "files", checked: native };
+  return { stream: out as Readable, length: decTotal, totalSize: decTotal, seekable: false, via, checked: native };
+}
+
+/**
+ * An encrypted dump's stream: `raw` (the encrypted bytes, CRC-checked as they pass) through
+ * gpg, then checked against the CRC of the decrypted bytes when Amanda recorded one, then
+ * decompressed when asked. A byte range cannot seek in ciphertext: it is decrypted from the
+ * start and the bytes before the range are skipped (a resumed restore re-reads its prefix).
+ */
+function decrypted(dump: CatalogDump, raw: Readable, key: AmandaKey, opts: StreamOptions, via: DumpStream["via"], stored: Crc | null): DumpStream {
+  const plain = gpgDecrypt(raw, key, dumpName(dump));
+  const want = decryptedCrc(dump);
+  const checkedPlain = want ? Readable.from(checkCrc(plain, want, `${dumpName(dump)} decrypted`), { objectMode: false }) : plain;
+  if (opts.decompress && dump.compression !== "none") return decompressed(dump, checkedPlain, via);
+  const start = opts.start ?? 0;
+  const size = want?.size ?? null;
+  if (size !== null && start > 0 && start >= size) throw new DumpStreamError(`range starts at ${start}, the decrypted dump has ${size} bytes`, 416);
+  const ranged = start > 0 || opts.end !== undefined;
+  const stream = ranged ? Readable.from(skipTo(checkedPlain, start, opts.end), { objectMode: false }) : checkedPlain;
+  const end = size === null ? null : Math.min(opts.end ?? size - 1, size - 1);
+  return { stream, length: end === null ? null : end - start + 1, totalSize: size, seekable: false, via, checked: want ?? stored };
 }
 
 /** Physical tapes and anything not on disk: `amfetchdump -p` does the reading; its stderr goes in the error. */
 function viaAmfetchdump(dump: CatalogDump, opts: StreamOptions, ranged: boolean): DumpStream {
-  if (ranged) throw new DumpStreamError(`${dumpName(dump)} is read through amfetchdump; byte ranges are not supported`, 416);
+  if (ranged && !opts.decrypt) throw new DumpStreamError(`${dumpName(dump)} is read through amfetchdump; byte ranges are not supported`, 416);
   let raw: Readable;
   try {
-    raw = runAsDumpUser(amfetchdumpArgv(dump, !opts.decompress), opts.dumpUser ?? defaultDumpUserAccess());
+    // An encrypted dump comes as stored (-l): Lifeboat decrypts it, not amfetchdump with the dump user's key files.
+    raw = runAsDumpUser(amfetchdumpArgv(dump, !opts.decompress || opts.decrypt !== undefined), opts.dumpUser ?? defaultDumpUserAccess());
   } catch (err) {
     throw new DumpStreamError(`${dumpName(dump)}: ${(err as Error).message}`, 503);
+  }
+  if (opts.decrypt) {
+    const stored = storedCrc(dump);
+    const src = stored ? Readable.from(checkCrc(raw, stored, `${dumpName(dump)} from amfetchdump (encrypted)`), { objectMode: false }) : raw;
+    return decrypted(dump, src, opts.decrypt, opts, "amfetchdump", stored);
   }
   const want = opts.decompress ? dump.crc.native : storedCrc(dump);
   const stream = want ? Readable.from(checkCrc(raw, want, `${dumpName(dump)} from amfetchdump`), { objectMode: false }) : raw;

@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
@@ -203,4 +204,18 @@ export function parseMappingPairs(pairs: string[], what: string): Record<string,
     mapping[p.slice(0, i)] = p.slice(i + 1);
   }
   return mapping;
+}
+
+/** A secret from a file only its owner may read (mode 0600): never from the command line, where `ps` and shell history would show it. */
+export function readPrivateFile(file: string, what: string): string {
+  let mode: number;
+  let text: string;
+  try {
+    mode = statSync(file).mode & 0o777;
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UserError(`${file}: cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 2);
+  }
+  if (mode & 0o077) throw new UserError(`${file}: readable by others (mode ${mode.toString(8).padStart(4, "0")}): chmod 600 ${file}`, 2);
+  return text;
 }

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { UserError, errorMessage } from "../errors.ts";
 import { version } from "../version.ts";
+import { registerAmanda } from "./amanda.ts";
 import { registerAssign } from "./assign.ts";
 import { registerCapture } from "./capture.ts";
 import { registerCatalog } from "./catalog.ts";
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerLeases(program);
   registerDrill(program);
   registerCatalog(program);
+  registerAmanda(program);
   registerImage(program);
   registerCapture(program);
   registerStore(program);

@@ -1,27 +1,17 @@
-import { readFileSync, statSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { UserError } from "../errors.ts";
 import type { PowerConfigBody, PowerActionBody } from "../http/api-schemas.ts";
 import { NET_BOOTS, POWER_ACTIONS, type PowerAction } from "../power/power.ts";
 import type { PowerResult, powerConfigView } from "../power/power-service.ts";
-import { cliContext, output, withGlobals, withServer } from "./common.ts";
+import { cliContext, output, readPrivateFile, withGlobals, withServer } from "./common.ts";
 
 /**
  * The BMC password from a file only Lifeboat's user may read (its first line): never from the
  * command line, where `ps` and shell history would show it.
  */
-export function readPasswordFile(file: string): string {
-  let mode: number;
-  let text: string;
-  try {
-    mode = statSync(file).mode & 0o777;
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    throw new UserError(`${file}: cannot read the password (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 2);
-  }
-  if (mode & 0o077) throw new UserError(`${file}: readable by others (mode ${mode.toString(8).padStart(4, "0")}): chmod 600 ${file}`, 2);
-  const password = text.split("\n")[0] ?? "";
-  if (!password) throw new UserError(`${file}: the password is empty`, 2);
+export function readPasswordFile(file: string, what = "password"): string {
+  const password = readPrivateFile(file, what).split("\n")[0] ?? "";
+  if (!password) throw new UserError(`${file}: the ${what} is empty`, 2);
   return password;
 }
 

@@ -20,6 +20,7 @@ import { ConflictError, NotFoundError, UserError } from "../errors.ts";
 import { type DrillSummary, recordDrill } from "../jobs/drill-record.ts";
 import type { JobService } from "../jobs/job-service.ts";
 import { hostDles, restoreChains } from "../jobs/job-plan.ts";
+import { keyHolding } from "../amanda/decrypt.ts";
 import { ACTIVE_STATES, isActive } from "../jobs/job-state.ts";
 import { imageDir, rescueImage } from "../jobs/recoverability.ts";
 import { parseLayout } from "../layout/layout.ts";
@@ -128,7 +129,8 @@ export class DrillService {
       const layout = parseLayout(rec.document, `host ${host.name} layout v${rec.version}`);
       const catalog = await this.store.catalog.list(host.amandaConfig ? { amanda: host.amandaConfig } : {});
       const dles = hostDles(layout, host);
-      for (const [dle, mountpoint] of Object.entries(dles)) restoreChains(catalog, host.name, { [dle]: mountpoint }, job.at);
+      const keys = keyHolding(await this.store.amandaKeys.list());
+      for (const [dle, mountpoint] of Object.entries(dles)) restoreChains(catalog, host.name, { [dle]: mountpoint }, job.at, keys);
       const profile = await this.store.profiles.get(job.profile);
       const d = drillDisks(layout, profile?.options.mapping, this.opts.config.maxDiskGiB * 1024 ** 3);
       if ("problem" in d) return d.problem;

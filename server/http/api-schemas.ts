@@ -230,3 +230,23 @@ export function splitPowerConfig(body: z.output<typeof powerConfigBodySchema>): 
 
 export const powerActionBodySchema = z.object({ action: z.enum(POWER_ACTIONS) });
 export type PowerActionBody = z.input<typeof powerActionBodySchema>;
+
+/** The OpenPGP armour of a secret key (gpg --export-secret-keys --armor). */
+export const SECRET_KEY_ARMOUR = "-----BEGIN PGP PRIVATE KEY BLOCK-----";
+
+/**
+ * An Amanda config's key for its encrypted dumps (amanda key set; server/amanda/decrypt.ts):
+ * the passphrase (amcryptsimple's .am_passphrase, or the one protecting the secret key) and/or
+ * the armoured OpenPGP secret key amgpgcrypt encrypted to. Sealed in the store, never shown again.
+ */
+export const amandaKeyBodySchema = z
+  .strictObject({
+    passphrase: z.string().min(1).max(4096).refine((p) => !/[\r\n]/.test(p), "a passphrase is one line").optional(),
+    secretKey: z
+      .string()
+      .max(1 << 20)
+      .refine((k) => k.trimStart().startsWith(SECRET_KEY_ARMOUR), `expected an armoured OpenPGP secret key (${SECRET_KEY_ARMOUR}; gpg --export-secret-keys --armor)`)
+      .optional(),
+  })
+  .refine((b) => b.passphrase !== undefined || b.secretKey !== undefined, "give a passphrase, a secret key or both");
+export type AmandaKeyBody = z.input<typeof amandaKeyBodySchema>;

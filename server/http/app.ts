@@ -12,6 +12,7 @@ import { answerErrors } from "./errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { bootRoutes } from "./routes/boot.ts";
+import { amandaRoutes } from "./routes/amanda.ts";
 import { bundleRoutes } from "./routes/bundles.ts";
 import { catalogRoutes, dumpRoutes } from "./routes/catalog.ts";
 import { captureRoutes, captureScriptRoutes } from "./routes/capture.ts";
@@ -82,6 +83,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(captureRoutes(ctx), { prefix: `${API_BASE}/hosts` });
   await app.register(catalogRoutes(ctx), { prefix: `${API_BASE}/catalog` });
   await app.register(bundleRoutes(ctx), { prefix: `${API_BASE}/bundles` });
+  await app.register(amandaRoutes(ctx), { prefix: `${API_BASE}/amanda` });
   await app.register(dumpRoutes(ctx, { authorizeStream: (token, dumpId) => ctx.jobs.mayStream(token, dumpId) }), { prefix: DUMPS_BASE });
   app.get(`${API_BASE}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
   return app;

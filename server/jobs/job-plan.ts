@@ -1,6 +1,7 @@
 import { describeRescueNet } from "../plan/cmdline.ts";
 import { ChainError, selectChain } from "../amanda/chain.ts";
 import type { CatalogDump } from "../amanda/model.ts";
+import { type AmandaKeyHolding, type Decryption, decryptionFor, keyHolding } from "../amanda/decrypt.ts";
 import type { HostRecord, JobRecord, ProfileRecord, Store } from "../store/types.ts";
 import type { TargetDisk } from "../plan/agent-api.ts";
 import { type Disk, type DiskLayout, parseLayout, removableOrUsb } from "../layout/layout.ts";
@@ -12,9 +13,20 @@ import { remoteDumpUrls } from "./servers.ts";
 /** What the planner returns for a job: the plan it would serve, or why there is none yet. */
 export type JobPlanResult = ({ ok: true } & ServedPlan) | { ok: false; reason: string };
 
-/** A plan's script as people read it (`jobs plan`, the page): its network and waiting lines first, as sh comments. */
+/** A plan's script as people read it (`jobs plan`, the page): its network, decryption and waiting lines first, as sh comments. */
 export function planForPeople(plan: Pick<ServedPlan, "script" | "detail">): string {
-  return [...[...(plan.detail.network ?? []), ...(plan.detail.waits ?? [])].map((l) => `# ${l}\n`), plan.script].join("");
+  return [...[...(plan.detail.network ?? []), ...(plan.detail.decrypt ?? []), ...(plan.detail.waits ?? [])].map((l) => `# ${l}\n`), plan.script].join("");
+}
+
+/** Which dumps of the chains the server decrypts on their stream, and with which Amanda config's key (the plan's `detail.decrypt`). */
+export function decryptLines(chains: RestoreChain[]): string[] {
+  return chains.flatMap((c) =>
+    c.dumps.flatMap((d) =>
+      d.decrypt
+        ? [`decrypts dump ${d.id} (DLE ${c.dle} L${d.level} ${d.datestamp}, encrypted ${d.decrypt.side}-side with ${d.decrypt.program}) with the key of Amanda config ${d.decrypt.amanda}`]
+        : [],
+    ),
+  );
 }
 
 /**
@@ -38,7 +50,7 @@ export function dryRunStandIns(layout: DiskLayout, mapped: (d: Disk) => boolean)
  */
 export type Planner = (job: JobRecord, profile: ProfileRecord) => Promise<JobPlanResult>;
 
-/** The stream's compression as the rescue side must undo it, or why it cannot (selectChain already refused encrypted dumps). */
+/** The stream's compression as the rescue side must undo it, or why it cannot (an encrypted dump's stream is decrypted by the server: its compression is what is inside). */
 function streamCompression(d: CatalogDump): string {
   if (d.compression === "none" || d.compression === "gzip" || d.compression === "bzip2") return d.compression;
   if (d.compression === "custom") {
@@ -60,8 +72,19 @@ export function hostDles(layout: DiskLayout, host: HostRecord): Record<string, s
   return { ...layout.dles, ...host.dleMap };
 }
 
-/** The restore chains of every DLE of the host, each mapped to its mount point. */
-export function restoreChains(catalog: CatalogDump[], host: string, dles: Record<string, string>, at: string | null): RestoreChain[] {
+/** An encrypted dump's decryption with the keys Lifeboat holds, or the ChainError naming the dump and the missing key. */
+function decryptionOf(d: CatalogDump, keys: AmandaKeyHolding): Decryption | undefined {
+  const dec = decryptionFor(d, keys);
+  if (dec && "refused" in dec) throw new ChainError(dec.refused);
+  return dec ?? undefined;
+}
+
+/**
+ * The restore chains of every DLE of the host, each mapped to its mount point. An encrypted
+ * dump Lifeboat cannot decrypt (no key for its config in `keys`) refuses the chain, so no plan
+ * is served and nothing is written.
+ */
+export function restoreChains(catalog: CatalogDump[], host: string, dles: Record<string, string>, at: string | null, keys: AmandaKeyHolding): RestoreChain[] {
   return Object.entries(dles)
     .sort(([, a], [, b]) => a.length - b.length || a.localeCompare(b))
     .map(([dle, mountpoint]) => {
@@ -70,7 +93,10 @@ export function restoreChains(catalog: CatalogDump[], host: string, dles: Record
         dle,
         mountpoint,
         program: backupProgram(chain.dumps[0]!),
-        dumps: chain.dumps.map((d) => ({ id: d.id, level: d.level, datestamp: d.datestamp, sizeBytes: d.sizeBytes, compression: streamCompression(d) })),
+        dumps: chain.dumps.map((d) => {
+          const decrypt = decryptionOf(d, keys);
+          return { id: d.id, level: d.level, datestamp: d.datestamp, sizeBytes: d.sizeBytes, compression: streamCompression(d), ...(decrypt ? { decrypt } : {}) };
+        }),
       };
     });
 }
@@ -109,7 +135,7 @@ export function createPlanner(store: Store, self?: string): Planner {
       layout = parseLayout(rec.document, `host ${host.name} layout v${rec.version}`);
       const dles = hostDles(layout, host);
       catalog = await store.catalog.list(host.amandaConfig ? { amanda: host.amandaConfig } : {});
-      chains = restoreChains(catalog, host.name, dles, job.at ?? profile.at);
+      chains = restoreChains(catalog, host.name, dles, job.at ?? profile.at, keyHolding(await store.amandaKeys.list()));
     } catch (err) {
       return { ok: false, reason: (err as Error).message };
     }
@@ -144,6 +170,7 @@ export function createPlanner(store: Store, self?: string): Planner {
     });
     if (!r.ok) return { ok: false, reason: r.reason };
     const bytesTotal = chains.flatMap((c) => c.dumps).reduce((n, d) => n + (d.sizeBytes ?? 0), 0);
+    const decrypts = decryptLines(chains.filter((c) => r.dumps.some((id) => c.dumps.some((d) => d.id === id))));
     return {
       ok: true,
       script: r.script,
@@ -157,6 +184,7 @@ export function createPlanner(store: Store, self?: string): Planner {
         layoutVersion: rec.version,
         network: [`rescue network: ${describeRescueNet(job.options.rescueNet)}`, ...r.network],
         ...(standIns.waits.length ? { waits: standIns.waits } : {}),
+        ...(decrypts.length ? { decrypt: decrypts } : {}),
       },
     };
   };

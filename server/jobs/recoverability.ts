@@ -14,6 +14,7 @@ import { parseLayout } from "../layout/layout.ts";
 import type { HostRecord, LayoutRecord, Store } from "../store/types.ts";
 import { type DrillSummary, lastDrill } from "./drill-record.ts";
 import { hostDles, restoreChains } from "./job-plan.ts";
+import { type AmandaKeyHolding, keyHolding } from "../amanda/decrypt.ts";
 
 export interface RecoverabilityInput {
   host: HostRecord;
@@ -25,6 +26,8 @@ export interface RecoverabilityInput {
   at: string | null;
   /** The catalog of the host's Amanda config (every config when the host names none), as the planner reads it. */
   catalog: CatalogDump[];
+  /** The Amanda configs Lifeboat holds a key for (an encrypted dump without one makes the chain fail). */
+  keys: AmandaKeyHolding;
   /** The rescue image a booting machine would get; undefined: not built. */
   image: ImageInfo | undefined;
   lastDrill: DrillSummary | undefined;
@@ -73,7 +76,7 @@ export function assessRecoverability(i: RecoverabilityInput): Recoverability {
       if (Object.keys(dles).length === 0) reasons.push("no DLE to restore: the layout names none and the host maps none (lifeboat hosts add --dle)");
       chains = Object.entries(dles)
         .sort(([a], [b]) => a.localeCompare(b))
-        .map(([dle, mountpoint]) => chainStatus(i.catalog, name, dle, mountpoint, i.at));
+        .map(([dle, mountpoint]) => chainStatus(i.catalog, i.keys, name, dle, mountpoint, i.at));
       for (const c of chains) if (c.reason) reasons.push(`DLE ${JSON.stringify(c.dle)} (${c.mountpoint}): ${c.reason}`);
     } catch (err) {
       reasons.push((err as Error).message);
@@ -94,9 +97,9 @@ export function assessRecoverability(i: RecoverabilityInput): Recoverability {
 }
 
 /** One DLE's chain through the planner's own `restoreChains` (gaps, missing parts, programs and compressions it cannot restore). */
-function chainStatus(catalog: CatalogDump[], host: string, dle: string, mountpoint: string, at: string | null): DleChainStatus {
+function chainStatus(catalog: CatalogDump[], keys: AmandaKeyHolding, host: string, dle: string, mountpoint: string, at: string | null): DleChainStatus {
   try {
-    const [chain] = restoreChains(catalog, host, { [dle]: mountpoint }, at);
+    const [chain] = restoreChains(catalog, host, { [dle]: mountpoint }, at, keys);
     const dumps = chain!.dumps;
     return { dle, mountpoint, ok: true, levels: dumps.map((d) => d.level), bytes: dumps.reduce((n, d) => n + (d.sizeBytes ?? 0), 0), reason: null };
   } catch (err) {
@@ -129,6 +132,7 @@ export async function hostsRecoverability(
     if (!catalogs.has(key)) catalogs.set(key, store.catalog.list(amanda ? { amanda } : {}));
     return catalogs.get(key)!;
   };
+  const keys = keyHolding(await store.amandaKeys.list());
   const out = [];
   for (const host of await store.hosts.list()) {
     // A recovery of the host by its MAC uses the profile of its name (made on first use: jobs/job-service.ts).
@@ -142,6 +146,7 @@ export async function hostsRecoverability(
         pinnedVersion: pinned,
         at: profile?.host === host.name ? profile.at : null,
         catalog: (await catalogOf(host.amandaConfig)).filter((d) => d.host === host.name),
+        keys,
         image,
         lastDrill: await lastDrill(store, host.name),
         now,

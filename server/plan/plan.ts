@@ -1,3 +1,4 @@
+import type { Decryption } from "../amanda/decrypt.ts";
 import type { TargetDisk } from "./agent-api.ts";
 import type { StaticAddress } from "../store/types.ts";
 import { type Disk, type DiskLayout, removableOrUsb } from "../layout/layout.ts";
@@ -21,6 +22,8 @@ export interface RestoreDump {
   sizeBytes: number | null;
   /** What the stream carries: none, gzip, bzip2, xz, zstd. */
   compression: string;
+  /** An encrypted dump: the server decrypts its stream with this Amanda config's escrowed key. */
+  decrypt?: Decryption;
 }
 
 export interface RestoreChain {
@@ -92,8 +95,9 @@ export interface ServedPlan {
   /**
    * `network`: the rescue network and the NIC mapping, as lines for people (older served plans: none).
    * `waits`: a dry run's lines on what the real plan will wait for once the machine reports its disks.
+   * `decrypt`: the encrypted dumps the server decrypts on their stream, with which Amanda config's key.
    */
-  detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number; network?: string[]; waits?: string[] };
+  detail: { mapping: DiskMatch[]; notes: string[]; layoutVersion: number; network?: string[]; waits?: string[]; decrypt?: string[] };
 }
 
 /** Disks the plan must recreate: those holding a table or any storage object. */

@@ -35,11 +35,12 @@ export const STORE_TABLES: ReadonlyArray<{ name: string; columns: readonly strin
   { name: "catalog_dumps", columns: ["amanda", "id", "host", "disk", "level", "datestamp", "record"] },
   { name: "catalog_refreshes", columns: ["amanda", "at", "dumps", "warnings"] },
   { name: "host_power", columns: ["host", "config", "secret", "updated_at"] },
+  { name: "amanda_keys", columns: ["amanda", "has_passphrase", "has_secret_key", "secret", "updated_at"] },
   { name: "servers", columns: ["name", "url", "amanda", "started_at", "last_seen_at"] },
 ];
 
 /** Columns that are 0/1 in SQLite and booleans in PostgreSQL. */
-const BOOLEANS = new Set(["jobs.trust_http_boot"]);
+const BOOLEANS = new Set(["jobs.trust_http_boot", "amanda_keys.has_passphrase", "amanda_keys.has_secret_key"]);
 /** Tables whose ids PostgreSQL numbers itself (identity columns): after a copy their sequence goes on from the highest id. */
 const IDENTITIES = ["audit", "job_events"];
 

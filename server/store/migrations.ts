@@ -245,4 +245,17 @@ export const migrations: Migration[] = [
       ALTER TABLE dhcp_leases ADD COLUMN server TEXT NOT NULL DEFAULT '';
     `,
   },
+  {
+    // Encrypted Amanda dumps (issue 23 item 4): each config's passphrase / OpenPGP secret key, sealed.
+    id: "0700-amanda-keys",
+    sql: `
+      CREATE TABLE amanda_keys (
+        amanda TEXT PRIMARY KEY,
+        has_passphrase INTEGER NOT NULL,
+        has_secret_key INTEGER NOT NULL,
+        secret TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+    `,
+  },
 ];

@@ -156,4 +156,17 @@ export const pgMigrations: Migration[] = [
       ALTER TABLE dhcp_leases ADD COLUMN server ${T} NOT NULL DEFAULT '';
     `,
   },
+  {
+    // Encrypted Amanda dumps (issue 23 item 4): each config's passphrase / OpenPGP secret key, sealed.
+    id: "0700-amanda-keys",
+    sql: `
+      CREATE TABLE amanda_keys (
+        amanda ${T} PRIMARY KEY,
+        has_passphrase BOOLEAN NOT NULL,
+        has_secret_key BOOLEAN NOT NULL,
+        secret ${T} NOT NULL,
+        updated_at ${T} NOT NULL
+      );
+    `,
+  },
 ];

@@ -29,6 +29,10 @@ import {
   leaseFrom,
   now,
   powerFrom,
+  amandaKeyContext,
+  amandaKeyFrom,
+  amandaKeyOf,
+  amandaKeyText,
   powerSecretContext,
   profileFrom,
   refreshFrom,
@@ -52,6 +56,7 @@ import type {
   LayoutRepo,
   LeaseRepo,
   PowerRepo,
+  AmandaKeyRepo,
   ProfileRepo,
   ServerRepo,
   SettingsRepo,
@@ -603,5 +608,22 @@ export class PgStore implements Store {
       const sealed = (await this.q("SELECT secret FROM host_power WHERE host = $1", [host]))[0]?.secret as string | null | undefined;
       return sealed ? this.box.open(sealed, powerSecretContext(host)) : undefined;
     },
+  };
+
+  readonly amandaKeys: AmandaKeyRepo = {
+    list: async () => (await this.q("SELECT * FROM amanda_keys ORDER BY amanda")).map(amandaKeyFrom),
+    put: async (amanda, key) => {
+      const r = await this.q(
+        `INSERT INTO amanda_keys (amanda, has_passphrase, has_secret_key, secret, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (amanda) DO UPDATE SET has_passphrase = excluded.has_passphrase, has_secret_key = excluded.has_secret_key, secret = excluded.secret, updated_at = excluded.updated_at RETURNING *`,
+        [amanda, key.passphrase !== null, key.secretKey !== null, this.box.seal(amandaKeyText(key), amandaKeyContext(amanda)), now()],
+      );
+      return amandaKeyFrom(r[0]!);
+    },
+    get: async (amanda) => {
+      const sealed = (await this.q("SELECT secret FROM amanda_keys WHERE amanda = $1", [amanda]))[0]?.secret as string | undefined;
+      return sealed ? amandaKeyOf(this.box.open(sealed, amandaKeyContext(amanda))) : undefined;
+    },
+    remove: async (amanda) => (await this.q("DELETE FROM amanda_keys WHERE amanda = $1 RETURNING amanda", [amanda])).length > 0,
   };
 }

@@ -3,6 +3,7 @@
  * (JSON as text, times as ISO text), so one mapping serves both. The only difference is the
  * boolean column, 0/1 in SQLite and a boolean in PostgreSQL, which `jobFrom` reads either way.
  */
+import type { AmandaKey, AmandaKeyInfo } from "../amanda/decrypt.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import type { PowerConfig } from "../power/power.ts";
 import type { AuditEntry, CatalogRefresh, HostPowerRecord, HostRecord, JobEvent, JobRecord, JobState, LeaseRecord, ProfileRecord, ServerRecord } from "./types.ts";
@@ -132,6 +133,17 @@ export function powerFrom(r: Row): HostPowerRecord {
 
 /** What a job key's sealed value is bound to: its row. */
 export const keyContext = (job: string, uuid: string) => `job ${job} LUKS container ${uuid}`;
+
+export function amandaKeyFrom(r: Row): AmandaKeyInfo {
+  return { amanda: r.amanda as string, hasPassphrase: Boolean(r.has_passphrase), hasSecretKey: Boolean(r.has_secret_key), updatedAt: r.updated_at as string };
+}
+
+/** What an Amanda config's sealed key is bound to: its row. */
+export const amandaKeyContext = (amanda: string) => `amanda config ${amanda} key`;
+
+/** The sealed form of an Amanda config's key (one JSON value) and back. */
+export const amandaKeyText = (k: AmandaKey) => JSON.stringify({ passphrase: k.passphrase, secretKey: k.secretKey });
+export const amandaKeyOf = (text: string): AmandaKey => JSON.parse(text) as AmandaKey;
 
 /** What a host's sealed BMC password is bound to: its row. */
 export const powerSecretContext = (host: string) => `host ${host} power`;

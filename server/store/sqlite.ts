@@ -9,8 +9,9 @@ import { sealPlaintextKeys, sqliteAssignments, sqliteJobs, sqliteProfiles } from
 import { sqliteCatalog } from "./sqlite-catalog.ts";
 import { sqliteLeases } from "./sqlite-leases.ts";
 import { sqlitePower } from "./sqlite-power.ts";
+import { sqliteAmandaKeys } from "./sqlite-amanda-keys.ts";
 import { type Row, auditFrom, hostFrom, now, serverFrom } from "./rows.ts";
-import type { AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, ServerRepo, Store } from "./types.ts";
+import type { AmandaKeyRepo, AssignmentRepo, AuditEntry, CatalogRepo, HostRecord, JobRepo, LayoutRecord, LeaseRepo, PowerRepo, ProfileRepo, ServerRepo, Store } from "./types.ts";
 
 /** Applies every migration not yet recorded, in id order, each in its own transaction; returns the ids applied now. */
 export function migrate(db: Database.Database, migrations: Migration[] = allMigrations): string[] {
@@ -42,6 +43,7 @@ export class SqliteStore implements Store {
   private readonly flushLeases: () => void;
   readonly catalog: CatalogRepo;
   readonly power: PowerRepo;
+  readonly amandaKeys: AmandaKeyRepo;
 
   constructor(file: string, opts: { keyFile?: string } = {}) {
     let box = SecretBox.ephemeral();
@@ -70,6 +72,7 @@ export class SqliteStore implements Store {
     this.flushLeases = leases.flush;
     this.catalog = sqliteCatalog(this.db);
     this.power = sqlitePower(this.db, box);
+    this.amandaKeys = sqliteAmandaKeys(this.db, box);
   }
 
   async migrations(): Promise<string[]> {

@@ -4,6 +4,7 @@
  * async for that reason, although better-sqlite3 answers synchronously.
  */
 
+import type { AmandaKey, AmandaKeyInfo } from "../amanda/decrypt.ts";
 import type { RescueNet } from "../plan/cmdline.ts";
 import type { CatalogDump } from "../amanda/model.ts";
 import type { Hello } from "../plan/agent-api.ts";
@@ -81,6 +82,7 @@ export interface Store {
   readonly leases: LeaseRepo;
   readonly catalog: CatalogRepo;
   readonly power: PowerRepo;
+  readonly amandaKeys: AmandaKeyRepo;
   readonly servers: ServerRepo;
   /**
    * Calls `onJob` when another server (another process) changed a job in this store: its id and
@@ -316,6 +318,19 @@ export interface ServerRepo {
   /** This server is alive now (inserted, or its row updated). */
   beat(s: Omit<ServerRecord, "lastSeenAt">): Promise<void>;
   list(): Promise<ServerRecord[]>;
+}
+
+/**
+ * The passphrases and OpenPGP secret keys of encrypted Amanda dumps, one per Amanda config
+ * (server/amanda/decrypt.ts), sealed like the LUKS keys; `list` and `info` never say the secret.
+ */
+export interface AmandaKeyRepo {
+  list(): Promise<AmandaKeyInfo[]>;
+  put(amanda: string, key: AmandaKey): Promise<AmandaKeyInfo>;
+  /** The key, opened; undefined when none is stored. */
+  get(amanda: string): Promise<AmandaKey | undefined>;
+  /** false when there was none. */
+  remove(amanda: string): Promise<boolean>;
 }
 
 /** How Lifeboat powers a host (server/power/power.ts); its BMC password is kept apart, sealed. */

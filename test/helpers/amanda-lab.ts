@@ -74,20 +74,20 @@ export async function treeManifest(dir: string): Promise<string> {
   return (await execa(join(scripts, "manifest.sh"), [dir])).stdout;
 }
 
-/** Builds the lab (or reuses the cached one) and links /etc/amanda/<config> to it. */
-export async function amandaLab(): Promise<AmandaLab> {
-  const why = amandaLabUnavailable();
-  if (why) throw new Error(why);
-  const root = join(CACHE, `v${AMANDA_LAB_VERSION}`);
-  const config = `lifeboat-lab-v${AMANDA_LAB_VERSION}`;
+/**
+ * Builds a lab with `script ROOT CONFIG` into the cache (or reuses it), links
+ * /etc/amanda/<config> to ROOT/config and registers this process as a user of it; the
+ * returned release unregisters, and the last user removes the link.
+ */
+async function cachedLab(root: string, config: string, script: string): Promise<{ configDir: string; release: () => Promise<void> }> {
   const ready = join(root, "READY");
   mkdirSync(CACHE, { recursive: true });
   await withLock(`${root}.lock`, async () => {
     if (existsSync(ready)) return;
     rmSync(root, { recursive: true, force: true });
     mkdirSync(root, { recursive: true });
-    const r = await execa(join(scripts, "build.sh"), [root, config], { reject: false, stdin: "ignore", all: true });
-    if (r.exitCode !== 0) throw new Error(`building the Amanda lab failed (exit ${r.exitCode}):\n${String(r.all).slice(-4000)}`);
+    const r = await execa(join(scripts, script), [root, config], { reject: false, stdin: "ignore", all: true });
+    if (r.exitCode !== 0) throw new Error(`building the Amanda lab (${script}) failed (exit ${r.exitCode}):\n${String(r.all).slice(-4000)}`);
     writeFileSync(ready, new Date().toISOString());
   });
   const link = join("/etc/amanda", config);
@@ -116,6 +116,26 @@ export async function amandaLab(): Promise<AmandaLab> {
       const others = readdirSync(users).filter((p) => alive(Number(p)));
       if (others.length === 0) rmSync(link, { force: true });
     });
+  return { configDir, release };
+}
+
+/** Runs an Amanda command of a lab as the dump user, one at a time per lab (flock: its vtape changer is one drive), stdin from /dev/null. */
+function labAmanda(root: string): AmandaLab["amanda"] {
+  return (argv, opts = {}) =>
+    execa("flock", [join(root, "amanda.lock"), "runuser", "-u", "backup", "--", ...argv], {
+      stdin: "ignore",
+      reject: false,
+      ...(opts.encoding ? { encoding: "buffer" as const } : {}),
+    });
+}
+
+/** Builds the lab (or reuses the cached one) and links /etc/amanda/<config> to it. */
+export async function amandaLab(): Promise<AmandaLab> {
+  const why = amandaLabUnavailable();
+  if (why) throw new Error(why);
+  const root = join(CACHE, `v${AMANDA_LAB_VERSION}`);
+  const config = `lifeboat-lab-v${AMANDA_LAB_VERSION}`;
+  const { configDir, release } = await cachedLab(root, config, "build.sh");
   const runs = readFileSync(join(root, "runs.txt"), "utf8")
     .trim()
     .split("\n")
@@ -137,13 +157,50 @@ export async function amandaLab(): Promise<AmandaLab> {
     ],
     runs,
     manifest: (tag, run) => readFileSync(join(root, "manifests", `run${run}.${tag}.txt`), "utf8"),
-    // flock: the lab's vtape changer is one drive; test files in other processes share it.
-    amanda: (argv, opts = {}) =>
-      execa("flock", [join(root, "amanda.lock"), "runuser", "-u", "backup", "--", ...argv], {
-        stdin: "ignore",
-        reject: false,
-        ...(opts.encoding ? { encoding: "buffer" as const } : {}),
-      }),
+    amanda: labAmanda(root),
+    release,
+  };
+}
+
+/** Bump when build-crypt.sh changes what it makes: a new cache dir and Amanda config name. */
+export const AMANDA_CRYPT_LAB_VERSION = 1;
+
+/** The encrypted-dumps lab (scripts/amanda-lab/build-crypt.sh): one level 0 per DLE on a vtape, and the keys. */
+export interface AmandaCryptLab {
+  root: string;
+  config: string;
+  vtapes: string;
+  logdir: string;
+  /** amcryptsimple, `encrypt server`; amgpgcrypt, `encrypt client`. */
+  dles: Array<{ tag: "simple" | "gpg"; host: "localhost"; disk: string; datestamp: string }>;
+  /** amcryptsimple's passphrase (a 0600 file) and amgpgcrypt's armoured secret key (a 0600 file). */
+  passphraseFile: string;
+  secretKeyFile: string;
+  amanda: AmandaLab["amanda"];
+  release(): Promise<void>;
+}
+
+/** Builds the encrypted-dumps lab (~20 s, cached like the main lab) or reuses it, and links /etc/amanda/<config> to it. */
+export async function amandaCryptLab(): Promise<AmandaCryptLab> {
+  const why = amandaLabUnavailable();
+  if (why) throw new Error(why);
+  const root = join(CACHE, `crypt-v${AMANDA_CRYPT_LAB_VERSION}`);
+  const config = `lifeboat-crypt-v${AMANDA_CRYPT_LAB_VERSION}`;
+  const { release } = await cachedLab(root, config, "build-crypt.sh");
+  const runs = readFileSync(join(root, "runs.txt"), "utf8").trim().split("\n").map((l) => l.split(" "));
+  const ds = (dle: string) => runs.find((r) => r[3] === dle)![1]!;
+  return {
+    root,
+    config,
+    vtapes: join(root, "vtapes"),
+    logdir: join(root, "state", "log"),
+    dles: [
+      { tag: "simple", host: "localhost", disk: "crypt-simple", datestamp: ds("crypt-simple") },
+      { tag: "gpg", host: "localhost", disk: "crypt-gpg", datestamp: ds("crypt-gpg") },
+    ],
+    passphraseFile: join(root, "keys", "passphrase"),
+    secretKeyFile: join(root, "keys", "secret-key.asc"),
+    amanda: labAmanda(root),
     release,
   };
 }

@@ -6,7 +6,8 @@ import { dumpName } from "../../amanda/model.ts";
 import { refreshCatalogs, setupOf } from "../../amanda/refresh.ts";
 import { counter } from "../../metrics.ts";
 import type { AmandaConfig } from "../../config/schema.ts";
-import { CUSTOM_DECOMPRESSORS, DumpStreamError, openDumpStream } from "../../amanda/stream.ts";
+import { CUSTOM_DECOMPRESSORS, DumpStreamError, decryptedCrc, openDumpStream } from "../../amanda/stream.ts";
+import { type AmandaKey, type Decryption, decryptionFor, keyHolding } from "../../amanda/decrypt.ts";
 import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/dump-views.ts";
 import type { ServerContext } from "../../context.ts";
 import { NotFoundError, errorMessage } from "../../errors.ts";
@@ -167,16 +168,29 @@ export function dumpRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): 
         const decompress = req.query.decompress === "1" || req.query.decompress === "true";
         const amanda = ctx.config.amanda.find((a) => a.name === d.amanda);
         const log = req.log.child({ dump: d.id, name: dumpName(d) });
-        // Range only where bytes can be addressed: raw and file-backed.
-        const rangeable = !decompress && d.location.kind !== "tape";
         const refuse = (err: DumpStreamError) => {
           log.warn({ err: err.message }, "dump stream refused");
           streams.inc({ result: "refused" });
           // Answered by the error handler: err.status, "unavailable".
           return reply.send(err);
         };
+        // An encrypted dump: the key of its Amanda config, when Lifeboat holds one that decrypts it.
+        let key: AmandaKey | undefined;
+        let decryption: Decryption | null = null;
+        if (d.encrypted) {
+          key = await ctx.store.amandaKeys.get(d.amanda);
+          const dec = decryptionFor(d, keyHolding(key ? [{ amanda: d.amanda, hasPassphrase: key.passphrase !== null, hasSecretKey: key.secretKey !== null }] : []));
+          if (dec && "refused" in dec) return refuse(new DumpStreamError(dec.refused, 422));
+          decryption = dec;
+        }
+        // Range only where bytes can be addressed: raw and file-backed, or decrypted (read from the start and skipped to the range) when Amanda recorded its size.
+        const rangeable = !decompress && (decryption ? decryptedCrc(d) !== null : d.location.kind !== "tape");
         let range: [number, number] | undefined;
-        if (rangeable && req.headers.range !== undefined) {
+        if (rangeable && decryption && req.headers.range !== undefined) {
+          const total = decryptedCrc(d)!.size;
+          range = parseRange(req.headers.range, total);
+          if (!range) return reply.code(416).header("content-range", `bytes */${total}`).send();
+        } else if (rangeable && req.headers.range !== undefined) {
           // The size on disk decides (a 2.x log only knows kilobytes): open once to learn it, read nothing.
           let total: number | null;
           try {
@@ -200,7 +214,7 @@ export function dumpRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): 
         }
         let s;
         try {
-          s = openDumpStream(d, { decompress, start: range?.[0], end: range?.[1], dumpUser: d.location.kind === "tape" && amanda ? dumpUserOf(amanda) : undefined });
+          s = openDumpStream(d, { decompress, start: range?.[0], end: range?.[1], dumpUser: d.location.kind === "tape" && amanda ? dumpUserOf(amanda) : undefined, decrypt: key });
         } catch (err) {
           if (err instanceof DumpStreamError) return refuse(err);
           throw err;
@@ -215,6 +229,14 @@ export function dumpRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): 
           s.stream.destroy();
           return reply.send();
         }
+        if (decryption)
+          // The escrowed key is used: audited (which config's key, for which dump and who asked), never the key itself.
+          await ctx.store.audit.append({
+            actor: `stream:${req.ip}`,
+            action: "amanda.key.used",
+            target: `amanda:${decryption.amanda}`,
+            detail: { dump: d.id, name: dumpName(d), side: decryption.side, program: decryption.program },
+          });
         let bytes = 0;
         const started = Date.now();
         const tap = new Transform({
@@ -226,7 +248,16 @@ export function dumpRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): 
         const done = (error: string | null) => {
           // The stream's checksum is the CRC-32C Amanda recorded, checked on every byte sent (stream.ts);
           // a second hash per stream would cost a core for what that check already proves.
-          const detail = { crc32c: s.checked && !error ? `${s.checked.crc}:${s.checked.size}` : null, bytes, range: range ?? null, decompress, via: s.via, ms: Date.now() - started, error };
+          const detail = {
+            crc32c: s.checked && !error ? `${s.checked.crc}:${s.checked.size}` : null,
+            bytes,
+            range: range ?? null,
+            decompress,
+            decryptedWith: decryption?.amanda ?? null,
+            via: s.via,
+            ms: Date.now() - started,
+            error,
+          };
           streamBytes.inc(bytes);
           streams.inc({ result: error ? "failed" : "ok" });
           if (error) log.error(detail, "dump stream failed");

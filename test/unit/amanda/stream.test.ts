@@ -141,7 +141,9 @@ describe("dump streams", () => {
   it("refuses before the first byte: missing part, truncated part, header of another dump, encrypted dump", async () => {
     const { l, get } = await setup();
     const d = get("/split", 0);
-    expect(() => openDumpStream({ ...d, encrypted: true })).toThrow('h:"/split" L0 20261124020601 is encrypted; Lifeboat does not decrypt Amanda dumps');
+    expect(() => openDumpStream({ ...d, encrypted: true })).toThrow(
+      `h:"/split" L0 20261124020601 is encrypted: only the server's dump stream decrypts it, with the key of Amanda config ${d.amanda} (lifeboat amanda key set)`,
+    );
     const original = readFileSync(join(l.vtapes, "slot1", "00002.h._split.0"));
     rmSync(join(l.vtapes, "slot1", "00002.h._split.0"));
     expect(() => openDumpStream(d)).toThrow(/part 2 is missing: .*00002.h._split.0$/);

@@ -5,6 +5,8 @@ import { SqliteStore } from "../../../server/store/sqlite.ts";
 import { fixtureLayout, sameMachine } from "../recovery/fixtures.ts";
 import { dump, job } from "./job-fixture.ts";
 
+const none = new Map<string, { hasPassphrase: boolean; hasSecretKey: boolean }>();
+
 describe("restore chains for a job", () => {
   const catalog = [
     dump({ disk: "/", level: 0, datestamp: "20261101000000" }),
@@ -14,7 +16,7 @@ describe("restore chains for a job", () => {
   ];
 
   it("maps each DLE to its mount point, parents first, with program and compression the agent undoes", () => {
-    const chains = restoreChains(catalog, "web1", { "/home": "/home", "/": "/", "/srv": "/srv" }, null);
+    const chains = restoreChains(catalog, "web1", { "/home": "/home", "/": "/", "/srv": "/srv" }, null, none);
     expect(chains.map((c) => [c.mountpoint, c.program, c.dumps.map((d) => `${d.level}:${d.compression}`)])).toEqual([
       ["/", "gtar", ["0:gzip", "1:gzip"]],
       ["/srv", "gtar", ["0:zstd"]],
@@ -23,20 +25,31 @@ describe("restore chains for a job", () => {
   });
 
   it("honours the point in time", () => {
-    expect(restoreChains(catalog, "web1", { "/": "/" }, "20261101")[0]!.dumps.map((d) => d.level)).toEqual([0]);
+    expect(restoreChains(catalog, "web1", { "/": "/" }, "20261101", none)[0]!.dumps.map((d) => d.level)).toEqual([0]);
   });
 
-  it("refuses encrypted dumps and unknown compressors by name", () => {
-    expect(() => restoreChains([dump({ disk: "/", level: 0, datestamp: "20261101000000", encrypted: true })], "web1", { "/": "/" }, null)).toThrow(
-      /which is encrypted \(not supported\)$/,
+  it("an encrypted dump: decrypted with its config's key, refused by name without it (dump and missing key)", () => {
+    const simple = dump({ disk: "/", level: 0, datestamp: "20261101000000", encrypted: true, encryption: { side: "server", program: "/usr/sbin/amcryptsimple" } });
+    const gpg = dump({ disk: "/", level: 0, datestamp: "20261101000000", encrypted: true, encryption: { side: "client", program: "/usr/sbin/amgpgcrypt" } });
+    const { amanda } = simple;
+    expect(() => restoreChains([simple], "web1", { "/": "/" }, null, none)).toThrow(
+      `web1:"/" L0 20261101000000 is encrypted server-side with /usr/sbin/amcryptsimple; Lifeboat holds no passphrase for Amanda config ${amanda}: lifeboat amanda key set ${amanda} --passphrase-file FILE`,
     );
+    const passOnly = new Map([[amanda, { hasPassphrase: true, hasSecretKey: false }]]);
+    expect(restoreChains([simple], "web1", { "/": "/" }, null, passOnly)[0]!.dumps[0]!.decrypt).toEqual({ amanda, side: "server", program: "amcryptsimple" });
+    expect(() => restoreChains([gpg], "web1", { "/": "/" }, null, passOnly)).toThrow(
+      `is encrypted client-side with /usr/sbin/amgpgcrypt; Lifeboat holds no OpenPGP secret key for Amanda config ${amanda} (a client-side key, kept on host web1)`,
+    );
+    const other = dump({ disk: "/", level: 0, datestamp: "20261101000000", encrypted: true, encryption: { side: "server", program: "/usr/sbin/amcrypt-ossl" } });
+    expect(() => restoreChains([other], "web1", { "/": "/" }, null, passOnly)).toThrow("which Lifeboat does not decrypt (amcryptsimple, amgpgcrypt)");
+    expect(restoreChains(catalog, "web1", { "/": "/" }, null, none)[0]!.dumps.every((d) => d.decrypt === undefined)).toBe(true);
     expect(() =>
-      restoreChains([dump({ disk: "/", level: 0, datestamp: "20261101000000", compression: "custom", compressProgram: "/opt/lzfoo" })], "web1", { "/": "/" }, null),
+      restoreChains([dump({ disk: "/", level: 0, datestamp: "20261101000000", compression: "custom", compressProgram: "/opt/lzfoo" })], "web1", { "/": "/" }, null, none),
     ).toThrow("compression custom (/opt/lzfoo) is not one the rescue agent can undo");
   });
 
   it("a DLE with no dumps is an error naming it, never a partial plan", () => {
-    expect(() => restoreChains(catalog, "web1", { "/": "/", "/var": "/var" }, null)).toThrow('no dumps of web1:"/var" in the catalog');
+    expect(() => restoreChains(catalog, "web1", { "/": "/", "/var": "/var" }, null, none)).toThrow('no dumps of web1:"/var" in the catalog');
   });
 });
 

@@ -34,6 +34,7 @@ function input(p: Partial<RecoverabilityInput> = {}): RecoverabilityInput {
     pinnedVersion: null,
     at: null,
     catalog,
+    keys: new Map(),
     image,
     lastDrill: undefined,
     now,
