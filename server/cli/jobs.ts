@@ -13,6 +13,7 @@ import type { EndState } from "../plan/steps.ts";
 import { describeRescueNet } from "../plan/cmdline.ts";
 import { type CliContext, cliContext, output, parseMappingPairs, planChoices, table, withGlobals, withPlanChoices, withServer } from "./common.ts";
 import { formatEvent, watchJob } from "./watch.ts";
+import { ONE_TIME_CODE_DEFAULT_HOURS, ONE_TIME_CODE_MAX_HOURS } from "../jobs/boot-policy.ts";
 
 /** MACs from a file: one per line, `#` comments and blank lines ignored. */
 function macsFromFile(file: string): string[] {
@@ -256,6 +257,25 @@ export function registerJobs(program: Command): Command {
       output(ctx, j, () => `${j.id} cancelled`);
     },
   );
+
+  withServer(
+    withGlobals(
+      jobs
+        .command("code <job>")
+        .description(
+          "a one-time code for the job's machine booting from an ISO or USB stick (`lifeboat image iso`): its console asks for it;\n" +
+            "it boots one machine once, then is spent; a new code ends the previous one; kept in the server's memory only (a restart ends it)",
+        )
+        .option("--valid-hours <n>", `hours the code may be used (default ${ONE_TIME_CODE_DEFAULT_HOURS}, at most ${ONE_TIME_CODE_MAX_HOURS})`),
+      { json: true },
+    ),
+  ).action(async (id: string, o: { validHours?: string }, c: Command) => {
+    const ctx = cliContext(c);
+    const validHours = o.validHours === undefined ? undefined : Number(o.validHours);
+    if (validHours !== undefined && !(validHours > 0 && validHours <= ONE_TIME_CODE_MAX_HOURS)) throw new UserError(`--valid-hours: a number of hours above 0 and at most ${ONE_TIME_CODE_MAX_HOURS}, got ${o.validHours}`, 2);
+    const r = await ctx.api.request<{ code: string; job: string; expiresAt: string }>("POST", `/api/v1/jobs/${encodeURIComponent(id)}/code`, validHours === undefined ? {} : { validHours });
+    output(ctx, r, () => `${r.code}   (job ${r.job}; type it on the machine's console; valid once, until ${r.expiresAt})`);
+  });
 
   withServer(withGlobals(jobs.command("log <job>").description("the job's history: every transition, step and the agent's log"), { json: true })).action(
     async (id: string, _o, c: Command) => {
