@@ -638,10 +638,11 @@ lb_wait_admin() {
   while :; do sleep 3600; done
 }
 
-# lb_ask PROMPT: one line typed on the console (stdin); empty when nothing could be read.
+# lb_ask PROMPT: one line typed on the console (stdin); empty when nothing could be read (then
+# after a pause, so a console that gives nothing is not asked in a tight loop).
 lb_ask() {
   printf '%s' "$1" >&2
-  IFS= read -r _ans || _ans=""
+  IFS= read -r _ans || { _ans=""; sleep 2; }
   printf '%s' "$_ans" | tr -d '\r'
 }
 

@@ -11,6 +11,8 @@ import type { JobView } from "../../../server/jobs/job-views.ts";
 import { ONE_TIME_CODE_MAX_WRONG } from "../../../server/jobs/boot-policy.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import { seedHost, standInPlan, testServer } from "../../helpers/server.ts";
+import { tempDir } from "../../helpers/tmp.ts";
+import { agentSh } from "../../unit/rescue/agent-sh.ts";
 
 const STRANGER = "10.0.0.66";
 
@@ -119,5 +121,36 @@ describe("one-time codes for machines booted from a medium", () => {
     const r = await inject("POST", "/boot/code", { payload: { nope: 1 }, token: "" });
     expect(r.statusCode).toBe(400);
     expect(r.json()).toMatchObject({ error: expect.any(String), message: expect.any(String) });
+  });
+});
+
+describe("the agent's side: lb_redeem (rescue-image/agent/lib.sh) against the real route", () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await testServer({ planner: async () => standInPlan("plan_begin 1 web1 1\nplan_done\n", 2) });
+    await seedHost(server, "web1", "52:54:00:1d:00:01");
+  });
+  afterAll(async () => server.stop(0));
+
+  it("a medium with no code: the console is asked; a wrong code is refused with Lifeboat's reason and asked again; the right one gives the job and a token that works", async () => {
+    const admin = { authorization: `Bearer ${server.ctx.adminToken}` };
+    const [job] = (await server.app.inject({ method: "POST", url: "/api/v1/jobs", payload: { mac: "52:54:00:1d:00:01" }, headers: admin })).json() as JobView[];
+    const { code } = (await server.app.inject({ method: "POST", url: `/api/v1/jobs/${job!.id}/code`, payload: {}, headers: admin })).json() as { code: string };
+    const run = tempDir("lbt-redeem-");
+    const r = await agentSh(`lb_parse_cmdline "$1"; lb_redeem; echo "rc=$? job=$LB_JOB token=$LB_TOKEN"`, {
+      args: [`console=ttyS0 lifeboat.server=${server.httpUrl}`],
+      env: { LB_RUN: run },
+      input: `WRONG-CODE-0000\n${code.toLowerCase()}\n`,
+    });
+    expect(r.stderr).toContain("one-time code of this machine's job");
+    expect(r.stderr).toMatch(/Lifeboat refused the one-time code: no such one-time code on this server/);
+    const m = /rc=0 job=(\S+) token=(\S+)/.exec(r.stdout);
+    expect(m?.[1], r.stdout + r.stderr).toBe(job!.id);
+    const hb = await server.app.inject({ method: "POST", url: `/api/v1/agent/jobs/${job!.id}/heartbeat`, payload: {}, headers: { authorization: `Bearer ${m![2]}` } });
+    expect(hb.statusCode).toBe(200);
+    // The medium's copy, booted again with the same code on its command line: refused, saying it was used (LB_NO_WAIT: it returns instead of asking).
+    const again = await agentSh(`lb_parse_cmdline "$1"; lb_redeem; echo "rc=$?"`, { args: [`lifeboat.server=${server.httpUrl} lifeboat.code=${code}`], env: { LB_RUN: run, LB_NO_WAIT: "1" } });
+    expect(again.stdout).toContain("rc=1");
+    expect(again.stderr).toMatch(/Lifeboat refused the one-time code: this one-time code was used already/);
   });
 });
