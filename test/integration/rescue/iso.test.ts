@@ -83,6 +83,17 @@ describeNeeding(missing && `${missing} is missing (scripts/apt-packages.txt: xor
     expect((await server.app.inject({ method: "POST", url: "/boot/code", payload: { code } })).statusCode).toBe(403);
   }, 180_000);
 
+  it("jobs arm --code: the job and the code to type on a machine booted from a medium made without --host", async () => {
+    await seedHost(server, "web2", "52:54:00:1e:00:03");
+    const r = await lifeboat(["jobs", "arm", "52:54:00:1e:00:03", "--code", "--json", "--data-dir", join(work, "data"), "--server", server.httpUrl]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const [j] = JSON.parse(r.stdout) as Array<JobView & { code: string }>;
+    expect(j!.code).toMatch(/^[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}$/);
+    expect((await server.app.inject({ method: "POST", url: "/boot/code", payload: { code: j!.code } })).json()).toMatchObject({ job: j!.id });
+    const bad = await lifeboat(["jobs", "arm", "52:54:00:1e:00:03", "--code", "--power", "--data-dir", join(work, "data"), "--server", server.httpUrl]);
+    expect(bad.stderr.trim()).toBe("lifeboat: --code goes with machines booted from a medium: not with --power or --any-unknown");
+  }, 180_000);
+
   it("refuses in one line: a bad --net, --host without --server, a host with no active job, an image without the signed CD GRUB", async () => {
     const bad = async (args: string[], msg: RegExp) => {
       const r = await cli("image", "iso", "--out", join(work, "never.iso"), ...args);
