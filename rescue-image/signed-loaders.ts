@@ -11,11 +11,17 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { SHIM_LOADER, SIGNED_GRUB } from "../server/dhcp/firmware.ts";
 
+/** Debian's signed GRUB for CDs and USB sticks, in the image directory (never on the TFTP root). */
+export const SIGNED_CD_GRUB = "grubcdx64.efi";
+
 /** Each signed file: its package, its path in the package, its name in the image directory and TFTP root. */
 export const SIGNED_CHAIN = [
   { pkg: "shim-signed", path: "usr/lib/shim/shimx64.efi.signed", name: SHIM_LOADER },
   { pkg: "grub-efi-amd64-signed", path: "usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed", name: SIGNED_GRUB },
+  // The CD GRUB: finds the medium by /.disk/info, reads /boot/grub/grub.cfg there (rescue-image/iso.ts).
+  { pkg: "grub-efi-amd64-signed", path: "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed", name: SIGNED_CD_GRUB },
 ] as const;
+
 
 export class SignedLoaderError extends Error {}
 

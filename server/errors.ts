@@ -39,3 +39,11 @@ export class ConflictError extends UserError {
     this.name = "ConflictError";
   }
 }
+
+/** A credential that does not vouch for the caller: a wrong, spent or expired one-time code (HTTP 403). Nothing was handed out. */
+export class RefusedError extends UserError {
+  constructor(message: string) {
+    super(message, 1);
+    this.name = "RefusedError";
+  }
+}

@@ -33,13 +33,14 @@ lb_cmdline_value() {
   printf '%s' "$_val"
 }
 
-# Sets LB_SERVER, LB_JOB, LB_TOKEN, LB_MAC from the command line, and the rescue network
+# Sets LB_SERVER, LB_JOB, LB_TOKEN, LB_CODE (a boot medium's one-time code), LB_MAC from the command line, and the rescue network
 # (RescueNet): LB_NET_BOND (MODE,MAC,MAC…), LB_NET_VLAN, LB_NET_IP (address/prefix), LB_NET_GW,
 # LB_NET_DNS (comma separated). BOOTIF (pxelinux form 01-aa-bb-…) is the fallback for the MAC.
 lb_parse_cmdline() {
   LB_SERVER=$(lb_cmdline_value lifeboat.server "$1")
   LB_JOB=$(lb_cmdline_value lifeboat.job "$1")
   LB_TOKEN=$(lb_cmdline_value lifeboat.token "$1")
+  LB_CODE=$(lb_cmdline_value lifeboat.code "$1")
   LB_MAC=$(lb_cmdline_value lifeboat.mac "$1")
   LB_NET_BOND=$(lb_cmdline_value lifeboat.bond "$1" | tr 'A-F' 'a-f')
   LB_NET_VLAN=$(lb_cmdline_value lifeboat.vlan "$1")
@@ -499,6 +500,16 @@ lb_iface_by_mac() {
   return 1
 }
 
+# lb_first_linked_nic: the first NIC (a device behind it) that has a link once up.
+lb_first_linked_nic() {
+  for _i in /sys/class/net/*; do
+    [ -e "$_i/device" ] || continue
+    ip link set "${_i##*/}" up 2>/dev/null
+    [ "$(cat "$_i/carrier" 2>/dev/null)" = 1 ] && { printf '%s' "${_i##*/}"; return 0; }
+  done
+  return 1
+}
+
 # lb_net_configure: the rescue network of the command line (server/plan/cmdline.ts RescueNet):
 # a bond "lbbond" of the NICs with the given MACs, or the boot NIC (LB_MAC); a VLAN "lbvlanID"
 # on top of it; a static address (gateway, DNS) or DHCP on top of that. Sets LB_IFACE; 1 when a
@@ -523,7 +534,12 @@ lb_net_configure() {
     done
     _dev=lbbond
   else
-    _dev=$(lb_iface_by_mac "$LB_MAC") || { lb_log "network: no NIC with MAC ${LB_MAC:-(lifeboat.mac not given)}"; return 1; }
+    if [ -n "$LB_MAC" ]; then
+      _dev=$(lb_iface_by_mac "$LB_MAC") || { lb_log "network: no NIC with MAC $LB_MAC"; return 1; }
+    else
+      # A boot medium names no NIC (lifeboat image iso): the first one with a link.
+      _dev=$(lb_first_linked_nic) || { lb_log "network: no NIC has a link (cable?)"; return 1; }
+    fi
   fi
   ip link set "$_dev" up
   if [ -n "$LB_NET_VLAN" ]; then
@@ -622,16 +638,73 @@ lb_wait_admin() {
   while :; do sleep 3600; done
 }
 
+# lb_ask PROMPT: one line typed on the console (stdin); empty when nothing could be read (then
+# after a pause, so a console that gives nothing is not asked in a tight loop).
+lb_ask() {
+  printf '%s' "$1" >&2
+  IFS= read -r _ans || { _ans=""; sleep 2; }
+  printf '%s' "$_ans" | tr -d '\r'
+}
+
+# lb_json_field NAME JSON: a string field of a flat JSON answer (Lifeboat's: no escaped quotes in these).
+lb_json_field() { printf '%s' "$2" | sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+
+# lb_redeem: booted from a medium (lifeboat image iso: no lifeboat.token), trades the one-time
+# code (lifeboat.code, else typed on the console) for the job and a boot token at the server
+# (lifeboat.server, else typed), once: POST /boot/code. A refused code is said on the console with
+# Lifeboat's reason, and another is asked for; nothing is done to any disk before a code is taken.
+lb_redeem() {
+  _rs_typed=
+  while :; do
+    while [ -z "$LB_SERVER" ]; do
+      LB_SERVER=$(lb_ask "Lifeboat server URL (e.g. http://10.0.0.5:8080): ") _rs_typed=1
+      LB_SERVER=${LB_SERVER%/}
+    done
+    while [ -z "$LB_CODE" ]; do LB_CODE=$(lb_ask "one-time code of this machine's job (lifeboat jobs code JOB, or the page): "); done
+    _rmac=$(cat "/sys/class/net/${LB_IFACE:-none}/address" 2>/dev/null)
+    _rr=$(printf '{"code":%s,"mac":%s}' "$(lb_json_str "$LB_CODE")" "$(lb_json_str "$_rmac")" |
+      curl -sS --connect-timeout 10 --max-time 30 -H 'Content-Type: application/json' --data-binary @- -w '\n%{http_code}' "$LB_SERVER/boot/code")
+    _rc=${_rr##*"
+"}
+    _rb=${_rr%"$_rc"}
+    case $_rc in
+      200)
+        LB_JOB=$(lb_json_field job "$_rb") LB_TOKEN=$(lb_json_field token "$_rb")
+        if [ -n "$LB_JOB" ] && [ -n "$LB_TOKEN" ]; then
+          lb_log "one-time code taken: job $LB_JOB"
+          return 0
+        fi
+        lb_log "Lifeboat's answer to the code names no job and token: $_rb"
+        ;;
+      4??)
+        lb_log "Lifeboat refused the one-time code: $(lb_json_field message "$_rb")"
+        LB_CODE=
+        ;;
+      *)
+        lb_log "no answer from Lifeboat at $LB_SERVER (HTTP ${_rc:-none})"
+        # A typed URL may be mistyped: ask again; the medium's own is tried again.
+        if [ -n "$_rs_typed" ]; then LB_SERVER=; else sleep 10; fi
+        ;;
+    esac
+    [ -n "${LB_NO_WAIT:-}" ] && return 1
+  done
+}
+
 lb_main() {
   mkdir -p "$LB_RUN/verified"
   lb_parse_cmdline "$(cat "$LB_CMDLINE_FILE")"
   lb_log "job ${LB_JOB:-?} server ${LB_SERVER:-?} mac ${LB_MAC:-any}"
-  if [ -z "$LB_SERVER" ] || [ -z "$LB_JOB" ] || [ -z "$LB_TOKEN" ]; then
-    lb_log "missing lifeboat.server, lifeboat.job or lifeboat.token on the kernel command line"
+  if [ -n "$LB_TOKEN" ] && { [ -z "$LB_SERVER" ] || [ -z "$LB_JOB" ]; }; then
+    lb_log "missing lifeboat.server or lifeboat.job on the kernel command line"
     lb_wait_forever
     return 1
   fi
   [ -n "${LB_SKIP_HW_SETUP:-}" ] || { lb_load_modules; lb_net_up || { lb_wait_forever; return 1; }; lb_ssh_up; }
+  # No token: booted from a medium (lifeboat image iso), which carries none.
+  if [ -z "$LB_TOKEN" ]; then
+    lb_log "booted from a medium: the one-time code of this machine's job gets its token"
+    lb_redeem || { lb_wait_forever; return 1; }
+  fi
   lb_post hello "$(lb_hello_json)"
   lb_heard $? "before anything" || { lb_post_log; lb_wait_forever; return 1; }
   lb_heartbeat_loop &

@@ -13,6 +13,7 @@ import type { EndState } from "../plan/steps.ts";
 import { describeRescueNet } from "../plan/cmdline.ts";
 import { type CliContext, cliContext, output, parseMappingPairs, planChoices, table, withGlobals, withPlanChoices, withServer } from "./common.ts";
 import { formatEvent, watchJob } from "./watch.ts";
+import { ONE_TIME_CODE_DEFAULT_HOURS, ONE_TIME_CODE_MAX_HOURS } from "../jobs/boot-policy.ts";
 
 /** MACs from a file: one per line, `#` comments and blank lines ignored. */
 function macsFromFile(file: string): string[] {
@@ -132,13 +133,20 @@ async function armAndPower(ctx: CliContext, body: ArmBody): Promise<void> {
   );
 }
 
-async function armJobs(ctx: CliContext, body: ArmBody): Promise<void> {
-  const jobs = await ctx.api.request<JobView[]>("POST", "/api/v1/jobs", body);
+/** Arms; `withCode`: and a one-time code for each job, for machines booted from a medium (lifeboat image iso). */
+async function armJobs(ctx: CliContext, body: ArmBody, withCode = false): Promise<void> {
+  const armed = await ctx.api.request<JobView[]>("POST", "/api/v1/jobs", body);
+  const jobs: Array<JobView & { code?: string; codeExpiresAt?: string }> = [];
+  for (const j of armed) {
+    const c = withCode ? await ctx.api.request<{ code: string; expiresAt: string }>("POST", `/api/v1/jobs/${encodeURIComponent(j.id)}/code`, {}) : undefined;
+    jobs.push(c ? { ...j, code: c.code, codeExpiresAt: c.expiresAt } : j);
+  }
   output(ctx, jobs, () =>
     jobs.length === 1
       ? `${jobs[0]!.id} armed for ${jobs[0]!.mac} (${jobs[0]!.kind}, profile ${jobs[0]!.profile}), expires ${jobs[0]!.expiresAt}\n` +
-        `next network boot of that machine starts it; see the plan first: lifeboat jobs plan ${jobs[0]!.id}`
-      : `${jobs.length} jobs armed:\n${table(jobs.map(jobRow), ["id", "mac", "hostname", "expiresAt"])}`,
+        `next network boot of that machine starts it; see the plan first: lifeboat jobs plan ${jobs[0]!.id}` +
+        (jobs[0]!.code ? `\nor boot it from a Lifeboat ISO/USB stick and type this one-time code on its console: ${jobs[0]!.code} (valid once, until ${jobs[0]!.codeExpiresAt})` : "")
+      : `${jobs.length} jobs armed:\n${table(jobs.map((j) => ({ ...jobRow(j), ...(withCode ? { code: j.code } : {}) })), ["id", "mac", "hostname", "expiresAt", ...(withCode ? ["code"] : [])])}`,
   );
 }
 
@@ -164,6 +172,7 @@ export function registerJobs(program: Command): Command {
             "--power",
             "then power the machine through its host's power config: a one-time network boot (the flag its firmware needs), confirmed off, then on; with --macs/--range, in waves of power.waveSize (config) machines at a time",
           )
+          .option("--code", "also a one-time code per job, to type on a machine booted from a Lifeboat ISO or USB stick (lifeboat image iso; see jobs code)")
           .option("--force", "with --power: a machine that is on is powered off and on again (without it, refused; in a wave, its job is cancelled)")
           .option(
             "--trust-http-boot",
@@ -176,9 +185,10 @@ export function registerJobs(program: Command): Command {
       ),
       { json: true },
     ),
-  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; only?: string; trustHttpBoot?: boolean; newUuids?: boolean; grow?: string; endState?: EndState; power?: boolean; force?: boolean }, c: Command) => {
+  ).action(async (mac: string | undefined, o: { profile?: string; clone?: string | boolean; macs?: string; range?: string; hostnamePattern?: string; at?: string; expires?: string; anyUnknown?: string; only?: string; trustHttpBoot?: boolean; newUuids?: boolean; grow?: string; endState?: EndState; power?: boolean; force?: boolean; code?: boolean }, c: Command) => {
     const ctx = cliContext(c);
     if (o.force && !o.power) throw new UserError("--force goes with --power", 2);
+    if (o.code && (o.power || o.anyUnknown !== undefined)) throw new UserError("--code goes with machines booted from a medium: not with --power or --any-unknown", 2);
     if (o.power && o.anyUnknown !== undefined) throw new UserError("--power goes with a MAC or --macs/--range, not --any-unknown (Lifeboat cannot power machines it does not know)", 2);
     if (o.anyUnknown !== undefined) {
       // The window's clones take their plan choices from the profile (profiles set --new-uuids).
@@ -200,7 +210,8 @@ export function registerJobs(program: Command): Command {
     const profile = typeof o.clone === "string" ? o.clone : o.profile;
     const expiresHours = o.expires === undefined ? undefined : Number(o.expires);
     if (expiresHours !== undefined && !(expiresHours > 0)) throw new UserError(`--expires: expected hours > 0, got ${JSON.stringify(o.expires)}`, 2);
-    await (o.power ? armAndPower : armJobs)(ctx, {
+    const arm = o.power ? armAndPower : (x: CliContext, b: ArmBody) => armJobs(x, b, o.code === true);
+    await arm(ctx, {
       ...(mac ? { mac } : { macs: many }),
       kind: o.clone ? "clone" : "recover",
       profile,
@@ -260,6 +271,25 @@ export function registerJobs(program: Command): Command {
       output(ctx, j, () => `${j.id} cancelled`);
     },
   );
+
+  withServer(
+    withGlobals(
+      jobs
+        .command("code <job>")
+        .description(
+          "a one-time code for the job's machine booting from an ISO or USB stick (`lifeboat image iso`): its console asks for it;\n" +
+            "it boots one machine once, then is spent; a new code ends the previous one; kept in the server's memory only (a restart ends it)",
+        )
+        .option("--valid-hours <n>", `hours the code may be used (default ${ONE_TIME_CODE_DEFAULT_HOURS}, at most ${ONE_TIME_CODE_MAX_HOURS})`),
+      { json: true },
+    ),
+  ).action(async (id: string, o: { validHours?: string }, c: Command) => {
+    const ctx = cliContext(c);
+    const validHours = o.validHours === undefined ? undefined : Number(o.validHours);
+    if (validHours !== undefined && !(validHours > 0 && validHours <= ONE_TIME_CODE_MAX_HOURS)) throw new UserError(`--valid-hours: a number of hours above 0 and at most ${ONE_TIME_CODE_MAX_HOURS}, got ${o.validHours}`, 2);
+    const r = await ctx.api.request<{ code: string; job: string; expiresAt: string }>("POST", `/api/v1/jobs/${encodeURIComponent(id)}/code`, validHours === undefined ? {} : { validHours });
+    output(ctx, r, () => `${r.code}   (job ${r.job}; type it on the machine's console; valid once, until ${r.expiresAt})`);
+  });
 
   withServer(withGlobals(jobs.command("log <job>").description("the job's history: every transition, step and the agent's log"), { json: true })).action(
     async (id: string, _o, c: Command) => {

@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { ZodError } from "zod";
 import { ChainError } from "../amanda/chain.ts";
 import { DumpStreamError } from "../amanda/stream.ts";
-import { ConflictError, NotFoundError, TooLargeError, UserError } from "../errors.ts";
+import { ConflictError, NotFoundError, RefusedError, TooLargeError, UserError } from "../errors.ts";
 import { PowerError } from "../power/power.ts";
 
 /**
@@ -41,6 +41,7 @@ function asHttpError(err: unknown, req: FastifyRequest): HttpError | undefined {
   if (err instanceof HttpError) return err;
   if (err instanceof NotFoundError) return new HttpError(404, "not-found", err.message);
   if (err instanceof ConflictError) return new HttpError(409, "conflict", err.message);
+  if (err instanceof RefusedError) return new HttpError(403, "refused", err.message);
   if (err instanceof TooLargeError) return new HttpError(413, "too-large", err.message);
   if (err instanceof DumpStreamError) return new HttpError(err.status, "unavailable", err.message);
   // A BMC (or the boot interface) that failed: the peer's fault, not the request's.

@@ -87,3 +87,42 @@ export function bootFor(s: BootState): BootDecision {
   if (!vouch.ok) return { kind: "local", reason: `clone window: no clone armed: ${vouch.reason}`, refused: true };
   return { kind: "clone", window: w, basis: vouch.basis, usesAnswer: true };
 }
+
+/**
+ * A one-time code (ISO/USB boot, no network boot): the admin issued it for one job (`jobs code`,
+ * `image iso --host`); the rescue agent booted from the medium trades it once for a boot token.
+ * Kept in the issuing server's memory only (hashed): a restarted server has issued none.
+ */
+export interface OneTimeCode {
+  job: string;
+  issuedAt: number;
+  expiresAt: number;
+  /** Set once it was traded for a token (kept until it expires, so a replay is named as one). */
+  used?: { at: number; by: string };
+}
+
+/** How many wrong codes one address may send in ONE_TIME_CODE_WINDOW_MS before every code it sends is refused. */
+export const ONE_TIME_CODE_MAX_WRONG = 5;
+export const ONE_TIME_CODE_WINDOW_MS = 600_000;
+/** The longest a code may be valid (a job armed and never booted expires after jobs.expireHours anyway). */
+export const ONE_TIME_CODE_MAX_HOURS = 72;
+/** Unless the admin says otherwise: long enough to write a stick and walk it to the machine. */
+export const ONE_TIME_CODE_DEFAULT_HOURS = 4;
+
+/**
+ * Does this code vouch for the requester now? Pure. `entry`: what the server keeps under the
+ * code's hash (undefined: never issued here, or issued before a restart); `job`: its job now;
+ * `wrongRecently`: the requester's wrong codes within the window. A reason (refused) or null.
+ */
+export function oneTimeCodeRefusal(s: { entry?: OneTimeCode; job?: JobRecord; bootable: boolean; wrongRecently: number; now: number }): string | null {
+  if (s.wrongRecently >= ONE_TIME_CODE_MAX_WRONG)
+    return `too many wrong one-time codes from this address (${s.wrongRecently} in ${ONE_TIME_CODE_WINDOW_MS / 60_000} min): try again later`;
+  const e = s.entry;
+  if (!e) return "no such one-time code on this server (mistyped, or issued before it restarted): ask the admin for a new one (lifeboat jobs code JOB)";
+  if (e.used) return `this one-time code was used already (at ${new Date(e.used.at).toISOString()} from ${e.used.by}): each code boots one machine once; ask the admin for a new one`;
+  if (s.now > e.expiresAt) return `this one-time code expired at ${new Date(e.expiresAt).toISOString()}: ask the admin for a new one`;
+  if (!s.job) return `job ${e.job} no longer exists`;
+  if (s.job.kind === "drill") return `job ${e.job} is a drill: its machine is started by the server`;
+  if (!s.bootable) return `job ${e.job} is ${s.job.state}: it boots no machine any more`;
+  return null;
+}

@@ -9,11 +9,21 @@
  * restarted server has not answered anyone (the machine boots again).
  */
 import type { DhcpMode } from "../config/schema.ts";
-import { ConflictError } from "../errors.ts";
+import { ConflictError, NotFoundError, RefusedError, UserError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { recognisedUuid } from "../smbios-uuid.ts";
 import type { JobRecord, Store } from "../store/types.ts";
-import { type BootDecision, type DhcpAnswer, DHCP_ANSWER_WINDOW_MS, bootFor } from "./boot-policy.ts";
+import { hashToken, newOneTimeCode, normaliseOneTimeCode } from "../tokens.ts";
+import {
+  type BootDecision,
+  type DhcpAnswer,
+  DHCP_ANSWER_WINDOW_MS,
+  ONE_TIME_CODE_MAX_HOURS,
+  ONE_TIME_CODE_WINDOW_MS,
+  type OneTimeCode,
+  bootFor,
+  oneTimeCodeRefusal,
+} from "./boot-policy.ts";
 import { PREVIEW_TOKEN, type ScriptFormat, machineScript } from "./boot-scripts.ts";
 import { isBootable } from "./job-state.ts";
 import type { JobService } from "./job-service.ts";
@@ -73,6 +83,10 @@ export interface BootRequest {
 export class BootService implements DhcpWitness {
   /** Lifeboat's latest DHCP answer per MAC that no token has used yet. */
   private readonly answers = new Map<string, DhcpAnswer>();
+  /** One-time codes by their hash (ISO/USB boots): never the code itself. */
+  private readonly codes = new Map<string, OneTimeCode>();
+  /** Each requester's wrong codes (times), within the window. */
+  private readonly wrongCodes = new Map<string, number[]>();
 
   constructor(
     private readonly store: Store,
@@ -151,6 +165,64 @@ export class BootService implements DhcpWitness {
     }
     log.info({ job: job.id, via, basis: decision.basis }, "rescue system for an active job");
     return { script: machineScript({ base: r.base, mac: r.mac, job, token, net: job.options.rescueNet, format: r.format }), decision };
+  }
+
+  /**
+   * A one-time code for a job's machine booting from an ISO or USB stick (`jobs code`, `image iso
+   * --host`): valid `validHours`, traded once for a boot token (`redeemCode`); a new code for the
+   * same job ends the previous one. The code is returned once and kept only as its hash.
+   */
+  async issueCode(jobId: string, validHours: number, actor: string): Promise<{ code: string; job: string; expiresAt: string }> {
+    if (!(validHours > 0 && validHours <= ONE_TIME_CODE_MAX_HOURS)) throw new UserError(`validHours: between 0 and ${ONE_TIME_CODE_MAX_HOURS}, got ${validHours}`, 2);
+    const job = await this.store.jobs.get(jobId);
+    if (!job) throw new NotFoundError(`no job ${jobId}`);
+    if (job.kind === "drill") throw new ConflictError(`job ${jobId} is a drill: its machine is started by the server, no code boots it`);
+    if (!isBootable(job)) throw new ConflictError(`job ${jobId} is ${job.state}: it boots no machine any more`);
+    this.pruneCodes();
+    for (const [h, c] of this.codes) if (c.job === jobId && !c.used) this.codes.delete(h);
+    const code = newOneTimeCode();
+    const now = this.now();
+    const entry: OneTimeCode = { job: jobId, issuedAt: now, expiresAt: now + validHours * 3600_000 };
+    this.codes.set(hashToken(normaliseOneTimeCode(code)), entry);
+    const expiresAt = new Date(entry.expiresAt).toISOString();
+    await this.jobs.recordAction(jobId, "code-issued", { expiresAt }, actor);
+    return { code, job: jobId, expiresAt };
+  }
+
+  /**
+   * The agent of a machine booted from an ISO or USB stick trades its one-time code for its job and
+   * a fresh boot token, once (server/jobs/boot-policy.ts oneTimeCodeRefusal). A refusal is a
+   * RefusedError naming why, in the job's history when the code named a job, and in the audit log.
+   */
+  async redeemCode(typed: string, requester: string, mac: string | undefined): Promise<{ job: JobRecord; token: string }> {
+    this.pruneCodes();
+    const now = this.now();
+    const hash = hashToken(normaliseOneTimeCode(typed));
+    const entry = this.codes.get(hash);
+    const job = entry ? await this.store.jobs.get(entry.job) : undefined;
+    const wrong = (this.wrongCodes.get(requester) ?? []).filter((t) => now - t < ONE_TIME_CODE_WINDOW_MS);
+    const reason = oneTimeCodeRefusal({ entry, job, bootable: job ? isBootable(job) : false, wrongRecently: wrong.length, now });
+    const log = this.opts.log.child({ requester, mac });
+    if (reason) {
+      if (!entry) this.wrongCodes.set(requester, [...wrong, now]);
+      log.warn({ job: entry?.job }, `one-time code refused: ${reason}`);
+      const refusal = { requester, mac: mac ?? job?.mac ?? "", reason };
+      if (job) await this.jobs.bootRefused(job.id, refusal);
+      else await this.store.audit.append({ actor: `boot:${requester}`, action: "code.refused", target: "code", detail: refusal });
+      throw new RefusedError(reason);
+    }
+    // Spent before the token is issued: of two racing trades of one code, only the first gets here.
+    entry!.used = { at: now, by: requester };
+    const token = await this.jobs.issueBootToken(job!.id, { requester, mac: mac ?? job!.mac, via: "one-time code", basis: "one-time code typed or carried on the boot medium" });
+    log.info({ job: job!.id }, "rescue system from a boot medium: one-time code traded for a boot token");
+    return { job: job!, token };
+  }
+
+  /** Codes past their expiry, and wrong tries past the window, are forgotten. */
+  private pruneCodes(): void {
+    const now = this.now();
+    for (const [h, c] of this.codes) if (now > c.expiresAt) this.codes.delete(h);
+    for (const [r, ts] of this.wrongCodes) if (ts.every((t) => now - t >= ONE_TIME_CODE_WINDOW_MS)) this.wrongCodes.delete(r);
   }
 
 }

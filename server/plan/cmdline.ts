@@ -10,6 +10,12 @@ export const KERNEL_ARG_KEYS = {
   job: "lifeboat.job",
   /** The per-boot job token; the agent sends it as `Authorization: Bearer`. */
   token: "lifeboat.token",
+  /**
+   * Instead of job and token, on a boot medium (`lifeboat image iso --host`): a one-time code the
+   * agent trades once for its job and a boot token (POST /boot/code). Neither: the agent asks on
+   * the console for the server (if not given) and the code.
+   */
+  code: "lifeboat.code",
   /** Optional: the MAC of the NIC that booted (iPXE's ${net0/mac}), so /init brings up that one. */
   mac: "lifeboat.mac",
   /** The rescue network (rescueNetArgs below); none of these: DHCP on the boot NIC. A bond: MODE,MAC,MAC… */
@@ -23,10 +29,12 @@ export const KERNEL_ARG_KEYS = {
   dns: "lifeboat.dns",
 } as const;
 
+/** A network boot has server, job and token; a boot medium the server (or none: asked) and perhaps a code. */
 export interface KernelArgs {
-  server: string;
-  job: string;
-  token: string;
+  server?: string;
+  job?: string;
+  token?: string;
+  code?: string;
   mac?: string;
   bond?: string;
   vlan?: string;

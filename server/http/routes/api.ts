@@ -7,6 +7,7 @@ import { type ArmRequest, cloneHostname } from "../../jobs/job-service.ts";
 import { jobView, jobViewSchema } from "../../jobs/job-views.ts";
 import { serverView } from "../../jobs/servers.ts";
 import { ACTIVE_STATES } from "../../jobs/job-state.ts";
+import { ONE_TIME_CODE_DEFAULT_HOURS, ONE_TIME_CODE_MAX_HOURS } from "../../jobs/boot-policy.ts";
 import type { JobRecord, JobState } from "../../store/types.ts";
 import { type StoredMapping, resolveMapping } from "../../plan/disks.ts";
 import {
@@ -213,6 +214,21 @@ export function apiRoutes(ctx: ServerContext): FastifyPluginAsync {
     );
     app.post("/jobs/:id/cancel", { schema: { summary: "Cancel an active job", tags: ["jobs"], security, params: idParams, response: { 200: jobViewSchema, ...errors } } }, async (req: FastifyRequest<{ Params: { id: string } }>) =>
       jobView(await ctx.jobs.cancel(req.params.id, actor(req))),
+    );
+    app.post(
+      "/jobs/:id/code",
+      {
+        schema: {
+          summary: "A one-time code for the job's machine booting from an ISO or USB stick (typed on its console, or carried by `image iso --host`); a new one ends the previous",
+          tags: ["jobs"],
+          security,
+          params: idParams,
+          body: { type: "object", additionalProperties: false, properties: { validHours: { type: "number", exclusiveMinimum: 0, maximum: ONE_TIME_CODE_MAX_HOURS } } },
+          response: { 200: { type: "object", required: ["code", "job", "expiresAt"], properties: { code: str, job: str, expiresAt: str } }, ...errors },
+        },
+      },
+      async (req: FastifyRequest<{ Params: { id: string }; Body: { validHours?: number } | undefined }>) =>
+        ctx.boot.issueCode(req.params.id, req.body?.validHours ?? ONE_TIME_CODE_DEFAULT_HOURS, actor(req)),
     );
     app.post(
       "/jobs/:id/map",

@@ -12,6 +12,7 @@ import { isMac, normalizeMac } from "../../mac.ts";
 import { normaliseName } from "../../tftp/files.ts";
 import { bootBaseUrl, entryScript } from "../../jobs/boot-scripts.ts";
 import { requesterAddress } from "../../jobs/boot-service.ts";
+import { errorResponses } from "../errors.ts";
 
 /** `bytes=a-b` / `bytes=a-` / `bytes=-n` → [start, end] inclusive; undefined: not satisfiable. One range only. */
 export function parseRange(header: string, size: number): [number, number] | undefined {
@@ -97,6 +98,28 @@ export function bootRoutes(ctx: ServerContext): FastifyPluginAsync {
         req.log.info({ mac, uuid: q.uuid, arch: q.arch, platform: q.platform }, "boot script asked for");
         const { script } = await ctx.boot.boot({ mac, uuid: q.uuid, requester: requesterAddress(req.ip), base: baseUrl(ctx, req) });
         return reply.type("text/plain").send(script);
+      },
+    );
+
+    app.post<{ Body: { code: string; mac?: string } }>(
+      "/boot/code",
+      {
+        schema: {
+          summary:
+            "A machine booted from an ISO or USB stick (`lifeboat image iso`) trades the one-time code the admin gave for its job and a boot token, once (server/jobs/boot-policy.ts); 403 with why not",
+          body: {
+            type: "object",
+            required: ["code"],
+            additionalProperties: false,
+            properties: { code: { type: "string", minLength: 1, maxLength: 64 }, mac: { type: "string", maxLength: 17 } },
+          },
+          response: { 200: { type: "object", required: ["job", "token"], properties: { job: { type: "string" }, token: { type: "string" } } }, ...errorResponses(400, 403, 409) },
+        },
+      },
+      async (req) => {
+        const mac = req.body.mac && isMac(req.body.mac) ? normalizeMac(req.body.mac) : undefined;
+        const { job, token } = await ctx.boot.redeemCode(req.body.code, requesterAddress(req.ip), mac);
+        return { job: job.id, token };
       },
     );
 

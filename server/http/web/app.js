@@ -298,6 +298,7 @@ function jobRow(j) {
       "td",
       { class: "actions" },
       el("button", { type: "button", class: "quiet", onclick: () => openDetail(j.id) }, "Log"),
+      active && j.kind !== "drill" ? el("button", { type: "button", class: "quiet", title: "A one-time code for a machine booted from an ISO or USB stick", onclick: () => showCode(j.id) }, "Code") : null,
       active ? el("button", { type: "button", class: "quiet danger", onclick: () => askCancel(j.id) }, "Cancel") : null,
     ),
   );
@@ -515,6 +516,27 @@ $("cancel-confirm").addEventListener("click", async () => {
     $("cancel-dialog-error").textContent = err.message;
   }
 });
+
+// ---------- one-time code (a machine booted from lifeboat image iso) ----------
+
+async function showCode(id) {
+  const j = jobs.get(id);
+  $("code-summary").replaceChildren(`Job ${j.id} for `, code(j.mac), ":");
+  $("code-value").textContent = "";
+  $("code-expires").textContent = "";
+  $("code-dialog-error").textContent = "";
+  $("code-dialog").showModal();
+  $("code-close").focus();
+  try {
+    const c = await api("POST", `/api/v1/jobs/${encodeURIComponent(id)}/code`, {});
+    $("code-value").textContent = c.code;
+    $("code-expires").textContent = `Valid once, until ${new Date(c.expiresAt).toLocaleString()}. A new code ends this one.`;
+  } catch (err) {
+    $("code-dialog-error").textContent = err.message;
+  }
+}
+
+$("code-close").addEventListener("click", () => $("code-dialog").close());
 
 // ---------- job detail ----------
 

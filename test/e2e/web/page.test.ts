@@ -276,6 +276,13 @@ describe("admin page in headless Chromium", () => {
     await row(id).locator("button", { hasText: "Log" }).click();
     await waitText(page.locator("#detail-id"), new RegExp(`^${id}$`));
     await waitText(page.locator("#detail-events tbody"), /^.*armed/);
+    // A one-time code for a machine booted from a medium (lifeboat image iso): shown once, traded once.
+    await row(id).locator("button", { hasText: "Code" }).click();
+    await waitText(page.locator("#code-value"), /^[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4}$/);
+    const oneTime = (await page.locator("#code-value").textContent())!;
+    await page.click("#code-close");
+    const traded = await server.app.inject({ method: "POST", url: "/boot/code", payload: { code: oneTime } });
+    expect(traded.json()).toMatchObject({ job: id });
     await row(id).locator("button", { hasText: "Cancel" }).click();
     await page.locator("#cancel-dialog").waitFor({ state: "visible" });
     expect(await page.locator("#cancel-summary").textContent()).toBe(`Cancel recover job ${id} for 52:54:00:aa:00:02 (armed)?`);
@@ -287,7 +294,7 @@ describe("admin page in headless Chromium", () => {
     await waitText(page.locator("#detail-events tbody tr:last-child"), /cancelled.*by api:127\.0\.0\.1 \(was armed\)/);
     expect(((await inject("GET", `/api/v1/jobs/${id}`)).json() as JobView).state).toBe("cancelled");
     const audit = (await inject("GET", `/api/v1/audit?target=job:${id}`)).json() as Array<{ action: string }>;
-    expect(audit.map((a) => a.action)).toEqual(["job.cancel", "job.arm"]);
+    expect(audit.map((a) => a.action)).toEqual(["job.cancel", "job.boot-token", "job.code-issued", "job.arm"]);
     expect(await row(id).locator("button", { hasText: "Cancel" }).count()).toBe(0);
     await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
     await shot("overview.png");

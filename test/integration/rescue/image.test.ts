@@ -142,8 +142,8 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     expect(JSON.parse(r.stdout).rebuilt).toBe(false);
     expect(r.stderr).toContain("image: up to date");
     // Debian's signed shim and network GRUB beside the kernel, for Secure Boot machines (dhcp.uefiLoader).
-    expect(JSON.parse(r.stdout).signedLoaders).toMatchObject({ files: ["shimx64.efi", "grubx64.efi"], debs: [expect.stringMatching(/^shim-signed_/), expect.stringMatching(/^grub-efi-amd64-signed_/)] });
-    for (const f of ["shimx64.efi", "grubx64.efi"]) expect(existsSync(join(IMAGE, f)), f).toBe(true);
+    expect(JSON.parse(r.stdout).signedLoaders).toMatchObject({ files: ["shimx64.efi", "grubx64.efi", "grubcdx64.efi"], debs: [expect.stringMatching(/^shim-signed_/), expect.stringMatching(/^grub-efi-amd64-signed_/)] });
+    for (const f of ["shimx64.efi", "grubx64.efi", "grubcdx64.efi"]) expect(existsSync(join(IMAGE, f)), f).toBe(true);
     const info = await lifeboat(["image", "info", "--out", IMAGE, "--json"]);
     expect(JSON.parse(info.stdout).kernelVersion).toBe(built.info.kernelVersion);
     expect(built.info.sizes.initramfs).toBeLessThan(100 * MiB);

@@ -5,7 +5,7 @@ import { agentSh } from "./agent-sh.ts";
 const parseInSh = (shell: string[], cmdline: string) =>
   agentSh(`lb_parse_cmdline "$1"; printf '%s\\n' "$LB_SERVER" "$LB_JOB" "$LB_TOKEN" "$LB_MAC"`, { shell, args: [cmdline] });
 /** Every key the agent reads, in KERNEL_ARG_KEYS order. */
-const SH_VARS = { server: "LB_SERVER", job: "LB_JOB", token: "LB_TOKEN", mac: "LB_MAC", bond: "LB_NET_BOND", vlan: "LB_NET_VLAN", ip: "LB_NET_IP", gw: "LB_NET_GW", dns: "LB_NET_DNS" } as const;
+const SH_VARS = { server: "LB_SERVER", job: "LB_JOB", token: "LB_TOKEN", code: "LB_CODE", mac: "LB_MAC", bond: "LB_NET_BOND", vlan: "LB_NET_VLAN", ip: "LB_NET_IP", gw: "LB_NET_GW", dns: "LB_NET_DNS" } as const;
 const parseAllInSh = (shell: string[], cmdline: string) =>
   agentSh(`lb_parse_cmdline "$1"; printf '%s\\n' ${Object.values(SH_VARS).map((v) => `"$${v}"`).join(" ")}`, { shell, args: [cmdline] });
 
@@ -47,6 +47,15 @@ describe("the rescue network on the kernel command line: rescueNetArgs (server) 
     { bond: { mode: "active-backup", macs: ["52:54:00:22:00:01", "52:54:00:22:00:02"] } },
     { bond: { mode: "802.3ad", macs: ["52:54:00:22:00:01", "52:54:00:22:00:02"] }, vlan: 4094, address: "192.168.7.9/16", gateway: "192.168.0.1" },
   ];
+
+  it("a boot medium's line (lifeboat image iso): the server, a one-time code and a static address, no job or token", async () => {
+    const args: KernelArgs = { server: "http://10.231.22.1:8080", code: "ABCD-EFGH-JK23", ...rescueNetArgs(nets[0]) };
+    const line = `console=ttyS0 ${renderKernelArgs(args)}`;
+    const r = await parseAllInSh(["busybox", "sh"], line);
+    const sh = Object.fromEntries(Object.keys(SH_VARS).map((k, i) => [k, r.stdout.split("\n")[i]]));
+    expect(sh).toMatchObject({ server: "http://10.231.22.1:8080", job: "", token: "", code: "ABCD-EFGH-JK23", ip: "10.231.22.20/24", gw: "10.231.22.1" });
+    expect(parseKernelArgs(line)).toEqual(args);
+  });
 
   it("the agent reads every key the server has (one list: KERNEL_ARG_KEYS)", () => {
     expect(Object.keys(SH_VARS)).toEqual(Object.keys(KERNEL_ARG_KEYS));
