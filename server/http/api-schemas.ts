@@ -4,6 +4,7 @@ import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac, normalizeMacPrefix } from "../mac.ts";
 import type { HostRecord, PlanChoices, StaticAddress } from "../store/types.ts";
 import { addressPatternProblem } from "../plan/clone-address.ts";
+import { everyProblem } from "../drill/every.ts";
 import { NET_BOOTS, POWER_ACTIONS, type PowerConfig, normalizeFingerprint } from "../power/power.ts";
 import { END_STATES } from "../plan/steps.ts";
 import { BOND_MODES, type RescueNet } from "../plan/cmdline.ts";
@@ -135,6 +136,14 @@ export const profileBodySchema = z.object({
           }),
           gateway: ipv4.optional(),
           dns: z.array(ipv4).refine((d) => d.length <= 3, "expected at most 3 DNS servers").optional(),
+        })
+        .optional(),
+      /** A host's own profile: how often its drill runs, e.g. 7d, 12h, 90m, 2w, or off (over config drill.every). */
+      drillEvery: z
+        .string()
+        .superRefine((e, ctx) => {
+          const problem = everyProblem(e);
+          if (problem) ctx.addIssue({ code: "custom", message: problem });
         })
         .optional(),
       // Accepted once and never run: refused until a step runs them (a refinement, so the reason reaches the caller).
