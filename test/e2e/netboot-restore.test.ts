@@ -201,7 +201,10 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     // nothing. The drill's machine is QEMU's user network (restrict=on), not this LAN.
     await cli("profiles", "set", "localhost", "--host", "localhost", "--no-bootloader", "--map", `sda=serial:${CAPTURED_SERIAL}`);
     const started = Date.now();
-    const argv = [process.execPath, lifeboatBin, "drill", "localhost", "--json", "--config", join(dataDir, "lifeboat.yaml"), "--server", SERVER];
+    // With a check and the address it would reach: the disk's boot runs on the checks' network
+    // (QEMU would exit at once on arguments it refuses, and the reason would say so); a system
+    // that never comes up is not checked.
+    const argv = [process.execPath, lifeboatBin, "drill", "localhost", "--json", "--check", "tcp:22", "--address", "10.0.5.20/24", "--config", join(dataDir, "lifeboat.yaml"), "--server", SERVER];
     const r = await lan.exec("srv", argv, { reject: false, timeout: 900_000 });
     const cost = (Date.now() - started) / 1000;
     expect(r.exitCode, `${r.stderr}\n${tail()}`).toBe(1);
@@ -215,9 +218,11 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     expect(job).toMatchObject({ kind: "drill", state: "done", hostname: "localhost" });
     expect(s.bytes).toBe(job.bytesTotal);
     expect(s.bytes).toBeGreaterThan(0);
+    expect(s.checks).toBeUndefined();
     expect(s.reason).toMatch(new RegExp(`^the restored system did not show /\\\\S\\+ login:/ within ${DRILL_BOOT_TIMEOUT} s; console's last lines: .*SeaBIOS .*Booting from Hard Disk\\.\\.\\.$`));
     const events = JSON.parse(await cli("jobs", "log", s.job, "--json")) as Array<{ type: string; data: unknown }>;
     expect(events.filter((e) => e.type === "drill").map((e) => (e.data as { phase: string }).phase)).toEqual(["restore", "boot"]);
+    expect(events.find((e) => e.type === "drill" && (e.data as { phase: string }).phase === "boot")?.data).toMatchObject({ checks: ["tcp:22"], address: "10.0.5.20/24" });
     expect(events.find((e) => e.type === "drill-result")?.data).toEqual(s);
     // Its thin disk files are gone.
     expect(readdirSync(join(dataDir, "drills"))).toEqual([]);
