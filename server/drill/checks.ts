@@ -115,8 +115,11 @@ function tcpTry(port: number): Promise<string> {
   });
 }
 
-/** Makes one check through its forwarded port, trying again until `untilMs` (services start after the login prompt). */
-export async function runCheck(c: DrillCheck, hostPort: number, untilMs: number, sshKey: string): Promise<CheckResult> {
+/**
+ * Makes one check through its forwarded port, trying again until `untilMs` (services start after
+ * the login prompt) or until `halted` says why not (the machine stopped, the server is stopping).
+ */
+export async function runCheck(c: DrillCheck, hostPort: number, untilMs: number, sshKey: string, halted: () => string | null = () => null): Promise<CheckResult> {
   let detail = "not tried";
   do {
     if (c.kind === "tcp") {
@@ -131,6 +134,8 @@ export async function runCheck(c: DrillCheck, hostPort: number, untilMs: number,
       // 255: ssh itself failed (not up yet); anything else is the command's answer.
       if (r.exitCode !== 255) return { check: c.spec, passed: false, detail };
     }
+    const why = halted();
+    if (why) return { check: c.spec, passed: false, detail: `${detail}; ${why}` };
     await sleep(3000);
   } while (Date.now() < untilMs);
   return { check: c.spec, passed: false, detail };

@@ -214,7 +214,9 @@ export class DrillService {
       // The checks, each given until the boot's time is out (services start after the login prompt).
       const until = bootStart + this.opts.config.bootTimeoutSeconds * 1000;
       const results: CheckResult[] = [];
-      for (const [i, c] of admin.checks.entries()) results.push(await runCheck(c, ports[i]!, until, this.opts.config.sshKey));
+      const halted = () =>
+        this.current?.stopping ? "the server stopped during the drill" : booted.proc.exitCode !== null ? `the restored system stopped (QEMU exited ${booted.proc.exitCode})` : null;
+      for (const [i, c] of admin.checks.entries()) results.push(await runCheck(c, ports[i]!, until, this.opts.config.sshKey, halted));
       await booted.kill();
       const verdict = checksVerdict(results);
       await this.end(job, armedAt, verdict, accel.name, { restoreEnd, bootStart, bootEnd: up }, results);

@@ -45,6 +45,12 @@ describe("lifeboat drill: the failures found before a machine starts", { timeout
     const bad = await inject("POST", "/api/v1/hosts/web1/drill", { ready: "login: (" });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toBe('ready pattern "login: (" is not a regular expression');
+    const badCheck = await inject("POST", "/api/v1/hosts/web1/drill", { checks: ["tcp:22", "icmp"] });
+    expect(badCheck.statusCode).toBe(400);
+    expect(badCheck.json().message).toContain('check "icmp": expected tcp:PORT (1-65535) or ssh:COMMAND (one line)');
+    const noKey = await cli("drill", "web1", "--check", "ssh:true");
+    expect(noKey.exitCode).toBe(2);
+    expect(noKey.stderr.trim()).toBe("lifeboat: POST /api/v1/hosts/web1/drill: 400 ssh: checks log in with config drill.sshKey, which is not set");
     expect(await server.ctx.store.jobs.list({ mac: drillMac("web1") })).toEqual([]);
   });
 

@@ -86,6 +86,13 @@ describe("drill checks: made against real listeners on loopback", () => {
       closing.close();
     }
   });
+  it("a check stops trying, saying why, once the machine is gone", async () => {
+    const started = Date.now();
+    const r = await runCheck({ kind: "tcp", port: 22, spec: "tcp:22" }, await freePort(), Date.now() + 600_000, "", () => "the restored system stopped (QEMU exited 0)");
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(r).toMatchObject({ check: "tcp:22", passed: false });
+    expect(r.detail).toMatch(/^connection failed: .*ECONNREFUSED.*; the restored system stopped \(QEMU exited 0\)$/);
+  });
   it("ssh: no SSH server behind the port fails with ssh's own exit 255 once the time is out", async () => {
     const r = await runCheck({ kind: "ssh", command: "true", spec: "ssh:true" }, await freePort(), Date.now(), "/nonexistent/key");
     expect(r).toMatchObject({ check: "ssh:true", passed: false });
