@@ -189,7 +189,8 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       lan,
       "srv",
       dataDir,
-      fullLanConfig(o.subnet, [{ name: conf, configDir: amanda.configDir, vtapeRoot: amanda.vtapes, holdingDirs: [amanda.holding] }]),
+      // The drill's ssh: checks log in to the restored web1 with the admin's key, as the story does.
+      { ...fullLanConfig(o.subnet, [{ name: conf, configDir: amanda.configDir, vtapeRoot: amanda.vtapes, holdingDirs: [amanda.holding] }]), drill: { sshKey: key } },
       ["http", "tftp", "dhcp"],
     );
     const theSrv = srv;
@@ -281,9 +282,11 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     let recoverability: Recoverability | null = null;
     if (o.drill) {
       n.stage(`drill: lifeboat drill ${HOST} (a throwaway machine on the server, its own restricted network)`);
-      const r = await lan.exec("srv", cliArgv(dataDir, server, ["drill", HOST, "--json"]), { reject: false, timeout: 1_800_000 });
+      // Once up, its sshd answers at its own address and its level-1 change is there (the drill's checks).
+      const checks = ["--check", "tcp:22", "--check", "ssh:cat /etc/lifeboat-level1", "--address", `${hostIp}/24`];
+      const r = await lan.exec("srv", cliArgv(dataDir, server, ["drill", HOST, ...checks, "--json"]), { reject: false, timeout: 1_800_000 });
       drill = JSON.parse(r.stdout) as DrillSummary;
-      n.say(`drill ${drill.passed ? "passed" : `FAILED: ${drill.reason}`}: restore ${drill.restoreSeconds} s, boot ${drill.bootSeconds} s, time to recover ${drill.recoverSeconds} s (${drill.accel})`);
+      n.say(`drill ${drill.passed ? "passed" : `FAILED: ${drill.reason}`}: restore ${drill.restoreSeconds} s, boot ${drill.bootSeconds} s, time to recover ${drill.recoverSeconds} s (${drill.accel}); checks: ${(drill.checks ?? []).map((c) => `${c.check} ${c.passed ? "passed" : "FAILED"}`).join(", ")}`);
       recoverability = (JSON.parse(await cli("hosts", "list", "--json")) as Array<{ name: string; recoverability: Recoverability }>).find((h) => h.name === HOST)!.recoverability;
       n.say(`lifeboat hosts list: ${HOST} ${recoverability.recoverable ? "recoverable" : `NOT recoverable: ${recoverability.reasons.join("; ")}`}`);
     }

@@ -19,6 +19,7 @@ import { JobService } from "./jobs/job-service.ts";
 import { BootService } from "./jobs/boot-service.ts";
 import { PowerService } from "./power/power-service.ts";
 import { DrillService } from "./drill/drill-service.ts";
+import { drillScheduleService } from "./drill/schedule.ts";
 import { catalogRefreshService } from "./amanda/refresh.ts";
 import { securePrivateDir } from "./private-file.ts";
 import { retentionService } from "./jobs/retention.ts";
@@ -178,6 +179,7 @@ export async function startServer(config: Config, log: Logger, opts: { planner?:
       },
       stop: () => drills.stop(),
     },
+    drillScheduleService({ store, drills, every: config.drill.every, log }),
     power.followUp(),
     httpService(app, config),
     serverBeat(ctx, url),

@@ -32,11 +32,14 @@ export function registerProfiles(program: Command): Command {
           .option("--clone-address <pattern>", "clones: each its own static address, one octet {n} or {n+K} (clone number from 1), e.g. 10.0.5.{n+20}/24; written on the captured default-route NIC (README \"Networks\")")
           .option("--clone-gateway <ip>", "with --clone-address: the clones' default gateway")
           .option("--clone-dns <ip>", "with --clone-address: a DNS server, repeatable", collect, [])
-          .option("--no-bootloader", "do not make the restored system bootable (no boot loader, no new initramfs): for data disks"),
+          .option("--no-bootloader", "do not make the restored system bootable (no boot loader, no new initramfs): for data disks")
+          .option("--drill-check <check>", "a host's own profile: its drills' checks once up (repeatable): tcp:PORT, ssh:COMMAND", collect, [])
+          .option("--drill-address <addr/prefix>", "a host's own profile: the restored system's own address its drills' checks reach (default: DHCP)")
+          .option("--drill-every <period>", "a host's own profile: serve drills the host this often (7d, 12h, 90m, 2w, or off), over config drill.every"),
       ),
       { json: true },
     ),
-  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; includeRemovable?: boolean; hostnamePattern?: string; cloneAddress?: string; cloneGateway?: string; cloneDns: string[]; bootloader: boolean; newUuids?: boolean; grow?: string; endState?: EndState }, c: Command) => {
+  ).action(async (name: string, o: { host: string; layoutVersion?: string; at?: string; map: string[]; includeRemovable?: boolean; hostnamePattern?: string; cloneAddress?: string; cloneGateway?: string; cloneDns: string[]; bootloader: boolean; drillEvery?: string; drillCheck: string[]; drillAddress?: string; newUuids?: boolean; grow?: string; endState?: EndState }, c: Command) => {
     const ctx = cliContext(c);
     if (!o.cloneAddress && (o.cloneGateway || o.cloneDns.length)) throw new UserError("--clone-gateway and --clone-dns go with --clone-address", 2);
     const lv = o.layoutVersion === undefined ? null : Number(o.layoutVersion);
@@ -51,6 +54,9 @@ export function registerProfiles(program: Command): Command {
         hostnamePattern: o.hostnamePattern,
         cloneAddress: o.cloneAddress ? { pattern: o.cloneAddress, gateway: o.cloneGateway, dns: o.cloneDns.length ? o.cloneDns : undefined } : undefined,
         bootloader: o.bootloader ? "auto" : "none",
+        drillEvery: o.drillEvery,
+        drillChecks: o.drillCheck.length ? o.drillCheck : undefined,
+        drillAddress: o.drillAddress,
         ...planChoices(o),
       },
     };

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { everyProblem } from "../drill/every.ts";
 import { STORE_LIMITS } from "../jobs/retention.ts";
 
 /** The defaults of the `tftp` limit keys; a TftpServer built without them uses them too (tftp/transfer.ts DEFAULT_LIMITS). */
@@ -180,6 +181,17 @@ export const configSchema = z.strictObject({
       // The restore (rescue boot to the plan's end) and the restored system's boot, each at most this long.
       restoreTimeoutMinutes: z.number().positive().default(240),
       bootTimeoutSeconds: z.number().int().positive().default(900),
+      // ssh:COMMAND checks log in as root with this private key ("": ssh checks are refused).
+      sshKey: z.string().default(""),
+      // How often `serve` drills each host (7d, 12h, 90m, 2w; "off": never), unless the host's own
+      // profile says otherwise (profiles set --drill-every); the most overdue first, one at a time.
+      every: z
+        .string()
+        .superRefine((e, ctx) => {
+          const problem = everyProblem(e);
+          if (problem) ctx.addIssue({ code: "custom", message: problem });
+        })
+        .default("off"),
       // What the restored system's console shows once it is up (a regular expression): a login prompt by default.
       readyPattern: z
         .string()

@@ -78,11 +78,12 @@ export interface DrillVmSpec {
 /**
  * QEMU's arguments for a boot of the drill machine: with `rescue`, the rescue kernel and
  * initramfs with the job's command line and Lifeboat's HTTP port forwarded in (`forward` is the
- * command QEMU runs per connection); without, from its first disk, with no way out at all.
+ * command QEMU runs per connection); without, from its first disk, with no way out at all
+ * (`diskNet`: the checks' network, drill/checks.ts, forwards into it from this host's loopback).
  */
-export function drillQemuArgs(spec: DrillVmSpec, rescue?: { vmlinuz: string; initramfs: string; cmdline: string; forward: string }): string[] {
+export function drillQemuArgs(spec: DrillVmSpec, rescue?: { vmlinuz: string; initramfs: string; cmdline: string; forward: string }, diskNet = "user,id=n0,restrict=on"): string[] {
   const [host, port] = GUEST_SERVER.split(":");
-  const net = rescue ? `user,id=n0,restrict=on,guestfwd=tcp:${host}:${port}-cmd:${rescue.forward}` : "user,id=n0,restrict=on";
+  const net = rescue ? `user,id=n0,restrict=on,guestfwd=tcp:${host}:${port}-cmd:${rescue.forward}` : diskNet;
   if (rescue && /,/.test(rescue.forward)) throw new Error(`drill: forward command ${JSON.stringify(rescue.forward)} has a comma (QEMU would split it)`);
   return [
     ...spec.accel,

@@ -28,6 +28,7 @@ import type { Logger } from "../log.ts";
 import type { JobRecord, Store } from "../store/types.ts";
 import { type DrillDisk, type DrillVmSpec, consoleTail, drillCmdline, drillDisks, drillMac, drillQemuArgs } from "./drill-plan.ts";
 import { type Vm, freshOvmfVars, qemuAccelerator, startQemu } from "./qemu.ts";
+import { type CheckResult, type DrillCheck, DHCP_GUEST, checkNetdev, checksVerdict, freePort, guestAddressProblem, parseCheck, runCheck } from "./checks.ts";
 
 export interface DrillRequest {
   host: string;
@@ -35,6 +36,10 @@ export interface DrillRequest {
   at?: string;
   /** The restored system is up when its console shows this (a regular expression); default: config drill.readyPattern. */
   ready?: string;
+  /** Checks once it is up (tcp:PORT, ssh:COMMAND); default: the host's own profile's drillChecks. */
+  checks?: string[];
+  /** The restored system's own address the checks reach (ADDR/PREFIX); default: the profile's drillAddress, else QEMU's DHCP one. */
+  address?: string;
   actor: string;
 }
 
@@ -97,12 +102,21 @@ export class DrillService {
     let profile = await this.store.profiles.get(host.name);
     if (!profile) profile = await this.store.profiles.put({ name: host.name, host: host.name, layoutVersion: null, at: null, options: {} });
     if (profile.host !== host.name) throw new UserError(`profile ${profile.name} is for host ${profile.host}, not ${host.name}: a drill uses the host's own profile`, 2);
+    const checks = (req.checks ?? profile.options.drillChecks ?? []).map((s) => {
+      const c = parseCheck(s);
+      if ("problem" in c) throw new UserError(c.problem, 2);
+      return c;
+    });
+    const address = req.address ?? profile.options.drillAddress ?? DHCP_GUEST;
+    const bad = guestAddressProblem(address);
+    if (bad) throw new UserError(bad, 2);
+    if (checks.some((c) => c.kind === "ssh") && !this.opts.config.sshKey) throw new UserError("ssh: checks log in with config drill.sshKey, which is not set", 2);
     const job = await this.jobs.arm({ mac: drillMac(host.name), kind: "drill", profile: profile.name, at: req.at, hostname: host.name, options: { endState: "poweroff" }, actor: req.actor });
     this.current!.job = job.id;
     const problem = await this.preflight(job, profile.layoutVersion);
     if (typeof problem === "string") return this.end(job, Date.now(), { passed: false, reason: problem }, null);
     await this.jobs.map(job.id, problem.mapping, ACTOR);
-    const run = this.run(job, problem, new RegExp(ready, "m"), Date.parse(job.createdAt));
+    const run = this.run(job, problem, new RegExp(ready, "m"), Date.parse(job.createdAt), { checks, address });
     this.running = run.finally(() => {
       this.current = undefined;
       this.running = undefined;
@@ -141,7 +155,7 @@ export class DrillService {
     }
   }
 
-  private async run(job: JobRecord, plan: { disks: DrillDisk[] }, ready: RegExp, armedAt: number): Promise<void> {
+  private async run(job: JobRecord, plan: { disks: DrillDisk[] }, ready: RegExp, armedAt: number, admin: { checks: DrillCheck[]; address: string }): Promise<void> {
     const log = this.opts.log.child({ job: job.id, host: job.hostname });
     const work = join(this.opts.config.workDir || join(this.opts.dataDir, "drills"), job.id);
     const accel = qemuAccelerator();
@@ -186,9 +200,11 @@ export class DrillService {
         return void (await this.end(job, armedAt, { passed: false, reason: why }, accel.name, { restoreEnd }));
       }
       // The restored disk on its own: no kernel given, no way out.
-      await this.jobs.recordAction(job.id, "drill", { phase: "boot", ready: ready.source }, ACTOR);
+      await this.jobs.recordAction(job.id, "drill", { phase: "boot", ready: ready.source, checks: admin.checks.map((c) => c.spec), address: admin.address }, ACTOR);
+      const ports = await Promise.all(admin.checks.map(() => freePort()));
+      const diskNet = admin.checks.length ? checkNetdev(admin.address, admin.checks.map((c, i) => ({ hostPort: ports[i]!, guestPort: c.kind === "tcp" ? c.port : 22 }))) : undefined;
       bootStart = Date.now();
-      const booted = this.vm(startQemu(drillQemuArgs(spec), join(work, "boot.serial")));
+      const booted = this.vm(startQemu(drillQemuArgs(spec, undefined, diskNet), join(work, "boot.serial")));
       try {
         await booted.waitSerial(ready, this.opts.config.bootTimeoutSeconds * 1000);
       } catch {
@@ -197,9 +213,16 @@ export class DrillService {
         return void (await this.end(job, armedAt, { passed: false, reason: why }, accel.name, { restoreEnd, bootStart, bootEnd: null }));
       }
       const up = Date.now();
+      // The checks, each given until the boot's time is out (services start after the login prompt).
+      const until = bootStart + this.opts.config.bootTimeoutSeconds * 1000;
+      const results: CheckResult[] = [];
+      const halted = () =>
+        this.current?.stopping ? "the server stopped during the drill" : booted.proc.exitCode !== null ? `the restored system stopped (QEMU exited ${booted.proc.exitCode})` : null;
+      for (const [i, c] of admin.checks.entries()) results.push(await runCheck(c, ports[i]!, until, this.opts.config.sshKey, halted));
       await booted.kill();
-      await this.end(job, armedAt, { passed: true, reason: null }, accel.name, { restoreEnd, bootStart, bootEnd: up });
-      log.info("drill passed");
+      const verdict = checksVerdict(results);
+      await this.end(job, armedAt, verdict, accel.name, { restoreEnd, bootStart, bootEnd: up }, results);
+      log.info({ passed: verdict.passed }, "drill ended");
     } catch (err) {
       log.error({ err }, "drill failed to run");
       await this.end(job, armedAt, { passed: false, reason: `the drill could not run: ${(err as Error).message}` }, accel.name, { restoreEnd, bootStart, bootEnd: null });
@@ -247,6 +270,7 @@ export class DrillService {
     verdict: { passed: boolean; reason: string | null },
     accel: string | null,
     times: { restoreEnd?: number | null; bootStart?: number | null; bootEnd?: number | null } = {},
+    checks?: CheckResult[],
   ): Promise<JobRecord> {
     let now = await this.jobs.get(job.id);
     if (!verdict.passed && isActive(now.state)) now = await this.jobs.fail(job.id, `drill: ${verdict.reason}`, ACTOR);
@@ -263,6 +287,7 @@ export class DrillService {
       recoverSeconds: verdict.passed && times.bootEnd ? seconds(armedAt, times.bootEnd) : null,
       bytes: now.bytesDone,
       accel,
+      ...(checks?.length ? { checks } : {}),
     };
     await this.jobs.recordAction(job.id, "drill-result", { ...summary }, ACTOR);
     await recordDrill(this.store, summary);

@@ -4,6 +4,14 @@ import { PARTITION } from "../layout/layout-validate.ts";
 import { isMac, normalizeMac, normalizeMacPrefix } from "../mac.ts";
 import type { HostRecord, PlanChoices, StaticAddress } from "../store/types.ts";
 import { addressPatternProblem } from "../plan/clone-address.ts";
+import { everyProblem } from "../drill/every.ts";
+import { checkProblem, guestAddressProblem } from "../drill/checks.ts";
+
+/** A refinement from a function that answers a one-line problem or null. */
+const refineWith = (problem: (s: string) => string | null) => (s: string, ctx: z.RefinementCtx) => {
+  const p = problem(s);
+  if (p) ctx.addIssue({ code: "custom", message: p });
+};
 import { NET_BOOTS, POWER_ACTIONS, type PowerConfig, normalizeFingerprint } from "../power/power.ts";
 import { END_STATES } from "../plan/steps.ts";
 import { BOND_MODES, type RescueNet } from "../plan/cmdline.ts";
@@ -111,6 +119,10 @@ export const drillBodySchema = z.object({
   at: z.string().regex(/^\d{8}(\d{6})?$/, "expected an Amanda datestamp YYYYMMDD[hhmmss]").optional(),
   /** A regular expression; default: config drill.readyPattern (a login prompt). */
   ready: z.string().min(1).max(500).optional(),
+  /** Checks once it is up: tcp:PORT, ssh:COMMAND (drill/checks.ts); default: the host's own profile's drillChecks. */
+  checks: z.array(z.string().superRefine(refineWith(checkProblem))).max(16).optional(),
+  /** The restored system's own address (ADDR/PREFIX) the checks reach; default: the profile's drillAddress, else DHCP. */
+  address: z.string().superRefine(refineWith(guestAddressProblem)).optional(),
 });
 export type DrillBody = z.input<typeof drillBodySchema>;
 
@@ -137,6 +149,11 @@ export const profileBodySchema = z.object({
           dns: z.array(ipv4).refine((d) => d.length <= 3, "expected at most 3 DNS servers").optional(),
         })
         .optional(),
+      /** A host's own profile: how often its drill runs, e.g. 7d, 12h, 90m, 2w, or off (over config drill.every). */
+      drillEvery: z.string().superRefine(refineWith(everyProblem)).optional(),
+      /** A host's own profile: its drills' checks (tcp:PORT, ssh:COMMAND) and the address they reach. */
+      drillChecks: z.array(z.string().superRefine(refineWith(checkProblem))).max(16).optional(),
+      drillAddress: z.string().superRefine(refineWith(guestAddressProblem)).optional(),
       // Accepted once and never run: refused until a step runs them (a refinement, so the reason reaches the caller).
       postRestoreHooks: z
         .array(z.string())

@@ -19,6 +19,8 @@ export interface DrillSummary {
   bytes: number;
   /** How QEMU ran: "kvm" or "tcg". */
   accel: string | null;
+  /** The admin's checks once the system was up (drill/checks.ts), in the order given; absent in drills from before checks. */
+  checks?: Array<{ check: string; passed: boolean; detail: string }>;
 }
 
 const key = (host: string) => `drill.last.${host}`;

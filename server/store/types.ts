@@ -147,6 +147,11 @@ export interface ProfileOptions extends PlanChoices {
   hostnamePattern?: string;
   /** Clones' own addresses: `pattern` like 10.0.5.{n+20}/24 (plan/clone-address.ts), with the gateway and DNS they share. */
   cloneAddress?: { pattern: string; gateway?: string; dns?: string[] };
+  /** A host's own profile: how often its drill runs (7d, 12h, off), over config drill.every (drill/schedule.ts). */
+  drillEvery?: string;
+  /** A host's own profile: its drills' checks (tcp:PORT, ssh:COMMAND: drill/checks.ts) and the restored system's address they reach (ADDR/PREFIX). */
+  drillChecks?: string[];
+  drillAddress?: string;
 }
 
 /** The kinds of job, the one list: a drill is a recovery into a throwaway VM on the server (server/drill/). */

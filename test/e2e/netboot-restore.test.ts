@@ -7,7 +7,7 @@
  * at once. Everything the admin does goes through the `lifeboat` CLI. QEMU runs under TCG
  * here (qemuAccel: KVM only with a hardware KVM module).
  */
-import { mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -23,6 +23,8 @@ import { startRouter } from "../helpers/router.ts";
 import { tempDir } from "../helpers/tmp.ts";
 import { type NsServer, fullLanConfig, serveInNs } from "../integration/netboot/lifeboat-ns.ts";
 import { rescan } from "../integration/recovery/loopdev.ts";
+import type { DrillSummary } from "../../server/jobs/drill-record.ts";
+import { qemuAccelerator } from "../../server/drill/qemu.ts";
 import { describeNeeding } from "../helpers/needs.ts";
 
 const SUBNET = "10.231.9";
@@ -36,6 +38,8 @@ const CAPTURE = fileURLToPath(new URL("../fixtures/layouts/mbr-ext4.capture.json
 const DISK_BYTES = 1024 * 1024 * 1024; // the captured disk's size
 const CAPTURED_SERIAL = "QM00001"; // the captured disk's serial (QEMU's default): the recovered machine's disk has it too
 const CLONES = 4;
+/** The drill's wait for the restored system's login prompt (config drill.bootTimeoutSeconds): short, as this one never comes. */
+const DRILL_BOOT_TIMEOUT = 30;
 
 const skip = qemuUnavailable() ?? (await netnsUnavailable()) ?? amandaLabUnavailable() ?? undefined;
 
@@ -116,7 +120,7 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
       "srv",
       dataDir,
       // Reserved mode: Lifeboat's DHCP answers only the machines armed here (issue 21 item 1).
-      reservedMode(fullLanConfig(SUBNET, [{ name: lab.config, configDir: lab.configDir, vtapeRoot: lab.vtapes, holdingDirs: [lab.holding] }])),
+      { ...reservedMode(fullLanConfig(SUBNET, [{ name: lab.config, configDir: lab.configDir, vtapeRoot: lab.vtapes, holdingDirs: [lab.holding] }])), drill: { bootTimeoutSeconds: DRILL_BOOT_TIMEOUT } },
       ["http", "tftp", "dhcp"],
     );
     // The host as Amanda knows it (its dumps are of "localhost"), its two DLEs and where they go.
@@ -191,6 +195,40 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     // Disarmed: the next network boot of this machine goes to its own disk.
     expect(await cli("hosts", "boot-script", mac)).toMatch(/^exit/m);
   }, 1_200_000);
+
+  it("a drill whose restored system does not boot (no boot loader) fails with the console's last lines", async () => {
+    // The host's own profile says no boot loader (the lab's trees are data, not an OS): the drill
+    // restores its chains through the rescue image and plan like a recovery, then its disk boots
+    // nothing. The drill's machine is QEMU's user network (restrict=on), not this LAN.
+    await cli("profiles", "set", "localhost", "--host", "localhost", "--no-bootloader", "--map", `sda=serial:${CAPTURED_SERIAL}`);
+    const started = Date.now();
+    // With a check and the address it would reach: the disk's boot runs on the checks' network
+    // (QEMU would exit at once on arguments it refuses, and the reason would say so); a system
+    // that never comes up is not checked.
+    const argv = [process.execPath, lifeboatBin, "drill", "localhost", "--json", "--check", "tcp:22", "--address", "10.0.5.20/24", "--config", join(dataDir, "lifeboat.yaml"), "--server", SERVER];
+    const r = await lan.exec("srv", argv, { reject: false, timeout: 900_000 });
+    const cost = (Date.now() - started) / 1000;
+    expect(r.exitCode, `${r.stderr}\n${tail()}`).toBe(1);
+    const s = JSON.parse(r.stdout) as DrillSummary;
+    expect(s, tail()).toMatchObject({ host: "localhost", passed: false, bootSeconds: null, recoverSeconds: null, accel: qemuAccelerator().name });
+    // The restore went through (every byte of the chains), then the disk's boot showed no login prompt:
+    // SeaBIOS tried the disk, whose MBR has no boot code.
+    expect(s.restoreSeconds).toBeGreaterThan(0);
+    const job = JSON.parse(await cli("jobs", "show", s.job, "--json")) as JobView;
+    // The drill's job is the restore's (done: every step ran); the drill's verdict is its drill-result.
+    expect(job).toMatchObject({ kind: "drill", state: "done", hostname: "localhost" });
+    expect(s.bytes).toBe(job.bytesTotal);
+    expect(s.bytes).toBeGreaterThan(0);
+    expect(s.checks).toBeUndefined();
+    expect(s.reason).toMatch(new RegExp(`^the restored system did not show /\\\\S\\+ login:/ within ${DRILL_BOOT_TIMEOUT} s; console's last lines: .*SeaBIOS .*Booting from Hard Disk\\.\\.\\.$`));
+    const events = JSON.parse(await cli("jobs", "log", s.job, "--json")) as Array<{ type: string; data: unknown }>;
+    expect(events.filter((e) => e.type === "drill").map((e) => (e.data as { phase: string }).phase)).toEqual(["restore", "boot"]);
+    expect(events.find((e) => e.type === "drill" && (e.data as { phase: string }).phase === "boot")?.data).toMatchObject({ checks: ["tcp:22"], address: "10.0.5.20/24" });
+    expect(events.find((e) => e.type === "drill-result")?.data).toEqual(s);
+    // Its thin disk files are gone.
+    expect(readdirSync(join(dataDir, "drills"))).toEqual([]);
+    console.log(`failing-boot drill (${s.accel}): ${cost.toFixed(1)} s in all (restore ${s.restoreSeconds} s, boot wait ${DRILL_BOOT_TIMEOUT} s)`);
+  }, 900_000);
 
   it(`clones one profile onto ${CLONES} new machines at once: same content, own identities`, async () => {
     await cli("profiles", "set", "web", "--host", "localhost", "--hostname-pattern", "web-{n}", "--clone-address", "10.0.5.{n+20}/24", "--clone-gateway", "10.0.5.1", "--no-bootloader");

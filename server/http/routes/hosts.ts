@@ -129,7 +129,7 @@ export function hostRoutes(ctx: ServerContext): FastifyPluginAsync {
       },
       async (req: FastifyRequest<{ Params: { name: string } }>) => {
         const body = drillBodySchema.parse(req.body ?? {});
-        const job = await ctx.drills.start({ host: req.params.name, at: body.at, ready: body.ready, actor: actor(req) });
+        const job = await ctx.drills.start({ host: req.params.name, at: body.at, ready: body.ready, checks: body.checks, address: body.address, actor: actor(req) });
         await ctx.store.audit.append({ actor: actor(req), action: "host.drill", target: `host:${req.params.name}`, detail: { job: job.id, at: body.at ?? null } });
         return jobView(job);
       },

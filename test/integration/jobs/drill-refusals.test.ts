@@ -6,7 +6,8 @@
  * the rescue image is a stand-in (its files exist; nothing boots here: QEMU never starts).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DrillSummary } from "../../../server/jobs/drill-record.ts";
+import { type DrillSummary, lastDrill, recordDrill } from "../../../server/jobs/drill-record.ts";
+import { drillScheduleService } from "../../../server/drill/schedule.ts";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import type { RunningServer } from "../../../server/serve.ts";
 import type { JobEvent } from "../../../server/store/types.ts";
@@ -21,7 +22,7 @@ describe("lifeboat drill: the failures found before a machine starts", { timeout
   let server: RunningServer;
   let dataDir: string;
   const cli = (...args: string[]) => lifeboat([...args, "--data-dir", dataDir, "--server", server.httpUrl]);
-  const inject = (method: "GET" | "POST", url: string, payload?: object) =>
+  const inject = (method: "GET" | "POST" | "PUT", url: string, payload?: object) =>
     server.app.inject({ method, url, payload, headers: { authorization: `Bearer ${server.ctx.adminToken}` } });
 
   beforeAll(async () => {
@@ -44,6 +45,12 @@ describe("lifeboat drill: the failures found before a machine starts", { timeout
     const bad = await inject("POST", "/api/v1/hosts/web1/drill", { ready: "login: (" });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toBe('ready pattern "login: (" is not a regular expression');
+    const badCheck = await inject("POST", "/api/v1/hosts/web1/drill", { checks: ["tcp:22", "icmp"] });
+    expect(badCheck.statusCode).toBe(400);
+    expect(badCheck.json().message).toContain('check "icmp": expected tcp:PORT (1-65535) or ssh:COMMAND (one line)');
+    const noKey = await cli("drill", "web1", "--check", "ssh:true");
+    expect(noKey.exitCode).toBe(2);
+    expect(noKey.stderr.trim()).toBe("lifeboat: POST /api/v1/hosts/web1/drill: 400 ssh: checks log in with config drill.sshKey, which is not set");
     expect(await server.ctx.store.jobs.list({ mac: drillMac("web1") })).toEqual([]);
   });
 
@@ -74,6 +81,40 @@ describe("lifeboat drill: the failures found before a machine starts", { timeout
     const s = JSON.parse(r.stdout) as DrillSummary;
     expect(s).toMatchObject({ host: "web1", passed: false });
     expect(s.reason).toMatch(/^its disks add up to [\d.]+ GiB, more than drill\.maxDiskGiB \(0\.5 GiB\): sda 1 GiB$/);
+  });
+
+  it("serve starts a due drill on its schedule: the host's own profile's period over drill.every; not again before it is due", async () => {
+    const { store, drills } = server.ctx;
+    const put = await inject("PUT", "/api/v1/profiles/web1", { host: "web1", options: { drillEvery: "1d" } });
+    expect(put.statusCode, put.body).toBe(200);
+    const bad = await inject("PUT", "/api/v1/profiles/web1", { host: "web1", options: { drillEvery: "weekly" } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.body).toContain('expected a period like 7d, 12h, 90m or 2w (or off), got \\"weekly\\"');
+    // Its last drill ended two days ago: due. (The config says off: the profile's period counts.)
+    const before = (await lastDrill(store, "web1"))!;
+    await recordDrill(store, { ...before, endedAt: new Date(Date.now() - 2 * 86_400_000).toISOString() });
+    const schedule = drillScheduleService({ store, drills, every: server.ctx.config.drill.every, log: server.ctx.log });
+    expect(await schedule.start()).toBe("drills by profile (drillEvery) only; config drill.every is off");
+    try {
+      let last: DrillSummary | undefined;
+      for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((r) => setTimeout(r, 200))) {
+        last = await lastDrill(store, "web1");
+        if (last && last.job !== before.job) break;
+      }
+      expect(last!.job).not.toBe(before.job);
+      const job = await server.ctx.jobs.get(last!.job);
+      expect(job).toMatchObject({ kind: "drill", hostname: "web1", armedBy: "schedule" });
+      // (This one fails before a machine starts: its disk is over drill.maxDiskGiB, set above.)
+      expect(last!.reason).toMatch(/more than drill\.maxDiskGiB/);
+    } finally {
+      await schedule.stop(0);
+    }
+    // Just drilled: a new start of the schedule finds nothing due.
+    const again = drillScheduleService({ store, drills, every: "off", log: server.ctx.log });
+    const jobsBefore = (await store.jobs.list({ mac: drillMac("web1") })).length;
+    await again.start();
+    await again.stop(0);
+    expect((await store.jobs.list({ mac: drillMac("web1") })).length).toBe(jobsBefore);
   });
 
   it("a drill left active by a server that stopped is failed at the next start, saying so", async () => {
