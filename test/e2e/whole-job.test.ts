@@ -57,11 +57,6 @@ describeNeeding(skip, "the whole job: a real Debian host backed up by Amanda die
       // image and plan into the server's throwaway machine, booted to its login prompt; every byte.
       expect(s.drill, s.tail()).toMatchObject({ host: "web1", passed: true, reason: null });
       expect(s.drill!.bytes).toBe(s.dumps.reduce((a, d) => a + d.sizeBytes, 0));
-      // Its admin checks, once up: sshd answered at its own address, and over SSH its level-1 change was there.
-      expect(s.drill!.checks).toEqual([
-        { check: "tcp:22", passed: true, detail: "answered" },
-        { check: "ssh:cat /etc/lifeboat-level1", passed: true, detail: s.level1Written },
-      ]);
       for (const k of ["restoreSeconds", "bootSeconds", "recoverSeconds"] as const) expect(s.drill![k]).toBeGreaterThan(0);
       expect(s.recoverability).toMatchObject({ recoverable: true, reasons: [], lastDrill: { job: s.drill!.job, passed: true } });
       // 3. The disk was destroyed: no partition table left.
