@@ -78,7 +78,7 @@ describeNeeding(postgresUnavailable(), "lifeboat store migrate --to", () => {
     const out = JSON.parse(r.stdout) as { to: string; tables: Record<string, number>; rows: number };
     expect(out.tables).toEqual({
       hosts: 1, host_macs: 1, layouts: 2, audit: 1, settings: 1, profiles: 1, assignments: 1, jobs: 2, job_events: 1, job_keys: 1,
-      dhcp_leases: 1, catalog_dumps: 0, catalog_refreshes: 1, host_power: 1, servers: 0,
+      dhcp_leases: 1, catalog_dumps: 0, catalog_refreshes: 1, host_power: 1, servers: 0, amanda_keys: 0,
     });
     expect(out.rows).toBe(15);
 
