@@ -107,7 +107,7 @@ async function main() {
   }
   const work = mkdtempSync(join(tmpdir(), "lifeboat-demo-"));
   const n = narrator(o.verbose);
-  console.log(`Lifeboat demo: a Debian 12 server backed up by Amanda dies and comes back as itself (${o.firmware.toUpperCase()}, QEMU).`);
+  console.log(`Lifeboat demo: a Debian 12 server backed up by Amanda dies and comes back as itself (${o.firmware.toUpperCase()}${o.secureBoot ? " with Secure Boot" : ""}, QEMU).`);
   let story: Story | undefined;
   let stopping = false;
   const finish = async (code: number) => {
@@ -124,7 +124,7 @@ async function main() {
   process.on("SIGINT", () => void finish(kept ? 0 : 130));
   process.on("SIGTERM", () => void finish(143));
   try {
-    story = await runWholeJob({ firmware: o.firmware, workDir: work, prefix: "lbdemo", subnet: "10.231.61", mac: "52:54:00:3d:00:0a", narrator: n });
+    story = await runWholeJob({ firmware: o.firmware, secureBoot: o.secureBoot, workDir: work, prefix: "lbdemo", subnet: "10.231.61", mac: "52:54:00:3d:00:0a", narrator: n });
   } catch (err) {
     endLine();
     console.error(`\ndemo failed: ${(err as Error).message}`);

@@ -5,17 +5,21 @@
 import { parseArgs } from "node:util";
 import type { Figures } from "./whole-job.ts";
 
-export const USAGE = `usage: bash scripts/demo [--firmware uefi|bios] [--keep [--port N]] [--verbose]
+export const USAGE = `usage: bash scripts/demo [--firmware uefi|bios] [--secure-boot on|off] [--keep [--port N]] [--verbose]
   Runs Lifeboat's whole job on a private LAN (network namespaces; nothing on this host's own
   network): a Debian 12 server backed up by Amanda dies, network-boots Lifeboat and comes back
   as itself. Needs root, QEMU and the packages of scripts/apt-packages.txt (scripts/bootstrap).
   --firmware  the machine's firmware: uefi (OVMF, default) or bios (SeaBIOS)
+  --secure-boot  UEFI: on (default: OVMF enforcing Secure Boot with Microsoft's keys; web1 boots
+              through Debian's shim, before and after) or off
   --keep      afterwards, keep the server and forward its admin page to http://127.0.0.1:PORT/ until Ctrl-C
   --port      the forwarded port (default 8088)
   --verbose   show the build and boot log lines as well`;
 
 export interface DemoOptions {
   firmware: "uefi" | "bios";
+  /** UEFI with Secure Boot enforced (always false under BIOS). */
+  secureBoot: boolean;
   keep: boolean;
   port: number;
   verbose: boolean;
@@ -27,17 +31,20 @@ export function parseDemoArgs(args: string[]): { options: DemoOptions } | { help
   try {
     ({ values } = parseArgs({
       args,
-      options: { firmware: { type: "string", default: "uefi" }, keep: { type: "boolean", default: false }, port: { type: "string" }, verbose: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false } },
+      options: { firmware: { type: "string", default: "uefi" }, "secure-boot": { type: "string" }, keep: { type: "boolean", default: false }, port: { type: "string" }, verbose: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false } },
     }));
   } catch (err) {
     return { error: (err as Error).message };
   }
   if (values.help) return { help: true };
   if (values.firmware !== "uefi" && values.firmware !== "bios") return { error: `--firmware: uefi or bios, not ${values.firmware}` };
+  const sb = values["secure-boot"];
+  if (sb !== undefined && sb !== "on" && sb !== "off") return { error: `--secure-boot: on or off, not ${sb}` };
+  if (sb === "on" && values.firmware === "bios") return { error: "--secure-boot on: only with --firmware uefi (BIOS has no Secure Boot)" };
   if (values.port !== undefined && !values.keep) return { error: "--port: only with --keep (the port the admin page is forwarded to)" };
   const port = Number(values.port ?? "8088");
   if (!/^\d+$/.test(values.port ?? "8088") || port < 1 || port > 65535) return { error: `--port: a TCP port, not ${values.port}` };
-  return { options: { firmware: values.firmware, keep: values.keep, port, verbose: values.verbose } };
+  return { options: { firmware: values.firmware, secureBoot: values.firmware === "uefi" && sb !== "off", keep: values.keep, port, verbose: values.verbose } };
 }
 
 const MiB = 1024 * 1024;

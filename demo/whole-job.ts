@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { DEFAULT_CACHE_DIR, buildImage } from "../rescue-image/build.ts";
+import { fetchSignedLoaders } from "../rescue-image/signed-loaders.ts";
 import type { DrillSummary } from "../server/jobs/drill-record.ts";
 import type { JobView } from "../server/jobs/job-views.ts";
 import type { Recoverability } from "../server/jobs/recoverability.ts";
@@ -71,6 +72,11 @@ export interface StoryOptions {
    * plan into a throwaway machine the server starts, booted until its login prompt (server/drill/).
    */
   drill?: boolean;
+  /**
+   * UEFI: Secure Boot enforced (OVMF with Microsoft's keys): web1 is installed with Debian's shim
+   * and signed GRUB, network-boots the rescue system through them, and comes back through them.
+   */
+  secureBoot?: boolean;
 }
 
 /** What web1 says about itself over SSH. */
@@ -81,6 +87,8 @@ export interface Identity {
   uuids: Record<string, string>;
   /** The SSH host key it presented (ed25519, as ssh-keyscan printed it). */
   hostKey: string;
+  /** `mokutil --sb-state` on the machine ("SecureBoot enabled", "SecureBoot disabled", or why it could not tell). */
+  secureBoot: string;
   /** The level-1 change, as read on the machine ("" when absent). */
   level1: string;
 }
@@ -111,6 +119,8 @@ export interface Story {
   destroyedTable: string;
   /** UEFI: the label of the firmware boot entry the restored system came up through. */
   efiEntry: string | null;
+  /** UEFI: `efibootmgr -v` on the restored system (the entry its recovery's grub-install wrote). */
+  nvram: string | null;
   /** `lifeboat hosts boot-script MAC` after the recovery. */
   bootScriptAfter: string;
   /** The last boot's console showed Lifeboat's boot script sending the machine to its disk. */
@@ -169,6 +179,9 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     }
     const image = join(CACHE, "image");
     await buildImage({ cacheDir: DEFAULT_CACHE_DIR, outDir: image, sshKeys: [readFileSync(`${key}.pub`, "utf8").trim()], progress: (l) => n.detail(l) });
+    // As `lifeboat image build` does: Debian's signed shim and network GRUB beside the kernel, so
+    // UEFI PXE machines boot the rescue system through them (dhcp.uefiLoader auto, full mode).
+    await fetchSignedLoaders({ cacheDir: DEFAULT_CACHE_DIR, outDir: image, progress: (l) => n.detail(l) });
 
     // --- the LAN, the Amanda server, Lifeboat -------------------------------------------------
     n.stage(`lab: private LAN ${o.subnet}.0/24 (network namespaces ${o.prefix}-*), Amanda config ${conf}, lifeboat serve`);
@@ -205,10 +218,11 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     const pub = `${key}.pub`;
     const inst = await execa("bash", [INSTALL, disk, os.tar, o.firmware, HOST, o.mac, `${hostIp}/24`, `${o.subnet}.1`, pub], { reject: false, stdin: "ignore" });
     if (inst.exitCode !== 0) throw new Error(`install-host.sh: exit ${inst.exitCode}: ${inst.stderr}`);
-    const vars = freshOvmfVars(work, HOST);
+    const secureBoot = o.firmware === "uefi" && o.secureBoot === true;
+    const vars = freshOvmfVars(work, HOST, secureBoot);
     const token = (JSON.parse(await cli("hosts", "add", HOST, "--mac", o.mac, "--amanda", conf, "--dle", "/=/", "--dle", "/home=/home", "--json")) as { token: string }).token;
     const machineOptions = (netBoot: boolean, serialLog: string) => ({
-      lan: theLan, tap: "tap0", mac: o.mac, firmware: o.firmware, netBoot, ovmfVars: vars, serialLog, workDir: work,
+      lan: theLan, tap: "tap0", mac: o.mac, firmware: o.firmware, secureBoot, netBoot, ovmfVars: vars, serialLog, workDir: work,
       extraArgs: [
         "-m", "1024", "-smp", "2", "-drive", `file=${disk},if=none,id=d0,format=raw`, "-device", `virtio-blk-pci,drive=d0,bootindex=2,serial=${DISK_SERIAL}`,
         // IPv6 network boot off in the firmware's setup, as on a LAN that boots over IPv4 only: else
@@ -243,8 +257,8 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     const first = machine(false, 1);
     await waitBooted(first, n, "booting web1", 900_000);
     await ssh.trust(hostIp);
-    n.say(`${HOST} is up at ${hostIp} after ${secs(t)} (Debian 12, systemd, amandad under inetd, sshd)`);
     const before = await identity(ssh, hostIp, o.firmware);
+    n.say(`${HOST} is up at ${hostIp} after ${secs(t)} (Debian 12, systemd, amandad under inetd, sshd${o.firmware === "uefi" ? `; ${before.secureBoot}` : ""})`);
 
     // --- Amanda backs it up -------------------------------------------------------------------
     n.stage(`Amanda: level 0 of ${HOST} (DLEs / and /home, auth bsdtcp, to vtape)`);
@@ -336,9 +350,10 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       efiEntry = /LIFEBOAT-SAMPLE efi-entry=(\S+)/.exec(after3.serial())![1]!;
     }
     const after = await identity(ssh, hostIp, o.firmware, true);
+    const nvram = o.firmware === "uefi" ? await ssh.run(hostIp, "efibootmgr -v") : null;
     const recoverSeconds = (Date.now() - armedAt) / 1000;
     const same = before.hostname === after.hostname && before.machineId === after.machineId && JSON.stringify(before.uuids) === JSON.stringify(after.uuids) && before.hostKey === after.hostKey;
-    n.say(`${HOST} booted from its restored disk ${same ? "as itself" : "NOT as itself"} (hostname ${after.hostname}, machine-id ${after.machineId.slice(0, 8)}…, same UUIDs ${Object.keys(after.uuids).join(" ")}, same SSH host key), level-1 change ${after.level1 === level1Written ? "present" : "MISSING"}`);
+    n.say(`${HOST} booted from its restored disk ${same ? "as itself" : "NOT as itself"} (hostname ${after.hostname}, machine-id ${after.machineId.slice(0, 8)}…, same UUIDs ${Object.keys(after.uuids).join(" ")}, same SSH host key${o.firmware === "uefi" ? `, ${after.secureBoot}` : ""}), level-1 change ${after.level1 === level1Written ? "present" : "MISSING"}`);
     const bootScriptAfter = await cli("hosts", "boot-script", o.mac);
     const sentToDisk = after3.serial().includes(`no recovery job for ${o.mac}, booting from local disk`);
     const bmcCalls = bmc.calls().slice(bmcCallsBefore).filter((c) => !/ get /.test(c));
@@ -368,6 +383,7 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
       bootScriptAfter,
       sentToDisk,
       efiEntry,
+      nvram,
       plan,
       bmcCalls,
       dumps,
@@ -494,7 +510,8 @@ function guestSsh(lan: Lan, key: string, knownHosts: string) {
 /** What web1 says about itself over SSH (strict host key checking against the key learned before the disaster). */
 async function identity(ssh: ReturnType<typeof guestSsh>, ip: string, firmware: "bios" | "uefi", wait = false): Promise<Identity> {
   const mounts = ["/", "/home", ...(firmware === "uefi" ? ["/boot/efi"] : [])];
-  const cmd = `hostname; cat /etc/machine-id; ${mounts.map((m) => `findmnt -n -o UUID ${m}`).join("; ")}; cat /home/alice/level1.txt 2>/dev/null || echo`;
+  const sbState = firmware === "uefi" ? "mokutil --sb-state 2>&1 | head -n1" : "echo 'SecureBoot unsupported (BIOS)'";
+  const cmd = `hostname; cat /etc/machine-id; ${mounts.map((m) => `findmnt -n -o UUID ${m}`).join("; ")}; ${sbState}; cat /home/alice/level1.txt 2>/dev/null || echo`;
   const out = wait ? await waitFor(() => ssh.run(ip, cmd).catch(() => undefined), 300_000, `ssh to ${ip}`) : await ssh.run(ip, cmd);
   const lines = out.split("\n");
   return {
@@ -502,7 +519,8 @@ async function identity(ssh: ReturnType<typeof guestSsh>, ip: string, firmware: 
     machineId: lines[1]!,
     uuids: Object.fromEntries(mounts.map((m, i) => [m, lines[2 + i]!])),
     hostKey: await ssh.hostKey(ip),
-    level1: lines[2 + mounts.length] ?? "",
+    secureBoot: lines[2 + mounts.length]!,
+    level1: lines[3 + mounts.length] ?? "",
   };
 }
 

@@ -42,7 +42,7 @@ trap cleanup EXIT
 log "debootstrap bookworm from $MIRROR (about 3 minutes)"
 mkdir -p "$OUT/debs"   # debootstrap keeps the packages here: a rebuild downloads only what changed
 debootstrap --variant=minbase --cache-dir="$OUT/debs" \
-  --include=linux-image-amd64,initramfs-tools,fdisk,grub-pc-bin,grub-efi-amd64-bin,grub2-common,efibootmgr,systemd-sysv,udev,e2fsprogs,kmod,amanda-client,dma,openssh-server,curl,dosfstools \
+  --include=linux-image-amd64,initramfs-tools,fdisk,grub-pc-bin,grub-efi-amd64-bin,grub2-common,efibootmgr,shim-signed,grub-efi-amd64-signed,mokutil,systemd-sysv,udev,e2fsprogs,kmod,amanda-client,dma,openssh-server,curl,dosfstools \
   bookworm "$ROOT" "$MIRROR" >"$OUT/debootstrap.log" 2>&1 || die "debootstrap failed: see $OUT/debootstrap.log"
 
 KVER=$(ls "$ROOT/lib/modules")

@@ -10,8 +10,10 @@
 #     address on the NIC with MAC (systemd-networkd), SERVER_IP known as "lifeboat"
 #   - Debian's amanda-client as the package sets it up (amandad under inetd, auth bsdtcp), the
 #     Amanda server "lifeboat" allowed in /etc/amandahosts
-#   - GRUB: UEFI at the removable-media path (no NVRAM entry: the machine has none yet), BIOS
-#     in the MBR; `sample.stay` on the kernel command line, so the system stays up.
+#   - GRUB: UEFI at the removable-media path (no NVRAM entry: the machine has none yet), through
+#     Debian's signed chain when the system has it (shim-signed, grub-efi-amd64-signed: shim as
+#     \EFI\BOOT\BOOTX64.EFI, the signed GRUB beside it, as Debian's installer does for Secure
+#     Boot), BIOS in the MBR; `sample.stay` on the kernel command line, so the system stays up.
 # Needs root, sfdisk, mkfs.ext4, mkfs.vfat, mtools, losetup. Prints the partition UUIDs as KEY=VALUE.
 set -euo pipefail
 DISK=$1 TAR=$2 FIRMWARE=$3 NAME=$4 MAC=$5 ADDR=$6 SERVER_IP=$7 PUBKEY=$8
@@ -91,9 +93,20 @@ if [ "$FIRMWARE" = uefi ]; then
   mkdir -p "$MNT/boot/grub/x86_64-efi"
   cp "$MNT"/usr/lib/grub/x86_64-efi/*.mod "$MNT"/usr/lib/grub/x86_64-efi/*.lst "$MNT/boot/grub/x86_64-efi/"
   printf 'search --no-floppy --fs-uuid --set=root %s\nset prefix=($root)/boot/grub\n' "$ROOT_UUID" >"$MNT/tmp/early.cfg"
-  chroot "$MNT" grub-mkimage -O x86_64-efi -o /tmp/BOOTX64.EFI -p /boot/grub -c /tmp/early.cfg part_gpt ext2 fat search search_fs_uuid normal configfile linux echo
   mmd -i "${LOOP}p1" ::/EFI ::/EFI/BOOT
-  mcopy -i "${LOOP}p1" "$MNT/tmp/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+  SHIM=$MNT/usr/lib/shim/shimx64.efi.signed SIGNED_GRUB=$MNT/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
+  if [ -f "$SHIM" ] && [ -f "$SIGNED_GRUB" ]; then
+    # Secure Boot: shim, then the signed GRUB (monolithic: no module loads), which reads
+    # \EFI\debian\grub.cfg on its own partition (its built-in prefix) and from there / by UUID.
+    printf 'configfile ($root)/boot/grub/grub.cfg\n' >>"$MNT/tmp/early.cfg"
+    mmd -i "${LOOP}p1" ::/EFI/debian
+    mcopy -i "${LOOP}p1" "$SHIM" ::/EFI/BOOT/BOOTX64.EFI
+    mcopy -i "${LOOP}p1" "$SIGNED_GRUB" ::/EFI/BOOT/grubx64.efi
+    mcopy -i "${LOOP}p1" "$MNT/tmp/early.cfg" ::/EFI/debian/grub.cfg
+  else
+    chroot "$MNT" grub-mkimage -O x86_64-efi -o /tmp/BOOTX64.EFI -p /boot/grub -c /tmp/early.cfg part_gpt ext2 fat search search_fs_uuid normal configfile linux echo
+    mcopy -i "${LOOP}p1" "$MNT/tmp/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+  fi
   rm -f "$MNT/tmp/BOOTX64.EFI" "$MNT/tmp/early.cfg"
 else
   chroot "$MNT" grub-install --target=i386-pc "$LOOP" >/dev/null 2>&1

@@ -273,12 +273,15 @@ function bootFrom(capture: Capture, disks: Disk[], mounts: Mount[], os: Record<s
 
 /**
  * Did the captured system start through shim? The shim and signed GRUB packages are installed
- * and the boot entry in use (efibootmgr's BootCurrent) names a shim*.efi; without efibootmgr's
+ * and either Secure Boot was on (a Debian system that booted verified came through shim, also
+ * when the entry in use is the firmware's own for a disk's removable path, which names no file),
+ * or the boot entry in use (efibootmgr's BootCurrent) names a shim*.efi; without efibootmgr's
  * output, the packages alone. Pure.
  */
-export function bootsThroughShim(capture: Pick<Capture, "efibootmgr" | "packages">): boolean {
+export function bootsThroughShim(capture: Pick<Capture, "efibootmgr" | "packages" | "secureBoot">): boolean {
   const installed = new Set((capture.packages?.list ?? "").split("\n").map((l) => l.split("\t")[0]));
   if (!SHIM_PACKAGES.every((p) => installed.has(p))) return false;
+  if (/SecureBoot enabled/i.test(capture.secureBoot ?? "")) return true;
   const nvram = capture.efibootmgr;
   if (!nvram) return true;
   const current = /^BootCurrent:\s*([0-9A-Fa-f]{4})/m.exec(nvram)?.[1];

@@ -158,8 +158,8 @@ export const bootSchema = z.object({
   bootloaderId: nullableString,
   efiEntries: nullableString,
   /**
-   * UEFI: the system started through Debian's shim (the boot entry in use names shimx64.efi and
-   * shim-signed and grub-efi-amd64-signed are installed): the restore installs shim and the
+   * UEFI: the system started through Debian's shim (shim-signed and grub-efi-amd64-signed are
+   * installed, and Secure Boot was on or the boot entry in use names shimx64.efi): the restore installs shim and the
    * signed GRUB again (grub-install --uefi-secure-boot), so it boots with Secure Boot on.
    */
   shim: z.boolean().default(false),

@@ -6,7 +6,8 @@
  *   BIOS (SeaBIOS + the NIC's iPXE ROM) and UEFI (OVMF's own PXE, NIC ROM off → TFTP
  *   snponly.efi → iPXE), each in proxy mode (dnsmasq hands out addresses) and full mode;
  *   plus an unarmed MAC beside each full-mode one, which must get `exit` and no kernel, and under
- *   UEFI must see the firmware go on to its next boot option.
+ *   UEFI must see the firmware go on to its next boot option; and beside each UEFI one a machine
+ *   that UEFI-HTTP-boots (arch 16: OVMF with PXE off, snponly.efi from a URL over HTTP).
  *
  * A "router" namespace sends IPv6 router advertisements (dnsmasq, RA only): without one,
  * iPXE waits ~13 s for IPv6 autoconfiguration on every DHCP (see pxe/README.md).
@@ -37,7 +38,12 @@ interface Machine {
   armed: boolean;
   /** For an unarmed machine: what its console must show after iPXE gave it back to the firmware. */
   thenFirmware?: RegExp;
+  /** UEFI: HTTP boot (arch 16) instead of PXE: PXE off in OVMF's setup, so its HTTPv4 boot option is the one it tries. */
+  httpBoot?: boolean;
 }
+
+/** OVMF's network setup (fw_cfg): IPv4 PXE and all of IPv6 off, so the boot it tries is HTTP over IPv4. */
+const HTTP_BOOT_ONLY = ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no", "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"];
 
 /** One Lifeboat + router, the machines booted side by side (one tap each); armed ones must report, others must see `exit`. */
 async function bootOnce(name: string, o: { firmware: "bios" | "uefi"; mode: "proxy" | "full"; machines: Machine[] }) {
@@ -62,7 +68,7 @@ async function bootOnce(name: string, o: { firmware: "bios" | "uefi"; mode: "pro
   );
   const started = Date.now();
   const vms = o.machines.map((m, i) =>
-    bootVm({ lan, tap: `tap${i}`, mac: m.mac, firmware: o.firmware, serialLog: join(work, `${name}-${i}.serial`), workDir: work }),
+    bootVm({ lan, tap: `tap${i}`, mac: m.mac, firmware: o.firmware, serialLog: join(work, `${name}-${i}.serial`), workDir: work, extraArgs: m.httpBoot ? HTTP_BOOT_ONLY : [] }),
   );
   try {
     const seconds = await Promise.all(
@@ -102,6 +108,7 @@ describeNeeding(skip, "QEMU machines network-boot from Lifeboat", () => {
     await lan.exec("router", ["ip", "-6", "addr", "add", "fd31:7:7::2/64", "dev", "eth0", "nodad"]);
     await lan.addTap("tap0");
     await lan.addTap("tap1");
+    await lan.addTap("tap2");
   }, 600_000);
   afterAll(async () => {
     await lan?.down();
@@ -138,15 +145,23 @@ describeNeeding(skip, "QEMU machines network-boot from Lifeboat", () => {
     console.log(`bios-full booted in ${r.seconds[0]!.toFixed(1)} s; the unarmed machine exited after ${r.seconds[1]!.toFixed(1)} s`);
   }, BOOT_TIMEOUT + 60_000);
 
-  it("UEFI (OVMF PXE → TFTP snponly.efi → iPXE), proxy mode with OVMF's 4011 follow-up", async () => {
-    const r = await bootOnce("uefi-proxy", { firmware: "uefi", mode: "proxy", machines: [{ mac: "52:54:00:07:00:13", armed: true }] });
+  // UEFI HTTP boot (arch 16) rides along in both UEFI boots: a machine whose OVMF has PXE off
+  // asks as "HTTPClient" and is given snponly.efi as a URL, fetched from Lifeboat's HTTP.
+  const httpLoader = "http://10.231.7.1:8080/boot/loaders/snponly.efi";
+  const fetchedOverHttp = (srv: { lines(): Array<Record<string, unknown>> }) => srv.lines().some((l) => l.url === "/boot/loaders/snponly.efi");
+
+  it("UEFI (OVMF PXE → TFTP snponly.efi → iPXE), proxy mode with OVMF's 4011 follow-up; and HTTP boot beside it", async () => {
+    const r = await bootOnce("uefi-proxy", { firmware: "uefi", mode: "proxy", machines: [{ mac: "52:54:00:07:00:13", armed: true }, { mac: "52:54:00:07:00:17", armed: true, httpBoot: true }] });
     reported(r.events.get("52:54:00:07:00:13")!, "52:54:00:07:00:13");
+    reported(r.events.get("52:54:00:07:00:17")!, "52:54:00:07:00:17");
     const kinds = dhcpKinds(r.srv);
     expect(kinds).toContain("proxy-offer snponly.efi");
     expect(kinds).toContain("proxy-ack snponly.efi");
     expect(kinds).toContain("proxy-offer http://10.231.7.1:8080/boot.ipxe");
+    expect(kinds).toContain(`proxy-offer ${httpLoader}`);
+    expect(fetchedOverHttp(r.srv)).toBe(true);
     expect(r.srv.lines().some((l) => l.svc === "tftp" && l.msg === "sent" && l.file === "snponly.efi")).toBe(true);
-    console.log(`uefi-proxy booted in ${r.seconds[0]!.toFixed(1)} s`);
+    console.log(`uefi-proxy booted in ${r.seconds[0]!.toFixed(1)} s; HTTP boot in ${r.seconds[1]!.toFixed(1)} s`);
   }, BOOT_TIMEOUT + 60_000);
 
   // pxe/exit.ipxe leaves with a failure status so that OVMF goes on to its next boot option (here
@@ -155,10 +170,16 @@ describeNeeding(skip, "QEMU machines network-boot from Lifeboat", () => {
   const UEFI_NEXT_OPTION = /BdsDxe: failed to start Boot\d+ "UEFI PXEv4 \(MAC:525400070016\)"[\s\S]*Start PXE over IPv6/;
 
   it("UEFI (OVMF PXE → TFTP snponly.efi → iPXE), full mode; an unarmed machine beside it gets exit and goes on to its next boot option", async () => {
-    const r = await bootOnce("uefi-full", { firmware: "uefi", mode: "full", machines: [{ mac: "52:54:00:07:00:14", armed: true }, { mac: "52:54:00:07:00:16", armed: false, thenFirmware: UEFI_NEXT_OPTION }] });
+    const r = await bootOnce("uefi-full", {
+      firmware: "uefi",
+      mode: "full",
+      machines: [{ mac: "52:54:00:07:00:14", armed: true }, { mac: "52:54:00:07:00:16", armed: false, thenFirmware: UEFI_NEXT_OPTION }, { mac: "52:54:00:07:00:18", armed: true, httpBoot: true }],
+    });
     reported(r.events.get("52:54:00:07:00:14")!, "52:54:00:07:00:14");
-    expect(dhcpKinds(r.srv)).toEqual(expect.arrayContaining(["ack snponly.efi", "ack http://10.231.7.1:8080/boot.ipxe"]));
+    reported(r.events.get("52:54:00:07:00:18")!, "52:54:00:07:00:18");
+    expect(dhcpKinds(r.srv)).toEqual(expect.arrayContaining(["ack snponly.efi", "ack http://10.231.7.1:8080/boot.ipxe", `ack ${httpLoader}`]));
+    expect(fetchedOverHttp(r.srv)).toBe(true);
     expect(r.serials[1]).not.toMatch(/NETBOOT-TEST|could not be fetched/);
-    console.log(`uefi-full booted in ${r.seconds[0]!.toFixed(1)} s; the unarmed machine reached its next boot option after ${r.seconds[1]!.toFixed(1)} s`);
+    console.log(`uefi-full booted in ${r.seconds[0]!.toFixed(1)} s; the unarmed machine reached its next boot option after ${r.seconds[1]!.toFixed(1)} s; HTTP boot in ${r.seconds[2]!.toFixed(1)} s`);
   }, BOOT_TIMEOUT + 60_000);
 });

@@ -4,17 +4,23 @@ import type { Figures } from "../../../demo/whole-job.ts";
 
 describe("the demo's command line", () => {
   it("defaults: UEFI, not kept, port 8088", () => {
-    expect(parseDemoArgs([])).toEqual({ options: { firmware: "uefi", keep: false, port: 8088, verbose: false } });
+    expect(parseDemoArgs([])).toEqual({ options: { firmware: "uefi", secureBoot: true, keep: false, port: 8088, verbose: false } });
   });
   it("--firmware bios --keep --port 9000 --verbose", () => {
-    expect(parseDemoArgs(["--firmware", "bios", "--keep", "--port", "9000", "--verbose"])).toEqual({ options: { firmware: "bios", keep: true, port: 9000, verbose: true } });
+    expect(parseDemoArgs(["--firmware", "bios", "--keep", "--port", "9000", "--verbose"])).toEqual({ options: { firmware: "bios", secureBoot: false, keep: true, port: 9000, verbose: true } });
   });
   it("-h and --help ask for the usage", () => {
     expect(parseDemoArgs(["-h"])).toEqual({ help: true });
     expect(parseDemoArgs(["--firmware", "bios", "--help"])).toEqual({ help: true });
   });
+  it("--secure-boot off runs UEFI without it", () => {
+    expect(parseDemoArgs(["--secure-boot", "off"])).toEqual({ options: { firmware: "uefi", secureBoot: false, keep: false, port: 8088, verbose: false } });
+    expect(parseDemoArgs(["--firmware", "bios", "--secure-boot", "off"])).toMatchObject({ options: { firmware: "bios", secureBoot: false } });
+  });
   it.each([
     [["--firmware", "arm"], "--firmware: uefi or bios, not arm"],
+    [["--secure-boot", "yes"], "--secure-boot: on or off, not yes"],
+    [["--firmware", "bios", "--secure-boot", "on"], "--secure-boot on: only with --firmware uefi (BIOS has no Secure Boot)"],
     [["--keep", "--port", "0"], "--port: a TCP port, not 0"],
     [["--keep", "--port", "70000"], "--port: a TCP port, not 70000"],
     [["--keep", "--port", "80x"], "--port: a TCP port, not 80x"],

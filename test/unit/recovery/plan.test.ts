@@ -717,13 +717,19 @@ describe("Secure Boot: a system captured booting through shim gets shim and the 
   const withPackages = (list: string) => ({ manager: "dpkg" as const, list });
   const SIGNED = "grub-efi-amd64-signed\t1+2.06+13+deb12u2\nshim-signed\t1.51~1+deb12u1+16.1-2~deb12u1\nbash\t5.2\n";
 
-  it("bootsThroughShim: the packages, and the boot entry in use naming shim (or no efibootmgr output)", () => {
-    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM, packages: withPackages(SIGNED) })).toBe(true);
-    expect(bootsThroughShim({ efibootmgr: null, packages: withPackages(SIGNED) })).toBe(true);
-    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM.replace("shimx64", "grubx64"), packages: withPackages(SIGNED) })).toBe(false);
-    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM.replace("BootCurrent: 0004", "BootCurrent: 0001"), packages: withPackages(SIGNED) })).toBe(false);
-    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM, packages: withPackages("grub-efi-amd64-signed\t1\n") })).toBe(false);
-    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM, packages: null })).toBe(false);
+  it("bootsThroughShim: the packages, and Secure Boot on or the boot entry in use naming shim (or no efibootmgr output)", () => {
+    const off = "SecureBoot disabled";
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM, packages: withPackages(SIGNED), secureBoot: off })).toBe(true);
+    expect(bootsThroughShim({ efibootmgr: null, packages: withPackages(SIGNED), secureBoot: null })).toBe(true);
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM.replace("shimx64", "grubx64"), packages: withPackages(SIGNED), secureBoot: off })).toBe(false);
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM.replace("BootCurrent: 0004", "BootCurrent: 0001"), packages: withPackages(SIGNED), secureBoot: off })).toBe(false);
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM, packages: withPackages("grub-efi-amd64-signed\t1\n"), secureBoot: off })).toBe(false);
+    expect(bootsThroughShim({ efibootmgr: SHIM_NVRAM, packages: null, secureBoot: off })).toBe(false);
+    // Booted verified from a disk's removable path: the firmware's own entry names no file, Secure Boot says it was shim.
+    const removable = "BootCurrent: 0002\nBootOrder: 0002,0001\nBoot0001* UEFI PXEv4\tPciRoot(0x0)/Pci(0x3,0x0)/MAC(525400123456,1)\nBoot0002* UEFI Misc Device\tPciRoot(0x0)/Pci(0x4,0x0)\n";
+    expect(bootsThroughShim({ efibootmgr: removable, packages: withPackages(SIGNED), secureBoot: "SecureBoot enabled" })).toBe(true);
+    expect(bootsThroughShim({ efibootmgr: removable, packages: withPackages(SIGNED), secureBoot: off })).toBe(false);
+    expect(bootsThroughShim({ efibootmgr: removable, packages: withPackages("bash\t5.2\n"), secureBoot: "SecureBoot enabled" })).toBe(false);
   });
 
   it("a shim layout plans install_bootloader with grub-shim and no Secure Boot note; an unsigned UEFI one gets the note; BIOS neither", () => {
