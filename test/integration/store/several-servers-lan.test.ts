@@ -13,21 +13,20 @@
  * the agent's restore is rescue/agent.test.ts, a booted one test/e2e).
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import type { JobView } from "../../../server/jobs/job-views.ts";
 import { PgStore } from "../../../server/store/postgres.ts";
 import { lifeboatBin } from "../../helpers/cli.ts";
-import { type Lan, createLan, netnsUnavailable } from "../../helpers/netns.ts";
+import { createLan, netnsUnavailable } from "../../helpers/netns.ts";
 import { describeNeeding } from "../../helpers/needs.ts";
 import { type TestPostgres, postgresUnavailable, startPostgres } from "../../helpers/postgres.ts";
 import { tempDir } from "../../helpers/tmp.ts";
-import { type NsServer, serveInNs } from "../netboot/lifeboat-ns.ts";
+import { lanServers } from "./servers-lan.ts";
 
 const NET = { a: "10.231.125", b: "10.231.126" } as const;
 const MAC = { m: "52:54:00:25:02:01", both: "52:54:00:25:02:02" } as const;
-const PXE_CLASS = "PXEClient:Arch:00000:UNDI:002001";
 const why = postgresUnavailable() ?? (await netnsUnavailable()) ?? (existsSync("/bin/busybox") ? null : "busybox (udhcpc)");
 
 describeNeeding(why ?? null, "several servers on one PostgreSQL store, each on its own namespace LAN", () => {
@@ -35,68 +34,8 @@ describeNeeding(why ?? null, "several servers on one PostgreSQL store, each on i
   let pg: TestPostgres;
   let storeUrl = "";
   const key = `${randomBytes(32).toString("hex")}\n`;
-  const lans: Partial<Record<"a" | "b", Lan>> = {};
-  const srv: Partial<Record<"a" | "b", NsServer>> = {};
+  const { lans, srv, url, dataDir, token, start, curl, api, dhcp, bootScript, stop } = lanServers({ work, net: NET, key, storeUrl: () => storeUrl });
   let liveFile = "";
-
-  const dataDir = (s: "a" | "b") => join(work, s);
-  const url = (s: "a" | "b") => `http://${NET[s]}.1:8080`;
-  const token = (s: "a" | "b") => readFileSync(join(dataDir(s), "admin-token"), "utf8").trim();
-
-  function start(s: "a" | "b"): Promise<NsServer> {
-    mkdirSync(dataDir(s), { recursive: true, mode: 0o700 });
-    writeFileSync(join(dataDir(s), "store-key"), key, { mode: 0o600 });
-    return serveInNs(
-      lans[s]!,
-      "srv",
-      dataDir(s),
-      {
-        name: s,
-        store: { url: storeUrl },
-        listen: { interface: "eth0" },
-        http: { port: 8080, publicUrl: url(s) },
-        tftp: { enabled: false },
-        dhcp: { mode: "full", pool: { start: `${NET[s]}.100`, end: `${NET[s]}.120`, router: "", leaseSeconds: 600 } },
-        jobs: { heartbeatTimeoutSeconds: 2 },
-        catalog: { refreshMinutes: 0 },
-      },
-      ["http", "dhcp", "servers", "job-watch"],
-    );
-  }
-
-  /** curl from a namespace; the JSON body, or the text with `raw`. */
-  async function curl(lan: Lan, member: string, args: string[]): Promise<string> {
-    const r = await lan.exec(member, ["curl", "-sS", "--max-time", "10", "--fail-with-body", ...args], { timeout: 15_000 });
-    if (r.exitCode !== 0) throw new Error(`curl ${args.join(" ")} in ${member}: ${r.exitCode} ${r.stderr} ${r.stdout}`);
-    return r.stdout;
-  }
-
-  /** The admin's API call to server `s`, from its LAN's admin namespace. */
-  async function api<T>(s: "a" | "b", method: string, path: string, body?: unknown): Promise<T> {
-    const data = body === undefined ? [] : ["-H", "content-type: application/json", "--data", JSON.stringify(body)];
-    return JSON.parse(await curl(lans[s]!, "adm", ["-X", method, "-H", `authorization: Bearer ${token(s)}`, ...data, `${url(s)}/api/v1${path}`])) as T;
-  }
-
-  /** busybox udhcpc with a PXE vendor class on `ifname` of `member` until bound (-q): "bound IP SERVER-ID". */
-  async function dhcp(lan: Lan, member: string, ifname: string): Promise<string> {
-    const events = join(work, `${member}-${ifname}-${Date.now()}.events`);
-    const script = `${events}.sh`;
-    writeFileSync(
-      script,
-      `#!/bin/sh\necho "$1 $ip $serverid" >> ${events}\ncase "$1" in bound|renew) ip -4 addr flush dev "$interface"; ip addr add "$ip/24" dev "$interface" ;; esac\nexit 0\n`,
-      { mode: 0o755 },
-    );
-    const r = await lan.exec(member, ["busybox", "udhcpc", "-f", "-q", "-n", "-i", ifname, "-t", "6", "-T", "1", "-V", PXE_CLASS, "-x", "0x5d:0000", "-s", script], { timeout: 20_000 });
-    const bound = (existsSync(events) ? readFileSync(events, "utf8") : "").split("\n").find((l) => l.startsWith("bound "));
-    if (!bound) throw new Error(`udhcpc on ${member}/${ifname}: no lease (exit ${r.exitCode}): ${r.stderr}`);
-    return bound;
-  }
-
-  /** What iPXE does after DHCP: the boot script from the server that answered; the token in it, or null. */
-  async function bootScript(lan: Lan, member: string, server: string, mac: string): Promise<{ script: string; token: string | null }> {
-    const script = await curl(lan, member, [`${server}/boot/ipxe?mac=${mac}`]);
-    return { script, token: /lifeboat\.token=([A-Za-z0-9_-]+)/.exec(script)?.[1] ?? null };
-  }
 
   beforeAll(async () => {
     pg = await startPostgres();
@@ -117,8 +56,8 @@ describeNeeding(why ?? null, "several servers on one PostgreSQL store, each on i
       ["ip", "link", "set", "eth1", "up"],
     ])
       expect((await lans.b.exec("both", cmd)).exitCode).toBe(0);
-    srv.a = await start("a");
-    srv.b = await start("b");
+    await start("a");
+    await start("b");
     // The hosts and their captured layouts, as captures would have stored them (through any server: one store).
     const keyFile = join(work, "store-key");
     writeFileSync(keyFile, key, { mode: 0o600 });
@@ -134,8 +73,7 @@ describeNeeding(why ?? null, "several servers on one PostgreSQL store, each on i
   }, 120_000);
 
   afterAll(async () => {
-    for (const s of Object.values(srv)) await s?.stop();
-    for (const l of Object.values(lans)) await l?.down();
+    await stop();
     await pg?.stop();
   });
 
@@ -210,7 +148,7 @@ describeNeeding(why ?? null, "several servers on one PostgreSQL store, each on i
     await srv.b!.proc;
     await vi.waitFor(async () => expect((await api<JobView>("a", "GET", `/jobs/${jobId}`)).state).toBe("stalled"), { timeout: 20_000, interval: 250 });
     expect(liveSeen().some((x) => x.job.id === jobId && x.job.state === "stalled")).toBe(true);
-    srv.b = await start("b");
+    await start("b");
     expect(await api<JobView>("b", "GET", `/jobs/${jobId}`)).toMatchObject({ state: "stalled", server: "b" });
     // The agent keeps beating while it waits: heard again, the job goes on, still B's, live on A.
     expect(JSON.parse(await beat())).toEqual({ state: "booted" });
