@@ -72,7 +72,14 @@ lb_json_opt() { if [ -n "$1" ]; then lb_json_str "$1"; else printf 'null'; fi; }
 LB_JOB_ENDED_HTTP=410
 
 lb_curl() {
-  curl -sS --connect-timeout 10 -H "Authorization: Bearer $LB_TOKEN" "$@"
+  (lb_curl_exec "$@")
+}
+
+# lb_curl_exec ARGS: lb_curl in place of the calling (sub)shell. `lb_curl_exec … &` makes $! curl
+# itself, whose /proc/PID/io counts its writes (a function run in the background is a subshell
+# that counts none of them).
+lb_curl_exec() {
+  exec curl -sS --connect-timeout 10 -H "Authorization: Bearer $LB_TOKEN" "$@"
 }
 
 # lb_post_try NAME JSON: one POST to an agent route. 0: accepted. 1: no answer (network down,

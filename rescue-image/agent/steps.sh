@@ -400,9 +400,8 @@ restore_dump() {
   _total=null
   [ -n "$_size" ] && _total=$_size
   while :; do
-    # curl itself (lb_curl's options), not lb_curl: a function run in the background is a subshell,
-    # and its /proc/PID/io counts none of curl's writes (lb_stream_progress would report 0 bytes).
-    curl -sS --connect-timeout 10 -H "Authorization: Bearer $LB_TOKEN" -f --speed-limit 1 --speed-time 60 -H "Range: bytes=$_got-" \
+    # $! must be curl itself: lb_stream_progress reads its /proc/PID/io.
+    lb_curl_exec -f --speed-limit 1 --speed-time 60 -H "Range: bytes=$_got-" \
       -w '%{http_code} %{size_download}' -o /proc/self/fd/3 "$_full" >"$_s/w" 2>"$_s/curl.err" &
     _cpid=$!
     lb_stream_progress "$_cpid" "$_got" &

@@ -99,7 +99,15 @@ export function installCapture(root: string): void {
 export async function readCapture(disk: string, rootOffset: number): Promise<DiskLayout> {
   const mnt = `${disk}.capture-mnt`;
   mkdirSync(mnt, { recursive: true });
-  await execa("mount", ["-o", `ro,loop,offset=${rootOffset}`, disk, mnt]);
+  // A loop device of its own: mount -o loop refuses while the restore's loop device of the same
+  // file, detached with `losetup -d` while still open, has not gone yet ("overlapping loop device").
+  const loop = (await execa("losetup", ["-f", "--show", "-r", "-o", String(rootOffset), disk])).stdout.trim();
+  try {
+    await execa("mount", ["-o", "ro", loop, mnt]);
+  } catch (err) {
+    await execa("losetup", ["-d", loop], { reject: false });
+    throw err;
+  }
   try {
     const file = join(mnt, "root/capture.json");
     if (!existsSync(file)) throw new Error(`the sample system wrote no /root/capture.json (capture.sh did not run at boot)`);
@@ -109,6 +117,7 @@ export async function readCapture(disk: string, rootOffset: number): Promise<Dis
     return layoutFromCapture(parseCapture(JSON.parse(text)));
   } finally {
     await execa("umount", [mnt], { reject: false });
+    await execa("losetup", ["-d", loop], { reject: false });
     rmSync(mnt, { recursive: true, force: true });
   }
 }

@@ -116,7 +116,8 @@ describeNeeding(why ?? null, "several servers on one PostgreSQL store, each on i
     // A's CLI, run on A's LAN, lists it as B's.
     const cli = await lans.a!.exec("adm", [process.execPath, lifeboatBin, "jobs", "list", "--server", url("a"), "--data-dir", dataDir("a")]);
     expect(cli.exitCode, cli.stderr).toBe(0);
-    expect(cli.stdout).toMatch(new RegExp(`^${jobId}\\s+${MAC.m}\\s.*\\sbooted\\s.*\\sb$`, "m"));
+    // Its SERVER column; not its state, which a loaded machine may see stalled by now (the stand-in agent beat once).
+    expect(cli.stdout).toMatch(new RegExp(`^${jobId}\\s+${MAC.m}\\s.*\\sb$`, "m"));
     // The machine's lease is B's (the server that gave it), in the one store.
     const store = new PgStore(storeUrl, { keyFile: join(work, "store-key") });
     try {
