@@ -87,8 +87,8 @@ export interface Identity {
   uuids: Record<string, string>;
   /** The SSH host key it presented (ed25519, as ssh-keyscan printed it). */
   hostKey: string;
-  /** `mokutil --sb-state` on the machine ("SecureBoot enabled", "SecureBoot disabled", or why it could not tell). */
-  secureBoot: string;
+  /** UEFI: `mokutil --sb-state` on the machine ("SecureBoot enabled", "SecureBoot disabled", or why it could not tell); BIOS: null. */
+  secureBoot: string | null;
   /** The level-1 change, as read on the machine ("" when absent). */
   level1: string;
 }
@@ -510,8 +510,8 @@ function guestSsh(lan: Lan, key: string, knownHosts: string) {
 /** What web1 says about itself over SSH (strict host key checking against the key learned before the disaster). */
 async function identity(ssh: ReturnType<typeof guestSsh>, ip: string, firmware: "bios" | "uefi", wait = false): Promise<Identity> {
   const mounts = ["/", "/home", ...(firmware === "uefi" ? ["/boot/efi"] : [])];
-  const sbState = firmware === "uefi" ? "mokutil --sb-state 2>&1 | head -n1" : "echo 'SecureBoot unsupported (BIOS)'";
-  const cmd = `hostname; cat /etc/machine-id; ${mounts.map((m) => `findmnt -n -o UUID ${m}`).join("; ")}; ${sbState}; cat /home/alice/level1.txt 2>/dev/null || echo`;
+  const uefi = firmware === "uefi";
+  const cmd = `hostname; cat /etc/machine-id; ${mounts.map((m) => `findmnt -n -o UUID ${m}`).join("; ")}; ${uefi ? "mokutil --sb-state 2>&1 | head -n1; " : ""}cat /home/alice/level1.txt 2>/dev/null || echo`;
   const out = wait ? await waitFor(() => ssh.run(ip, cmd).catch(() => undefined), 300_000, `ssh to ${ip}`) : await ssh.run(ip, cmd);
   const lines = out.split("\n");
   return {
@@ -519,8 +519,8 @@ async function identity(ssh: ReturnType<typeof guestSsh>, ip: string, firmware: 
     machineId: lines[1]!,
     uuids: Object.fromEntries(mounts.map((m, i) => [m, lines[2 + i]!])),
     hostKey: await ssh.hostKey(ip),
-    secureBoot: lines[2 + mounts.length]!,
-    level1: lines[3 + mounts.length] ?? "",
+    secureBoot: uefi ? lines[2 + mounts.length]! : null,
+    level1: lines[(uefi ? 3 : 2) + mounts.length] ?? "",
   };
 }
 

@@ -267,8 +267,14 @@ function bootFrom(capture: Capture, disks: Disk[], mounts: Mount[], os: Record<s
     bootloaderId: uefi ? (efiDirs.map((d) => d.split("/").pop()!).find((d) => d.toUpperCase() !== "BOOT" && d !== "Linux") ?? os.ID ?? null) : null,
     efiEntries: capture.efibootmgr,
     shim: uefi && bootsThroughShim(capture),
-    secureBoot: /SecureBoot enabled/i.test(capture.secureBoot ?? "") ? true : /SecureBoot disabled/i.test(capture.secureBoot ?? "") ? false : null,
+    secureBoot: secureBootOn(capture),
   };
+}
+
+/** Secure Boot as `mokutil --sb-state` (or the SecureBoot variable) reported it; null: not known. Pure. */
+function secureBootOn(capture: Pick<Capture, "secureBoot">): boolean | null {
+  const said = capture.secureBoot ?? "";
+  return /SecureBoot enabled/i.test(said) ? true : /SecureBoot disabled/i.test(said) ? false : null;
 }
 
 /**
@@ -281,7 +287,7 @@ function bootFrom(capture: Capture, disks: Disk[], mounts: Mount[], os: Record<s
 export function bootsThroughShim(capture: Pick<Capture, "efibootmgr" | "packages" | "secureBoot">): boolean {
   const installed = new Set((capture.packages?.list ?? "").split("\n").map((l) => l.split("\t")[0]));
   if (!SHIM_PACKAGES.every((p) => installed.has(p))) return false;
-  if (/SecureBoot enabled/i.test(capture.secureBoot ?? "")) return true;
+  if (secureBootOn(capture)) return true;
   const nvram = capture.efibootmgr;
   if (!nvram) return true;
   const current = /^BootCurrent:\s*([0-9A-Fa-f]{4})/m.exec(nvram)?.[1];

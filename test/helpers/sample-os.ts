@@ -104,11 +104,6 @@ export async function readCapture(disk: string, rootOffset: number): Promise<Dis
   const loop = (await execa("losetup", ["-f", "--show", "-r", "-o", String(rootOffset), disk])).stdout.trim();
   try {
     await execa("mount", ["-o", "ro", loop, mnt]);
-  } catch (err) {
-    await execa("losetup", ["-d", loop], { reject: false });
-    throw err;
-  }
-  try {
     const file = join(mnt, "root/capture.json");
     if (!existsSync(file)) throw new Error(`the sample system wrote no /root/capture.json (capture.sh did not run at boot)`);
     const err = readFileSync(join(mnt, "root/capture.err"), "utf8");
