@@ -51,6 +51,7 @@ export function withPlanChoices(cmd: Command): Command {
     .option("--rescue-vlan <id>", "the rescue system's network on this VLAN (1-4094), tagged on the boot NIC or the bond")
     .option("--rescue-bond <mac,mac…>", "the rescue system's network on a bond of the NICs with these MACs")
     .addOption(new Option("--rescue-bond-mode <mode>", "with --rescue-bond: the bonding mode (default active-backup)").choices(BOND_MODES))
+    .option("--rescue-server <url>", "the URL the rescue system reaches Lifeboat at, when its HTTP is on another network than the boot's, e.g. http://10.0.20.1:8080 on a tagged VLAN (default: the URL the boot reached)")
     .option(
       "--nic-map <name=mac>",
       "after the restore: the new machine's NIC (MAC) that takes the captured NIC NAME's name and configuration, repeatable (default: by MAC, then by order)",
@@ -66,6 +67,7 @@ export interface RescueNetOptions {
   rescueVlan?: string;
   rescueBond?: string;
   rescueBondMode?: BondMode;
+  rescueServer?: string;
 }
 
 /** The rescue network the options give, or undefined when none was given (the server's schema checks the values). */
@@ -82,6 +84,7 @@ function rescueNetChoice(o: RescueNetOptions): RescueNet | undefined {
     ...(o.rescueIp ? { address: o.rescueIp } : {}),
     ...(o.rescueGateway ? { gateway: o.rescueGateway } : {}),
     ...(o.rescueDns?.length ? { dns: o.rescueDns } : {}),
+    ...(o.rescueServer ? { server: o.rescueServer } : {}),
   };
   return Object.keys(net).length ? net : undefined;
 }

@@ -50,6 +50,12 @@ export const rescueNetSchema = z
     address: z.string().refine(isIpv4Prefix, "expected an IPv4 address with its prefix, e.g. 10.0.5.20/24").optional(),
     gateway: ipv4.optional(),
     dns: z.array(ipv4).refine((d) => d.length <= 3, "expected at most 3 DNS servers").optional(),
+    // Goes on the kernel command line as lifeboat.server: scheme, host and port only.
+    server: z
+      .string()
+      .refine((u) => /^https?:\/\/[A-Za-z0-9.-]+(?::\d{1,5})?\/?$/.test(u), "expected Lifeboat's URL as the rescue system reaches it: scheme, host and port, e.g. http://10.0.20.1:8080")
+      .transform((u) => u.replace(/\/$/, ""))
+      .optional(),
   })
   .refine((n) => n.address || (!n.gateway && !n.dns?.length), "a gateway or DNS servers go with a static address (without one the rescue system takes them from DHCP)") satisfies z.ZodType<RescueNet>;
 

@@ -72,12 +72,13 @@ export function grubEntry(): string {
 
 /**
  * The per-machine script, for iPXE or for the signed GRUB: the rescue kernel with the kernel
- * arguments of server/plan/cmdline.ts for a job (with its rescue network, if any), the way back to the local disk for anyone
+ * arguments of server/plan/cmdline.ts for a job (with its rescue network, if any: it may name
+ * another URL for Lifeboat than the one this boot reached), the way back to the local disk for anyone
  * else. Pure.
  */
 export function machineScript(o: { base: string; mac: string; job?: Pick<JobRecord, "id">; token?: string; net?: RescueNet; format?: ScriptFormat }): string {
   const grub = o.format === "grub";
   if (!o.job) return fill(template(grub ? "local.grub" : "exit.ipxe"), { mac: o.mac });
-  const args = renderKernelArgs({ server: o.base, job: o.job.id, token: o.token ?? "", mac: o.mac, ...rescueNetArgs(o.net) });
+  const args = renderKernelArgs({ server: o.net?.server ?? o.base, job: o.job.id, token: o.token ?? "", mac: o.mac, ...rescueNetArgs(o.net) });
   return fill(template(grub ? "rescue.grub" : "rescue.ipxe"), { base: o.base, mac: o.mac, job: o.job.id, args, console: RESCUE_CONSOLE });
 }

@@ -59,6 +59,12 @@ export interface RescueNet {
   address?: string;
   gateway?: string;
   dns?: string[];
+  /**
+   * The URL the rescue system reaches Lifeboat at, when its HTTP is on another network than the
+   * one the machine boots from (e.g. PXE on the native VLAN, Lifeboat's HTTP only on a tagged
+   * one); default: the URL the boot reached.
+   */
+  server?: string;
 }
 
 /** The kernel arguments of a rescue network (MACs already normalised, addresses checked by the schema). */
@@ -77,9 +83,10 @@ export function rescueNetArgs(n: RescueNet | undefined): Pick<KernelArgs, "bond"
 export function describeRescueNet(n: RescueNet | undefined): string {
   const base = n?.bond ? `bond ${n.bond.mode} of ${n.bond.macs.join(", ")}` : "the NIC that booted";
   const on = n?.vlan !== undefined ? `VLAN ${n.vlan} on ${base}` : base;
-  if (!n?.address) return `DHCP on ${on}`;
+  const lifeboat = n?.server ? `; Lifeboat at ${n.server}` : "";
+  if (!n?.address) return `DHCP on ${on}${lifeboat}`;
   const extra = [n.gateway ? `gateway ${n.gateway}` : "no gateway", ...(n.dns?.length ? [`DNS ${n.dns.join(", ")}`] : [])];
-  return `static ${n.address} (${extra.join(", ")}) on ${on}`;
+  return `static ${n.address} (${extra.join(", ")}) on ${on}${lifeboat}`;
 }
 
 // Values go on a kernel command line unquoted: only characters that need no quoting there.

@@ -189,17 +189,18 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
 
   it("the rescue network (issue 21): set on a profile, taken by the job when armed, overridden per job, shown by jobs show and on the kernel command line of hosts boot-script; bad values are one-line errors", async () => {
     const p = await cli("profiles", "set", "web-net", "--host", "web1", "--rescue-bond", "52:54:00:EE:05:01,52-54-00-ee-05-02", "--rescue-bond-mode", "802.3ad",
-      "--rescue-vlan", "20", "--rescue-ip", "10.0.5.20/24", "--rescue-gateway", "10.0.5.1", "--rescue-dns", "10.0.5.2", "--rescue-dns", "10.0.5.3", "--json");
+      "--rescue-vlan", "20", "--rescue-ip", "10.0.5.20/24", "--rescue-gateway", "10.0.5.1", "--rescue-dns", "10.0.5.2", "--rescue-dns", "10.0.5.3", "--rescue-server", "http://10.0.5.1:8080/", "--json");
     expect(p.exitCode, p.stderr).toBe(0);
-    const net = { bond: { mode: "802.3ad", macs: ["52:54:00:ee:05:01", "52:54:00:ee:05:02"] }, vlan: 20, address: "10.0.5.20/24", gateway: "10.0.5.1", dns: ["10.0.5.2", "10.0.5.3"] };
+    const net = { bond: { mode: "802.3ad", macs: ["52:54:00:ee:05:01", "52:54:00:ee:05:02"] }, vlan: 20, address: "10.0.5.20/24", gateway: "10.0.5.1", dns: ["10.0.5.2", "10.0.5.3"], server: "http://10.0.5.1:8080" };
     expect(JSON.parse(p.stdout)).toMatchObject({ options: { rescueNet: net } });
     const arm = await cli("jobs", "arm", "52:54:00:ee:05:01", "--profile", "web-net", "--json");
     expect(arm.exitCode, arm.stderr).toBe(0);
     const [job] = JSON.parse(arm.stdout) as JobView[];
     expect(job!.options.rescueNet).toEqual(net);
-    const words = "static 10.0.5.20/24 (gateway 10.0.5.1, DNS 10.0.5.2, 10.0.5.3) on VLAN 20 on bond 802.3ad of 52:54:00:ee:05:01, 52:54:00:ee:05:02";
+    const words = "static 10.0.5.20/24 (gateway 10.0.5.1, DNS 10.0.5.2, 10.0.5.3) on VLAN 20 on bond 802.3ad of 52:54:00:ee:05:01, 52:54:00:ee:05:02; Lifeboat at http://10.0.5.1:8080";
     expect((await cli("jobs", "show", job!.id)).stdout).toContain(`network:   ${words} (the rescue system)`);
     const script = (await lifeboat(["hosts", "boot-script", "52:54:00:ee:05:01", "--data-dir", dataDir])).stdout;
+    expect(script).toContain("lifeboat.server=http://10.0.5.1:8080 ");
     expect(script).toContain(" lifeboat.bond=802.3ad,52:54:00:ee:05:01,52:54:00:ee:05:02 lifeboat.vlan=20 lifeboat.ip=10.0.5.20/24 lifeboat.gw=10.0.5.1 lifeboat.dns=10.0.5.2,10.0.5.3");
     expect((await cli("jobs", "cancel", job!.id)).exitCode).toBe(0);
     // The NIC mapping for after the restore, checked like the rest.
@@ -218,6 +219,7 @@ describe("lifeboat CLI against a running server", { timeout: 180_000 }, () => {
       [["--rescue-gateway", "10.0.5.1"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.rescueNet: a gateway or DNS servers go with a static address (without one the rescue system takes them from DHCP)"],
       [["--rescue-bond", "52:54:00:ee:05:01"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.rescueNet.bond.macs: a bond needs two to eight NICs (MACs)"],
       [["--rescue-bond", "52:54:00:ee:05:01,nope"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.rescueNet.bond.macs.1: expected a MAC address"],
+      [["--rescue-server", "http://10.0.5.1:8080/x y"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.rescueNet.server: expected Lifeboat's URL as the rescue system reaches it: scheme, host and port, e.g. http://10.0.20.1:8080"],
       [["--rescue-vlan", "4095"], 'lifeboat: --rescue-vlan: expected a VLAN id 1-4094, got "4095"'],
       [["--rescue-bond-mode", "802.3ad"], "lifeboat: --rescue-bond-mode goes with --rescue-bond MAC,MAC"],
       [["--nic-map", "../x=52:54:00:ee:05:09"], "lifeboat: PUT /api/v1/profiles/web-bad: 400 options.nicMap.../x: expected a NIC name (1-15 letters, digits, '_', '.', '-')"],

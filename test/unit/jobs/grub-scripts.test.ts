@@ -28,6 +28,15 @@ describe("the signed GRUB's configurations (shim chain)", () => {
     expect(sh.stdout.split("\n").slice(0, 4)).toEqual([base, "job-42", "tok_en-1", mac]);
   });
 
+  it("a rescue network that names another URL for Lifeboat (HTTP on a tagged VLAN): both loaders give the rescue system that one, not the one the boot reached", () => {
+    const net = { vlan: 20, address: "10.231.20.60/24", server: "http://10.231.20.1:8080" };
+    for (const format of ["grub", "ipxe"] as const) {
+      const cfg = machineScript({ base, mac, job: { id: "job-42" }, token: "t", net, format });
+      const line = /^(?:linux|kernel) \S+ (.*)$/m.exec(cfg)![1]!;
+      expect(parseKernelArgs(line), format).toEqual({ server: "http://10.231.20.1:8080", job: "job-42", token: "t", mac, vlan: "20", ip: "10.231.20.60/24" });
+    }
+  });
+
   it("any other machine: no kernel, lifeboat_local set, so grub.cfg goes on to the disk", () => {
     const cfg = machineScript({ base, mac, format: "grub" });
     expect(cfg).toMatch(/^set lifeboat_local=1$/m);

@@ -88,5 +88,7 @@ describe("the rescue network on the kernel command line: rescueNetArgs (server) 
     expect(describeRescueNet(nets[1])).toBe("DHCP on VLAN 20 on the NIC that booted");
     expect(describeRescueNet(nets[3])).toBe("static 192.168.7.9/16 (gateway 192.168.0.1) on VLAN 4094 on bond 802.3ad of 52:54:00:22:00:01, 52:54:00:22:00:02");
     expect(describeRescueNet(nets[0])).toBe("static 10.231.22.20/24 (gateway 10.231.22.1, DNS 10.231.22.1, 10.231.22.2) on the NIC that booted");
+    expect(describeRescueNet({ vlan: 20, server: "http://10.231.20.1:8080" })).toBe("DHCP on VLAN 20 on the NIC that booted; Lifeboat at http://10.231.20.1:8080");
+    expect(describeRescueNet({ vlan: 20, address: "10.231.20.60/24", server: "http://10.231.20.1:8080" })).toBe("static 10.231.20.60/24 (no gateway) on VLAN 20 on the NIC that booted; Lifeboat at http://10.231.20.1:8080");
   });
 });
