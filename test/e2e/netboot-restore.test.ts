@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { DEFAULT_CACHE_DIR, buildImage } from "../../rescue-image/build.ts";
+import { fetchSignedLoaders } from "../../rescue-image/signed-loaders.ts";
 import type { JobView } from "../../server/jobs/job-views.ts";
 import type { DiskLayout } from "../../server/layout/layout.ts";
 import { type AmandaLab, amandaLab, amandaLabUnavailable, treeManifest } from "../helpers/amanda-lab.ts";
@@ -26,10 +27,19 @@ import { rescan } from "../integration/recovery/loopdev.ts";
 import type { DrillSummary } from "../../server/jobs/drill-record.ts";
 import { qemuAccelerator } from "../../server/drill/qemu.ts";
 import { describeNeeding } from "../helpers/needs.ts";
+import { type VlanTrunk, vlanTrunk } from "../helpers/vlan-switch.ts";
 
 const SUBNET = "10.231.9";
 const SERVER = `http://${SUBNET}.1:8080`;
-const RESCUE_IP = `${SUBNET}.60`;
+/**
+ * The recovered machine's switch port is a VLAN trunk (issue 21): native VLAN 10 untagged is this
+ * LAN, where it network-boots (DHCP, TFTP: UEFI's signed chain needs no HTTP) and no TCP passes;
+ * Lifeboat's HTTP for it is on tagged VLAN 20, another subnet, where its rescue system restores.
+ */
+const [NATIVE_VLAN, HTTP_VLAN] = [10, 20];
+const VLAN_SUBNET = "10.231.20";
+const VLAN_SERVER = `http://${VLAN_SUBNET}.1:8080`;
+const RESCUE_IP = `${VLAN_SUBNET}.60`;
 
 function reservedMode(config: Record<string, unknown>): Record<string, unknown> {
   return { ...config, dhcp: { ...(config.dhcp as Record<string, unknown>), mode: "reserved" } };
@@ -43,8 +53,8 @@ const DRILL_BOOT_TIMEOUT = 30;
 
 const skip = qemuUnavailable() ?? (await netnsUnavailable()) ?? amandaLabUnavailable() ?? undefined;
 
-/** A QEMU machine with one blank virtio disk of the captured size and the given serial, network boot first. */
-function machine(lan: Lan, work: string, i: number, mac: string, serial: string): { vm: Vm; disk: string } {
+/** A QEMU machine with one blank virtio disk of the captured size and the given serial, network boot first: BIOS on the LAN, or UEFI on a VLAN trunk. */
+function machine(lan: Lan, work: string, i: number, mac: string, serial: string, trunk?: VlanTrunk): { vm: Vm; disk: string } {
   const disk = join(work, `disk-${i}.raw`);
   writeFileSync(disk, "");
   truncateSync(disk, DISK_BYTES);
@@ -52,10 +62,11 @@ function machine(lan: Lan, work: string, i: number, mac: string, serial: string)
     lan,
     tap: `tap${i}`,
     mac,
-    firmware: "bios",
+    firmware: trunk ? "uefi" : "bios",
     serialLog: join(work, `vm-${i}.serial`),
     workDir: work,
-    extraArgs: ["-m", "1024", "-drive", `file=${disk},if=none,id=d0,format=raw`, "-device", `virtio-blk-pci,drive=d0,serial=${serial}`],
+    ...(trunk ? { netdev: trunk.netdev } : {}),
+    extraArgs: ["-m", "1024", "-drive", `file=${disk},if=none,id=d0,format=raw`, "-device", `virtio-blk-pci,drive=d0,serial=${serial}`, ...(trunk?.qemuArgs ?? [])],
   });
   return { vm, disk };
 }
@@ -111,10 +122,26 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     lab = await amandaLab();
     // The rescue image, built (or reused from the cache) by the same code as `lifeboat image build`.
     await buildImage({ cacheDir: DEFAULT_CACHE_DIR, outDir: join(dataDir, "image"), sshKeys: [], progress: () => undefined });
+    // With Debian's signed shim and GRUB beside it, as `lifeboat image build` puts them: UEFI machines boot by TFTP only.
+    await fetchSignedLoaders({ cacheDir: DEFAULT_CACHE_DIR, outDir: join(dataDir, "image"), progress: () => undefined });
     lan = await createLan({ prefix: "lbte", subnet: SUBNET, members: { srv: 1, router: 2 } });
     await lan.exec("router", ["ip", "-6", "addr", "add", "fd31:9:9::2/64", "dev", "eth0", "nodad"]);
     router = startRouter(lan, "router", work, "e2e");
     for (let i = 0; i <= CLONES; i++) await lan.addTap(`tap${i}`);
+    // VLAN 20: a second bridge, with the server's second address and the trunk's access tap on it.
+    for (const [member, cmd] of [
+      ["lan", ["ip", "link", "add", "br20", "type", "bridge", "stp_state", "0", "forward_delay", "0"]],
+      ["lan", ["ip", "link", "set", "br20", "up"]],
+      ["srv", ["ip", "link", "add", "eth20", "type", "veth", "peer", "name", "v-srv20", "netns", lan.lanNs]],
+      ["srv", ["ip", "addr", "add", `${VLAN_SUBNET}.1/24`, "dev", "eth20"]],
+      ["srv", ["ip", "link", "set", "eth20", "up"]],
+      ["lan", ["ip", "link", "set", "v-srv20", "master", "br20", "up"]],
+      ["lan", ["ip", "tuntap", "add", "dev", "tapv20", "mode", "tap"]],
+      ["lan", ["ip", "link", "set", "tapv20", "master", "br20", "up"]],
+    ] as const) {
+      const r = await lan.exec(member, [...cmd]);
+      if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr}`);
+    }
     srv = await serveInNs(
       lan,
       "srv",
@@ -141,21 +168,22 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     await lab?.release();
   });
 
-  it("recovers a dead machine: same disk by serial, the chain restored, then local boot", async () => {
+  it("recovers a dead machine on a VLAN trunk: UEFI network boot on the native VLAN, the rescue system on tagged VLAN 20 at a static address; same disk by serial, the chain restored, then local boot", async () => {
     const mac = "52:54:00:09:00:01";
     // The machine's own profile without a boot loader: the lab's trees are data, not an OS.
     // QEMU's default serials identify no disk by themselves: the admin names this one explicitly.
     await cli("profiles", "set", "localhost", "--host", "localhost", "--no-bootloader", "--map", `sda=serial:${CAPTURED_SERIAL}`);
-    // Its rescue system on a static address outside the pool (issue 21): DHCP serves its PXE boot only.
-    const [job] = JSON.parse(await cli("jobs", "arm", mac, "--rescue-ip", `${RESCUE_IP}/24`, "--json")) as JobView[];
+    // Its rescue system on a static address on VLAN 20, where Lifeboat's HTTP is (issue 21): DHCP serves its network boot only.
+    const [job] = JSON.parse(await cli("jobs", "arm", mac, "--rescue-vlan", String(HTTP_VLAN), "--rescue-ip", `${RESCUE_IP}/24`, "--rescue-server", VLAN_SERVER, "--json")) as JobView[];
     const dry = await cli("jobs", "plan", job!.id);
-    expect(dry).toMatch(new RegExp(`^# rescue network: static ${RESCUE_IP.replaceAll(".", "\\.")}/24 \\(no gateway\\) on the NIC that booted$`, "m"));
+    expect(dry.split("\n")).toContain(`# rescue network: static ${RESCUE_IP}/24 (no gateway) on VLAN ${HTTP_VLAN} on the NIC that booted; Lifeboat at ${VLAN_SERVER}`);
     expect(dry).toMatch(new RegExp(`^check_disk /dev/sda ${CAPTURED_SERIAL} `, "m"));
     expect(dry).toMatch(/^restore_dump \/srv\/plain gtar 0 /m);
-    expect((await cli("hosts", "boot-script", mac))).toContain("vmlinuz");
+    expect(await cli("hosts", "boot-script", mac)).toMatch(new RegExp(`vmlinuz .*lifeboat\\.server=${VLAN_SERVER.replaceAll(".", "\\.")} .*lifeboat\\.vlan=${HTTP_VLAN} lifeboat\\.ip=${RESCUE_IP.replaceAll(".", "\\.")}/24`));
 
     const watch = cli("jobs", "watch", job!.id);
-    const m = machine(lan, work, 0, mac, CAPTURED_SERIAL);
+    const trunk = vlanTrunk(lan, join(work, "switch.json"), { native: NATIVE_VLAN, tagged: [HTTP_VLAN], nativeTcp: false, access: [{ vlan: NATIVE_VLAN, tap: "tap0" }, { vlan: HTTP_VLAN, tap: "tapv20" }] });
+    const m = machine(lan, work, 0, mac, CAPTURED_SERIAL, trunk);
     vms.push(m.vm);
     try {
       const out = await watch;
@@ -172,6 +200,15 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     expect(mine.length).toBeGreaterThan(0);
     for (const l of mine) expect(Number(l.ip.split(".")[3]), l.ip).toBeGreaterThanOrEqual(100);
     expect(final.bytesDone).toBe(final.bytesTotal);
+    // The firmware and signed GRUB fetched their files by TFTP on the native VLAN; every byte of the
+    // restore came tagged on VLAN 20; nothing tried TCP on the native VLAN (the switch drops it).
+    const sent = srv.lines().filter((l) => l.svc === "tftp" && l.msg === "sent").map((l) => String(l.file));
+    expect(sent).toEqual(["shimx64.efi", "grubx64.efi", "/grub/grub.cfg", `/grub/lifeboat/${mac}.cfg`, "/lifeboat/vmlinuz", "/lifeboat/initramfs"]);
+    const port = trunk.stats().trunk!;
+    expect(port.in[String(NATIVE_VLAN)]?.frames).toBeGreaterThan(0);
+    expect(port.out[String(HTTP_VLAN)]?.bytes).toBeGreaterThan(final.bytesTotal!);
+    expect(port.dropped).toEqual({});
+    console.log(`VLAN trunk: ${(port.out[String(HTTP_VLAN)]!.bytes / 2 ** 20).toFixed(1)} MiB to the machine tagged on VLAN ${HTTP_VLAN}, ${port.in[String(NATIVE_VLAN)]!.frames} frames from it untagged on VLAN ${NATIVE_VLAN}`);
 
     // The disk as captured: same table, same UUIDs (the root's, as Lifeboat stored the layout); the trees as Amanda last saw them.
     const stored = JSON.parse(await cli("hosts", "layout", "localhost", "--json")) as { layout: DiskLayout };

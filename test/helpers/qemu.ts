@@ -165,6 +165,8 @@ export interface VmOptions {
   secureBoot?: boolean;
   /** true: a guest reboot resets the machine, as real hardware does; default: QEMU exits (-no-reboot). */
   reboot?: boolean;
+  /** The NIC's backend (`-netdev` value with id=n0) instead of `tap` on the bridge, e.g. a port of test/helpers/vlan-switch.ts. */
+  netdev?: string;
 }
 
 /**
@@ -179,7 +181,7 @@ export function netBootArgv(o: VmOptions): string[] {
   return [
     "qemu-system-x86_64", ...qemuAccel(), "-m", "512", "-smp", "1", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, o.mac.replace(/:/g, ""), o.secureBoot), o.secureBoot),
     "-nographic", "-vga", "none", ...(o.reboot ? [] : ["-no-reboot"]),
-    "-netdev", `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, "-device", device,
+    "-netdev", o.netdev ?? `tap,id=n0,ifname=${o.tap},script=no,downscript=no`, "-device", device,
     ...(o.extraArgs ?? []),
   ];
 }
