@@ -131,9 +131,17 @@ export function transition(job: JobRecord, input: JobInput, now: Date): Transiti
     return no(`job ${job.id} is ${job.state}`);
   }
   const alive: Partial<JobRecord> = { lastHeartbeatAt: at, ...(job.state === "stalled" ? { state: resumedState(job) } : {}) };
+  const r = agentCall(job, input, alive);
+  // Whatever call of its agent brings a stalled job back (a heartbeat, a retried report), its history says so.
+  if (r.ok && job.state === "stalled" && input.kind !== "hello") r.t.events.unshift({ type: "resumed", data: { by: input.kind === "agent" ? input.event.type : input.kind } });
+  return r;
+}
+
+/** A call from the job's agent (or the boot service on its behalf), on an active job; ALIVE is what any of them records. */
+function agentCall(job: JobRecord, input: Exclude<JobInput, { kind: "tick" | "cancel" | "fail" }>, alive: Partial<JobRecord>): TransitionResult {
   switch (input.kind) {
     case "heartbeat":
-      return ok(alive, job.state === "stalled" ? { type: "resumed", data: {} } : undefined);
+      return ok(alive);
     case "hello":
       if (planReachedEnd(job)) return no(`job ${job.id}: its plan ran to its end; it does not start again`);
       // A machine that reboots mid-job says hello again: the plan is resumable, so start over from planning.

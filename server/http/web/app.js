@@ -601,6 +601,8 @@ function eventText(ev) {
       return "the agent's log (below)";
     case "stalled":
       return `the agent is silent since ${new Date(d.silentSince).toLocaleString()}`;
+    case "resumed":
+      return `the agent spoke again (${d.by})`;
     default:
       return Object.keys(d).length ? JSON.stringify(d) : "";
   }

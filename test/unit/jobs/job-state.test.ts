@@ -63,7 +63,14 @@ describe("job state machine", () => {
     expect(stalled.ok && stalled.t.patch.state).toBe("stalled");
     const back = transition({ ...running, state: "stalled" }, { kind: "heartbeat" }, later(70_000));
     expect(back.ok && back.t.patch.state).toBe("running");
-    expect(back.ok && back.t.events.map((e) => e.type)).toEqual(["resumed"]);
+    expect(back.ok && back.t.events).toEqual([{ type: "resumed", data: { by: "heartbeat" } }]);
+    // A report that arrives first (the agent retried it) brings it back just the same, and says so.
+    const report = transition({ ...running, state: "stalled" }, { kind: "agent", event: { type: "step-end", step: 2, of: 5, name: "restore_dump", exitStatus: 0 } as never, doneBytes: 0 }, later(70_000));
+    expect(report.ok && report.t.patch.state).toBe("running");
+    expect(report.ok && report.t.events.map((e) => [e.type, e.data])).toEqual([["resumed", { by: "step-end" }], ["step-end", expect.objectContaining({ step: 2 })]]);
+    // A machine that rebooted says hello: that is a new boot, not a resumption.
+    const hello = transition({ ...running, state: "stalled" }, { kind: "hello", hello: {} as never }, later(70_000));
+    expect(hello.ok && hello.t.events.map((e) => e.type)).toEqual(["booted"]);
   });
 
   it("cancel works from any active state and nowhere else", () => {
