@@ -135,7 +135,7 @@ export const captureSchema = z.looseObject({
   kernel: text,
   initramfsTool: z.enum(["update-initramfs", "dracut", "mkinitcpio"]).nullable().default(null),
   packages: z.object({ manager: z.enum(["dpkg", "rpm"]), list: text }).nullable().default(null),
-  /** /sys/class/net: name, MAC, a device behind it (physical), its driver, and whether `ip route` had the default route on it. */
+  /** /sys/class/net: name, MAC, a device behind it (physical), its driver, and whether the IPv4 default route (the lowest metric) went out of it. */
   nics: z
     .array(
       z

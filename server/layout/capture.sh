@@ -111,6 +111,13 @@ jcmdtext() { if out=$("$@" 2>/dev/null); then printf '%s\n' "$out" | jstr; else 
 # A command's JSON output as is, or null when it fails, is missing or prints nothing.
 jcmdjson() { if out=$("$@" 2>/dev/null) && [ -n "$out" ]; then printf '%s' "$out"; else printf null; fi; }
 
+# The interface of the IPv4 default route (the lowest metric), from the kernel's main table
+# (/proc/net/route, or the table file given): iproute2 is not needed, which minimal systems lack.
+default_route_dev() {
+	awk 'NR > 1 && $2 == "00000000" && $8 == "00000000" && (dev == "" || $7 + 0 < best) { dev = $1; best = $7 + 0 }
+		END { if (dev != "") print dev }' "${1:-/proc/net/route}" 2>/dev/null
+}
+
 # The block devices to look at: the whole disks, then everything lsblk shows below them.
 if [ -n "$devices" ]; then
 	disks=$devices
@@ -250,7 +257,7 @@ capture() {
 
 	printf ',"nics":['
 	sep=""
-	route_dev=$(ip route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit }}')
+	route_dev=$(default_route_dev)
 	for n in /sys/class/net/*; do
 		[ -r "$n/address" ] || continue
 		name=${n##*/}

@@ -1,4 +1,4 @@
-import { NIC_NAME, describeNicMatch, mapNics } from "./nics.ts";
+import { type CapturedNic, NIC_NAME, type NicMapping, describeNicMatch, mapNics } from "./nics.ts";
 import { randomUUID } from "node:crypto";
 import { fmtBytes } from "../layout/layout-text.ts";
 import type { Disk, DiskLayout, Luks, Lvm, MdArray, PartitionTable } from "../layout/layout.ts";
@@ -373,11 +373,17 @@ export const networkNames: PlanStage = (state) => {
   if (!captured.length || !state.mounted.has("/")) return;
   const nics = state.options.nics;
   if (!nics) return void state.network.push(`NIC mapping: made once the machine reports its NICs (captured: ${captured.map((n) => `${n.name} ${n.mac}`).join(", ")})`);
-  const r = mapNics(captured, nics.current, nics.admin);
+  const r = nicMapSteps(captured, nics);
   state.problems.push(...r.problems);
   state.network.push(...r.matches.map(describeNicMatch), ...r.notes);
-  for (const m of r.matches) state.steps.push(step("map_nic", { name: m.name, old_mac: m.oldMac, new_mac: m.newMac }));
+  state.steps.push(...r.steps);
 };
+
+/** The captured NICs mapped onto the machine's (nics.ts), with one map_nic step per match: networkNames' steps. */
+export function nicMapSteps(captured: readonly CapturedNic[], nics: NonNullable<PlanOptions["nics"]>): NicMapping & { steps: Step[] } {
+  const r = mapNics(captured, nics.current, nics.admin);
+  return { ...r, steps: r.matches.map((m) => step("map_nic", { name: m.name, old_mac: m.oldMac, new_mac: m.newMac })) };
+}
 
 /**
  * The restored system's own address (clones from their profile's pattern, plan/clone-address.ts):

@@ -193,16 +193,29 @@ export function bootVm(o: VmOptions): Vm {
   return vmHandle(proc, o.serialLog);
 }
 
+/** A NIC of a machine booted from its disk: QEMU's user-mode network behind it (the host's loopback is 10.0.2.2 there). */
+export interface DiskBootNic {
+  /** QEMU device model, e.g. e1000 or virtio-net-pci. */
+  model: string;
+  mac: string;
+  /** PCI slot, e.g. 0x6 (the slot gives the predictable interface name). */
+  addr?: string;
+}
+
 /**
- * Boots a machine from its own disk image (virtio, raw), no network: proves a restored disk
- * boots on its own. UEFI uses `ovmfVars` when given (the NVRAM the recovery wrote its boot
- * entry into), else a fresh store. `-no-reboot`, so a system that powers off ends QEMU.
+ * Boots a machine from its own disk image (virtio, raw): proves a restored disk boots on its
+ * own. No network unless `nic` (without an option ROM: the firmware boots the disk, never the
+ * network). UEFI uses `ovmfVars` when given (the NVRAM the recovery wrote its boot entry into),
+ * else a fresh store. `-no-reboot`, so a system that powers off ends QEMU.
  */
-export function bootDisk(o: { disk: string; firmware: "bios" | "uefi"; serialLog: string; workDir: string; ovmfVars?: string }): Vm {
+export function bootDisk(o: { disk: string; firmware: "bios" | "uefi"; serialLog: string; workDir: string; ovmfVars?: string; nic?: DiskBootNic }): Vm {
+  const nic = o.nic
+    ? ["-netdev", "user,id=n0", "-device", `${o.nic.model},netdev=n0,mac=${o.nic.mac}${o.nic.addr ? `,addr=${o.nic.addr}` : ""},romfile=`]
+    : ["-nic", "none"];
   return startQemu(
     [
       ...qemuAccel(), "-m", "1024", "-smp", "2", ...firmwareArgs(o.firmware, () => o.ovmfVars ?? freshOvmfVars(o.workDir, "disk")),
-      "-nographic", "-vga", "none", "-no-reboot", "-nic", "none",
+      "-nographic", "-vga", "none", "-no-reboot", ...nic,
       "-drive", `file=${o.disk},format=raw,if=none,id=d0`, "-device", "virtio-blk-pci,drive=d0,bootindex=1",
     ],
     o.serialLog,

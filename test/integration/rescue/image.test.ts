@@ -13,12 +13,15 @@
  * while it works (every required module is loaded there with modprobe); a third, under
  * OVMF, restores a real Debian system (scripts/sample-os) with its EFI system partition and
  * installs GRUB, and the disk then boots on its own through the NVRAM entry it got, where
- * capture.sh captures a layout that plans back onto a new disk; and two more build MD RAID1 +
+ * capture.sh captures a layout that plans back onto a new disk, on a NIC of another model in
+ * another slot than the captured one (map_nic): its old network configuration, which names the
+ * old NIC, brings the new one up and it reports over the network (issue 21); and two more build MD RAID1 +
  * LUKS + LVM from a hand-written plan, then from the plan Lifeboat makes of what capture.sh
  * captured there over SSH mid-restore, and must capture the same stack again.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import { type AddressInfo, createConnection, createServer } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -27,11 +30,12 @@ import { loadConfig } from "../../../server/config/load.ts";
 import { createLogger } from "../../../server/log.ts";
 import { type RescueNet, renderKernelArgs, rescueNetArgs } from "../../../server/plan/cmdline.ts";
 import type { Planner } from "../../../server/jobs/job-plan.ts";
-import { targetDiskSchema } from "../../../server/plan/agent-api.ts";
+import { type Hello, targetDiskSchema } from "../../../server/plan/agent-api.ts";
 import type { DiskLayout } from "../../../server/layout/layout.ts";
 import { layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
 import { layoutFromRear } from "../../../server/layout/rear-import.ts";
 import { buildPlan } from "../../../server/plan/plan.ts";
+import { nicMapSteps } from "../../../server/plan/plan-stages.ts";
 import { renderPlan, type Step } from "../../../server/plan/steps.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
@@ -100,10 +104,13 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
   let plainChain: LabDump[];
   let server: RunningServer;
   let port = 0;
-  const plans = new Map<string, Step[]>();
+  /** Each job's plan, made (like Lifeboat's) from what its agent reported in its hello. */
+  const plans = new Map<string, (hello: Hello) => Step[]>();
   const planner: Planner = async (job) => {
-    const steps = plans.get(job.id);
-    if (!steps) return { ok: false, reason: "no plan for this job in the test" };
+    const make = plans.get(job.id);
+    if (!make) return { ok: false, reason: "no plan for this job in the test" };
+    if (!job.hello) return { ok: false, reason: "the agent has not said hello" };
+    const steps = make(job.hello);
     // The steps stream from a stand-in, not from Lifeboat: no dump is the plan's to authorise.
     return standInPlan(renderPlan(steps), steps.length);
   };
@@ -191,7 +198,8 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     nic: string;
     serials: string[];
     standin: StreamStandIn;
-    plan: (streamUrl: string) => Step[];
+    /** HELLO: what the rescue system reported (its disks, its NICs' MACs). */
+    plan: (streamUrl: string, hello: Hello) => Step[];
     during?: () => Promise<void>;
     netdevExtra?: string;
     diskBytes?: number;
@@ -210,7 +218,7 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     await server.ctx.jobs.setKey(job.id, LAB_LUKS.uuid, LAB_LUKS.passphrase, "test");
     const token = await bootToken(server, job);
     o.standin.token = token;
-    plans.set(job.id, o.plan(`http://10.0.2.2:${o.standin.port}`));
+    plans.set(job.id, (hello) => o.plan(`http://10.0.2.2:${o.standin.port}`, hello));
     const disks = o.serials.map((s) => join(dir, `${o.name}-${s}.img`));
     const drives: string[] = [];
     for (const [i, disk] of disks.entries()) {
@@ -395,17 +403,71 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
       await standin.stop();
     }
   }, 900_000);
-  it("UEFI (OVMF): restores a real Debian system onto a GPT disk with an EFI system partition, GRUB goes in with a boot entry in the firmware's NVRAM, and the disk then boots on its own", async () => {
+  it("UEFI (OVMF): restores a real Debian system onto a GPT disk with an EFI system partition, GRUB goes in with a boot entry in the firmware's NVRAM, and the disk then boots on its own, onto a new NIC model in another slot that its old network configuration brings up (issue 21)", async () => {
     const os = await sampleOs();
     const [esp, rootUuid] = ["5EA1-0E51", "2c4e6a8b-0d1f-4a3c-8e5b-7d9f1b3d5f70"];
-    // Two dumps as a restore brings them: the system tree, then a later one with its fstab
-    // and Lifeboat's capture.sh, which the system runs when it boots.
+    // The machine it ran on had an e1000 NIC in PCI slot 3 (enp0s3: QEMU gives no slot number to
+    // name by); this one has a virtio NIC (the fast one under TCG) in slot 6, which the system
+    // would name enp0s6: only map_nic keeps its configuration, which names enp0s3, working.
+    const oldNic = { name: "enp0s3", mac: "52:54:00:5e:00:93", driver: "e1000", defaultRoute: true };
+    const newNic = { model: "virtio-net-pci", mac: "52:54:00:5e:00:04", addr: "0x6" };
+    // The restored system reports its NICs here over the network (the guest's 10.0.2.2).
+    const reports: string[] = [];
+    let reportedAt = 0;
+    const listener = createHttpServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        reports.push(body);
+        reportedAt = Date.now();
+        res.end("ok\n");
+      });
+    });
+    await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
+    const reportPort = (listener.address() as AddressInfo).port;
+    // Two dumps as a restore brings them: the system tree, then a later one with its fstab,
+    // Lifeboat's capture.sh (which the system runs when it boots) and its network: DHCP with
+    // systemd-networkd on enp0s3, and a unit that reports each NIC once the network is online.
     const overlay = join(dir, "overlay");
-    mkdirSync(join(overlay, "etc"), { recursive: true });
-    mkdirSync(join(overlay, "root"), { recursive: true });
+    for (const d of ["etc/systemd/network", "etc/systemd/system/multi-user.target.wants", "etc/systemd/system/sockets.target.wants", "etc/systemd/system/network-online.target.wants", "root", "usr/local/sbin"])
+      mkdirSync(join(overlay, d), { recursive: true });
     writeFileSync(join(overlay, "etc/fstab"), `UUID=${rootUuid} / ext4 errors=remount-ro 0 1\nUUID=${esp} /boot/efi vfat umask=0077 0 1\n`);
     installCapture(overlay);
-    await execa("tar", ["--numeric-owner", "-C", overlay, "-cf", join(dir, "overlay.tar"), "./etc/fstab", "./root/capture.sh"]);
+    writeFileSync(join(overlay, "etc/systemd/network/20-wired.network"), `[Match]\nName=${oldNic.name}\n\n[Network]\nDHCP=yes\n`);
+    writeFileSync(
+      join(overlay, "usr/local/sbin/nic-report"),
+      `#!/bin/sh
+# Each NIC: its name, MAC, driver, the name udev gives its PCI path, its DHCP address and the .network that configured it.
+for n in /sys/class/net/*; do
+  [ -e "$n/device" ] || continue
+  i=$(cat "$n/ifindex")
+  printf 'name=%s mac=%s driver=%s path-name=%s address=%s network=%s\\n' "\${n##*/}" "$(cat "$n/address")" "$(basename "$(readlink "$n/device/driver")")" \\
+    "$(udevadm info -q property "$n" | sed -n 's/^ID_NET_NAME_PATH=//p')" "$(sed -n 's/^ADDRESS=//p' "/run/systemd/netif/leases/$i" 2>/dev/null)" \\
+    "$(sed -n 's/^NETWORK_FILE=//p' "/run/systemd/netif/links/$i" 2>/dev/null)"
+done >/run/nic-report
+sed 's/^/LIFEBOAT-SAMPLE nic /' /run/nic-report >/dev/console
+curl -sS --max-time 30 --data-binary @/run/nic-report http://10.0.2.2:${reportPort}/nics >/dev/null 2>/dev/console
+echo "LIFEBOAT-SAMPLE nic-report curl exit=$?" >/dev/console
+`,
+      { mode: 0o755 },
+    );
+    // Before sample-report, which powers the machine off when it is done.
+    writeFileSync(
+      join(overlay, "etc/systemd/system/nic-report.service"),
+      "[Unit]\nWants=network-online.target\nAfter=network-online.target\nBefore=sample-report.service\n\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/nic-report\n\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    // systemctl enable, as the old system had them: networkd, its socket and wait-online, the report.
+    const wants: Record<string, string> = {
+      "multi-user.target.wants/systemd-networkd.service": "/lib/systemd/system/systemd-networkd.service",
+      "sockets.target.wants/systemd-networkd.socket": "/lib/systemd/system/systemd-networkd.socket",
+      "network-online.target.wants/systemd-networkd-wait-online.service": "/lib/systemd/system/systemd-networkd-wait-online.service",
+      "multi-user.target.wants/nic-report.service": "/etc/systemd/system/nic-report.service",
+    };
+    for (const [link, to] of Object.entries(wants)) symlinkSync(to, join(overlay, "etc/systemd/system", link));
+    await execa("tar", [
+      "--numeric-owner", "-C", overlay, "-cf", join(dir, "overlay.tar"), "./etc/fstab", "./root/capture.sh", "./etc/systemd/network/20-wired.network",
+      "./usr/local/sbin/nic-report", "./etc/systemd/system/nic-report.service", ...Object.keys(wants).map((l) => `./etc/systemd/system/${l}`),
+    ]);
     const chain: LabDump[] = [
       { id: "sample-system-0", level: 0, compression: "none", bytes: readFileSync(os.tar) },
       { id: "sample-system-1", level: 1, compression: "none", bytes: readFileSync(join(dir, "overlay.tar")) },
@@ -413,18 +475,25 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     const standin = await streamStandIn({ dumps: chain });
     const vars = freshOvmfVars(dir, "vm4");
     const size = 2048 * MiB;
+    let nicMap: ReturnType<typeof nicMapSteps> | undefined;
     try {
       const vm = await bootVm({
         name: "vm4",
-        mac: "52:54:00:5e:00:04",
-        nic: "virtio-net-pci",
+        mac: newNic.mac,
+        nic: `${newNic.model},addr=${newNic.addr}`,
         serials: ["LBUEFI01"],
         standin,
         diskBytes: size,
         ovmfVars: vars,
-        plan: (streamUrl) => uefiSystemPlan({ disk: "/dev/vda", size, serial: "LBUEFI01", espUuid: esp, rootUuid, chain, streamUrl }),
+        plan: (streamUrl, hello) => {
+          // The captured NIC onto the NICs the rescue system reported, as the plan builder maps them.
+          nicMap = nicMapSteps([oldNic], { current: hello.hardware.macs });
+          return uefiSystemPlan({ disk: "/dev/vda", size, serial: "LBUEFI01", espUuid: esp, rootUuid, chain, streamUrl, finish: nicMap.steps });
+        },
       });
       expectStreams(vm.events, chain);
+      expect(nicMap?.matches).toEqual([{ name: oldNic.name, oldMac: oldNic.mac, newMac: newNic.mac, by: "order" }]);
+      expect(vm.ends.find((e) => e.name === "map_nic")).toMatchObject({ exitStatus: 0, output: expect.stringContaining(`map_nic: ${oldNic.name} is the NIC with ${newNic.mac}`) });
       // The system tree's stream into tar, the first restore_dump: how fast a guest restores (TCG here).
       const starts = vm.events.filter((e) => e.type === "step-start" && (e.data as { name: string }).name === "restore_dump");
       const ends = vm.events.filter((e) => e.type === "step-end" && (e.data as { name: string }).name === "restore_dump");
@@ -435,7 +504,7 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
       expect(grub.output).not.toMatch(/EFI variables are not supported/);
 
       const powerOn = Date.now();
-      const disk = bootDisk({ disk: vm.disks[0]!, firmware: "uefi", ovmfVars: vars, serialLog: join(dir, "vm4-disk.serial.log"), workDir: dir });
+      const disk = bootDisk({ disk: vm.disks[0]!, firmware: "uefi", ovmfVars: vars, serialLog: join(dir, "vm4-disk.serial.log"), workDir: dir, nic: newNic });
       try {
         await disk.waitSerial(SAMPLE_BOOTED, 300_000);
         console.log(`sample system (UEFI) booted from its restored disk ${((Date.now() - powerOn) / 1000).toFixed(1)} s after power-on`);
@@ -449,13 +518,22 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
       } finally {
         await disk.kill();
       }
+      // It reached the LAN on the new NIC, which got the old name, so the old .network (Name=enp0s3)
+      // configured it; udev alone would have named it for its PCI path (enp0s6).
+      expect(reports, `what it said on its console:\n${disk.serial().match(/LIFEBOAT-SAMPLE nic.*$/gm)?.join("\n")}`).toEqual([
+        expect.stringMatching(new RegExp(`^name=${oldNic.name} mac=${newNic.mac} driver=virtio_net path-name=enp0s6 address=10\\.0\\.2\\.\\d+ network=/etc/systemd/network/20-wired\\.network\\n$`)),
+      ]);
+      console.log(`sample system (UEFI) reported its NICs over the network ${((reportedAt - powerOn) / 1000).toFixed(1)} s after power-on`);
       // What it captured of itself describes this disk (ESP included), and plans back onto a new one.
       const layout = await readCapture(vm.disks[0]!, (2048 + 131072) * 512);
       expectSampleCapture(layout, { firmware: "uefi", diskBytes: size, partitions: 2, rootDev: "/dev/vda2", rootUuid });
       expect(layout.mounts.find((m) => m.mountpoint === "/boot/efi")).toMatchObject({ dev: "/dev/vda1", fstype: "vfat" });
       expect(layout.filesystems.find((f) => f.dev === "/dev/vda1")?.uuid).toBe(esp);
+      // And it captured that NIC as it now is: a machine restored again keeps the old name and its route.
+      expect(layout.system.nics).toEqual([{ name: oldNic.name, mac: newNic.mac, driver: "virtio_net", defaultRoute: true }]);
     } finally {
       await standin.stop();
+      await new Promise((r) => listener.close(r));
     }
   }, 1_500_000);
   const captureSh = readFileSync(new URL("../../../server/layout/capture.sh", import.meta.url), "utf8");

@@ -83,9 +83,10 @@ export function mdLvmPlan(o: { disks: Array<{ dev: string; part: string; serial:
 
 /**
  * A whole system onto one UEFI disk: GPT with an EFI system partition and root, vfat and ext4
- * with the captured UUIDs, the system tree's dumps restored, GRUB installed for UEFI.
+ * with the captured UUIDs, the system tree's dumps restored, then FINISH (e.g. map_nic), GRUB
+ * installed for UEFI.
  */
-export function uefiSystemPlan(o: { disk: string; size: number; serial: string; espUuid: string; rootUuid: string; chain: LabDump[]; streamUrl: string }): Step[] {
+export function uefiSystemPlan(o: { disk: string; size: number; serial: string; espUuid: string; rootUuid: string; chain: LabDump[]; streamUrl: string; finish?: Step[] }): Step[] {
   const labelId = "6E2F3A4B-5C6D-4E7F-8091-A2B3C4D5E6F7";
   const espSectors = (64 * 1024 * 1024) / 512;
   const script = gptScript(labelId, [
@@ -101,6 +102,7 @@ export function uefiSystemPlan(o: { disk: string; size: number; serial: string; 
     step("mount_fs", { dev: `${o.disk}2`, mountpoint: "/", fstype: "ext4", options: "" }),
     step("mount_fs", { dev: `${o.disk}1`, mountpoint: "/boot/efi", fstype: "vfat", options: "" }),
     ...restoreSteps(o.chain, o.streamUrl),
+    ...(o.finish ?? []),
     step("install_bootloader", { firmware: "uefi", loader: "grub", disk: o.disk, efi_dir: "/boot/efi", bootloader_id: "debian" }),
     step("unmount_all", {}),
     step("plan_done", { end_state: "reboot" }),

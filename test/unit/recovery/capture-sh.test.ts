@@ -102,3 +102,25 @@ describe("capture.sh picks the disks (issue 15 item 5)", () => {
     expect(await pick(1)).toEqual(["/dev/sda", "/dev/sdb", "/dev/sdc", "/dev/mmcblk0", "/dev/nvme0n1", "/dev/vda", "/dev/xvda"]);
   });
 });
+
+describe("capture.sh finds the NIC of the default route without iproute2 (issue 21)", () => {
+  // default_route_dev, taken from the script, reads the kernel's table (/proc/net/route): a
+  // minimal system (the sample one) has no `ip`, and its NIC still carried the default route.
+  const source = /^default_route_dev\(\) \{\n[\s\S]*?\n\}\n/m.exec(readFileSync(captureSh, "utf8"))![0];
+  const HEAD = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT";
+  const routeDev = async (table: string) => (await execa("sh", ["-c", `${source}default_route_dev /dev/stdin`], { input: table })).stdout;
+
+  it("the interface of the default route with the lowest metric; none without one", async () => {
+    const table = [
+      HEAD,
+      "ens3\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0",
+      "ens4\t00000000\t0105000A\t0003\t0\t0\t200\t00000000\t0\t0\t0",
+      "ens3\t00000000\t0202000A\t0003\t0\t0\t100\t00000000\t0\t0\t0",
+      // A host route to 0.0.0.0 is not the default route (its mask is not 0).
+      "ens5\t00000000\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0",
+      "",
+    ].join("\n");
+    expect(await routeDev(table)).toBe("ens3");
+    expect(await routeDev(`${HEAD}\nens3\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n`)).toBe("");
+  });
+});
