@@ -116,6 +116,13 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     if (r.exitCode !== 0) throw new Error(`lifeboat ${args.join(" ")}: exit ${r.exitCode}: ${r.stderr}\n${r.stdout.slice(-6000)}`);
     return r.stdout;
   };
+  /** Seconds from POWEREDON to the job's first hello from its rescue agent (its "booted" event). */
+  const helloAfter = async (id: string, poweredOn: number) => {
+    const events = JSON.parse(await cli("jobs", "log", id, "--json")) as Array<{ type: string; at: string }>;
+    const booted = events.find((e) => e.type === "booted");
+    if (!booted) throw new Error(`job ${id}: no booted event`);
+    return ((Date.parse(booted.at) - poweredOn) / 1000).toFixed(1);
+  };
   const tail = () => `--- lifeboat log tail ---\n${srv.log().split("\n").slice(-40).join("\n")}\n${vms.map((v, i) => `--- vm ${i} serial tail ---\n${v.serial().slice(-2000)}`).join("\n")}`;
 
   beforeAll(async () => {
@@ -183,6 +190,7 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
 
     const watch = cli("jobs", "watch", job!.id);
     const trunk = vlanTrunk(lan, join(work, "switch.json"), { native: NATIVE_VLAN, tagged: [HTTP_VLAN], nativeTcp: false, access: [{ vlan: NATIVE_VLAN, tap: "tap0" }, { vlan: HTTP_VLAN, tap: "tapv20" }] });
+    const poweredOn = Date.now();
     const m = machine(lan, work, 0, mac, CAPTURED_SERIAL, trunk);
     vms.push(m.vm);
     try {
@@ -208,6 +216,7 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     expect(port.in[String(NATIVE_VLAN)]?.frames).toBeGreaterThan(0);
     expect(port.out[String(HTTP_VLAN)]?.bytes).toBeGreaterThan(final.bytesTotal!);
     expect(port.dropped).toEqual({});
+    console.log(`UEFI (OVMF) shim → signed GRUB by TFTP on the native VLAN: power-on to the agent's hello ${await helloAfter(job!.id, poweredOn)} s`);
     console.log(`VLAN trunk: ${(port.out[String(HTTP_VLAN)]!.bytes / 2 ** 20).toFixed(1)} MiB to the machine tagged on VLAN ${HTTP_VLAN}, ${port.in[String(NATIVE_VLAN)]!.frames} frames from it untagged on VLAN ${NATIVE_VLAN}`);
 
     // The disk as captured: same table, same UUIDs (the root's, as Lifeboat stored the layout); the trees as Amanda last saw them.
@@ -276,6 +285,7 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
     expect(jobs.map((j) => j.hostname)).toEqual(macs.map((_, i) => `web-${i + 1}`));
     expect(jobs.map((j) => j.options.address?.address)).toEqual(macs.map((_, i) => `10.0.5.${21 + i}/24`));
     const watches = jobs.map((j) => cli("jobs", "watch", j.id));
+    const poweredOn = Date.now();
     const clones = macs.map((mac, i) => machine(lan, work, i + 1, mac, `NEW-DISK-${i + 1}`));
     vms.push(...clones.map((c) => c.vm));
     // New machines: the admin maps each one's disk once its agent has reported it (a kernel
@@ -294,6 +304,7 @@ describeNeeding(skip, "network boot to a restored disk (QEMU, real Amanda, real 
       throw new Error(`${(err as Error).message}\n${tail()}`);
     }
     for (const c of clones) await c.vm.kill();
+    console.log(`BIOS (SeaBIOS + the NIC's iPXE), ${CLONES} at once: power-on to the agent's hello ${(await Promise.all(jobs.map((j) => helloAfter(j.id, poweredOn)))).join(", ")} s`);
     const last = lab.runs.at(-1)!.run;
     const seen = new Set<string>();
     for (const [i, c] of clones.entries()) {
