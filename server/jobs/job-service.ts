@@ -3,7 +3,7 @@ import { ConflictError, NotFoundError, UserError } from "../errors.ts";
 import type { JobKind, JobRecord, PlanChoices, ProfileRecord, StaticAddress } from "../store/types.ts";
 import type { RescueNet } from "../plan/cmdline.ts";
 import { ACTIVE_STATES, isActive, isMappable } from "./job-state.ts";
-import { cloneAddress } from "../plan/clone-address.ts";
+import { cloneStaticAddress } from "../plan/clone-address.ts";
 import { type StoredMapping, resolveMapping } from "../plan/disks.ts";
 import type { JobPlanResult } from "./job-plan.ts";
 import { JobLifecycle } from "./job-lifecycle.ts";
@@ -159,16 +159,16 @@ export class JobService extends JobLifecycle {
     const fromProfile = profile.options.cloneAddress;
     if (req.options?.address || kind !== "clone" || !fromProfile) return req.options?.address;
     const n = req.cloneNumber ?? 1;
-    let address: string;
+    let address: StaticAddress;
     try {
-      address = cloneAddress(fromProfile.pattern, n);
+      address = cloneStaticAddress(fromProfile, n);
     } catch (err) {
       throw new UserError(`profile ${profile.name}: ${(err as Error).message}`, 2);
     }
-    const ip = address.split("/")[0];
+    const ip = address.address.split("/")[0];
     const taken = (await this.store.jobs.list({ state: [...ACTIVE_STATES] })).find((j) => j.mac !== req.mac && j.options.address?.address.split("/")[0] === ip);
     if (taken) throw new UserError(`clone ${n} of profile ${profile.name}: ${ip} is already the address of job ${taken.id} (${taken.mac}, ${taken.state}); cancel it or change the profile's address pattern`, 2);
-    return { address, ...(fromProfile.gateway ? { gateway: fromProfile.gateway } : {}), ...(fromProfile.dns?.length ? { dns: fromProfile.dns } : {}) };
+    return address;
   }
 
   private async profileForMac(mac: string): Promise<string> {

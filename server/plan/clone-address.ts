@@ -2,8 +2,10 @@
  * Clones' own static addresses (issue 21 item 4): a profile gives a pattern such as
  * `10.0.5.{n+20}/24`, where one octet is `{n}` or `{n+K}` (n: the clone's number from 1), and
  * each clone's restored system gets its address (set_address). Pure: the arm path resolves
- * the pattern, the plan builder writes the step.
+ * the pattern (cloneStaticAddress), the plan builder writes the step (plan-stages.ts addressStep).
  */
+import type { ProfileOptions, StaticAddress } from "../store/types.ts";
+
 const OCTET = /^(\d{1,3}|\{n(?:\+(\d{1,3}))?\})$/;
 
 /** Why PATTERN is not an address pattern, or null when it is one. */
@@ -30,4 +32,9 @@ export function cloneAddress(pattern: string, n: number): string {
   const value = octets.find((_, i) => ip.split(".")[i]!.startsWith("{"))!;
   if (value < 1 || value > 254) throw new Error(`clone ${n}: address pattern ${pattern} gives ${value} for its {n} octet, outside 1-254`);
   return `${octets.join(".")}/${prefix}`;
+}
+
+/** Clone number N's static address under its profile's cloneAddress: the pattern's address, the profile's gateway and DNS servers (set_address's arguments). */
+export function cloneStaticAddress(c: NonNullable<ProfileOptions["cloneAddress"]>, n: number): StaticAddress {
+  return { address: cloneAddress(c.pattern, n), ...(c.gateway ? { gateway: c.gateway } : {}), ...(c.dns?.length ? { dns: c.dns } : {}) };
 }

@@ -7,6 +7,7 @@ import { isNormalMountpoint } from "../layout/layout-validate.ts";
 import { type TargetDisk, dumpStreamPath } from "./agent-api.ts";
 import type { DiskMatch } from "./disks.ts";
 import type { PlanOptions, RestoreChain } from "./plan.ts";
+import type { StaticAddress } from "../store/types.ts";
 import { FS_MIN_BYTES, HEADROOM, LUKS2_HEADER, LVM_METADATA, MiB, Minimums, type PlannedPartition, fitSizes, planPartitions, roundDown, sfdiskScript } from "./plan-sizes.ts";
 import { type Step, step } from "./steps.ts";
 
@@ -394,17 +395,26 @@ export const staticAddress: PlanStage = (state) => {
   const want = state.options.address;
   if (!want) return;
   if (!state.mounted.has("/")) return void state.problems.push(`address ${want.address}: the plan mounts no / to write it into`);
-  const nics = state.layout.system.nics;
+  const r = addressStep(state.layout.system.nics, want);
+  if ("problem" in r) return void state.problems.push(r.problem);
+  state.network.push(r.note);
+  state.steps.push(r.step);
+};
+
+/** The set_address step for WANT on the captured NIC that carried the default route (the only one, if one), or why not: staticAddress' step. */
+export function addressStep(nics: readonly CapturedNic[], want: StaticAddress): { step: Step; note: string } | { problem: string } {
   const nic = nics.find((n) => n.defaultRoute) ?? (nics.length === 1 ? nics[0] : undefined);
   if (!nic)
-    return void state.problems.push(
-      `address ${want.address}: the layout does not say which NIC carried the default route (${nics.length ? nics.map((n) => n.name).join(", ") : "no NICs captured"}; capture it again with a newer capture.sh)`,
-    );
+    return {
+      problem: `address ${want.address}: the layout does not say which NIC carried the default route (${nics.length ? nics.map((n) => n.name).join(", ") : "no NICs captured"}; capture it again with a newer capture.sh)`,
+    };
   // The name comes from the capture (a host's own string): it goes into file names and sed on the agent.
-  if (!NIC_NAME.test(nic.name)) return void state.problems.push(`address ${want.address}: captured NIC ${JSON.stringify(nic.name)} is not a NIC name`);
-  state.network.push(`address after the restore: ${want.address}${want.gateway ? ` via ${want.gateway}` : ""}${want.dns?.length ? `, DNS ${want.dns.join(" ")}` : ""} on ${nic.name}`);
-  state.steps.push(step("set_address", { name: nic.name, address: want.address, gateway: want.gateway ?? "", dns: (want.dns ?? []).join(",") }));
-};
+  if (!NIC_NAME.test(nic.name)) return { problem: `address ${want.address}: captured NIC ${JSON.stringify(nic.name)} is not a NIC name` };
+  return {
+    note: `address after the restore: ${want.address}${want.gateway ? ` via ${want.gateway}` : ""}${want.dns?.length ? `, DNS ${want.dns.join(" ")}` : ""} on ${nic.name}`,
+    step: step("set_address", { name: nic.name, address: want.address, gateway: want.gateway ?? "", dns: (want.dns ?? []).join(",") }),
+  };
+}
 
 const firmwareOf = (state: PlanState) => state.options.firmware ?? state.layout.boot.firmware;
 

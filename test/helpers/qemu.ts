@@ -200,17 +200,20 @@ export interface DiskBootNic {
   mac: string;
   /** PCI slot, e.g. 0x6 (the slot gives the predictable interface name). */
   addr?: string;
+  /** Options of its own user-mode network, e.g. `net=10.0.3.0/24,host=10.0.3.2` (default QEMU's 10.0.2.0/24). */
+  net?: string;
 }
 
 /**
  * Boots a machine from its own disk image (virtio, raw): proves a restored disk boots on its
  * own. No network unless `nic` (without an option ROM: the firmware boots the disk, never the
- * network). UEFI uses `ovmfVars` when given (the NVRAM the recovery wrote its boot entry into),
+ * network); several NICs each on a user-mode network of its own. UEFI uses `ovmfVars` when given (the NVRAM the recovery wrote its boot entry into),
  * else a fresh store. `-no-reboot`, so a system that powers off ends QEMU.
  */
-export function bootDisk(o: { disk: string; firmware: "bios" | "uefi"; serialLog: string; workDir: string; ovmfVars?: string; nic?: DiskBootNic }): Vm {
-  const nic = o.nic
-    ? ["-netdev", "user,id=n0", "-device", `${o.nic.model},netdev=n0,mac=${o.nic.mac}${o.nic.addr ? `,addr=${o.nic.addr}` : ""},romfile=`]
+export function bootDisk(o: { disk: string; firmware: "bios" | "uefi"; serialLog: string; workDir: string; ovmfVars?: string; nic?: DiskBootNic | DiskBootNic[] }): Vm {
+  const nics = o.nic ? [o.nic].flat() : [];
+  const nic = nics.length
+    ? nics.flatMap((n, i) => ["-netdev", `user,id=n${i}${n.net ? `,${n.net}` : ""}`, "-device", `${n.model},netdev=n${i},mac=${n.mac}${n.addr ? `,addr=${n.addr}` : ""},romfile=`])
     : ["-nic", "none"];
   return startQemu(
     [

@@ -15,7 +15,8 @@
  * installs GRUB, and the disk then boots on its own through the NVRAM entry it got, where
  * capture.sh captures a layout that plans back onto a new disk, on a NIC of another model in
  * another slot than the captured one (map_nic): its old network configuration, which names the
- * old NIC, brings the new one up and it reports over the network (issue 21); and two more build MD RAID1 +
+ * old NIC, brings the new one up and it reports over the network, and its second NIC comes up on
+ * a clone's own address from a pattern (set_address) on a second LAN (issue 21); and two more build MD RAID1 +
  * LUKS + LVM from a hand-written plan, then from the plan Lifeboat makes of what capture.sh
  * captured there over SSH mid-restore, and must capture the same stack again.
  */
@@ -35,7 +36,8 @@ import type { DiskLayout } from "../../../server/layout/layout.ts";
 import { layoutFromCapture, parseCapture } from "../../../server/layout/layout-capture.ts";
 import { layoutFromRear } from "../../../server/layout/rear-import.ts";
 import { buildPlan } from "../../../server/plan/plan.ts";
-import { nicMapSteps } from "../../../server/plan/plan-stages.ts";
+import { cloneStaticAddress } from "../../../server/plan/clone-address.ts";
+import { addressStep, nicMapSteps } from "../../../server/plan/plan-stages.ts";
 import { renderPlan, type Step } from "../../../server/plan/steps.ts";
 import { type RunningServer, startServer } from "../../../server/serve.ts";
 import { type AmandaLab, amandaLabUnavailable, treeManifest } from "../../helpers/amanda-lab.ts";
@@ -210,6 +212,8 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
      * network), the rescue network `net` on the command line, and QEMU's monitor at `monitor` (set_link nic0/nic1).
      */
     bond?: { mac2: string; net: RescueNet; monitor: string };
+    /** Another NIC (QEMU device with its options, MAC) on a user-mode network of its own (`net`: its options, e.g. net=10.0.3.0/24). */
+    nic2?: { nic: string; mac: string; net: string };
   }) {
     const diskBytes = o.diskBytes ?? DISK_BYTES;
     await seedHost(server, o.name, o.mac);
@@ -235,6 +239,7 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
           "-monitor", `unix:${o.bond.monitor},server=on,wait=off`,
         ]
       : ["-netdev", `user,id=n0${o.netdevExtra ?? ""}`, "-device", `${o.nic},netdev=n0,mac=${o.mac}`];
+    if (o.nic2) nics.push("-netdev", `user,id=n1,${o.nic2.net}`, "-device", `${o.nic2.nic},netdev=n1,mac=${o.nic2.mac}`);
     const vm = execa(
       "qemu-system-x86_64",
       [
@@ -403,22 +408,32 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
       await standin.stop();
     }
   }, 900_000);
-  it("UEFI (OVMF): restores a real Debian system onto a GPT disk with an EFI system partition, GRUB goes in with a boot entry in the firmware's NVRAM, and the disk then boots on its own, onto a new NIC model in another slot that its old network configuration brings up (issue 21)", async () => {
+  it("UEFI (OVMF): restores a real Debian system onto a GPT disk with an EFI system partition, GRUB goes in with a boot entry in the firmware's NVRAM, and the disk then boots on its own, onto a new NIC model in another slot that its old network configuration brings up, and a second NIC on a clone's own address from a pattern (issue 21)", async () => {
     const os = await sampleOs();
     const [esp, rootUuid] = ["5EA1-0E51", "2c4e6a8b-0d1f-4a3c-8e5b-7d9f1b3d5f70"];
     // The machine it ran on had an e1000 NIC in PCI slot 3 (enp0s3: QEMU gives no slot number to
     // name by); this one has a virtio NIC (the fast one under TCG) in slot 6, which the system
     // would name enp0s6: only map_nic keeps its configuration, which names enp0s3, working.
-    const oldNic = { name: "enp0s3", mac: "52:54:00:5e:00:93", driver: "e1000", defaultRoute: true };
+    const oldNic = { name: "enp0s3", mac: "52:54:00:5e:00:93", driver: "e1000", defaultRoute: false };
     const newNic = { model: "virtio-net-pci", mac: "52:54:00:5e:00:04", addr: "0x6" };
-    // The restored system reports its NICs here over the network (the guest's 10.0.2.2).
+    // And a second one, enp0s4, which carried its default route: a clone gets its own address
+    // there, from its profile's pattern (clone 1 of 10.0.3.{n+20}/24), on a second LAN with a
+    // subnet of its own (QEMU's second user-mode network, the host's loopback at 10.0.3.2), onto
+    // a virtio NIC in slot 7 (which the system would name enp0s7).
+    const oldNic2 = { name: "enp0s4", mac: "52:54:00:5e:00:94", driver: "e1000", defaultRoute: true };
+    const newNic2 = { model: "virtio-net-pci", mac: "52:54:00:5e:00:05", addr: "0x7", net: "net=10.0.3.0/24,host=10.0.3.2" };
+    const captured = [oldNic, oldNic2];
+    const cloneAddress = cloneStaticAddress({ pattern: "10.0.3.{n+20}/24", gateway: "10.0.3.2" }, 1);
+    // The restored system reports its NICs here over the network: through NIC 1 (the guest's
+    // 10.0.2.2, path /nics) and bound to NIC 2 (10.0.3.2, path /nic2).
     const reports: string[] = [];
+    const reports2: string[] = [];
     let reportedAt = 0;
     const listener = createHttpServer((req, res) => {
       let body = "";
       req.on("data", (c: Buffer) => (body += c.toString()));
       req.on("end", () => {
-        reports.push(body);
+        (req.url === "/nic2" ? reports2 : reports).push(body);
         reportedAt = Date.now();
         res.end("ok\n");
       });
@@ -437,17 +452,34 @@ describeNeeding(why, "rescue image: build, contents, QEMU boot and restore", () 
     writeFileSync(
       join(overlay, "usr/local/sbin/nic-report"),
       `#!/bin/sh
-# Each NIC: its name, MAC, driver, the name udev gives its PCI path, its DHCP address and the .network that configured it.
+# Each NIC: its name, MAC, driver, the name udev gives its PCI path, its DHCP address, its IPv4
+# address with its prefix and the .network that configured it.
 for n in /sys/class/net/*; do
   [ -e "$n/device" ] || continue
   i=$(cat "$n/ifindex")
-  printf 'name=%s mac=%s driver=%s path-name=%s address=%s network=%s\\n' "\${n##*/}" "$(cat "$n/address")" "$(basename "$(readlink "$n/device/driver")")" \\
+  printf 'name=%s mac=%s driver=%s path-name=%s address=%s ipv4=%s network=%s\\n' "\${n##*/}" "$(cat "$n/address")" "$(basename "$(readlink "$n/device/driver")")" \\
     "$(udevadm info -q property "$n" | sed -n 's/^ID_NET_NAME_PATH=//p')" "$(sed -n 's/^ADDRESS=//p' "/run/systemd/netif/leases/$i" 2>/dev/null)" \\
-    "$(sed -n 's/^NETWORK_FILE=//p' "/run/systemd/netif/links/$i" 2>/dev/null)"
+    "$(/usr/local/sbin/nic-ipv4 "\${n##*/}")" "$(sed -n 's/^NETWORK_FILE=//p' "/run/systemd/netif/links/$i" 2>/dev/null)"
 done >/run/nic-report
 sed 's/^/LIFEBOAT-SAMPLE nic /' /run/nic-report >/dev/console
 curl -sS --max-time 30 --data-binary @/run/nic-report http://10.0.2.2:${reportPort}/nics >/dev/null 2>/dev/console
 echo "LIFEBOAT-SAMPLE nic-report curl exit=$?" >/dev/console
+# Again out of NIC 2 only (bound to it), to its LAN's host: the address it went out from.
+curl -sS --max-time 30 --interface ${oldNic2.name} -o /dev/null -w 'local=%{local_ip}' --data-binary @/run/nic-report http://10.0.3.2:${reportPort}/nic2 >/run/nic2-curl 2>/dev/console
+rc=$?
+echo "LIFEBOAT-SAMPLE nic2-report curl exit=$rc $(cat /run/nic2-curl)" >/dev/console
+`,
+      { mode: 0o755 },
+    );
+    // Its NICs' IPv4 addresses from the kernel: the system has no iproute2 (its perl asks).
+    writeFileSync(
+      join(overlay, "usr/local/sbin/nic-ipv4"),
+      `#!/usr/bin/perl
+# NIC's IPv4 address/prefix (SIOCGIFADDR, SIOCGIFNETMASK), or nothing.
+use Socket;
+socket(my $s, AF_INET, SOCK_DGRAM, 0) or die "socket: $!";
+my @a = map { my $r = pack("a16 x24", $ARGV[0]); ioctl($s, $_, $r) ? substr($r, 20, 4) : undef } 0x8915, 0x891b;
+print defined $a[0] ? inet_ntoa($a[0]) . "/" . unpack("%32B*", $a[1]) : "";
 `,
       { mode: 0o755 },
     );
@@ -466,7 +498,7 @@ echo "LIFEBOAT-SAMPLE nic-report curl exit=$?" >/dev/console
     for (const [link, to] of Object.entries(wants)) symlinkSync(to, join(overlay, "etc/systemd/system", link));
     await execa("tar", [
       "--numeric-owner", "-C", overlay, "-cf", join(dir, "overlay.tar"), "./etc/fstab", "./root/capture.sh", "./etc/systemd/network/20-wired.network",
-      "./usr/local/sbin/nic-report", "./etc/systemd/system/nic-report.service", ...Object.keys(wants).map((l) => `./etc/systemd/system/${l}`),
+      "./usr/local/sbin/nic-report", "./usr/local/sbin/nic-ipv4", "./etc/systemd/system/nic-report.service", ...Object.keys(wants).map((l) => `./etc/systemd/system/${l}`),
     ]);
     const chain: LabDump[] = [
       { id: "sample-system-0", level: 0, compression: "none", bytes: readFileSync(os.tar) },
@@ -476,24 +508,41 @@ echo "LIFEBOAT-SAMPLE nic-report curl exit=$?" >/dev/console
     const vars = freshOvmfVars(dir, "vm4");
     const size = 2048 * MiB;
     let nicMap: ReturnType<typeof nicMapSteps> | undefined;
+    let address: ReturnType<typeof addressStep> | undefined;
     try {
       const vm = await bootVm({
         name: "vm4",
         mac: newNic.mac,
         nic: `${newNic.model},addr=${newNic.addr}`,
+        nic2: { nic: `${newNic2.model},addr=${newNic2.addr}`, mac: newNic2.mac, net: newNic2.net },
         serials: ["LBUEFI01"],
         standin,
         diskBytes: size,
         ovmfVars: vars,
         plan: (streamUrl, hello) => {
-          // The captured NIC onto the NICs the rescue system reported, as the plan builder maps them.
-          nicMap = nicMapSteps([oldNic], { current: hello.hardware.macs });
-          return uefiSystemPlan({ disk: "/dev/vda", size, serial: "LBUEFI01", espUuid: esp, rootUuid, chain, streamUrl, finish: nicMap.steps });
+          // The captured NICs onto the NICs the rescue system reported, as the plan builder maps
+          // them, then the clone's address on the one that carried the default route, as it writes it.
+          nicMap = nicMapSteps(captured, { current: hello.hardware.macs });
+          address = addressStep(captured, cloneAddress);
+          if ("problem" in address) throw new Error(address.problem);
+          return uefiSystemPlan({ disk: "/dev/vda", size, serial: "LBUEFI01", espUuid: esp, rootUuid, chain, streamUrl, finish: [...nicMap.steps, address.step] });
         },
       });
       expectStreams(vm.events, chain);
-      expect(nicMap?.matches).toEqual([{ name: oldNic.name, oldMac: oldNic.mac, newMac: newNic.mac, by: "order" }]);
-      expect(vm.ends.find((e) => e.name === "map_nic")).toMatchObject({ exitStatus: 0, output: expect.stringContaining(`map_nic: ${oldNic.name} is the NIC with ${newNic.mac}`) });
+      expect(nicMap?.matches).toEqual([
+        { name: oldNic.name, oldMac: oldNic.mac, newMac: newNic.mac, by: "order" },
+        { name: oldNic2.name, oldMac: oldNic2.mac, newMac: newNic2.mac, by: "order" },
+      ]);
+      expect(vm.ends.filter((e) => e.name === "map_nic")).toEqual([
+        expect.objectContaining({ exitStatus: 0, output: expect.stringContaining(`map_nic: ${oldNic.name} is the NIC with ${newNic.mac}`) }),
+        expect.objectContaining({ exitStatus: 0, output: expect.stringContaining(`map_nic: ${oldNic2.name} is the NIC with ${newNic2.mac}`) }),
+      ]);
+      expect(cloneAddress).toEqual({ address: "10.0.3.21/24", gateway: "10.0.3.2" });
+      expect(address).toMatchObject({ step: { fn: "set_address", args: [oldNic2.name, "10.0.3.21/24", "10.0.3.2", ""] } });
+      expect(vm.ends.find((e) => e.name === "set_address")).toMatchObject({
+        exitStatus: 0,
+        output: expect.stringContaining(`set_address: /etc/systemd/network/05-lifeboat-${oldNic2.name}.network: ${oldNic2.name} 10.0.3.21/24`),
+      });
       // The system tree's stream into tar, the first restore_dump: how fast a guest restores (TCG here).
       const starts = vm.events.filter((e) => e.type === "step-start" && (e.data as { name: string }).name === "restore_dump");
       const ends = vm.events.filter((e) => e.type === "step-end" && (e.data as { name: string }).name === "restore_dump");
@@ -504,7 +553,7 @@ echo "LIFEBOAT-SAMPLE nic-report curl exit=$?" >/dev/console
       expect(grub.output).not.toMatch(/EFI variables are not supported/);
 
       const powerOn = Date.now();
-      const disk = bootDisk({ disk: vm.disks[0]!, firmware: "uefi", ovmfVars: vars, serialLog: join(dir, "vm4-disk.serial.log"), workDir: dir, nic: newNic });
+      const disk = bootDisk({ disk: vm.disks[0]!, firmware: "uefi", ovmfVars: vars, serialLog: join(dir, "vm4-disk.serial.log"), workDir: dir, nic: [newNic, newNic2] });
       try {
         await disk.waitSerial(SAMPLE_BOOTED, 300_000);
         console.log(`sample system (UEFI) booted from its restored disk ${((Date.now() - powerOn) / 1000).toFixed(1)} s after power-on`);
@@ -519,10 +568,18 @@ echo "LIFEBOAT-SAMPLE nic-report curl exit=$?" >/dev/console
         await disk.kill();
       }
       // It reached the LAN on the new NIC, which got the old name, so the old .network (Name=enp0s3)
-      // configured it; udev alone would have named it for its PCI path (enp0s6).
-      expect(reports, `what it said on its console:\n${disk.serial().match(/LIFEBOAT-SAMPLE nic.*$/gm)?.join("\n")}`).toEqual([
-        expect.stringMatching(new RegExp(`^name=${oldNic.name} mac=${newNic.mac} driver=virtio_net path-name=enp0s6 address=10\\.0\\.2\\.\\d+ network=/etc/systemd/network/20-wired\\.network\\n$`)),
+      // configured it; udev alone would have named it for its PCI path (enp0s6). NIC 2 got its old
+      // name too (not enp0s7) and came up on exactly the clone's address from the pattern, through
+      // the .network set_address wrote (no DHCP there), and reached its LAN's host from it.
+      const said = `what it said on its console:\n${disk.serial().match(/LIFEBOAT-SAMPLE nic.*$/gm)?.join("\n")}`;
+      const nic2Line = `name=${oldNic2.name} mac=${newNic2.mac} driver=virtio_net path-name=enp0s7 address= ipv4=10.0.3.21/24 network=/etc/systemd/network/05-lifeboat-${oldNic2.name}.network\n`;
+      expect(reports, said).toEqual([
+        expect.stringMatching(
+          new RegExp(`^name=${oldNic.name} mac=${newNic.mac} driver=virtio_net path-name=enp0s6 address=10\\.0\\.2\\.\\d+ ipv4=10\\.0\\.2\\.\\d+/24 network=/etc/systemd/network/20-wired\\.network\\n${nic2Line.replace(/\./g, "\\.")}$`),
+        ),
       ]);
+      expect(reports2, said).toEqual(reports);
+      expect(said).toContain("LIFEBOAT-SAMPLE nic2-report curl exit=0 local=10.0.3.21");
       console.log(`sample system (UEFI) reported its NICs over the network ${((reportedAt - powerOn) / 1000).toFixed(1)} s after power-on`);
       // What it captured of itself describes this disk (ESP included), and plans back onto a new one.
       const layout = await readCapture(vm.disks[0]!, (2048 + 131072) * 512);
@@ -530,7 +587,11 @@ echo "LIFEBOAT-SAMPLE nic-report curl exit=$?" >/dev/console
       expect(layout.mounts.find((m) => m.mountpoint === "/boot/efi")).toMatchObject({ dev: "/dev/vda1", fstype: "vfat" });
       expect(layout.filesystems.find((f) => f.dev === "/dev/vda1")?.uuid).toBe(esp);
       // And it captured that NIC as it now is: a machine restored again keeps the old name and its route.
-      expect(layout.system.nics).toEqual([{ name: oldNic.name, mac: newNic.mac, driver: "virtio_net", defaultRoute: true }]);
+      // NIC 2's default route is the clone's gateway (a static route, ahead of NIC 1's DHCP one).
+      expect(layout.system.nics).toEqual([
+        { name: oldNic.name, mac: newNic.mac, driver: "virtio_net", defaultRoute: false },
+        { name: oldNic2.name, mac: newNic2.mac, driver: "virtio_net", defaultRoute: true },
+      ]);
     } finally {
       await standin.stop();
       await new Promise((r) => listener.close(r));
