@@ -206,12 +206,12 @@ export interface DiskBootNic {
 
 /**
  * Boots a machine from its own disk image (virtio, raw): proves a restored disk boots on its
- * own. No network unless `nic` (without an option ROM: the firmware boots the disk, never the
+ * own. No network unless `nics` (without an option ROM: the firmware boots the disk, never the
  * network); several NICs each on a user-mode network of its own. UEFI uses `ovmfVars` when given (the NVRAM the recovery wrote its boot entry into),
  * else a fresh store. `-no-reboot`, so a system that powers off ends QEMU.
  */
-export function bootDisk(o: { disk: string; firmware: "bios" | "uefi"; serialLog: string; workDir: string; ovmfVars?: string; nic?: DiskBootNic | DiskBootNic[] }): Vm {
-  const nics = o.nic ? [o.nic].flat() : [];
+export function bootDisk(o: { disk: string; firmware: "bios" | "uefi"; serialLog: string; workDir: string; ovmfVars?: string; nics?: DiskBootNic[] }): Vm {
+  const nics = o.nics ?? [];
   const nic = nics.length
     ? nics.flatMap((n, i) => ["-netdev", `user,id=n${i}${n.net ? `,${n.net}` : ""}`, "-device", `${n.model},netdev=n${i},mac=${n.mac}${n.addr ? `,addr=${n.addr}` : ""},romfile=`])
     : ["-nic", "none"];

@@ -553,7 +553,7 @@ print defined $a[0] ? inet_ntoa($a[0]) . "/" . unpack("%32B*", $a[1]) : "";
       expect(grub.output).not.toMatch(/EFI variables are not supported/);
 
       const powerOn = Date.now();
-      const disk = bootDisk({ disk: vm.disks[0]!, firmware: "uefi", ovmfVars: vars, serialLog: join(dir, "vm4-disk.serial.log"), workDir: dir, nic: [newNic, newNic2] });
+      const disk = bootDisk({ disk: vm.disks[0]!, firmware: "uefi", ovmfVars: vars, serialLog: join(dir, "vm4-disk.serial.log"), workDir: dir, nics: [newNic, newNic2] });
       try {
         await disk.waitSerial(SAMPLE_BOOTED, 300_000);
         console.log(`sample system (UEFI) booted from its restored disk ${((Date.now() - powerOn) / 1000).toFixed(1)} s after power-on`);
