@@ -58,8 +58,13 @@ async function boundSocket(port: number, index: number): Promise<Socket> {
 /** The drop reason of a reserved-mode stranger in lifeboat_dhcp_dropped_total. */
 const NOT_RESERVED = "not-reserved";
 
-/** Proxy OFFERs held at once; a flood of boot DISCOVERs beyond this is dropped, not queued. */
-const MAX_HELD = 1024;
+/**
+ * Proxy OFFERs held at once; a flood of boot DISCOVERs beyond this is dropped, not queued.
+ * Each held OFFER waits out dhcp.proxyOfferDelayMs, so this caps proxy OFFERs at
+ * MAX_HELD_OFFERS / delay: 16384 at the default 500 ms is about 32,000/s (dnsmasq's flat-out
+ * proxy rate here is about 28,000/s), for about 1 KiB each (a timer and the encoded OFFER).
+ */
+export const MAX_HELD_OFFERS = 16384;
 
 /** Where a reply goes, or why it cannot: "source" replies need a real unicast source. */
 export function replyDestination(to: Destination | "source", rinfo: Pick<RemoteInfo, "address" | "port">): Destination | { drop: string } {
@@ -167,7 +172,7 @@ export class DhcpService implements Service {
       // A retransmitted DISCOVER (same xid) neither postpones nor doubles the OFFER already held for it.
       const key = `${out.mac}/${out.xid}`;
       if (this.held.has(key)) return this.drop("held-already", { port, mac: out.mac });
-      if (this.held.size >= MAX_HELD) return this.drop("hold-full", { port, mac: out.mac });
+      if (this.held.size >= MAX_HELD_OFFERS) return this.drop("hold-full", { port, mac: out.mac });
       this.held.set(
         key,
         setTimeout(() => {
@@ -229,7 +234,7 @@ export class DhcpService implements Service {
       return undefined;
     }
     const type = messageType(req);
-    // Full mode only: there a DISCOVER costs a store write; a proxy OFFER costs a timer (MAX_HELD bounds those).
+    // Full mode only: there a DISCOVER costs a store write; a proxy OFFER costs a timer (MAX_HELD_OFFERS bounds those).
     if (this.pool && type === MessageType.DISCOVER && this.overloaded()) {
       this.metrics.drops.inc({ reason: "overload" });
       return undefined;

@@ -2,6 +2,7 @@
 import type { Socket } from "node:dgram";
 import { describe, expect, it } from "vitest";
 import { MessageType, Opt, decode, encode, ipBytes } from "../../../server/dhcp/codec.ts";
+import { MAX_HELD_OFFERS } from "../../../server/dhcp/server.ts";
 import { canonicalSmbiosUuid } from "../../../server/smbios-uuid.ts";
 import type { JobRecord } from "../../../server/store/types.ts";
 import { pxeDiscover, request } from "./packets.ts";
@@ -39,10 +40,10 @@ describe("proxy OFFER hold (dhcp.proxyOfferDelayMs)", () => {
     expect(sock.sent).toEqual([{ port: 4011, address: "10.231.7.9" }, { port: 68, address: "255.255.255.255" }]);
   });
 
-  it("holds at most 1024 OFFERs (a DISCOVER flood is dropped and counted, not queued); stop() cancels the held ones", async () => {
+  it("holds at most MAX_HELD_OFFERS OFFERs (a DISCOVER flood is dropped and counted, not queued); stop() cancels the held ones", async () => {
     const { svc, metrics } = dhcpService("proxy", 1000);
     const sock = new DgramDouble();
-    for (let i = 0; i < 1100; i++) {
+    for (let i = 0; i < MAX_HELD_OFFERS + 76; i++) {
       const p = pxeDiscover(7);
       p.xid = i;
       await svc.receive(sock as unknown as Socket, 67, encode(p), rinfo("0.0.0.0", 68));
