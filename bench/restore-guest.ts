@@ -5,7 +5,8 @@
  * level 0 of SIZE_MIB MiB of random data, compress none). Over the image's remote-help SSH,
  * with the admin token, the guest times on the same bytes onto the same disk:
  *   dd           curl | dd of=/dev/vda bs=1M conv=fsync          (the reference, first and last,
- *                after one such pass not counted: the guest's first ran at a quarter of the rate)
+ *                after one such pass not counted: onto a disk image the host had not allocated
+ *                or flushed, the first ran at a quarter of the rate)
  *   null         curl > /dev/null                                (the network and curl alone)
  *   sha          curl | sha256sum
  *   sha-local    head -c SIZE /dev/zero | sha256sum               (the hash alone, no network)
