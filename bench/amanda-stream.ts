@@ -8,18 +8,16 @@
  * and prints the ratios and the server's peak RSS (VmHWM). Run as root:
  *   npx tsx bench/amanda-stream.ts [SIZE_MIB=1100]
  * LIFEBOAT_CPU_PROF=DIR profiles the server (`node --cpu-prof`).
- * The Amanda config with the big dump (one amdump, ~1 min) is cached under
- * /var/cache/lifeboat/amanda-bench/v1 and reused.
+ * The Amanda config with the big dump (one amdump, ~1 min) is cached (bench/big-dump.ts).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
+import { bigDump } from "./big-dump.ts";
 
 const SIZE_MIB = Number(process.argv[2] ?? 1100);
-const ROOT = `/var/cache/lifeboat/amanda-bench/v1-${SIZE_MIB}`;
-const CONF = `lifeboat-bench-${SIZE_MIB}`;
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const MiB = 1 << 20;
 
@@ -47,12 +45,7 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 
 async function main() {
   if (process.getuid?.() !== 0) throw new Error("run as root (Amanda dumps run as user backup)");
-  if (!existsSync(join(ROOT, "READY"))) {
-    console.error(`building a ${SIZE_MIB} MiB Amanda dump in ${ROOT} (once)...`);
-    rmSync(ROOT, { recursive: true, force: true });
-    await execa(join(repo, "scripts/amanda-lab/build-big.sh"), [ROOT, CONF, String(SIZE_MIB)], { stdio: "inherit" });
-    writeFileSync(join(ROOT, "READY"), "");
-  }
+  const { root: ROOT, conf: CONF } = await bigDump(SIZE_MIB);
   // amfetchdump finds its config only under /etc/amanda: linked while the bench runs.
   const link = join("/etc/amanda", CONF);
   rmSync(link, { force: true });

@@ -22,13 +22,14 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, tr
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
-import { DEFAULT_CACHE_DIR, buildImage } from "../rescue-image/build.ts";
+import { DEFAULT_CACHE_DIR } from "../rescue-image/build.ts";
 import { fetchSignedLoaders } from "../rescue-image/signed-loaders.ts";
 import type { DrillSummary } from "../server/jobs/drill-record.ts";
 import type { JobView } from "../server/jobs/job-views.ts";
 import type { Recoverability } from "../server/jobs/recoverability.ts";
 import type { DiskLayout } from "../server/layout/layout.ts";
 import type { JobEvent } from "../server/store/types.ts";
+import { imageWithAdminKey } from "../test/helpers/admin-image.ts";
 import { lifeboatBin } from "../test/helpers/cli.ts";
 import { type Lan, createLan } from "../test/helpers/netns.ts";
 import { type IpmiSim, qemuPowerOn, startIpmiSim } from "../test/helpers/ipmi-sim.ts";
@@ -172,13 +173,7 @@ export async function runWholeJob(o: StoryOptions): Promise<Story> {
     n.stage("lab: the sample Debian 12 system (scripts/sample-os)");
     const os = await sampleOs((l) => n.detail(l));
     n.stage("lab: the rescue image (lifeboat image build)");
-    const key = join(CACHE, "ssh", "id_ed25519");
-    if (!existsSync(key)) {
-      mkdirSync(join(CACHE, "ssh"), { recursive: true });
-      await execa("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "lifeboat-whole-job-admin", "-f", key]);
-    }
-    const image = join(CACHE, "image");
-    await buildImage({ cacheDir: DEFAULT_CACHE_DIR, outDir: image, sshKeys: [readFileSync(`${key}.pub`, "utf8").trim()], progress: (l) => n.detail(l) });
+    const { image, key } = await imageWithAdminKey(CACHE, "lifeboat-whole-job-admin", (l) => n.detail(l));
     // As `lifeboat image build` does: Debian's signed shim and network GRUB beside the kernel, so
     // UEFI PXE machines boot the rescue system through them (dhcp.uefiLoader auto, full mode).
     await fetchSignedLoaders({ cacheDir: DEFAULT_CACHE_DIR, outDir: image, progress: (l) => n.detail(l) });

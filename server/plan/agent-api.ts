@@ -83,8 +83,6 @@ export const agentEventSchema = z.discriminatedUnion("type", [
     dumpId: z.string(),
     bytes: z.number().int().nonnegative(),
     totalBytes: z.number().int().nonnegative().nullable().default(null),
-    /** sha256 of what was received, sent when the stream ends. */
-    sha256: z.string().optional(),
     done: z.boolean().default(false),
   }),
   z.object({ type: z.literal("log"), message: z.string() }),

@@ -96,7 +96,7 @@ describeNeeding(skip, "the whole job: a real Debian host backed up by Amanda die
       console.log(
         [
           `whole job (UEFI with Secure Boot, ${process.env.LIFEBOAT_ACCEL ?? "TCG"}): time to recover ${f.recoverSeconds.toFixed(0)} s (jobs arm --power → restored system answers, nothing done in between)`,
-          `  restored ${(f.bytesRestored / MiB).toFixed(0)} MiB in ${f.restoreSeconds.toFixed(1)} s: ${f.restoreMiBs.toFixed(1)} MiB/s (curl → sha256 → tar)`,
+          `  restored ${(f.bytesRestored / MiB).toFixed(0)} MiB in ${f.restoreSeconds.toFixed(1)} s: ${f.restoreMiBs.toFixed(1)} MiB/s (curl → tar)`,
           `drill (${s.drill!.accel}): restore ${s.drill!.restoreSeconds} s, boot ${s.drill!.bootSeconds} s, time to recover ${s.drill!.recoverSeconds} s, ${(s.drill!.bytes / MiB).toFixed(0)} MiB`,
         ].join("\n"),
       );

@@ -586,7 +586,7 @@ function eventText(ev) {
     case "step-end":
       return `step ${d.step} of ${d.of}: ${d.name} ${d.skipped ? "skipped (already done)" : `exit ${d.exitStatus}`}`;
     case "stream-done":
-      return `dump ${d.dumpId}: ${bytes(d.bytes)}${d.sha256 ? `, sha256 ${d.sha256}` : ""}`;
+      return `dump ${d.dumpId}: ${bytes(d.bytes)}`;
     case "log":
       return d.message;
     case "failed":

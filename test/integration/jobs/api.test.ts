@@ -96,7 +96,7 @@ describe("admin and agent API", () => {
       await inject("POST", `${base}/events`, { type: "step-start", step, of: 3, name: "s" }, agent);
       await inject("POST", `${base}/events`, { type: "step-end", step, of: 3, name: "s", exitStatus: 0 }, agent);
     }
-    await inject("POST", `${base}/events`, { type: "stream", dumpId: "d1", bytes: 1000, totalBytes: 1000, sha256: "ab", done: true }, agent);
+    await inject("POST", `${base}/events`, { type: "stream", dumpId: "d1", bytes: 1000, totalBytes: 1000, done: true }, agent);
     expect((await inject("POST", `${base}/events`, { type: "done" }, agent)).json()).toEqual({ state: "done" });
     const final = (await inject("GET", `/api/v1/jobs/${job!.id}`)).json() as JobView;
     expect(final).toMatchObject({ state: "done", step: 3, steps: 3, bytesDone: 1000, bytesTotal: 1000 });

@@ -6,6 +6,8 @@
  * here (cryptsetup luksFormat needs no device-mapper).
  */
 import { execSync } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -277,6 +279,39 @@ describeNeeding(why, "rescue agent step functions on loop devices", () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect((await execa("findmnt", ["-n", "-o", "SOURCE", join(target, "srv/data")])).stdout).toBe(a);
     await execa("umount", [join(target, "srv/data")]);
+  });
+
+  it("restore_dump fails a stream that ends short (no hash in the guest: the byte count is its check)", async () => {
+    arm();
+    const a = await makeLoop(dir, "short", 64 * MiB);
+    await execa("mkfs.ext4", ["-q", a]);
+    expect((await step(`check_disk "$1" "" "" ${64 * MiB}`, [a])).exitCode).toBe(0);
+    expect((await step(`mount_fs "$1" /srv ext4 ""`, [a])).exitCode).toBe(0);
+    writeFileSync(join(dir, "f"), "restored\n");
+    const tar = (await execa("tar", ["-cf", "-", "-C", dir, "f"], { encoding: "buffer" })).stdout as unknown as Buffer;
+    // A whole tar that is shorter than the catalog's size; and one cut off mid-body, as Lifeboat
+    // cuts a stream whose CRC-32C does not match (every resume is cut off too).
+    const srv = createServer((req, res) => {
+      if (req.url!.includes("/cut/")) {
+        res.writeHead(200, { "content-length": tar.length });
+        res.write(tar.subarray(0, 1024), () => res.destroy());
+      } else res.end(tar);
+    });
+    await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+    const base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    try {
+      let r = await step(`LB_SERVER=${base} restore_dump /srv gtar 0 none ${tar.length + 512} /api/v1/dumps/short/stream`);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain(`received ${tar.length} bytes, the catalog says ${tar.length + 512}`);
+      r = await step(`LB_SERVER=${base} LB_STREAM_RETRIES=1 restore_dump /srv gtar 0 none ${tar.length} /api/v1/dumps/cut/stream`);
+      expect(r.exitCode).toBe(1);
+      expect(r.stdout + r.stderr).toMatch(/stream interrupted at byte 1024/);
+      // Neither is recorded as restored (the guard of a re-run would skip it).
+      expect(existsSync(join(run, "restored"))).toBe(false);
+    } finally {
+      srv.close();
+      await execa("umount", [join(target, "srv")], { reject: false });
+    }
   });
 
   it("fix_fstab and set_identity take only UUIDs and host names (they go into sed)", async () => {

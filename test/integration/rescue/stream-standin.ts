@@ -7,7 +7,6 @@
  * the sample system's tree), with the same Range semantics. It can cut a connection after N
  * bytes, throttle, hold streams back, and be stopped and restarted on the same port.
  */
-import { createHash } from "node:crypto";
 import type { Socket } from "node:net";
 import { Readable } from "node:stream";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -29,10 +28,6 @@ export interface StreamStandIn {
   hold: Promise<void> | null;
   stop(): Promise<void>;
   start(): Promise<void>;
-}
-
-export function sha256(b: Buffer): string {
-  return createHash("sha256").update(b).digest("hex");
 }
 
 export async function streamStandIn(opts: {
