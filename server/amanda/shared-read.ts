@@ -6,7 +6,8 @@
  * subscribers holding its oldest chunk are detached: each continues on a cursor of its own
  * from its offset (resumed with the cursor's state there, e.g. the CRC so far), so a slow
  * client never stalls the others and memory stays at most `windowChunks` chunks per group.
- * A subscriber may join only while the window still holds byte 0; later ones start a new group.
+ * A subscriber may join while the window still holds byte 0 (it keeps the first chunks until it
+ * is full, for clients that connect a moment later); later ones start a new group.
  */
 import { Readable } from "node:stream";
 
@@ -182,8 +183,9 @@ class Group<M> {
     }
   }
 
-  /** Drops the chunks every subscriber took. */
+  /** Drops the chunks every subscriber took; the first ones only once the window is full, so streams that start a little later still join. */
   private drop(): void {
+    if (this.lo === 0 && this.window.length < this.windowChunks) return;
     let min = this.hi;
     for (const s of this.subs) min = Math.min(min, s.at);
     while (this.lo < min) {

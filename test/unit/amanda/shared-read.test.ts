@@ -115,26 +115,27 @@ describe("shared reads (fan-out)", () => {
     expect(shared.stats("d")).toBeNull();
   });
 
-  it("joins while the window holds byte 0; a later subscriber starts a read of its own", async () => {
+  it("joins while the window holds byte 0 (kept until the window is full); a later subscriber starts a read of its own", async () => {
     const src = fakeSource();
-    const shared = new SharedReads({ windowChunks: 64 });
+    const shared = new SharedReads({ windowChunks: 4 });
     const first = shared.open("d", src.cursor, CHUNK);
+    const it1 = first[Symbol.asyncIterator]();
+    const head: Buffer[] = [];
+    for (let i = 0; i < 3; i++) head.push((await it1.next()).value as Buffer);
+    // Three chunks taken, the window not full: byte 0 is still held.
     const early = shared.open("d", src.cursor, CHUNK);
     expect(shared.stats("d")?.subscribers).toBe(2);
-    const it1 = first[Symbol.asyncIterator]();
-    const it2 = early[Symbol.asyncIterator]();
-    const a0 = await it1.next();
-    const b0 = await it2.next();
-    // Both took chunk 0: it is dropped, so the next one reads on its own (and is joinable itself).
+    for (let i = 0; i < 6; i++) head.push((await it1.next()).value as Buffer);
     await new Promise((r) => setImmediate(r));
+    // first is 9 chunks on, early none: early went on alone (a second cursor); byte 0 is gone, so late reads on its own (a third).
     const late = shared.open("d", src.cursor, CHUNK);
-    expect(src.opened()).toBe(2);
-    const rest = async (it: AsyncIterator<unknown>, head: Buffer) => {
-      const got = [head];
-      for (let x = await it.next(); !x.done; x = await it.next()) got.push(x.value as Buffer);
-      return Buffer.concat(got);
+    expect(src.opened()).toBe(3);
+    const rest = async () => {
+      for (let x = await it1.next(); !x.done; x = await it1.next()) head.push(x.value as Buffer);
+      return Buffer.concat(head);
     };
-    const [a, b, c] = await Promise.all([rest(it1, a0.value as Buffer), rest(it2, b0.value as Buffer), drain(late)]);
-    for (const r of [a, b, c.data]) expect(r.equals(data)).toBe(true);
+    const [a, b, c] = await Promise.all([rest(), drain(early), drain(late)]);
+    for (const r of [a, b.data, c.data]) expect(r.equals(data)).toBe(true);
+    expect(src.opened()).toBe(3);
   });
 });
