@@ -235,7 +235,7 @@ export class SharedReads {
     return s;
   }
 
-  /** For tests and metrics: the group under `key`, if one is in flight. */
+  /** The group under `key`, if one is in flight: its subscribers, the chunks it holds, how many left it for a reader of their own. */
   stats(key: string): { subscribers: number; windowChunks: number; detached: number } | null {
     const g = this.groups.get(key);
     return g ? { subscribers: g.subs.size, windowChunks: g.window.length, detached: g.detached } : null;
