@@ -72,10 +72,10 @@ const READ_CHUNK_BYTES = 256 << 10;
 /** Chunks read ahead of the consumer: the next reads run on the thread pool while the socket takes the last ones. */
 const READ_AHEAD_CHUNKS = 4;
 /**
- * Chunks a shared read holds for its slowest stream (4 MiB): clients of one dump on one LAN
+ * Chunks a shared read holds for its slowest stream (8 MiB): clients of one dump on one LAN
  * stay within it; one that falls further behind goes on with a reader of its own.
  */
-const SHARED_WINDOW_CHUNKS = 16;
+const SHARED_WINDOW_CHUNKS = 32;
 
 /** The shared reads of one server: streams of the same dump at once read each vtape part once. */
 export function sharedDumpReads(): SharedReads {
