@@ -5,6 +5,9 @@
  *   3. one HTTP stream of the same dump from `lifeboat serve` (curl -o /dev/null), alternating with 2
  *   4. 20 concurrent HTTP streams of it, beside 20 concurrent cats (the disk's limit; 20
  *      amfetchdumps cannot run at once: chg-disk reserves the slot for one of them)
+ *   5. fan-out: 8 concurrent HTTP streams of it (8 clones of one profile), each clone's rate
+ *      against one stream's, and the bytes the server read from files meanwhile as a multiple
+ *      of the dump (the shared reader reads each part once), beside 8 concurrent cats
  * and prints the ratios and the server's peak RSS (VmHWM). Run as root:
  *   npx tsx bench/amanda-stream.ts [SIZE_MIB=1100]
  * LIFEBOAT_CPU_PROF=DIR profiles the server (`node --cpu-prof`).
@@ -35,6 +38,14 @@ async function timedRss(pid: number, fn: () => Promise<unknown>): Promise<[numbe
   } finally {
     clearInterval(tick);
   }
+}
+
+/**
+ * Bytes the process read by syscalls (/proc/PID/io rchar). Not the disk's reads: the page cache
+ * serves those here, so this is what shows whether each part was read once or once per stream.
+ */
+function rchar(pid: number): number {
+  return Number(/^rchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? NaN);
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -100,6 +111,18 @@ async function main() {
     const idle = vmKiB(server.pid!, "VmRSS");
     const [concTime, concPeak] = await timedRss(server.pid!, () => Promise.all(Array.from({ length: 20 }, curl)));
     const hwm = vmKiB(server.pid!, "VmHWM");
+    const FANOUT = 8;
+    const catFan = await timed(() => Promise.all(Array.from({ length: FANOUT }, cat)));
+    const read0 = rchar(server.pid!);
+    // One curl with FANOUT parallel transfers: the clones start together, as a fan-out restore's do
+    // (separate curl processes start milliseconds apart, several MiB of the stream at these rates).
+    let cloneTimes: number[] = [];
+    const fanTime = await timed(async () => {
+      const urls = Array.from({ length: FANOUT }, () => ["-o", "/dev/null", streamUrl]).flat();
+      const r = await execa("curl", ["-sf", "-Z", "--parallel-immediate", "--parallel-max", String(FANOUT), "-H", `authorization: Bearer ${token}`, "-w", "%{time_total}\n", ...urls]);
+      cloneTimes = r.stdout.trim().split("\n").map(Number);
+    });
+    const fanRead = rchar(server.pid!) - read0;
     const rate = (bytes: number, s: number) => `${(bytes / MiB / s).toFixed(0)} MiB/s`;
     console.log(`cat PARTS > /dev/null (best of 3):        ${cat1.toFixed(2)} s  ${rate(size, cat1)}`);
     console.log(`amfetchdump -p > /dev/null (best of 3):   ${am1.toFixed(2)} s  ${rate(size, am1)}`);
@@ -112,6 +135,12 @@ async function main() {
     console.log(`server RSS before the 20 streams:         ${(idle / 1024).toFixed(0)} MiB (an idle server under tsx)`);
     console.log(`server peak RSS during the 20 streams:    ${(concPeak / 1024).toFixed(0)} MiB (+${((concPeak - idle) / 1024).toFixed(0)} MiB for 20 streams)`);
     console.log(`server peak RSS since start (VmHWM):      ${(hwm / 1024).toFixed(0)} MiB`);
+    const slowest = Math.max(...cloneTimes);
+    console.log(`${FANOUT} concurrent cat PARTS > /dev/null:       ${catFan.toFixed(2)} s  ${rate(FANOUT * size, catFan)} aggregate`);
+    console.log(`fan-out: ${FANOUT} clones (concurrent streams):   ${fanTime.toFixed(2)} s  ${rate(FANOUT * size, fanTime)} aggregate; per clone ${rate(size, slowest)} (slowest) to ${rate(size, Math.min(...cloneTimes))}`);
+    console.log(`ratio each clone vs 1 stream:             ${(http1 / slowest).toFixed(2)}x (slowest clone) to ${(http1 / Math.min(...cloneTimes)).toFixed(2)}x`);
+    console.log(`ratio ${FANOUT} clones vs ${FANOUT} cats:                ${(catFan / fanTime).toFixed(2)}x aggregate throughput`);
+    console.log(`server reads during the ${FANOUT} clones:         ${(fanRead / size).toFixed(2)}x the dump (rchar of /proc/PID/io: bytes read by syscalls; the page cache hides the disk's own reads)`);
     // Numbers from a busy machine mean little: say how busy it was.
     console.log(`machine: ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(1)).join(" ")} at the end`);
   } finally {

@@ -82,6 +82,14 @@ export class Crc32c {
     return this;
   }
 
+  /** A copy to continue from: a reader resumed mid-dump goes on from this state. */
+  clone(): Crc32c {
+    const c = new Crc32c();
+    c.c = this.c;
+    c.bytes = this.bytes;
+    return c;
+  }
+
   /** The value as Amanda prints it: `%08x`. */
   hex(): string {
     return ((this.c ^ 0xffffffff) >>> 0).toString(16).padStart(8, "0");

@@ -3,7 +3,8 @@
  * followed, straight from vtape or holding files; from a physical tape (or anything not
  * on disk) through `amfetchdump -p`. Amanda's CRC-32Cs are checked as the bytes go by
  * and the last chunk is held back until the check passed, so a mismatch truncates the
- * stream instead of delivering a quietly wrong one. Memory: one read buffer per stream.
+ * stream instead of delivering a quietly wrong one. Memory: a few read buffers per stream;
+ * whole-dump streams of the same dump at once share one reader (shared-read.ts).
  */
 import { close, open, read, statSync } from "node:fs";
 import { type Duplex, Readable, pipeline } from "node:stream";
@@ -17,6 +18,7 @@ import { type DumpUserAccess, amfetchdumpArgv, defaultDumpUserAccess } from "./d
 import { expectPiece, readHeaderSync } from "./media.ts";
 import { type CatalogDump, dumpName } from "./model.ts";
 import { runAsDumpUser } from "./run-dumpuser.ts";
+import { type Cursor, CursorReader, SharedReads } from "./shared-read.ts";
 
 /** A stream that cannot be served; `status` is the HTTP status that says why. */
 export class DumpStreamError extends UserError {
@@ -41,6 +43,8 @@ export interface StreamOptions {
   readBufferBytes?: number;
   /** The escrowed key of the dump's Amanda config; needed (and only used) for an encrypted dump. */
   decrypt?: AmandaKey;
+  /** Whole-dump streams of a file-backed dump in flight at once read its files once (the server's; the CLI reads alone). */
+  shared?: SharedReads;
 }
 
 export interface DumpStream {
@@ -67,6 +71,16 @@ export interface DumpStream {
 const READ_CHUNK_BYTES = 256 << 10;
 /** Chunks read ahead of the consumer: the next reads run on the thread pool while the socket takes the last ones. */
 const READ_AHEAD_CHUNKS = 4;
+/**
+ * Chunks a shared read holds for its slowest stream (8 MiB): clients of one dump on one LAN
+ * stay within it; one that falls further behind goes on with a reader of its own.
+ */
+const SHARED_WINDOW_CHUNKS = 32;
+
+/** The shared reads of one server: streams of the same dump at once read each vtape part once. */
+export function sharedDumpReads(): SharedReads {
+  return new SharedReads({ windowChunks: SHARED_WINDOW_CHUNKS });
+}
 
 interface Piece {
   path: string;
@@ -102,17 +116,18 @@ function openPieces(dump: CatalogDump): Piece[] {
 }
 
 /**
- * The raw bytes of a file-backed dump (pieces joined, headers skipped), one chunk per
- * fs.read into a fresh buffer, read only when the consumer asks (backpressure: at most one
- * READ_AHEAD_CHUNKS chunks read ahead). With `want`, Amanda's CRC-32C runs over every chunk and the last
- * chunk is pushed only once the whole dump matched: a mismatch truncates the stream.
- * No async generators or per-chunk promises on this path: it has to keep up with amfetchdump.
+ * The raw bytes of a file-backed dump (pieces joined, headers skipped), one chunk per fs.read
+ * into a fresh buffer. With `want`, Amanda's CRC-32C runs over every chunk (from `crcSoFar`, the
+ * state at `start`, when resumed mid-dump) and the last chunk is returned only once the whole
+ * dump matched: a mismatch truncates the stream. No async generators or per-chunk promises on
+ * this path: it has to keep up with amfetchdump.
  */
-class PieceReader extends Readable {
+class PieceCursor implements Cursor<Crc32c | null> {
   private piece = 0;
   /** Offset in the concatenated data of the next byte to read. */
   private pos: number;
   private fd: number | null = null;
+  private closed = false;
   private readonly crc: Crc32c | null;
   /** Start offset of each piece in the concatenated data. */
   private readonly starts: number[];
@@ -123,26 +138,26 @@ class PieceReader extends Readable {
     private readonly end: number,
     private readonly want: { crc: Crc; what: string } | null,
     private readonly chunkBytes: number,
+    crcSoFar: Crc32c | null = null,
   ) {
-    super({ highWaterMark: READ_AHEAD_CHUNKS * chunkBytes });
     this.pos = start;
-    this.crc = want ? new Crc32c() : null;
+    this.crc = want ? (crcSoFar?.clone() ?? new Crc32c()) : null;
     let at = 0;
     this.starts = pieces.map((p) => ((at += p.size), at - p.size));
     while (this.piece < pieces.length && this.starts[this.piece]! + pieces[this.piece]!.size <= start) this.piece++;
   }
 
-  override _read(): void {
-    if (this.pos > this.end) return void this.push(null);
+  next(cb: (err: Error | null, chunk: Buffer | null) => void): void {
+    if (this.pos > this.end) return cb(null, null);
     const p = this.pieces[this.piece]!;
     const inPiece = this.pos - this.starts[this.piece]!;
     const len = Math.min(this.chunkBytes, p.size - inPiece, this.end + 1 - this.pos);
     const go = (fd: number) => {
       const buf = Buffer.allocUnsafeSlow(len);
       read(fd, buf, 0, len, HEADER_SIZE + inPiece, (err, got) => {
-        if (this.destroyed) return;
-        if (err) return this.destroy(err);
-        if (got !== len) return this.destroy(new Error(`${p.path}: short read (${got} of ${len} bytes at ${inPiece}); file changed while streaming?`));
+        if (this.closed) return;
+        if (err) return cb(err, null);
+        if (got !== len) return cb(new Error(`${p.path}: short read (${got} of ${len} bytes at ${inPiece}); file changed while streaming?`), null);
         this.pos += len;
         if (inPiece + len === p.size) this.nextPiece();
         if (this.crc) {
@@ -150,19 +165,23 @@ class PieceReader extends Readable {
           if (this.pos > this.end) {
             const { crc, what } = this.want!;
             if (this.crc.hex() !== crc.crc || this.crc.bytes !== crc.size)
-              return this.destroy(new Error(`CRC mismatch on ${what}: read ${this.crc.hex()}:${this.crc.bytes}, Amanda recorded ${crc.crc}:${crc.size}`));
+              return cb(new Error(`CRC mismatch on ${what}: read ${this.crc.hex()}:${this.crc.bytes}, Amanda recorded ${crc.crc}:${crc.size}`), null);
           }
         }
-        this.push(buf);
+        cb(null, buf);
       });
     };
     if (this.fd !== null) return go(this.fd);
     open(p.path, "r", (err, fd) => {
-      if (this.destroyed) return void (err ? undefined : close(fd, () => {}));
-      if (err) return this.destroy(err);
+      if (this.closed) return void (err ? undefined : close(fd, () => {}));
+      if (err) return cb(err, null);
       this.fd = fd;
       go(fd);
     });
+  }
+
+  mark(): Crc32c | null {
+    return this.crc?.clone() ?? null;
   }
 
   private nextPiece(): void {
@@ -171,10 +190,10 @@ class PieceReader extends Readable {
     this.piece++;
   }
 
-  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+  close(): void {
+    this.closed = true;
     if (this.fd !== null) close(this.fd, () => {});
     this.fd = null;
-    cb(err);
   }
 }
 
@@ -287,15 +306,23 @@ export function openDumpStream(dump: CatalogDump, opts: StreamOptions = {}): Dum
   const stored = storedCrc(dump);
   if (stored && stored.size !== total)
     throw new DumpStreamError(`${dumpName(dump)}: the parts on disk hold ${total} bytes, Amanda wrote ${stored.size}; a part is missing or truncated`, 409);
-  if (opts.decrypt) {
-    const checked = stored ? { crc: stored, what: `${dumpName(dump)} as stored (encrypted)` } : null;
-    return decrypted(dump, new PieceReader(pieces, 0, total - 1, checked, opts.readBufferBytes ?? READ_CHUNK_BYTES), opts.decrypt, opts, "files", stored);
-  }
+  const chunk = opts.readBufferBytes ?? READ_CHUNK_BYTES;
+  const hwm = READ_AHEAD_CHUNKS * chunk;
+  /** The whole dump as stored, CRC-checked: shared with the other whole-dump streams of it in flight, when the server shares. */
+  const whole = (checked: { crc: Crc; what: string } | null): Readable =>
+    opts.shared
+      ? opts.shared.open<Crc32c | null>(
+          `${dump.id}\0${chunk}\0${pieces.map((p) => p.path).join("\0")}`,
+          (from) => new PieceCursor(pieces, from?.offset ?? 0, total - 1, checked, chunk, from?.mark),
+          hwm,
+        )
+      : new CursorReader(new PieceCursor(pieces, 0, total - 1, checked, chunk), hwm);
+  if (opts.decrypt) return decrypted(dump, whole(stored ? { crc: stored, what: `${dumpName(dump)} as stored (encrypted)` } : null), opts.decrypt, opts, "files", stored);
   const start = opts.start ?? 0;
   const end = Math.min(opts.end ?? total - 1, total - 1);
   if (start > 0 && start >= total) throw new DumpStreamError(`range starts at ${start}, the dump has ${total} bytes`, 416);
   const checked = !ranged && stored ? { crc: stored, what: `${dumpName(dump)} as stored` } : null;
-  const src = new PieceReader(pieces, start, end, checked, opts.readBufferBytes ?? READ_CHUNK_BYTES);
+  const src = ranged ? new CursorReader(new PieceCursor(pieces, start, end, checked, chunk), hwm) : whole(checked);
   if (!wantDecompress) return { stream: src, length: end - start + 1, totalSize: total, seekable: true, via: "files", checked: checked?.crc ?? null };
   return decompressed(dump, src, "files");
 }

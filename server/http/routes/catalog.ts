@@ -6,7 +6,7 @@ import { dumpName } from "../../amanda/model.ts";
 import { refreshCatalogs, setupOf } from "../../amanda/refresh.ts";
 import { counter } from "../../metrics.ts";
 import type { AmandaConfig } from "../../config/schema.ts";
-import { CUSTOM_DECOMPRESSORS, DumpStreamError, decryptedCrc, openDumpStream } from "../../amanda/stream.ts";
+import { CUSTOM_DECOMPRESSORS, DumpStreamError, decryptedCrc, openDumpStream, sharedDumpReads } from "../../amanda/stream.ts";
 import { type AmandaKey, type Decryption, decryptionFor, keyHolding } from "../../amanda/decrypt.ts";
 import { chainView, dumpSummary, dumpSummarySchema } from "../../amanda/dump-views.ts";
 import type { ServerContext } from "../../context.ts";
@@ -127,6 +127,8 @@ export function dumpRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): 
   const admin = requireAdmin(ctx);
   const streamBytes = counter(ctx.metrics, "lifeboat_dump_stream_bytes_total", "Bytes of dump data sent");
   const streams = counter(ctx.metrics, "lifeboat_dump_streams_total", "Dump streams by result", ["result"]);
+  // Clones restoring the same profile at once read each vtape part once.
+  const shared = sharedDumpReads();
 
   return async (app) => {
     app.get(
@@ -214,7 +216,7 @@ export function dumpRoutes(ctx: ServerContext, opts: CatalogRouteOptions = {}): 
         }
         let s;
         try {
-          s = openDumpStream(d, { decompress, start: range?.[0], end: range?.[1], dumpUser: d.location.kind === "tape" && amanda ? dumpUserOf(amanda) : undefined, decrypt: key });
+          s = openDumpStream(d, { decompress, start: range?.[0], end: range?.[1], dumpUser: d.location.kind === "tape" && amanda ? dumpUserOf(amanda) : undefined, decrypt: key, shared });
         } catch (err) {
           if (err instanceof DumpStreamError) return refuse(err);
           throw err;

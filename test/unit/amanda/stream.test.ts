@@ -7,6 +7,7 @@ import { catalogFromLogs } from "../../../server/amanda/catalog.ts";
 import { readAmandaConfig } from "../../../server/amanda/conf.ts";
 import { buildHeader } from "../../../server/amanda/header.ts";
 import type { CatalogDump } from "../../../server/amanda/model.ts";
+import { SharedReads } from "../../../server/amanda/shared-read.ts";
 import { DumpStreamError, customDecompressor, openDumpStream } from "../../../server/amanda/stream.ts";
 import { tempDir } from "../../helpers/tmp.ts";
 import { bytes, dumpHeaderText, type SynthDump, writeSynthLab } from "./synthetic.ts";
@@ -136,6 +137,37 @@ describe("dump streams", () => {
     const fromMedia: CatalogDump = { ...cat.find((d) => d.disk === "Docs $HOME")!, crc: { native: { crc: "00000000", size: native.length }, client: null, server: null } };
     const r2 = await collect(openDumpStream(fromMedia, { decompress: true }).stream);
     expect(r2.error?.message).toMatch(/CRC mismatch on h:"Docs \$HOME" L0 20261124020601 decompressed/);
+  });
+
+  it("shared reads: streams of one dump at once read it once, a detached one resumes the CRC where it left, a flipped byte fails them all", async () => {
+    const { l, get } = await setup();
+    const d = get("/split", 0);
+    const shared = new SharedReads({ windowChunks: 2 });
+    const open = () => openDumpStream(d, { readBufferBytes: 16384, shared });
+    const [a, b] = [open(), open()];
+    expect(a.checked).toEqual(b.checked);
+    expect(a.checked?.size).toBe(300000);
+    // b takes one chunk and waits: a window (2 chunks) later it is detached and reads the rest itself, its CRC from that offset on.
+    const first = await new Promise<Buffer>((r) => b.stream.once("data", (c: Buffer) => (b.stream.pause(), r(c))));
+    const ra = await collect(a.stream);
+    const rb = await collect(b.stream.resume());
+    expect(ra.error).toBeNull();
+    expect(rb.error).toBeNull();
+    expect(ra.data.equals(dumps.split!.data)).toBe(true);
+    expect(Buffer.concat([first, rb.data]).equals(dumps.split!.data)).toBe(true);
+    // A byte flipped late in the last part: the shared reader and a detached one both fail on Amanda's CRC.
+    const part = join(l.vtapes, "slot1", "00005.h._split.0");
+    const fd = openSync(part, "r+");
+    writeSync(fd, Buffer.from([0x55]), 0, 1, 32768 + 100);
+    closeSync(fd);
+    const [c, e, f] = [open(), open(), open()];
+    const head = await new Promise<Buffer>((r) => f.stream.once("data", (x: Buffer) => (f.stream.pause(), r(x))));
+    const [rc, re] = await Promise.all([collect(c.stream), collect(e.stream)]);
+    const rf = await collect(f.stream.resume());
+    for (const r of [rc, re, { ...rf, data: Buffer.concat([head, rf.data]) }]) {
+      expect(r.error?.message).toMatch(/^CRC mismatch on h:"\/split" L0 20261124020601 as stored/);
+      expect(r.data.length).toBeLessThan(300000);
+    }
   });
 
   it("refuses before the first byte: missing part, truncated part, header of another dump, encrypted dump", async () => {
