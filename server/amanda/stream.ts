@@ -57,8 +57,8 @@ export interface DumpStream {
   seekable: boolean;
   via: "files" | "amfetchdump";
   /**
-   * Amanda's CRC-32C and size this stream is checked against (null: not checked, e.g. a
-   * byte range). A stream that ends without an error matched it; the audit log records it
+   * Amanda's CRC-32C and size this stream is checked against (null: not checked, e.g. a byte
+   * range that stops short of the end). A stream that ends without an error matched it; the audit log records it
    * as the stream's checksum (no second hash of the same bytes per stream).
    */
   checked: Crc | null;
@@ -282,6 +282,35 @@ export function decryptedCrc(d: CatalogDump): Crc | null {
   return d.compression === "none" ? d.crc.native : null;
 }
 
+/** The chunks of `inner` from byte `skip` on: the bytes before it are read (and checked by `inner`), never returned. */
+class SkipCursor<M> implements Cursor<M> {
+  constructor(
+    private readonly inner: Cursor<M>,
+    private skip: number,
+  ) {}
+
+  next(cb: (err: Error | null, chunk: Buffer | null) => void): void {
+    this.inner.next((err, chunk) => {
+      if (err || !chunk || this.skip === 0) return cb(err, chunk);
+      if (this.skip >= chunk.length) {
+        this.skip -= chunk.length;
+        return this.next(cb); // called back from a read: no stack grows
+      }
+      const rest = chunk.subarray(this.skip);
+      this.skip = 0;
+      cb(null, rest);
+    });
+  }
+
+  mark(): M {
+    return this.inner.mark();
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+}
+
 /**
  * Opens the data of one dump. Raw by default (as stored: the rescue side decompresses);
  * `decompress` decompresses on the server. An encrypted dump needs `decrypt` (the key the
@@ -321,8 +350,13 @@ export function openDumpStream(dump: CatalogDump, opts: StreamOptions = {}): Dum
   const start = opts.start ?? 0;
   const end = Math.min(opts.end ?? total - 1, total - 1);
   if (start > 0 && start >= total) throw new DumpStreamError(`range starts at ${start}, the dump has ${total} bytes`, 416);
-  const checked = !ranged && stored ? { crc: stored, what: `${dumpName(dump)} as stored` } : null;
-  const src = ranged ? new CursorReader(new PieceCursor(pieces, start, end, checked, chunk), hwm) : whole(checked);
+  // A range to the end (a restore resumed after a drop) is checked too: the CRC runs over the
+  // prefix, read again and not sent. A range that stops short of the end cannot be checked.
+  const toEnd = end === total - 1;
+  const checked = stored && toEnd ? { crc: stored, what: `${dumpName(dump)} as stored${start > 0 ? ` (resumed at byte ${start})` : ""}` } : null;
+  const src = !ranged
+    ? whole(checked)
+    : new CursorReader(checked ? new SkipCursor(new PieceCursor(pieces, 0, end, checked, chunk), start) : new PieceCursor(pieces, start, end, null, chunk), hwm);
   if (!wantDecompress) return { stream: src, length: end - start + 1, totalSize: total, seekable: true, via: "files", checked: checked?.crc ?? null };
   return decompressed(dump, src, "files");
 }

@@ -113,6 +113,8 @@ describe("dump streams", () => {
       expect(r.error).toBeNull();
       expect(r.data.equals(dumps.split!.data.subarray(start, end === undefined ? undefined : end + 1))).toBe(true);
       expect(s.length).toBe(r.data.length);
+      // A range to the end (a resumed restore) is checked against Amanda's CRC over the whole dump; one that stops short cannot be.
+      expect(s.checked).toEqual(end === undefined || end === 299999 ? d.crc.server ?? d.crc.native : null);
     }
     expect(() => openDumpStream(d, { start: 300000 })).toThrow(/range starts at 300000, the dump has 300000 bytes/);
     expect(() => openDumpStream(get("Docs $HOME", 0), { start: 5, decompress: true })).toThrow(DumpStreamError);
@@ -128,6 +130,12 @@ describe("dump streams", () => {
     const r = await collect(s.stream);
     expect(r.error?.message).toMatch(/^CRC mismatch on h:"\/split" L0 20261124020601 as stored: read [0-9a-f]{8}:300000, Amanda recorded [0-9a-f]{8}:300000$/);
     expect(r.data.length).toBeLessThan(300000);
+    // A restore resumed after the flipped byte fails too: the prefix is read again for the CRC, not sent.
+    for (const start of [32768 + 1001, 299999]) {
+      const resumed = await collect(openDumpStream(get("/split", 0), { start, readBufferBytes: 16384 }).stream);
+      expect(resumed.error?.message).toMatch(new RegExp(`^CRC mismatch on h:"/split" L0 20261124020601 as stored \\(resumed at byte ${start}\\): read [0-9a-f]{8}:300000`));
+      expect(resumed.data.length).toBeLessThan(300000 - start);
+    }
     // decompressed: the native CRC is checked too
     const gzPart = join(l.vtapes, "slot1", "00006.h.Docs $HOME.0");
     const buf = readFileSync(gzPart);
