@@ -260,7 +260,7 @@ function decompressor(d: CatalogDump): Duplex {
   }
 }
 
-/** A stream from byte `start` to `end` (inclusive) of `src`, read from its beginning: for streams that cannot seek (decrypted ones). */
+/** A stream from byte `start` to `end` (inclusive) of `src`, read from its beginning: for streams that cannot seek (decrypted ones) and for ranges checked against the whole dump's CRC. */
 async function* skipTo(src: AsyncIterable<Buffer>, start: number, end: number | undefined): AsyncGenerator<Buffer> {
   let at = 0;
   for await (const chunk of src) {
@@ -280,35 +280,6 @@ async function* skipTo(src: AsyncIterable<Buffer>, start: number, end: number | 
 export function decryptedCrc(d: CatalogDump): Crc | null {
   if (d.encryption?.side === "server") return d.crc.client;
   return d.compression === "none" ? d.crc.native : null;
-}
-
-/** The chunks of `inner` from byte `skip` on: the bytes before it are read (and checked by `inner`), never returned. */
-class SkipCursor<M> implements Cursor<M> {
-  constructor(
-    private readonly inner: Cursor<M>,
-    private skip: number,
-  ) {}
-
-  next(cb: (err: Error | null, chunk: Buffer | null) => void): void {
-    this.inner.next((err, chunk) => {
-      if (err || !chunk || this.skip === 0) return cb(err, chunk);
-      if (this.skip >= chunk.length) {
-        this.skip -= chunk.length;
-        return this.next(cb); // called back from a read: no stack grows
-      }
-      const rest = chunk.subarray(this.skip);
-      this.skip = 0;
-      cb(null, rest);
-    });
-  }
-
-  mark(): M {
-    return this.inner.mark();
-  }
-
-  close(): void {
-    this.inner.close();
-  }
 }
 
 /**
@@ -356,7 +327,9 @@ export function openDumpStream(dump: CatalogDump, opts: StreamOptions = {}): Dum
   const checked = stored && toEnd ? { crc: stored, what: `${dumpName(dump)} as stored${start > 0 ? ` (resumed at byte ${start})` : ""}` } : null;
   const src = !ranged
     ? whole(checked)
-    : new CursorReader(checked ? new SkipCursor(new PieceCursor(pieces, 0, end, checked, chunk), start) : new PieceCursor(pieces, start, end, null, chunk), hwm);
+    : checked
+      ? Readable.from(skipTo(new CursorReader(new PieceCursor(pieces, 0, end, checked, chunk), hwm), start, undefined), { objectMode: false })
+      : new CursorReader(new PieceCursor(pieces, start, end, null, chunk), hwm);
   if (!wantDecompress) return { stream: src, length: end - start + 1, totalSize: total, seekable: true, via: "files", checked: checked?.crc ?? null };
   return decompressed(dump, src, "files");
 }
